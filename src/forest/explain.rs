@@ -1,0 +1,384 @@
+//! Per-prediction explanations: which features pushed this account's probability up or
+//! down. Two methods, both additive: `base + sum(contributions) == probability`.
+//!
+//! - [`Method::TreeShap`]: exact path-dependent TreeSHAP (Lundberg et al. 2018,
+//!   Algorithm 2), with node covers = weighted training mass. Shapley values of the
+//!   forest's probability; O(leaves x depth^2) per tree, so it runs off the UI thread.
+//! - [`Method::PathAttribution`]: Saabas' path attribution: along the path the account
+//!   takes, each split's change in node probability is credited to its feature.
+//!   O(depth) per tree; used for bulk scoring.
+
+use super::{Forest, Tree};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Method {
+    TreeShap,
+    PathAttribution,
+}
+
+impl Method {
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::TreeShap => "TreeSHAP (exact, path-dependent)",
+            Method::PathAttribution => "path attribution (Saabas)",
+        }
+    }
+}
+
+/// An additive explanation of one prediction.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Explanation {
+    pub method: Method,
+    /// Expected probability over the training data (the model's average output).
+    pub base: f64,
+    /// One contribution per feature.
+    pub contributions: Vec<f64>,
+    /// The explained probability: `base + sum(contributions)`.
+    pub prediction: f64,
+}
+
+impl Explanation {
+    /// Feature indices by decreasing absolute contribution.
+    pub fn ranked(&self) -> Vec<usize> {
+        let mut idx: Vec<usize> = (0..self.contributions.len()).collect();
+        idx.sort_by(|&a, &b| {
+            self.contributions[b]
+                .abs()
+                .total_cmp(&self.contributions[a].abs())
+                .then(a.cmp(&b))
+        });
+        idx
+    }
+
+    /// The `k` largest contributions by absolute value: (feature, contribution).
+    pub fn top(&self, k: usize) -> Vec<(usize, f64)> {
+        self.ranked()
+            .into_iter()
+            .take(k)
+            .map(|f| (f, self.contributions[f]))
+            .collect()
+    }
+}
+
+impl Forest {
+    /// Explains one row (no NaN) with the chosen method.
+    pub fn explain(&self, x: &[f64], method: Method) -> Explanation {
+        let m = self.trees.len() as f64;
+        let (base, mut contributions) = match method {
+            Method::PathAttribution => {
+                let mut phi = vec![0.0; self.n_features];
+                let mut base = 0.0;
+                for t in &self.trees {
+                    base += saabas(t, x, &mut phi);
+                }
+                (base, phi)
+            }
+            Method::TreeShap => {
+                let parts: Vec<(f64, Vec<f64>)> = self
+                    .trees
+                    .par_iter()
+                    .map(|t| {
+                        let mut phi = vec![0.0; self.n_features];
+                        tree_shap(t, x, &mut phi);
+                        (expected_value(t), phi)
+                    })
+                    .collect();
+                let mut phi = vec![0.0; self.n_features];
+                let mut base = 0.0;
+                for (b, p) in parts {
+                    base += b;
+                    for (a, v) in phi.iter_mut().zip(&p) {
+                        *a += v;
+                    }
+                }
+                (base, phi)
+            }
+        };
+        for c in contributions.iter_mut() {
+            *c /= m;
+        }
+        Explanation {
+            method,
+            base: base / m,
+            contributions,
+            prediction: self.predict_proba(x),
+        }
+    }
+
+    /// The model's expected output over the training data (TreeSHAP's base value).
+    pub fn expected_value(&self) -> f64 {
+        self.trees.iter().map(expected_value).sum::<f64>() / self.trees.len() as f64
+    }
+}
+
+/// Cover-weighted mean of the leaf values of a tree.
+pub fn expected_value(t: &Tree) -> f64 {
+    // The value of a node is the cover-weighted mean of its leaves' values, so the
+    // root's value is the expected value.
+    t.value(0)
+}
+
+/// Adds one tree's path attribution to `phi`; returns the tree's base value.
+fn saabas(t: &Tree, x: &[f64], phi: &mut [f64]) -> f64 {
+    let mut i = 0;
+    while !t.is_leaf(i) {
+        let f = t.feature[i] as usize;
+        let next = if x[f] <= t.threshold[i] {
+            i + 1
+        } else {
+            t.right[i] as usize
+        };
+        phi[f] += t.value(next) - t.value(i);
+        i = next;
+    }
+    t.value(0)
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct PathElement {
+    feature: i32,
+    zero_fraction: f64,
+    one_fraction: f64,
+    pweight: f64,
+}
+
+fn extend_path(path: &mut [PathElement], depth: usize, zero: f64, one: f64, feature: i32) {
+    path[depth] = PathElement {
+        feature,
+        zero_fraction: zero,
+        one_fraction: one,
+        pweight: if depth == 0 { 1.0 } else { 0.0 },
+    };
+    let d1 = (depth + 1) as f64;
+    for i in (0..depth).rev() {
+        path[i + 1].pweight += one * path[i].pweight * (i + 1) as f64 / d1;
+        path[i].pweight = zero * path[i].pweight * (depth - i) as f64 / d1;
+    }
+}
+
+fn unwind_path(path: &mut [PathElement], depth: usize, index: usize) {
+    let one = path[index].one_fraction;
+    let zero = path[index].zero_fraction;
+    let mut next_one = path[depth].pweight;
+    let d1 = (depth + 1) as f64;
+    for i in (0..depth).rev() {
+        if one != 0.0 {
+            let tmp = path[i].pweight;
+            path[i].pweight = next_one * d1 / ((i + 1) as f64 * one);
+            next_one = tmp - path[i].pweight * zero * (depth - i) as f64 / d1;
+        } else {
+            path[i].pweight = path[i].pweight * d1 / (zero * (depth - i) as f64);
+        }
+    }
+    for i in index..depth {
+        path[i].feature = path[i + 1].feature;
+        path[i].zero_fraction = path[i + 1].zero_fraction;
+        path[i].one_fraction = path[i + 1].one_fraction;
+    }
+}
+
+fn unwound_path_sum(path: &[PathElement], depth: usize, index: usize) -> f64 {
+    let one = path[index].one_fraction;
+    let zero = path[index].zero_fraction;
+    let mut next_one = path[depth].pweight;
+    let mut total = 0.0;
+    if one != 0.0 {
+        for i in (0..depth).rev() {
+            let tmp = next_one / ((i + 1) as f64 * one);
+            total += tmp;
+            next_one = path[i].pweight - tmp * zero * (depth - i) as f64;
+        }
+    } else if zero != 0.0 {
+        for i in (0..depth).rev() {
+            total += path[i].pweight / (zero * (depth - i) as f64);
+        }
+    }
+    total * (depth + 1) as f64
+}
+
+/// Adds one tree's exact TreeSHAP values for `x` to `phi`.
+pub fn tree_shap(t: &Tree, x: &[f64], phi: &mut [f64]) {
+    let max_depth = t.depth() + 2;
+    let mut space = vec![PathElement::default(); (max_depth * (max_depth + 1)) / 2 + max_depth];
+    recurse(t, x, phi, 0, &mut space, 0, 0, 1.0, 1.0, -1);
+}
+
+/// `space[offset..]` holds the parent's path (`depth` elements are copied from it).
+#[allow(clippy::too_many_arguments)]
+fn recurse(
+    t: &Tree,
+    x: &[f64],
+    phi: &mut [f64],
+    node: usize,
+    space: &mut [PathElement],
+    parent_offset: usize,
+    depth: usize,
+    zero: f64,
+    one: f64,
+    feature: i32,
+) {
+    // The node's path lives right after the parent's (depth + 1 elements).
+    let offset = parent_offset + depth;
+    let (head, path) = space.split_at_mut(offset);
+    if depth > 0 {
+        path[..depth].copy_from_slice(&head[parent_offset..parent_offset + depth]);
+    }
+    let mut depth = depth;
+    extend_path(path, depth, zero, one, feature);
+
+    if t.is_leaf(node) {
+        let v = t.value(node);
+        for i in 1..=depth {
+            let w = unwound_path_sum(path, depth, i);
+            let el = path[i];
+            phi[el.feature as usize] += w * (el.one_fraction - el.zero_fraction) * v;
+        }
+        return;
+    }
+
+    let split = t.feature[node] as usize;
+    let (left, right) = t.children(node);
+    let (hot, cold) = if x[split] <= t.threshold[node] {
+        (left, right)
+    } else {
+        (right, left)
+    };
+    let cover = t.cover(node);
+    let hot_zero = t.cover(hot) / cover;
+    let cold_zero = t.cover(cold) / cover;
+    let mut incoming_zero = 1.0;
+    let mut incoming_one = 1.0;
+    // If this feature was already split on along the path, undo that split so it is
+    // counted once, with the combined fractions.
+    if let Some(k) = (1..=depth).find(|&k| path[k].feature == split as i32) {
+        incoming_zero = path[k].zero_fraction;
+        incoming_one = path[k].one_fraction;
+        unwind_path(path, depth, k);
+        depth -= 1;
+    }
+    recurse(
+        t,
+        x,
+        phi,
+        hot,
+        space,
+        offset,
+        depth + 1,
+        hot_zero * incoming_zero,
+        incoming_one,
+        split as i32,
+    );
+    recurse(
+        t,
+        x,
+        phi,
+        cold,
+        space,
+        offset,
+        depth + 1,
+        cold_zero * incoming_zero,
+        0.0,
+        split as i32,
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{ForestParams, tests::toy};
+    use super::*;
+    use crate::progress::NoProgress;
+
+    /// Path-dependent value function: features in `set` follow x, the others average
+    /// the children by cover.
+    fn cond_value(t: &Tree, x: &[f64], set: u32, node: usize) -> f64 {
+        if t.is_leaf(node) {
+            return t.value(node);
+        }
+        let f = t.feature[node] as usize;
+        let (l, r) = t.children(node);
+        if set & (1 << f) != 0 {
+            let next = if x[f] <= t.threshold[node] { l } else { r };
+            cond_value(t, x, set, next)
+        } else {
+            (t.cover(l) * cond_value(t, x, set, l) + t.cover(r) * cond_value(t, x, set, r))
+                / t.cover(node)
+        }
+    }
+
+    fn brute_force_shap(f: &Forest, x: &[f64]) -> Vec<f64> {
+        let m = f.n_features;
+        let fact = |k: usize| (1..=k).map(|v| v as f64).product::<f64>();
+        let mut phi = vec![0.0; m];
+        for t in &f.trees {
+            for (i, p) in phi.iter_mut().enumerate() {
+                for set in 0u32..(1 << m) {
+                    if set & (1 << i) != 0 {
+                        continue;
+                    }
+                    let s = set.count_ones() as usize;
+                    let w = fact(s) * fact(m - s - 1) / fact(m);
+                    *p += w * (cond_value(t, x, set | (1 << i), 0) - cond_value(t, x, set, 0));
+                }
+            }
+        }
+        phi.iter().map(|p| p / f.trees.len() as f64).collect()
+    }
+
+    fn small_forest() -> (Forest, Vec<Vec<f64>>) {
+        let (mut cols, y) = toy(600, 11);
+        // Two extra weakly informative features so paths repeat features.
+        let mut rng = crate::rng::SplitMix64::new(5);
+        cols.push(cols[0].iter().map(|a| a * 0.5 + rng.next_f64()).collect());
+        cols.push(y.iter().map(|&l| l as f64 + rng.next_f64() * 2.0).collect());
+        let refs: Vec<&[f64]> = cols.iter().map(Vec::as_slice).collect();
+        let f = ForestParams {
+            n_trees: 4,
+            max_depth: Some(6),
+            ..Default::default()
+        }
+        .fit(&refs, &y, None, &NoProgress)
+        .unwrap();
+        (f, cols)
+    }
+
+    #[test]
+    fn tree_shap_equals_brute_force_shapley_values() {
+        let (f, cols) = small_forest();
+        for r in [0usize, 7, 99, 250, 599] {
+            let x: Vec<f64> = cols.iter().map(|c| c[r]).collect();
+            let e = f.explain(&x, Method::TreeShap);
+            let bf = brute_force_shap(&f, &x);
+            for (a, b) in e.contributions.iter().zip(&bf) {
+                assert!((a - b).abs() < 1e-10, "row {r}: {a} vs {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn both_methods_are_additive() {
+        let (f, cols) = small_forest();
+        for r in 0..100 {
+            let x: Vec<f64> = cols.iter().map(|c| c[r]).collect();
+            for method in [Method::TreeShap, Method::PathAttribution] {
+                let e = f.explain(&x, method);
+                assert_eq!(e.method, method);
+                let sum = e.base + e.contributions.iter().sum::<f64>();
+                assert!((sum - e.prediction).abs() < 1e-12, "{method:?} row {r}");
+                assert!((e.prediction - f.predict_proba(&x)).abs() < 1e-15);
+            }
+        }
+        assert!((f.expected_value() - f.explain(&[0.0; 5], Method::TreeShap).base).abs() < 1e-15);
+    }
+
+    #[test]
+    fn explanations_point_at_the_informative_feature() {
+        let (f, _) = small_forest();
+        let e = f.explain(&[9.5, 0.0, 2.0, 4.5, 1.5], Method::TreeShap);
+        // x0 = 9.5 is far into the positive region of the toy rule.
+        assert!(e.contributions[0] > 0.0);
+        assert!(e.top(2).iter().any(|&(i, _)| i == 0));
+        assert_eq!(e.ranked().len(), 5);
+    }
+}
