@@ -1,9 +1,19 @@
 fn main() {
-    let t = std::time::Instant::now();
-    let p = spamscope::synth::SynthParams::default();
-    let tab = spamscope::synth::generate(p);
-    eprintln!("gen {:?}", t.elapsed());
-    let f = std::fs::File::create(std::env::args().nth(1).unwrap()).unwrap();
-    tab.write_csv(f).unwrap();
-    eprintln!("write {:?}", t.elapsed());
+    // A bug must still end in one line, not a backtrace.
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!("error: internal error: {}{at}", msg.replace('\n', " "));
+    }));
+    std::process::exit(spamscope::cli::main_with_args(
+        std::env::args_os().collect(),
+    ));
 }

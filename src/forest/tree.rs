@@ -71,6 +71,19 @@ impl Tree {
         i
     }
 
+    /// Sets each internal node's class masses to the sum of its children's, so covers
+    /// are exactly additive (TreeSHAP relies on it) and a saved tree, which stores leaf
+    /// masses only, loads back identical. Children come after their parent.
+    pub fn sum_internal_masses(&mut self) {
+        for i in (0..self.n_nodes()).rev() {
+            if !self.is_leaf(i) {
+                let (l, r) = self.children(i);
+                let (a, b) = (self.class_weight[l], self.class_weight[r]);
+                self.class_weight[i] = [a[0] + b[0], a[1] + b[1]];
+            }
+        }
+    }
+
     /// Depth of the deepest leaf (root = 0).
     pub fn depth(&self) -> usize {
         let mut max = 0;
@@ -328,5 +341,6 @@ pub(crate) fn grow(
             parent: None,
         });
     }
+    tree.sum_internal_masses();
     tree
 }

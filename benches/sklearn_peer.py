@@ -1,0 +1,62 @@
+"""scikit-learn peer for `spamscope bench`: the same model on the same split.
+
+Usage: python sklearn_peer.py TRAIN.csv TEST.csv N_TREES
+Prints one JSON object: fit/predict times, single-row latency, ROC-AUC, model size.
+"""
+import json
+import pickle
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.impute import SimpleImputer
+from sklearn.metrics import roc_auc_score
+
+train_path, test_path, n_trees = sys.argv[1], sys.argv[2], int(sys.argv[3])
+features = [f"X{i}" for i in range(1, 52)]
+train = pd.read_csv(train_path)
+test = pd.read_csv(test_path)
+
+imputer = SimpleImputer(strategy="median").fit(train[features])
+x_train = imputer.transform(train[features])
+x_test = imputer.transform(test[features])
+
+model = RandomForestClassifier(
+    n_estimators=n_trees,
+    max_depth=20,
+    min_samples_split=5,
+    class_weight="balanced",
+    random_state=42,
+    n_jobs=-1,
+)
+t = time.perf_counter()
+model.fit(x_train, train["label"].to_numpy())
+fit_seconds = time.perf_counter() - t
+
+t = time.perf_counter()
+proba = model.predict_proba(x_test)[:, 1]
+predict_seconds = time.perf_counter() - t
+
+# Single-row latency: what a live gauge would pay per change.
+model.set_params(n_jobs=1)
+row = x_test[:1]
+times = []
+for i in range(30):
+    t = time.perf_counter()
+    model.predict_proba(x_test[i : i + 1])
+    times.append(time.perf_counter() - t)
+
+print(
+    json.dumps(
+        {
+            "fit_seconds": fit_seconds,
+            "predict_seconds": predict_seconds,
+            "single_row_ms": float(np.median(times) * 1000),
+            "roc_auc": float(roc_auc_score(test["label"].to_numpy(), proba)),
+            "model_bytes": len(pickle.dumps(model)),
+            "sklearn_version": __import__("sklearn").__version__,
+        }
+    )
+)

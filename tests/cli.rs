@@ -1,0 +1,477 @@
+//! End-to-end tests of the command line, as scripts and checks call it.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn spamscope(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_spamscope"))
+        .args(args)
+        .env_remove("SPAMSCOPE_HOME")
+        .output()
+        .expect("the binary runs")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = spamscope(args);
+    assert!(
+        out.status.success(),
+        "spamscope {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn json(args: &[&str]) -> Value {
+    let text = ok(args);
+    assert_eq!(text.trim().lines().count(), 1, "one JSON object: {text}");
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Fails with exit code != 0 and exactly one line on stderr; returns that line.
+fn fails(args: &[&str]) -> String {
+    let out = spamscope(args);
+    assert!(!out.status.success(), "spamscope {args:?} should fail");
+    let err = String::from_utf8(out.stderr).unwrap();
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    let last = lines.last().copied().unwrap_or("");
+    assert!(last.starts_with("error"), "last line is the error: {err}");
+    assert!(!err.contains("panicked"), "no panic: {err}");
+    assert!(!err.contains("RUST_BACKTRACE"), "no backtrace: {err}");
+    last.to_string()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Env {
+        Env {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+    fn registry(&self) -> String {
+        s(&self.path("registry")).to_string()
+    }
+    fn data(&self, rows: usize) -> PathBuf {
+        let p = self.path(&format!("data{rows}.csv"));
+        if !p.exists() {
+            ok(&[
+                "gen-data",
+                "--out",
+                s(&p),
+                "--rows",
+                &rows.to_string(),
+                "--seed",
+                "7",
+            ]);
+        }
+        p
+    }
+    fn train(&self, data: &Path, extra: &[&str]) -> Value {
+        let reg = self.registry();
+        let mut args = vec!["train", "--data", s(data), "--registry", &reg];
+        if !extra.contains(&"--trees") {
+            args.extend(["--trees", "20"]);
+        }
+        args.extend_from_slice(extra);
+        args.push("--json");
+        json(&args)
+    }
+}
+
+#[test]
+fn train_eval_score_versions_round_trip() {
+    let env = Env::new();
+    let data = env.data(6000);
+    let reg = env.registry();
+    let t = env.train(&data, &[]);
+    assert_eq!(t["version"], 1);
+    assert_eq!(t["rows"], 4800);
+    assert!(t["train_seconds"].as_f64().unwrap() > 0.0);
+    let m = &t["metrics"];
+    for k in [
+        "accuracy",
+        "precision",
+        "recall",
+        "f1",
+        "roc_auc",
+        "average_precision",
+        "tn",
+        "fp",
+        "fn",
+        "tp",
+    ] {
+        assert!(m[k].is_number(), "metrics.{k}");
+    }
+    assert_eq!(
+        m["tn"].as_u64().unwrap()
+            + m["fp"].as_u64().unwrap()
+            + m["fn"].as_u64().unwrap()
+            + m["tp"].as_u64().unwrap(),
+        1200
+    );
+    assert!(m["roc_auc"].as_f64().unwrap() > 0.85, "{m}");
+    let imp = t["importance"].as_object().unwrap();
+    assert_eq!(imp.len(), 51);
+    let total: f64 = imp.values().map(|v| v.as_f64().unwrap()).sum();
+    assert!((total - 1.0).abs() < 1e-9);
+
+    // A second version with different parameters becomes active, parent = 1.
+    let t2 = env.train(&data, &["--trees", "10", "--max-depth", "6", "--seed", "3"]);
+    assert_eq!(t2["version"], 2);
+    let v = json(&["versions", "--registry", &reg, "--json"]);
+    assert_eq!(v["active"], 2);
+    let list = v["versions"].as_array().unwrap();
+    assert_eq!(list.len(), 2);
+    assert_eq!(list[1]["parent"], 1);
+    assert_eq!(list[1]["active"], true);
+
+    // eval on the same file with version 1 equals a fresh evaluation of that version.
+    let e1 = json(&[
+        "eval",
+        "--data",
+        s(&data),
+        "--registry",
+        &reg,
+        "--version",
+        "1",
+        "--json",
+    ]);
+    assert_eq!(e1["version"], 1);
+    assert_eq!(e1["rows"], 6000);
+    let e_strict = json(&[
+        "eval",
+        "--data",
+        s(&data),
+        "--registry",
+        &reg,
+        "--version",
+        "1",
+        "--threshold",
+        "0.9",
+        "--json",
+    ]);
+    assert!(
+        e_strict["metrics"]["tp"].as_u64() <= e1["metrics"]["tp"].as_u64(),
+        "a higher threshold flags fewer accounts"
+    );
+
+    // score with explanations.
+    let out = env.path("scores.csv");
+    ok(&[
+        "score",
+        "--data",
+        s(&data),
+        "--out",
+        s(&out),
+        "--registry",
+        &reg,
+        "--explain",
+        "3",
+    ]);
+    let text = std::fs::read_to_string(&out).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    assert_eq!(
+        &header[..5],
+        &[
+            "user_id",
+            "probability",
+            "is_spammer",
+            "model_version",
+            "explanation_method"
+        ]
+    );
+    assert_eq!(header.len(), 5 + 9);
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 6000);
+    for r in rows.iter().take(50) {
+        let p: f64 = r[1].parse().unwrap();
+        assert!((0.0..=1.0).contains(&p));
+        assert_eq!(r[2], if p > 0.5 { "1" } else { "0" });
+        assert_eq!(r[3], "2");
+        assert_eq!(r[4], "path_attribution");
+        assert!(r[5].starts_with('X'));
+    }
+    // Exact TreeSHAP on a few rows of a scoring file without labels.
+    let small = env.path("nolabel.csv");
+    let src = std::fs::read_to_string(&data).unwrap();
+    let nolabel: String = src
+        .lines()
+        .take(6)
+        .map(|l| l.split_once(',').unwrap().1.to_string() + "\n")
+        .collect();
+    std::fs::write(&small, nolabel).unwrap();
+    let out2 = env.path("scores2.csv");
+    ok(&[
+        "score",
+        "--data",
+        s(&small),
+        "--out",
+        s(&out2),
+        "--registry",
+        &reg,
+        "--explain",
+        "2",
+        "--exact",
+        "--version",
+        "1",
+    ]);
+    let text = std::fs::read_to_string(&out2).unwrap();
+    assert_eq!(text.lines().count(), 6);
+    assert!(
+        text.lines().nth(1).unwrap().contains(",1,treeshap,X"),
+        "{text}"
+    );
+}
+
+#[test]
+fn train_with_a_separate_test_file() {
+    let env = Env::new();
+    let train = env.data(3000);
+    let test = env.path("test.csv");
+    ok(&[
+        "gen-data",
+        "--out",
+        s(&test),
+        "--rows",
+        "1500",
+        "--seed",
+        "99",
+    ]);
+    let t = env.train(&train, &["--test", s(&test)]);
+    assert_eq!(t["rows"], 3000);
+    assert_eq!(t["test_rows"], 1500);
+}
+
+fn expected_metrics() -> Value {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/expected_metrics.json");
+    let text = std::fs::read_to_string(&p)
+        .unwrap_or_else(|e| panic!("{} must exist beside the repo: {e}", p.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+#[test]
+fn metrics_match_scikit_learn_on_the_shared_fixtures() {
+    let expected = expected_metrics();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures");
+    for name in ["seed_rf300_predictions", "seed_logreg_predictions"] {
+        let file = fixtures.join(format!("{name}.csv"));
+        let got = json(&[
+            "metrics",
+            "--predictions",
+            s(&file),
+            "--label-col",
+            "y_test",
+            "--score-col",
+            "y_proba",
+            "--pred-col",
+            "y_pred",
+            "--json",
+        ]);
+        let exp = expected[name].as_object().unwrap();
+        for (k, v) in exp {
+            let (g, e) = (got[k].as_f64().unwrap(), v.as_f64().unwrap());
+            assert!((g - e).abs() <= 1e-9, "{name}.{k}: got {g}, expected {e}");
+        }
+        // From the scores alone (score > 0.5, like predict) the decisions agree too.
+        let from_scores = json(&["metrics", "--predictions", s(&file), "--json"]);
+        for k in ["tp", "fp", "tn", "fn", "precision", "recall", "f1"] {
+            let (g, e) = (from_scores[k].as_f64().unwrap(), exp[k].as_f64().unwrap());
+            assert!((g - e).abs() <= 1e-9, "{name}.{k} from scores");
+        }
+    }
+}
+
+#[test]
+fn metrics_sweep_and_bad_prediction_files() {
+    let env = Env::new();
+    let p = env.path("pred.csv");
+    std::fs::write(&p, "y,s\n0,-2.5\n1,3\n0,-1\n1,0.25\n").unwrap();
+    let v = json(&[
+        "metrics",
+        "--predictions",
+        s(&p),
+        "--label-col",
+        "y",
+        "--score-col",
+        "s",
+        "--threshold",
+        "0",
+        "--sweep",
+        "4",
+        "--json",
+    ]);
+    assert_eq!(v["roc_auc"], 1.0);
+    assert_eq!(v["tp"], 2);
+    assert_eq!(v["sweep"].as_array().unwrap().len(), 5);
+
+    let e = fails(&["metrics", "--predictions", s(&p), "--label-col", "nope"]);
+    assert!(e.contains("nope") && e.contains("pred.csv"), "{e}");
+    std::fs::write(&p, "y_test,y_proba\n0,0.2\n1,abc\n").unwrap();
+    let e = fails(&["metrics", "--predictions", s(&p)]);
+    assert!(e.contains("line 3") && e.contains("y_proba"), "{e}");
+    std::fs::write(&p, "y_test,y_proba\n1,0.2\n1,0.3\n").unwrap();
+    let e = fails(&["metrics", "--predictions", s(&p)]);
+    assert!(e.contains("both classes"), "{e}");
+    std::fs::write(&p, "").unwrap();
+    let e = fails(&["metrics", "--predictions", s(&p)]);
+    assert!(e.contains("empty"), "{e}");
+}
+
+#[test]
+fn bad_data_files_give_one_line_errors_naming_file_line_and_column() {
+    let env = Env::new();
+    let data = env.data(400);
+    let reg = env.registry();
+    let text = std::fs::read_to_string(&data).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+
+    let write = |name: &str, body: String| {
+        let p = env.path(name);
+        std::fs::write(&p, body).unwrap();
+        p
+    };
+    // Text in a numeric column, on line 4, column X5.
+    let mut bad: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    let mut cells: Vec<&str> = lines[3].split(',').collect();
+    cells[6] = "lots";
+    bad[3] = cells.join(",");
+    let p = write("text.csv", bad.join("\n") + "\n");
+    let e = fails(&["train", "--data", s(&p), "--registry", &reg]);
+    assert!(
+        e.contains("text.csv") && e.contains("line 4") && e.contains("X5"),
+        "{e}"
+    );
+
+    // inf and NaN.
+    for (name, value) in [("inf.csv", "inf"), ("nan.csv", "NaN")] {
+        let mut bad: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+        let mut cells: Vec<&str> = lines[2].split(',').collect();
+        cells[10] = value;
+        bad[2] = cells.join(",");
+        let p = write(name, bad.join("\n") + "\n");
+        let e = fails(&["train", "--data", s(&p), "--registry", &reg]);
+        assert!(
+            e.contains(name) && e.contains("line 3") && e.contains("X9"),
+            "{e}"
+        );
+    }
+
+    // Missing column, empty file, header only, label not 0/1, truncated last line.
+    let p = write("cols.csv", text.replacen(",X7,", ",X7b,", 1));
+    let e = fails(&["train", "--data", s(&p), "--registry", &reg]);
+    assert!(e.contains("missing column(s) X7"), "{e}");
+    let p = write("empty.csv", String::new());
+    assert!(fails(&["train", "--data", s(&p), "--registry", &reg]).contains("empty"));
+    let p = write("header.csv", format!("{}\n", lines[0]));
+    assert!(fails(&["train", "--data", s(&p), "--registry", &reg]).contains("no data rows"));
+    let p = write("label.csv", text.replacen("\n0,", "\n7,", 1));
+    let e = fails(&["train", "--data", s(&p), "--registry", &reg]);
+    assert!(e.contains("line 2") && e.contains("label"), "{e}");
+    let cut = &text[..text.len() - 20];
+    let p = write("cut.csv", cut.to_string());
+    let e = fails(&["train", "--data", s(&p), "--registry", &reg]);
+    assert!(e.contains("cut.csv") && e.contains("fields"), "{e}");
+
+    // A training set with one class.
+    let one: String = lines
+        .iter()
+        .enumerate()
+        .filter(|(i, l)| *i == 0 || l.starts_with("0,"))
+        .map(|(_, l)| format!("{l}\n"))
+        .collect();
+    let p = write("one.csv", one);
+    let e = fails(&["train", "--data", s(&p), "--registry", &reg]);
+    assert!(
+        e.contains("one.csv") && e.contains("every label is 0"),
+        "{e}"
+    );
+
+    // A missing file.
+    let e = fails(&["train", "--data", "/nonexistent/x.csv", "--registry", &reg]);
+    assert!(e.contains("/nonexistent/x.csv"), "{e}");
+    // Nothing was registered by any failure.
+    let v = json(&["versions", "--registry", &reg, "--json"]);
+    assert_eq!(v["versions"].as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn damaged_registry_files_are_reported_not_loaded() {
+    let env = Env::new();
+    let data = env.data(1500);
+    let reg = env.registry();
+    env.train(&data, &["--trees", "5"]);
+    let model = Path::new(&reg).join("versions/v0001/model.bin");
+    let bytes = std::fs::read(&model).unwrap();
+    std::fs::write(&model, &bytes[..bytes.len() - 100]).unwrap();
+    let e = fails(&["eval", "--data", s(&data), "--registry", &reg]);
+    assert!(e.contains("checksum") && e.contains("model.bin"), "{e}");
+    let out = env.path("o.csv");
+    let e = fails(&[
+        "score",
+        "--data",
+        s(&data),
+        "--out",
+        s(&out),
+        "--registry",
+        &reg,
+    ]);
+    assert!(e.contains("checksum"), "{e}");
+    assert!(!out.exists(), "no partial output");
+    // An empty registry says what to do.
+    let e = fails(&[
+        "eval",
+        "--data",
+        s(&data),
+        "--registry",
+        s(&env.path("fresh")),
+    ]);
+    assert!(e.contains("no model version yet"), "{e}");
+    let e = fails(&[
+        "eval",
+        "--data",
+        s(&data),
+        "--registry",
+        &reg,
+        "--version",
+        "9",
+    ]);
+    assert!(e.contains("version 9"), "{e}");
+}
+
+#[test]
+fn usage_errors_are_one_line() {
+    let e = fails(&["train", "--data", "x.csv", "--bogus"]);
+    assert!(e.contains("--bogus"), "{e}");
+    let e = fails(&["train", "--data", "x.csv", "--trees", "0"]);
+    assert!(e.contains("trees"), "{e}");
+    let e = fails(&["train", "--data", "x.csv", "--class-weight", "heavy"]);
+    assert!(e.contains("heavy"), "{e}");
+    let e = fails(&["gen-data"]);
+    assert!(e.contains("--out"), "{e}");
+    assert!(ok(&["--help"]).contains("gen-data"));
+}
+
+#[test]
+fn gen_data_writes_the_requested_size() {
+    let env = Env::new();
+    let p = env.path("g.csv");
+    ok(&["gen-data", "--out", s(&p), "--rows", "5000"]);
+    let text = std::fs::read_to_string(&p).unwrap();
+    assert_eq!(text.lines().count(), 5001);
+    assert!(text.starts_with("label,user_id,X1,X2,"));
+    // The same seed gives the same prefix of the default dataset's user ids.
+    assert!(text.lines().nth(1).unwrap().split(',').nth(1) == Some("10000000"));
+    let e = fails(&["gen-data", "--out", "/nonexistent/dir/g.csv"]);
+    assert!(e.contains("/nonexistent/dir"), "{e}");
+}
