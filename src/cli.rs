@@ -137,6 +137,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Moderator feedback: import labelled accounts, show statistics.
+    #[command(subcommand)]
+    Feedback(FeedbackCommand),
     /// Benchmark our forest against scikit-learn on the same data and split.
     Bench {
         /// Data to use (default: the synthetic default dataset).
@@ -153,6 +156,30 @@ pub enum Command {
         /// Python interpreter for the peer (default: a venv the bench creates).
         #[arg(long)]
         python: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum FeedbackCommand {
+    /// Store every labelled row of a CSV as a feedback record (scored by the active
+    /// version when there is one), committed in batches.
+    Import {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        registry: Option<PathBuf>,
+        /// Records per transaction.
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Totals and agreement between the model and moderators, per version.
+    Stats {
+        #[arg(long)]
+        registry: Option<PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -517,6 +544,7 @@ pub fn run(cmd: Command) -> Result<()> {
             }
             Ok(())
         }
+        Command::Feedback(cmd) => run_feedback(cmd),
         Command::Bench {
             data,
             rows,
@@ -532,6 +560,108 @@ pub fn run(cmd: Command) -> Result<()> {
             python,
             json,
         }),
+    }
+}
+
+fn run_feedback(cmd: FeedbackCommand) -> Result<()> {
+    use crate::feedback::{FeedbackStore, NewFeedback, Origin};
+    match cmd {
+        FeedbackCommand::Import {
+            data,
+            registry: reg,
+            batch,
+            json,
+        } => {
+            if batch == 0 {
+                return Err(Error::Invalid("batch must be at least 1".into()));
+            }
+            let registry = registry(reg)?;
+            let d = Dataset::load_csv(&data)?;
+            warn(&d);
+            let labels = d.require_labels()?;
+            // Score with the active version when there is one, so agreement is known.
+            let scored = match registry.active()? {
+                Some(_) => {
+                    let (m, model) = registry.load_active()?;
+                    Some((m.version, m.threshold, model.predict_dataset(&d, None)))
+                }
+                None => None,
+            };
+            let mut store = FeedbackStore::open_in(registry.root())?;
+            let mut stored = 0usize;
+            let rows: Vec<usize> = (0..d.n_rows()).collect();
+            for chunk in rows.chunks(batch) {
+                let records: Vec<NewFeedback> = chunk
+                    .iter()
+                    .map(|&i| NewFeedback {
+                        user_id: Some(d.user_ids[i]),
+                        features: d.row(i),
+                        true_label: labels[i],
+                        probability: scored.as_ref().map(|s| s.2[i]),
+                        model_version: scored.as_ref().map(|s| s.0),
+                        predicted: scored.as_ref().map(|s| u8::from(s.2[i] > s.1)),
+                        notes: format!("imported from {}", data.display()),
+                        origin: Origin::Import,
+                    })
+                    .collect();
+                store.add_batch(&records)?;
+                stored += records.len();
+            }
+            if json {
+                print_json(&json!({ "imported": stored, "total": store.count()? }));
+            } else {
+                println!(
+                    "imported {stored} feedback records ({} in total)",
+                    store.count()?
+                );
+            }
+            Ok(())
+        }
+        FeedbackCommand::Stats {
+            registry: reg,
+            json,
+        } => {
+            let registry = registry(reg)?;
+            let st = FeedbackStore::open_in(registry.root())?.stats()?;
+            if json {
+                let by_version: serde_json::Map<String, Value> = st
+                    .by_version
+                    .iter()
+                    .map(|v| {
+                        (
+                            v.version.map_or("none".to_string(), |v| v.to_string()),
+                            json!({
+                                "total": v.total,
+                                "agreed": v.agreed,
+                                "agreement": (v.version.is_some() && v.total > 0)
+                                    .then(|| v.agreed as f64 / v.total as f64),
+                            }),
+                        )
+                    })
+                    .collect();
+                print_json(&json!({
+                    "total": st.total,
+                    "agreement": st.agreement,
+                    "by_version": by_version,
+                }));
+            } else {
+                println!(
+                    "{} feedback records, agreement {}",
+                    st.total,
+                    st.agreement
+                        .map_or("-".to_string(), |a| format!("{:.1}%", a * 100.0))
+                );
+                for v in &st.by_version {
+                    println!(
+                        "  version {}: {} records, {} agreed",
+                        v.version.map_or("-".to_string(), |v| v.to_string()),
+                        v.total,
+                        v.agreed
+                    );
+                }
+            }
+            Ok(())
+        }
     }
 }
 

@@ -15,6 +15,8 @@ pub enum Error {
     Metrics(#[from] MetricsError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Feedback(#[from] crate::feedback::FeedbackError),
     /// A bad argument or an impossible request.
     #[error("{0}")]
     Invalid(String),

@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod cli;
 pub mod data;
 pub mod error;
+pub mod feedback;
 pub mod forest;
 pub mod hash;
 pub mod metrics;

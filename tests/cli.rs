@@ -475,3 +475,61 @@ fn gen_data_writes_the_requested_size() {
     let e = fails(&["gen-data", "--out", "/nonexistent/dir/g.csv"]);
     assert!(e.contains("/nonexistent/dir"), "{e}");
 }
+
+#[test]
+fn feedback_import_and_stats() {
+    let env = Env::new();
+    let data = env.data(800);
+    let reg = env.registry();
+    // Without a model: records carry no verdict.
+    let v = json(&[
+        "feedback",
+        "import",
+        "--data",
+        s(&data),
+        "--registry",
+        &reg,
+        "--batch",
+        "300",
+        "--json",
+    ]);
+    assert_eq!(v["imported"], 800);
+    let st = json(&["feedback", "stats", "--registry", &reg, "--json"]);
+    assert_eq!(st["total"], 800);
+    assert!(st["agreement"].is_null());
+    // With an active model: agreement per version.
+    env.train(&data, &["--trees", "10"]);
+    json(&[
+        "feedback",
+        "import",
+        "--data",
+        s(&data),
+        "--registry",
+        &reg,
+        "--json",
+    ]);
+    let st = json(&["feedback", "stats", "--registry", &reg, "--json"]);
+    assert_eq!(st["total"], 1600);
+    let v1 = &st["by_version"]["1"];
+    assert_eq!(v1["total"], 800);
+    let agreement = st["agreement"].as_f64().unwrap();
+    assert!(agreement > 0.9 && agreement <= 1.0, "{agreement}");
+    assert_eq!(st["by_version"]["none"]["total"], 800);
+    // A file without labels cannot be feedback.
+    let nolabel = env.path("nl.csv");
+    let text = std::fs::read_to_string(&data).unwrap();
+    let body: String = text
+        .lines()
+        .map(|l| l.split_once(',').unwrap().1.to_string() + "\n")
+        .collect();
+    std::fs::write(&nolabel, body).unwrap();
+    let e = fails(&[
+        "feedback",
+        "import",
+        "--data",
+        s(&nolabel),
+        "--registry",
+        &reg,
+    ]);
+    assert!(e.contains("no label column"), "{e}");
+}
