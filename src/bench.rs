@@ -188,13 +188,17 @@ fn print_report(r: &Value) {
             .as_f64()
             .map_or("-".into(), |x| format!("{x:+.4}"))
     );
+    for (label, k) in [
+        ("precision at 0.5", "precision"),
+        ("recall at 0.5", "recall"),
+        ("F1 at 0.5", "f1"),
+    ] {
+        println!("{:<28}{:>14}{:>14}", label, f(o, k, 4), f(s, k, 4));
+    }
     println!(
-        "TreeSHAP one account: {} ms; path attribution: {} ms; F1 {}, precision {}, recall {}",
+        "TreeSHAP one account: {} ms; path attribution: {} ms",
         f(o, "treeshap_ms", 1),
         f(o, "path_attribution_ms", 3),
-        f(o, "f1", 4),
-        f(o, "precision", 4),
-        f(o, "recall", 4)
     );
 }
 

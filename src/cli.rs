@@ -208,12 +208,13 @@ pub fn main_with_args(args: Vec<std::ffi::OsString>) -> i32 {
         }
     };
     match cli.command {
-        None => {
-            // The desktop app arrives with the GUI issue; until then show the help.
-            use clap::CommandFactory;
-            let _ = Cli::command().print_help();
-            0
-        }
+        None => match crate::app::run() {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("error: {}", one_line(&e));
+                1
+            }
+        },
         Some(cmd) => match run(cmd) {
             Ok(()) => 0,
             Err(e) => {

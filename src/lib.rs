@@ -3,11 +3,30 @@
 //!
 //! The library holds all domain logic (data, model, metrics, registry); the binary adds
 //! the command line and the desktop app on top of it.
+//!
+//! ```
+//! use spamscope::forest::ForestParams;
+//! use spamscope::metrics::Metrics;
+//! use spamscope::progress::NoProgress;
+//! use spamscope::synth::{SynthParams, default_dataset};
+//!
+//! // A small synthetic dataset (no missing values below row 4321), a small forest.
+//! let data = default_dataset(SynthParams { rows: 2000, seed: 1 });
+//! let labels = data.labels.as_ref().unwrap();
+//! let forest = ForestParams { n_trees: 10, ..Default::default() }
+//!     .fit(&data.column_refs(), labels, None, &NoProgress)
+//!     .unwrap();
+//! let scores: Vec<f64> = (0..data.n_rows()).map(|i| forest.predict_proba(&data.row(i))).collect();
+//! let m = Metrics::from_scores(labels, &scores, 0.5).unwrap();
+//! assert!(m.roc_auc > 0.9, "training-set AUC {}", m.roc_auc);
+//! ```
 
+pub mod app;
 pub mod bench;
 pub mod catalog;
 pub mod cli;
 pub mod data;
+pub mod eda;
 pub mod error;
 pub mod feedback;
 pub mod forest;
@@ -22,5 +41,6 @@ pub mod stats;
 pub mod store;
 pub mod synth;
 pub mod train;
+pub mod workbench;
 
 pub use error::{Error, Result};

@@ -166,15 +166,18 @@ struct Step {
     fp: u64,
 }
 
-/// Scores sorted descending and grouped by distinct value.
-struct Ranked {
+/// Scores sorted descending and grouped by distinct value: sort once, then read
+/// confusion matrices at any threshold in O(log n) (the app's threshold slider).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ranked {
     steps: Vec<Step>,
     pos: u64,
     neg: u64,
 }
 
 impl Ranked {
-    fn new(labels: &[u8], scores: &[f64]) -> Ranked {
+    /// Labels must be 0/1 and scores finite (see [`Metrics::from_scores`]).
+    pub fn new(labels: &[u8], scores: &[f64]) -> Ranked {
         let mut order: Vec<(f64, u8)> =
             scores.iter().copied().zip(labels.iter().copied()).collect();
         order.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
@@ -197,8 +200,24 @@ impl Ranked {
         }
     }
 
+    /// Confusion counts when predicting positive for `score > threshold`.
+    pub fn confusion_above(&self, threshold: f64) -> Confusion {
+        let k = self.steps.partition_point(|s| s.score > threshold);
+        let (tp, fp) = if k == 0 {
+            (0, 0)
+        } else {
+            (self.steps[k - 1].tp, self.steps[k - 1].fp)
+        };
+        Confusion {
+            tp,
+            fp,
+            fn_: self.pos - tp,
+            tn: self.neg - fp,
+        }
+    }
+
     /// Trapezoidal area under the ROC curve, in exact integer arithmetic.
-    fn roc_auc(&self) -> f64 {
+    pub fn roc_auc(&self) -> f64 {
         let (mut prev_tp, mut prev_fp) = (0u64, 0u64);
         let mut twice_area: u128 = 0;
         for s in &self.steps {
@@ -211,7 +230,7 @@ impl Ranked {
 
     /// scikit-learn's average precision: sum over thresholds of
     /// (recall_k - recall_{k-1}) * precision_k, no interpolation.
-    fn average_precision(&self) -> f64 {
+    pub fn average_precision(&self) -> f64 {
         let mut ap = 0.0;
         let mut prev_tp = 0u64;
         for s in &self.steps {
@@ -292,23 +311,10 @@ pub fn threshold_sweep(
 ) -> Result<Vec<SweepPoint>, MetricsError> {
     check(labels, scores)?;
     let r = Ranked::new(labels, scores);
-    // steps are by decreasing score; the rows above t are those of the last step whose
-    // score is > t.
     Ok(thresholds
         .iter()
         .map(|&t| {
-            let k = r.steps.partition_point(|s| s.score > t);
-            let (tp, fp) = if k == 0 {
-                (0, 0)
-            } else {
-                (r.steps[k - 1].tp, r.steps[k - 1].fp)
-            };
-            let c = Confusion {
-                tp,
-                fp,
-                fn_: r.pos - tp,
-                tn: r.neg - fp,
-            };
+            let c = r.confusion_above(t);
             SweepPoint {
                 threshold: t,
                 accuracy: c.accuracy(),

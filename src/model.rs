@@ -159,9 +159,9 @@ impl CompactTree {
                 c.feature.push(LEAF_BYTE);
                 c.leaf_mass.push(t.class_weight[i]);
             } else {
-                c.feature.push(t.feature[i] as u8);
-                c.threshold.push(t.threshold[i]);
-                c.right.push(t.right[i]);
+                c.feature.push(t.feature(i) as u8);
+                c.threshold.push(t.threshold(i));
+                c.right.push(t.nodes[i].right);
             }
         }
         c
@@ -176,31 +176,27 @@ impl CompactTree {
         {
             return Err("node arrays do not match".into());
         }
-        let mut t = Tree {
-            feature: Vec::with_capacity(n),
-            threshold: Vec::with_capacity(n),
-            right: Vec::with_capacity(n),
-            class_weight: Vec::with_capacity(n),
-        };
+        let mut feature = Vec::with_capacity(n);
+        let mut threshold = Vec::with_capacity(n);
+        let mut right = Vec::with_capacity(n);
+        let mut class_weight = Vec::with_capacity(n);
         let (mut k, mut l) = (0, 0);
         for &f in &self.feature {
             if f == LEAF_BYTE {
-                t.feature.push(LEAF);
-                t.threshold.push(0.0);
-                t.right.push(0);
-                t.class_weight.push(self.leaf_mass[l]);
+                feature.push(LEAF);
+                threshold.push(0.0);
+                right.push(0);
+                class_weight.push(self.leaf_mass[l]);
                 l += 1;
             } else {
-                t.feature.push(f as u16);
-                t.threshold.push(self.threshold[k]);
-                t.right.push(self.right[k]);
-                t.class_weight.push([0.0; 2]);
+                feature.push(f as u16);
+                threshold.push(self.threshold[k]);
+                right.push(self.right[k]);
+                class_weight.push([0.0; 2]);
                 k += 1;
             }
         }
-        t.validate(N_FEATURES)?;
-        t.sum_internal_masses();
-        Ok(t)
+        Tree::from_parts(feature, threshold, right, class_weight, N_FEATURES)
     }
 }
 

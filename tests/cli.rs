@@ -533,3 +533,59 @@ fn feedback_import_and_stats() {
     ]);
     assert!(e.contains("no label column"), "{e}");
 }
+
+#[test]
+fn killing_a_feedback_import_loses_no_committed_record() {
+    let env = Env::new();
+    let data = env.data(20_000);
+    let reg = env.registry();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_spamscope"))
+        .args([
+            "feedback",
+            "import",
+            "--data",
+            s(&data),
+            "--registry",
+            &reg,
+            "--batch",
+            "50",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it once some batches are committed (or when it is done).
+    let db = Path::new(&reg).join("feedback.sqlite");
+    let start = std::time::Instant::now();
+    loop {
+        let committed = spamscope::feedback::FeedbackStore::open(&db)
+            .ok()
+            .and_then(|st| st.count().ok())
+            .unwrap_or(0);
+        if committed >= 100 || start.elapsed().as_secs() > 60 {
+            break;
+        }
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    // The store opens, holds only whole batches, and every record is complete.
+    let store = spamscope::feedback::FeedbackStore::open(&db).unwrap();
+    let records = store.records(false).unwrap();
+    assert!(!records.is_empty());
+    assert!(
+        records.len().is_multiple_of(50) || records.len() == 20_000,
+        "{} records: a batch was half-written",
+        records.len()
+    );
+    for r in &records {
+        assert_eq!(r.record.features.len(), 51);
+        assert!(r.record.user_id.is_some());
+    }
+    // Importing again works on the same store.
+    let v = json(&["feedback", "stats", "--registry", &reg, "--json"]);
+    assert_eq!(v["total"].as_u64().unwrap() as usize, records.len());
+}

@@ -124,12 +124,8 @@ pub fn expected_value(t: &Tree) -> f64 {
 fn saabas(t: &Tree, x: &[f64], phi: &mut [f64]) -> f64 {
     let mut i = 0;
     while !t.is_leaf(i) {
-        let f = t.feature[i] as usize;
-        let next = if x[f] <= t.threshold[i] {
-            i + 1
-        } else {
-            t.right[i] as usize
-        };
+        let f = t.feature(i);
+        let next = t.next(i, x);
         phi[f] += t.value(next) - t.value(i);
         i = next;
     }
@@ -144,32 +140,48 @@ struct PathElement {
     pweight: f64,
 }
 
-fn extend_path(path: &mut [PathElement], depth: usize, zero: f64, one: f64, feature: i32) {
+// The path-weight updates below divide by small integers and by the fractions of one
+// path element; `inv[k] = 1 / k` turns those divisions into multiplications. A path
+// element's `one_fraction` is always exactly 0 or 1 (a product of 0/1 indicators), so
+// dividing by it when non-zero is the identity.
+
+fn extend_path(
+    path: &mut [PathElement],
+    depth: usize,
+    zero: f64,
+    one: f64,
+    feature: i32,
+    inv: &[f64],
+) {
     path[depth] = PathElement {
         feature,
         zero_fraction: zero,
         one_fraction: one,
         pweight: if depth == 0 { 1.0 } else { 0.0 },
     };
-    let d1 = (depth + 1) as f64;
+    let inv_d1 = inv[depth + 1];
     for i in (0..depth).rev() {
-        path[i + 1].pweight += one * path[i].pweight * (i + 1) as f64 / d1;
-        path[i].pweight = zero * path[i].pweight * (depth - i) as f64 / d1;
+        path[i + 1].pweight += one * path[i].pweight * (i + 1) as f64 * inv_d1;
+        path[i].pweight = zero * path[i].pweight * (depth - i) as f64 * inv_d1;
     }
 }
 
-fn unwind_path(path: &mut [PathElement], depth: usize, index: usize) {
+fn unwind_path(path: &mut [PathElement], depth: usize, index: usize, inv: &[f64]) {
     let one = path[index].one_fraction;
     let zero = path[index].zero_fraction;
     let mut next_one = path[depth].pweight;
     let d1 = (depth + 1) as f64;
-    for i in (0..depth).rev() {
-        if one != 0.0 {
+    let inv_d1 = inv[depth + 1];
+    if one != 0.0 {
+        for i in (0..depth).rev() {
             let tmp = path[i].pweight;
-            path[i].pweight = next_one * d1 / ((i + 1) as f64 * one);
-            next_one = tmp - path[i].pweight * zero * (depth - i) as f64 / d1;
-        } else {
-            path[i].pweight = path[i].pweight * d1 / (zero * (depth - i) as f64);
+            path[i].pweight = next_one * d1 * inv[i + 1];
+            next_one = tmp - path[i].pweight * zero * (depth - i) as f64 * inv_d1;
+        }
+    } else {
+        let inv_zero = 1.0 / zero;
+        for i in (0..depth).rev() {
+            path[i].pweight = path[i].pweight * d1 * inv_zero * inv[depth - i];
         }
     }
     for i in index..depth {
@@ -179,21 +191,22 @@ fn unwind_path(path: &mut [PathElement], depth: usize, index: usize) {
     }
 }
 
-fn unwound_path_sum(path: &[PathElement], depth: usize, index: usize) -> f64 {
+fn unwound_path_sum(path: &[PathElement], depth: usize, index: usize, inv: &[f64]) -> f64 {
     let one = path[index].one_fraction;
     let zero = path[index].zero_fraction;
-    let mut next_one = path[depth].pweight;
     let mut total = 0.0;
     if one != 0.0 {
+        let mut next_one = path[depth].pweight;
         for i in (0..depth).rev() {
-            let tmp = next_one / ((i + 1) as f64 * one);
+            let tmp = next_one * inv[i + 1];
             total += tmp;
             next_one = path[i].pweight - tmp * zero * (depth - i) as f64;
         }
     } else if zero != 0.0 {
         for i in (0..depth).rev() {
-            total += path[i].pweight / (zero * (depth - i) as f64);
+            total += path[i].pweight * inv[depth - i];
         }
+        total /= zero;
     }
     total * (depth + 1) as f64
 }
@@ -201,87 +214,104 @@ fn unwound_path_sum(path: &[PathElement], depth: usize, index: usize) -> f64 {
 /// Adds one tree's exact TreeSHAP values for `x` to `phi`.
 pub fn tree_shap(t: &Tree, x: &[f64], phi: &mut [f64]) {
     let max_depth = t.depth() + 2;
+    let inv: Vec<f64> = (0..=max_depth + 1)
+        .map(|k| if k == 0 { 0.0 } else { 1.0 / k as f64 })
+        .collect();
     let mut space = vec![PathElement::default(); (max_depth * (max_depth + 1)) / 2 + max_depth];
-    recurse(t, x, phi, 0, &mut space, 0, 0, 1.0, 1.0, -1);
+    let mut ctx = Shap {
+        t,
+        x,
+        phi,
+        inv: &inv,
+    };
+    ctx.recurse(0, &mut space, 0, 0, 1.0, 1.0, -1);
 }
 
-/// `space[offset..]` holds the parent's path (`depth` elements are copied from it).
-#[allow(clippy::too_many_arguments)]
-fn recurse(
-    t: &Tree,
-    x: &[f64],
-    phi: &mut [f64],
-    node: usize,
-    space: &mut [PathElement],
-    parent_offset: usize,
-    depth: usize,
-    zero: f64,
-    one: f64,
-    feature: i32,
-) {
-    // The node's path lives right after the parent's (depth + 1 elements).
-    let offset = parent_offset + depth;
-    let (head, path) = space.split_at_mut(offset);
-    if depth > 0 {
-        path[..depth].copy_from_slice(&head[parent_offset..parent_offset + depth]);
-    }
-    let mut depth = depth;
-    extend_path(path, depth, zero, one, feature);
+struct Shap<'a> {
+    t: &'a Tree,
+    x: &'a [f64],
+    phi: &'a mut [f64],
+    inv: &'a [f64],
+}
 
-    if t.is_leaf(node) {
-        let v = t.value(node);
-        for i in 1..=depth {
-            let w = unwound_path_sum(path, depth, i);
-            let el = path[i];
-            phi[el.feature as usize] += w * (el.one_fraction - el.zero_fraction) * v;
+impl Shap<'_> {
+    /// `space[parent_offset..]` holds the parent's path; this node's path is written
+    /// right after it (`depth` elements copied, then extended).
+    #[allow(clippy::too_many_arguments)]
+    fn recurse(
+        &mut self,
+        node: usize,
+        space: &mut [PathElement],
+        parent_offset: usize,
+        depth: usize,
+        zero: f64,
+        one: f64,
+        feature: i32,
+    ) {
+        let t = self.t;
+        // A subtree with no positive mass has only zero-valued leaves: it adds nothing
+        // to any contribution (each leaf's share is proportional to its value).
+        if t.class_weight[node][1] == 0.0 {
+            return;
         }
-        return;
-    }
+        let inv = self.inv;
+        let offset = parent_offset + depth;
+        let (head, path) = space.split_at_mut(offset);
+        if depth > 0 {
+            path[..depth].copy_from_slice(&head[parent_offset..parent_offset + depth]);
+        }
+        let mut depth = depth;
+        extend_path(path, depth, zero, one, feature, inv);
 
-    let split = t.feature[node] as usize;
-    let (left, right) = t.children(node);
-    let (hot, cold) = if x[split] <= t.threshold[node] {
-        (left, right)
-    } else {
-        (right, left)
-    };
-    let cover = t.cover(node);
-    let hot_zero = t.cover(hot) / cover;
-    let cold_zero = t.cover(cold) / cover;
-    let mut incoming_zero = 1.0;
-    let mut incoming_one = 1.0;
-    // If this feature was already split on along the path, undo that split so it is
-    // counted once, with the combined fractions.
-    if let Some(k) = (1..=depth).find(|&k| path[k].feature == split as i32) {
-        incoming_zero = path[k].zero_fraction;
-        incoming_one = path[k].one_fraction;
-        unwind_path(path, depth, k);
-        depth -= 1;
+        if t.is_leaf(node) {
+            let v = t.value(node);
+            for i in 1..=depth {
+                let w = unwound_path_sum(path, depth, i, inv);
+                let el = path[i];
+                self.phi[el.feature as usize] += w * (el.one_fraction - el.zero_fraction) * v;
+            }
+            return;
+        }
+
+        let split = t.feature(node);
+        let (left, right) = t.children(node);
+        let (hot, cold) = if self.x[split] <= t.threshold(node) {
+            (left, right)
+        } else {
+            (right, left)
+        };
+        let inv_cover = 1.0 / t.cover(node);
+        let hot_zero = t.cover(hot) * inv_cover;
+        let cold_zero = t.cover(cold) * inv_cover;
+        let mut incoming_zero = 1.0;
+        let mut incoming_one = 1.0;
+        // If this feature was already split on along the path, undo that split so it is
+        // counted once, with the combined fractions.
+        if let Some(k) = (1..=depth).find(|&k| path[k].feature == split as i32) {
+            incoming_zero = path[k].zero_fraction;
+            incoming_one = path[k].one_fraction;
+            unwind_path(path, depth, k, inv);
+            depth -= 1;
+        }
+        self.recurse(
+            hot,
+            space,
+            offset,
+            depth + 1,
+            hot_zero * incoming_zero,
+            incoming_one,
+            split as i32,
+        );
+        self.recurse(
+            cold,
+            space,
+            offset,
+            depth + 1,
+            cold_zero * incoming_zero,
+            0.0,
+            split as i32,
+        );
     }
-    recurse(
-        t,
-        x,
-        phi,
-        hot,
-        space,
-        offset,
-        depth + 1,
-        hot_zero * incoming_zero,
-        incoming_one,
-        split as i32,
-    );
-    recurse(
-        t,
-        x,
-        phi,
-        cold,
-        space,
-        offset,
-        depth + 1,
-        cold_zero * incoming_zero,
-        0.0,
-        split as i32,
-    );
 }
 
 #[cfg(test)]
@@ -296,10 +326,10 @@ mod tests {
         if t.is_leaf(node) {
             return t.value(node);
         }
-        let f = t.feature[node] as usize;
+        let f = t.feature(node);
         let (l, r) = t.children(node);
         if set & (1 << f) != 0 {
-            let next = if x[f] <= t.threshold[node] { l } else { r };
+            let next = if x[f] <= t.threshold(node) { l } else { r };
             cond_value(t, x, set, next)
         } else {
             (t.cover(l) * cond_value(t, x, set, l) + t.cover(r) * cond_value(t, x, set, r))

@@ -1,0 +1,453 @@
+//! The desktop app (eframe/egui). It draws the [`Workbench`]'s state and sends it
+//! commands; everything slow runs on the workbench's worker threads.
+
+mod evaluate;
+mod explore;
+mod gauge;
+mod score;
+
+use crate::forest::ForestParams;
+use crate::synth::SynthParams;
+use crate::train::TrainConfig;
+use crate::workbench::{JobKind, Notice, Workbench, WorkbenchConfig};
+use eframe::egui;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub use evaluate::EvaluatePanel;
+pub use explore::ExplorePanel;
+pub use score::ScorePanel;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum Tab {
+    #[default]
+    Score,
+    Explore,
+    Evaluate,
+}
+
+/// What survives a restart (eframe persistence).
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct UiState {
+    pub tab: Tab,
+    /// The last CSV opened (reloaded at start); None for the synthetic default data.
+    pub dataset: Option<PathBuf>,
+    pub score: score::ScoreState,
+    pub explore: explore::ExploreState,
+    pub evaluate: evaluate::EvaluateState,
+}
+
+/// How the app starts: where the registry is and what first-start trains.
+#[derive(Debug, Clone)]
+pub struct AppConfig {
+    pub registry_root: PathBuf,
+    /// A CSV to open at start instead of the last one / the synthetic default.
+    pub dataset: Option<PathBuf>,
+    pub synth: SynthParams,
+    pub train: TrainConfig,
+    /// Restore UI state from eframe storage (off in tests).
+    pub persist: bool,
+}
+
+impl AppConfig {
+    /// The real app: default registry, full synthetic data, reference forest.
+    pub fn standard() -> AppConfig {
+        AppConfig {
+            registry_root: crate::store::Registry::default_root(),
+            dataset: None,
+            synth: SynthParams::default(),
+            train: TrainConfig {
+                params: ForestParams::default(),
+                ..Default::default()
+            },
+            persist: true,
+        }
+    }
+}
+
+/// Frame-time statistics of the UI thread (time spent building each frame).
+#[derive(Debug, Default)]
+pub struct FrameStats {
+    samples: std::collections::VecDeque<f64>,
+    log: Option<(PathBuf, Instant)>,
+}
+
+impl FrameStats {
+    const KEEP: usize = 1200;
+
+    fn record(&mut self, ms: f64, busy: bool) {
+        if self.samples.len() == Self::KEEP {
+            self.samples.pop_front();
+        }
+        self.samples.push_back(ms);
+        let due = self
+            .log
+            .as_ref()
+            .is_some_and(|(_, last)| last.elapsed().as_secs_f64() >= 2.0);
+        if due && let Some((path, last)) = self.log.clone() {
+            let _ = last;
+            self.log = Some((path.clone(), Instant::now()));
+            let (p50, p99, max) = self.percentiles();
+            use std::io::Write;
+            if let Ok(mut f) = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&*path)
+            {
+                let _ = writeln!(
+                    f,
+                    "frames={} p50_ms={p50:.3} p99_ms={p99:.3} max_ms={max:.3} busy={busy}",
+                    self.samples.len()
+                );
+            }
+            self.samples.clear();
+        }
+    }
+
+    /// (p50, p99, max) in milliseconds over the recent frames.
+    pub fn percentiles(&self) -> (f64, f64, f64) {
+        if self.samples.is_empty() {
+            return (0.0, 0.0, 0.0);
+        }
+        let mut v: Vec<f64> = self.samples.iter().copied().collect();
+        v.sort_by(f64::total_cmp);
+        let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+        (at(0.5), at(0.99), v[v.len() - 1])
+    }
+}
+
+pub struct SpamscopeApp {
+    pub workbench: Workbench,
+    pub state: UiState,
+    pub score: ScorePanel,
+    pub explore: ExplorePanel,
+    pub evaluate: EvaluatePanel,
+    /// Notices on screen (newest last), with when they arrived.
+    notices: Vec<(Notice, Instant)>,
+    pub frames: FrameStats,
+    persist: bool,
+    /// A file dialog running on its own thread.
+    pending_dialog: Option<std::sync::mpsc::Receiver<Option<PathBuf>>>,
+}
+
+impl SpamscopeApp {
+    pub fn new(cc: &eframe::CreationContext<'_>, config: AppConfig) -> SpamscopeApp {
+        let mut state: UiState = if config.persist {
+            cc.storage
+                .and_then(|s| eframe::get_value(s, eframe::APP_KEY))
+                .unwrap_or_default()
+        } else {
+            UiState::default()
+        };
+        if config.dataset.is_some() {
+            state.dataset = config.dataset.clone();
+        }
+        let ctx = cc.egui_ctx.clone();
+        let mut workbench = Workbench::new(
+            WorkbenchConfig {
+                registry_root: config.registry_root,
+                dataset: state.dataset.clone(),
+                synth: config.synth,
+                train: config.train,
+            },
+            Arc::new(move || ctx.request_repaint()),
+        );
+        workbench.start();
+        let mut frames = FrameStats::default();
+        if let Some(p) = std::env::var_os("SPAMSCOPE_FRAME_LOG") {
+            frames.log = Some((PathBuf::from(p), Instant::now()));
+        }
+        SpamscopeApp {
+            workbench,
+            score: ScorePanel::default(),
+            explore: ExplorePanel,
+            evaluate: EvaluatePanel::default(),
+            state,
+            notices: Vec::new(),
+            frames,
+            persist: config.persist,
+            pending_dialog: None,
+        }
+    }
+
+    /// No job running and, on the score screen, the explanation of the current inputs
+    /// has arrived (tests wait for this).
+    pub fn is_settled(&self) -> bool {
+        if !self.workbench.is_idle() || self.pending_dialog.is_some() {
+            return false;
+        }
+        match (&self.workbench.active, self.state.tab) {
+            (Some(_), Tab::Score)
+                if self.state.score.inputs.len() == crate::catalog::N_FEATURES =>
+            {
+                self.workbench
+                    .explanation_for(&self.state.score.raw())
+                    .is_some()
+            }
+            _ => true,
+        }
+    }
+
+    /// Drops the notices on screen.
+    pub fn clear_notices(&mut self) {
+        self.notices.clear();
+        self.workbench.notices.clear();
+    }
+
+    fn open_dataset_dialog(&mut self, ctx: &egui::Context) {
+        // The native dialog blocks its thread: run it off the UI thread.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let ctx = ctx.clone();
+        let spawned = std::thread::Builder::new()
+            .name("file-dialog".into())
+            .spawn(move || {
+                let picked = rfd::FileDialog::new()
+                    .add_filter("CSV", &["csv"])
+                    .set_title("Open a dataset (label,user_id,X1..X51)")
+                    .pick_file();
+                let _ = tx.send(picked);
+                ctx.request_repaint();
+            });
+        match spawned {
+            Ok(_) => self.pending_dialog = Some(rx),
+            Err(e) => self.notices.push((
+                Notice::Error(format!("cannot open a file dialog: {e}")),
+                Instant::now(),
+            )),
+        }
+    }
+
+    fn menu(&mut self, ui: &mut egui::Ui) {
+        egui::MenuBar::new().ui(ui, |ui| {
+            ui.menu_button("File", |ui| {
+                if ui.button("Open dataset…").clicked() {
+                    self.open_dataset_dialog(ui.ctx());
+                    ui.close();
+                }
+                if ui.button("Use the synthetic default data").clicked() {
+                    self.state.dataset = None;
+                    self.workbench.config.dataset = None;
+                    self.workbench.use_synthetic();
+                    ui.close();
+                }
+                ui.separator();
+                if ui.button("Quit").clicked() {
+                    ui.send_viewport_cmd(egui::ViewportCommand::Close);
+                }
+            });
+            ui.menu_button("Model", |ui| {
+                let training = self.workbench.is_running(JobKind::Train)
+                    || self.workbench.is_running(JobKind::Setup);
+                if ui
+                    .add_enabled(
+                        !training && self.workbench.data.is_some(),
+                        egui::Button::new("Train now"),
+                    )
+                    .on_hover_text("Train a new version on the loaded data and activate it")
+                    .clicked()
+                {
+                    self.workbench.train_now();
+                    ui.close();
+                }
+                if ui
+                    .add_enabled(training, egui::Button::new("Cancel training"))
+                    .clicked()
+                {
+                    self.workbench.cancel(JobKind::Train);
+                    ui.close();
+                }
+            });
+        });
+    }
+
+    fn banner(&self, ui: &mut egui::Ui) {
+        ui.horizontal_wrapped(|ui| match &self.workbench.data {
+            Some(d) => {
+                let (text, color) = if d.source.is_synthetic() {
+                    (
+                        format!("Data: {}", d.source.describe()),
+                        egui::Color32::from_rgb(230, 180, 60),
+                    )
+                } else {
+                    (
+                        format!(
+                            "Data: {} ({} accounts{})",
+                            d.source.describe(),
+                            d.n_rows(),
+                            if d.labels.is_some() {
+                                ", labelled"
+                            } else {
+                                ", no labels"
+                            }
+                        ),
+                        ui.visuals().text_color(),
+                    )
+                };
+                ui.label(egui::RichText::new(text).color(color));
+                if !d.warnings.is_empty() {
+                    ui.label(
+                        egui::RichText::new(format!("{} warning(s)", d.warnings.len()))
+                            .color(egui::Color32::from_rgb(230, 180, 60)),
+                    )
+                    .on_hover_text(d.warnings.join("\n"));
+                }
+            }
+            None => {
+                ui.label("Data: loading…");
+            }
+        });
+    }
+
+    fn status_bar(&mut self, ui: &mut egui::Ui) {
+        ui.horizontal(|ui| {
+            if self.workbench.jobs.is_empty() {
+                ui.label("Ready");
+            }
+            let jobs = self.workbench.jobs.clone();
+            for j in &jobs {
+                let text = if j.total > 1 {
+                    format!("{}: {} {}/{}", j.kind.label(), j.stage, j.done, j.total)
+                } else {
+                    format!("{}: {}", j.kind.label(), j.stage)
+                };
+                match j.fraction() {
+                    Some(f) => {
+                        ui.add(egui::ProgressBar::new(f).text(text).desired_width(260.0));
+                    }
+                    None => {
+                        ui.add(egui::Spinner::new());
+                        ui.label(text);
+                    }
+                }
+                if matches!(j.kind, JobKind::Train | JobKind::Setup)
+                    && ui.small_button("Cancel").clicked()
+                {
+                    j.cancel();
+                }
+            }
+            ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                let (p50, p99, _) = self.frames.percentiles();
+                ui.weak("frame time").on_hover_text(format!(
+                    "UI frame build time over recent frames: p50 {p50:.2} ms, p99 {p99:.2} ms"
+                ));
+            });
+        });
+        // Notices: errors stay until dismissed, information fades after 8 s.
+        self.notices.retain(|(n, t)| match n {
+            Notice::Info(_) => t.elapsed().as_secs() < 8,
+            Notice::Error(_) => true,
+        });
+        let mut dismiss = None;
+        for (i, (n, _)) in self.notices.iter().enumerate().rev().take(3) {
+            ui.horizontal(|ui| {
+                match n {
+                    Notice::Error(e) => {
+                        ui.colored_label(
+                            egui::Color32::from_rgb(235, 90, 80),
+                            format!("Error: {e}"),
+                        );
+                    }
+                    Notice::Info(m) => {
+                        ui.label(m.as_str());
+                    }
+                }
+                if ui.small_button("Dismiss").clicked() {
+                    dismiss = Some(i);
+                }
+            });
+        }
+        if let Some(i) = dismiss {
+            self.notices.remove(i);
+        }
+    }
+}
+
+impl eframe::App for SpamscopeApp {
+    fn logic(&mut self, _ctx: &egui::Context, _frame: &mut eframe::Frame) {
+        self.workbench.poll();
+        for n in self.workbench.notices.drain(..) {
+            self.notices.push((n, Instant::now()));
+        }
+        if let Some(rx) = &self.pending_dialog
+            && let Ok(picked) = rx.try_recv()
+        {
+            self.pending_dialog = None;
+            if let Some(path) = picked {
+                self.state.dataset = Some(path.clone());
+                self.workbench.open_dataset(path);
+            }
+        }
+        // Remember which file is loaded, so a restart reopens it.
+        if let Some(d) = &self.workbench.data
+            && let crate::data::SourceKind::Csv { path } = &d.source.kind
+        {
+            self.state.dataset = Some(PathBuf::from(path));
+        }
+    }
+
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        let start = Instant::now();
+        egui::Panel::top("top").show(ui, |ui| {
+            self.menu(ui);
+            self.banner(ui);
+            ui.horizontal(|ui| {
+                ui.selectable_value(&mut self.state.tab, Tab::Score, "Score an account");
+                ui.selectable_value(&mut self.state.tab, Tab::Explore, "Explore data");
+                ui.selectable_value(&mut self.state.tab, Tab::Evaluate, "Evaluate model");
+            });
+        });
+        egui::Panel::bottom("status").show(ui, |ui| self.status_bar(ui));
+        egui::CentralPanel::default().show(ui, |ui| match self.state.tab {
+            Tab::Score => self
+                .score
+                .ui(ui, &mut self.state.score, &mut self.workbench),
+            Tab::Explore => self
+                .explore
+                .ui(ui, &mut self.state.explore, &self.workbench),
+            Tab::Evaluate => self
+                .evaluate
+                .ui(ui, &mut self.state.evaluate, &mut self.workbench),
+        });
+        // Keep animating progress while jobs run.
+        if !self.workbench.is_idle() {
+            ui.ctx()
+                .request_repaint_after(std::time::Duration::from_millis(100));
+        }
+        self.frames.record(
+            start.elapsed().as_secs_f64() * 1000.0,
+            !self.workbench.is_idle(),
+        );
+    }
+
+    fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        if self.persist {
+            eframe::set_value(storage, eframe::APP_KEY, &self.state);
+        }
+    }
+
+    fn auto_save_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(5)
+    }
+}
+
+/// Opens the app window (blocks until it is closed).
+pub fn run() -> Result<(), String> {
+    let options = eframe::NativeOptions {
+        viewport: egui::ViewportBuilder::default()
+            .with_title("spamscope")
+            .with_app_id("spamscope")
+            .with_inner_size([1400.0, 900.0])
+            .with_min_inner_size([900.0, 600.0]),
+        renderer: eframe::Renderer::Glow,
+        ..Default::default()
+    };
+    eframe::run_native(
+        "spamscope",
+        options,
+        Box::new(|cc| Ok(Box::new(SpamscopeApp::new(cc, AppConfig::standard())))),
+    )
+    .map_err(|e| format!("cannot open the app window: {e}"))
+}

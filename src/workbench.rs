@@ -1,0 +1,698 @@
+//! The app's state and background work, independent of any GUI toolkit.
+//!
+//! The [`Workbench`] owns the loaded dataset, the active model version, feedback
+//! statistics and the running jobs. Commands (`open_dataset`, `train_now`, ...) start jobs
+//! on worker threads; jobs report progress and results over a channel and call the
+//! `notify` callback (the app passes `Context::request_repaint`). The GUI calls
+//! [`Workbench::poll`] once per frame to apply what arrived: nothing ever blocks the UI
+//! thread on I/O, statistics or training.
+
+use crate::data::Dataset;
+use crate::eda::{self, Eda};
+use crate::feedback::{FeedbackStats, FeedbackStore, NewFeedback};
+use crate::forest::explain::{Explanation, Method};
+use crate::model::Model;
+use crate::progress::Reporter;
+use crate::store::{Holdout, Manifest, Registry};
+use crate::synth::{SynthParams, default_dataset};
+use crate::train::{TrainConfig, train};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Instant;
+
+/// Called by workers when something arrived (the app requests a repaint).
+pub type Notify = Arc<dyn Fn() + Send + Sync>;
+
+#[derive(Debug, Clone)]
+pub struct WorkbenchConfig {
+    pub registry_root: PathBuf,
+    /// A CSV to load at start (the last one the user opened); the synthetic default
+    /// dataset otherwise.
+    pub dataset: Option<PathBuf>,
+    /// Size and seed of the synthetic default dataset.
+    pub synth: SynthParams,
+    /// How first-start training and "Train now" train.
+    pub train: TrainConfig,
+}
+
+/// The active model version with what the screens need of it.
+#[derive(Clone)]
+pub struct ActiveModel {
+    pub manifest: Manifest,
+    pub model: Arc<Model>,
+    pub holdout: Option<Arc<Holdout>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JobKind {
+    /// Generate or load the start-up data, load or train the model.
+    Setup,
+    OpenDataset,
+    Train,
+    Statistics,
+    Feedback,
+    SaveThreshold,
+}
+
+impl JobKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            JobKind::Setup => "Starting up",
+            JobKind::OpenDataset => "Opening dataset",
+            JobKind::Train => "Training",
+            JobKind::Statistics => "Computing statistics",
+            JobKind::Feedback => "Saving feedback",
+            JobKind::SaveThreshold => "Saving threshold",
+        }
+    }
+}
+
+/// A running job as the status bar shows it.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub id: u64,
+    pub kind: JobKind,
+    pub stage: String,
+    pub done: usize,
+    pub total: usize,
+    pub started: Instant,
+    cancel: Arc<AtomicBool>,
+}
+
+impl Job {
+    /// Progress in 0..=1 when known.
+    pub fn fraction(&self) -> Option<f32> {
+        (self.total > 1).then(|| self.done as f32 / self.total as f32)
+    }
+    pub fn cancel(&self) {
+        self.cancel.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Something the user should read: an error, or the result of an action.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Notice {
+    Info(String),
+    Error(String),
+}
+
+enum Msg {
+    Progress {
+        id: u64,
+        stage: String,
+        done: usize,
+        total: usize,
+    },
+    Finished(u64),
+    Dataset(Arc<Dataset>),
+    Model(ActiveModel),
+    Statistics(Arc<Dataset>, Arc<Eda>),
+    Explained(u64, Explanation),
+    FeedbackStats(FeedbackStats),
+    Manifest(Manifest),
+    Notice(Notice),
+}
+
+/// Reports a job's progress over the channel.
+struct ChannelReporter {
+    id: u64,
+    tx: Mutex<Sender<Msg>>,
+    notify: Notify,
+    cancel: Arc<AtomicBool>,
+    last: Mutex<Option<Instant>>,
+}
+
+impl Reporter for ChannelReporter {
+    fn stage(&self, stage: &str, done: usize, total: usize) {
+        // Throttle to ~30 updates a second, but always pass stage changes and the end.
+        if let Ok(mut last) = self.last.lock() {
+            let now = Instant::now();
+            let recent = last.is_some_and(|t| now.duration_since(t).as_millis() < 33);
+            if recent && done != 0 && done != total {
+                return;
+            }
+            *last = Some(now);
+        }
+        if let Ok(tx) = self.tx.lock() {
+            let _ = tx.send(Msg::Progress {
+                id: self.id,
+                stage: stage.to_string(),
+                done,
+                total,
+            });
+        }
+        (self.notify)();
+    }
+    fn cancelled(&self) -> bool {
+        self.cancel.load(Ordering::Relaxed)
+    }
+}
+
+/// Context handed to a job's closure.
+struct JobCtx {
+    reporter: ChannelReporter,
+    tx: Sender<Msg>,
+    notify: Notify,
+}
+
+impl JobCtx {
+    fn send(&self, m: Msg) {
+        let _ = self.tx.send(m);
+        (self.notify)();
+    }
+    fn error(&self, text: String) {
+        self.send(Msg::Notice(Notice::Error(text)));
+    }
+    fn info(&self, text: String) {
+        self.send(Msg::Notice(Notice::Info(text)));
+    }
+}
+
+/// A pending explanation request: key, model, raw inputs.
+type ExplainRequest = (u64, Arc<Model>, Vec<f64>);
+
+/// Latest-wins TreeSHAP worker: only the newest request is computed.
+struct Explainer {
+    slot: Arc<(Mutex<Option<ExplainRequest>>, Condvar)>,
+}
+
+impl Explainer {
+    fn new(tx: Sender<Msg>, notify: Notify) -> Explainer {
+        let slot: Arc<(Mutex<Option<ExplainRequest>>, Condvar)> =
+            Arc::new((Mutex::new(None), Condvar::new()));
+        let worker = slot.clone();
+        std::thread::Builder::new()
+            .name("explainer".into())
+            .spawn(move || {
+                loop {
+                    let (key, model, x) = {
+                        let (lock, cv) = &*worker;
+                        let Ok(mut guard) = lock.lock() else { return };
+                        loop {
+                            if let Some(req) = guard.take() {
+                                break req;
+                            }
+                            match cv.wait(guard) {
+                                Ok(g) => guard = g,
+                                Err(_) => return,
+                            }
+                        }
+                    };
+                    let e = model.explain_one(&x, Method::TreeShap);
+                    if tx.send(Msg::Explained(key, e)).is_err() {
+                        return;
+                    }
+                    notify();
+                }
+            })
+            .expect("spawning the explainer thread");
+        Explainer { slot }
+    }
+
+    fn request(&self, key: u64, model: Arc<Model>, x: Vec<f64>) {
+        let (lock, cv) = &*self.slot;
+        if let Ok(mut g) = lock.lock() {
+            *g = Some((key, model, x));
+            cv.notify_one();
+        }
+    }
+}
+
+pub struct Workbench {
+    pub config: WorkbenchConfig,
+    pub registry: Option<Registry>,
+    pub data: Option<Arc<Dataset>>,
+    pub eda: Option<Arc<Eda>>,
+    pub active: Option<ActiveModel>,
+    pub feedback: Option<FeedbackStats>,
+    pub jobs: Vec<Job>,
+    /// Notices not yet shown; the GUI takes them.
+    pub notices: Vec<Notice>,
+    /// The newest explanation and the key (inputs + version) it belongs to.
+    pub explanation: Option<(u64, Explanation)>,
+    explain_requested: Option<u64>,
+    explainer: Explainer,
+    tx: Sender<Msg>,
+    rx: Receiver<Msg>,
+    notify: Notify,
+    next_id: u64,
+}
+
+/// A key identifying an explanation request: the inputs and the model version.
+pub fn explain_key(x: &[f64], version: u32) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    version.hash(&mut h);
+    for v in x {
+        v.to_bits().hash(&mut h);
+    }
+    h.finish()
+}
+
+impl Workbench {
+    pub fn new(config: WorkbenchConfig, notify: Notify) -> Workbench {
+        let (tx, rx) = channel();
+        let explainer = Explainer::new(tx.clone(), notify.clone());
+        Workbench {
+            config,
+            registry: None,
+            data: None,
+            eda: None,
+            active: None,
+            feedback: None,
+            jobs: Vec::new(),
+            notices: Vec::new(),
+            explanation: None,
+            explain_requested: None,
+            explainer,
+            tx,
+            rx,
+            notify,
+            next_id: 1,
+        }
+    }
+
+    fn spawn(&mut self, kind: JobKind, work: impl FnOnce(&JobCtx) + Send + 'static) {
+        let id = self.next_id;
+        self.next_id += 1;
+        let cancel = Arc::new(AtomicBool::new(false));
+        self.jobs.push(Job {
+            id,
+            kind,
+            stage: "starting".into(),
+            done: 0,
+            total: 0,
+            started: Instant::now(),
+            cancel: cancel.clone(),
+        });
+        let ctx = JobCtx {
+            reporter: ChannelReporter {
+                id,
+                tx: Mutex::new(self.tx.clone()),
+                notify: self.notify.clone(),
+                cancel,
+                last: Mutex::new(None),
+            },
+            tx: self.tx.clone(),
+            notify: self.notify.clone(),
+        };
+        let spawned = std::thread::Builder::new()
+            .name(format!("job-{id}"))
+            .spawn(move || {
+                // A bug in a job must not take the app down: report it instead.
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&ctx)));
+                if result.is_err() {
+                    ctx.error(format!(
+                        "{} failed unexpectedly (internal error)",
+                        kind.label()
+                    ));
+                }
+                ctx.send(Msg::Finished(id));
+            });
+        if let Err(e) = spawned {
+            self.jobs.retain(|j| j.id != id);
+            self.notices
+                .push(Notice::Error(format!("cannot start a worker thread: {e}")));
+        }
+    }
+
+    pub fn is_running(&self, kind: JobKind) -> bool {
+        self.jobs.iter().any(|j| j.kind == kind)
+    }
+
+    /// No job is running.
+    pub fn is_idle(&self) -> bool {
+        self.jobs.is_empty()
+    }
+
+    /// Opens the registry, loads the start-up data and the active model (training the
+    /// reference forest first when the registry is empty).
+    pub fn start(&mut self) {
+        let registry = match Registry::open(&self.config.registry_root) {
+            Ok(r) => r,
+            Err(e) => {
+                self.notices.push(Notice::Error(format!(
+                    "cannot open the model registry: {e}"
+                )));
+                return;
+            }
+        };
+        self.registry = Some(registry.clone());
+        let config = self.config.clone();
+        self.spawn(JobKind::Setup, move |ctx| {
+            let data = match &config.dataset {
+                Some(p) if p.exists() => {
+                    ctx.reporter.stage("loading dataset", 0, 1);
+                    match Dataset::load_csv(p) {
+                        Ok(d) => Some(d),
+                        Err(e) => {
+                            ctx.error(format!(
+                                "could not reopen {}: {e}; using the synthetic default data",
+                                p.display()
+                            ));
+                            None
+                        }
+                    }
+                }
+                _ => None,
+            };
+            let data = Arc::new(data.unwrap_or_else(|| {
+                ctx.reporter.stage("generating", 0, 1);
+                default_dataset(config.synth)
+            }));
+            ctx.send(Msg::Dataset(data.clone()));
+            match registry.active() {
+                Ok(Some(_)) => {
+                    ctx.reporter.stage("loading model", 0, 1);
+                    match load_active(&registry) {
+                        Ok(a) => ctx.send(Msg::Model(a)),
+                        Err(e) => ctx.error(format!("the active model cannot be used: {e}")),
+                    }
+                }
+                Ok(None) => train_and_register(ctx, &registry, &data, &config.train),
+                Err(e) => ctx.error(e.to_string()),
+            }
+            send_feedback_stats(ctx, &registry);
+        });
+    }
+
+    /// Loads a CSV in the background; on failure the current data stays.
+    pub fn open_dataset(&mut self, path: PathBuf) {
+        self.spawn(JobKind::OpenDataset, move |ctx| {
+            ctx.reporter.stage("reading", 0, 1);
+            match Dataset::load_csv(&path) {
+                Ok(d) => {
+                    let warnings = d.warnings.len();
+                    ctx.send(Msg::Dataset(Arc::new(d)));
+                    ctx.info(format!(
+                        "opened {}{}",
+                        path.display(),
+                        if warnings > 0 {
+                            format!(" ({warnings} warning(s), see the data banner)")
+                        } else {
+                            String::new()
+                        }
+                    ));
+                }
+                Err(e) => ctx.error(format!(
+                    "could not open the dataset, keeping the current data: {e}"
+                )),
+            }
+        });
+    }
+
+    /// Switches to the synthetic default dataset (generated in the background).
+    pub fn use_synthetic(&mut self) {
+        let params = self.config.synth;
+        self.spawn(JobKind::OpenDataset, move |ctx| {
+            ctx.reporter.stage("generating", 0, 1);
+            ctx.send(Msg::Dataset(Arc::new(default_dataset(params))));
+        });
+    }
+
+    /// Trains a new version on the loaded data and makes it active.
+    pub fn train_now(&mut self) {
+        let (Some(registry), Some(data)) = (self.registry.clone(), self.data.clone()) else {
+            self.notices
+                .push(Notice::Error("no data loaded to train on".into()));
+            return;
+        };
+        if self.is_running(JobKind::Train) || self.is_running(JobKind::Setup) {
+            self.notices.push(Notice::Error(
+                "a training run is already in progress".into(),
+            ));
+            return;
+        }
+        let cfg = self.config.train.clone();
+        self.spawn(JobKind::Train, move |ctx| {
+            train_and_register(ctx, &registry, &data, &cfg);
+        });
+    }
+
+    /// Stops running jobs that can stop (training, statistics).
+    pub fn cancel(&self, kind: JobKind) {
+        for j in self.jobs.iter().filter(|j| j.kind == kind) {
+            j.cancel();
+        }
+    }
+
+    fn compute_statistics(&mut self, data: Arc<Dataset>) {
+        self.spawn(JobKind::Statistics, move |ctx| {
+            match eda::compute(&data, &ctx.reporter) {
+                Ok(e) => ctx.send(Msg::Statistics(data, Arc::new(e))),
+                Err(e) => ctx.error(format!("statistics failed: {e}")),
+            }
+        });
+    }
+
+    /// Asks for the TreeSHAP explanation of `x` (raw inputs) under the active model;
+    /// the newest request wins. Cheap to call every frame.
+    pub fn request_explanation(&mut self, x: &[f64]) {
+        let Some(active) = &self.active else { return };
+        let key = explain_key(x, active.manifest.version);
+        if self.explain_requested == Some(key) {
+            return;
+        }
+        self.explain_requested = Some(key);
+        self.explainer
+            .request(key, active.model.clone(), x.to_vec());
+    }
+
+    /// The explanation of `x` if it has arrived.
+    pub fn explanation_for(&self, x: &[f64]) -> Option<&Explanation> {
+        let active = self.active.as_ref()?;
+        let key = explain_key(x, active.manifest.version);
+        self.explanation
+            .as_ref()
+            .filter(|(k, _)| *k == key)
+            .map(|(_, e)| e)
+    }
+
+    /// Stores one feedback record (one transaction) in the background.
+    pub fn submit_feedback(&mut self, record: NewFeedback) {
+        let Some(registry) = self.registry.clone() else {
+            return;
+        };
+        self.spawn(JobKind::Feedback, move |ctx| {
+            match FeedbackStore::open_in(registry.root()).and_then(|mut s| s.add(&record)) {
+                Ok(id) => ctx.info(format!("feedback saved (record #{id})")),
+                Err(e) => ctx.error(format!("feedback was not saved: {e}")),
+            }
+            send_feedback_stats(ctx, &registry);
+        });
+    }
+
+    /// Saves `threshold` as the active version's decision threshold.
+    pub fn save_threshold(&mut self, threshold: f64) {
+        let (Some(registry), Some(active)) = (self.registry.clone(), self.active.as_ref()) else {
+            return;
+        };
+        let mut m = active.manifest.clone();
+        m.threshold = threshold;
+        self.spawn(JobKind::SaveThreshold, move |ctx| {
+            match registry.update_manifest(&m) {
+                Ok(()) => {
+                    ctx.info(format!(
+                        "threshold {threshold:.2} saved for version {}",
+                        m.version
+                    ));
+                    ctx.send(Msg::Manifest(m));
+                }
+                Err(e) => ctx.error(format!("the threshold was not saved: {e}")),
+            }
+        });
+    }
+
+    /// Applies everything the workers sent; returns whether anything changed.
+    pub fn poll(&mut self) -> bool {
+        let mut changed = false;
+        while let Ok(msg) = self.rx.try_recv() {
+            changed = true;
+            match msg {
+                Msg::Progress {
+                    id,
+                    stage,
+                    done,
+                    total,
+                } => {
+                    if let Some(j) = self.jobs.iter_mut().find(|j| j.id == id) {
+                        j.stage = stage;
+                        j.done = done;
+                        j.total = total;
+                    }
+                }
+                Msg::Finished(id) => self.jobs.retain(|j| j.id != id),
+                Msg::Dataset(d) => {
+                    self.eda = None;
+                    self.data = Some(d.clone());
+                    self.compute_statistics(d);
+                }
+                Msg::Model(a) => {
+                    self.explanation = None;
+                    self.explain_requested = None;
+                    self.active = Some(a);
+                }
+                Msg::Statistics(d, e) => {
+                    // Only if it belongs to the current data.
+                    if self.data.as_ref().is_some_and(|cur| Arc::ptr_eq(cur, &d)) {
+                        self.eda = Some(e);
+                    }
+                }
+                Msg::Explained(key, e) => self.explanation = Some((key, e)),
+                Msg::FeedbackStats(s) => self.feedback = Some(s),
+                Msg::Manifest(m) => {
+                    if let Some(a) = self
+                        .active
+                        .as_mut()
+                        .filter(|a| a.manifest.version == m.version)
+                    {
+                        a.manifest = m;
+                    }
+                }
+                Msg::Notice(n) => self.notices.push(n),
+            }
+        }
+        changed
+    }
+}
+
+fn load_active(registry: &Registry) -> Result<ActiveModel, String> {
+    let (manifest, model) = registry.load_active().map_err(|e| e.to_string())?;
+    let holdout = registry.load_holdout(manifest.version).ok().map(Arc::new);
+    Ok(ActiveModel {
+        manifest,
+        model: Arc::new(model),
+        holdout,
+    })
+}
+
+fn train_and_register(ctx: &JobCtx, registry: &Registry, data: &Dataset, cfg: &TrainConfig) {
+    match train(data, None, cfg, &ctx.reporter) {
+        Ok(t) => {
+            ctx.reporter.stage("saving", 0, 1);
+            match t.register(registry, data, cfg, true) {
+                Ok(manifest) => {
+                    let v = manifest.version;
+                    ctx.send(Msg::Model(ActiveModel {
+                        manifest,
+                        model: Arc::new(t.model),
+                        holdout: Some(Arc::new(t.holdout)),
+                    }));
+                    ctx.info(format!(
+                        "version {v} trained in {:.1} s and activated",
+                        t.train_seconds
+                    ));
+                }
+                Err(e) => ctx.error(format!("the trained model was not saved: {e}")),
+            }
+        }
+        Err(crate::Error::Forest(crate::forest::ForestError::Cancelled)) => {
+            ctx.info("training cancelled; the active version is unchanged".into())
+        }
+        Err(e) => ctx.error(format!("training failed: {e}")),
+    }
+}
+
+fn send_feedback_stats(ctx: &JobCtx, registry: &Registry) {
+    match FeedbackStore::open_in(registry.root()).and_then(|s| s.stats()) {
+        Ok(s) => ctx.send(Msg::FeedbackStats(s)),
+        Err(e) => ctx.error(format!("feedback statistics unavailable: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::forest::ForestParams;
+    use std::time::Duration;
+
+    pub(crate) fn config(dir: &std::path::Path) -> WorkbenchConfig {
+        WorkbenchConfig {
+            registry_root: dir.to_path_buf(),
+            dataset: None,
+            synth: SynthParams {
+                rows: 3000,
+                seed: 5,
+            },
+            train: TrainConfig {
+                params: ForestParams {
+                    n_trees: 10,
+                    max_depth: Some(8),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        }
+    }
+
+    fn settle(w: &mut Workbench) {
+        let start = Instant::now();
+        loop {
+            w.poll();
+            if w.is_idle() {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "jobs did not finish"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn first_start_trains_then_restart_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = Workbench::new(config(dir.path()), Arc::new(|| {}));
+        w.start();
+        assert!(w.is_running(JobKind::Setup));
+        settle(&mut w);
+        let a = w.active.as_ref().expect("a model after first start");
+        assert_eq!(a.manifest.version, 1);
+        assert!(a.holdout.is_some());
+        assert!(w.data.as_ref().unwrap().source.is_synthetic());
+        assert!(w.eda.is_some(), "statistics computed for the loaded data");
+        assert_eq!(w.feedback.as_ref().unwrap().total, 0);
+
+        let mut w2 = Workbench::new(config(dir.path()), Arc::new(|| {}));
+        w2.start();
+        settle(&mut w2);
+        assert_eq!(
+            w2.active.as_ref().unwrap().manifest.version,
+            1,
+            "loaded, not retrained"
+        );
+    }
+
+    #[test]
+    fn broken_csv_keeps_the_current_data_and_explanations_arrive() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = Workbench::new(config(dir.path()), Arc::new(|| {}));
+        w.start();
+        settle(&mut w);
+        let before = w.data.clone().unwrap();
+        let bad = dir.path().join("bad.csv");
+        std::fs::write(&bad, "label,user_id\n1,2\n").unwrap();
+        w.open_dataset(bad);
+        settle(&mut w);
+        assert!(Arc::ptr_eq(w.data.as_ref().unwrap(), &before));
+        assert!(
+            w.notices
+                .iter()
+                .any(|n| matches!(n, Notice::Error(e) if e.contains("bad.csv") && e.contains("missing column")))
+        );
+        let x = before.row(0);
+        w.request_explanation(&x);
+        let start = Instant::now();
+        while w.explanation_for(&x).is_none() {
+            w.poll();
+            assert!(start.elapsed() < Duration::from_secs(30));
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let e = w.explanation_for(&x).unwrap();
+        let p = w.active.as_ref().unwrap().model.predict_one(&x);
+        assert!((e.base + e.contributions.iter().sum::<f64>() - p).abs() < 1e-9);
+    }
+}

@@ -1,0 +1,194 @@
+//! The desktop app driven headless with egui_kittest: the real UI, real worker threads,
+//! a registry in a temporary folder and a small synthetic dataset.
+
+use eframe::egui::accesskit::Role;
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+use spamscope::app::{AppConfig, SpamscopeApp, Tab};
+use spamscope::feedback::FeedbackStore;
+use spamscope::forest::ForestParams;
+use spamscope::synth::SynthParams;
+use spamscope::train::TrainConfig;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+fn config(dir: &Path, dataset: Option<&Path>) -> AppConfig {
+    AppConfig {
+        registry_root: dir.to_path_buf(),
+        dataset: dataset.map(Path::to_path_buf),
+        synth: SynthParams {
+            rows: 6000,
+            seed: 11,
+        },
+        train: TrainConfig {
+            params: ForestParams {
+                n_trees: 25,
+                max_depth: Some(12),
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+        persist: false,
+    }
+}
+
+fn harness(dir: &Path, dataset: Option<&Path>) -> Harness<'static, SpamscopeApp> {
+    let cfg = config(dir, dataset);
+    Harness::builder()
+        .with_size([1500.0, 1000.0])
+        .build_eframe(move |cc| SpamscopeApp::new(cc, cfg.clone()))
+}
+
+/// Steps frames until every background job and the explanation are done.
+fn settle(h: &mut Harness<'_, SpamscopeApp>) {
+    let start = Instant::now();
+    loop {
+        h.run_steps(1);
+        if h.state().is_settled() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "the app did not settle"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    h.run_steps(3);
+}
+
+/// Removes what changes from run to run (time stamps, fading notices) before a snapshot.
+fn freeze(h: &mut Harness<'_, SpamscopeApp>) {
+    let app = h.state_mut();
+    app.clear_notices();
+    if let Some(a) = app.workbench.active.as_mut() {
+        a.manifest.created_at = "2026-11-24T00:00:00Z".into();
+        a.manifest.train_seconds = 1.0;
+    }
+    h.run_steps(2);
+}
+
+#[test]
+fn gauge_shows_the_models_probability_for_the_typed_inputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = harness(dir.path(), None);
+    settle(&mut h);
+    assert_eq!(
+        h.state()
+            .workbench
+            .active
+            .as_ref()
+            .unwrap()
+            .manifest
+            .version,
+        1,
+        "first start trained a version"
+    );
+    // Type a value into a count field of the "Message Behavior" category.
+    h.get_by_label("Message Behavior").click();
+    h.run_steps(2);
+    h.get_by_role_and_label(Role::SpinButton, "Urgent messages")
+        .set_value_accesskit(7.0);
+    h.run_steps(2);
+    settle(&mut h);
+    let app = h.state();
+    let inputs = app.state.score.raw();
+    assert_eq!(inputs[18], 7.0, "the typed value reached the model input");
+    let model = app.workbench.active.as_ref().unwrap().model.clone();
+    let expected = model.predict_one(&inputs);
+    assert_eq!(app.score.shown_probability(), Some(expected));
+    // The number is on screen, for people and screen readers.
+    h.get_by_label_contains(&format!("Spam probability: {:.1}%", expected * 100.0));
+
+    // An out-of-range value is refused with a reason and does not reach the model.
+    h.get_by_role_and_label(Role::SpinButton, "Urgent messages")
+        .set_value_accesskit(500.0);
+    h.run_steps(2);
+    h.get_by_label_contains("refused: Urgent messages must be between 0 and 80");
+    assert_eq!(h.state().state.score.raw()[18], 7.0);
+}
+
+#[test]
+fn submitting_feedback_writes_a_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = harness(dir.path(), None);
+    settle(&mut h);
+    // These sit below the fold of the results column: use the accessibility action.
+    h.get_by_label("Wrong").click_accesskit();
+    h.run_steps(2);
+    h.get_by_label("Submit feedback").click_accesskit();
+    h.run_steps(2);
+    settle(&mut h);
+    let store = FeedbackStore::open_in(dir.path()).unwrap();
+    let records = store.records(false).unwrap();
+    assert_eq!(records.len(), 1);
+    let r = &records[0].record;
+    let app = h.state();
+    let inputs = app.state.score.raw();
+    for (a, b) in r.features.iter().zip(&inputs) {
+        assert!(a == b || (a.is_nan() && b.is_nan()));
+    }
+    assert_eq!(
+        Some(r.true_label),
+        r.predicted.map(|p| 1 - p),
+        "marked wrong"
+    );
+    assert_eq!(r.model_version, Some(1));
+    assert_eq!(app.workbench.feedback.as_ref().unwrap().total, 1);
+    h.get_by_label_contains("Feedback so far: 1 record(s)");
+}
+
+#[test]
+fn every_screen_renders_and_matches_its_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = harness(dir.path(), None);
+    settle(&mut h);
+    freeze(&mut h);
+    h.snapshot("score");
+    h.get_by_label("Explore data").click();
+    h.run_steps(2);
+    assert_eq!(h.state().state.tab, Tab::Explore);
+    for (view, name) in [
+        ("Overview", "explore_overview"),
+        ("Feature importance", "explore_importance"),
+        ("Correlations", "explore_correlations"),
+        ("Distributions", "explore_distributions"),
+        ("PCA", "explore_pca"),
+        ("Summary table", "explore_summary"),
+    ] {
+        h.get_by_label(view).click();
+        h.run_steps(3);
+        h.snapshot(name);
+    }
+    h.get_by_label("Evaluate model").click();
+    h.run_steps(3);
+    h.snapshot("evaluate");
+}
+
+#[test]
+fn a_small_csv_loads_and_a_broken_one_keeps_the_old_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("small.csv");
+    let t = spamscope::synth::generate(SynthParams { rows: 900, seed: 3 });
+    t.write_csv(std::fs::File::create(&csv).unwrap()).unwrap();
+    let mut h = harness(&dir.path().join("reg"), Some(&csv));
+    settle(&mut h);
+    let data = h.state().workbench.data.clone().unwrap();
+    assert!(!data.source.is_synthetic());
+    assert_eq!(data.n_rows(), 900);
+    h.get_by_label_contains("Data: CSV file");
+    for tab in ["Explore data", "Evaluate model", "Score an account"] {
+        h.get_by_label(tab).click();
+        h.run_steps(3);
+    }
+
+    let bad = dir.path().join("broken.csv");
+    std::fs::write(&bad, "label,user_id,X1\n0,1,2\n").unwrap();
+    h.state_mut().workbench.open_dataset(bad);
+    settle(&mut h);
+    h.get_by_label_contains("could not open the dataset");
+    let after = h.state().workbench.data.clone().unwrap();
+    assert!(
+        std::sync::Arc::ptr_eq(&data, &after),
+        "the previous data stays"
+    );
+}
