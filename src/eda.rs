@@ -225,10 +225,20 @@ pub fn compute(d: &Dataset, reporter: &dyn Reporter) -> Result<Eda, String> {
         Some(l) => (0..n).filter(|&i| l[i] == 0).collect(),
         None => (0..n).collect(),
     };
+    // Whole numbers for every kind but continuous ones (a median of an even count can
+    // fall between two integers).
     let typical_legit = d
         .columns
         .iter()
-        .map(|c| median(&legit.iter().map(|&i| c[i]).collect::<Vec<_>>()))
+        .zip(&cat.features)
+        .map(|(c, f)| {
+            let m = median(&legit.iter().map(|&i| c[i]).collect::<Vec<_>>());
+            if f.kind == crate::catalog::Kind::Continuous {
+                m
+            } else {
+                m.round()
+            }
+        })
         .collect();
     reporter.stage("done", 4, 4);
     Ok(Eda {

@@ -13,13 +13,21 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 fn config(dir: &Path, dataset: Option<&Path>) -> AppConfig {
-    AppConfig {
-        registry_root: dir.to_path_buf(),
-        dataset: dataset.map(Path::to_path_buf),
-        synth: SynthParams {
+    config_with(
+        dir,
+        dataset,
+        SynthParams {
             rows: 6000,
             seed: 11,
         },
+    )
+}
+
+fn config_with(dir: &Path, dataset: Option<&Path>, synth: SynthParams) -> AppConfig {
+    AppConfig {
+        registry_root: dir.to_path_buf(),
+        dataset: dataset.map(Path::to_path_buf),
+        synth,
         train: TrainConfig {
             params: ForestParams {
                 n_trees: 25,
@@ -33,7 +41,10 @@ fn config(dir: &Path, dataset: Option<&Path>) -> AppConfig {
 }
 
 fn harness(dir: &Path, dataset: Option<&Path>) -> Harness<'static, SpamscopeApp> {
-    let cfg = config(dir, dataset);
+    harness_with(config(dir, dataset))
+}
+
+fn harness_with(cfg: AppConfig) -> Harness<'static, SpamscopeApp> {
     Harness::builder()
         .with_size([1500.0, 1000.0])
         .build_eframe(move |cc| SpamscopeApp::new(cc, cfg.clone()))
@@ -139,8 +150,10 @@ fn submitting_feedback_writes_a_record() {
 
 #[test]
 fn every_screen_renders_and_matches_its_snapshot() {
+    // The real default data (all 458,798 synthetic accounts); a small forest keeps the
+    // test quick.
     let dir = tempfile::tempdir().unwrap();
-    let mut h = harness(dir.path(), None);
+    let mut h = harness_with(config_with(dir.path(), None, SynthParams::default()));
     settle(&mut h);
     freeze(&mut h);
     h.snapshot("score");
@@ -183,7 +196,16 @@ fn a_small_csv_loads_and_a_broken_one_keeps_the_old_data() {
 
     let bad = dir.path().join("broken.csv");
     std::fs::write(&bad, "label,user_id,X1\n0,1,2\n").unwrap();
-    h.state_mut().workbench.open_dataset(bad);
+    // File > Open dataset by path…, type the path, Open.
+    h.get_by_label("File").click();
+    h.run_steps(2);
+    h.get_by_label("Open dataset by path…").click();
+    h.run_steps(2);
+    h.get_by_role_and_label(Role::TextInput, "Path:")
+        .set_text_value_accesskit(bad.to_str().unwrap());
+    h.run_steps(2);
+    h.get_by_label("Open").click();
+    h.run_steps(2);
     settle(&mut h);
     h.get_by_label_contains("could not open the dataset");
     let after = h.state().workbench.data.clone().unwrap();

@@ -68,21 +68,30 @@ impl AppConfig {
     }
 }
 
-/// Frame-time statistics of the UI thread (time spent building each frame).
+/// Frame-time statistics of the UI thread: the time to build each frame's UI, and
+/// eframe's measure of the whole frame on the CPU (UI + tessellation + painting) of the
+/// previous frame.
 #[derive(Debug, Default)]
 pub struct FrameStats {
     samples: std::collections::VecDeque<f64>,
+    frame_cpu: std::collections::VecDeque<f64>,
     log: Option<(PathBuf, Instant)>,
 }
 
 impl FrameStats {
     const KEEP: usize = 1200;
 
-    fn record(&mut self, ms: f64, busy: bool) {
+    fn record(&mut self, ms: f64, frame_cpu_ms: Option<f64>, busy: bool) {
         if self.samples.len() == Self::KEEP {
             self.samples.pop_front();
         }
         self.samples.push_back(ms);
+        if let Some(c) = frame_cpu_ms {
+            if self.frame_cpu.len() == Self::KEEP {
+                self.frame_cpu.pop_front();
+            }
+            self.frame_cpu.push_back(c);
+        }
         let due = self
             .log
             .as_ref()
@@ -91,6 +100,7 @@ impl FrameStats {
             let _ = last;
             self.log = Some((path.clone(), Instant::now()));
             let (p50, p99, max) = self.percentiles();
+            let (c50, c99, cmax) = percentiles(&self.frame_cpu);
             use std::io::Write;
             if let Ok(mut f) = std::fs::OpenOptions::new()
                 .create(true)
@@ -99,24 +109,34 @@ impl FrameStats {
             {
                 let _ = writeln!(
                     f,
-                    "frames={} p50_ms={p50:.3} p99_ms={p99:.3} max_ms={max:.3} busy={busy}",
+                    "frames={} ui_p50_ms={p50:.3} ui_p99_ms={p99:.3} ui_max_ms={max:.3} frame_cpu_p50_ms={c50:.3} frame_cpu_p99_ms={c99:.3} frame_cpu_max_ms={cmax:.3} busy={busy}",
                     self.samples.len()
                 );
             }
             self.samples.clear();
+            self.frame_cpu.clear();
         }
     }
 
-    /// (p50, p99, max) in milliseconds over the recent frames.
+    /// (p50, p99, max) of the UI build time in milliseconds over recent frames.
     pub fn percentiles(&self) -> (f64, f64, f64) {
-        if self.samples.is_empty() {
-            return (0.0, 0.0, 0.0);
-        }
-        let mut v: Vec<f64> = self.samples.iter().copied().collect();
-        v.sort_by(f64::total_cmp);
-        let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
-        (at(0.5), at(0.99), v[v.len() - 1])
+        percentiles(&self.samples)
     }
+
+    /// (p50, p99, max) of whole-frame CPU time in milliseconds over recent frames.
+    pub fn frame_percentiles(&self) -> (f64, f64, f64) {
+        percentiles(&self.frame_cpu)
+    }
+}
+
+fn percentiles(samples: &std::collections::VecDeque<f64>) -> (f64, f64, f64) {
+    if samples.is_empty() {
+        return (0.0, 0.0, 0.0);
+    }
+    let mut v: Vec<f64> = samples.iter().copied().collect();
+    v.sort_by(f64::total_cmp);
+    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+    (at(0.5), at(0.99), v[v.len() - 1])
 }
 
 pub struct SpamscopeApp {
@@ -131,6 +151,8 @@ pub struct SpamscopeApp {
     persist: bool,
     /// A file dialog running on its own thread.
     pending_dialog: Option<std::sync::mpsc::Receiver<Option<PathBuf>>>,
+    /// The "open by path" prompt, when shown.
+    path_prompt: Option<String>,
 }
 
 impl SpamscopeApp {
@@ -170,6 +192,7 @@ impl SpamscopeApp {
             frames,
             persist: config.persist,
             pending_dialog: None,
+            path_prompt: None,
         }
     }
 
@@ -227,9 +250,15 @@ impl SpamscopeApp {
                     self.open_dataset_dialog(ui.ctx());
                     ui.close();
                 }
+                if ui
+                    .button("Open dataset by path…")
+                    .on_hover_text("Type the path of a CSV (for systems without a file dialog)")
+                    .clicked()
+                {
+                    self.path_prompt = Some(String::new());
+                    ui.close();
+                }
                 if ui.button("Use the synthetic default data").clicked() {
-                    self.state.dataset = None;
-                    self.workbench.config.dataset = None;
                     self.workbench.use_synthetic();
                     ui.close();
                 }
@@ -261,6 +290,40 @@ impl SpamscopeApp {
                 }
             });
         });
+    }
+
+    fn path_prompt(&mut self, ctx: &egui::Context) {
+        let Some(text) = self.path_prompt.as_mut() else {
+            return;
+        };
+        let mut open = None;
+        let mut close = false;
+        egui::Window::new("Open dataset by path")
+            .collapsible(false)
+            .resizable(false)
+            .show(ctx, |ui| {
+                ui.label("CSV with the columns label,user_id,X1..X51 (label optional):");
+                let label = ui.label("Path:");
+                let edit = ui
+                    .add(egui::TextEdit::singleline(text).desired_width(420.0))
+                    .labelled_by(label.id);
+                let enter = edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+                ui.horizontal(|ui| {
+                    if ui.button("Open").clicked() || enter {
+                        open = Some(PathBuf::from(text.trim()));
+                    }
+                    if ui.button("Cancel").clicked() {
+                        close = true;
+                    }
+                });
+            });
+        if let Some(path) = open {
+            self.workbench.open_dataset(path);
+            close = true;
+        }
+        if close {
+            self.path_prompt = None;
+        }
     }
 
     fn banner(&self, ui: &mut egui::Ui) {
@@ -330,8 +393,9 @@ impl SpamscopeApp {
             }
             ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
                 let (p50, p99, _) = self.frames.percentiles();
+                let (c50, c99, _) = self.frames.frame_percentiles();
                 ui.weak("frame time").on_hover_text(format!(
-                    "UI frame build time over recent frames: p50 {p50:.2} ms, p99 {p99:.2} ms"
+                    "Recent frames: UI build p50 {p50:.2} ms, p99 {p99:.2} ms; whole frame on the CPU p50 {c50:.2} ms, p99 {c99:.2} ms"
                 ));
             });
         });
@@ -376,19 +440,19 @@ impl eframe::App for SpamscopeApp {
         {
             self.pending_dialog = None;
             if let Some(path) = picked {
-                self.state.dataset = Some(path.clone());
                 self.workbench.open_dataset(path);
             }
         }
-        // Remember which file is loaded, so a restart reopens it.
-        if let Some(d) = &self.workbench.data
-            && let crate::data::SourceKind::Csv { path } = &d.source.kind
-        {
-            self.state.dataset = Some(PathBuf::from(path));
+        // Remember which data is loaded, so a restart reopens it.
+        if let Some(d) = &self.workbench.data {
+            self.state.dataset = match &d.source.kind {
+                crate::data::SourceKind::Csv { path } => Some(PathBuf::from(path)),
+                crate::data::SourceKind::Synthetic { .. } => None,
+            };
         }
     }
 
-    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+    fn ui(&mut self, ui: &mut egui::Ui, frame: &mut eframe::Frame) {
         let start = Instant::now();
         egui::Panel::top("top").show(ui, |ui| {
             self.menu(ui);
@@ -400,6 +464,7 @@ impl eframe::App for SpamscopeApp {
             });
         });
         egui::Panel::bottom("status").show(ui, |ui| self.status_bar(ui));
+        self.path_prompt(&ui.ctx().clone());
         egui::CentralPanel::default().show(ui, |ui| match self.state.tab {
             Tab::Score => self
                 .score
@@ -418,6 +483,7 @@ impl eframe::App for SpamscopeApp {
         }
         self.frames.record(
             start.elapsed().as_secs_f64() * 1000.0,
+            frame.info().cpu_usage.map(|s| f64::from(s) * 1000.0),
             !self.workbench.is_idle(),
         );
     }
@@ -450,4 +516,36 @@ pub fn run() -> Result<(), String> {
         Box::new(|cc| Ok(Box::new(SpamscopeApp::new(cc, AppConfig::standard())))),
     )
     .map_err(|e| format!("cannot open the app window: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ui_state_survives_a_round_trip_through_eframe_storage_format() {
+        let mut s = UiState {
+            tab: Tab::Evaluate,
+            dataset: Some(PathBuf::from("/data/accounts.csv")),
+            ..Default::default()
+        };
+        s.score.inputs = vec![Some(1.0); crate::catalog::N_FEATURES];
+        s.score.inputs[12] = None;
+        s.score.category = 3;
+        s.evaluate.working = Some((2, 0.35));
+        s.explore.feature = 7;
+        // eframe stores app state as RON.
+        let text = ron::to_string(&s).unwrap();
+        let back: UiState = ron::from_str(&text).unwrap();
+        assert_eq!(back.tab, Tab::Evaluate);
+        assert_eq!(back.dataset, s.dataset);
+        assert_eq!(back.score.inputs, s.score.inputs);
+        assert_eq!(back.score.category, 3);
+        assert_eq!(back.evaluate.working, Some((2, 0.35)));
+        assert_eq!(back.explore.feature, 7);
+        // Older or partial state still loads (missing fields take defaults).
+        let partial: UiState = ron::from_str("(tab: Explore)").unwrap();
+        assert_eq!(partial.tab, Tab::Explore);
+        assert!(partial.score.inputs.is_empty());
+    }
 }

@@ -409,6 +409,37 @@ impl ScorePanel {
                 s.agreement
                     .map_or("-".to_string(), |a| format!("{:.1}%", a * 100.0))
             ));
+            if !s.by_version.is_empty() {
+                egui::CollapsingHeader::new("Feedback by model version")
+                    .default_open(false)
+                    .show(ui, |ui| {
+                        egui::Grid::new("feedback_by_version")
+                            .num_columns(3)
+                            .striped(true)
+                            .show(ui, |ui| {
+                                ui.strong("Version");
+                                ui.strong("Records");
+                                ui.strong("Agreement");
+                                ui.end_row();
+                                for v in &s.by_version {
+                                    ui.label(
+                                        v.version.map_or("none (imported unscored)".into(), |v| {
+                                            format!("v{v}")
+                                        }),
+                                    );
+                                    ui.label(v.total.to_string());
+                                    ui.label(match v.version {
+                                        Some(_) if v.total > 0 => format!(
+                                            "{:.1}%",
+                                            v.agreed as f64 / v.total as f64 * 100.0
+                                        ),
+                                        _ => "-".into(),
+                                    });
+                                    ui.end_row();
+                                }
+                            });
+                    });
+            }
         }
     }
 }
