@@ -137,6 +137,23 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Retrain from moderators' feedback now; promote the candidate if it passes the gate.
+    Retrain {
+        #[arg(long)]
+        registry: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make an earlier version active again.
+    Rollback {
+        /// The version to activate.
+        #[arg(long)]
+        to: u32,
+        #[arg(long)]
+        registry: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Moderator feedback: import labelled accounts, show statistics.
     #[command(subcommand)]
     Feedback(FeedbackCommand),
@@ -170,9 +187,9 @@ pub enum FeedbackCommand {
         data: PathBuf,
         #[arg(long)]
         registry: Option<PathBuf>,
-        /// Records per transaction.
-        #[arg(long, default_value_t = 1000)]
-        batch: usize,
+        /// Records per transaction (default: the online-learning batch_size).
+        #[arg(long)]
+        batch: Option<usize>,
         #[arg(long)]
         json: bool,
     },
@@ -503,7 +520,9 @@ pub fn run(cmd: Command) -> Result<()> {
                             "parent": m.parent,
                             "created_at": m.created_at,
                             "active": Some(m.version) == active,
-                            "status": format!("{:?}", m.status),
+                            "status": status_name(m, active),
+                            "feedback_used": m.feedback_used,
+                            "gate": m.gate.as_ref().map(|g| g.reason.clone()),
                             "data": m.data.describe(),
                             "train_rows": m.train_rows,
                             "threshold": m.threshold,
@@ -530,14 +549,14 @@ pub fn run(cmd: Command) -> Result<()> {
                     let mark = if Some(e.version) == active { "*" } else { " " };
                     match &e.manifest {
                         Ok(m) => println!(
-                            "{mark} v{}  {}  parent {}  {} rows  AUC {:.4}  F1 {:.4}  {:?}",
+                            "{mark} v{}  {}  parent {}  {} rows  AUC {:.4}  F1 {:.4}  {}",
                             m.version,
                             m.created_at,
                             m.parent.map_or("-".to_string(), |p| format!("v{p}")),
                             m.train_rows,
                             m.metrics.roc_auc,
                             m.metrics.f1,
-                            m.status
+                            status_name(m, active)
                         ),
                         Err(err) => println!("{mark} v{}  unreadable: {err}", e.version),
                     }
@@ -546,6 +565,57 @@ pub fn run(cmd: Command) -> Result<()> {
             Ok(())
         }
         Command::Feedback(cmd) => run_feedback(cmd),
+        Command::Retrain {
+            registry: reg,
+            json,
+        } => {
+            let registry = registry(reg)?;
+            let cfg = crate::online::OnlineLearningConfig::load(&registry)?;
+            let o = crate::online::retrain(&registry, &cfg, &StderrProgress::new())?;
+            let gate = o.candidate.gate.as_ref();
+            if json {
+                print_json(&json!({
+                    "candidate_version": o.candidate.version,
+                    "promoted": o.promoted,
+                    "reason": o.reason,
+                    "train_seconds": o.train_seconds,
+                    "feedback_train": o.feedback_train,
+                    "feedback_holdout": o.feedback_holdout,
+                    "active_version": registry.active()?,
+                    "metrics": metrics_json(&o.candidate.metrics),
+                    "base_auc_active": gate.map(|g| g.base_auc_active),
+                    "feedback_candidate": gate.and_then(|g| g.feedback_candidate),
+                    "feedback_active": gate.and_then(|g| g.feedback_active),
+                }));
+            } else {
+                println!(
+                    "candidate v{} trained in {:.1} s on {} feedback records ({} held out)",
+                    o.candidate.version, o.train_seconds, o.feedback_train, o.feedback_holdout
+                );
+                println!("{}", o.reason);
+                print_metrics(&o.candidate.metrics);
+            }
+            Ok(())
+        }
+        Command::Rollback {
+            to,
+            registry: reg,
+            json,
+        } => {
+            let registry = registry(reg)?;
+            let previous = registry.active()?;
+            let m = registry.rollback(to)?;
+            if json {
+                print_json(&json!({ "active": m.version, "previous": previous }));
+            } else {
+                println!(
+                    "version {} is active (was {})",
+                    m.version,
+                    previous.map_or("none".into(), |p| format!("v{p}"))
+                );
+            }
+            Ok(())
+        }
         Command::Bench {
             data,
             rows,
@@ -573,10 +643,14 @@ fn run_feedback(cmd: FeedbackCommand) -> Result<()> {
             batch,
             json,
         } => {
+            let registry = registry(reg)?;
+            let batch = match batch {
+                Some(b) => b,
+                None => crate::online::OnlineLearningConfig::load(&registry)?.batch_size,
+            };
             if batch == 0 {
                 return Err(Error::Invalid("batch must be at least 1".into()));
             }
-            let registry = registry(reg)?;
             let d = Dataset::load_csv(&data)?;
             warn(&d);
             let labels = d.require_labels()?;
@@ -663,6 +737,19 @@ fn run_feedback(cmd: FeedbackCommand) -> Result<()> {
             }
             Ok(())
         }
+    }
+}
+
+/// active / previous / rejected / rolled back.
+pub fn status_name(m: &crate::store::Manifest, active: Option<u32>) -> &'static str {
+    use crate::store::Status;
+    if Some(m.version) == active {
+        return "active";
+    }
+    match m.status {
+        Status::Registered => "previous",
+        Status::Rejected => "rejected",
+        Status::RolledBack => "rolled back",
     }
 }
 

@@ -236,6 +236,18 @@ impl FeedbackStore {
             .map_err(|e| self.err(e))
     }
 
+    /// Records not yet used by any training run.
+    pub fn count_unused(&self) -> Result<u64, FeedbackError> {
+        self.conn
+            .query_row(
+                "SELECT COUNT(*) FROM feedback WHERE used_in_version IS NULL",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u64)
+            .map_err(|e| self.err(e))
+    }
+
     /// Totals and agreement, overall and per model version.
     pub fn stats(&self) -> Result<FeedbackStats, FeedbackError> {
         let mut stmt = self

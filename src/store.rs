@@ -82,6 +82,34 @@ pub enum Status {
     Registered,
     /// Failed a promotion gate; kept for the record.
     Rejected,
+    /// Was active until a moderator rolled back to an earlier version.
+    RolledBack,
+}
+
+/// How a version did on the held-out slice of moderators' feedback.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct FeedbackEval {
+    pub records: usize,
+    /// Mean squared error of the probability against the moderators' labels.
+    pub brier: f64,
+    /// Share of records where the verdict matches the moderators' label.
+    pub accuracy: f64,
+    /// ROC-AUC, when the slice holds both classes.
+    pub roc_auc: Option<f64>,
+}
+
+/// The promotion gate's inputs and decision for a retrained candidate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Gate {
+    /// The version the candidate was compared with (the active one).
+    pub against: u32,
+    pub base_auc_active: f64,
+    pub base_auc_candidate: f64,
+    pub max_auc_drop: f64,
+    pub feedback_active: Option<FeedbackEval>,
+    pub feedback_candidate: Option<FeedbackEval>,
+    pub promoted: bool,
+    pub reason: String,
 }
 
 /// Everything known about one model version.
@@ -114,6 +142,9 @@ pub struct Manifest {
     /// Feedback records used to train this version.
     #[serde(default)]
     pub feedback_used: usize,
+    /// The promotion gate, for versions made by retraining on feedback.
+    #[serde(default)]
+    pub gate: Option<Gate>,
 }
 
 /// Holdout predictions of a version (for curves and threshold tuning).
@@ -147,6 +178,7 @@ pub struct NewVersion<'a> {
     pub status: Status,
     pub status_reason: Option<String>,
     pub feedback_used: usize,
+    pub gate: Option<Gate>,
 }
 
 #[derive(Debug, Clone)]
@@ -370,6 +402,7 @@ impl Registry {
             status: new.status,
             status_reason: new.status_reason,
             feedback_used: new.feedback_used,
+            gate: new.gate,
         };
         let stage = self
             .staging_dir()
@@ -392,6 +425,41 @@ impl Registry {
             )?;
         }
         Ok(manifest)
+    }
+
+    /// Makes an earlier (or any other) version active again. The version that was
+    /// active is marked as rolled back; the target's own rolled-back mark is cleared.
+    pub fn rollback(&self, to: u32) -> Result<Manifest, StoreError> {
+        // Check the target loads (checksums, structure) before touching anything.
+        self.load(to)?;
+        let _lock = self.lock()?;
+        let previous = self.active()?;
+        if previous == Some(to) {
+            return self.manifest(to);
+        }
+        write_atomic(&self.root.join(ACTIVE_FILE), format!("{to}\n").as_bytes())?;
+        let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+        if let Some(p) = previous
+            && let Ok(mut m) = self.manifest(p)
+            && m.status == Status::Registered
+        {
+            m.status = Status::RolledBack;
+            m.status_reason = Some(format!("rolled back to v{to} at {now}"));
+            write_atomic(
+                &self.version_dir(p).join(MANIFEST_FILE),
+                manifest_text(&m).as_bytes(),
+            )?;
+        }
+        let mut target = self.manifest(to)?;
+        if target.status == Status::RolledBack {
+            target.status = Status::Registered;
+            target.status_reason = None;
+            write_atomic(
+                &self.version_dir(to).join(MANIFEST_FILE),
+                manifest_text(&target).as_bytes(),
+            )?;
+        }
+        Ok(target)
     }
 
     /// Rewrites a version's manifest (e.g. a new threshold), atomically.
@@ -473,6 +541,7 @@ mod tests {
                 status: Status::Registered,
                 status_reason: None,
                 feedback_used: 0,
+                gate: None,
             },
             activate,
         )

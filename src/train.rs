@@ -139,6 +139,7 @@ impl Trained {
                 status: Status::Registered,
                 status_reason: None,
                 feedback_used: 0,
+                gate: None,
             },
             activate,
         )?)

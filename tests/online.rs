@@ -1,0 +1,407 @@
+//! Online learning: feedback really teaches the model, poisoned feedback is rejected by
+//! the gate, degenerate cases are clear errors, and killing a retrain loses nothing.
+
+use serde_json::Value;
+use spamscope::feedback::{FeedbackStore, NewFeedback, Origin};
+use spamscope::forest::ForestParams;
+use spamscope::online::{OnlineLearningConfig, retrain};
+use spamscope::progress::NoProgress;
+use spamscope::rng::SplitMix64;
+use spamscope::store::{Registry, Status};
+use spamscope::synth::{SynthParams, default_dataset};
+use spamscope::train::{TrainConfig, train};
+use std::path::Path;
+use std::process::Command;
+
+const BASE: SynthParams = SynthParams {
+    rows: 12_000,
+    seed: 21,
+};
+
+fn forest() -> ForestParams {
+    ForestParams {
+        n_trees: 60,
+        max_depth: Some(14),
+        ..Default::default()
+    }
+}
+
+/// A registry whose active version 1 was trained on the synthetic base data.
+fn setup(dir: &Path) -> Registry {
+    let reg = Registry::open(dir).unwrap();
+    let data = default_dataset(BASE);
+    let cfg = TrainConfig {
+        params: forest(),
+        ..Default::default()
+    };
+    let t = train(&data, None, &cfg, &NoProgress).unwrap();
+    t.register(&reg, &data, &cfg, true).unwrap();
+    reg
+}
+
+fn online_cfg() -> OnlineLearningConfig {
+    OnlineLearningConfig {
+        forest: forest(),
+        ..Default::default()
+    }
+}
+
+/// Legitimate-looking accounts of the base data that also carry a pattern the base
+/// data never shows: shortened links (X30) and off-platform payment requests (X29).
+fn pattern_accounts(n: usize, seed: u64) -> Vec<Vec<f64>> {
+    let data = default_dataset(SynthParams { rows: 8000, seed });
+    let labels = data.labels.as_ref().unwrap();
+    (0..data.n_rows())
+        .filter(|&i| labels[i] == 0)
+        .take(n)
+        .map(|i| {
+            let mut x = data.row(i);
+            x[28] = 1.0; // X29
+            x[29] = 1.0; // X30
+            x
+        })
+        .collect()
+}
+
+fn record(features: Vec<f64>, label: u8) -> NewFeedback {
+    NewFeedback {
+        user_id: None,
+        features,
+        true_label: label,
+        probability: None,
+        model_version: None,
+        predicted: None,
+        notes: String::new(),
+        origin: Origin::App,
+    }
+}
+
+fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len() as f64
+}
+
+#[test]
+fn feedback_teaches_a_pattern_the_base_data_lacks() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = setup(dir.path());
+    let (_, v1) = reg.load_active().unwrap();
+    // Moderators mark 400 such accounts as spammers.
+    let train_accounts = pattern_accounts(400, 31);
+    let mut store = FeedbackStore::open_in(dir.path()).unwrap();
+    store
+        .add_batch(
+            &train_accounts
+                .iter()
+                .map(|x| record(x.clone(), 1))
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
+    // Fresh accounts with the pattern, never seen in feedback.
+    let probe = pattern_accounts(300, 77);
+    let before: Vec<f64> = probe.iter().map(|x| v1.predict_one(x)).collect();
+    assert!(
+        mean(&before) < 0.2,
+        "v1 sees legitimate accounts: {}",
+        mean(&before)
+    );
+
+    let mut cfg = online_cfg();
+    // Small data: two forests' AUC differ by noise of about a percent.
+    cfg.max_auc_drop = 0.02;
+    let o = retrain(&reg, &cfg, &NoProgress).unwrap();
+    assert!(o.promoted, "{}", o.reason);
+    assert_eq!(reg.active().unwrap(), Some(o.candidate.version));
+    assert_eq!(o.candidate.parent, Some(1));
+    assert_eq!(o.feedback_train + o.feedback_holdout, 400);
+    let (_, v2) = reg.load_active().unwrap();
+    let after: Vec<f64> = probe.iter().map(|x| v2.predict_one(x)).collect();
+    assert!(
+        mean(&after) > 0.5 && mean(&after) > mean(&before) + 0.4,
+        "the promoted version learned the pattern: {:.3} -> {:.3}",
+        mean(&before),
+        mean(&after)
+    );
+    // Without the pattern the same accounts stay legitimate.
+    let plain: Vec<f64> = probe
+        .iter()
+        .map(|x| {
+            let mut x = x.clone();
+            x[28] = 0.0;
+            x[29] = 0.0;
+            v2.predict_one(&x)
+        })
+        .collect();
+    assert!(mean(&plain) < 0.2, "{}", mean(&plain));
+    // The records are marked as used by the new version.
+    let recs = store.records(false).unwrap();
+    assert!(
+        recs.iter()
+            .all(|r| r.used_in_version == Some(o.candidate.version))
+    );
+    let gate = o.candidate.gate.unwrap();
+    assert!(gate.feedback_candidate.unwrap().brier < gate.feedback_active.unwrap().brier);
+}
+
+#[test]
+fn poisoned_feedback_is_rejected_by_the_gate() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = setup(dir.path());
+    // 3000 ordinary accounts with coin-flip labels.
+    let data = default_dataset(SynthParams {
+        rows: 3000,
+        seed: 55,
+    });
+    let mut rng = SplitMix64::new(9);
+    let poison: Vec<NewFeedback> = (0..data.n_rows())
+        .map(|i| record(data.row(i), u8::from(rng.next_f64() < 0.5)))
+        .collect();
+    let mut store = FeedbackStore::open_in(dir.path()).unwrap();
+    store.add_batch(&poison).unwrap();
+    let o = retrain(&reg, &online_cfg(), &NoProgress).unwrap();
+    assert!(!o.promoted);
+    assert!(o.reason.contains("ROC-AUC"), "{}", o.reason);
+    assert_eq!(reg.active().unwrap(), Some(1), "the active version stays");
+    let m = reg.manifest(o.candidate.version).unwrap();
+    assert_eq!(m.status, Status::Rejected);
+    assert!(m.status_reason.unwrap().starts_with("rejected"));
+    // The poisoned batch is consumed: it does not come back in the next retrain.
+    let e = retrain(&reg, &online_cfg(), &NoProgress).unwrap_err();
+    assert!(
+        e.to_string().contains("at least 10 new feedback records"),
+        "{e}"
+    );
+}
+
+#[test]
+fn degenerate_cases_are_clear_errors() {
+    // No model yet.
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Registry::open(dir.path()).unwrap();
+    let e = retrain(&reg, &online_cfg(), &NoProgress).unwrap_err();
+    assert!(e.to_string().contains("no model version yet"), "{e}");
+
+    // Too few records.
+    let reg = setup(dir.path());
+    let mut store = FeedbackStore::open_in(dir.path()).unwrap();
+    let few: Vec<NewFeedback> = pattern_accounts(3, 1)
+        .into_iter()
+        .map(|x| record(x, 1))
+        .collect();
+    store.add_batch(&few).unwrap();
+    let e = retrain(&reg, &online_cfg(), &NoProgress).unwrap_err();
+    assert!(e.to_string().contains("there are 3"), "{e}");
+
+    // Feedback of one class only still retrains (AUC on it is simply undefined).
+    let more: Vec<NewFeedback> = pattern_accounts(30, 2)
+        .into_iter()
+        .map(|x| record(x, 1))
+        .collect();
+    store.add_batch(&more).unwrap();
+    let mut cfg = online_cfg();
+    cfg.max_auc_drop = 0.05;
+    let o = retrain(&reg, &cfg, &NoProgress).unwrap();
+    let g = o.candidate.gate.unwrap();
+    assert_eq!(g.feedback_candidate.unwrap().roc_auc, None);
+
+    // Invalid settings are refused with the reason.
+    let bad = OnlineLearningConfig {
+        feedback_weight: 0.0,
+        ..online_cfg()
+    };
+    assert!(
+        bad.save(&reg)
+            .unwrap_err()
+            .to_string()
+            .contains("feedback_weight")
+    );
+    std::fs::write(dir.path().join("online.ron"), "(batch_size: 0)").unwrap();
+    let e = OnlineLearningConfig::load(&reg).unwrap_err();
+    assert!(
+        e.to_string().contains("online.ron") && e.to_string().contains("batch_size"),
+        "{e}"
+    );
+}
+
+#[test]
+fn base_data_that_changed_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("base.csv");
+    let t = spamscope::synth::generate(SynthParams {
+        rows: 3000,
+        seed: 4,
+    });
+    t.write_csv(std::fs::File::create(&csv).unwrap()).unwrap();
+    let reg = Registry::open(dir.path().join("reg")).unwrap();
+    let data = spamscope::data::Dataset::load_csv(&csv).unwrap();
+    let cfg = TrainConfig {
+        params: forest(),
+        ..Default::default()
+    };
+    train(&data, None, &cfg, &NoProgress)
+        .unwrap()
+        .register(&reg, &data, &cfg, true)
+        .unwrap();
+    let mut store = FeedbackStore::open_in(reg.root()).unwrap();
+    store
+        .add_batch(
+            &pattern_accounts(20, 3)
+                .into_iter()
+                .map(|x| record(x, 1))
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
+    // Someone edits the base file.
+    let text = std::fs::read_to_string(&csv).unwrap();
+    std::fs::write(&csv, text.replacen("\n0,", "\n1,", 1)).unwrap();
+    let e = retrain(&reg, &online_cfg(), &NoProgress).unwrap_err();
+    assert!(e.to_string().contains("changed since version 1"), "{e}");
+}
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_spamscope")
+}
+
+#[test]
+fn retrain_and_rollback_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = setup(dir.path());
+    let mut store = FeedbackStore::open_in(dir.path()).unwrap();
+    store
+        .add_batch(
+            &pattern_accounts(200, 5)
+                .into_iter()
+                .map(|x| record(x, 1))
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
+    let mut cfg = online_cfg();
+    cfg.max_auc_drop = 0.02;
+    cfg.save(&reg).unwrap();
+    let out = Command::new(bin())
+        .args([
+            "retrain",
+            "--registry",
+            dir.path().to_str().unwrap(),
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["candidate_version"], 2);
+    assert_eq!(v["promoted"], true);
+    assert!(v["reason"].as_str().unwrap().starts_with("promoted"));
+    assert!(v["metrics"]["roc_auc"].as_f64().unwrap() > 0.8);
+
+    let out = Command::new(bin())
+        .args([
+            "rollback",
+            "--to",
+            "1",
+            "--registry",
+            dir.path().to_str().unwrap(),
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v["active"].as_u64(), v["previous"].as_u64()),
+        (Some(1), Some(2))
+    );
+    assert_eq!(reg.manifest(2).unwrap().status, Status::RolledBack);
+    let out = Command::new(bin())
+        .args([
+            "versions",
+            "--registry",
+            dir.path().to_str().unwrap(),
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["versions"][1]["status"], "rolled back");
+    assert_eq!(v["versions"][0]["status"], "active");
+    // Rolling back to a version that does not exist is a one-line error.
+    let out = Command::new(bin())
+        .args([
+            "rollback",
+            "--to",
+            "7",
+            "--registry",
+            dir.path().to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.trim().lines().count() == 1 && err.contains("version 7"),
+        "{err}"
+    );
+}
+
+#[test]
+fn killing_a_retrain_leaves_the_registry_valid_and_loses_no_feedback() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = setup(dir.path());
+    let mut store = FeedbackStore::open_in(dir.path()).unwrap();
+    store
+        .add_batch(
+            &pattern_accounts(300, 8)
+                .into_iter()
+                .map(|x| record(x, 1))
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
+    // A slow retrain (many trees) so that it is still training when killed.
+    let cfg = OnlineLearningConfig {
+        forest: ForestParams {
+            n_trees: 3000,
+            ..Default::default()
+        },
+        ..online_cfg()
+    };
+    cfg.save(&reg).unwrap();
+    let mut child = Command::new(bin())
+        .args(["retrain", "--registry", dir.path().to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until it reports tree progress, then kill it.
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+    let started = lines
+        .by_ref()
+        .any(|l| l.is_ok_and(|l| l.starts_with("trees:")));
+    assert!(started, "the retrain reached the training stage");
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // The old active version still loads; no new version is visible; nothing is lost.
+    let reg = Registry::open(dir.path()).unwrap();
+    assert_eq!(reg.active().unwrap(), Some(1));
+    reg.load_active().unwrap();
+    assert_eq!(reg.version_numbers().unwrap(), vec![1]);
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("staging"))
+            .unwrap()
+            .count(),
+        0,
+        "leftovers are cleared on open"
+    );
+    let store = FeedbackStore::open_in(dir.path()).unwrap();
+    assert_eq!(store.count().unwrap(), 300);
+    assert_eq!(store.count_unused().unwrap(), 300);
+    // And a normal retrain afterwards works.
+    let mut cfg = online_cfg();
+    cfg.max_auc_drop = 0.02;
+    let o = retrain(&reg, &cfg, &NoProgress).unwrap();
+    assert_eq!(o.candidate.version, 2);
+}
