@@ -12,6 +12,7 @@ use crate::eda::{self, Eda};
 use crate::feedback::{FeedbackStats, FeedbackStore, NewFeedback};
 use crate::forest::explain::{Explanation, Method};
 use crate::model::Model;
+use crate::online::{OnlineLearningConfig, auto_retrain_due};
 use crate::progress::Reporter;
 use crate::store::{Holdout, Manifest, Registry};
 use crate::synth::{SynthParams, default_dataset};
@@ -54,11 +55,20 @@ pub enum JobKind {
     Statistics,
     Feedback,
     SaveThreshold,
+    /// Retrain from feedback and gate the candidate.
+    Retrain,
+    /// Activate an earlier version.
+    Rollback,
+    /// Read or save the version list, settings or a holdout.
+    Registry,
 }
 
 impl JobKind {
     pub fn label(self) -> &'static str {
         match self {
+            JobKind::Retrain => "Retraining from feedback",
+            JobKind::Rollback => "Rolling back",
+            JobKind::Registry => "Reading the registry",
             JobKind::Setup => "Starting up",
             JobKind::OpenDataset => "Opening dataset",
             JobKind::Train => "Training",
@@ -113,6 +123,18 @@ enum Msg {
     FeedbackStats(FeedbackStats),
     Manifest(Manifest),
     Notice(Notice),
+    Versions(Vec<VersionRow>, Option<u32>),
+    Online(OnlineLearningConfig),
+    Holdout(u32, Arc<Holdout>),
+    /// The store found an automatic retrain due.
+    AutoRetrain(String),
+}
+
+/// One row of the version history.
+#[derive(Debug, Clone)]
+pub struct VersionRow {
+    pub version: u32,
+    pub manifest: Result<Manifest, String>,
 }
 
 /// Reports a job's progress over the channel.
@@ -234,6 +256,14 @@ pub struct Workbench {
     pub explanation: Option<(u64, Explanation)>,
     explain_requested: Option<u64>,
     explainer: Explainer,
+    /// Every version in the registry and the active one (refreshed after changes).
+    pub versions: Vec<VersionRow>,
+    pub active_version: Option<u32>,
+    /// Online-learning settings of the registry.
+    pub online: Option<OnlineLearningConfig>,
+    /// Holdout predictions of versions asked for by the comparison view.
+    pub holdouts: std::collections::HashMap<u32, Arc<Holdout>>,
+    holdouts_requested: std::collections::HashSet<u32>,
     tx: Sender<Msg>,
     rx: Receiver<Msg>,
     notify: Notify,
@@ -267,6 +297,11 @@ impl Workbench {
             explanation: None,
             explain_requested: None,
             explainer,
+            versions: Vec::new(),
+            active_version: None,
+            online: None,
+            holdouts: Default::default(),
+            holdouts_requested: Default::default(),
             tx,
             rx,
             notify,
@@ -375,6 +410,135 @@ impl Workbench {
                 Err(e) => ctx.error(e.to_string()),
             }
             send_feedback_stats(ctx, &registry);
+            send_versions(ctx, &registry);
+            match OnlineLearningConfig::load(&registry) {
+                Ok(c) => ctx.send(Msg::Online(c)),
+                Err(e) => ctx.error(format!("{e}; using the default online-learning settings")),
+            }
+        });
+        self.start_watcher();
+    }
+
+    /// The store's own check for automatic retraining: a thread that looks every
+    /// `WATCH_SECONDS` whether enough new feedback arrived and enough time passed.
+    fn start_watcher(&self) {
+        const WATCH_SECONDS: u64 = 30;
+        let Some(registry) = self.registry.clone() else {
+            return;
+        };
+        let tx = self.tx.clone();
+        let notify = self.notify.clone();
+        let _ = std::thread::Builder::new()
+            .name("retrain-watcher".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(std::time::Duration::from_secs(WATCH_SECONDS));
+                    if let Some(reason) = due_reason(&registry) {
+                        if tx.send(Msg::AutoRetrain(reason)).is_err() {
+                            return;
+                        }
+                        notify();
+                    }
+                }
+            });
+    }
+
+    /// Retrains from feedback now (one retrain at a time); the candidate becomes
+    /// active only if it passes the gate.
+    pub fn retrain_now(&mut self) {
+        let Some(registry) = self.registry.clone() else {
+            return;
+        };
+        if [JobKind::Retrain, JobKind::Train, JobKind::Setup]
+            .iter()
+            .any(|&k| self.is_running(k))
+        {
+            self.notices.push(Notice::Error(
+                "a training run is already in progress".into(),
+            ));
+            return;
+        }
+        let cfg = self.online.clone().unwrap_or_default();
+        self.spawn(JobKind::Retrain, move |ctx| {
+            match crate::online::retrain(&registry, &cfg, &ctx.reporter) {
+                Ok(o) => {
+                    if o.promoted {
+                        match load_active(&registry) {
+                            Ok(a) => ctx.send(Msg::Model(a)),
+                            Err(e) => ctx.error(format!("the new version cannot be loaded: {e}")),
+                        }
+                        ctx.info(format!("v{} {}", o.candidate.version, o.reason));
+                    } else {
+                        ctx.error(format!(
+                            "v{} was not activated: {}",
+                            o.candidate.version, o.reason
+                        ));
+                    }
+                }
+                Err(crate::Error::Forest(crate::forest::ForestError::Cancelled)) => {
+                    ctx.info("retraining cancelled; the active version is unchanged".into())
+                }
+                Err(e) => ctx.error(format!("retraining failed: {e}")),
+            }
+            send_versions(ctx, &registry);
+            send_feedback_stats(ctx, &registry);
+        });
+    }
+
+    /// Makes version `v` active.
+    pub fn rollback(&mut self, v: u32) {
+        let Some(registry) = self.registry.clone() else {
+            return;
+        };
+        self.spawn(JobKind::Rollback, move |ctx| {
+            match registry
+                .rollback(v)
+                .map_err(|e| e.to_string())
+                .and_then(|_| load_active(&registry))
+            {
+                Ok(a) => {
+                    ctx.send(Msg::Model(a));
+                    ctx.info(format!("version {v} is active"));
+                }
+                Err(e) => ctx.error(format!("could not activate version {v}: {e}")),
+            }
+            send_versions(ctx, &registry);
+        });
+    }
+
+    /// Validates and saves online-learning settings.
+    pub fn save_online(&mut self, cfg: OnlineLearningConfig) {
+        let Some(registry) = self.registry.clone() else {
+            return;
+        };
+        self.spawn(JobKind::Registry, move |ctx| match cfg.save(&registry) {
+            Ok(()) => {
+                ctx.send(Msg::Online(cfg));
+                ctx.info("online-learning settings saved".into());
+            }
+            Err(e) => ctx.error(format!("settings not saved: {e}")),
+        });
+    }
+
+    /// Loads the holdout predictions of version `v` (for the comparison view).
+    pub fn request_holdout(&mut self, v: u32) {
+        if self.holdouts.contains_key(&v) || !self.holdouts_requested.insert(v) {
+            return;
+        }
+        if let Some(a) = self.active.as_ref().filter(|a| a.manifest.version == v)
+            && let Some(h) = &a.holdout
+        {
+            self.holdouts.insert(v, h.clone());
+            return;
+        }
+        let Some(registry) = self.registry.clone() else {
+            return;
+        };
+        self.spawn(JobKind::Registry, move |ctx| {
+            match registry.load_holdout(v) {
+                Ok(h) => ctx.send(Msg::Holdout(v, Arc::new(h))),
+                Err(e) => ctx.error(format!("holdout of version {v}: {e}")),
+            }
         });
     }
 
@@ -428,6 +592,7 @@ impl Workbench {
         let cfg = self.config.train.clone();
         self.spawn(JobKind::Train, move |ctx| {
             train_and_register(ctx, &registry, &data, &cfg);
+            send_versions(ctx, &registry);
         });
     }
 
@@ -481,6 +646,9 @@ impl Workbench {
                 Err(e) => ctx.error(format!("feedback was not saved: {e}")),
             }
             send_feedback_stats(ctx, &registry);
+            if let Some(reason) = due_reason(&registry) {
+                ctx.send(Msg::AutoRetrain(reason));
+            }
         });
     }
 
@@ -492,7 +660,9 @@ impl Workbench {
         let mut m = active.manifest.clone();
         m.threshold = threshold;
         self.spawn(JobKind::SaveThreshold, move |ctx| {
-            match registry.update_manifest(&m) {
+            let result = registry.update_manifest(&m);
+            send_versions(ctx, &registry);
+            match result {
                 Ok(()) => {
                     ctx.info(format!(
                         "threshold {threshold:.2} saved for version {}",
@@ -552,6 +722,24 @@ impl Workbench {
                     }
                 }
                 Msg::Notice(n) => self.notices.push(n),
+                Msg::Versions(v, active) => {
+                    self.versions = v;
+                    self.active_version = active;
+                }
+                Msg::Online(c) => self.online = Some(c),
+                Msg::Holdout(v, h) => {
+                    self.holdouts.insert(v, h);
+                }
+                Msg::AutoRetrain(reason) => {
+                    let busy = [JobKind::Retrain, JobKind::Train, JobKind::Setup]
+                        .iter()
+                        .any(|&k| self.is_running(k));
+                    if !busy {
+                        self.notices
+                            .push(Notice::Info(format!("automatic retrain started: {reason}")));
+                        self.retrain_now();
+                    }
+                }
             }
         }
         changed
@@ -592,6 +780,33 @@ fn train_and_register(ctx: &JobCtx, registry: &Registry, data: &Dataset, cfg: &T
             ctx.info("training cancelled; the active version is unchanged".into())
         }
         Err(e) => ctx.error(format!("training failed: {e}")),
+    }
+}
+
+fn send_versions(ctx: &JobCtx, registry: &Registry) {
+    match (registry.list(), registry.active()) {
+        (Ok(list), Ok(active)) => ctx.send(Msg::Versions(
+            list.into_iter()
+                .map(|e| VersionRow {
+                    version: e.version,
+                    manifest: e.manifest.map_err(|e| e.to_string()),
+                })
+                .collect(),
+            active,
+        )),
+        (Err(e), _) | (_, Err(e)) => ctx.error(format!("cannot list versions: {e}")),
+    }
+}
+
+/// Why an automatic retrain is due now, if it is.
+fn due_reason(registry: &Registry) -> Option<String> {
+    let cfg = OnlineLearningConfig::load(registry).ok()?;
+    match auto_retrain_due(registry, &cfg) {
+        Ok(true) => Some(format!(
+            "at least {} new feedback records and {} s since the last version",
+            cfg.min_samples, cfg.retrain_interval
+        )),
+        _ => None,
     }
 }
 

@@ -75,6 +75,12 @@ fn freeze(h: &mut Harness<'_, SpamscopeApp>) {
         a.manifest.created_at = "2026-11-24T00:00:00Z".into();
         a.manifest.train_seconds = 1.0;
     }
+    for r in app.workbench.versions.iter_mut() {
+        if let Ok(m) = r.manifest.as_mut() {
+            m.created_at = format!("2026-11-24T00:0{}:00Z", m.version % 10);
+            m.train_seconds = 1.0;
+        }
+    }
     h.run_steps(2);
 }
 
@@ -213,4 +219,105 @@ fn a_small_csv_loads_and_a_broken_one_keeps_the_old_data() {
         std::sync::Arc::ptr_eq(&data, &after),
         "the previous data stays"
     );
+}
+
+#[test]
+fn settings_retrain_and_rollback_through_the_ui() {
+    use spamscope::feedback::{NewFeedback, Origin};
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = harness(dir.path(), None);
+    settle(&mut h);
+
+    // Settings: an invalid value is refused with the reason, a valid one is saved.
+    h.get_by_label("Settings").click();
+    h.run_steps(3);
+    h.get_by_role_and_label(Role::SpinButton, "Feedback weight")
+        .set_value_accesskit(0.0);
+    h.run_steps(2);
+    h.get_by_label("Save settings").click();
+    h.run_steps(2);
+    h.get_by_label_contains("Not saved: online learning settings: feedback_weight");
+    assert!(!dir.path().join("online.ron").exists());
+    h.get_by_role_and_label(Role::SpinButton, "Feedback weight")
+        .set_value_accesskit(5.0);
+    h.get_by_role_and_label(Role::SpinButton, "Max ROC-AUC drop")
+        .set_value_accesskit(0.05);
+    h.run_steps(2);
+    h.get_by_label("Save settings").click();
+    h.run_steps(2);
+    settle(&mut h);
+    let saved = spamscope::online::OnlineLearningConfig::load(
+        &spamscope::store::Registry::open(dir.path()).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(saved.max_auc_drop, 0.05);
+    freeze(&mut h);
+    h.snapshot("settings");
+
+    // Moderators' corrections arrive (60 accounts marked as spammers).
+    let data = h.state().workbench.data.clone().unwrap();
+    let labels = data.labels.clone().unwrap();
+    let records: Vec<NewFeedback> = (0..data.n_rows())
+        .filter(|&i| labels[i] == 0)
+        .take(60)
+        .map(|i| NewFeedback {
+            user_id: Some(data.user_ids[i]),
+            features: data.row(i),
+            true_label: 1,
+            probability: None,
+            model_version: Some(1),
+            predicted: Some(0),
+            notes: "reported by sellers".into(),
+            origin: Origin::App,
+        })
+        .collect();
+    FeedbackStore::open_in(dir.path())
+        .unwrap()
+        .add_batch(&records)
+        .unwrap();
+
+    // Versions: retrain now; version 2 appears with its gate decision.
+    h.get_by_label("Versions").click();
+    h.run_steps(3);
+    h.get_by_label("Retrain now").click();
+    h.run_steps(2);
+    settle(&mut h);
+    let app = h.state();
+    assert_eq!(app.workbench.versions.len(), 2);
+    let v2 = app.workbench.versions[1].manifest.as_ref().unwrap();
+    assert_eq!(v2.parent, Some(1));
+    assert_eq!(
+        v2.feedback_used
+            + v2.gate
+                .as_ref()
+                .unwrap()
+                .feedback_candidate
+                .unwrap()
+                .records,
+        60
+    );
+    let promoted = v2.gate.as_ref().unwrap().promoted;
+    assert_eq!(
+        app.workbench.active_version,
+        Some(if promoted { 2 } else { 1 })
+    );
+    // Activate the other version from the history table.
+    let other = if promoted { 1 } else { 2 };
+    h.get_by_label(&format!("Activate v{other}")).click();
+    h.run_steps(2);
+    settle(&mut h);
+    assert_eq!(h.state().workbench.active_version, Some(other));
+    assert_eq!(
+        h.state()
+            .workbench
+            .active
+            .as_ref()
+            .unwrap()
+            .manifest
+            .version,
+        other,
+        "the scoring model was swapped"
+    );
+    freeze(&mut h);
+    h.snapshot("versions");
 }

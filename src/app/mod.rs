@@ -5,6 +5,8 @@ mod evaluate;
 mod explore;
 mod gauge;
 mod score;
+mod settings;
+mod versions;
 
 use crate::forest::ForestParams;
 use crate::synth::SynthParams;
@@ -19,6 +21,8 @@ use std::time::Instant;
 pub use evaluate::EvaluatePanel;
 pub use explore::ExplorePanel;
 pub use score::ScorePanel;
+pub use settings::SettingsPanel;
+pub use versions::VersionsPanel;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub enum Tab {
@@ -26,6 +30,8 @@ pub enum Tab {
     Score,
     Explore,
     Evaluate,
+    Versions,
+    Settings,
 }
 
 /// What survives a restart (eframe persistence).
@@ -38,6 +44,7 @@ pub struct UiState {
     pub score: score::ScoreState,
     pub explore: explore::ExploreState,
     pub evaluate: evaluate::EvaluateState,
+    pub versions: versions::VersionsState,
 }
 
 /// How the app starts: where the registry is and what first-start trains.
@@ -145,6 +152,8 @@ pub struct SpamscopeApp {
     pub score: ScorePanel,
     pub explore: ExplorePanel,
     pub evaluate: EvaluatePanel,
+    pub versions: VersionsPanel,
+    pub settings: SettingsPanel,
     /// Notices on screen (newest last), with when they arrived.
     notices: Vec<(Notice, Instant)>,
     pub frames: FrameStats,
@@ -187,6 +196,8 @@ impl SpamscopeApp {
             score: ScorePanel::default(),
             explore: ExplorePanel,
             evaluate: EvaluatePanel::default(),
+            versions: VersionsPanel::default(),
+            settings: SettingsPanel::default(),
             state,
             notices: Vec::new(),
             frames,
@@ -281,11 +292,24 @@ impl SpamscopeApp {
                     self.workbench.train_now();
                     ui.close();
                 }
+                let retraining = self.workbench.is_running(JobKind::Retrain);
                 if ui
-                    .add_enabled(training, egui::Button::new("Cancel training"))
+                    .add_enabled(
+                        !training && !retraining && self.workbench.active.is_some(),
+                        egui::Button::new("Retrain from feedback"),
+                    )
+                    .on_hover_text("Train a candidate with moderators' feedback; it is activated only if it passes the promotion gate")
+                    .clicked()
+                {
+                    self.workbench.retrain_now();
+                    ui.close();
+                }
+                if ui
+                    .add_enabled(training || retraining, egui::Button::new("Cancel training"))
                     .clicked()
                 {
                     self.workbench.cancel(JobKind::Train);
+                    self.workbench.cancel(JobKind::Retrain);
                     ui.close();
                 }
             });
@@ -385,7 +409,7 @@ impl SpamscopeApp {
                         ui.label(text);
                     }
                 }
-                if matches!(j.kind, JobKind::Train | JobKind::Setup)
+                if matches!(j.kind, JobKind::Train | JobKind::Setup | JobKind::Retrain)
                     && ui.small_button("Cancel").clicked()
                 {
                     j.cancel();
@@ -461,6 +485,8 @@ impl eframe::App for SpamscopeApp {
                 ui.selectable_value(&mut self.state.tab, Tab::Score, "Score an account");
                 ui.selectable_value(&mut self.state.tab, Tab::Explore, "Explore data");
                 ui.selectable_value(&mut self.state.tab, Tab::Evaluate, "Evaluate model");
+                ui.selectable_value(&mut self.state.tab, Tab::Versions, "Versions");
+                ui.selectable_value(&mut self.state.tab, Tab::Settings, "Settings");
             });
         });
         egui::Panel::bottom("status").show(ui, |ui| self.status_bar(ui));
@@ -475,6 +501,10 @@ impl eframe::App for SpamscopeApp {
             Tab::Evaluate => self
                 .evaluate
                 .ui(ui, &mut self.state.evaluate, &mut self.workbench),
+            Tab::Versions => self
+                .versions
+                .ui(ui, &mut self.state.versions, &mut self.workbench),
+            Tab::Settings => self.settings.ui(ui, &mut self.workbench),
         });
         // Keep animating progress while jobs run.
         if !self.workbench.is_idle() {

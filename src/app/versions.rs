@@ -1,0 +1,435 @@
+//! "Versions": the model history (parent, time, rows, feedback used, holdout and
+//! feedback metrics, status), retrain and rollback, metrics across versions, and a
+//! side-by-side comparison of two versions.
+
+use crate::catalog::{N_FEATURES, catalog};
+use crate::cli::status_name;
+use crate::metrics::roc_curve;
+use crate::store::Manifest;
+use crate::workbench::{JobKind, Workbench};
+use eframe::egui::{self, Color32, RichText};
+use egui_extras::{Column, TableBuilder};
+use egui_plot::{Bar, BarChart, Legend, Line, Plot, PlotPoints, Points};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct VersionsState {
+    /// The two versions compared (A, B).
+    pub compare: (Option<u32>, Option<u32>),
+}
+
+#[derive(Default)]
+pub struct VersionsPanel {
+    /// ROC points per version, computed once from its holdout.
+    roc: std::collections::HashMap<u32, Vec<[f64; 2]>>,
+}
+
+fn fmt_opt(v: Option<f64>, digits: usize) -> String {
+    v.map_or("-".into(), |x| format!("{x:.digits$}"))
+}
+
+impl VersionsPanel {
+    pub fn ui(&mut self, ui: &mut egui::Ui, state: &mut VersionsState, wb: &mut Workbench) {
+        let manifests: Vec<Manifest> = wb
+            .versions
+            .iter()
+            .filter_map(|r| r.manifest.as_ref().ok().cloned())
+            .collect();
+        let active = wb.active_version;
+        ui.horizontal(|ui| {
+            let busy = [JobKind::Retrain, JobKind::Train, JobKind::Setup]
+                .iter()
+                .any(|&k| wb.is_running(k));
+            if ui
+                .add_enabled(!busy && active.is_some(), egui::Button::new("Retrain now"))
+                .on_hover_text(
+                    "Train a candidate on the base data plus moderators' feedback; it becomes active only if it passes the promotion gate",
+                )
+                .clicked()
+            {
+                wb.retrain_now();
+            }
+            if busy && ui.button("Cancel retraining").clicked() {
+                wb.cancel(JobKind::Retrain);
+            }
+            let new = wb
+                .feedback
+                .as_ref()
+                .map(|s| s.total)
+                .unwrap_or(0);
+            let cfg = wb.online.clone().unwrap_or_default();
+            ui.label(format!(
+                "{new} feedback record(s) in total. Automatic retraining: {} (at {} new records, at most every {} s).",
+                if cfg.auto_retrain { "on" } else { "off" },
+                cfg.min_samples,
+                cfg.retrain_interval
+            ));
+        });
+        ui.separator();
+        if manifests.is_empty() {
+            ui.label("No versions yet.");
+            return;
+        }
+        let mut activate = None;
+        egui::ScrollArea::vertical()
+            .id_salt("versions_scroll")
+            .show(ui, |ui| {
+                ui.heading("History");
+                history_table(ui, &manifests, active, &mut activate);
+                for r in &wb.versions {
+                    if let Err(e) = &r.manifest {
+                        ui.colored_label(
+                            Color32::from_rgb(235, 90, 80),
+                            format!("v{}: unreadable: {e}", r.version),
+                        );
+                    }
+                }
+                ui.add_space(8.0);
+                ui.columns(2, |cols| {
+                    metrics_chart(&mut cols[0], &manifests);
+                    compare(&mut cols[1], state, &manifests, wb, &mut self.roc);
+                });
+            });
+        if let Some(v) = activate {
+            wb.rollback(v);
+        }
+    }
+}
+
+fn history_table(
+    ui: &mut egui::Ui,
+    manifests: &[Manifest],
+    active: Option<u32>,
+    activate: &mut Option<u32>,
+) {
+    let headers = [
+        "Version",
+        "Parent",
+        "Created",
+        "Status",
+        "Rows",
+        "Feedback",
+        "ROC-AUC",
+        "F1",
+        "Precision",
+        "Recall",
+        "Feedback Brier",
+        "",
+    ];
+    TableBuilder::new(ui)
+        .id_salt("history")
+        .striped(true)
+        .vscroll(false)
+        .columns(Column::auto().at_least(60.0), headers.len() - 1)
+        .column(Column::remainder())
+        .header(20.0, |mut h| {
+            for name in headers {
+                h.col(|ui| {
+                    ui.strong(name);
+                });
+            }
+        })
+        .body(|mut body| {
+            for m in manifests.iter().rev() {
+                body.row(20.0, |mut row| {
+                    let status = status_name(m, active);
+                    row.col(|ui| {
+                        ui.label(format!("v{}", m.version));
+                    });
+                    row.col(|ui| {
+                        ui.label(m.parent.map_or("-".into(), |p| format!("v{p}")));
+                    });
+                    row.col(|ui| {
+                        ui.label(&m.created_at);
+                    });
+                    row.col(|ui| {
+                        let color = match status {
+                            "active" => Color32::from_rgb(70, 170, 90),
+                            "rejected" => Color32::from_rgb(215, 70, 60),
+                            "rolled back" => Color32::from_rgb(225, 185, 60),
+                            _ => ui.visuals().text_color(),
+                        };
+                        let r = ui.colored_label(color, status);
+                        let why = m
+                            .status_reason
+                            .clone()
+                            .or_else(|| m.gate.as_ref().map(|g| g.reason.clone()));
+                        if let Some(why) = why {
+                            r.on_hover_text(why);
+                        }
+                    });
+                    row.col(|ui| {
+                        ui.label(m.train_rows.to_string());
+                    });
+                    row.col(|ui| {
+                        ui.label(m.feedback_used.to_string());
+                    });
+                    row.col(|ui| {
+                        ui.label(format!("{:.4}", m.metrics.roc_auc));
+                    });
+                    row.col(|ui| {
+                        ui.label(format!("{:.3}", m.metrics.f1));
+                    });
+                    row.col(|ui| {
+                        ui.label(format!("{:.3}", m.metrics.precision));
+                    });
+                    row.col(|ui| {
+                        ui.label(format!("{:.3}", m.metrics.recall));
+                    });
+                    row.col(|ui| {
+                        let fb = m.gate.as_ref().and_then(|g| g.feedback_candidate);
+                        ui.label(fmt_opt(fb.map(|f| f.brier), 4));
+                    });
+                    row.col(|ui| {
+                        if Some(m.version) != active
+                            && ui
+                                .small_button(format!("Activate v{}", m.version))
+                                .on_hover_text("Roll back (or forward) to this version")
+                                .clicked()
+                        {
+                            *activate = Some(m.version);
+                        }
+                    });
+                });
+            }
+        });
+}
+
+fn metrics_chart(ui: &mut egui::Ui, manifests: &[Manifest]) {
+    ui.heading("Holdout metrics across versions");
+    let series = |f: fn(&Manifest) -> f64| -> Vec<[f64; 2]> {
+        manifests
+            .iter()
+            .map(|m| [f64::from(m.version), f(m)])
+            .collect()
+    };
+    Plot::new("versions_metrics")
+        .height(300.0)
+        .legend(Legend::default())
+        .x_axis_label("version")
+        .x_axis_formatter(|mark, _| {
+            let v = mark.value.round();
+            if (mark.value - v).abs() < 1e-6 && v >= 1.0 {
+                format!("v{v}")
+            } else {
+                String::new()
+            }
+        })
+        .include_y(0.0)
+        .include_y(1.0)
+        .show(ui, |p| {
+            for (name, f) in [
+                (
+                    "ROC-AUC",
+                    (|m: &Manifest| m.metrics.roc_auc) as fn(&Manifest) -> f64,
+                ),
+                ("F1", |m: &Manifest| m.metrics.f1),
+                ("precision", |m: &Manifest| m.metrics.precision),
+                ("recall", |m: &Manifest| m.metrics.recall),
+            ] {
+                let pts = series(f);
+                p.line(Line::new(name, PlotPoints::from(pts.clone())));
+                p.points(Points::new(name, PlotPoints::from(pts)).radius(3.0));
+            }
+        });
+}
+
+fn compare(
+    ui: &mut egui::Ui,
+    state: &mut VersionsState,
+    manifests: &[Manifest],
+    wb: &mut Workbench,
+    roc_cache: &mut std::collections::HashMap<u32, Vec<[f64; 2]>>,
+) {
+    ui.heading("Compare two versions");
+    let versions: Vec<u32> = manifests.iter().map(|m| m.version).collect();
+    let newest = versions.last().copied();
+    let default_b = wb.active_version.or(newest);
+    let default_a = default_b.and_then(|b| {
+        manifests
+            .iter()
+            .find(|m| m.version == b)
+            .and_then(|m| m.parent)
+            .or_else(|| {
+                versions
+                    .iter()
+                    .rev()
+                    .copied()
+                    .find(|&v| Some(v) != default_b)
+            })
+    });
+    let mut b = state
+        .compare
+        .1
+        .filter(|v| versions.contains(v))
+        .or(default_b);
+    let mut a = state
+        .compare
+        .0
+        .filter(|v| versions.contains(v))
+        .or(default_a);
+    if a == b {
+        // Comparing a version with itself says nothing: pick another one.
+        a = versions.iter().rev().copied().find(|&v| Some(v) != b).or(a);
+    }
+    ui.horizontal(|ui| {
+        for (name, slot) in [("A:", &mut a), ("B:", &mut b)] {
+            let label = ui.label(name);
+            egui::ComboBox::from_id_salt(("compare", name))
+                .selected_text(slot.map_or("-".into(), |v| format!("v{v}")))
+                .show_ui(ui, |ui| {
+                    for &v in &versions {
+                        ui.selectable_value(slot, Some(v), format!("v{v}"));
+                    }
+                })
+                .response
+                .labelled_by(label.id);
+        }
+    });
+    state.compare = (a, b);
+    let (Some(a), Some(b)) = (a, b) else {
+        ui.label("Two versions are needed.");
+        return;
+    };
+    let get = |v: u32| manifests.iter().find(|m| m.version == v);
+    let (Some(ma), Some(mb)) = (get(a), get(b)) else {
+        return;
+    };
+    egui::Grid::new("compare_grid")
+        .striped(true)
+        .show(ui, |ui| {
+            ui.strong("");
+            ui.strong(format!("v{a}"));
+            ui.strong(format!("v{b}"));
+            ui.strong("B - A");
+            ui.end_row();
+            for (name, x, y) in [
+                ("ROC-AUC", ma.metrics.roc_auc, mb.metrics.roc_auc),
+                (
+                    "average precision",
+                    ma.metrics.average_precision,
+                    mb.metrics.average_precision,
+                ),
+                ("precision", ma.metrics.precision, mb.metrics.precision),
+                ("recall", ma.metrics.recall, mb.metrics.recall),
+                ("F1", ma.metrics.f1, mb.metrics.f1),
+                ("accuracy", ma.metrics.accuracy, mb.metrics.accuracy),
+            ] {
+                ui.label(name);
+                ui.label(format!("{x:.4}"));
+                ui.label(format!("{y:.4}"));
+                ui.label(RichText::new(format!("{:+.4}", y - x)).color(if y >= x {
+                    Color32::from_rgb(70, 170, 90)
+                } else {
+                    Color32::from_rgb(215, 70, 60)
+                }));
+                ui.end_row();
+            }
+            ui.label("training rows");
+            ui.label(ma.train_rows.to_string());
+            ui.label(mb.train_rows.to_string());
+            ui.label("");
+            ui.end_row();
+            ui.label("feedback used");
+            ui.label(ma.feedback_used.to_string());
+            ui.label(mb.feedback_used.to_string());
+            ui.label("");
+            ui.end_row();
+        });
+    // Importance changes: the features that moved most.
+    let imp = |m: &Manifest| -> Vec<f64> { m.importance.iter().map(|(_, v)| *v).collect() };
+    let (ia, ib) = (imp(ma), imp(mb));
+    if ia.len() == N_FEATURES && ib.len() == N_FEATURES {
+        let mut order: Vec<usize> = (0..N_FEATURES).collect();
+        order.sort_by(|&x, &y| (ib[y] - ia[y]).abs().total_cmp(&(ib[x] - ia[x]).abs()));
+        order.truncate(10);
+        let n = order.len();
+        let names: Vec<String> = order
+            .iter()
+            .map(|&i| {
+                format!(
+                    "{} {}",
+                    catalog().features[i].id,
+                    catalog().features[i].label
+                )
+            })
+            .collect();
+        let axis = names.clone();
+        ui.label("Largest importance changes (B - A, percentage points):");
+        Plot::new("importance_delta")
+            .height(24.0 * n as f32 + 40.0)
+            .allow_zoom(false)
+            .allow_drag(false)
+            .allow_scroll(false)
+            .y_axis_min_width(200.0)
+            .y_axis_formatter(move |mark, _| {
+                let k = mark.value.round();
+                if (mark.value - k).abs() > 1e-6 || k < 0.0 || k as usize >= n {
+                    return String::new();
+                }
+                axis[n - 1 - k as usize].clone()
+            })
+            .show(ui, |p| {
+                p.bar_chart(
+                    BarChart::new(
+                        "importance change",
+                        order
+                            .iter()
+                            .enumerate()
+                            .map(|(k, &i)| {
+                                let d = (ib[i] - ia[i]) * 100.0;
+                                Bar::new((n - 1 - k) as f64, d)
+                                    .width(0.7)
+                                    .name(&names[k])
+                                    .fill(if d >= 0.0 {
+                                        Color32::from_rgb(215, 70, 60)
+                                    } else {
+                                        Color32::from_rgb(80, 150, 220)
+                                    })
+                            })
+                            .collect(),
+                    )
+                    .horizontal(),
+                );
+            });
+    }
+    // ROC curves on each version's holdout.
+    wb.request_holdout(a);
+    wb.request_holdout(b);
+    for v in [a, b] {
+        if !roc_cache.contains_key(&v)
+            && let Some(h) = wb.holdouts.get(&v)
+            && let Ok(roc) = roc_curve(&h.labels, &h.scores)
+        {
+            let step = (roc.len() / 1500).max(1);
+            roc_cache.insert(
+                v,
+                roc.iter()
+                    .step_by(step)
+                    .chain(roc.last())
+                    .map(|r| [r.fpr, r.tpr])
+                    .collect(),
+            );
+        }
+    }
+    let (ca, cb) = (roc_cache.get(&a).cloned(), roc_cache.get(&b).cloned());
+    Plot::new("compare_roc")
+        .height(300.0)
+        .data_aspect(1.0)
+        .legend(Legend::default())
+        .x_axis_label("false positive rate")
+        .y_axis_label("true positive rate")
+        .include_x(0.0)
+        .include_x(1.0)
+        .include_y(0.0)
+        .include_y(1.0)
+        .show(ui, |p| {
+            if let Some(c) = ca {
+                p.line(Line::new(format!("v{a} ROC"), PlotPoints::from(c)).width(1.5));
+            }
+            if let Some(c) = cb {
+                p.line(Line::new(format!("v{b} ROC"), PlotPoints::from(c)).width(1.5));
+            }
+        });
+}
