@@ -280,6 +280,21 @@ fn check_threshold(t: f64) -> Result<f64> {
     }
 }
 
+/// The version to use (given or active), its threshold (or the one given) and the data.
+fn version_and_data(
+    reg: Option<PathBuf>,
+    version: Option<u32>,
+    threshold: Option<f64>,
+    data: &Path,
+) -> Result<(crate::store::Manifest, crate::model::Model, f64, Dataset)> {
+    let registry = registry(reg)?;
+    let (manifest, model) = registry.load_version(version)?;
+    let t = check_threshold(threshold.unwrap_or(manifest.threshold))?;
+    let d = Dataset::load_csv(data)?;
+    warn(&d);
+    Ok((manifest, model, t, d))
+}
+
 fn metrics_json(m: &Metrics) -> Value {
     serde_json::to_value(m).expect("metrics serialise")
 }
@@ -404,11 +419,7 @@ pub fn run(cmd: Command) -> Result<()> {
             threshold,
             json,
         } => {
-            let registry = registry(reg)?;
-            let (manifest, model) = registry.load_version(version)?;
-            let t = check_threshold(threshold.unwrap_or(manifest.threshold))?;
-            let d = Dataset::load_csv(&data)?;
-            warn(&d);
+            let (manifest, model, t, d) = version_and_data(reg, version, threshold, &data)?;
             let (m, _) = evaluate(&model, &d, t)?;
             if json {
                 print_json(&json!({
@@ -437,11 +448,7 @@ pub fn run(cmd: Command) -> Result<()> {
             explain,
             exact,
         } => {
-            let registry = registry(reg)?;
-            let (manifest, model) = registry.load_version(version)?;
-            let t = check_threshold(threshold.unwrap_or(manifest.threshold))?;
-            let d = Dataset::load_csv(&data)?;
-            warn(&d);
+            let (manifest, model, t, d) = version_and_data(reg, version, threshold, &data)?;
             let method = if exact {
                 Method::TreeShap
             } else {

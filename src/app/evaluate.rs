@@ -5,7 +5,7 @@
 use crate::metrics::{Confusion, PrPoint, Ranked, RocPoint, pr_curve, roc_curve};
 use crate::workbench::{JobKind, Workbench};
 use eframe::egui::{self, Color32, RichText};
-use egui_plot::{Legend, Line, Plot, PlotPoints, Points};
+use egui_plot::{Line, PlotPoints, Points};
 use serde::{Deserialize, Serialize};
 
 /// Persisted: the working threshold per version.
@@ -29,17 +29,6 @@ struct Curves {
 #[derive(Default)]
 pub struct EvaluatePanel {
     curves: Option<Curves>,
-}
-
-/// At most `n` points of a curve (keeps the ends).
-fn thin<T: Copy>(v: &[T], n: usize) -> Vec<T> {
-    if v.len() <= n {
-        return v.to_vec();
-    }
-    let step = v.len() as f64 / n as f64;
-    let mut out: Vec<T> = (0..n).map(|i| v[(i as f64 * step) as usize]).collect();
-    out.push(v[v.len() - 1]);
-    out
 }
 
 impl EvaluatePanel {
@@ -70,8 +59,8 @@ impl EvaluatePanel {
                 auc: ranked.roc_auc(),
                 ap: ranked.average_precision(),
                 ranked,
-                roc: thin(&roc, 2000),
-                pr: thin(&pr, 2000),
+                roc: super::charts::thin(&roc, 2000),
+                pr: super::charts::thin(&pr, 2000),
             });
         }
         let Some(c) = &self.curves else { return };
@@ -134,16 +123,7 @@ impl EvaluatePanel {
             .strong(),
         );
         ui.columns(3, |cols| {
-            Plot::new("roc")
-                .height(380.0)
-                .data_aspect(1.0)
-                .legend(Legend::default())
-                .x_axis_label("false positive rate")
-                .y_axis_label("true positive rate")
-                .include_x(0.0)
-                .include_x(1.0)
-                .include_y(0.0)
-                .include_y(1.0)
+            super::charts::unit_square("roc", 380.0, "false positive rate", "true positive rate")
                 .show(&mut cols[0], |p| {
                     p.line(
                         Line::new(
@@ -164,17 +144,9 @@ impl EvaluatePanel {
                             .color(Color32::from_rgb(230, 180, 60)),
                     );
                 });
-            Plot::new("pr")
-                .height(380.0)
-                .data_aspect(1.0)
-                .legend(Legend::default())
-                .x_axis_label("recall")
-                .y_axis_label("precision")
-                .include_x(0.0)
-                .include_x(1.0)
-                .include_y(0.0)
-                .include_y(1.0)
-                .show(&mut cols[1], |p| {
+            super::charts::unit_square("pr", 380.0, "recall", "precision").show(
+                &mut cols[1],
+                |p| {
                     p.line(
                         Line::new(
                             format!("precision-recall (AP {:.3})", c.ap),
@@ -194,7 +166,8 @@ impl EvaluatePanel {
                         .radius(6.0)
                         .color(Color32::from_rgb(230, 180, 60)),
                     );
-                });
+                },
+            );
             confusion_matrix(&mut cols[2], &conf);
         });
     }

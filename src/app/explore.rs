@@ -217,42 +217,18 @@ fn importance(ui: &mut egui::Ui, state: &mut ExploreState, wb: &Workbench) {
         ImportanceOrder::Column => shown.sort_unstable(),
         ImportanceOrder::Name => shown.sort_by_key(|&i| catalog().features[i].label.clone()),
     }
-    let n = shown.len();
     let names: Vec<String> = shown.iter().map(|&i| feature_name(i)).collect();
-    let axis = names.clone();
+    let values: Vec<f64> = shown.iter().map(|&i| imp[i] * 100.0).collect();
     ui.columns(2, |cols| {
-        Plot::new("importance")
-            .height((22.0 * n as f32 + 60.0).min(900.0))
-            .allow_zoom(false)
-            .allow_drag(false)
-            .allow_scroll(false)
-            .y_axis_min_width(230.0)
-            .x_axis_label("importance (%)")
-            .y_axis_formatter(move |m, _| {
-                let k = m.value.round();
-                if (m.value - k).abs() > 1e-6 || k < 0.0 || k as usize >= n {
-                    return String::new();
-                }
-                axis[n - 1 - k as usize].clone()
-            })
-            .show(&mut cols[0], |p| {
-                p.bar_chart(
-                    BarChart::new(
-                        "importance",
-                        shown
-                            .iter()
-                            .enumerate()
-                            .map(|(k, &i)| {
-                                Bar::new((n - 1 - k) as f64, imp[i] * 100.0)
-                                    .name(&names[k])
-                                    .width(0.7)
-                            })
-                            .collect(),
-                    )
-                    .horizontal()
-                    .color(LEGIT),
-                );
-            });
+        super::charts::ranked_bars(
+            &mut cols[0],
+            "importance",
+            &names,
+            &values,
+            "importance (%)",
+            230.0,
+            |_| LEGIT,
+        );
         let ui = &mut cols[1];
         TableBuilder::new(ui)
             .id_salt("importance_table")

@@ -1,6 +1,7 @@
 //! The desktop app (eframe/egui). It draws the [`Workbench`]'s state and sends it
 //! commands; everything slow runs on the workbench's worker threads.
 
+mod charts;
 mod evaluate;
 mod explore;
 mod gauge;

@@ -7,7 +7,6 @@ use crate::feedback::{NewFeedback, Origin};
 use crate::rng::SplitMix64;
 use crate::workbench::{JobKind, Workbench};
 use eframe::egui::{self, Color32, RichText};
-use egui_plot::{Bar, BarChart, Plot};
 use serde::{Deserialize, Serialize};
 
 const PLACEHOLDER: &str = "lowest allowed values (waiting for the data statistics)";
@@ -492,42 +491,16 @@ fn risk_factors(ui: &mut egui::Ui, state: &ScoreState, wb: &Workbench, raw: &[f6
                     format!("{} = {}", feat.label, format_value(feat, raw[f]))
                 })
                 .collect();
-            let n = top.len();
-            let bars: Vec<Bar> = top
-                .iter()
-                .enumerate()
-                .map(|(k, &(_, c))| {
-                    Bar::new((n - 1 - k) as f64, c * 100.0)
-                        .width(0.7)
-                        .name(&names[k])
-                        .fill(if c > 0.0 { RED } else { GREEN })
-                })
-                .collect();
-            let axis_names = names.clone();
-            Plot::new("risk_factors")
-                .height(26.0 * n as f32 + 40.0)
-                .allow_zoom(false)
-                .allow_drag(false)
-                .allow_scroll(false)
-                .show_grid([true, false])
-                .x_axis_label("contribution (percentage points)")
-                .y_axis_min_width(220.0)
-                .y_axis_formatter(move |mark, _| {
-                    let k = mark.value.round();
-                    if (mark.value - k).abs() > 1e-6 || k < 0.0 || k as usize >= n {
-                        return String::new();
-                    }
-                    axis_names[n - 1 - k as usize].clone()
-                })
-                .show(ui, |p| {
-                    p.bar_chart(
-                        BarChart::new("contribution", bars)
-                            .horizontal()
-                            .element_formatter(Box::new(|b, _| {
-                                format!("{}: {:+.2} points", b.name, b.value)
-                            })),
-                    );
-                });
+            let values: Vec<f64> = top.iter().map(|&(_, c)| c * 100.0).collect();
+            super::charts::ranked_bars(
+                ui,
+                "risk_factors",
+                &names,
+                &values,
+                "contribution (percentage points)",
+                220.0,
+                |v| if v > 0.0 { RED } else { GREEN },
+            );
             egui::Grid::new("contributions")
                 .num_columns(3)
                 .striped(true)

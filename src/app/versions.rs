@@ -9,7 +9,7 @@ use crate::store::Manifest;
 use crate::workbench::{JobKind, Workbench};
 use eframe::egui::{self, Color32, RichText};
 use egui_extras::{Column, TableBuilder};
-use egui_plot::{Bar, BarChart, Legend, Line, Plot, PlotPoints, Points};
+use egui_plot::{Legend, Line, Plot, PlotPoints, Points};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -344,7 +344,6 @@ fn compare(
         let mut order: Vec<usize> = (0..N_FEATURES).collect();
         order.sort_by(|&x, &y| (ib[y] - ia[y]).abs().total_cmp(&(ib[x] - ia[x]).abs()));
         order.truncate(10);
-        let n = order.len();
         let names: Vec<String> = order
             .iter()
             .map(|&i| {
@@ -355,44 +354,23 @@ fn compare(
                 )
             })
             .collect();
-        let axis = names.clone();
+        let deltas: Vec<f64> = order.iter().map(|&i| (ib[i] - ia[i]) * 100.0).collect();
         ui.label("Largest importance changes (B - A, percentage points):");
-        Plot::new("importance_delta")
-            .height(24.0 * n as f32 + 40.0)
-            .allow_zoom(false)
-            .allow_drag(false)
-            .allow_scroll(false)
-            .y_axis_min_width(200.0)
-            .y_axis_formatter(move |mark, _| {
-                let k = mark.value.round();
-                if (mark.value - k).abs() > 1e-6 || k < 0.0 || k as usize >= n {
-                    return String::new();
+        super::charts::ranked_bars(
+            ui,
+            "importance_delta",
+            &names,
+            &deltas,
+            "change (percentage points)",
+            200.0,
+            |d| {
+                if d >= 0.0 {
+                    Color32::from_rgb(215, 70, 60)
+                } else {
+                    Color32::from_rgb(80, 150, 220)
                 }
-                axis[n - 1 - k as usize].clone()
-            })
-            .show(ui, |p| {
-                p.bar_chart(
-                    BarChart::new(
-                        "importance change",
-                        order
-                            .iter()
-                            .enumerate()
-                            .map(|(k, &i)| {
-                                let d = (ib[i] - ia[i]) * 100.0;
-                                Bar::new((n - 1 - k) as f64, d)
-                                    .width(0.7)
-                                    .name(&names[k])
-                                    .fill(if d >= 0.0 {
-                                        Color32::from_rgb(215, 70, 60)
-                                    } else {
-                                        Color32::from_rgb(80, 150, 220)
-                                    })
-                            })
-                            .collect(),
-                    )
-                    .horizontal(),
-                );
-            });
+            },
+        );
     }
     // ROC curves on each version's holdout.
     wb.request_holdout(a);
@@ -402,34 +380,28 @@ fn compare(
             && let Some(h) = wb.holdouts.get(&v)
             && let Ok(roc) = roc_curve(&h.labels, &h.scores)
         {
-            let step = (roc.len() / 1500).max(1);
             roc_cache.insert(
                 v,
-                roc.iter()
-                    .step_by(step)
-                    .chain(roc.last())
+                super::charts::thin(&roc, 1500)
+                    .iter()
                     .map(|r| [r.fpr, r.tpr])
                     .collect(),
             );
         }
     }
     let (ca, cb) = (roc_cache.get(&a).cloned(), roc_cache.get(&b).cloned());
-    Plot::new("compare_roc")
-        .height(300.0)
-        .data_aspect(1.0)
-        .legend(Legend::default())
-        .x_axis_label("false positive rate")
-        .y_axis_label("true positive rate")
-        .include_x(0.0)
-        .include_x(1.0)
-        .include_y(0.0)
-        .include_y(1.0)
-        .show(ui, |p| {
-            if let Some(c) = ca {
-                p.line(Line::new(format!("v{a} ROC"), PlotPoints::from(c)).width(1.5));
-            }
-            if let Some(c) = cb {
-                p.line(Line::new(format!("v{b} ROC"), PlotPoints::from(c)).width(1.5));
-            }
-        });
+    super::charts::unit_square(
+        "compare_roc",
+        300.0,
+        "false positive rate",
+        "true positive rate",
+    )
+    .show(ui, |p| {
+        if let Some(c) = ca {
+            p.line(Line::new(format!("v{a} ROC"), PlotPoints::from(c)).width(1.5));
+        }
+        if let Some(c) = cb {
+            p.line(Line::new(format!("v{b} ROC"), PlotPoints::from(c)).width(1.5));
+        }
+    });
 }

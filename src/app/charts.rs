@@ -1,0 +1,77 @@
+//! Chart building blocks shared by the screens.
+
+use eframe::egui::{self, Color32};
+use egui_plot::{Bar, BarChart, Legend, Plot};
+
+/// A horizontal bar chart with one named row per value, the first value on top (ranked
+/// lists: contributions, importance, importance changes). `color` picks each bar's color
+/// from its value.
+pub fn ranked_bars(
+    ui: &mut egui::Ui,
+    id: &str,
+    names: &[String],
+    values: &[f64],
+    x_label: &str,
+    label_width: f32,
+    color: impl Fn(f64) -> Color32,
+) {
+    let n = names.len();
+    let axis = names.to_vec();
+    let bars: Vec<Bar> = values
+        .iter()
+        .enumerate()
+        .map(|(k, &v)| {
+            Bar::new((n - 1 - k) as f64, v)
+                .width(0.7)
+                .name(&names[k])
+                .fill(color(v))
+        })
+        .collect();
+    Plot::new(id)
+        .height((24.0 * n as f32 + 44.0).min(900.0))
+        .allow_zoom(false)
+        .allow_drag(false)
+        .allow_scroll(false)
+        .show_grid([true, false])
+        .x_axis_label(x_label)
+        .y_axis_min_width(label_width)
+        .y_axis_formatter(move |mark, _| {
+            let k = mark.value.round();
+            if (mark.value - k).abs() > 1e-6 || k < 0.0 || k as usize >= n {
+                return String::new();
+            }
+            axis[n - 1 - k as usize].clone()
+        })
+        .show(ui, |p| {
+            p.bar_chart(
+                BarChart::new(id, bars)
+                    .horizontal()
+                    .element_formatter(Box::new(|b, _| format!("{}: {:+.2}", b.name, b.value))),
+            );
+        });
+}
+
+/// A square plot with both axes from 0 to 1 (ROC and precision-recall curves).
+pub fn unit_square(id: &str, height: f32, x_label: &str, y_label: &str) -> Plot<'static> {
+    Plot::new(id)
+        .height(height)
+        .data_aspect(1.0)
+        .legend(Legend::default())
+        .x_axis_label(x_label.to_string())
+        .y_axis_label(y_label.to_string())
+        .include_x(0.0)
+        .include_x(1.0)
+        .include_y(0.0)
+        .include_y(1.0)
+}
+
+/// At most `n` points of a curve (keeps the ends).
+pub fn thin<T: Copy>(v: &[T], n: usize) -> Vec<T> {
+    if v.len() <= n {
+        return v.to_vec();
+    }
+    let step = v.len() as f64 / n as f64;
+    let mut out: Vec<T> = (0..n).map(|i| v[(i as f64 * step) as usize]).collect();
+    out.push(v[v.len() - 1]);
+    out
+}
