@@ -820,6 +820,7 @@ fn send_feedback_stats(ctx: &JobCtx, registry: &Registry) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::feedback::NewFeedback;
     use crate::forest::ForestParams;
     use std::time::Duration;
 
@@ -879,6 +880,77 @@ mod tests {
             1,
             "loaded, not retrained"
         );
+    }
+
+    fn feedback_for(w: &Workbench, n: usize) -> Vec<NewFeedback> {
+        let d = w.data.clone().unwrap();
+        (0..n)
+            .map(|i| NewFeedback {
+                user_id: Some(d.user_ids[i]),
+                features: d.row(i),
+                true_label: d.labels.as_ref().unwrap()[i],
+                probability: None,
+                model_version: None,
+                predicted: None,
+                notes: String::new(),
+                origin: crate::feedback::Origin::Import,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_store_starts_an_automatic_retrain_when_due() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = Workbench::new(config(dir.path()), Arc::new(|| {}));
+        w.start();
+        settle(&mut w);
+        let reg = w.registry.clone().unwrap();
+        let cfg = OnlineLearningConfig {
+            min_samples: 20,
+            retrain_interval: 0,
+            max_auc_drop: 0.2,
+            forest: ForestParams {
+                n_trees: 10,
+                max_depth: Some(8),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        w.save_online(cfg.clone());
+        settle(&mut w);
+        // 19 new records: not due yet; one more submitted through the app: due.
+        FeedbackStore::open_in(dir.path())
+            .unwrap()
+            .add_batch(&feedback_for(&w, 19))
+            .unwrap();
+        assert!(!auto_retrain_due(&reg, &cfg).unwrap());
+        let one = feedback_for(&w, 20).pop().unwrap();
+        w.submit_feedback(one);
+        settle(&mut w);
+        assert_eq!(w.versions.len(), 2, "an automatic retrain ran");
+        assert!(
+            w.notices.iter().any(
+                |n| matches!(n, Notice::Info(m) if m.starts_with("automatic retrain started"))
+            )
+        );
+        // Everything is consumed: nothing is due any more.
+        assert!(!auto_retrain_due(&reg, &cfg).unwrap());
+        // With a long interval, new records alone do not trigger.
+        let slow = OnlineLearningConfig {
+            retrain_interval: 3600,
+            ..cfg.clone()
+        };
+        FeedbackStore::open_in(dir.path())
+            .unwrap()
+            .add_batch(&feedback_for(&w, 30))
+            .unwrap();
+        assert!(auto_retrain_due(&reg, &cfg).unwrap());
+        assert!(!auto_retrain_due(&reg, &slow).unwrap());
+        let off = OnlineLearningConfig {
+            auto_retrain: false,
+            ..cfg
+        };
+        assert!(!auto_retrain_due(&reg, &off).unwrap());
     }
 
     #[test]
