@@ -26,6 +26,8 @@ pub struct Tree {
     /// counts included): the basis of leaf probabilities and of TreeSHAP covers.
     /// Internal nodes hold the sums of their children.
     pub class_weight: Vec<[f64; 2]>,
+    /// Depth of the deepest leaf (root = 0).
+    depth: usize,
 }
 
 fn probability(w: [f64; 2]) -> f64 {
@@ -78,6 +80,7 @@ impl Tree {
                 })
                 .collect(),
             class_weight,
+            depth: 0,
         };
         t.finish();
         Ok(t)
@@ -96,6 +99,15 @@ impl Tree {
                 self.class_weight[i] = [a[0] + b[0], a[1] + b[1]];
             }
         }
+        let mut depth = vec![0usize; self.nodes.len()];
+        for i in 0..self.nodes.len() {
+            if !self.is_leaf(i) {
+                let (l, r) = self.children(i);
+                depth[l] = depth[i] + 1;
+                depth[r] = depth[i] + 1;
+            }
+        }
+        self.depth = depth.into_iter().max().unwrap_or(0);
     }
 
     pub fn n_nodes(&self) -> usize {
@@ -178,17 +190,37 @@ impl Tree {
 
     /// Depth of the deepest leaf (root = 0).
     pub fn depth(&self) -> usize {
-        let mut max = 0;
-        let mut stack = vec![(0usize, 0usize)];
-        while let Some((i, d)) = stack.pop() {
-            max = max.max(d);
-            if !self.is_leaf(i) {
-                let (l, r) = self.children(i);
-                stack.push((l, d + 1));
-                stack.push((r, d + 1));
+        self.depth
+    }
+
+    /// Adds this tree's probabilities for a group of rows to `acc`. The rows walk the
+    /// tree together, one level at a time, without branching on the data: a row that
+    /// reached its leaf stays there. Independent rows hide each other's memory latency
+    /// and there are no mispredicted branches (several times faster than one row after
+    /// another for large batches).
+    #[inline]
+    pub fn accumulate_group<const G: usize>(&self, rows: [&[f64]; G], acc: &mut [f64; G]) {
+        let mut at = [0usize; G];
+        let nodes = self.nodes.as_slice();
+        for _ in 0..self.depth {
+            for k in 0..G {
+                let i = at[k];
+                // SAFETY: `i` starts at the root and only moves to children, which
+                // `from_parts` checked to be in range; a leaf keeps its own index.
+                let n = unsafe { *nodes.get_unchecked(i) };
+                let leaf = n.feature == LEAF;
+                let f = if leaf { 0 } else { n.feature as usize };
+                let next = if rows[k][f] <= n.value {
+                    i + 1
+                } else {
+                    n.right as usize
+                };
+                at[k] = if leaf { i } else { next };
             }
         }
-        max
+        for k in 0..G {
+            acc[k] += self.nodes[at[k]].value;
+        }
     }
 }
 
