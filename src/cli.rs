@@ -454,7 +454,16 @@ pub fn run(cmd: Command) -> Result<()> {
             } else {
                 Method::PathAttribution
             };
-            crate::score::write_scores(&d, &model, manifest.version, t, explain, method, &out)?;
+            let b = crate::score::score_batch(
+                &d,
+                &model,
+                manifest.version,
+                t,
+                explain,
+                method,
+                &StderrProgress::new(),
+            )?;
+            crate::score::write_batch_csv(&d, &b, None, &out)?;
             eprintln!("wrote {} ({} accounts)", out.display(), d.n_rows());
             Ok(())
         }

@@ -5,88 +5,146 @@ use crate::data::{DataError, Dataset};
 use crate::error::{Error, Result};
 use crate::forest::explain::Method;
 use crate::model::Model;
+use crate::progress::Reporter;
 use polars::prelude::*;
 use rayon::prelude::*;
 use std::io::Write;
 use std::path::Path;
 
-/// One scored account.
+/// A scored table: probabilities and, optionally, each account's largest
+/// contributions, in the data's row order.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Scored {
-    pub user_id: i64,
-    pub probability: f64,
-    pub is_spammer: bool,
-    /// The largest contributions: (feature index, contribution).
-    pub reasons: Vec<(usize, f64)>,
+pub struct ScoredBatch {
+    pub version: u32,
+    pub threshold: f64,
+    /// How `reasons` were computed (None when no explanations were asked for).
+    pub method: Option<Method>,
+    pub probability: Vec<f64>,
+    /// Contributions kept per row.
+    pub k: usize,
+    /// `reasons[i * k..(i + 1) * k]`: (feature index, contribution), largest first.
+    reasons: Vec<(u16, f64)>,
+    /// Wall-clock time of the scoring.
+    pub seconds: f64,
 }
 
-/// Scores every row; with `explain > 0`, keeps that many top contributions per row.
-pub fn score_dataset(
-    d: &Dataset,
-    model: &Model,
-    threshold: f64,
-    explain: usize,
-    method: Method,
-) -> Vec<Scored> {
-    let probs = model.predict_dataset(d, None);
-    (0..d.n_rows())
-        .into_par_iter()
-        .map(|i| {
-            let reasons = if explain > 0 {
-                model.explain_one(&d.row(i), method).top(explain)
-            } else {
-                Vec::new()
-            };
-            Scored {
-                user_id: d.user_ids[i],
-                probability: probs[i],
-                is_spammer: probs[i] > threshold,
-                reasons,
-            }
-        })
-        .collect()
+impl ScoredBatch {
+    pub fn len(&self) -> usize {
+        self.probability.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.probability.is_empty()
+    }
+    pub fn is_spammer(&self, i: usize) -> bool {
+        self.probability[i] > self.threshold
+    }
+    /// The largest contributions of row `i`.
+    pub fn reasons(&self, i: usize) -> &[(u16, f64)] {
+        &self.reasons[i * self.k..(i + 1) * self.k]
+    }
+    pub fn rows_per_second(&self) -> f64 {
+        self.len() as f64 / self.seconds.max(1e-9)
+    }
 }
 
-/// Writes `user_id,probability,is_spammer,model_version` (+ explanation columns) to
-/// `out`, atomically (a temp file renamed into place).
-pub fn write_scores(
+/// Scores every row in chunks (progress, cancellation); with `explain > 0` keeps that
+/// many largest contributions per row (path attribution is fast enough for whole files;
+/// TreeSHAP is exact but slow).
+pub fn score_batch(
     d: &Dataset,
     model: &Model,
     version: u32,
     threshold: f64,
     explain: usize,
     method: Method,
+    reporter: &dyn Reporter,
+) -> Result<ScoredBatch> {
+    let start = std::time::Instant::now();
+    let n = d.n_rows();
+    let k = explain.min(crate::catalog::N_FEATURES);
+    let mut probability = Vec::with_capacity(n);
+    let mut reasons = Vec::with_capacity(n * k);
+    const CHUNK: usize = 16_384;
+    reporter.stage("scoring", 0, n);
+    let idx: Vec<usize> = (0..n).collect();
+    for chunk in idx.chunks(CHUNK) {
+        if reporter.cancelled() {
+            return Err(crate::forest::ForestError::Cancelled.into());
+        }
+        probability.extend(model.predict_dataset(d, Some(chunk)));
+        if k > 0 {
+            let part: Vec<Vec<(u16, f64)>> = chunk
+                .par_iter()
+                .map(|&i| {
+                    model
+                        .explain_one(&d.row(i), method)
+                        .top(k)
+                        .into_iter()
+                        .map(|(f, c)| (f as u16, c))
+                        .collect()
+                })
+                .collect();
+            reasons.extend(part.into_iter().flatten());
+        }
+        reporter.stage("scoring", probability.len(), n);
+    }
+    Ok(ScoredBatch {
+        version,
+        threshold,
+        method: (k > 0).then_some(method),
+        probability,
+        k,
+        reasons,
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+/// Writes `user_id,probability,is_spammer,model_version` (+ explanation columns) for
+/// the rows `order` (all rows in file order when None) to `out`, atomically.
+pub fn write_batch_csv(
+    d: &Dataset,
+    b: &ScoredBatch,
+    order: Option<&[usize]>,
     out: &Path,
 ) -> Result<()> {
-    let scored = score_dataset(d, model, threshold, explain, method);
     let cat = catalog();
-    let mut text = String::with_capacity(d.n_rows() * (40 + explain * 40));
+    let all: Vec<usize>;
+    let order = match order {
+        Some(o) => o,
+        None => {
+            all = (0..b.len()).collect();
+            &all
+        }
+    };
+    let mut text = String::with_capacity(order.len() * (40 + b.k * 40));
     text.push_str("user_id,probability,is_spammer,model_version");
-    if explain > 0 {
+    if b.method.is_some() {
         text.push_str(",explanation_method");
-        for k in 1..=explain {
+        for r in 1..=b.k {
             text.push_str(&format!(
-                ",reason{k}_feature,reason{k}_value,reason{k}_contribution"
+                ",reason{r}_feature,reason{r}_value,reason{r}_contribution"
             ));
         }
     }
     text.push('\n');
-    let method_name = match method {
-        Method::TreeShap => "treeshap",
-        Method::PathAttribution => "path_attribution",
+    let method_name = match b.method {
+        Some(Method::TreeShap) => "treeshap",
+        Some(Method::PathAttribution) => "path_attribution",
+        None => "",
     };
-    for (i, s) in scored.iter().enumerate() {
+    for &i in order {
         text.push_str(&format!(
             "{},{},{},{}",
-            s.user_id,
-            s.probability,
-            u8::from(s.is_spammer),
-            version
+            d.user_ids[i],
+            b.probability[i],
+            u8::from(b.is_spammer(i)),
+            b.version
         ));
-        if explain > 0 {
+        if b.method.is_some() {
             text.push(',');
             text.push_str(method_name);
-            for &(f, c) in &s.reasons {
+            for &(f, c) in b.reasons(i) {
+                let f = f as usize;
                 let v = d.columns[f][i];
                 let v = if v.is_nan() {
                     String::new()

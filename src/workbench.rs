@@ -61,6 +61,10 @@ pub enum JobKind {
     Rollback,
     /// Read or save the version list, settings or a holdout.
     Registry,
+    /// Score a file of accounts for the review queue.
+    Queue,
+    /// Write the scored queue to CSV.
+    Export,
 }
 
 impl JobKind {
@@ -69,6 +73,8 @@ impl JobKind {
             JobKind::Retrain => "Retraining from feedback",
             JobKind::Rollback => "Rolling back",
             JobKind::Registry => "Reading the registry",
+            JobKind::Queue => "Scoring accounts",
+            JobKind::Export => "Exporting",
             JobKind::Setup => "Starting up",
             JobKind::OpenDataset => "Opening dataset",
             JobKind::Train => "Training",
@@ -128,6 +134,44 @@ enum Msg {
     Holdout(u32, Arc<Holdout>),
     /// The store found an automatic retrain due.
     AutoRetrain(String),
+    Queue(Arc<Queue>),
+}
+
+/// A scored file of accounts, ranked for review.
+#[derive(Debug, Clone)]
+pub struct Queue {
+    pub data: Arc<Dataset>,
+    pub batch: crate::score::ScoredBatch,
+    /// Row indices by decreasing probability.
+    pub ranked: Vec<u32>,
+}
+
+impl Queue {
+    pub fn new(data: Arc<Dataset>, batch: crate::score::ScoredBatch) -> Queue {
+        let mut ranked: Vec<u32> = (0..batch.len() as u32).collect();
+        ranked.sort_by(|&a, &b| {
+            batch.probability[b as usize]
+                .total_cmp(&batch.probability[a as usize])
+                .then(a.cmp(&b))
+        });
+        Queue {
+            data,
+            batch,
+            ranked,
+        }
+    }
+
+    /// Ranked rows whose verdict and probability pass the filter.
+    pub fn filtered(&self, verdict: Option<bool>, lo: f64, hi: f64) -> Vec<u32> {
+        self.ranked
+            .iter()
+            .copied()
+            .filter(|&i| {
+                let p = self.batch.probability[i as usize];
+                p >= lo && p <= hi && verdict.is_none_or(|v| self.batch.is_spammer(i as usize) == v)
+            })
+            .collect()
+    }
 }
 
 /// One row of the version history.
@@ -264,6 +308,8 @@ pub struct Workbench {
     /// Holdout predictions of versions asked for by the comparison view.
     pub holdouts: std::collections::HashMap<u32, Arc<Holdout>>,
     holdouts_requested: std::collections::HashSet<u32>,
+    /// The review queue: the last scored file.
+    pub queue: Option<Arc<Queue>>,
     tx: Sender<Msg>,
     rx: Receiver<Msg>,
     notify: Notify,
@@ -302,6 +348,7 @@ impl Workbench {
             online: None,
             holdouts: Default::default(),
             holdouts_requested: Default::default(),
+            queue: None,
             tx,
             rx,
             notify,
@@ -520,6 +567,116 @@ impl Workbench {
         });
     }
 
+    /// Scores a file of accounts (or the loaded data when `path` is None) with the active
+    /// version for the review queue: probabilities and the top three contributions
+    /// (path attribution) of every account.
+    pub fn score_queue(&mut self, path: Option<PathBuf>) {
+        let Some(active) = self.active.clone() else {
+            self.notices
+                .push(Notice::Error("no active model to score with".into()));
+            return;
+        };
+        let loaded = self.data.clone();
+        self.spawn(JobKind::Queue, move |ctx| {
+            let data = match path {
+                Some(p) => {
+                    ctx.reporter.stage("reading", 0, 1);
+                    match Dataset::load_csv(&p) {
+                        Ok(d) => Arc::new(d),
+                        Err(e) => {
+                            return ctx.error(format!("could not open the accounts file: {e}"));
+                        }
+                    }
+                }
+                None => match loaded {
+                    Some(d) => d,
+                    None => return ctx.error("no data loaded".into()),
+                },
+            };
+            match crate::score::score_batch(
+                &data,
+                &active.model,
+                active.manifest.version,
+                active.manifest.threshold,
+                3,
+                Method::PathAttribution,
+                &ctx.reporter,
+            ) {
+                Ok(b) => {
+                    ctx.info(format!(
+                        "scored {} accounts in {:.1} s ({:.0} accounts/s) with v{}",
+                        b.len(),
+                        b.seconds,
+                        b.rows_per_second(),
+                        b.version
+                    ));
+                    ctx.send(Msg::Queue(Arc::new(Queue::new(data, b))));
+                }
+                Err(crate::Error::Forest(crate::forest::ForestError::Cancelled)) => {
+                    ctx.info("scoring cancelled".into())
+                }
+                Err(e) => ctx.error(format!("scoring failed: {e}")),
+            }
+        });
+    }
+
+    /// Stores moderators' verdict on queue rows as feedback, in one transaction.
+    pub fn queue_feedback(&mut self, rows: Vec<usize>, true_label: u8) {
+        let (Some(registry), Some(q)) = (self.registry.clone(), self.queue.clone()) else {
+            return;
+        };
+        if rows.is_empty() {
+            return;
+        }
+        self.spawn(JobKind::Feedback, move |ctx| {
+            let records: Vec<NewFeedback> = rows
+                .iter()
+                .map(|&i| NewFeedback {
+                    user_id: Some(q.data.user_ids[i]),
+                    features: q.data.row(i),
+                    true_label,
+                    probability: Some(q.batch.probability[i]),
+                    model_version: Some(q.batch.version),
+                    predicted: Some(u8::from(q.batch.is_spammer(i))),
+                    notes: "bulk review from the queue".into(),
+                    origin: crate::feedback::Origin::Queue,
+                })
+                .collect();
+            match FeedbackStore::open_in(registry.root()).and_then(|mut s| s.add_batch(&records)) {
+                Ok(ids) => ctx.info(format!(
+                    "{} account(s) recorded as {}",
+                    ids.len(),
+                    if true_label == 1 {
+                        "spammers"
+                    } else {
+                        "legitimate"
+                    }
+                )),
+                Err(e) => ctx.error(format!("feedback was not saved: {e}")),
+            }
+            send_feedback_stats(ctx, &registry);
+            if let Some(reason) = due_reason(&registry) {
+                ctx.send(Msg::AutoRetrain(reason));
+            }
+        });
+    }
+
+    /// Writes the queue rows `rows` (in that order) to a CSV.
+    pub fn export_queue(&mut self, path: PathBuf, rows: Vec<usize>) {
+        let Some(q) = self.queue.clone() else { return };
+        self.spawn(
+            JobKind::Export,
+            move |ctx| match crate::score::write_batch_csv(&q.data, &q.batch, Some(&rows), &path) {
+                Ok(()) => ctx.info(format!(
+                    "wrote {} ({} accounts)",
+                    path.display(),
+                    rows.len()
+                )),
+                Err(e) => ctx.error(format!("export failed: {e}")),
+            },
+        );
+    }
+
     /// Loads the holdout predictions of version `v` (for the comparison view).
     pub fn request_holdout(&mut self, v: u32) {
         if self.holdouts.contains_key(&v) || !self.holdouts_requested.insert(v) {
@@ -730,6 +887,7 @@ impl Workbench {
                 Msg::Holdout(v, h) => {
                     self.holdouts.insert(v, h);
                 }
+                Msg::Queue(q) => self.queue = Some(q),
                 Msg::AutoRetrain(reason) => {
                     let busy = [JobKind::Retrain, JobKind::Train, JobKind::Setup]
                         .iter()

@@ -75,6 +75,11 @@ fn freeze(h: &mut Harness<'_, SpamscopeApp>) {
         a.manifest.created_at = "2026-11-24T00:00:00Z".into();
         a.manifest.train_seconds = 1.0;
     }
+    if let Some(q) = app.workbench.queue.as_ref() {
+        let mut q = (**q).clone();
+        q.batch.seconds = 1.0;
+        app.workbench.queue = Some(std::sync::Arc::new(q));
+    }
     for r in app.workbench.versions.iter_mut() {
         if let Ok(m) = r.manifest.as_mut() {
             m.created_at = format!("2026-11-24T00:0{}:00Z", m.version % 10);
@@ -320,4 +325,88 @@ fn settings_retrain_and_rollback_through_the_ui() {
     );
     freeze(&mut h);
     h.snapshot("versions");
+}
+
+#[test]
+fn review_queue_scores_filters_opens_gives_bulk_feedback_and_exports() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = harness(dir.path(), None);
+    settle(&mut h);
+    h.get_by_label("Review queue").click();
+    h.run_steps(2);
+    h.get_by_label("Score the loaded data").click();
+    h.run_steps(2);
+    settle(&mut h);
+    let q = h.state().workbench.queue.clone().expect("a scored queue");
+    assert_eq!(q.batch.len(), 6000);
+    assert_eq!(q.batch.reasons(0).len(), 3);
+    // Ranked by probability.
+    let p: Vec<f64> = q
+        .ranked
+        .iter()
+        .map(|&i| q.batch.probability[i as usize])
+        .collect();
+    assert!(p.windows(2).all(|w| w[0] >= w[1]));
+    // The probabilities are the active model's.
+    let model = h.state().workbench.active.as_ref().unwrap().model.clone();
+    for i in [0usize, 17, 4321] {
+        assert_eq!(q.batch.probability[i], model.predict_one(&q.data.row(i)));
+    }
+
+    // Filter to flagged accounts.
+    h.get_by_label("flagged as spammers").click();
+    h.run_steps(2);
+    let flagged = (0..q.batch.len())
+        .filter(|&i| q.batch.is_spammer(i))
+        .count();
+    h.get_by_label_contains(&format!("{flagged} shown, 0 selected."));
+
+    // Tick the first two rows and confirm them as spammers in one go.
+    let boxes: Vec<_> = h.get_all_by_label("Select for bulk feedback").collect();
+    assert!(boxes.len() >= 2);
+    boxes[0].click();
+    h.run_steps(1);
+    h.get_all_by_label("Select for bulk feedback")
+        .nth(1)
+        .unwrap()
+        .click();
+    h.run_steps(2);
+    h.get_by_label_contains(&format!("{flagged} shown, 2 selected."));
+    h.get_by_label("Confirm as spammers").click();
+    h.run_steps(2);
+    settle(&mut h);
+    let store = FeedbackStore::open_in(dir.path()).unwrap();
+    let records = store.records(false).unwrap();
+    assert_eq!(records.len(), 2);
+    for r in &records {
+        assert_eq!(r.record.true_label, 1);
+        assert_eq!(r.record.origin, spamscope::feedback::Origin::Queue);
+        assert_eq!(r.record.model_version, Some(1));
+    }
+
+    freeze(&mut h);
+    h.get_by_label("flagged as spammers").click();
+    h.run_steps(2);
+    h.snapshot("queue");
+
+    // Export the shown rows.
+    let out = dir.path().join("scored.csv");
+    h.get_by_role_and_label(Role::TextInput, "Export shown rows to:")
+        .set_text_value_accesskit(out.to_str().unwrap());
+    h.run_steps(1);
+    h.get_by_label("Export CSV").click();
+    h.run_steps(2);
+    settle(&mut h);
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(text.lines().count(), flagged + 1);
+    assert!(text.starts_with("user_id,probability,is_spammer,model_version,explanation_method"));
+
+    // Clicking a row opens the account on the score screen.
+    let top = q.ranked[0] as usize;
+    let uid = q.data.user_ids[top].to_string();
+    h.get_by_label(&uid).click();
+    h.run_steps(2);
+    assert_eq!(h.state().state.tab, Tab::Score);
+    assert_eq!(h.state().state.score.raw(), q.data.row(top));
+    assert!(h.state().state.score.loaded.contains(&uid));
 }

@@ -5,6 +5,7 @@ mod charts;
 mod evaluate;
 mod explore;
 mod gauge;
+mod queue;
 mod score;
 mod settings;
 mod versions;
@@ -21,6 +22,7 @@ use std::time::Instant;
 
 pub use evaluate::EvaluatePanel;
 pub use explore::ExplorePanel;
+pub use queue::QueuePanel;
 pub use score::ScorePanel;
 pub use settings::SettingsPanel;
 pub use versions::VersionsPanel;
@@ -31,6 +33,7 @@ pub enum Tab {
     Score,
     Explore,
     Evaluate,
+    Queue,
     Versions,
     Settings,
 }
@@ -46,6 +49,14 @@ pub struct UiState {
     pub explore: explore::ExploreState,
     pub evaluate: evaluate::EvaluateState,
     pub versions: versions::VersionsState,
+    pub queue: queue::QueueState,
+}
+
+/// What a file picked in the native dialog is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PickPurpose {
+    Dataset,
+    Queue,
 }
 
 /// How the app starts: where the registry is and what first-start trains.
@@ -155,12 +166,13 @@ pub struct SpamscopeApp {
     pub evaluate: EvaluatePanel,
     pub versions: VersionsPanel,
     pub settings: SettingsPanel,
+    pub queue: QueuePanel,
     /// Notices on screen (newest last), with when they arrived.
     notices: Vec<(Notice, Instant)>,
     pub frames: FrameStats,
     persist: bool,
     /// A file dialog running on its own thread.
-    pending_dialog: Option<std::sync::mpsc::Receiver<Option<PathBuf>>>,
+    pending_dialog: Option<(PickPurpose, std::sync::mpsc::Receiver<Option<PathBuf>>)>,
     /// The "open by path" prompt, when shown.
     path_prompt: Option<String>,
 }
@@ -199,6 +211,7 @@ impl SpamscopeApp {
             evaluate: EvaluatePanel::default(),
             versions: VersionsPanel::default(),
             settings: SettingsPanel::default(),
+            queue: QueuePanel::default(),
             state,
             notices: Vec::new(),
             frames,
@@ -233,6 +246,10 @@ impl SpamscopeApp {
     }
 
     fn open_dataset_dialog(&mut self, ctx: &egui::Context) {
+        self.pick_file(ctx, PickPurpose::Dataset);
+    }
+
+    fn pick_file(&mut self, ctx: &egui::Context, purpose: PickPurpose) {
         // The native dialog blocks its thread: run it off the UI thread.
         let (tx, rx) = std::sync::mpsc::channel();
         let ctx = ctx.clone();
@@ -247,7 +264,7 @@ impl SpamscopeApp {
                 ctx.request_repaint();
             });
         match spawned {
-            Ok(_) => self.pending_dialog = Some(rx),
+            Ok(_) => self.pending_dialog = Some((purpose, rx)),
             Err(e) => self.notices.push((
                 Notice::Error(format!("cannot open a file dialog: {e}")),
                 Instant::now(),
@@ -410,7 +427,10 @@ impl SpamscopeApp {
                         ui.label(text);
                     }
                 }
-                if matches!(j.kind, JobKind::Train | JobKind::Setup | JobKind::Retrain)
+                if matches!(
+                    j.kind,
+                    JobKind::Train | JobKind::Setup | JobKind::Retrain | JobKind::Queue
+                )
                     && ui.small_button("Cancel").clicked()
                 {
                     j.cancel();
@@ -460,12 +480,16 @@ impl eframe::App for SpamscopeApp {
         for n in self.workbench.notices.drain(..) {
             self.notices.push((n, Instant::now()));
         }
-        if let Some(rx) = &self.pending_dialog
+        if let Some((purpose, rx)) = &self.pending_dialog
             && let Ok(picked) = rx.try_recv()
         {
+            let purpose = *purpose;
             self.pending_dialog = None;
             if let Some(path) = picked {
-                self.workbench.open_dataset(path);
+                match purpose {
+                    PickPurpose::Dataset => self.workbench.open_dataset(path),
+                    PickPurpose::Queue => self.workbench.score_queue(Some(path)),
+                }
             }
         }
         // Remember which data is loaded, so a restart reopens it.
@@ -486,6 +510,7 @@ impl eframe::App for SpamscopeApp {
                 ui.selectable_value(&mut self.state.tab, Tab::Score, "Score an account");
                 ui.selectable_value(&mut self.state.tab, Tab::Explore, "Explore data");
                 ui.selectable_value(&mut self.state.tab, Tab::Evaluate, "Evaluate model");
+                ui.selectable_value(&mut self.state.tab, Tab::Queue, "Review queue");
                 ui.selectable_value(&mut self.state.tab, Tab::Versions, "Versions");
                 ui.selectable_value(&mut self.state.tab, Tab::Settings, "Settings");
             });
@@ -506,6 +531,32 @@ impl eframe::App for SpamscopeApp {
                 .versions
                 .ui(ui, &mut self.state.versions, &mut self.workbench),
             Tab::Settings => self.settings.ui(ui, &mut self.workbench),
+            Tab::Queue => {
+                match self
+                    .queue
+                    .ui(ui, &mut self.state.queue, &mut self.workbench)
+                {
+                    Some(queue::QueueAction::Open(i)) => {
+                        if let Some(q) = self.workbench.queue.clone() {
+                            let label = q.data.labels.as_ref().map_or(String::new(), |l| {
+                                format!(
+                                    " (labelled {})",
+                                    if l[i] == 1 { "spammer" } else { "legitimate" }
+                                )
+                            });
+                            self.state.score.set_from_raw(
+                                &q.data.row(i),
+                                format!("user {} from the review queue{label}", q.data.user_ids[i]),
+                            );
+                            self.state.tab = Tab::Score;
+                        }
+                    }
+                    Some(queue::QueueAction::PickFile) => {
+                        self.pick_file(ui.ctx(), PickPurpose::Queue)
+                    }
+                    None => {}
+                }
+            }
         });
         // Keep animating progress while jobs run.
         if !self.workbench.is_idle() {

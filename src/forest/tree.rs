@@ -26,6 +26,8 @@ pub struct Tree {
     /// counts included): the basis of leaf probabilities and of TreeSHAP covers.
     /// Internal nodes hold the sums of their children.
     pub class_weight: Vec<[f64; 2]>,
+    /// Probability of the positive class in each node (from `class_weight`).
+    values: Vec<f64>,
     /// Depth of the deepest leaf (root = 0).
     depth: usize,
 }
@@ -80,6 +82,7 @@ impl Tree {
                 })
                 .collect(),
             class_weight,
+            values: Vec::new(),
             depth: 0,
         };
         t.finish();
@@ -99,6 +102,7 @@ impl Tree {
                 self.class_weight[i] = [a[0] + b[0], a[1] + b[1]];
             }
         }
+        self.values = self.class_weight.iter().map(|&w| probability(w)).collect();
         let mut depth = vec![0usize; self.nodes.len()];
         for i in 0..self.nodes.len() {
             if !self.is_leaf(i) {
@@ -145,7 +149,7 @@ impl Tree {
     /// Probability of the positive class in node `i` (any node).
     #[inline]
     pub fn value(&self, i: usize) -> f64 {
-        probability(self.class_weight[i])
+        self.values[i]
     }
 
     /// Children of internal node `i`: (left, right).
