@@ -1,7 +1,8 @@
 """scikit-learn peer for `spamscope bench`: the same model on the same split.
 
-Usage: python sklearn_peer.py TRAIN.csv TEST.csv N_TREES
-Prints one JSON object: fit/predict times, single-row latency, ROC-AUC, model size.
+Usage: python sklearn_peer.py TRAIN.csv TEST.csv N_TREES [ALL.csv]
+Prints one JSON object: fit/predict times, single-row latency, ROC-AUC, model size, and
+with ALL.csv the time to score every account of it (predict_proba).
 """
 import json
 import pickle
@@ -39,6 +40,16 @@ t = time.perf_counter()
 proba = model.predict_proba(x_test)[:, 1]
 predict_seconds = time.perf_counter() - t
 
+score_all_seconds = None
+score_all_rows = None
+if len(sys.argv) > 4:
+    everything = pd.read_csv(sys.argv[4])
+    x_all = imputer.transform(everything[features])
+    t = time.perf_counter()
+    model.predict_proba(x_all)
+    score_all_seconds = time.perf_counter() - t
+    score_all_rows = len(x_all)
+
 y_test = test["label"].to_numpy()
 y_pred = (proba > 0.5).astype(int)
 
@@ -61,6 +72,9 @@ print(
             "recall": float(recall_score(y_test, y_pred)),
             "f1": float(f1_score(y_test, y_pred)),
             "model_bytes": len(pickle.dumps(model)),
+            "score_all_seconds": score_all_seconds,
+            "score_all_rows": score_all_rows,
+            "score_all_rows_per_second": score_all_rows / score_all_seconds if score_all_seconds else None,
             "sklearn_version": __import__("sklearn").__version__,
         }
     )

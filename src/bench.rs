@@ -92,7 +92,27 @@ pub fn run(args: BenchArgs) -> Result<()> {
             t.elapsed().as_secs_f64() * 1000.0
         })
         .collect();
+    // The review queue's workload: every account of the file, probabilities only and
+    // with the top three reasons (path attribution).
+    let t = Instant::now();
+    let all = model.predict_dataset(&d, None);
+    let score_all_seconds = t.elapsed().as_secs_f64();
+    std::hint::black_box(all);
+    let queue = crate::score::score_batch(
+        &d,
+        &model,
+        0,
+        0.5,
+        3,
+        Method::PathAttribution,
+        &crate::progress::NoProgress,
+    )?;
     let ours = json!({
+        "score_all_seconds": score_all_seconds,
+        "score_all_rows": d.n_rows(),
+        "score_all_rows_per_second": d.n_rows() as f64 / score_all_seconds,
+        "queue_seconds": queue.seconds,
+        "queue_rows_per_second": queue.rows_per_second(),
         "fit_seconds": fit_seconds,
         "predict_seconds": predict_seconds,
         "single_row_ms": median(single),
@@ -137,6 +157,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         "ratios_ours_over_sklearn": {
             "fit_seconds": ratio("fit_seconds"),
             "predict_seconds": ratio("predict_seconds"),
+            "score_all_seconds": ratio("score_all_seconds"),
             "single_row_ms": ratio("single_row_ms"),
             "model_bytes": ratio("model_bytes"),
         },
@@ -168,6 +189,7 @@ fn print_report(r: &Value) {
     for (label, k, d) in [
         ("fit (s)", "fit_seconds", 2),
         ("batch predict, test set (s)", "predict_seconds", 3),
+        ("score all rows (s)", "score_all_seconds", 3),
         ("single row (ms)", "single_row_ms", 3),
         ("model size (bytes)", "model_bytes", 0),
     ] {
@@ -195,6 +217,13 @@ fn print_report(r: &Value) {
     ] {
         println!("{:<28}{:>14}{:>14}", label, f(o, k, 4), f(s, k, 4));
     }
+    println!(
+        "all {} rows: {} rows/s (scikit-learn {} rows/s); review queue with 3 reasons per row: {} rows/s",
+        o["score_all_rows"],
+        f(o, "score_all_rows_per_second", 0),
+        f(s, "score_all_rows_per_second", 0),
+        f(o, "queue_rows_per_second", 0)
+    );
     println!(
         "TreeSHAP one account: {} ms; path attribution: {} ms",
         f(o, "treeshap_ms", 1),
@@ -238,14 +267,17 @@ fn run_sklearn(
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     let train_csv = dir.join("train.csv");
     let test_csv = dir.join("test.csv");
+    let all_csv = dir.join("all.csv");
     write_subset(d, train, &train_csv)?;
     write_subset(d, test, &test_csv)?;
+    write_subset(d, &(0..d.n_rows()).collect::<Vec<_>>(), &all_csv)?;
     eprintln!("bench: fitting scikit-learn (this takes a while)...");
     let out = std::process::Command::new(&python)
         .arg(repo.join("benches").join("sklearn_peer.py"))
         .arg(&train_csv)
         .arg(&test_csv)
         .arg(trees.to_string())
+        .arg(&all_csv)
         .output()
         .map_err(|e| Error::Invalid(format!("cannot run {}: {e}", python.display())))?;
     let _ = std::fs::remove_dir_all(&dir);

@@ -73,18 +73,20 @@ pub fn score_batch(
         }
         probability.extend(model.predict_dataset(d, Some(chunk)));
         if k > 0 {
-            let part: Vec<Vec<(u16, f64)>> = chunk
-                .par_iter()
-                .map(|&i| {
-                    model
-                        .explain_one(&d.row(i), method)
-                        .top(k)
-                        .into_iter()
-                        .map(|(f, c)| (f as u16, c))
-                        .collect()
-                })
-                .collect();
-            reasons.extend(part.into_iter().flatten());
+            let nf = crate::catalog::N_FEATURES;
+            let contributions: Vec<f64> = match method {
+                Method::PathAttribution => {
+                    let rows = model.imputer.transform_rows(&d.columns, chunk);
+                    model.forest.path_attribution_rows(&rows)
+                }
+                Method::TreeShap => chunk
+                    .par_iter()
+                    .flat_map_iter(|&i| model.explain_one(&d.row(i), method).contributions)
+                    .collect(),
+            };
+            for phi in contributions.chunks(nf) {
+                reasons.extend(top_k(phi, k));
+            }
         }
         reporter.stage("scoring", probability.len(), n);
     }
@@ -97,6 +99,15 @@ pub fn score_batch(
         reasons,
         seconds: start.elapsed().as_secs_f64(),
     })
+}
+
+/// The `k` largest contributions by absolute value, as
+/// [`crate::forest::explain::Explanation::top`] orders them.
+fn top_k(phi: &[f64], k: usize) -> impl Iterator<Item = (u16, f64)> + '_ {
+    crate::forest::explain::rank_by_magnitude(phi)
+        .into_iter()
+        .take(k)
+        .map(move |f| (f as u16, phi[f]))
 }
 
 /// Writes `user_id,probability,is_spammer,model_version` (+ explanation columns) for

@@ -197,6 +197,33 @@ impl Tree {
         self.depth
     }
 
+    /// Adds this tree's path attribution for a group of rows to `phi` (row-major,
+    /// `n_features` per row), walking the rows together like
+    /// [`Tree::accumulate_group`]: each split on the way credits its feature with the
+    /// change in node probability.
+    #[inline]
+    pub fn attribute_group<const G: usize>(&self, rows: [&[f64]; G], phi: &mut [f64], nf: usize) {
+        let mut at = [0usize; G];
+        let nodes = self.nodes.as_slice();
+        for _ in 0..self.depth {
+            for k in 0..G {
+                let i = at[k];
+                let n = nodes[i];
+                if n.feature == LEAF {
+                    continue;
+                }
+                let f = n.feature as usize;
+                let next = if rows[k][f] <= n.value {
+                    i + 1
+                } else {
+                    n.right as usize
+                };
+                phi[k * nf + f] += self.values[next] - self.values[i];
+                at[k] = next;
+            }
+        }
+    }
+
     /// Adds this tree's probabilities for a group of rows to `acc`. The rows walk the
     /// tree together, one level at a time, without branching on the data: a row that
     /// reached its leaf stays there. Independent rows hide each other's memory latency
