@@ -81,6 +81,16 @@ pub struct VersionStats {
     pub agreed: u64,
 }
 
+/// Agreement of one version's verdicts with moderators within one hour.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AgreementPoint {
+    pub version: u32,
+    /// `YYYY-MM-DDTHH` (UTC).
+    pub hour: String,
+    pub total: u64,
+    pub agreed: u64,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct FeedbackStats {
     pub total: u64,
@@ -284,6 +294,33 @@ impl FeedbackStore {
         }
         stats.agreement = (judged > 0).then(|| agreed as f64 / judged as f64);
         Ok(stats)
+    }
+
+    /// Agreement between the model's verdict and the moderators per version and hour
+    /// (records that carry a verdict), oldest first.
+    pub fn agreement_over_time(&self) -> Result<Vec<AgreementPoint>, FeedbackError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT model_version, substr(created_at, 1, 13), COUNT(*),
+                        SUM(CASE WHEN predicted = true_label THEN 1 ELSE 0 END)
+                 FROM feedback
+                 WHERE predicted IS NOT NULL AND model_version IS NOT NULL
+                 GROUP BY model_version, substr(created_at, 1, 13)
+                 ORDER BY substr(created_at, 1, 13), model_version",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(AgreementPoint {
+                    version: r.get::<_, i64>(0)? as u32,
+                    hour: r.get(1)?,
+                    total: r.get::<_, i64>(2)? as u64,
+                    agreed: r.get::<_, i64>(3)? as u64,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
     }
 
     /// Records, oldest first; only those not yet used for training when `unused_only`.

@@ -33,6 +33,7 @@ pub mod forest;
 pub mod hash;
 pub mod metrics;
 pub mod model;
+pub mod monitor;
 pub mod online;
 pub mod preprocess;
 pub mod progress;

@@ -266,6 +266,7 @@ pub fn retrain(
     // Training set: base rows (weight 1) + feedback rows (weight feedback_weight).
     let fb_train: Vec<&Feedback> = kept.iter().chain(new_train.iter()).copied().collect();
     let imputer = Imputer::fit(&base.columns, &base_train);
+    let profiles = crate::monitor::profile(&base.columns, &base_train);
     let mut cols = imputer.transform_columns(&base.columns, &base_train);
     let mut y: Vec<u8> = base_train.iter().map(|&i| labels[i]).collect();
     let mut w: Vec<f64> = vec![1.0; base_train.len()];
@@ -375,6 +376,7 @@ pub fn retrain(
                 promoted,
                 reason: reason.clone(),
             }),
+            profiles: Some(profiles),
         },
         promoted,
     )?;

@@ -145,6 +145,9 @@ pub struct Manifest {
     /// The promotion gate, for versions made by retraining on feedback.
     #[serde(default)]
     pub gate: Option<Gate>,
+    /// Distribution of each feature in the training rows (reference for drift).
+    #[serde(default)]
+    pub profiles: Option<Vec<crate::monitor::FeatureProfile>>,
 }
 
 /// Holdout predictions of a version (for curves and threshold tuning).
@@ -179,6 +182,7 @@ pub struct NewVersion<'a> {
     pub status_reason: Option<String>,
     pub feedback_used: usize,
     pub gate: Option<Gate>,
+    pub profiles: Option<Vec<crate::monitor::FeatureProfile>>,
 }
 
 #[derive(Debug, Clone)]
@@ -403,6 +407,7 @@ impl Registry {
             status_reason: new.status_reason,
             feedback_used: new.feedback_used,
             gate: new.gate,
+            profiles: new.profiles,
         };
         let stage = self
             .staging_dir()
@@ -542,6 +547,7 @@ mod tests {
                 status_reason: None,
                 feedback_used: 0,
                 gate: None,
+                profiles: None,
             },
             activate,
         )

@@ -33,6 +33,8 @@ impl Default for TrainConfig {
 /// A trained model with its holdout evaluation, ready to register.
 pub struct Trained {
     pub model: Model,
+    /// Feature distributions of the training rows (drift reference).
+    pub profiles: Vec<crate::monitor::FeatureProfile>,
     pub holdout: Holdout,
     pub metrics: Metrics,
     pub evaluation: Evaluation,
@@ -86,6 +88,7 @@ pub fn train(
     let start = Instant::now();
     reporter.stage("imputing", 0, 1);
     let imputer = Imputer::fit(&data.columns, &train_idx);
+    let profiles = crate::monitor::profile(&data.columns, &train_idx);
     let cols = imputer.transform_columns(&data.columns, &train_idx);
     let y: Vec<u8> = train_idx.iter().map(|&i| labels[i]).collect();
     let refs: Vec<&[f64]> = cols.iter().map(Vec::as_slice).collect();
@@ -106,6 +109,7 @@ pub fn train(
     reporter.stage("evaluating", 1, 1);
     Ok(Trained {
         model,
+        profiles,
         holdout,
         metrics,
         evaluation,
@@ -140,6 +144,7 @@ impl Trained {
                 status_reason: None,
                 feedback_used: 0,
                 gate: None,
+                profiles: Some(self.profiles.clone()),
             },
             activate,
         )?)

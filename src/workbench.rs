@@ -135,6 +135,20 @@ enum Msg {
     /// The store found an automatic retrain due.
     AutoRetrain(String),
     Queue(Arc<Queue>),
+    /// A job failed: counted by kind and shown.
+    Failed(JobKind, String),
+    Drift(u64, Arc<Drift>),
+    Agreement(Vec<crate::feedback::AgreementPoint>),
+}
+
+/// PSI of every feature between the active version's training data and the accounts
+/// scored recently.
+#[derive(Debug, Clone)]
+pub struct Drift {
+    pub version: u32,
+    /// Accounts compared.
+    pub rows: usize,
+    pub psi: Vec<f64>,
 }
 
 /// A scored file of accounts, ranked for review.
@@ -218,6 +232,7 @@ impl Reporter for ChannelReporter {
 
 /// Context handed to a job's closure.
 struct JobCtx {
+    kind: JobKind,
     reporter: ChannelReporter,
     tx: Sender<Msg>,
     notify: Notify,
@@ -229,9 +244,11 @@ impl JobCtx {
         (self.notify)();
     }
     fn error(&self, text: String) {
-        self.send(Msg::Notice(Notice::Error(text)));
+        tracing::warn!(job = self.kind.label(), "{text}");
+        self.send(Msg::Failed(self.kind, text));
     }
     fn info(&self, text: String) {
+        tracing::info!(job = self.kind.label(), "{text}");
         self.send(Msg::Notice(Notice::Info(text)));
     }
 }
@@ -310,6 +327,11 @@ pub struct Workbench {
     holdouts_requested: std::collections::HashSet<u32>,
     /// The review queue: the last scored file.
     pub queue: Option<Arc<Queue>>,
+    /// Latency, errors, recently scored accounts.
+    pub monitor: crate::monitor::Monitor,
+    pub drift: Option<Arc<Drift>>,
+    drift_requested: Option<u64>,
+    pub agreement: Vec<crate::feedback::AgreementPoint>,
     tx: Sender<Msg>,
     rx: Receiver<Msg>,
     notify: Notify,
@@ -349,6 +371,10 @@ impl Workbench {
             holdouts: Default::default(),
             holdouts_requested: Default::default(),
             queue: None,
+            monitor: Default::default(),
+            drift: None,
+            drift_requested: None,
+            agreement: Vec::new(),
             tx,
             rx,
             notify,
@@ -369,7 +395,9 @@ impl Workbench {
             started: Instant::now(),
             cancel: cancel.clone(),
         });
+        tracing::info!(job = kind.label(), id, "job started");
         let ctx = JobCtx {
+            kind,
             reporter: ChannelReporter {
                 id,
                 tx: Mutex::new(self.tx.clone()),
@@ -384,7 +412,14 @@ impl Workbench {
             .name(format!("job-{id}"))
             .spawn(move || {
                 // A bug in a job must not take the app down: report it instead.
+                let started = Instant::now();
                 let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&ctx)));
+                tracing::info!(
+                    job = kind.label(),
+                    id,
+                    seconds = started.elapsed().as_secs_f64(),
+                    "job finished"
+                );
                 if result.is_err() {
                     ctx.error(format!(
                         "{} failed unexpectedly (internal error)",
@@ -677,6 +712,54 @@ impl Workbench {
         );
     }
 
+    /// Scores one account for the gauge and records the latency and inputs.
+    pub fn score_one(&mut self, x: &[f64]) -> Option<f64> {
+        let model = self.active.as_ref()?.model.clone();
+        let start = Instant::now();
+        let p = model.predict_one(x);
+        self.monitor
+            .record_scoring(start.elapsed().as_secs_f64() * 1e6, x);
+        Some(p)
+    }
+
+    /// Computes drift (PSI per feature) of the accounts scored recently (the review
+    /// queue's file and the accounts scored one by one) against the active version's
+    /// training data, in the background; cheap to call every frame.
+    pub fn request_drift(&mut self) {
+        let Some(active) = &self.active else { return };
+        let Some(profiles) = active.manifest.profiles.clone() else {
+            return;
+        };
+        let queue = self.queue.clone();
+        let singles = self.monitor.recent_len();
+        let key = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            active.manifest.version.hash(&mut h);
+            queue.as_ref().map(|q| Arc::as_ptr(q) as usize).hash(&mut h);
+            singles.hash(&mut h);
+            h.finish()
+        };
+        if self.drift_requested == Some(key) || (queue.is_none() && singles == 0) {
+            return;
+        }
+        self.drift_requested = Some(key);
+        let recent = self.monitor.recent_columns();
+        let version = active.manifest.version;
+        self.spawn(JobKind::Statistics, move |ctx| {
+            ctx.reporter.stage("drift", 0, 1);
+            let mut cols = recent;
+            if let Some(q) = &queue {
+                for (c, src) in cols.iter_mut().zip(&q.data.columns) {
+                    c.extend_from_slice(src);
+                }
+            }
+            let rows = cols.first().map_or(0, Vec::len);
+            let psi = crate::monitor::drift(&profiles, &cols);
+            ctx.send(Msg::Drift(key, Arc::new(Drift { version, rows, psi })));
+        });
+    }
+
     /// Loads the holdout predictions of version `v` (for the comparison view).
     pub fn request_holdout(&mut self, v: u32) {
         if self.holdouts.contains_key(&v) || !self.holdouts_requested.insert(v) {
@@ -888,6 +971,16 @@ impl Workbench {
                     self.holdouts.insert(v, h);
                 }
                 Msg::Queue(q) => self.queue = Some(q),
+                Msg::Failed(kind, text) => {
+                    self.monitor.record_error(kind.label());
+                    self.notices.push(Notice::Error(text));
+                }
+                Msg::Drift(key, d) => {
+                    if self.drift_requested == Some(key) {
+                        self.drift = Some(d);
+                    }
+                }
+                Msg::Agreement(a) => self.agreement = a,
                 Msg::AutoRetrain(reason) => {
                     let busy = [JobKind::Retrain, JobKind::Train, JobKind::Setup]
                         .iter()
@@ -969,8 +1062,17 @@ fn due_reason(registry: &Registry) -> Option<String> {
 }
 
 fn send_feedback_stats(ctx: &JobCtx, registry: &Registry) {
-    match FeedbackStore::open_in(registry.root()).and_then(|s| s.stats()) {
-        Ok(s) => ctx.send(Msg::FeedbackStats(s)),
+    let store = FeedbackStore::open_in(registry.root());
+    match store.as_ref().map_err(|e| e.to_string()).and_then(|s| {
+        Ok((
+            s.stats().map_err(|e| e.to_string())?,
+            s.agreement_over_time().map_err(|e| e.to_string())?,
+        ))
+    }) {
+        Ok((stats, over_time)) => {
+            ctx.send(Msg::FeedbackStats(stats));
+            ctx.send(Msg::Agreement(over_time));
+        }
         Err(e) => ctx.error(format!("feedback statistics unavailable: {e}")),
     }
 }

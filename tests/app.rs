@@ -410,3 +410,92 @@ fn review_queue_scores_filters_opens_gives_bulk_feedback_and_exports() {
     assert_eq!(h.state().state.score.raw(), q.data.row(top));
     assert!(h.state().state.score.loaded.contains(&uid));
 }
+
+#[test]
+fn monitoring_shows_latency_errors_drift_and_raises_alerts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = harness(dir.path(), None);
+    settle(&mut h);
+    // Score a few accounts by hand (latency is recorded per scoring).
+    h.get_by_label("Message Behavior").click();
+    h.run_steps(2);
+    for v in [1.0, 2.0, 3.0] {
+        h.get_by_role_and_label(Role::SpinButton, "Urgent messages")
+            .set_value_accesskit(v);
+        h.run_steps(2);
+    }
+    assert!(h.state().workbench.monitor.latencies_us().len() >= 3);
+
+    // A file of accounts whose most important behaviour has shifted: everybody sends
+    // ten more urgent messages.
+    let t = spamscope::synth::generate(SynthParams {
+        rows: 3000,
+        seed: 12,
+    });
+    let mut shifted = t.columns.clone();
+    for v in shifted[18].iter_mut() {
+        *v += 10;
+    }
+    let t = spamscope::synth::SynthTable {
+        columns: shifted,
+        ..t
+    };
+    let csv = dir.path().join("shifted.csv");
+    t.write_csv(std::fs::File::create(&csv).unwrap()).unwrap();
+    h.get_by_label("Review queue").click();
+    h.run_steps(2);
+    h.get_by_role_and_label(Role::TextInput, "or path:")
+        .set_text_value_accesskit(csv.to_str().unwrap());
+    h.run_steps(1);
+    h.get_by_label("Score file").click();
+    h.run_steps(2);
+    settle(&mut h);
+    // A broken file is an error of its kind.
+    h.get_by_role_and_label(Role::TextInput, "or path:")
+        .set_text_value_accesskit("/nonexistent/accounts.csv");
+    h.run_steps(1);
+    h.get_by_label("Score file").click();
+    h.run_steps(2);
+    settle(&mut h);
+
+    h.get_by_label("Monitoring").click();
+    h.run_steps(2);
+    settle(&mut h);
+    let d = h.state().workbench.drift.clone().expect("drift computed");
+    assert!(d.psi[18] > 0.25, "X19 shifted: PSI {}", d.psi[18]);
+    assert!(d.psi[0] < 0.1, "X1 did not shift: PSI {}", d.psi[0]);
+    h.get_by_label_contains("Alert: Data drift: X19 Urgent messages");
+    h.get_by_label_contains("scorings: p50");
+    assert_eq!(h.state().workbench.monitor.errors()["Scoring accounts"], 1);
+
+    // Moderators disagree with the flagged accounts: the agreement alert fires.
+    h.get_by_label("Review queue").click();
+    h.run_steps(2);
+    h.get_by_label("flagged as spammers").click();
+    h.run_steps(2);
+    h.get_by_label("Select all shown").click();
+    h.run_steps(1);
+    h.get_by_label("Mark as legitimate").click();
+    h.run_steps(2);
+    settle(&mut h);
+    h.get_by_label("Monitoring").click();
+    h.run_steps(3);
+    h.get_by_label_contains("Alert: Feedback agreement for v1 is 0.0%");
+    freeze(&mut h);
+    // Fixed latencies and hours for the picture (the same number of scorings, so the
+    // drift is not recomputed).
+    let wb = &mut h.state_mut().workbench;
+    let n = wb.monitor.recent_len();
+    let mut m = spamscope::monitor::Monitor::default();
+    for i in 0..n {
+        m.record_scoring(80.0 + 10.0 * i as f64, &[0.0; 51]);
+    }
+    m.record_error("Scoring accounts");
+    wb.monitor = m;
+    for a in wb.agreement.iter_mut() {
+        a.hour = "2026-11-24T00".into();
+    }
+    h.run_steps(2);
+    settle(&mut h);
+    h.snapshot("monitoring");
+}

@@ -5,6 +5,7 @@ mod charts;
 mod evaluate;
 mod explore;
 mod gauge;
+mod monitoring;
 mod queue;
 mod score;
 mod settings;
@@ -34,6 +35,7 @@ pub enum Tab {
     Explore,
     Evaluate,
     Queue,
+    Monitoring,
     Versions,
     Settings,
 }
@@ -167,6 +169,7 @@ pub struct SpamscopeApp {
     pub versions: VersionsPanel,
     pub settings: SettingsPanel,
     pub queue: QueuePanel,
+    pub monitoring: monitoring::MonitoringPanel,
     /// Notices on screen (newest last), with when they arrived.
     notices: Vec<(Notice, Instant)>,
     pub frames: FrameStats,
@@ -212,6 +215,7 @@ impl SpamscopeApp {
             versions: VersionsPanel::default(),
             settings: SettingsPanel::default(),
             queue: QueuePanel::default(),
+            monitoring: monitoring::MonitoringPanel,
             state,
             notices: Vec::new(),
             frames,
@@ -368,6 +372,12 @@ impl SpamscopeApp {
         }
     }
 
+    fn alerts(&self, ui: &mut egui::Ui) {
+        for a in monitoring::alerts(&self.workbench) {
+            ui.colored_label(egui::Color32::from_rgb(235, 90, 80), format!("Alert: {a}"));
+        }
+    }
+
     fn banner(&self, ui: &mut egui::Ui) {
         ui.horizontal_wrapped(|ui| match &self.workbench.data {
             Some(d) => {
@@ -506,11 +516,13 @@ impl eframe::App for SpamscopeApp {
         egui::Panel::top("top").show(ui, |ui| {
             self.menu(ui);
             self.banner(ui);
+            self.alerts(ui);
             ui.horizontal(|ui| {
                 ui.selectable_value(&mut self.state.tab, Tab::Score, "Score an account");
                 ui.selectable_value(&mut self.state.tab, Tab::Explore, "Explore data");
                 ui.selectable_value(&mut self.state.tab, Tab::Evaluate, "Evaluate model");
                 ui.selectable_value(&mut self.state.tab, Tab::Queue, "Review queue");
+                ui.selectable_value(&mut self.state.tab, Tab::Monitoring, "Monitoring");
                 ui.selectable_value(&mut self.state.tab, Tab::Versions, "Versions");
                 ui.selectable_value(&mut self.state.tab, Tab::Settings, "Settings");
             });
@@ -531,6 +543,7 @@ impl eframe::App for SpamscopeApp {
                 .versions
                 .ui(ui, &mut self.state.versions, &mut self.workbench),
             Tab::Settings => self.settings.ui(ui, &mut self.workbench),
+            Tab::Monitoring => self.monitoring.ui(ui, &mut self.workbench),
             Tab::Queue => {
                 match self
                     .queue
@@ -581,8 +594,35 @@ impl eframe::App for SpamscopeApp {
     }
 }
 
+/// Sends `tracing` events to a daily-rotated log in `REGISTRY/logs/` (14 files kept).
+/// The returned guard flushes the log when dropped.
+fn start_logging(
+    registry_root: &std::path::Path,
+) -> Option<tracing_appender::non_blocking::WorkerGuard> {
+    let dir = registry_root.join("logs");
+    std::fs::create_dir_all(&dir).ok()?;
+    let appender = tracing_appender::rolling::Builder::new()
+        .rotation(tracing_appender::rolling::Rotation::DAILY)
+        .filename_prefix("spamscope")
+        .filename_suffix("log")
+        .max_log_files(14)
+        .build(&dir)
+        .ok()?;
+    let (writer, guard) = tracing_appender::non_blocking(appender);
+    tracing_subscriber::fmt()
+        .with_writer(writer)
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .try_init()
+        .ok()?;
+    Some(guard)
+}
+
 /// Opens the app window (blocks until it is closed).
 pub fn run() -> Result<(), String> {
+    let config = AppConfig::standard();
+    let _log = start_logging(&config.registry_root);
+    tracing::info!(registry = %config.registry_root.display(), "spamscope app starting");
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_title("spamscope")
@@ -595,7 +635,7 @@ pub fn run() -> Result<(), String> {
     eframe::run_native(
         "spamscope",
         options,
-        Box::new(|cc| Ok(Box::new(SpamscopeApp::new(cc, AppConfig::standard())))),
+        Box::new(move |cc| Ok(Box::new(SpamscopeApp::new(cc, config)))),
     )
     .map_err(|e| format!("cannot open the app window: {e}"))
 }
@@ -603,6 +643,29 @@ pub fn run() -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn operations_are_logged_to_a_daily_file_in_the_registry() {
+        let dir = tempfile::tempdir().unwrap();
+        let guard = start_logging(dir.path()).expect("logging starts");
+        tracing::info!(job = "Training", "version 3 trained");
+        drop(guard); // flushes
+        let logs: Vec<_> = std::fs::read_dir(dir.path().join("logs"))
+            .unwrap()
+            .flatten()
+            .collect();
+        assert_eq!(logs.len(), 1);
+        let name = logs[0].file_name().to_string_lossy().to_string();
+        assert!(
+            name.starts_with("spamscope.") && name.ends_with(".log"),
+            "{name}"
+        );
+        let text = std::fs::read_to_string(logs[0].path()).unwrap();
+        assert!(
+            text.contains("version 3 trained") && text.contains("Training"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn ui_state_survives_a_round_trip_through_eframe_storage_format() {

@@ -53,8 +53,9 @@ pub struct ScorePanel {
     invalid: Vec<Option<(f64, String)>>,
     feedback: FeedbackDraft,
     rng: Option<SplitMix64>,
-    /// The probability the gauge showed in the last frame.
+    /// The probability the gauge showed in the last frame, and for which inputs.
     shown: Option<f64>,
+    shown_key: Option<u64>,
 }
 
 impl ScorePanel {
@@ -116,7 +117,19 @@ impl ScorePanel {
         };
 
         let raw = state.raw();
-        let probability = active.model.predict_one(&raw);
+        // Score again only when the inputs (or the version) changed; each scoring is
+        // recorded for monitoring.
+        let key = crate::workbench::explain_key(&raw, active.manifest.version);
+        let probability = match (self.shown_key == Some(key), self.shown) {
+            (true, Some(p)) => p,
+            _ => {
+                let p = wb
+                    .score_one(&raw)
+                    .unwrap_or_else(|| active.model.predict_one(&raw));
+                self.shown_key = Some(key);
+                p
+            }
+        };
         self.shown = Some(probability);
         wb.request_explanation(&raw);
         let threshold = active.manifest.threshold;
