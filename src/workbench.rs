@@ -439,6 +439,14 @@ impl Workbench {
         self.jobs.iter().any(|j| j.kind == kind)
     }
 
+    /// A training of any kind (start-up, Train now, retrain) is running; only one may
+    /// run at a time.
+    pub fn is_training(&self) -> bool {
+        [JobKind::Setup, JobKind::Train, JobKind::Retrain]
+            .iter()
+            .any(|&k| self.is_running(k))
+    }
+
     /// No job is running.
     pub fn is_idle(&self) -> bool {
         self.jobs.is_empty()
@@ -531,10 +539,7 @@ impl Workbench {
         let Some(registry) = self.registry.clone() else {
             return;
         };
-        if [JobKind::Retrain, JobKind::Train, JobKind::Setup]
-            .iter()
-            .any(|&k| self.is_running(k))
-        {
+        if self.is_training() {
             self.notices.push(Notice::Error(
                 "a training run is already in progress".into(),
             ));
@@ -677,8 +682,8 @@ impl Workbench {
                     origin: crate::feedback::Origin::Queue,
                 })
                 .collect();
-            match FeedbackStore::open_in(registry.root()).and_then(|mut s| s.add_batch(&records)) {
-                Ok(ids) => ctx.info(format!(
+            store_feedback(ctx, &registry, &records, |ids| {
+                format!(
                     "{} account(s) recorded as {}",
                     ids.len(),
                     if true_label == 1 {
@@ -686,13 +691,8 @@ impl Workbench {
                     } else {
                         "legitimate"
                     }
-                )),
-                Err(e) => ctx.error(format!("feedback was not saved: {e}")),
-            }
-            send_feedback_stats(ctx, &registry);
-            if let Some(reason) = due_reason(&registry) {
-                ctx.send(Msg::AutoRetrain(reason));
-            }
+                )
+            });
         });
     }
 
@@ -823,7 +823,7 @@ impl Workbench {
                 .push(Notice::Error("no data loaded to train on".into()));
             return;
         };
-        if self.is_running(JobKind::Train) || self.is_running(JobKind::Setup) {
+        if self.is_training() {
             self.notices.push(Notice::Error(
                 "a training run is already in progress".into(),
             ));
@@ -881,14 +881,9 @@ impl Workbench {
             return;
         };
         self.spawn(JobKind::Feedback, move |ctx| {
-            match FeedbackStore::open_in(registry.root()).and_then(|mut s| s.add(&record)) {
-                Ok(id) => ctx.info(format!("feedback saved (record #{id})")),
-                Err(e) => ctx.error(format!("feedback was not saved: {e}")),
-            }
-            send_feedback_stats(ctx, &registry);
-            if let Some(reason) = due_reason(&registry) {
-                ctx.send(Msg::AutoRetrain(reason));
-            }
+            store_feedback(ctx, &registry, &[record], |ids| {
+                format!("feedback saved (record #{})", ids[0])
+            });
         });
     }
 
@@ -982,10 +977,7 @@ impl Workbench {
                 }
                 Msg::Agreement(a) => self.agreement = a,
                 Msg::AutoRetrain(reason) => {
-                    let busy = [JobKind::Retrain, JobKind::Train, JobKind::Setup]
-                        .iter()
-                        .any(|&k| self.is_running(k));
-                    if !busy {
+                    if !self.is_training() {
                         self.notices
                             .push(Notice::Info(format!("automatic retrain started: {reason}")));
                         self.retrain_now();
@@ -1031,6 +1023,24 @@ fn train_and_register(ctx: &JobCtx, registry: &Registry, data: &Dataset, cfg: &T
             ctx.info("training cancelled; the active version is unchanged".into())
         }
         Err(e) => ctx.error(format!("training failed: {e}")),
+    }
+}
+
+/// Stores feedback records in one transaction, refreshes the statistics and lets the
+/// store check whether an automatic retrain is now due.
+fn store_feedback(
+    ctx: &JobCtx,
+    registry: &Registry,
+    records: &[NewFeedback],
+    saved: impl FnOnce(&[i64]) -> String,
+) {
+    match FeedbackStore::open_in(registry.root()).and_then(|mut s| s.add_batch(records)) {
+        Ok(ids) => ctx.info(saved(&ids)),
+        Err(e) => ctx.error(format!("feedback was not saved: {e}")),
+    }
+    send_feedback_stats(ctx, registry);
+    if let Some(reason) = due_reason(registry) {
+        ctx.send(Msg::AutoRetrain(reason));
     }
 }
 

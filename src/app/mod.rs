@@ -301,8 +301,7 @@ impl SpamscopeApp {
                 }
             });
             ui.menu_button("Model", |ui| {
-                let training = self.workbench.is_running(JobKind::Train)
-                    || self.workbench.is_running(JobKind::Setup);
+                let training = self.workbench.is_training();
                 if ui
                     .add_enabled(
                         !training && self.workbench.data.is_some(),
@@ -314,10 +313,9 @@ impl SpamscopeApp {
                     self.workbench.train_now();
                     ui.close();
                 }
-                let retraining = self.workbench.is_running(JobKind::Retrain);
                 if ui
                     .add_enabled(
-                        !training && !retraining && self.workbench.active.is_some(),
+                        !training && self.workbench.active.is_some(),
                         egui::Button::new("Retrain from feedback"),
                     )
                     .on_hover_text("Train a candidate with moderators' feedback; it is activated only if it passes the promotion gate")
@@ -327,11 +325,12 @@ impl SpamscopeApp {
                     ui.close();
                 }
                 if ui
-                    .add_enabled(training || retraining, egui::Button::new("Cancel training"))
+                    .add_enabled(training, egui::Button::new("Cancel training"))
                     .clicked()
                 {
-                    self.workbench.cancel(JobKind::Train);
-                    self.workbench.cancel(JobKind::Retrain);
+                    for kind in [JobKind::Setup, JobKind::Train, JobKind::Retrain] {
+                        self.workbench.cancel(kind);
+                    }
                     ui.close();
                 }
             });

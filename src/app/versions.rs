@@ -38,9 +38,7 @@ impl VersionsPanel {
             .collect();
         let active = wb.active_version;
         ui.horizontal(|ui| {
-            let busy = [JobKind::Retrain, JobKind::Train, JobKind::Setup]
-                .iter()
-                .any(|&k| wb.is_running(k));
+            let busy = wb.is_training();
             if ui
                 .add_enabled(!busy && active.is_some(), egui::Button::new("Retrain now"))
                 .on_hover_text(
