@@ -70,6 +70,10 @@ pub struct ForestParams {
     /// Bins per feature (2..=256).
     pub max_bins: usize,
     pub seed: u64,
+    /// Extremely randomised trees (extra-trees): a random threshold per candidate
+    /// feature instead of the best one.
+    #[serde(default)]
+    pub random_splits: bool,
 }
 
 impl Default for ForestParams {
@@ -84,6 +88,7 @@ impl Default for ForestParams {
             bootstrap: true,
             max_bins: 256,
             seed: 42,
+            random_splits: false,
         }
     }
 }
@@ -203,6 +208,7 @@ impl ForestParams {
             min_samples_split: self.min_samples_split,
             min_samples_leaf: self.min_samples_leaf,
             max_features: self.features_per_split(n_features),
+            random_splits: self.random_splits,
         };
         let done = AtomicUsize::new(0);
         reporter.stage("trees", 0, self.n_trees);

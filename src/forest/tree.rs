@@ -262,6 +262,9 @@ pub(crate) struct GrowParams {
     pub min_samples_split: usize,
     pub min_samples_leaf: usize,
     pub max_features: usize,
+    /// Extremely randomised trees: one random threshold per candidate feature instead
+    /// of the best one.
+    pub random_splits: bool,
 }
 
 /// A training row with its class and weight (bootstrap count x class weight x sample
@@ -445,6 +448,62 @@ impl Histogram {
     }
 }
 
+/// Extra-trees split of one feature: a threshold drawn uniformly between the node's
+/// smallest and largest value (as far as the bins tell), moved to the bin boundary
+/// below it. Returns `None` when the feature is constant in the node; a split that
+/// would leave a side with fewer than `min_samples_leaf` samples gets a proxy of
+/// -inf (it counts as evaluated but never wins over a valid one).
+#[allow(clippy::too_many_arguments)]
+fn random_split(
+    hist: &Histogram,
+    fb: &super::binning::FeatureBins,
+    nb: usize,
+    w: [f64; 2],
+    n: usize,
+    params: &GrowParams,
+    need_counts: bool,
+    rng: &mut SplitMix64,
+    f: usize,
+) -> Option<Split> {
+    let nonempty = |b: &usize| hist.w[*b][0] + hist.w[*b][1] > 0.0;
+    let first = (0..nb).find(nonempty)?;
+    let last = (0..nb).rev().find(nonempty)?;
+    if first == last {
+        return None;
+    }
+    let (lo, hi) = (fb.lo[first], fb.hi[last]);
+    let t = lo + rng.next_f64() * (hi - lo);
+    // The last non-empty bin below `last` whose smallest value is <= t goes left.
+    let left_bin = (first..last)
+        .rev()
+        .find(|b| nonempty(b) && fb.lo[*b] <= t)
+        .unwrap_or(first);
+    let right_bin = (left_bin + 1..=last).find(nonempty)?;
+    let (mut lw, mut ln) = ([0.0f64; 2], 0usize);
+    for b in 0..=left_bin {
+        lw[0] += hist.w[b][0];
+        lw[1] += hist.w[b][1];
+        if need_counts {
+            ln += hist.n[b] as usize;
+        }
+    }
+    let wr = [w[0] - lw[0], w[1] - lw[1]];
+    let (tl, tr) = (lw[0] + lw[1], wr[0] + wr[1]);
+    let leaf_ok =
+        !need_counts || (ln >= params.min_samples_leaf && n - ln >= params.min_samples_leaf);
+    let proxy = if leaf_ok && tl > 0.0 && tr > 0.0 {
+        (lw[0] * lw[0] + lw[1] * lw[1]) / tl + (wr[0] * wr[0] + wr[1] * wr[1]) / tr
+    } else {
+        f64::NEG_INFINITY
+    };
+    Some(Split {
+        feature: f,
+        left_bin,
+        threshold: fb.threshold(left_bin, right_bin),
+        proxy,
+    })
+}
+
 /// Grows one tree on `samples`; adds each split's weighted impurity decrease to
 /// `importance`.
 pub(crate) fn grow(
@@ -555,6 +614,19 @@ pub(crate) fn grow(
             let fb = &data.features[f];
             let nb = fb.n_bins();
             hist.build(column(f), part, nb, need_counts);
+            if params.random_splits {
+                match random_split(&hist, fb, nb, w, n, params, need_counts, rng, f) {
+                    None => constant |= 1 << f,
+                    Some(s) => {
+                        visited += 1;
+                        if best.is_none_or(|b| s.proxy > b.proxy) {
+                            best = Some(s);
+                            best_hist[..nb].copy_from_slice(&hist.w[..nb]);
+                        }
+                    }
+                }
+                continue;
+            }
             // Scan boundaries between consecutive non-empty bins.
             let (mut lw, mut ln) = ([0.0f64; 2], 0usize);
             let mut prev: Option<usize> = None;
@@ -605,7 +677,9 @@ pub(crate) fn grow(
             }
         }
 
-        let Some(split) = best else { continue };
+        let Some(split) = best.filter(|s| s.proxy.is_finite()) else {
+            continue;
+        };
 
         // The children's class masses, summed from the split feature's histogram
         // (a side without spammers gets exactly 0).
