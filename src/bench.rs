@@ -60,7 +60,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let forest = params.fit(&refs, &y, None, &StderrProgress::new())?;
     let fit_seconds = t.elapsed().as_secs_f64();
     drop(cols);
-    let model = Model { imputer, forest };
+    let model = Model::forest(imputer, forest);
     let t = Instant::now();
     let scores = model.predict_dataset(&d, Some(&split.test));
     let predict_seconds = t.elapsed().as_secs_f64();
@@ -123,7 +123,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         "precision": m.precision,
         "recall": m.recall,
         "model_bytes": model.to_bytes().len(),
-        "nodes": model.forest.n_nodes(),
+        "nodes": model.as_forest().map_or(0, |f| f.n_nodes()),
     });
 
     let peer = if args.sklearn {

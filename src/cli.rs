@@ -76,6 +76,43 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Train the comparison's models on one stratified split and print their metrics
+    /// (the table is kept in the registry for the Compare tab and reports).
+    Compare {
+        /// Labelled CSV, or `synthetic` for the built-in data.
+        #[arg(long)]
+        data: String,
+        #[arg(long, default_value_t = 0.2)]
+        test_fraction: f64,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Only these models (comma-separated names as in the table, e.g.
+        /// "decision tree,logistic regression"); default: all.
+        #[arg(long)]
+        only: Option<String>,
+        /// Register the model of this name as a new version and make it active.
+        #[arg(long)]
+        promote: Option<String>,
+        #[arg(long)]
+        registry: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Export a report folder: Markdown model card, PNG charts, scored queue (CSV).
+    Report {
+        /// Folder to write (created if needed).
+        #[arg(long)]
+        out: PathBuf,
+        /// Accounts to describe and score: a CSV, or `synthetic`; default: the
+        /// version's training data.
+        #[arg(long)]
+        data: Option<String>,
+        /// Version to report on (default: the active one).
+        #[arg(long)]
+        version: Option<u32>,
+        #[arg(long)]
+        registry: Option<PathBuf>,
+    },
     /// Evaluate a registered version on a labelled CSV.
     Eval {
         #[arg(long)]
@@ -370,6 +407,7 @@ pub fn run(cmd: Command) -> Result<()> {
                     seed,
                     ..ForestParams::default()
                 },
+                recipe: None,
                 test_fraction,
                 threshold: 0.5,
             };
@@ -397,15 +435,15 @@ pub fn run(cmd: Command) -> Result<()> {
                     "test_rows": trained.holdout.labels.len(),
                     "model_bytes": manifest.model_file.bytes,
                     "metrics": metrics_json(m),
-                    "importance": importance_json(&trained.model.forest.importance),
+                    "importance": importance_json(trained.model.importance()),
                 }));
             } else {
                 println!(
-                    "version {} trained on {} rows in {:.1} s ({} trees, model file {:.1} MB)",
+                    "version {} trained on {} rows in {:.1} s ({}, model file {:.1} MB)",
                     manifest.version,
                     trained.train_rows,
                     trained.train_seconds,
-                    trained.model.forest.trees.len(),
+                    trained.model.describe(),
                     manifest.model_file.bytes as f64 / 1e6
                 );
                 print_metrics(m);
@@ -518,6 +556,145 @@ pub fn run(cmd: Command) -> Result<()> {
                     }
                 }
             }
+            Ok(())
+        }
+        Command::Compare {
+            data,
+            test_fraction,
+            seed,
+            only,
+            promote,
+            registry: reg,
+            json,
+        } => {
+            let registry = registry(reg)?;
+            let d = load_data(&data)?;
+            warn(&d);
+            let mut candidates = crate::recipe::default_candidates(seed);
+            if let Some(only) = &only {
+                let wanted: Vec<String> =
+                    only.split(',').map(|s| s.trim().to_lowercase()).collect();
+                for w in &wanted {
+                    if !candidates.iter().any(|c| c.name.to_lowercase() == *w) {
+                        return Err(Error::Invalid(format!(
+                            "no model named {w:?}; the models are: {}",
+                            candidates
+                                .iter()
+                                .map(|c| c.name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )));
+                    }
+                }
+                candidates.retain(|c| wanted.contains(&c.name.to_lowercase()));
+            }
+            if let Some(p) = &promote
+                && !candidates.iter().any(|c| c.name.eq_ignore_ascii_case(p))
+            {
+                return Err(Error::Invalid(format!(
+                    "cannot promote {p:?}: it is not among the compared models"
+                )));
+            }
+            let cmp = crate::compare::compare(
+                &d,
+                &candidates,
+                test_fraction,
+                seed,
+                promote.is_some(),
+                &StderrProgress::new(),
+            )?;
+            let saved = cmp.to_saved();
+            crate::compare::save(registry.root(), &saved)?;
+            let mut promoted = None;
+            if let Some(p) = &promote {
+                let o = cmp
+                    .outcomes
+                    .iter()
+                    .find(|o| o.name.eq_ignore_ascii_case(p))
+                    .expect("checked above");
+                let trained = match &o.result {
+                    Ok(s) => s.trained.as_ref().expect("models kept for promotion"),
+                    Err(e) => {
+                        return Err(Error::Invalid(format!(
+                            "cannot promote {p:?}: it failed to train: {e}"
+                        )));
+                    }
+                };
+                let cfg = TrainConfig {
+                    recipe: Some(trained.recipe.clone()),
+                    test_fraction,
+                    ..TrainConfig::default()
+                };
+                promoted = Some(trained.register(&registry, &d, &cfg, true)?);
+            }
+            if json {
+                print_json(&json!({
+                    "models": cmp.rows(),
+                    "best_f1": saved.best_f1,
+                    "best_auc": saved.best_auc,
+                    "failed": saved.failed,
+                    "promoted_version": promoted.as_ref().map(|m| m.version),
+                }));
+            } else {
+                println!(
+                    "{} training / {} test accounts ({} spammers), metrics at threshold 0.5\n",
+                    cmp.train_rows, cmp.test_rows, cmp.test_positives
+                );
+                print!("{}", cmp.markdown());
+                if let Some(m) = promoted {
+                    println!(
+                        "\nregistered {} as version {} (active)",
+                        m.model_kind(),
+                        m.version
+                    );
+                }
+            }
+            Ok(())
+        }
+        Command::Report {
+            out,
+            data,
+            version,
+            registry: reg,
+        } => {
+            let registry = registry(reg)?;
+            let (manifest, model) = registry.load_version(version)?;
+            let holdout = registry.load_holdout(manifest.version)?;
+            let d = match &data {
+                Some(spec) => load_data(spec)?,
+                None => {
+                    eprintln!("loading the version's training data...");
+                    crate::online::load_base_data(&manifest)?
+                }
+            };
+            warn(&d);
+            let progress = StderrProgress::new();
+            let eda = crate::eda::compute(&d, &progress).map_err(Error::Invalid)?;
+            let comparison = crate::compare::load_latest(registry.root())?;
+            let feedback = crate::feedback::FeedbackStore::open_in(registry.root())?.stats()?;
+            let versions = registry
+                .list()?
+                .into_iter()
+                .filter_map(|e| e.manifest.ok())
+                .collect();
+            let input = crate::report::ReportInput {
+                manifest: &manifest,
+                model: &model,
+                holdout: &holdout,
+                data: &d,
+                eda: &eda,
+                comparison: comparison.as_ref(),
+                feedback: Some(feedback),
+                versions,
+            };
+            let w = crate::report::write_report(&out, &input, &progress)?;
+            println!(
+                "report for version {} written to {} ({} files, {} accounts scored)",
+                manifest.version,
+                w.dir.display(),
+                w.files.len(),
+                w.scored_rows
+            );
             Ok(())
         }
         Command::Versions {

@@ -22,9 +22,12 @@
 //! ```
 
 pub mod app;
+pub mod baselines;
 pub mod bench;
+pub mod boosting;
 pub mod catalog;
 pub mod cli;
+pub mod compare;
 pub mod data;
 pub mod eda;
 pub mod error;
@@ -37,6 +40,9 @@ pub mod monitor;
 pub mod online;
 pub mod preprocess;
 pub mod progress;
+pub mod recipe;
+pub mod report;
+pub mod resample;
 pub mod rng;
 pub mod score;
 pub mod stats;

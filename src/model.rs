@@ -1,12 +1,16 @@
-//! A deployable model: median imputer + forest, and its compact binary file format.
+//! A deployable model: median imputer + estimator (our forest, a baseline from the
+//! model comparison, or gradient boosting), and its compact binary file format.
 //!
-//! File layout: the 8-byte magic `SPSCRF01`, then a postcard-encoded [`ModelFile`]. Trees
+//! Forest file layout: the 8-byte magic `SPSCRF01`, then a postcard-encoded [`ModelFile`]. Trees
 //! are stored in preorder without redundancy: a split feature per node (255 = leaf), a
 //! threshold and right-child index per internal node, and the two weighted class masses
 //! per leaf. Internal masses are sums of their children and are rebuilt on load. Every
 //! loaded model is validated structurally (and by checksum in the registry), so a
-//! damaged file is an error, never a crash.
+//! damaged file is an error, never a crash. Baselines (`SPSCBL01`) store their fitted
+//! parameters, boosting (`SPSCGB01`) the boosting crate's own dump.
 
+use crate::baselines::Baseline;
+use crate::boosting::Boosted;
 use crate::catalog::{N_FEATURES, catalog};
 use crate::data::Dataset;
 use crate::forest::explain::{Explanation, Method};
@@ -16,6 +20,10 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 pub const MAGIC: &[u8; 8] = b"SPSCRF01";
+/// Baseline models (logistic regression, naive Bayes, KNN): postcard of their parameters.
+pub const MAGIC_BASELINE: &[u8; 8] = b"SPSCBL01";
+/// Gradient boosting: postcard of the boosting crate's JSON dump and our importance.
+pub const MAGIC_BOOSTED: &[u8; 8] = b"SPSCGB01";
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ModelError {
@@ -27,19 +35,87 @@ pub enum ModelError {
     Schema(String),
 }
 
-/// Imputation + forest: what scoring needs.
+/// The fitted estimator behind a model.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Estimator {
+    /// Our random forest (also extra-trees and single trees).
+    Forest(Forest),
+    /// A comparison baseline (logistic regression, naive Bayes, KNN).
+    Baseline(Baseline),
+    /// Histogram gradient boosting.
+    Boosted(Boosted),
+}
+
+/// Imputation + estimator: what scoring needs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Model {
     pub imputer: Imputer,
-    pub forest: Forest,
+    pub estimator: Estimator,
 }
 
 impl Model {
+    pub fn forest(imputer: Imputer, forest: Forest) -> Model {
+        Model {
+            imputer,
+            estimator: Estimator::Forest(forest),
+        }
+    }
+
+    /// The forest, for forest models.
+    pub fn as_forest(&self) -> Option<&Forest> {
+        match &self.estimator {
+            Estimator::Forest(f) => Some(f),
+            _ => None,
+        }
+    }
+
+    /// What kind of model this is, for people ("random forest, 300 trees").
+    pub fn describe(&self) -> String {
+        match &self.estimator {
+            Estimator::Forest(f) if f.trees.len() == 1 => "decision tree".into(),
+            Estimator::Forest(f) => format!("random forest, {} trees", f.trees.len()),
+            Estimator::Baseline(b) => b.name().into(),
+            Estimator::Boosted(b) => b.describe(),
+        }
+    }
+
+    /// Importance per feature, summing to 1 (impurity decrease for forests, mean
+    /// absolute contribution for the others).
+    pub fn importance(&self) -> &[f64] {
+        match &self.estimator {
+            Estimator::Forest(f) => &f.importance,
+            Estimator::Baseline(b) => &b.importance,
+            Estimator::Boosted(b) => &b.importance,
+        }
+    }
+
+    /// The explanation method used for single accounts (the most exact one available).
+    pub fn detail_method(&self) -> Method {
+        match &self.estimator {
+            Estimator::Forest(_) => Method::TreeShap,
+            Estimator::Baseline(b) => b.explain(&self.imputer.medians).method,
+            Estimator::Boosted(_) => Method::LogOdds,
+        }
+    }
+
     /// Probability that the account is a spammer; `raw` may contain NaN (missing).
     pub fn predict_one(&self, raw: &[f64]) -> f64 {
         let mut x = raw.to_vec();
         self.imputer.apply_row(&mut x);
-        self.forest.predict_proba(&x)
+        match &self.estimator {
+            Estimator::Forest(f) => f.predict_proba(&x),
+            Estimator::Baseline(b) => b.predict(&x),
+            Estimator::Boosted(b) => b.predict_rows(&x, x.len())[0],
+        }
+    }
+
+    /// Probabilities for imputed row-major rows.
+    pub fn predict_rows(&self, rows: &[f64]) -> Vec<f64> {
+        match &self.estimator {
+            Estimator::Forest(f) => f.predict_proba_rows(rows),
+            Estimator::Baseline(b) => b.predict_rows(rows, N_FEATURES),
+            Estimator::Boosted(b) => b.predict_rows(rows, N_FEATURES),
+        }
     }
 
     /// Probabilities for the given rows of a dataset (all rows when `idx` is None).
@@ -57,15 +133,38 @@ impl Model {
         let mut out = Vec::with_capacity(idx.len());
         for chunk in idx.chunks(BLOCK) {
             let rows = self.imputer.transform_rows(&d.columns, chunk);
-            out.extend(self.forest.predict_proba_rows(&rows));
+            out.extend(self.predict_rows(&rows));
         }
         out
     }
 
+    /// Explains one account. Forests use `method`; other models their own method
+    /// (the explanation says which).
     pub fn explain_one(&self, raw: &[f64], method: Method) -> Explanation {
         let mut x = raw.to_vec();
         self.imputer.apply_row(&mut x);
-        self.forest.explain(&x, method)
+        match &self.estimator {
+            Estimator::Forest(f) => f.explain(&x, method),
+            Estimator::Baseline(b) => b.explain(&x),
+            Estimator::Boosted(b) => b.explain(&x),
+        }
+    }
+
+    /// Fast per-row contributions for bulk scoring (row-major imputed rows in,
+    /// `N_FEATURES` contributions per row out): path attribution for forests, the
+    /// model's own explanation otherwise.
+    pub fn attribution_rows(&self, rows: &[f64]) -> Vec<f64> {
+        match &self.estimator {
+            Estimator::Forest(f) => f.path_attribution_rows(rows),
+            Estimator::Baseline(b) => rows
+                .par_chunks_exact(N_FEATURES)
+                .flat_map_iter(|r| b.explain(r).contributions)
+                .collect(),
+            Estimator::Boosted(b) => rows
+                .par_chunks_exact(N_FEATURES)
+                .flat_map_iter(|r| b.explain(r).contributions)
+                .collect(),
+        }
     }
 
     /// Explanations for many rows in parallel.
@@ -76,33 +175,78 @@ impl Model {
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
-        let file = ModelFile {
-            feature_ids: catalog().ids().map(str::to_string).collect(),
-            medians: self.imputer.medians.clone(),
-            importance: self.forest.importance.clone(),
-            trees: self
-                .forest
-                .trees
-                .iter()
-                .map(CompactTree::from_tree)
-                .collect(),
+        let feature_ids: Vec<String> = catalog().ids().map(str::to_string).collect();
+        let medians = self.imputer.medians.clone();
+        let (magic, body) = match &self.estimator {
+            Estimator::Forest(forest) => (
+                MAGIC,
+                postcard::to_allocvec(&ModelFile {
+                    feature_ids,
+                    medians,
+                    importance: forest.importance.clone(),
+                    trees: forest.trees.iter().map(CompactTree::from_tree).collect(),
+                }),
+            ),
+            Estimator::Baseline(b) => (
+                MAGIC_BASELINE,
+                postcard::to_allocvec(&BaselineFile {
+                    feature_ids,
+                    medians,
+                    baseline: b.clone(),
+                }),
+            ),
+            Estimator::Boosted(b) => (
+                MAGIC_BOOSTED,
+                postcard::to_allocvec(&BoostedFile {
+                    feature_ids,
+                    medians,
+                    importance: b.importance.clone(),
+                    json: b.to_json(),
+                }),
+            ),
         };
-        let mut out = MAGIC.to_vec();
-        out.extend(postcard::to_allocvec(&file).expect("serialising to memory cannot fail"));
+        let mut out = magic.to_vec();
+        out.extend(body.expect("serialising to memory cannot fail"));
         out
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Model, ModelError> {
-        let body = bytes.strip_prefix(MAGIC).ok_or(ModelError::BadMagic)?;
-        let file: ModelFile =
-            postcard::from_bytes(body).map_err(|e| ModelError::Corrupt(e.to_string()))?;
+        let corrupt = |e: postcard::Error| ModelError::Corrupt(e.to_string());
         let ids: Vec<&str> = catalog().ids().collect();
-        if file.feature_ids != ids {
-            return Err(ModelError::Schema(file.feature_ids.join(",")));
+        let check = |feature_ids: &[String], medians: &[f64]| -> Result<Imputer, ModelError> {
+            if feature_ids != ids {
+                return Err(ModelError::Schema(feature_ids.join(",")));
+            }
+            if medians.len() != N_FEATURES || medians.iter().any(|m| !m.is_finite()) {
+                return Err(ModelError::Corrupt("invalid imputation medians".into()));
+            }
+            Ok(Imputer {
+                medians: medians.to_vec(),
+            })
+        };
+        if let Some(body) = bytes.strip_prefix(MAGIC_BASELINE) {
+            let file: BaselineFile = postcard::from_bytes(body).map_err(corrupt)?;
+            let imputer = check(&file.feature_ids, &file.medians)?;
+            file.baseline
+                .validate(N_FEATURES)
+                .map_err(ModelError::Corrupt)?;
+            return Ok(Model {
+                imputer,
+                estimator: Estimator::Baseline(file.baseline),
+            });
         }
-        if file.medians.len() != N_FEATURES || file.medians.iter().any(|m| !m.is_finite()) {
-            return Err(ModelError::Corrupt("invalid imputation medians".into()));
+        if let Some(body) = bytes.strip_prefix(MAGIC_BOOSTED) {
+            let file: BoostedFile = postcard::from_bytes(body).map_err(corrupt)?;
+            let imputer = check(&file.feature_ids, &file.medians)?;
+            let b = Boosted::from_json(&file.json, file.importance).map_err(ModelError::Corrupt)?;
+            return Ok(Model {
+                imputer,
+                estimator: Estimator::Boosted(b),
+            });
         }
+        let body = bytes.strip_prefix(MAGIC).ok_or(ModelError::BadMagic)?;
+        let file: ModelFile = postcard::from_bytes(body).map_err(corrupt)?;
+        let imputer = check(&file.feature_ids, &file.medians)?;
         let trees = file
             .trees
             .into_iter()
@@ -116,13 +260,24 @@ impl Model {
             importance: file.importance,
         };
         forest.validate().map_err(ModelError::Corrupt)?;
-        Ok(Model {
-            imputer: Imputer {
-                medians: file.medians,
-            },
-            forest,
-        })
+        Ok(Model::forest(imputer, forest))
     }
+}
+
+#[derive(Serialize, Deserialize)]
+struct BaselineFile {
+    feature_ids: Vec<String>,
+    medians: Vec<f64>,
+    baseline: Baseline,
+}
+
+#[derive(Serialize, Deserialize)]
+struct BoostedFile {
+    feature_ids: Vec<String>,
+    medians: Vec<f64>,
+    importance: Vec<f64>,
+    /// The boosting crate's own model dump.
+    json: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -223,7 +378,7 @@ pub(crate) mod tests {
         }
         .fit(&refs, d.labels.as_ref().unwrap(), None, &NoProgress)
         .unwrap();
-        (Model { imputer, forest }, d)
+        (Model::forest(imputer, forest), d)
     }
 
     #[test]
@@ -256,7 +411,7 @@ pub(crate) mod tests {
             let mut b = bytes.clone();
             b[pos] ^= 0x5A;
             if let Ok(model) = Model::from_bytes(&b) {
-                model.forest.validate().unwrap();
+                model.as_forest().unwrap().validate().unwrap();
                 let _ = model.predict_one(&[0.0; N_FEATURES]);
             }
         }

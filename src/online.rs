@@ -24,6 +24,7 @@ use crate::metrics::Metrics;
 use crate::model::Model;
 use crate::preprocess::{Imputer, stratified_split};
 use crate::progress::Reporter;
+use crate::recipe::{ModelSpec, Recipe};
 use crate::store::{
     Evaluation, FeedbackEval, Gate, Holdout, Manifest, NewVersion, Registry, Status,
 };
@@ -286,10 +287,19 @@ pub fn retrain(
     }
     let start = Instant::now();
     let refs: Vec<&[f64]> = cols.iter().map(Vec::as_slice).collect();
-    let forest = cfg.forest.fit(&refs, &y, Some(&w), reporter)?;
+    // The same kind of model as the active version; forests take the configured
+    // parameters (Settings), other kinds keep the ones they were compared with.
+    let recipe = match active_manifest.recipe() {
+        r if matches!(r.spec, ModelSpec::Forest(_)) => Recipe {
+            spec: ModelSpec::Forest(cfg.forest.clone()),
+            ..r
+        },
+        r => r,
+    };
+    let estimator = recipe.fit(&refs, &y, Some(&w), reporter)?;
     drop(cols);
     let train_seconds = start.elapsed().as_secs_f64();
-    let candidate = Model { imputer, forest };
+    let candidate = Model { imputer, estimator };
 
     // Gate: both versions on the same base holdout and the same held-out feedback.
     reporter.stage("evaluating", 0, 1);
@@ -356,6 +366,7 @@ pub fn retrain(
             train_positives: y.iter().filter(|&&l| l == 1).count(),
             evaluation: active_manifest.evaluation.clone(),
             params: cfg.forest.clone(),
+            recipe: Some(recipe),
             train_seconds,
             threshold,
             metrics: cand_metrics,

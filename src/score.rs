@@ -77,9 +77,9 @@ pub fn score_batch(
             let contributions: Vec<f64> = match method {
                 Method::PathAttribution => {
                     let rows = model.imputer.transform_rows(&d.columns, chunk);
-                    model.forest.path_attribution_rows(&rows)
+                    model.attribution_rows(&rows)
                 }
-                Method::TreeShap => chunk
+                Method::TreeShap | Method::LogOdds | Method::Occlusion => chunk
                     .par_iter()
                     .flat_map_iter(|&i| model.explain_one(&d.row(i), method).contributions)
                     .collect(),
@@ -141,6 +141,8 @@ pub fn write_batch_csv(
     let method_name = match b.method {
         Some(Method::TreeShap) => "treeshap",
         Some(Method::PathAttribution) => "path_attribution",
+        Some(Method::LogOdds) => "log_odds",
+        Some(Method::Occlusion) => "occlusion",
         None => "",
     };
     for &i in order {

@@ -148,6 +148,24 @@ pub struct Manifest {
     /// Distribution of each feature in the training rows (reference for drift).
     #[serde(default)]
     pub profiles: Option<Vec<crate::monitor::FeatureProfile>>,
+    /// What was fitted. Absent in versions made before the model comparison existed:
+    /// those are forests with `params`.
+    #[serde(default)]
+    pub recipe: Option<crate::recipe::Recipe>,
+}
+
+impl Manifest {
+    /// The recipe to retrain this version with.
+    pub fn recipe(&self) -> crate::recipe::Recipe {
+        self.recipe
+            .clone()
+            .unwrap_or_else(|| crate::recipe::Recipe::forest(self.params.clone()))
+    }
+
+    /// "random forest, 300 trees, balanced weights" etc.
+    pub fn model_kind(&self) -> String {
+        self.recipe().describe()
+    }
 }
 
 /// Holdout predictions of a version (for curves and threshold tuning).
@@ -183,6 +201,7 @@ pub struct NewVersion<'a> {
     pub feedback_used: usize,
     pub gate: Option<Gate>,
     pub profiles: Option<Vec<crate::monitor::FeatureProfile>>,
+    pub recipe: Option<crate::recipe::Recipe>,
 }
 
 #[derive(Debug, Clone)]
@@ -391,7 +410,7 @@ impl Registry {
             importance: crate::catalog::catalog()
                 .ids()
                 .map(str::to_string)
-                .zip(new.model.forest.importance.iter().copied())
+                .zip(new.model.importance().iter().copied())
                 .collect(),
             model_file: FileRef {
                 name: MODEL_FILE.into(),
@@ -408,6 +427,7 @@ impl Registry {
             feedback_used: new.feedback_used,
             gate: new.gate,
             profiles: new.profiles,
+            recipe: new.recipe,
         };
         let stage = self
             .staging_dir()
@@ -548,6 +568,7 @@ mod tests {
                 feedback_used: 0,
                 gate: None,
                 profiles: None,
+                recipe: None,
             },
             activate,
         )

@@ -8,12 +8,15 @@ use crate::metrics::Metrics;
 use crate::model::Model;
 use crate::preprocess::{Imputer, stratified_split};
 use crate::progress::Reporter;
+use crate::recipe::{ModelSpec, Recipe};
 use crate::store::{Evaluation, Holdout, NewVersion, Registry, Status};
 use std::time::Instant;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainConfig {
     pub params: ForestParams,
+    /// Another kind of model (from the comparison); `None` trains the forest `params`.
+    pub recipe: Option<Recipe>,
     /// Share of rows held out when no test file is given.
     pub test_fraction: f64,
     /// Decision threshold stored with the version.
@@ -24,6 +27,7 @@ impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
             params: ForestParams::default(),
+            recipe: None,
             test_fraction: 0.2,
             threshold: 0.5,
         }
@@ -41,6 +45,119 @@ pub struct Trained {
     pub train_rows: usize,
     pub train_positives: usize,
     pub train_seconds: f64,
+    /// What was fitted (kind, parameters, resampling).
+    pub recipe: Recipe,
+}
+
+/// The split and the imputed training columns, shared by every model trained on them
+/// (the model comparison fits many models on one split).
+pub struct Prepared<'a> {
+    /// The rows scored for evaluation: the holdout of `data`, or the test file.
+    pub test_set: &'a Dataset,
+    pub test_idx: Vec<usize>,
+    pub evaluation: Evaluation,
+    pub imputer: Imputer,
+    pub profiles: Vec<crate::monitor::FeatureProfile>,
+    /// Imputed training columns and their labels.
+    pub columns: Vec<Vec<f64>>,
+    pub labels: Vec<u8>,
+}
+
+/// Splits (or takes the separate test file), fits the imputer on the training rows and
+/// imputes them.
+pub fn prepare<'a>(
+    data: &'a Dataset,
+    test: Option<&'a Dataset>,
+    test_fraction: f64,
+    seed: u64,
+    reporter: &dyn Reporter,
+) -> Result<Prepared<'a>> {
+    let labels = data.require_both_classes()?;
+    let (train_idx, test_set, test_idx, evaluation) = match test {
+        Some(t) => {
+            t.require_both_classes()?;
+            (
+                (0..data.n_rows()).collect::<Vec<_>>(),
+                t,
+                (0..t.n_rows()).collect::<Vec<_>>(),
+                Evaluation::TestFile {
+                    source: t.source.clone(),
+                },
+            )
+        }
+        None => {
+            let s = stratified_split(labels, test_fraction, seed).map_err(Error::Invalid)?;
+            (
+                s.train,
+                data,
+                s.test,
+                Evaluation::Split {
+                    test_fraction,
+                    seed,
+                },
+            )
+        }
+    };
+    reporter.stage("imputing", 0, 1);
+    let imputer = Imputer::fit(&data.columns, &train_idx);
+    let profiles = crate::monitor::profile(&data.columns, &train_idx);
+    let columns = imputer.transform_columns(&data.columns, &train_idx);
+    Ok(Prepared {
+        test_set,
+        test_idx,
+        evaluation,
+        imputer,
+        profiles,
+        columns,
+        labels: train_idx.iter().map(|&i| labels[i]).collect(),
+    })
+}
+
+impl Prepared<'_> {
+    /// Fits `recipe` on the prepared training rows and evaluates it on the test rows.
+    pub fn fit(&self, recipe: &Recipe, threshold: f64, reporter: &dyn Reporter) -> Result<Trained> {
+        let start = Instant::now();
+        let refs: Vec<&[f64]> = self.columns.iter().map(Vec::as_slice).collect();
+        let estimator = recipe.fit(&refs, &self.labels, None, reporter)?;
+        let train_seconds = start.elapsed().as_secs_f64();
+        let model = Model {
+            imputer: self.imputer.clone(),
+            estimator,
+        };
+        reporter.stage("evaluating", 0, 1);
+        let test_labels = self.test_set.require_labels()?;
+        let scores = model.predict_dataset(self.test_set, Some(&self.test_idx));
+        let holdout = Holdout {
+            user_ids: self
+                .test_idx
+                .iter()
+                .map(|&i| self.test_set.user_ids[i])
+                .collect(),
+            labels: self.test_idx.iter().map(|&i| test_labels[i]).collect(),
+            scores,
+        };
+        if let Some(i) = holdout.scores.iter().position(|p| !p.is_finite()) {
+            return Err(Error::Invalid(format!(
+                "{} produced an invalid probability for test row {} (user {})",
+                recipe.describe(),
+                self.test_idx[i],
+                holdout.user_ids[i]
+            )));
+        }
+        let metrics = Metrics::from_scores(&holdout.labels, &holdout.scores, threshold)?;
+        reporter.stage("evaluating", 1, 1);
+        Ok(Trained {
+            model,
+            profiles: self.profiles.clone(),
+            holdout,
+            metrics,
+            evaluation: self.evaluation.clone(),
+            train_rows: self.labels.len(),
+            train_positives: self.labels.iter().filter(|&&l| l == 1).count(),
+            train_seconds,
+            recipe: recipe.clone(),
+        })
+    }
 }
 
 /// Trains on `data` (minus a stratified holdout), or on all of `data` when `test` is
@@ -58,65 +175,12 @@ pub fn train(
             cfg.threshold
         )));
     }
-    let labels = data.require_both_classes()?;
-    let (train_idx, test_set, test_idx, evaluation) = match test {
-        Some(t) => {
-            t.require_both_classes()?;
-            (
-                (0..data.n_rows()).collect::<Vec<_>>(),
-                t,
-                (0..t.n_rows()).collect::<Vec<_>>(),
-                Evaluation::TestFile {
-                    source: t.source.clone(),
-                },
-            )
-        }
-        None => {
-            let s = stratified_split(labels, cfg.test_fraction, cfg.params.seed)
-                .map_err(Error::Invalid)?;
-            (
-                s.train,
-                data,
-                s.test,
-                Evaluation::Split {
-                    test_fraction: cfg.test_fraction,
-                    seed: cfg.params.seed,
-                },
-            )
-        }
-    };
-    let start = Instant::now();
-    reporter.stage("imputing", 0, 1);
-    let imputer = Imputer::fit(&data.columns, &train_idx);
-    let profiles = crate::monitor::profile(&data.columns, &train_idx);
-    let cols = imputer.transform_columns(&data.columns, &train_idx);
-    let y: Vec<u8> = train_idx.iter().map(|&i| labels[i]).collect();
-    let refs: Vec<&[f64]> = cols.iter().map(Vec::as_slice).collect();
-    let forest = cfg.params.fit(&refs, &y, None, reporter)?;
-    drop(cols);
-    let train_seconds = start.elapsed().as_secs_f64();
-    let model = Model { imputer, forest };
-
-    reporter.stage("evaluating", 0, 1);
-    let test_labels = test_set.require_labels()?;
-    let scores = model.predict_dataset(test_set, Some(&test_idx));
-    let holdout = Holdout {
-        user_ids: test_idx.iter().map(|&i| test_set.user_ids[i]).collect(),
-        labels: test_idx.iter().map(|&i| test_labels[i]).collect(),
-        scores,
-    };
-    let metrics = Metrics::from_scores(&holdout.labels, &holdout.scores, cfg.threshold)?;
-    reporter.stage("evaluating", 1, 1);
-    Ok(Trained {
-        model,
-        profiles,
-        holdout,
-        metrics,
-        evaluation,
-        train_rows: train_idx.len(),
-        train_positives: y.iter().filter(|&&l| l == 1).count(),
-        train_seconds,
-    })
+    let prep = prepare(data, test, cfg.test_fraction, cfg.params.seed, reporter)?;
+    let recipe = cfg
+        .recipe
+        .clone()
+        .unwrap_or_else(|| Recipe::forest(cfg.params.clone()));
+    prep.fit(&recipe, cfg.threshold, reporter)
 }
 
 impl Trained {
@@ -136,7 +200,11 @@ impl Trained {
                 train_rows: self.train_rows,
                 train_positives: self.train_positives,
                 evaluation: self.evaluation.clone(),
-                params: cfg.params.clone(),
+                params: match &self.recipe.spec {
+                    ModelSpec::Forest(p) => p.clone(),
+                    _ => cfg.params.clone(),
+                },
+                recipe: Some(self.recipe.clone()),
                 train_seconds: self.train_seconds,
                 threshold: cfg.threshold,
                 metrics: self.metrics,

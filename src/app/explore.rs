@@ -193,7 +193,7 @@ fn importance(ui: &mut egui::Ui, state: &mut ExploreState, wb: &Workbench) {
         ui.label("No active model yet.");
         return;
     };
-    let imp = &active.model.forest.importance;
+    let imp = &active.model.importance();
     ui.horizontal(|ui| {
         ui.label(format!(
             "Impurity-based importance of version {} (sums to 100%).",

@@ -17,7 +17,7 @@ pub fn alerts(wb: &Workbench) -> Vec<String> {
         .as_ref()
         .filter(|d| d.version == active.manifest.version)
     {
-        let imp = &active.model.forest.importance;
+        let imp = &active.model.importance();
         for (i, &p) in d.psi.iter().enumerate() {
             if p > PSI_MAJOR && important(imp, i) {
                 let f = &catalog().features[i];

@@ -140,7 +140,7 @@ impl ScorePanel {
                 .show(&mut cols[0], |ui| {
                     self.loaders(ui, state, wb);
                     ui.separator();
-                    self.form(ui, state, &active.model.forest.importance);
+                    self.form(ui, state, active.model.importance());
                 });
             egui::ScrollArea::vertical()
                 .id_salt("results")

@@ -16,6 +16,12 @@ use serde::{Deserialize, Serialize};
 pub enum Method {
     TreeShap,
     PathAttribution,
+    /// Additive log-odds models (logistic regression, naive Bayes, boosting): each
+    /// feature's exact log-odds term, mapped to probability (see `baselines`).
+    LogOdds,
+    /// Models without additive structure (KNN): the change in probability when the
+    /// feature is set to its training mean. Not additive.
+    Occlusion,
 }
 
 impl Method {
@@ -23,6 +29,8 @@ impl Method {
         match self {
             Method::TreeShap => "TreeSHAP (exact, path-dependent)",
             Method::PathAttribution => "path attribution (Saabas)",
+            Method::LogOdds => "exact log-odds terms (scaled to probability)",
+            Method::Occlusion => "occlusion (approximate, not additive)",
         }
     }
 }
@@ -72,7 +80,7 @@ impl Forest {
     pub fn explain(&self, x: &[f64], method: Method) -> Explanation {
         let m = self.trees.len() as f64;
         let (base, mut contributions) = match method {
-            Method::PathAttribution => {
+            Method::PathAttribution | Method::LogOdds | Method::Occlusion => {
                 let mut phi = vec![0.0; self.n_features];
                 let mut base = 0.0;
                 for t in &self.trees {
@@ -105,7 +113,11 @@ impl Forest {
             *c /= m;
         }
         Explanation {
-            method,
+            method: if method == Method::TreeShap {
+                Method::TreeShap
+            } else {
+                Method::PathAttribution
+            },
             base: base / m,
             contributions,
             prediction: self.predict_proba(x),
