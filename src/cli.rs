@@ -719,6 +719,7 @@ pub fn run(cmd: Command) -> Result<()> {
                             "data": m.data.describe(),
                             "train_rows": m.train_rows,
                             "threshold": m.threshold,
+                            "model": m.model_kind(),
                             "metrics": metrics_json(&m.metrics),
                         }),
                         Err(err) => json!({

@@ -206,7 +206,7 @@ pub fn default_candidates(seed: u64) -> Vec<Candidate> {
             Some("balanced class weights"),
         ),
         c(
-            "forest 100, no weights",
+            "forest 100 unweighted",
             ModelSpec::Forest(ForestParams {
                 class_weight: ClassWeight::None,
                 ..forest(100)
@@ -215,7 +215,7 @@ pub fn default_candidates(seed: u64) -> Vec<Candidate> {
             Some("no class-imbalance handling"),
         ),
         c(
-            "forest 100, SMOTE",
+            "forest 100 + SMOTE",
             ModelSpec::Forest(ForestParams {
                 class_weight: ClassWeight::None,
                 ..forest(100)

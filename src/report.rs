@@ -70,15 +70,20 @@ fn chart_err(path: &Path) -> impl Fn(String) -> Error + '_ {
     move |e| Error::io(path, format!("cannot draw chart: {e}"))
 }
 
-/// Renders a chart to PNG in memory-free fashion: plotters writes the file itself, so
-/// it draws to a temporary name that is renamed when complete.
+/// Renders a chart to PNG: plotters writes the file itself, so it draws to a temporary
+/// name that is renamed when complete.
 fn png(
     path: &Path,
     size: (u32, u32),
     draw: impl FnOnce(&DrawingArea<BitMapBackend<'_>, Shift>) -> std::result::Result<(), String>,
 ) -> Result<()> {
     register_font();
-    let tmp = path.with_extension("png.part");
+    // The bitmap backend picks the image format from the extension: keep ".png".
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("chart.png");
+    let tmp = path.with_file_name(format!(".{name}.part.png"));
     {
         let root = BitMapBackend::new(&tmp, size).into_drawing_area();
         root.fill(&WHITE)
@@ -311,39 +316,23 @@ pub fn confusion_chart(path: &Path, metrics: &Metrics, threshold: f64) -> Result
                 (FONT, 22),
             )
             .margin(16)
-            .x_label_area_size(50)
-            .y_label_area_size(90)
             .build_cartesian_2d(0..2, 0..2)
             .map_err(e2s)?;
-        let pred = ["predicted legitimate", "predicted spammer"];
-        let actual = ["actual spammer", "actual legitimate"];
         c.configure_mesh()
             .disable_mesh()
-            .x_labels(2)
-            .y_labels(2)
-            .x_label_formatter(&|i| {
-                pred.get(*i as usize)
-                    .map(|s| s.to_string())
-                    .unwrap_or_default()
-            })
-            .y_label_formatter(&|i| {
-                actual
-                    .get(*i as usize)
-                    .map(|s| s.to_string())
-                    .unwrap_or_default()
-            })
-            .label_style((FONT, 15))
+            .disable_x_axis()
+            .disable_y_axis()
             .draw()
             .map_err(e2s)?;
-        // (column = predicted, row = actual; spammers on the top row)
+        // Column = predicted, row = actual; legitimate accounts on the top row.
         let cells = [
-            (0, 1, cm.tn, "TN"),
-            (1, 1, cm.fp, "FP"),
-            (0, 0, cm.fn_, "FN"),
-            (1, 0, cm.tp, "TP"),
+            (0, 1, cm.tn, "TN", "legitimate, passed"),
+            (1, 1, cm.fp, "FP", "legitimate, flagged"),
+            (0, 0, cm.fn_, "FN", "spammer, passed"),
+            (1, 0, cm.tp, "TP", "spammer, flagged"),
         ];
         let max = cells.iter().map(|c| c.2).max().unwrap_or(1).max(1) as f64;
-        for (x, y, v, name) in cells {
+        for (x, y, v, name, what) in cells {
             let t = ((v as f64).ln_1p() / max.ln_1p()).clamp(0.0, 1.0);
             let color = RGBColor(
                 (255.0 - 150.0 * t) as u8,
@@ -357,15 +346,16 @@ pub fn confusion_chart(path: &Path, metrics: &Metrics, threshold: f64) -> Result
                 BLACK.stroke_width(1),
             )])
             .map_err(e2s)?;
-            // Text needs a coordinate inside the cell; plotters places it at the cell's
-            // lower-left corner of the integer grid, so offset with pixel drawing.
+            // Labels are placed in pixels from the cell's top-left corner.
             let (px, py) = c.backend_coord(&(x, y + 1));
             root.draw(&Text::new(
                 format!("{name} {v}"),
                 (px + 20, py + 40),
-                (FONT, 26),
+                (FONT, 28),
             ))
             .map_err(e2s)?;
+            root.draw(&Text::new(what, (px + 20, py + 80), (FONT, 17)))
+                .map_err(e2s)?;
         }
         Ok(())
     })
@@ -481,9 +471,21 @@ pub fn model_card(
         .unwrap_or_else(|e| format!("(cannot print: {e})"));
     s += &format!("- Parameters:\n\n```ron\n{recipe}\n```\n\n");
     s += &format!("## Holdout metrics at threshold {:.2}\n\n", m.threshold);
+    let how = match &m.evaluation {
+        crate::store::Evaluation::Split {
+            test_fraction,
+            seed,
+        } => format!(
+            "a stratified {:.0}% holdout of the training data, seed {seed}",
+            100.0 * test_fraction
+        ),
+        crate::store::Evaluation::TestFile { source } => {
+            format!("the test file {}", source.describe())
+        }
+    };
     s += &format!(
-        "Evaluated on {} held-out accounts ({:?}). A score above the threshold is flagged as a spammer.\n\n",
-        m.test_rows, m.evaluation
+        "Evaluated on {} accounts ({how}). A score above the threshold is flagged as a spammer.\n\n",
+        m.test_rows
     );
     let x = &m.metrics;
     s += "| accuracy | precision | recall | F1 | ROC-AUC | average precision |\n|---:|---:|---:|---:|---:|---:|\n";

@@ -93,7 +93,7 @@ pub fn score_batch(
     Ok(ScoredBatch {
         version,
         threshold,
-        method: (k > 0).then_some(method),
+        method: (k > 0).then(|| model.bulk_method(method)),
         probability,
         k,
         reasons,

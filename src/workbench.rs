@@ -7,6 +7,7 @@
 //! [`Workbench::poll`] once per frame to apply what arrived: nothing ever blocks the UI
 //! thread on I/O, statistics or training.
 
+use crate::compare::{Comparison, Saved};
 use crate::data::Dataset;
 use crate::eda::{self, Eda};
 use crate::feedback::{FeedbackStats, FeedbackStore, NewFeedback};
@@ -65,6 +66,12 @@ pub enum JobKind {
     Queue,
     /// Write the scored queue to CSV.
     Export,
+    /// Train and evaluate the comparison's models.
+    Compare,
+    /// Register a compared model as a new version.
+    Promote,
+    /// Write a report folder.
+    Report,
 }
 
 impl JobKind {
@@ -75,6 +82,9 @@ impl JobKind {
             JobKind::Registry => "Reading the registry",
             JobKind::Queue => "Scoring accounts",
             JobKind::Export => "Exporting",
+            JobKind::Compare => "Comparing models",
+            JobKind::Promote => "Promoting a compared model",
+            JobKind::Report => "Writing the report",
             JobKind::Setup => "Starting up",
             JobKind::OpenDataset => "Opening dataset",
             JobKind::Train => "Training",
@@ -139,6 +149,12 @@ enum Msg {
     Failed(JobKind, String),
     Drift(u64, Arc<Drift>),
     Agreement(Vec<crate::feedback::AgreementPoint>),
+    /// A finished comparison (with its models) and the data it ran on.
+    Compared(Arc<Comparison>, Arc<Dataset>, Arc<Saved>),
+    /// The registry's latest saved comparison (table and curves, no models).
+    SavedComparison(Arc<Saved>),
+    /// A report folder was written.
+    Report(PathBuf),
 }
 
 /// PSI of every feature between the active version's training data and the accounts
@@ -332,6 +348,14 @@ pub struct Workbench {
     pub drift: Option<Arc<Drift>>,
     drift_requested: Option<u64>,
     pub agreement: Vec<crate::feedback::AgreementPoint>,
+    /// The last comparison run in this session, with its trained models (promotable),
+    /// and the data it ran on.
+    pub comparison: Option<(Arc<Comparison>, Arc<Dataset>)>,
+    /// The latest comparison's table and curves (this session's, or the registry's
+    /// saved one after a restart).
+    pub saved_comparison: Option<Arc<Saved>>,
+    /// The last report folder written.
+    pub last_report: Option<PathBuf>,
     tx: Sender<Msg>,
     rx: Receiver<Msg>,
     notify: Notify,
@@ -375,6 +399,9 @@ impl Workbench {
             drift: None,
             drift_requested: None,
             agreement: Vec::new(),
+            comparison: None,
+            saved_comparison: None,
+            last_report: None,
             tx,
             rx,
             notify,
@@ -442,9 +469,14 @@ impl Workbench {
     /// A training of any kind (start-up, Train now, retrain) is running; only one may
     /// run at a time.
     pub fn is_training(&self) -> bool {
-        [JobKind::Setup, JobKind::Train, JobKind::Retrain]
-            .iter()
-            .any(|&k| self.is_running(k))
+        [
+            JobKind::Setup,
+            JobKind::Train,
+            JobKind::Retrain,
+            JobKind::Compare,
+        ]
+        .iter()
+        .any(|&k| self.is_running(k))
     }
 
     /// No job is running.
@@ -501,6 +533,11 @@ impl Workbench {
             }
             send_feedback_stats(ctx, &registry);
             send_versions(ctx, &registry);
+            match crate::compare::load_latest(registry.root()) {
+                Ok(Some(s)) => ctx.send(Msg::SavedComparison(Arc::new(s))),
+                Ok(None) => {}
+                Err(e) => ctx.error(format!("the saved model comparison cannot be read: {e}")),
+            }
             match OnlineLearningConfig::load(&registry) {
                 Ok(c) => ctx.send(Msg::Online(c)),
                 Err(e) => ctx.error(format!("{e}; using the default online-learning settings")),
@@ -836,6 +873,172 @@ impl Workbench {
         });
     }
 
+    /// Trains and evaluates the named comparison candidates (all when `names` is empty)
+    /// on one stratified split of the loaded data; the models are kept for promotion.
+    pub fn run_comparison(&mut self, names: Vec<String>) {
+        let (Some(registry), Some(data)) = (self.registry.clone(), self.data.clone()) else {
+            self.notices
+                .push(Notice::Error("no data loaded to compare models on".into()));
+            return;
+        };
+        if self.is_training() {
+            self.notices.push(Notice::Error(
+                "a training run is already in progress".into(),
+            ));
+            return;
+        }
+        let seed = self.config.train.params.seed;
+        let test_fraction = self.config.train.test_fraction;
+        self.spawn(JobKind::Compare, move |ctx| {
+            let mut candidates = crate::recipe::default_candidates(seed);
+            if !names.is_empty() {
+                candidates.retain(|c| names.contains(&c.name));
+            }
+            match crate::compare::compare(
+                &data,
+                &candidates,
+                test_fraction,
+                seed,
+                true,
+                &ctx.reporter,
+            ) {
+                Ok(c) => {
+                    let saved = c.to_saved();
+                    if let Err(e) = crate::compare::save(registry.root(), &saved) {
+                        ctx.error(format!("the comparison was not saved: {e}"));
+                    }
+                    let best = saved.best_auc.clone().unwrap_or_default();
+                    let failed = saved.failed.len();
+                    ctx.send(Msg::Compared(Arc::new(c), data, Arc::new(saved)));
+                    ctx.info(format!(
+                        "comparison finished: {} models, best ROC-AUC {best}{}",
+                        candidates.len() - failed,
+                        if failed > 0 {
+                            format!(", {failed} failed")
+                        } else {
+                            String::new()
+                        }
+                    ));
+                }
+                Err(crate::Error::Forest(crate::forest::ForestError::Cancelled)) => {
+                    ctx.info("comparison cancelled".into())
+                }
+                Err(e) => ctx.error(format!("comparison failed: {e}")),
+            }
+        });
+    }
+
+    /// Registers the compared model `name` as a new version and activates it.
+    pub fn promote(&mut self, name: &str) {
+        let (Some(registry), Some((cmp, data))) = (self.registry.clone(), self.comparison.clone())
+        else {
+            self.notices.push(Notice::Error(
+                "run the comparison in this session first: its models are kept in memory for promotion".into(),
+            ));
+            return;
+        };
+        if self.is_training() || self.is_running(JobKind::Promote) {
+            self.notices.push(Notice::Error(
+                "a training run is already in progress".into(),
+            ));
+            return;
+        }
+        let name = name.to_string();
+        let test_fraction = self.config.train.test_fraction;
+        self.spawn(JobKind::Promote, move |ctx| {
+            let Some(o) = cmp.outcomes.iter().find(|o| o.name == name) else {
+                return ctx.error(format!("no compared model named {name}"));
+            };
+            let Some(t) = o.result.as_ref().ok().and_then(|s| s.trained.as_ref()) else {
+                return ctx.error(format!("{name} did not train, so it cannot be promoted"));
+            };
+            let cfg = TrainConfig {
+                recipe: Some(t.recipe.clone()),
+                test_fraction,
+                ..TrainConfig::default()
+            };
+            ctx.reporter.stage("saving", 0, 1);
+            match t.register(&registry, &data, &cfg, true) {
+                Ok(manifest) => {
+                    let v = manifest.version;
+                    ctx.send(Msg::Model(ActiveModel {
+                        manifest,
+                        model: Arc::new(t.model.clone()),
+                        holdout: Some(Arc::new(t.holdout.clone())),
+                    }));
+                    ctx.info(format!("{name} registered as version {v} and activated"));
+                }
+                Err(e) => ctx.error(format!("{name} was not registered: {e}")),
+            }
+            send_versions(ctx, &registry);
+        });
+    }
+
+    /// Writes a report folder for the active version (to `dir`, or to
+    /// `<registry>/reports/v<N>-<time>` when None): model card, charts, scored queue.
+    pub fn export_report(&mut self, dir: Option<PathBuf>) {
+        let (Some(registry), Some(active), Some(data)) = (
+            self.registry.clone(),
+            self.active.clone(),
+            self.data.clone(),
+        ) else {
+            self.notices.push(Notice::Error(
+                "a report needs an active model and loaded data".into(),
+            ));
+            return;
+        };
+        let eda = self.eda.clone();
+        let saved = self.saved_comparison.clone();
+        let feedback = self.feedback.clone();
+        self.spawn(JobKind::Report, move |ctx| {
+            let m = &active.manifest;
+            let dir = dir.unwrap_or_else(|| {
+                let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+                    .to_string()
+                    .replace(':', "-");
+                registry
+                    .root()
+                    .join("reports")
+                    .join(format!("v{}-{stamp}", m.version))
+            });
+            let holdout = match &active.holdout {
+                Some(h) => h.clone(),
+                None => match registry.load_holdout(m.version) {
+                    Ok(h) => Arc::new(h),
+                    Err(e) => return ctx.error(format!("report not written: {e}")),
+                },
+            };
+            let eda = match eda {
+                Some(e) => e,
+                None => match crate::eda::compute(&data, &ctx.reporter) {
+                    Ok(e) => Arc::new(e),
+                    Err(e) => return ctx.error(format!("report not written: {e}")),
+                },
+            };
+            let versions = registry
+                .list()
+                .map(|l| l.into_iter().filter_map(|e| e.manifest.ok()).collect())
+                .unwrap_or_default();
+            let input = crate::report::ReportInput {
+                manifest: m,
+                model: &active.model,
+                holdout: &holdout,
+                data: &data,
+                eda: &eda,
+                comparison: saved.as_deref(),
+                feedback,
+                versions,
+            };
+            match crate::report::write_report(&dir, &input, &ctx.reporter) {
+                Ok(w) => {
+                    ctx.info(format!("report written to {}", w.dir.display()));
+                    ctx.send(Msg::Report(w.dir));
+                }
+                Err(e) => ctx.error(format!("report not written: {e}")),
+            }
+        });
+    }
+
     /// Stops running jobs that can stop (training, statistics).
     pub fn cancel(&self, kind: JobKind) {
         for j in self.jobs.iter().filter(|j| j.kind == kind) {
@@ -976,6 +1179,16 @@ impl Workbench {
                     }
                 }
                 Msg::Agreement(a) => self.agreement = a,
+                Msg::Compared(c, d, saved) => {
+                    self.comparison = Some((c, d));
+                    self.saved_comparison = Some(saved);
+                }
+                Msg::SavedComparison(s) => {
+                    if self.saved_comparison.is_none() {
+                        self.saved_comparison = Some(s);
+                    }
+                }
+                Msg::Report(p) => self.last_report = Some(p),
                 Msg::AutoRetrain(reason) => {
                     if !self.is_training() {
                         self.notices

@@ -589,3 +589,191 @@ fn killing_a_feedback_import_loses_no_committed_record() {
     let v = json(&["feedback", "stats", "--registry", &reg, "--json"]);
     assert_eq!(v["total"].as_u64().unwrap() as usize, records.len());
 }
+
+/// PNG width and height from the IHDR chunk (and that the file is a PNG at all).
+fn png_size(p: &Path) -> (u32, u32) {
+    let b = std::fs::read(p).unwrap();
+    assert_eq!(&b[..8], b"\x89PNG\r\n\x1a\n", "{} is a PNG", p.display());
+    assert_eq!(&b[12..16], b"IHDR");
+    let be = |i: usize| u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+    (be(16), be(20))
+}
+
+#[test]
+fn compare_every_model_promote_one_and_export_a_report() {
+    let env = Env::new();
+    let data = env.data(3000);
+    let reg = env.registry();
+    let out = json(&["compare", "--data", s(&data), "--registry", &reg, "--json"]);
+    let models = out["models"].as_array().unwrap();
+    let names: Vec<&str> = models.iter().map(|m| m["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names.len(),
+        11,
+        "every candidate trains: {names:?}, failed {}",
+        out["failed"]
+    );
+    for m in models {
+        for k in [
+            "accuracy",
+            "precision",
+            "recall",
+            "f1",
+            "roc_auc",
+            "average_precision",
+        ] {
+            let v = m[k].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&v), "{} {k} {v}", m["name"]);
+        }
+        assert!(m["fit_seconds"].as_f64().unwrap() >= 0.0);
+    }
+    let get = |name: &str, k: &str| {
+        models.iter().find(|m| m["name"] == name).unwrap()[k]
+            .as_f64()
+            .unwrap()
+    };
+    // Real learning, not constants: the reference forest and the linear model rank
+    // spammers far above chance; a single tree is worse than the forest.
+    assert!(get("forest 300 trees", "roc_auc") > 0.85);
+    assert!(get("logistic regression", "roc_auc") > 0.8);
+    assert!(get("decision tree", "roc_auc") < get("forest 300 trees", "roc_auc"));
+    // The marks point at the maxima.
+    let argmax = |k: &str| {
+        models
+            .iter()
+            .max_by(|a, b| a[k].as_f64().unwrap().total_cmp(&b[k].as_f64().unwrap()))
+            .unwrap()["roc_auc"]
+            .as_f64()
+            .unwrap()
+    };
+    assert_eq!(
+        get(out["best_auc"].as_str().unwrap(), "roc_auc"),
+        argmax("roc_auc")
+    );
+    let best_f1 = out["best_f1"].as_str().unwrap();
+    let max_f1 = models
+        .iter()
+        .map(|m| m["f1"].as_f64().unwrap())
+        .fold(0.0, f64::max);
+    assert_eq!(get(best_f1, "f1"), max_f1);
+
+    // Unknown names are refused before any training.
+    let err = fails(&[
+        "compare",
+        "--data",
+        s(&data),
+        "--registry",
+        &reg,
+        "--only",
+        "random forest 7",
+    ]);
+    assert!(
+        err.contains("no model named") && err.contains("decision tree"),
+        "{err}"
+    );
+
+    // Promote logistic regression: same split, so the version's holdout metrics are the
+    // comparison's; it scores, explains (exact log-odds terms) and evaluates.
+    let lr_auc = get("logistic regression", "roc_auc");
+    let p = json(&[
+        "compare",
+        "--data",
+        s(&data),
+        "--registry",
+        &reg,
+        "--only",
+        "logistic regression",
+        "--promote",
+        "logistic regression",
+        "--json",
+    ]);
+    assert_eq!(p["promoted_version"], 1);
+    let v = json(&["versions", "--registry", &reg, "--json"]);
+    let v1 = &v["versions"][0];
+    assert_eq!(v1["active"], true);
+    assert_eq!(v1["model"], "logistic regression");
+    assert_eq!(v1["metrics"]["roc_auc"].as_f64().unwrap(), lr_auc);
+    let scored = env.path("scored.csv");
+    ok(&[
+        "score",
+        "--data",
+        s(&data),
+        "--out",
+        s(&scored),
+        "--registry",
+        &reg,
+        "--explain",
+        "3",
+    ]);
+    let text = std::fs::read_to_string(&scored).unwrap();
+    assert_eq!(text.lines().count(), 3001);
+    assert!(
+        text.lines().nth(1).unwrap().contains(",log_odds,"),
+        "{}",
+        text.lines().nth(1).unwrap()
+    );
+
+    // The report: model card with the comparison table and history, six charts, and
+    // every account ranked by probability.
+    let report = env.path("report");
+    ok(&[
+        "report",
+        "--out",
+        s(&report),
+        "--registry",
+        &reg,
+        "--data",
+        s(&data),
+    ]);
+    let card = std::fs::read_to_string(report.join("model_card.md")).unwrap();
+    for needle in [
+        "# spamscope model card: version 1",
+        "logistic regression",
+        "## Model comparison",
+        "| **",
+        "## Version history",
+        "No moderator feedback recorded yet.",
+        "charts/roc_pr.png",
+    ] {
+        assert!(
+            card.contains(needle),
+            "model card lacks {needle:?}:\n{card}"
+        );
+    }
+    for chart in [
+        "class_balance",
+        "importance",
+        "correlation",
+        "roc_pr",
+        "confusion",
+        "comparison_roc",
+    ] {
+        let (w, h) = png_size(&report.join("charts").join(format!("{chart}.png")));
+        assert!(w >= 600 && h >= 400, "{chart}: {w}x{h}");
+    }
+    let queue = std::fs::read_to_string(report.join("scored_queue.csv")).unwrap();
+    let probs: Vec<f64> = queue
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(1).unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(probs.len(), 3000);
+    assert!(
+        probs.windows(2).all(|w| w[0] >= w[1]),
+        "ranked by probability"
+    );
+
+    // A report into a path that is a file is a one-line error.
+    let file = env.path("not-a-dir");
+    std::fs::write(&file, "x").unwrap();
+    let err = fails(&[
+        "report",
+        "--out",
+        s(&file),
+        "--registry",
+        &reg,
+        "--data",
+        s(&data),
+    ]);
+    assert!(err.contains("not-a-dir"), "{err}");
+}

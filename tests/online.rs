@@ -2,10 +2,12 @@
 //! the gate, degenerate cases are clear errors, and killing a retrain loses nothing.
 
 use serde_json::Value;
+use spamscope::baselines::BaselineSpec;
 use spamscope::feedback::{FeedbackStore, NewFeedback, Origin};
 use spamscope::forest::ForestParams;
 use spamscope::online::{OnlineLearningConfig, retrain};
 use spamscope::progress::NoProgress;
+use spamscope::recipe::{ModelSpec, Recipe};
 use spamscope::rng::SplitMix64;
 use spamscope::store::{Registry, Status};
 use spamscope::synth::{SynthParams, default_dataset};
@@ -140,6 +142,50 @@ fn feedback_teaches_a_pattern_the_base_data_lacks() {
     );
     let gate = o.candidate.gate.unwrap();
     assert!(gate.feedback_candidate.unwrap().brier < gate.feedback_active.unwrap().brier);
+}
+
+#[test]
+fn retraining_keeps_the_kind_of_a_promoted_comparison_model() {
+    // The active version is a logistic regression (as promoted from the comparison):
+    // retraining refits a logistic regression, with feedback rows repeated by weight.
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Registry::open(dir.path()).unwrap();
+    let data = default_dataset(BASE);
+    let cfg = TrainConfig {
+        recipe: Some(Recipe {
+            spec: ModelSpec::Baseline(BaselineSpec::Logistic { alpha: 1.0 }),
+            smote_k: None,
+            seed: 42,
+        }),
+        ..Default::default()
+    };
+    let t = train(&data, None, &cfg, &NoProgress).unwrap();
+    t.register(&reg, &data, &cfg, true).unwrap();
+    let (m1, v1) = reg.load_active().unwrap();
+    assert_eq!(m1.model_kind(), "logistic regression");
+    let mut store = FeedbackStore::open_in(dir.path()).unwrap();
+    store
+        .add_batch(
+            &pattern_accounts(400, 31)
+                .into_iter()
+                .map(|x| record(x, 1))
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
+    let probe = pattern_accounts(300, 77);
+    let before: Vec<f64> = probe.iter().map(|x| v1.predict_one(x)).collect();
+    let mut online = online_cfg();
+    online.max_auc_drop = 0.05;
+    let o = retrain(&reg, &online, &NoProgress).unwrap();
+    assert_eq!(o.candidate.model_kind(), "logistic regression");
+    let (_, v2) = reg.load(o.candidate.version).unwrap();
+    let after: Vec<f64> = probe.iter().map(|x| v2.predict_one(x)).collect();
+    assert!(
+        mean(&after) > mean(&before) + 0.2,
+        "the retrained logistic regression learned the pattern: {:.3} -> {:.3}",
+        mean(&before),
+        mean(&after)
+    );
 }
 
 #[test]

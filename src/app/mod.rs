@@ -2,6 +2,7 @@
 //! commands; everything slow runs on the workbench's worker threads.
 
 mod charts;
+mod compare;
 mod evaluate;
 mod explore;
 mod gauge;
@@ -37,6 +38,7 @@ pub enum Tab {
     Queue,
     Monitoring,
     Versions,
+    Compare,
     Settings,
 }
 
@@ -59,6 +61,8 @@ pub struct UiState {
 enum PickPurpose {
     Dataset,
     Queue,
+    /// A folder for a report.
+    ReportFolder,
 }
 
 /// How the app starts: where the registry is and what first-start trains.
@@ -170,6 +174,7 @@ pub struct SpamscopeApp {
     pub settings: SettingsPanel,
     pub queue: QueuePanel,
     pub monitoring: monitoring::MonitoringPanel,
+    pub compare: compare::ComparePanel,
     /// Notices on screen (newest last), with when they arrived.
     notices: Vec<(Notice, Instant)>,
     pub frames: FrameStats,
@@ -216,6 +221,7 @@ impl SpamscopeApp {
             settings: SettingsPanel::default(),
             queue: QueuePanel::default(),
             monitoring: monitoring::MonitoringPanel,
+            compare: compare::ComparePanel::default(),
             state,
             notices: Vec::new(),
             frames,
@@ -260,10 +266,15 @@ impl SpamscopeApp {
         let spawned = std::thread::Builder::new()
             .name("file-dialog".into())
             .spawn(move || {
-                let picked = rfd::FileDialog::new()
-                    .add_filter("CSV", &["csv"])
-                    .set_title("Open a dataset (label,user_id,X1..X51)")
-                    .pick_file();
+                let picked = match purpose {
+                    PickPurpose::ReportFolder => rfd::FileDialog::new()
+                        .set_title("Folder for the report")
+                        .pick_folder(),
+                    _ => rfd::FileDialog::new()
+                        .add_filter("CSV", &["csv"])
+                        .set_title("Open a dataset (label,user_id,X1..X51)")
+                        .pick_file(),
+                };
                 let _ = tx.send(picked);
                 ctx.request_repaint();
             });
@@ -293,6 +304,16 @@ impl SpamscopeApp {
                 }
                 if ui.button("Use the synthetic default data").clicked() {
                     self.workbench.use_synthetic();
+                    ui.close();
+                }
+                ui.separator();
+                let can_report = self.workbench.active.is_some() && self.workbench.data.is_some();
+                if ui
+                    .add_enabled(can_report, egui::Button::new("Export report…"))
+                    .on_hover_text("Model card (Markdown), PNG charts and the scored queue of the loaded data")
+                    .clicked()
+                {
+                    self.pick_file(ui.ctx(), PickPurpose::ReportFolder);
                     ui.close();
                 }
                 ui.separator();
@@ -498,6 +519,7 @@ impl eframe::App for SpamscopeApp {
                 match purpose {
                     PickPurpose::Dataset => self.workbench.open_dataset(path),
                     PickPurpose::Queue => self.workbench.score_queue(Some(path)),
+                    PickPurpose::ReportFolder => self.workbench.export_report(Some(path)),
                 }
             }
         }
@@ -523,6 +545,7 @@ impl eframe::App for SpamscopeApp {
                 ui.selectable_value(&mut self.state.tab, Tab::Queue, "Review queue");
                 ui.selectable_value(&mut self.state.tab, Tab::Monitoring, "Monitoring");
                 ui.selectable_value(&mut self.state.tab, Tab::Versions, "Versions");
+                ui.selectable_value(&mut self.state.tab, Tab::Compare, "Compare models");
                 ui.selectable_value(&mut self.state.tab, Tab::Settings, "Settings");
             });
         });
@@ -542,6 +565,13 @@ impl eframe::App for SpamscopeApp {
                 .versions
                 .ui(ui, &mut self.state.versions, &mut self.workbench),
             Tab::Settings => self.settings.ui(ui, &mut self.workbench),
+            Tab::Compare => {
+                if let Some(compare::CompareAction::PickReportFolder) =
+                    self.compare.ui(ui, &mut self.workbench)
+                {
+                    self.pick_file(ui.ctx(), PickPurpose::ReportFolder);
+                }
+            }
             Tab::Monitoring => self.monitoring.ui(ui, &mut self.workbench),
             Tab::Queue => {
                 match self

@@ -479,7 +479,7 @@ fn format_value(f: &crate::catalog::Feature, v: f64) -> String {
     }
 }
 
-/// The TreeSHAP contributions as a diverging bar chart plus the published risk flags.
+/// The explanation (TreeSHAP for forests) as a diverging bar chart plus the published risk flags.
 fn risk_factors(ui: &mut egui::Ui, state: &ScoreState, wb: &Workbench, raw: &[f64]) {
     let cat = catalog();
     ui.heading("Why this score");
@@ -487,7 +487,7 @@ fn risk_factors(ui: &mut egui::Ui, state: &ScoreState, wb: &Workbench, raw: &[f6
         None => {
             ui.horizontal(|ui| {
                 ui.add(egui::Spinner::new());
-                ui.label("Computing the exact TreeSHAP explanation…");
+                ui.label("Computing the explanation…");
             });
         }
         Some(e) => {
@@ -568,6 +568,7 @@ fn version_panel(ui: &mut egui::Ui, wb: &Workbench) {
             ui.end_row();
         };
         row(ui, "Active version", format!("v{}", m.version));
+        row(ui, "Model", m.model_kind());
         row(ui, "Trained at", m.created_at.clone());
         row(
             ui,

@@ -408,6 +408,47 @@ mod tests {
     }
 
     #[test]
+    fn extra_trees_draw_random_thresholds_and_still_learn() {
+        let (cols, y) = toy(4000, 3);
+        let params = ForestParams {
+            n_trees: 40,
+            max_depth: Some(8),
+            bootstrap: false,
+            max_features: MaxFeatures::All,
+            ..Default::default()
+        };
+        let best = params.fit(&refs(&cols), &y, None, &NoProgress).unwrap();
+        let et_params = ForestParams {
+            random_splits: true,
+            ..params.clone()
+        };
+        let et = et_params.fit(&refs(&cols), &y, None, &NoProgress).unwrap();
+        let roots = |f: &Forest| {
+            let mut v: Vec<(usize, u64)> = f
+                .trees
+                .iter()
+                .map(|t| (t.feature(0), t.threshold(0).to_bits()))
+                .collect();
+            v.sort_unstable();
+            v.dedup();
+            v.len()
+        };
+        // Without bootstrap and with every feature, best splits make identical trees;
+        // random thresholds make (almost) every root different.
+        assert_eq!(roots(&best), 1);
+        assert!(roots(&et) > 30, "{} distinct roots", roots(&et));
+        assert!(et.predict_proba(&[9.0, 0.0, 1.0]) > 0.6);
+        assert!(et.predict_proba(&[1.0, 0.0, 1.0]) < 0.3);
+        assert!((et.importance.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+        assert!(et.importance[0] > et.importance[2]);
+        // Deterministic for a seed.
+        assert_eq!(
+            et,
+            et_params.fit(&refs(&cols), &y, None, &NoProgress).unwrap()
+        );
+    }
+
+    #[test]
     fn deterministic_for_a_seed_whatever_the_thread_count() {
         let (cols, y) = toy(1500, 2);
         let params = ForestParams {

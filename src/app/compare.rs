@@ -1,0 +1,251 @@
+//! "Compare models": the reference report's comparison on the loaded data (one
+//! stratified split): the table with the best-by-F1 and best-by-AUC marked, the ROC
+//! curves overlaid, promotion of any model into the registry, report export.
+
+use crate::recipe::default_candidates;
+use crate::workbench::{JobKind, Workbench};
+use eframe::egui::{self, Color32, RichText};
+use egui_plot::{Legend, Line, Plot, PlotPoints};
+
+/// Which candidates to run (by name); all by default.
+pub struct ComparePanel {
+    selected: Vec<(String, bool, Option<String>)>,
+}
+
+impl Default for ComparePanel {
+    fn default() -> Self {
+        ComparePanel {
+            selected: default_candidates(42)
+                .into_iter()
+                .map(|c| (c.name, true, c.note))
+                .collect(),
+        }
+    }
+}
+
+/// What the panel asks the app to do.
+pub enum CompareAction {
+    /// Export a report, choosing the folder in a dialog.
+    PickReportFolder,
+}
+
+fn metric(ui: &mut egui::Ui, v: f64) {
+    ui.label(if v.is_finite() {
+        format!("{v:.4}")
+    } else {
+        "n/a".into()
+    });
+}
+
+impl ComparePanel {
+    pub fn ui(&mut self, ui: &mut egui::Ui, wb: &mut Workbench) -> Option<CompareAction> {
+        let mut action = None;
+        ui.heading("Compare models");
+        ui.label(
+            "Every model is trained on the same stratified 80/20 split of the loaded data, with the same median imputation, and evaluated on the same held-out accounts (metrics at threshold 0.5). On the full default data the whole comparison takes a few minutes on two cores; it runs in the background.",
+        );
+        if let Some(d) = &wb.data {
+            ui.label(RichText::new(format!("Data: {}", d.source.describe())).weak());
+        }
+        ui.add_space(4.0);
+        egui::CollapsingHeader::new("Models to compare")
+            .default_open(false)
+            .show(ui, |ui| {
+                for (name, on, note) in &mut self.selected {
+                    let r = ui.checkbox(on, name.as_str());
+                    if let Some(n) = note {
+                        r.on_hover_text(n.as_str());
+                    }
+                }
+            });
+        ui.horizontal(|ui| {
+            let busy = wb.is_training();
+            let names: Vec<String> = self
+                .selected
+                .iter()
+                .filter(|s| s.1)
+                .map(|s| s.0.clone())
+                .collect();
+            if ui
+                .add_enabled(
+                    !busy && !names.is_empty() && wb.data.is_some(),
+                    egui::Button::new("Run comparison"),
+                )
+                .on_hover_text("Train and evaluate the selected models on the loaded data")
+                .clicked()
+            {
+                wb.run_comparison(names);
+            }
+            if wb.is_running(JobKind::Compare) && ui.button("Cancel comparison").clicked() {
+                wb.cancel(JobKind::Compare);
+            }
+            ui.separator();
+            let can_report = wb.active.is_some() && wb.data.is_some() && !wb.is_running(JobKind::Report);
+            if ui
+                .add_enabled(can_report, egui::Button::new("Export report"))
+                .on_hover_text("Model card (Markdown), PNG charts and the scored queue, in a new folder under the registry's reports/")
+                .clicked()
+            {
+                wb.export_report(None);
+            }
+            if ui
+                .add_enabled(can_report, egui::Button::new("Export report to…"))
+                .on_hover_text("Choose the folder")
+                .clicked()
+            {
+                action = Some(CompareAction::PickReportFolder);
+            }
+        });
+        if let Some(p) = &wb.last_report {
+            ui.label(format!("Last report: {}", p.display()));
+        }
+        ui.separator();
+
+        let Some(saved) = wb.saved_comparison.clone() else {
+            ui.label("No comparison yet. Run one to fill the table.");
+            return action;
+        };
+        let live = wb.comparison.clone();
+        ui.label(format!(
+            "{} on {}: {} training / {} test accounts ({} spammers).",
+            saved.created_at,
+            saved.data_label,
+            saved.train_rows,
+            saved.test_rows,
+            saved.test_positives
+        ));
+        if live.is_none() {
+            ui.label(
+                RichText::new(
+                    "Saved comparison from an earlier session: run it again to promote a model.",
+                )
+                .color(Color32::from_rgb(200, 140, 40)),
+            );
+        }
+        let mut promote: Option<String> = None;
+        let can_promote = !wb.is_training() && !wb.is_running(JobKind::Promote);
+        egui::ScrollArea::horizontal()
+            .id_salt("compare-table")
+            .show(ui, |ui| {
+                egui::Grid::new("compare-grid")
+                    .striped(true)
+                    .num_columns(10)
+                    .show(ui, |ui| {
+                        for h in [
+                            "model",
+                            "accuracy",
+                            "precision",
+                            "recall",
+                            "F1",
+                            "ROC-AUC",
+                            "avg precision",
+                            "fit s",
+                            "",
+                            "",
+                        ] {
+                            ui.label(RichText::new(h).strong());
+                        }
+                        ui.end_row();
+                        for r in &saved.rows {
+                            let mut marks = Vec::new();
+                            if saved.best_f1.as_deref() == Some(r.name.as_str()) {
+                                marks.push("★ best F1");
+                            }
+                            if saved.best_auc.as_deref() == Some(r.name.as_str()) {
+                                marks.push("★ best AUC");
+                            }
+                            let note = self
+                                .selected
+                                .iter()
+                                .find(|s| s.0 == r.name)
+                                .and_then(|s| s.2.clone());
+                            let name = ui.label(if marks.is_empty() {
+                                RichText::new(&r.name)
+                            } else {
+                                RichText::new(&r.name).strong()
+                            });
+                            if let Some(n) = note {
+                                name.on_hover_text(n);
+                            }
+                            for v in [
+                                r.accuracy,
+                                r.precision,
+                                r.recall,
+                                r.f1,
+                                r.roc_auc,
+                                r.average_precision,
+                            ] {
+                                metric(ui, v);
+                            }
+                            ui.label(format!("{:.1}", r.fit_seconds));
+                            ui.label(
+                                RichText::new(marks.join("  "))
+                                    .color(Color32::from_rgb(40, 150, 60)),
+                            );
+                            let available = live.as_ref().is_some_and(|(c, _)| {
+                                c.outcomes.iter().any(|o| {
+                                    o.name == r.name
+                                        && o.result.as_ref().is_ok_and(|s| s.trained.is_some())
+                                })
+                            });
+                            if ui
+                                .add_enabled(available && can_promote, egui::Button::new("Promote"))
+                                .on_hover_text(format!(
+                                    "Register {} as a new version and make it active",
+                                    r.name
+                                ))
+                                .clicked()
+                            {
+                                promote = Some(r.name.clone());
+                            }
+                            ui.end_row();
+                        }
+                        for (name, why) in &saved.failed {
+                            ui.label(name);
+                            ui.colored_label(
+                                Color32::from_rgb(200, 60, 50),
+                                format!("failed: {why}"),
+                            );
+                            ui.end_row();
+                        }
+                    });
+            });
+        if let Some(name) = promote {
+            wb.promote(&name);
+        }
+        ui.add_space(6.0);
+        ui.label(RichText::new("ROC curves on the shared holdout").strong());
+        Plot::new("compare-roc")
+            .legend(Legend::default().position(egui_plot::Corner::RightBottom))
+            .include_x(0.0)
+            .include_x(1.0)
+            .include_y(0.0)
+            .include_y(1.0)
+            .x_axis_label("false positive rate")
+            .y_axis_label("true positive rate")
+            .height(ui.available_height().max(240.0))
+            .data_aspect(1.0)
+            .show(ui, |p| {
+                p.line(
+                    Line::new("chance", PlotPoints::from(vec![[0.0, 0.0], [1.0, 1.0]]))
+                        .color(Color32::GRAY),
+                );
+                for (name, curve) in &saved.roc {
+                    let auc = saved
+                        .rows
+                        .iter()
+                        .find(|r| &r.name == name)
+                        .map_or(f64::NAN, |r| r.roc_auc);
+                    let mut line = Line::new(
+                        format!("{name} ({auc:.3})"),
+                        PlotPoints::from(curve.clone()),
+                    );
+                    if saved.best_auc.as_deref() == Some(name.as_str()) {
+                        line = line.width(3.0);
+                    }
+                    p.line(line);
+                }
+            });
+        action
+    }
+}
