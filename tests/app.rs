@@ -499,3 +499,131 @@ fn monitoring_shows_latency_errors_drift_and_raises_alerts() {
     settle(&mut h);
     h.snapshot("monitoring");
 }
+
+#[test]
+fn compare_tab_runs_models_promotes_one_and_exports_a_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = harness(dir.path(), None);
+    settle(&mut h);
+    h.get_by_label("Compare models").click();
+    h.run_steps(2);
+    assert_eq!(h.state().state.tab, Tab::Compare);
+    assert!(
+        h.query_by_label("No comparison yet. Run one to fill the table.")
+            .is_some()
+    );
+    // Leave out the two slowest models through the selection list.
+    h.get_by_label("Models to compare").click();
+    h.run_steps(2);
+    h.get_by_label("KNN (k = 5)").click_accesskit();
+    h.get_by_label("forest 100 + SMOTE").click_accesskit();
+    h.run_steps(2);
+    h.get_by_label("Run comparison").click_accesskit();
+    h.run_steps(2);
+    assert!(
+        h.state().workbench.is_training(),
+        "the comparison runs as a job"
+    );
+    settle(&mut h);
+    let saved = h
+        .state()
+        .workbench
+        .saved_comparison
+        .clone()
+        .expect("a comparison");
+    let names: Vec<&str> = saved.rows.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names.len(), 9, "{names:?} failed: {:?}", saved.failed);
+    assert!(!names.contains(&"KNN (k = 5)") && !names.contains(&"forest 100 + SMOTE"));
+    let best_auc = saved.best_auc.clone().unwrap();
+    let max_auc = saved.rows.iter().map(|r| r.roc_auc).fold(0.0, f64::max);
+    assert_eq!(
+        saved
+            .rows
+            .iter()
+            .find(|r| r.name == best_auc)
+            .unwrap()
+            .roc_auc,
+        max_auc
+    );
+    assert!(
+        h.query_by_label_contains("best AUC").is_some(),
+        "the best model is marked"
+    );
+    // The comparison is saved in the registry for reports and the next start.
+    assert!(dir.path().join("comparisons/latest.json").exists());
+
+    // Promote the logistic regression (the 7th row).
+    let lr = names
+        .iter()
+        .position(|n| *n == "logistic regression")
+        .unwrap();
+    h.get_all_by_label("Promote")
+        .nth(lr)
+        .unwrap()
+        .click_accesskit();
+    h.run_steps(2);
+    settle(&mut h);
+    let active = h.state().workbench.active.clone().unwrap();
+    assert_eq!(active.manifest.version, 2);
+    assert_eq!(active.manifest.model_kind(), "logistic regression");
+    let lr_row = saved
+        .rows
+        .iter()
+        .find(|r| r.name == "logistic regression")
+        .unwrap();
+    assert_eq!(active.manifest.metrics.roc_auc, lr_row.roc_auc);
+    // The score screen explains the promoted model with its own method.
+    h.get_by_label("Score an account").click();
+    h.run_steps(2);
+    settle(&mut h);
+    assert!(h.query_by_label_contains("exact log-odds terms").is_some());
+    assert!(
+        h.query_by_label("logistic regression").is_some(),
+        "version panel names the kind"
+    );
+
+    // Export the report into the registry's reports folder.
+    h.get_by_label("Compare models").click();
+    h.run_steps(2);
+    h.get_by_label("Export report").click_accesskit();
+    h.run_steps(2);
+    settle(&mut h);
+    let report = h
+        .state()
+        .workbench
+        .last_report
+        .clone()
+        .expect("a report was written");
+    assert!(report.starts_with(dir.path().join("reports")));
+    let card = std::fs::read_to_string(report.join("model_card.md")).unwrap();
+    assert!(
+        card.contains("version 2") && card.contains("| gradient boosting |"),
+        "{card}"
+    );
+    for chart in [
+        "class_balance",
+        "importance",
+        "correlation",
+        "roc_pr",
+        "confusion",
+        "comparison_roc",
+    ] {
+        assert!(
+            report.join("charts").join(format!("{chart}.png")).exists(),
+            "{chart}"
+        );
+    }
+    let queue = std::fs::read_to_string(report.join("scored_queue.csv")).unwrap();
+    assert_eq!(queue.lines().count(), 6001);
+
+    // Snapshot with the run-to-run details (times, paths) fixed.
+    freeze(&mut h);
+    let app = h.state_mut();
+    app.workbench.last_report = None;
+    let mut s = (*app.workbench.saved_comparison.clone().unwrap()).clone();
+    s.created_at = "2026-11-24T00:00:00Z".into();
+    s.rows.iter_mut().for_each(|r| r.fit_seconds = 1.0);
+    app.workbench.saved_comparison = Some(std::sync::Arc::new(s));
+    h.run_steps(3);
+    h.snapshot("compare");
+}

@@ -44,9 +44,6 @@ impl ComparePanel {
         ui.label(
             "Every model is trained on the same stratified 80/20 split of the loaded data, with the same median imputation, and evaluated on the same held-out accounts (metrics at threshold 0.5). On the full default data the whole comparison takes a few minutes on two cores; it runs in the background.",
         );
-        if let Some(d) = &wb.data {
-            ui.label(RichText::new(format!("Data: {}", d.source.describe())).weak());
-        }
         ui.add_space(4.0);
         egui::CollapsingHeader::new("Models to compare")
             .default_open(false)
@@ -124,9 +121,8 @@ impl ComparePanel {
         }
         let mut promote: Option<String> = None;
         let can_promote = !wb.is_training() && !wb.is_running(JobKind::Promote);
-        egui::ScrollArea::horizontal()
-            .id_salt("compare-table")
-            .show(ui, |ui| {
+        ui.horizontal_top(|ui| {
+            ui.vertical(|ui| {
                 egui::Grid::new("compare-grid")
                     .striped(true)
                     .num_columns(10)
@@ -149,10 +145,10 @@ impl ComparePanel {
                         for r in &saved.rows {
                             let mut marks = Vec::new();
                             if saved.best_f1.as_deref() == Some(r.name.as_str()) {
-                                marks.push("★ best F1");
+                                marks.push("best F1");
                             }
                             if saved.best_auc.as_deref() == Some(r.name.as_str()) {
-                                marks.push("★ best AUC");
+                                marks.push("best AUC");
                             }
                             let note = self
                                 .selected
@@ -179,7 +175,7 @@ impl ComparePanel {
                             }
                             ui.label(format!("{:.1}", r.fit_seconds));
                             ui.label(
-                                RichText::new(marks.join("  "))
+                                RichText::new(marks.join(" · "))
                                     .color(Color32::from_rgb(40, 150, 60)),
                             );
                             let available = live.as_ref().is_some_and(|(c, _)| {
@@ -210,42 +206,49 @@ impl ComparePanel {
                         }
                     });
             });
+            ui.add_space(12.0);
+            ui.vertical(|ui| {
+                ui.label(RichText::new("ROC curves on the shared holdout").strong());
+                let side = (ui.available_height() - 24.0).clamp(260.0, 560.0);
+                Plot::new("compare-roc")
+                    .legend(Legend::default().position(egui_plot::Corner::RightBottom))
+                    .include_x(0.0)
+                    .include_x(1.0)
+                    .include_y(0.0)
+                    .include_y(1.0)
+                    .x_axis_label("false positive rate")
+                    .y_axis_label("true positive rate")
+                    .width(side)
+                    .height(side)
+                    .allow_drag(false)
+                    .allow_zoom(false)
+                    .allow_scroll(false)
+                    .show(ui, |p| {
+                        p.line(
+                            Line::new("chance", PlotPoints::from(vec![[0.0, 0.0], [1.0, 1.0]]))
+                                .color(Color32::GRAY),
+                        );
+                        for (name, curve) in &saved.roc {
+                            let auc = saved
+                                .rows
+                                .iter()
+                                .find(|r| &r.name == name)
+                                .map_or(f64::NAN, |r| r.roc_auc);
+                            let mut line = Line::new(
+                                format!("{name} ({auc:.3})"),
+                                PlotPoints::from(curve.clone()),
+                            );
+                            if saved.best_auc.as_deref() == Some(name.as_str()) {
+                                line = line.width(3.0);
+                            }
+                            p.line(line);
+                        }
+                    });
+            });
+        });
         if let Some(name) = promote {
             wb.promote(&name);
         }
-        ui.add_space(6.0);
-        ui.label(RichText::new("ROC curves on the shared holdout").strong());
-        Plot::new("compare-roc")
-            .legend(Legend::default().position(egui_plot::Corner::RightBottom))
-            .include_x(0.0)
-            .include_x(1.0)
-            .include_y(0.0)
-            .include_y(1.0)
-            .x_axis_label("false positive rate")
-            .y_axis_label("true positive rate")
-            .height(ui.available_height().max(240.0))
-            .data_aspect(1.0)
-            .show(ui, |p| {
-                p.line(
-                    Line::new("chance", PlotPoints::from(vec![[0.0, 0.0], [1.0, 1.0]]))
-                        .color(Color32::GRAY),
-                );
-                for (name, curve) in &saved.roc {
-                    let auc = saved
-                        .rows
-                        .iter()
-                        .find(|r| &r.name == name)
-                        .map_or(f64::NAN, |r| r.roc_auc);
-                    let mut line = Line::new(
-                        format!("{name} ({auc:.3})"),
-                        PlotPoints::from(curve.clone()),
-                    );
-                    if saved.best_auc.as_deref() == Some(name.as_str()) {
-                        line = line.width(3.0);
-                    }
-                    p.line(line);
-                }
-            });
         action
     }
 }
