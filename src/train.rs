@@ -124,9 +124,18 @@ impl Prepared<'_> {
             imputer: self.imputer.clone(),
             estimator,
         };
-        reporter.stage("evaluating", 0, 1);
+        // Scored in blocks with progress (KNN takes minutes on a big holdout).
         let test_labels = self.test_set.require_labels()?;
-        let scores = model.predict_dataset(self.test_set, Some(&self.test_idx));
+        let n_test = self.test_idx.len();
+        let mut scores = Vec::with_capacity(n_test);
+        reporter.stage("evaluating", 0, n_test);
+        for block in self.test_idx.chunks(8192) {
+            if reporter.cancelled() {
+                return Err(crate::forest::ForestError::Cancelled.into());
+            }
+            scores.extend(model.predict_dataset(self.test_set, Some(block)));
+            reporter.stage("evaluating", scores.len(), n_test);
+        }
         let holdout = Holdout {
             user_ids: self
                 .test_idx
@@ -145,7 +154,6 @@ impl Prepared<'_> {
             )));
         }
         let metrics = Metrics::from_scores(&holdout.labels, &holdout.scores, threshold)?;
-        reporter.stage("evaluating", 1, 1);
         Ok(Trained {
             model,
             profiles: self.profiles.clone(),
