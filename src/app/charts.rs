@@ -75,3 +75,37 @@ pub fn thin<T: Copy>(v: &[T], n: usize) -> Vec<T> {
     out.push(v[v.len() - 1]);
     out
 }
+
+/// A curve (ROC, precision-recall) as one line. Coarse curves (few thresholds: KNN,
+/// naive Bayes, single trees) are drawn as separate segments: egui's stroke joins draw
+/// a filled spike where a long, nearly vertical run meets a shallow segment.
+pub fn curve(
+    p: &mut egui_plot::PlotUi<'_>,
+    name: String,
+    points: Vec<[f64; 2]>,
+    color: Color32,
+    width: f32,
+) {
+    use egui_plot::{Line, PlotPoints};
+    if points.len() > 60 {
+        p.line(
+            Line::new(name, PlotPoints::from(points))
+                .color(color)
+                .width(width),
+        );
+        return;
+    }
+    for w in points.windows(2) {
+        p.line(
+            Line::new(name.clone(), PlotPoints::from(w.to_vec()))
+                .color(color)
+                .width(width),
+        );
+    }
+}
+
+/// The i-th of a set of well-separated colors (golden-ratio hues, like egui_plot's own).
+pub fn series_color(i: usize) -> Color32 {
+    let h = (i as f32 * 0.618_034) % 1.0;
+    egui::ecolor::Hsva::new(h, 0.85, 0.55, 1.0).into()
+}

@@ -228,20 +228,20 @@ impl ComparePanel {
                             Line::new("chance", PlotPoints::from(vec![[0.0, 0.0], [1.0, 1.0]]))
                                 .color(Color32::GRAY),
                         );
-                        for (name, curve) in &saved.roc {
+                        for (i, (name, curve)) in saved.roc.iter().enumerate() {
                             let auc = saved
                                 .rows
                                 .iter()
                                 .find(|r| &r.name == name)
                                 .map_or(f64::NAN, |r| r.roc_auc);
-                            let mut line = Line::new(
+                            let best = saved.best_auc.as_deref() == Some(name.as_str());
+                            super::charts::curve(
+                                p,
                                 format!("{name} ({auc:.3})"),
-                                PlotPoints::from(curve.clone()),
+                                curve.clone(),
+                                super::charts::series_color(i),
+                                if best { 3.0 } else { 1.5 },
                             );
-                            if saved.best_auc.as_deref() == Some(name.as_str()) {
-                                line = line.width(3.0);
-                            }
-                            p.line(line);
                         }
                     });
             });

@@ -125,14 +125,12 @@ impl EvaluatePanel {
         ui.columns(3, |cols| {
             super::charts::unit_square("roc", 380.0, "false positive rate", "true positive rate")
                 .show(&mut cols[0], |p| {
-                    p.line(
-                        Line::new(
-                            format!("ROC (AUC {:.3})", c.auc),
-                            PlotPoints::from(
-                                c.roc.iter().map(|r| [r.fpr, r.tpr]).collect::<Vec<_>>(),
-                            ),
-                        )
-                        .width(1.5),
+                    super::charts::curve(
+                        p,
+                        format!("ROC (AUC {:.3})", c.auc),
+                        c.roc.iter().map(|r| [r.fpr, r.tpr]).collect(),
+                        super::charts::series_color(0),
+                        1.5,
                     );
                     p.line(
                         Line::new("chance", PlotPoints::from(vec![[0.0, 0.0], [1.0, 1.0]]))
@@ -147,16 +145,12 @@ impl EvaluatePanel {
             super::charts::unit_square("pr", 380.0, "recall", "precision").show(
                 &mut cols[1],
                 |p| {
-                    p.line(
-                        Line::new(
-                            format!("precision-recall (AP {:.3})", c.ap),
-                            PlotPoints::from(
-                                c.pr.iter()
-                                    .map(|r| [r.recall, r.precision])
-                                    .collect::<Vec<_>>(),
-                            ),
-                        )
-                        .width(1.5),
+                    super::charts::curve(
+                        p,
+                        format!("precision-recall (AP {:.3})", c.ap),
+                        c.pr.iter().map(|r| [r.recall, r.precision]).collect(),
+                        super::charts::series_color(0),
+                        1.5,
                     );
                     p.points(
                         Points::new(
