@@ -192,6 +192,37 @@ impl Boosted {
         }
     }
 
+    /// Contributions for many row-major rows at once (bulk scoring): forust's Shapley
+    /// values for the whole block in parallel, mapped to probability as in
+    /// [`Boosted::explain`]. `n_features` values per row.
+    pub fn contributions_rows(&self, rows: &[f64]) -> Vec<f64> {
+        let nf = self.n_features;
+        let n = rows.len() / nf;
+        let mut col = vec![0.0; rows.len()];
+        for (i, r) in rows.chunks_exact(nf).enumerate() {
+            for (f, v) in r.iter().enumerate() {
+                col[f * n + i] = *v;
+            }
+        }
+        let c = self.booster.predict_contributions(
+            &Matrix::new(&col, n, nf),
+            ContributionsMethod::Shapley,
+            true,
+        );
+        let mut out = Vec::with_capacity(n * nf);
+        for row in c.chunks_exact(nf + 1) {
+            let (bias, logit) = (row[nf], row.iter().sum::<f64>());
+            let (p0, p) = (sigmoid(bias), sigmoid(logit));
+            let slope = if (logit - bias).abs() > 1e-9 {
+                (p - p0) / (logit - bias)
+            } else {
+                p0 * (1.0 - p0)
+            };
+            out.extend(row[..nf].iter().map(|v| v * slope));
+        }
+        out
+    }
+
     pub fn describe(&self) -> String {
         format!("gradient boosting, {} trees", self.booster.trees.len())
     }

@@ -107,6 +107,15 @@ impl Model {
         }
     }
 
+    /// Whether bulk scoring can afford per-account reasons: KNN's occlusion needs 53
+    /// neighbour searches per account, far too slow for whole files.
+    pub fn bulk_reasons(&self) -> bool {
+        !matches!(
+            &self.estimator,
+            Estimator::Baseline(b) if matches!(b.kind, crate::baselines::BaselineKind::Knn(_))
+        )
+    }
+
     /// Probability that the account is a spammer; `raw` may contain NaN (missing).
     pub fn predict_one(&self, raw: &[f64]) -> f64 {
         let mut x = raw.to_vec();
@@ -169,10 +178,7 @@ impl Model {
                 .par_chunks_exact(N_FEATURES)
                 .flat_map_iter(|r| b.explain(r).contributions)
                 .collect(),
-            Estimator::Boosted(b) => rows
-                .par_chunks_exact(N_FEATURES)
-                .flat_map_iter(|r| b.explain(r).contributions)
-                .collect(),
+            Estimator::Boosted(b) => b.contributions_rows(rows),
         }
     }
 
@@ -461,6 +467,12 @@ pub(crate) mod tests {
             assert_eq!(m.predict_one(&raw), m.predict_one(&imputed));
             // Explanations: additive kinds add up to the prediction.
             let e = m.explain_one(&d.row(3), Method::TreeShap);
+            // Bulk contributions equal the single-account ones.
+            let rows = m.imputer.transform_rows(&d.columns, &[2, 3]);
+            let bulk = m.attribution_rows(&rows);
+            for (a, b) in bulk[N_FEATURES..].iter().zip(&e.contributions) {
+                assert!((a - b).abs() < 1e-9, "{}", recipe.describe());
+            }
             if e.method == Method::LogOdds {
                 let sum = e.base + e.contributions.iter().sum::<f64>();
                 assert!((sum - e.prediction).abs() < 1e-9, "{}", recipe.describe());

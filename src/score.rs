@@ -61,7 +61,12 @@ pub fn score_batch(
 ) -> Result<ScoredBatch> {
     let start = std::time::Instant::now();
     let n = d.n_rows();
-    let k = explain.min(crate::catalog::N_FEATURES);
+    // KNN gets no per-account reasons in bulk (see `Model::bulk_reasons`).
+    let k = if model.bulk_reasons() {
+        explain.min(crate::catalog::N_FEATURES)
+    } else {
+        0
+    };
     let mut probability = Vec::with_capacity(n);
     let mut reasons = Vec::with_capacity(n * k);
     const CHUNK: usize = 16_384;
