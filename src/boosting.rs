@@ -192,9 +192,10 @@ impl Boosted {
         }
     }
 
-    /// Contributions for many row-major rows at once (bulk scoring): forust's Shapley
-    /// values for the whole block in parallel, mapped to probability as in
-    /// [`Boosted::explain`]. `n_features` values per row.
+    /// Contributions for many row-major rows at once (bulk scoring): forust's path
+    /// attribution (Saabas, `ContributionsMethod::Weight`: O(depth) per tree, where
+    /// exact Shapley values cost ~1 ms per account) for the whole block in parallel,
+    /// mapped to probability as in [`Boosted::explain`]. `n_features` values per row.
     pub fn contributions_rows(&self, rows: &[f64]) -> Vec<f64> {
         let nf = self.n_features;
         let n = rows.len() / nf;
@@ -206,7 +207,7 @@ impl Boosted {
         }
         let c = self.booster.predict_contributions(
             &Matrix::new(&col, n, nf),
-            ContributionsMethod::Shapley,
+            ContributionsMethod::Weight,
             true,
         );
         let mut out = Vec::with_capacity(n * nf);

@@ -103,6 +103,9 @@ impl Model {
     pub fn bulk_method(&self, requested: Method) -> Method {
         match &self.estimator {
             Estimator::Forest(_) => requested,
+            Estimator::Boosted(_) if requested == Method::PathAttribution => {
+                Method::PathAttribution
+            }
             _ => self.detail_method(),
         }
     }
@@ -467,11 +470,34 @@ pub(crate) mod tests {
             assert_eq!(m.predict_one(&raw), m.predict_one(&imputed));
             // Explanations: additive kinds add up to the prediction.
             let e = m.explain_one(&d.row(3), Method::TreeShap);
-            // Bulk contributions equal the single-account ones.
+            // Bulk contributions: the same as the single-account ones for the additive
+            // baselines; path attribution for boosting, which adds up to the same total.
             let rows = m.imputer.transform_rows(&d.columns, &[2, 3]);
             let bulk = m.attribution_rows(&rows);
-            for (a, b) in bulk[N_FEATURES..].iter().zip(&e.contributions) {
-                assert!((a - b).abs() < 1e-9, "{}", recipe.describe());
+            if let Estimator::Boosted(b) = &m.estimator {
+                // Additive from path attribution's own base (the trees' root weights).
+                let x = &rows[N_FEATURES..];
+                let c = b.booster.predict_contributions(
+                    &forust_ml::Matrix::new(x, 1, N_FEATURES),
+                    forust_ml::gradientbooster::ContributionsMethod::Weight,
+                    false,
+                );
+                let sig = |z: f64| 1.0 / (1.0 + (-z).exp());
+                let p = sig(c.iter().sum::<f64>());
+                assert!((p - m.predict_one(&d.row(3))).abs() < 1e-9);
+                let total: f64 = bulk[N_FEATURES..].iter().sum();
+                assert!(
+                    (total - (p - sig(c[N_FEATURES]))).abs() < 1e-9,
+                    "boosted bulk total {total}"
+                );
+                assert_eq!(
+                    m.bulk_method(Method::PathAttribution),
+                    Method::PathAttribution
+                );
+            } else if e.method == Method::LogOdds {
+                for (a, b) in bulk[N_FEATURES..].iter().zip(&e.contributions) {
+                    assert!((a - b).abs() < 1e-9, "{}", recipe.describe());
+                }
             }
             if e.method == Method::LogOdds {
                 let sum = e.base + e.contributions.iter().sum::<f64>();
