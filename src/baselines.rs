@@ -228,8 +228,23 @@ pub enum BaselineSpec {
     },
 }
 
-fn sigmoid(z: f64) -> f64 {
+pub(crate) fn sigmoid(z: f64) -> f64 {
     1.0 / (1.0 + (-z).exp())
+}
+
+/// Maps log-odds contributions that take the score from `l0` to `l` onto probability:
+/// returns (sigmoid(l0), sigmoid(l), slope), where multiplying each contribution by the
+/// slope (the secant of the logistic function between the two, its derivative when they
+/// meet) makes them add up exactly to the change in probability, keeping their signs,
+/// ranking and proportions.
+pub(crate) fn secant(l0: f64, l: f64) -> (f64, f64, f64) {
+    let (p0, p) = (sigmoid(l0), sigmoid(l));
+    let slope = if (l - l0).abs() > 1e-9 {
+        (p - p0) / (l - l0)
+    } else {
+        p0 * (1.0 - p0)
+    };
+    (p0, p, slope)
 }
 
 fn fit_err(model: &'static str) -> impl Fn(smartcore::error::Failed) -> BaselineError {
@@ -583,12 +598,7 @@ impl Baseline {
         let c: Vec<f64> = t.iter().zip(&self.term_mean).map(|(a, m)| a - m).collect();
         let l0 = b + self.term_mean.iter().sum::<f64>();
         let l = l0 + c.iter().sum::<f64>();
-        let (p0, p) = (sigmoid(l0), sigmoid(l));
-        let slope = if (l - l0).abs() > 1e-9 {
-            (p - p0) / (l - l0)
-        } else {
-            p0 * (1.0 - p0)
-        };
+        let (p0, p, slope) = secant(l0, l);
         Explanation {
             method: Method::LogOdds,
             base: p0,

@@ -6,6 +6,7 @@
 //! serde) and has exact Shapley contributions and a JSON model dump. Its fit time and
 //! quality beside our forest are in the comparison table (`spamscope compare`).
 
+use crate::baselines::{secant, sigmoid};
 use crate::forest::explain::{Explanation, Method};
 use crate::progress::Reporter;
 use forust_ml::gradientbooster::{ContributionsMethod, ImportanceMethod};
@@ -87,8 +88,24 @@ impl PartialEq for Boosted {
     }
 }
 
-fn sigmoid(z: f64) -> f64 {
-    1.0 / (1.0 + (-z).exp())
+/// Row-major rows to the column-major layout forust reads; returns the row count.
+fn column_major(rows: &[f64], nf: usize) -> (Vec<f64>, usize) {
+    let n = rows.len() / nf;
+    let mut col = vec![0.0; rows.len()];
+    for (i, r) in rows.chunks_exact(nf).enumerate() {
+        for (f, v) in r.iter().enumerate() {
+            col[f * n + i] = *v;
+        }
+    }
+    (col, n)
+}
+
+/// forust's contributions of one row (`nf` features, then the bias; they sum to the
+/// log-odds) mapped to probability: (base, probability, contributions).
+fn to_probability(c: &[f64], nf: usize) -> (f64, f64, Vec<f64>) {
+    let (bias, logit) = (c[nf], c.iter().sum::<f64>());
+    let (p0, p, slope) = secant(bias, logit);
+    (p0, p, c[..nf].iter().map(|v| v * slope).collect())
 }
 
 impl Boosted {
@@ -148,14 +165,7 @@ impl Boosted {
     /// Log-odds for row-major rows.
     fn logits(&self, rows: &[f64]) -> Vec<f64> {
         let nf = self.n_features;
-        let n = rows.len() / nf;
-        // forust reads column-major matrices.
-        let mut col = vec![0.0; rows.len()];
-        for (i, r) in rows.chunks_exact(nf).enumerate() {
-            for (f, v) in r.iter().enumerate() {
-                col[f * n + i] = *v;
-            }
-        }
+        let (col, n) = column_major(rows, nf);
         self.booster.predict(&Matrix::new(&col, n, nf), n > 1024)
     }
 
@@ -176,14 +186,7 @@ impl Boosted {
         );
         // nf feature values, then the bias (the expected log-odds under the trees'
         // covers); together they sum to the account's log-odds.
-        let (bias, logit) = (c[nf], c.iter().sum::<f64>());
-        let (p0, p) = (sigmoid(bias), sigmoid(logit));
-        let slope = if (logit - bias).abs() > 1e-9 {
-            (p - p0) / (logit - bias)
-        } else {
-            p0 * (1.0 - p0)
-        };
-        let phi: Vec<f64> = c[..nf].iter().map(|v| v * slope).collect();
+        let (p0, p, phi) = to_probability(&c, nf);
         Explanation {
             method: Method::LogOdds,
             base: p0,
@@ -198,30 +201,15 @@ impl Boosted {
     /// mapped to probability as in [`Boosted::explain`]. `n_features` values per row.
     pub fn contributions_rows(&self, rows: &[f64]) -> Vec<f64> {
         let nf = self.n_features;
-        let n = rows.len() / nf;
-        let mut col = vec![0.0; rows.len()];
-        for (i, r) in rows.chunks_exact(nf).enumerate() {
-            for (f, v) in r.iter().enumerate() {
-                col[f * n + i] = *v;
-            }
-        }
+        let (col, n) = column_major(rows, nf);
         let c = self.booster.predict_contributions(
             &Matrix::new(&col, n, nf),
             ContributionsMethod::Weight,
             true,
         );
-        let mut out = Vec::with_capacity(n * nf);
-        for row in c.chunks_exact(nf + 1) {
-            let (bias, logit) = (row[nf], row.iter().sum::<f64>());
-            let (p0, p) = (sigmoid(bias), sigmoid(logit));
-            let slope = if (logit - bias).abs() > 1e-9 {
-                (p - p0) / (logit - bias)
-            } else {
-                p0 * (1.0 - p0)
-            };
-            out.extend(row[..nf].iter().map(|v| v * slope));
-        }
-        out
+        c.chunks_exact(nf + 1)
+            .flat_map(|row| to_probability(row, nf).2)
+            .collect()
     }
 
     pub fn describe(&self) -> String {

@@ -235,6 +235,34 @@ pub fn correlation_chart(path: &Path, names: &[String], corr: &[Vec<f64>]) -> Re
     })
 }
 
+/// Unit-square axes of a ROC chart (false positive rate vs true positive rate).
+fn roc_axes<'a, DB: DrawingBackend + 'a>(
+    area: &'a DrawingArea<DB, Shift>,
+    caption: String,
+) -> std::result::Result<
+    ChartContext<
+        'a,
+        DB,
+        Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+    >,
+    String,
+> {
+    let mut c = ChartBuilder::on(area)
+        .caption(caption, (FONT, 22))
+        .margin(14)
+        .x_label_area_size(40)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0f64..1f64, 0f64..1f64)
+        .map_err(e2s)?;
+    c.configure_mesh()
+        .x_desc("false positive rate")
+        .y_desc("true positive rate")
+        .label_style((FONT, 14))
+        .draw()
+        .map_err(e2s)?;
+    Ok(c)
+}
+
 /// ROC (left) and precision-recall (right) of the holdout, with the operating point.
 pub fn roc_pr_chart(
     path: &Path,
@@ -246,19 +274,7 @@ pub fn roc_pr_chart(
     let pr = pr_curve(&holdout.labels, &holdout.scores)?;
     png(path, (1200, 560), |root| {
         let (left, right) = root.split_horizontally(600);
-        let mut c = ChartBuilder::on(&left)
-            .caption(format!("ROC (AUC {:.4})", metrics.roc_auc), (FONT, 22))
-            .margin(14)
-            .x_label_area_size(40)
-            .y_label_area_size(50)
-            .build_cartesian_2d(0f64..1f64, 0f64..1f64)
-            .map_err(e2s)?;
-        c.configure_mesh()
-            .x_desc("false positive rate")
-            .y_desc("true positive rate")
-            .label_style((FONT, 14))
-            .draw()
-            .map_err(e2s)?;
+        let mut c = roc_axes(&left, format!("ROC (AUC {:.4})", metrics.roc_auc))?;
         c.draw_series(LineSeries::new([(0.0, 0.0), (1.0, 1.0)], BLACK.mix(0.3)))
             .map_err(e2s)?;
         c.draw_series(LineSeries::new(
@@ -364,19 +380,7 @@ pub fn confusion_chart(path: &Path, metrics: &Metrics, threshold: f64) -> Result
 /// Every compared model's ROC curve in one chart; the best by F1 and by AUC are named.
 pub fn comparison_roc_chart(path: &Path, saved: &Saved) -> Result<()> {
     png(path, (900, 700), |root| {
-        let mut c = ChartBuilder::on(root)
-            .caption("Model comparison: ROC curves on one holdout", (FONT, 22))
-            .margin(14)
-            .x_label_area_size(40)
-            .y_label_area_size(50)
-            .build_cartesian_2d(0f64..1f64, 0f64..1f64)
-            .map_err(e2s)?;
-        c.configure_mesh()
-            .x_desc("false positive rate")
-            .y_desc("true positive rate")
-            .label_style((FONT, 14))
-            .draw()
-            .map_err(e2s)?;
+        let mut c = roc_axes(root, "Model comparison: ROC curves on one holdout".into())?;
         for (i, (name, curve)) in saved.roc.iter().enumerate() {
             let color = Palette99::pick(i).to_rgba();
             let auc = saved

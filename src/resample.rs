@@ -133,15 +133,11 @@ mod tests {
             b.push(-5.0);
             y.push(1);
         }
-        let r = smote(
-            &[&a, &b],
-            &y,
-            SmoteParams {
-                k: 3,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let params = SmoteParams {
+            k: 3,
+            ..Default::default()
+        };
+        let r = smote(&[&a, &b], &y, params).unwrap();
         assert_eq!(r.synthetic, 200 - 20);
         assert_eq!(r.labels.iter().filter(|&&l| l == 1).count(), 200);
         assert_eq!(r.columns[0].len(), 400);
@@ -155,15 +151,7 @@ mod tests {
             );
         }
         // Deterministic for a seed.
-        let again = smote(
-            &[&a, &b],
-            &y,
-            SmoteParams {
-                k: 3,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let again = smote(&[&a, &b], &y, params).unwrap();
         assert_eq!(again.columns, r.columns);
         let mut one = vec![0u8; 220];
         one[0] = 1;
