@@ -105,6 +105,7 @@ fn history_table(
         "Version",
         "Parent",
         "Created",
+        "Model",
         "Status",
         "Rows",
         "Feedback",
@@ -140,6 +141,11 @@ fn history_table(
                     });
                     row.col(|ui| {
                         ui.label(&m.created_at);
+                    });
+                    row.col(|ui| {
+                        ui.add(
+                            egui::Label::new(m.model_kind()).wrap_mode(egui::TextWrapMode::Extend),
+                        );
                     });
                     row.col(|ui| {
                         let color = match status {
