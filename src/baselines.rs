@@ -559,6 +559,14 @@ impl Baseline {
         };
     }
 
+    /// How [`Baseline::explain`] explains: occlusion for KNN, log-odds terms otherwise.
+    pub fn method(&self) -> Method {
+        match self.kind {
+            BaselineKind::Knn(_) => Method::Occlusion,
+            _ => Method::LogOdds,
+        }
+    }
+
     /// Explanation of one imputed row. Additive models: each feature's centred log-odds
     /// term, mapped to probability by the secant slope of the logistic function between
     /// the reference and the row (so the contributions add up exactly to the prediction
@@ -587,7 +595,7 @@ impl Baseline {
             let p = m.proba_z(batch, nf + 2);
             let contributions = (0..nf).map(|f| p[0] - p[f + 1]).collect();
             return Explanation {
-                method: Method::Occlusion,
+                method: self.method(),
                 base: p[nf + 1],
                 contributions,
                 prediction: p[0],
@@ -600,7 +608,7 @@ impl Baseline {
         let l = l0 + c.iter().sum::<f64>();
         let (p0, p, slope) = secant(l0, l);
         Explanation {
-            method: Method::LogOdds,
+            method: self.method(),
             base: p0,
             contributions: c.iter().map(|v| v * slope).collect(),
             prediction: p,

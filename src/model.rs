@@ -93,7 +93,7 @@ impl Model {
     pub fn detail_method(&self) -> Method {
         match &self.estimator {
             Estimator::Forest(_) => Method::TreeShap,
-            Estimator::Baseline(b) => b.explain(&self.imputer.medians).method,
+            Estimator::Baseline(b) => b.method(),
             Estimator::Boosted(_) => Method::LogOdds,
         }
     }
