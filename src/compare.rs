@@ -3,7 +3,7 @@
 
 use crate::data::Dataset;
 use crate::error::Result;
-use crate::metrics::{Metrics, RocPoint, roc_curve};
+use crate::metrics::{Metrics, RocPoint, roc_curve, thin};
 use crate::progress::Reporter;
 use crate::recipe::Candidate;
 use crate::train::{Trained, prepare};
@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 /// One candidate's outcome.
 pub struct Outcome {
     pub name: String,
-    pub description: String,
     pub note: Option<String>,
     pub result: std::result::Result<Scored, String>,
 }
@@ -23,7 +22,7 @@ pub struct Outcome {
 pub struct Scored {
     pub metrics: Metrics,
     pub fit_seconds: f64,
-    /// ROC curve thinned to at most ~400 points (for plots).
+    /// ROC curve thinned to about 400 points (for plots).
     pub roc: Vec<RocPoint>,
     pub trained: Option<Trained>,
 }
@@ -136,17 +135,6 @@ impl Comparison {
     }
 }
 
-/// Thins a curve to about `max` points, keeping the ends.
-pub fn thin<T: Clone>(points: &[T], max: usize) -> Vec<T> {
-    if points.len() <= max || max < 2 {
-        return points.to_vec();
-    }
-    let step = (points.len() - 1) as f64 / (max - 1) as f64;
-    (0..max)
-        .map(|i| points[((i as f64 * step).round() as usize).min(points.len() - 1)].clone())
-        .collect()
-}
-
 /// Trains and evaluates every candidate on one split of `data` (`test_fraction`
 /// held out, stratified, seeded). A candidate that fails is reported, the others go on.
 /// With `keep_models`, each outcome keeps its trained model for promotion.
@@ -193,7 +181,6 @@ pub fn compare(
         }
         outcomes.push(Outcome {
             name: c.name.clone(),
-            description: c.recipe.describe(),
             note: c.note.clone(),
             result,
         });

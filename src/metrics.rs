@@ -260,6 +260,17 @@ pub struct PrPoint {
     pub recall: f64,
 }
 
+/// About `n` evenly spaced points of a curve, keeping the last one (for plots).
+pub fn thin<T: Copy>(v: &[T], n: usize) -> Vec<T> {
+    if v.len() <= n {
+        return v.to_vec();
+    }
+    let step = v.len() as f64 / n as f64;
+    let mut out: Vec<T> = (0..n).map(|i| v[(i as f64 * step) as usize]).collect();
+    out.push(v[v.len() - 1]);
+    out
+}
+
 /// ROC curve from (0, 0) (threshold +inf) through every distinct score.
 pub fn roc_curve(labels: &[u8], scores: &[f64]) -> Result<Vec<RocPoint>, MetricsError> {
     check(labels, scores)?;

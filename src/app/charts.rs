@@ -65,17 +65,6 @@ pub fn unit_square(id: &str, height: f32, x_label: &str, y_label: &str) -> Plot<
         .include_y(1.0)
 }
 
-/// At most `n` points of a curve (keeps the ends).
-pub fn thin<T: Copy>(v: &[T], n: usize) -> Vec<T> {
-    if v.len() <= n {
-        return v.to_vec();
-    }
-    let step = v.len() as f64 / n as f64;
-    let mut out: Vec<T> = (0..n).map(|i| v[(i as f64 * step) as usize]).collect();
-    out.push(v[v.len() - 1]);
-    out
-}
-
 /// A curve (ROC, precision-recall) as one line. Coarse curves (few thresholds: KNN,
 /// naive Bayes, single trees) are drawn as separate segments: egui's stroke joins draw
 /// a filled spike where a long, nearly vertical run meets a shallow segment.

@@ -59,8 +59,8 @@ impl EvaluatePanel {
                 auc: ranked.roc_auc(),
                 ap: ranked.average_precision(),
                 ranked,
-                roc: super::charts::thin(&roc, 2000),
-                pr: super::charts::thin(&pr, 2000),
+                roc: crate::metrics::thin(&roc, 2000),
+                pr: crate::metrics::thin(&pr, 2000),
             });
         }
         let Some(c) = &self.curves else { return };

@@ -386,7 +386,7 @@ fn compare(
         {
             roc_cache.insert(
                 v,
-                super::charts::thin(&roc, 1500)
+                crate::metrics::thin(&roc, 1500)
                     .iter()
                     .map(|r| [r.fpr, r.tpr])
                     .collect(),
