@@ -482,15 +482,15 @@ fn monitoring_shows_latency_errors_drift_and_raises_alerts() {
     h.run_steps(3);
     h.get_by_label_contains("Alert: Feedback agreement for v1 is 0.0%");
     freeze(&mut h);
-    // Fixed latencies, hours and number of scorings for the picture (how many single
-    // scorings the typing above records depends on frame timing): the first three
-    // scored accounts again, so the drift is recomputed on the same accounts every run.
+    // Fixed latencies, hours and single scorings for the picture (which and how many
+    // accounts the typing above scores depends on frame timing): the first three
+    // accounts of the scored file, so the drift is recomputed on the same accounts
+    // every run.
     let wb = &mut h.state_mut().workbench;
-    let recent = wb.monitor.recent_columns();
+    let queue = wb.queue.clone().expect("the file was scored");
     let mut m = spamscope::monitor::Monitor::default();
     for i in 0..3 {
-        let row: Vec<f64> = recent.iter().map(|c| c[i]).collect();
-        m.record_scoring(80.0 + 10.0 * i as f64, &row);
+        m.record_scoring(80.0 + 10.0 * i as f64, &queue.data.row(i));
     }
     m.record_error("Scoring accounts");
     wb.monitor = m;
