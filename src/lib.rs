@@ -5,10 +5,10 @@
 //! the command line and the desktop app on top of it.
 //!
 //! ```
-//! use spamscope::forest::ForestParams;
-//! use spamscope::metrics::Metrics;
-//! use spamscope::progress::NoProgress;
-//! use spamscope::synth::{SynthParams, default_dataset};
+//! use spamscope::model::forest::ForestParams;
+//! use spamscope::eval::metrics::Metrics;
+//! use spamscope::util::progress::NoProgress;
+//! use spamscope::data::synth::{SynthParams, default_dataset};
 //!
 //! // A small synthetic dataset (no missing values below row 4321), a small forest.
 //! let data = default_dataset(SynthParams { rows: 2000, seed: 1 });
@@ -21,34 +21,15 @@
 //! assert!(m.roc_auc > 0.9, "training-set AUC {}", m.roc_auc);
 //! ```
 
+#[cfg(feature = "gui")]
 pub mod app;
-pub mod baselines;
-pub mod bench;
-pub mod boosting;
-pub mod catalog;
-pub mod cli;
-pub mod compare;
 pub mod data;
-pub mod eda;
-pub mod error;
-pub mod feedback;
-pub mod forest;
-pub mod hash;
-pub mod metrics;
+pub mod eval;
 pub mod model;
-pub mod monitor;
-pub mod online;
-pub mod preprocess;
-pub mod progress;
-pub mod recipe;
-pub mod report;
-pub mod resample;
-pub mod rng;
-pub mod score;
-pub mod stats;
+pub mod ops;
 pub mod store;
-pub mod synth;
-pub mod train;
+pub mod util;
+#[cfg(feature = "gui")]
 pub mod workbench;
 
-pub use error::{Error, Result};
+pub use ops::{Error, Result};

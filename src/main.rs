@@ -1,3 +1,8 @@
+//! The `spamscope` binary: the command line (`cli`), and the desktop app when no
+//! command is given. All logic lives in the library.
+
+mod cli;
+
 fn main() {
     // A bug must still end in one line, not a backtrace.
     std::panic::set_hook(Box::new(|info| {
@@ -13,7 +18,5 @@ fn main() {
             .unwrap_or_default();
         eprintln!("error: internal error: {}{at}", msg.replace('\n', " "));
     }));
-    std::process::exit(spamscope::cli::main_with_args(
-        std::env::args_os().collect(),
-    ));
+    std::process::exit(cli::main_with_args(std::env::args_os().collect()));
 }

@@ -5,10 +5,10 @@ use eframe::egui::accesskit::Role;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use spamscope::app::{AppConfig, SpamscopeApp, Tab};
-use spamscope::feedback::FeedbackStore;
-use spamscope::forest::ForestParams;
-use spamscope::synth::SynthParams;
-use spamscope::train::TrainConfig;
+use spamscope::data::synth::SynthParams;
+use spamscope::model::forest::ForestParams;
+use spamscope::ops::train::TrainConfig;
+use spamscope::store::feedback::FeedbackStore;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -192,7 +192,7 @@ fn every_screen_renders_and_matches_its_snapshot() {
 fn a_small_csv_loads_and_a_broken_one_keeps_the_old_data() {
     let dir = tempfile::tempdir().unwrap();
     let csv = dir.path().join("small.csv");
-    let t = spamscope::synth::generate(SynthParams { rows: 900, seed: 3 });
+    let t = spamscope::data::synth::generate(SynthParams { rows: 900, seed: 3 });
     t.write_csv(std::fs::File::create(&csv).unwrap()).unwrap();
     let mut h = harness(&dir.path().join("reg"), Some(&csv));
     settle(&mut h);
@@ -228,7 +228,7 @@ fn a_small_csv_loads_and_a_broken_one_keeps_the_old_data() {
 
 #[test]
 fn settings_retrain_and_rollback_through_the_ui() {
-    use spamscope::feedback::{NewFeedback, Origin};
+    use spamscope::store::feedback::{NewFeedback, Origin};
     let dir = tempfile::tempdir().unwrap();
     let mut h = harness(dir.path(), None);
     settle(&mut h);
@@ -251,7 +251,7 @@ fn settings_retrain_and_rollback_through_the_ui() {
     h.get_by_label("Save settings").click();
     h.run_steps(2);
     settle(&mut h);
-    let saved = spamscope::online::OnlineLearningConfig::load(
+    let saved = spamscope::ops::online::OnlineLearningConfig::load(
         &spamscope::store::Registry::open(dir.path()).unwrap(),
     )
     .unwrap();
@@ -380,7 +380,7 @@ fn review_queue_scores_filters_opens_gives_bulk_feedback_and_exports() {
     assert_eq!(records.len(), 2);
     for r in &records {
         assert_eq!(r.record.true_label, 1);
-        assert_eq!(r.record.origin, spamscope::feedback::Origin::Queue);
+        assert_eq!(r.record.origin, spamscope::store::feedback::Origin::Queue);
         assert_eq!(r.record.model_version, Some(1));
     }
 
@@ -428,7 +428,7 @@ fn monitoring_shows_latency_errors_drift_and_raises_alerts() {
 
     // A file of accounts whose most important behaviour has shifted: everybody sends
     // ten more urgent messages.
-    let t = spamscope::synth::generate(SynthParams {
+    let t = spamscope::data::synth::generate(SynthParams {
         rows: 3000,
         seed: 12,
     });
@@ -436,7 +436,7 @@ fn monitoring_shows_latency_errors_drift_and_raises_alerts() {
     for v in shifted[18].iter_mut() {
         *v += 10;
     }
-    let t = spamscope::synth::SynthTable {
+    let t = spamscope::data::synth::SynthTable {
         columns: shifted,
         ..t
     };
@@ -488,7 +488,7 @@ fn monitoring_shows_latency_errors_drift_and_raises_alerts() {
     // every run.
     let wb = &mut h.state_mut().workbench;
     let queue = wb.queue.clone().expect("the file was scored");
-    let mut m = spamscope::monitor::Monitor::default();
+    let mut m = spamscope::eval::monitor::Monitor::default();
     for i in 0..3 {
         m.record_scoring(80.0 + 10.0 * i as f64, &queue.data.row(i));
     }

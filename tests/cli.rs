@@ -558,7 +558,7 @@ fn killing_a_feedback_import_loses_no_committed_record() {
     let db = Path::new(&reg).join("feedback.sqlite");
     let start = std::time::Instant::now();
     loop {
-        let committed = spamscope::feedback::FeedbackStore::open(&db)
+        let committed = spamscope::store::feedback::FeedbackStore::open(&db)
             .ok()
             .and_then(|st| st.count().ok())
             .unwrap_or(0);
@@ -573,7 +573,7 @@ fn killing_a_feedback_import_loses_no_committed_record() {
     let _ = child.kill();
     let _ = child.wait();
     // The store opens, holds only whole batches, and every record is complete.
-    let store = spamscope::feedback::FeedbackStore::open(&db).unwrap();
+    let store = spamscope::store::feedback::FeedbackStore::open(&db).unwrap();
     let records = store.records(false).unwrap();
     assert!(!records.is_empty());
     assert!(

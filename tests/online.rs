@@ -2,16 +2,16 @@
 //! the gate, degenerate cases are clear errors, and killing a retrain loses nothing.
 
 use serde_json::Value;
-use spamscope::baselines::BaselineSpec;
-use spamscope::feedback::{FeedbackStore, NewFeedback, Origin};
-use spamscope::forest::ForestParams;
-use spamscope::online::{OnlineLearningConfig, retrain};
-use spamscope::progress::NoProgress;
-use spamscope::recipe::{ModelSpec, Recipe};
-use spamscope::rng::SplitMix64;
+use spamscope::data::synth::{SynthParams, default_dataset};
+use spamscope::model::baselines::BaselineSpec;
+use spamscope::model::forest::ForestParams;
+use spamscope::model::recipe::{ModelSpec, Recipe};
+use spamscope::ops::online::{OnlineLearningConfig, retrain};
+use spamscope::ops::train::{TrainConfig, train};
+use spamscope::store::feedback::{FeedbackStore, NewFeedback, Origin};
 use spamscope::store::{Registry, Status};
-use spamscope::synth::{SynthParams, default_dataset};
-use spamscope::train::{TrainConfig, train};
+use spamscope::util::progress::NoProgress;
+use spamscope::util::rng::SplitMix64;
 use std::path::Path;
 use std::process::Command;
 
@@ -272,7 +272,7 @@ fn degenerate_cases_are_clear_errors() {
 fn base_data_that_changed_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let csv = dir.path().join("base.csv");
-    let t = spamscope::synth::generate(SynthParams {
+    let t = spamscope::data::synth::generate(SynthParams {
         rows: 3000,
         seed: 4,
     });

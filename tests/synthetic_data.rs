@@ -1,9 +1,9 @@
 //! The synthetic default dataset against the reference generator and DATA_SPEC.md.
 
-use spamscope::catalog::catalog;
-use spamscope::hash::sha256_hex;
-use spamscope::stats::correlation_matrix;
-use spamscope::synth::{SynthParams, generate};
+use spamscope::data::catalog::catalog;
+use spamscope::data::stats::correlation_matrix;
+use spamscope::data::synth::{SynthParams, generate};
+use spamscope::util::hash::sha256_hex;
 
 const REFERENCE_SHA256: &str = "88c39184cb1642e7a97a204865ba97099b3a9c38f3a56d76830ace2ccf188963";
 

@@ -2,7 +2,7 @@
 //! stratified split): the table with the best-by-F1 and best-by-AUC marked, the ROC
 //! curves overlaid, promotion of any model into the registry, report export.
 
-use crate::recipe::default_candidates;
+use crate::model::recipe::default_candidates;
 use crate::workbench::{JobKind, Workbench};
 use eframe::egui::{self, Color32, RichText};
 use egui_plot::{Legend, Line, Plot, PlotPoints};

@@ -2,7 +2,7 @@
 //! holdout, the confusion matrix, and a threshold slider that moves the operating point
 //! live and can be saved as the version's threshold.
 
-use crate::metrics::{Confusion, PrPoint, Ranked, RocPoint, pr_curve, roc_curve};
+use crate::eval::metrics::{Confusion, PrPoint, Ranked, RocPoint, pr_curve, roc_curve};
 use crate::workbench::{JobKind, Workbench};
 use eframe::egui::{self, Color32, RichText};
 use egui_plot::{Line, PlotPoints, Points};
@@ -59,8 +59,8 @@ impl EvaluatePanel {
                 auc: ranked.roc_auc(),
                 ap: ranked.average_precision(),
                 ranked,
-                roc: crate::metrics::thin(&roc, 2000),
-                pr: crate::metrics::thin(&pr, 2000),
+                roc: crate::eval::metrics::thin(&roc, 2000),
+                pr: crate::eval::metrics::thin(&pr, 2000),
             });
         }
         let Some(c) = &self.curves else { return };

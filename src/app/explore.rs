@@ -2,8 +2,8 @@
 //! missing values, PCA and the summary table, all from statistics computed off the UI
 //! thread (see `eda.rs`).
 
-use crate::catalog::{N_FEATURES, catalog};
-use crate::eda::Eda;
+use crate::data::catalog::{N_FEATURES, catalog};
+use crate::data::eda::Eda;
 use crate::workbench::{JobKind, Workbench};
 use eframe::egui::{self, Color32, RichText};
 use egui_extras::{Column, TableBuilder};

@@ -12,9 +12,9 @@ mod score;
 mod settings;
 mod versions;
 
-use crate::forest::ForestParams;
-use crate::synth::SynthParams;
-use crate::train::TrainConfig;
+use crate::data::synth::SynthParams;
+use crate::model::forest::ForestParams;
+use crate::ops::train::TrainConfig;
 use crate::workbench::{JobKind, Notice, Workbench, WorkbenchConfig};
 use eframe::egui;
 use serde::{Deserialize, Serialize};
@@ -155,13 +155,10 @@ impl FrameStats {
 }
 
 fn percentiles(samples: &std::collections::VecDeque<f64>) -> (f64, f64, f64) {
-    if samples.is_empty() {
-        return (0.0, 0.0, 0.0);
+    match crate::eval::monitor::quantiles(samples.iter().copied(), &[0.5, 0.99, 1.0]) {
+        Some(q) => (q[0], q[1], q[2]),
+        None => (0.0, 0.0, 0.0),
     }
-    let mut v: Vec<f64> = samples.iter().copied().collect();
-    v.sort_by(f64::total_cmp);
-    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
-    (at(0.5), at(0.99), v[v.len() - 1])
 }
 
 pub struct SpamscopeApp {
@@ -239,7 +236,7 @@ impl SpamscopeApp {
         }
         match (&self.workbench.active, self.state.tab) {
             (Some(_), Tab::Score)
-                if self.state.score.inputs.len() == crate::catalog::N_FEATURES =>
+                if self.state.score.inputs.len() == crate::data::catalog::N_FEATURES =>
             {
                 self.workbench
                     .explanation_for(&self.state.score.raw())
@@ -628,12 +625,13 @@ impl eframe::App for SpamscopeApp {
 fn start_logging(
     registry_root: &std::path::Path,
 ) -> Option<tracing_appender::non_blocking::WorkerGuard> {
-    let dir = registry_root.join("logs");
+    use crate::store::layout::{LOG_PREFIX, LOG_SUFFIX, Layout};
+    let dir = Layout::new(registry_root).logs_dir();
     std::fs::create_dir_all(&dir).ok()?;
     let appender = tracing_appender::rolling::Builder::new()
         .rotation(tracing_appender::rolling::Rotation::DAILY)
-        .filename_prefix("spamscope")
-        .filename_suffix("log")
+        .filename_prefix(LOG_PREFIX)
+        .filename_suffix(LOG_SUFFIX)
         .max_log_files(14)
         .build(&dir)
         .ok()?;
@@ -703,7 +701,7 @@ mod tests {
             dataset: Some(PathBuf::from("/data/accounts.csv")),
             ..Default::default()
         };
-        s.score.inputs = vec![Some(1.0); crate::catalog::N_FEATURES];
+        s.score.inputs = vec![Some(1.0); crate::data::catalog::N_FEATURES];
         s.score.inputs[12] = None;
         s.score.category = 3;
         s.evaluate.working = Some((2, 0.35));

@@ -1,8 +1,8 @@
 //! "Monitoring": scoring latency, errors by kind, feedback agreement over time per
 //! version, and data drift per feature (PSI) with the usual 0.1 / 0.25 bands.
 
-use crate::catalog::{N_FEATURES, catalog};
-use crate::monitor::{PSI_MAJOR, PSI_MODERATE};
+use crate::data::catalog::{N_FEATURES, catalog};
+use crate::eval::monitor::{PSI_MAJOR, PSI_MODERATE};
 use crate::workbench::Workbench;
 use eframe::egui::{self, Color32};
 use egui_plot::{Bar, BarChart, HLine, Legend, Line, Plot, PlotPoints, Points, VLine};

@@ -3,7 +3,7 @@
 //! feedback on selected accounts, export the table.
 
 use super::gauge::{GREEN, RED, band_color};
-use crate::catalog::catalog;
+use crate::data::catalog::catalog;
 use crate::workbench::{JobKind, Workbench};
 use eframe::egui::{self, RichText};
 use egui_extras::{Column, TableBuilder};

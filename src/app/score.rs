@@ -2,9 +2,9 @@
 //! the version panel and the feedback form.
 
 use super::gauge::{self, GREEN, RED};
-use crate::catalog::{Kind, N_FEATURES, catalog};
-use crate::feedback::{NewFeedback, Origin};
-use crate::rng::SplitMix64;
+use crate::data::catalog::{Kind, N_FEATURES, catalog};
+use crate::store::feedback::{NewFeedback, Origin};
+use crate::util::rng::SplitMix64;
 use crate::workbench::{JobKind, Workbench};
 use eframe::egui::{self, Color32, RichText};
 use serde::{Deserialize, Serialize};
@@ -466,7 +466,7 @@ fn describe_row(d: &crate::data::Dataset, i: usize) -> String {
     format!("user {}{label}", d.user_ids[i])
 }
 
-fn format_value(f: &crate::catalog::Feature, v: f64) -> String {
+fn format_value(f: &crate::data::catalog::Feature, v: f64) -> String {
     if v.is_nan() {
         return "missing".into();
     }

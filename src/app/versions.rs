@@ -2,9 +2,8 @@
 //! feedback metrics, status), retrain and rollback, metrics across versions, and a
 //! side-by-side comparison of two versions.
 
-use crate::catalog::{N_FEATURES, catalog};
-use crate::cli::status_name;
-use crate::metrics::roc_curve;
+use crate::data::catalog::{N_FEATURES, catalog};
+use crate::eval::metrics::roc_curve;
 use crate::store::Manifest;
 use crate::workbench::{JobKind, Workbench};
 use eframe::egui::{self, Color32, RichText};
@@ -132,7 +131,7 @@ fn history_table(
         .body(|mut body| {
             for m in manifests.iter().rev() {
                 body.row(20.0, |mut row| {
-                    let status = status_name(m, active);
+                    let status = m.status_name(active);
                     row.col(|ui| {
                         ui.label(format!("v{}", m.version));
                     });
@@ -386,7 +385,7 @@ fn compare(
         {
             roc_cache.insert(
                 v,
-                crate::metrics::thin(&roc, 1500)
+                crate::eval::metrics::thin(&roc, 1500)
                     .iter()
                     .map(|r| [r.fpr, r.tpr])
                     .collect(),

@@ -1,0 +1,5 @@
+//! How good a model is: scikit-learn-exact metrics and curves, and monitoring of what
+//! it scores (latency, errors, drift of the inputs against the training data).
+
+pub mod metrics;
+pub mod monitor;

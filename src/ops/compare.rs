@@ -1,0 +1,404 @@
+//! The model comparison (the reference report's table): every candidate is trained and
+//! evaluated on the same stratified split, with the same imputation.
+
+use crate::data::Dataset;
+use crate::eval::metrics::{Metrics, RocPoint, roc_curve, thin};
+use crate::model::recipe::Candidate;
+use crate::ops::error::Result;
+use crate::ops::train::{TrainConfig, Trained, prepare};
+use crate::store::Registry;
+use crate::util::progress::Reporter;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// One candidate's outcome.
+pub struct Outcome {
+    pub name: String,
+    pub note: Option<String>,
+    pub result: std::result::Result<Scored, String>,
+}
+
+/// A candidate that trained: its holdout metrics at 0.5, fit time, ROC curve, and the
+/// trained model (kept so it can be promoted into the registry).
+pub struct Scored {
+    pub metrics: Metrics,
+    pub fit_seconds: f64,
+    /// ROC curve thinned to about 400 points (for plots).
+    pub roc: Vec<RocPoint>,
+    pub trained: Option<Trained>,
+}
+
+pub struct Comparison {
+    pub outcomes: Vec<Outcome>,
+    pub train_rows: usize,
+    pub test_rows: usize,
+    pub test_positives: usize,
+    /// Where the data came from (shown with the table).
+    pub data_label: String,
+}
+
+/// A row of the machine-readable table (`spamscope compare --json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Row {
+    pub name: String,
+    pub accuracy: f64,
+    pub precision: f64,
+    pub recall: f64,
+    pub f1: f64,
+    pub roc_auc: f64,
+    pub average_precision: f64,
+    pub fit_seconds: f64,
+}
+
+impl Comparison {
+    /// Rows of the models that trained, in candidate order.
+    pub fn rows(&self) -> Vec<Row> {
+        self.outcomes
+            .iter()
+            .filter_map(|o| {
+                let s = o.result.as_ref().ok()?;
+                let m = &s.metrics;
+                Some(Row {
+                    name: o.name.clone(),
+                    accuracy: m.accuracy,
+                    precision: m.precision,
+                    recall: m.recall,
+                    f1: m.f1,
+                    roc_auc: m.roc_auc,
+                    average_precision: m.average_precision,
+                    fit_seconds: s.fit_seconds,
+                })
+            })
+            .collect()
+    }
+
+    fn best_by(&self, key: impl Fn(&Metrics) -> f64) -> Option<usize> {
+        let mut best: Option<(usize, f64)> = None;
+        for (i, o) in self.outcomes.iter().enumerate() {
+            if let Ok(s) = &o.result {
+                let v = key(&s.metrics);
+                if v.is_finite() && best.is_none_or(|(_, b)| v > b) {
+                    best = Some((i, v));
+                }
+            }
+        }
+        best.map(|(i, _)| i)
+    }
+
+    /// Index of the outcome with the highest F1 at 0.5 (first on ties).
+    pub fn best_f1(&self) -> Option<usize> {
+        self.best_by(|m| m.f1)
+    }
+
+    /// Index of the outcome with the highest ROC-AUC (first on ties).
+    pub fn best_auc(&self) -> Option<usize> {
+        self.best_by(|m| m.roc_auc)
+    }
+
+    /// The table as Markdown (used by the report and `spamscope compare`).
+    pub fn markdown(&self) -> String {
+        let (bf, ba) = (self.best_f1(), self.best_auc());
+        let mut s = String::from(
+            "| model | accuracy | precision | recall | F1 | ROC-AUC | avg precision | fit s | notes |\n|---|---:|---:|---:|---:|---:|---:|---:|---|\n",
+        );
+        for (i, o) in self.outcomes.iter().enumerate() {
+            let mut marks = Vec::new();
+            if bf == Some(i) {
+                marks.push("best F1");
+            }
+            if ba == Some(i) {
+                marks.push("best AUC");
+            }
+            let note = o.note.clone().unwrap_or_default();
+            match &o.result {
+                Ok(r) => {
+                    let m = &r.metrics;
+                    let name = if marks.is_empty() {
+                        o.name.clone()
+                    } else {
+                        format!("**{}** ({})", o.name, marks.join(", "))
+                    };
+                    s += &format!(
+                        "| {name} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {:.1} | {note} |\n",
+                        m.accuracy,
+                        m.precision,
+                        m.recall,
+                        m.f1,
+                        m.roc_auc,
+                        m.average_precision,
+                        r.fit_seconds
+                    );
+                }
+                Err(e) => s += &format!("| {} | failed: {e} | | | | | | | {note} |\n", o.name),
+            }
+        }
+        s
+    }
+}
+
+/// Trains and evaluates every candidate on one split of `data` (`test_fraction`
+/// held out, stratified, seeded). A candidate that fails is reported, the others go on.
+/// With `keep_models`, each outcome keeps its trained model for promotion.
+pub fn compare(
+    data: &Dataset,
+    candidates: &[Candidate],
+    test_fraction: f64,
+    seed: u64,
+    keep_models: bool,
+    reporter: &dyn Reporter,
+) -> Result<Comparison> {
+    let prep = prepare(data, None, test_fraction, seed, reporter)?;
+    let mut outcomes = Vec::with_capacity(candidates.len());
+    for (k, c) in candidates.iter().enumerate() {
+        if reporter.cancelled() {
+            return Err(crate::Error::Cancelled);
+        }
+        reporter.stage(
+            &format!("model {}/{}: {}", k + 1, candidates.len(), c.name),
+            0,
+            1,
+        );
+        let result = prep
+            .fit(
+                &c.recipe,
+                0.5,
+                &Prefixed {
+                    inner: reporter,
+                    prefix: &c.name,
+                },
+            )
+            .map(|t| {
+                let roc = roc_curve(&t.holdout.labels, &t.holdout.scores).unwrap_or_default();
+                Scored {
+                    metrics: t.metrics,
+                    fit_seconds: t.train_seconds,
+                    roc: thin(&roc, 400),
+                    trained: keep_models.then_some(t),
+                }
+            })
+            .map_err(|e| e.to_string());
+        if reporter.cancelled() {
+            return Err(crate::Error::Cancelled);
+        }
+        outcomes.push(Outcome {
+            name: c.name.clone(),
+            note: c.note.clone(),
+            result,
+        });
+    }
+    let test_labels: Vec<u8> = {
+        let l = prep.test_set.require_labels()?;
+        prep.test_idx.iter().map(|&i| l[i]).collect()
+    };
+    Ok(Comparison {
+        outcomes,
+        train_rows: prep.labels.len(),
+        test_rows: test_labels.len(),
+        test_positives: test_labels.iter().filter(|&&l| l == 1).count(),
+        data_label: data.source.describe(),
+    })
+}
+
+/// Stage names prefixed with the candidate's name ("forest 300 trees: trees 12/300").
+struct Prefixed<'a> {
+    inner: &'a dyn Reporter,
+    prefix: &'a str,
+}
+
+impl Reporter for Prefixed<'_> {
+    fn stage(&self, stage: &str, done: usize, total: usize) {
+        self.inner
+            .stage(&format!("{}: {stage}", self.prefix), done, total);
+    }
+    fn cancelled(&self) -> bool {
+        self.inner.cancelled()
+    }
+}
+
+/// A comparison as kept in the registry (`comparisons/latest.json`) for reports and
+/// for the Compare tab after a restart: the table, the marks and the ROC curves.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Saved {
+    /// RFC 3339, UTC.
+    pub created_at: String,
+    pub data_label: String,
+    pub train_rows: usize,
+    pub test_rows: usize,
+    pub test_positives: usize,
+    pub rows: Vec<Row>,
+    /// Candidates that failed, with the reason.
+    pub failed: Vec<(String, String)>,
+    pub best_f1: Option<String>,
+    pub best_auc: Option<String>,
+    /// (model name, [fpr, tpr] points).
+    pub roc: Vec<(String, Vec<[f64; 2]>)>,
+    /// The table in Markdown, with notes and marks.
+    pub markdown: String,
+}
+
+impl Comparison {
+    pub fn to_saved(&self) -> Saved {
+        let name = |i: Option<usize>| i.map(|i| self.outcomes[i].name.clone());
+        Saved {
+            created_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            data_label: self.data_label.clone(),
+            train_rows: self.train_rows,
+            test_rows: self.test_rows,
+            test_positives: self.test_positives,
+            rows: self.rows(),
+            failed: self
+                .outcomes
+                .iter()
+                .filter_map(|o| o.result.as_ref().err().map(|e| (o.name.clone(), e.clone())))
+                .collect(),
+            best_f1: name(self.best_f1()),
+            best_auc: name(self.best_auc()),
+            roc: self
+                .outcomes
+                .iter()
+                .filter_map(|o| {
+                    let s = o.result.as_ref().ok()?;
+                    Some((
+                        o.name.clone(),
+                        s.roc.iter().map(|p| [p.fpr, p.tpr]).collect(),
+                    ))
+                })
+                .collect(),
+            markdown: self.markdown(),
+        }
+    }
+}
+
+fn saved_path(registry_root: &Path) -> PathBuf {
+    crate::store::layout::Layout::new(registry_root).latest_comparison()
+}
+
+/// Saves a comparison as the registry's latest (atomically).
+pub fn save(registry_root: &Path, saved: &Saved) -> Result<()> {
+    let p = saved_path(registry_root);
+    if let Some(d) = p.parent() {
+        std::fs::create_dir_all(d).map_err(|e| crate::Error::io(d, e))?;
+    }
+    let json = serde_json::to_vec_pretty(saved).map_err(|e| crate::Error::io(&p, e))?;
+    crate::store::write_atomic(&p, &json)?;
+    Ok(())
+}
+
+/// The registry's latest comparison, if one was run; a damaged file is an error.
+pub fn load_latest(registry_root: &Path) -> Result<Option<Saved>> {
+    let p = saved_path(registry_root);
+    match std::fs::read(&p) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(crate::Error::io(&p, e)),
+        Ok(b) => serde_json::from_slice(&b)
+            .map(Some)
+            .map_err(|e| crate::Error::io(&p, format!("not a saved comparison: {e}"))),
+    }
+}
+
+/// The comparison's candidates named in `names` (case-insensitive, in the table's
+/// order; all of them when `names` is empty). An unknown name is an error that lists
+/// the models.
+pub fn select_candidates(seed: u64, names: &[String]) -> Result<Vec<Candidate>> {
+    let mut candidates = crate::model::recipe::default_candidates(seed);
+    if names.is_empty() {
+        return Ok(candidates);
+    }
+    for w in names {
+        if !candidates
+            .iter()
+            .any(|c| c.name.eq_ignore_ascii_case(w.trim()))
+        {
+            return Err(crate::Error::Invalid(format!(
+                "no model named {:?}; the models are: {}",
+                w.trim(),
+                candidates
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+    }
+    candidates.retain(|c| names.iter().any(|w| c.name.eq_ignore_ascii_case(w.trim())));
+    Ok(candidates)
+}
+
+/// A finished comparison as the front-ends show it.
+pub struct Compared {
+    pub comparison: Comparison,
+    pub saved: Saved,
+    /// Why the table could not be kept in the registry (the results are still here).
+    pub not_saved: Option<crate::Error>,
+}
+
+/// Runs the comparison of `candidates` on `data` and keeps its table in the registry
+/// (for the Compare tab after a restart, and for reports).
+pub fn run(
+    registry: &Registry,
+    data: &Dataset,
+    candidates: &[Candidate],
+    test_fraction: f64,
+    seed: u64,
+    keep_models: bool,
+    reporter: &dyn Reporter,
+) -> Result<Compared> {
+    let comparison = compare(data, candidates, test_fraction, seed, keep_models, reporter)?;
+    let saved = comparison.to_saved();
+    let not_saved = save(registry.root(), &saved).err();
+    Ok(Compared {
+        comparison,
+        saved,
+        not_saved,
+    })
+}
+
+/// Refuses early a promotion of a model that is not among `candidates`.
+pub fn check_promotable(candidates: &[Candidate], name: &str) -> Result<()> {
+    if candidates.iter().any(|c| c.name.eq_ignore_ascii_case(name)) {
+        Ok(())
+    } else {
+        Err(crate::Error::Invalid(format!(
+            "cannot promote {name:?}: it is not among the compared models"
+        )))
+    }
+}
+
+/// Registers the compared model `name` (case-insensitive) as a new version and makes it
+/// active; returns its manifest and the trained model. The comparison must have kept its
+/// models (`keep_models`).
+pub fn promote<'c>(
+    registry: &Registry,
+    comparison: &'c Comparison,
+    data: &Dataset,
+    name: &str,
+    test_fraction: f64,
+) -> Result<(crate::store::Manifest, &'c Trained)> {
+    let Some(o) = comparison
+        .outcomes
+        .iter()
+        .find(|o| o.name.eq_ignore_ascii_case(name))
+    else {
+        return Err(crate::Error::Invalid(format!(
+            "cannot promote {name:?}: it is not among the compared models"
+        )));
+    };
+    let trained = match &o.result {
+        Ok(s) => s.trained.as_ref().ok_or_else(|| {
+            crate::Error::Invalid(format!(
+                "cannot promote {name:?}: the comparison did not keep its models"
+            ))
+        })?,
+        Err(e) => {
+            return Err(crate::Error::Invalid(format!(
+                "cannot promote {name:?}: it failed to train: {e}"
+            )));
+        }
+    };
+    let cfg = TrainConfig {
+        recipe: Some(trained.recipe.clone()),
+        test_fraction,
+        ..TrainConfig::default()
+    };
+    Ok((trained.register(registry, data, &cfg, true)?, trained))
+}

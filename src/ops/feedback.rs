@@ -1,0 +1,53 @@
+//! Moderators' feedback as every front-end records it: records built from scored
+//! accounts, stored in one transaction, and the store's check whether that made an
+//! automatic retrain due.
+
+use crate::data::Dataset;
+use crate::ops::error::Result;
+use crate::ops::online::retrain_due_reason;
+use crate::ops::score::ScoredBatch;
+use crate::store::Registry;
+use crate::store::feedback::{FeedbackStore, NewFeedback, Origin};
+
+/// One feedback record per row of `rows`: the account's values from `data`, its true
+/// label from `label`, and, when the rows were scored, the model's probability, version
+/// and verdict from `scored` (indexed like `data`).
+pub fn records(
+    data: &Dataset,
+    rows: &[usize],
+    label: impl Fn(usize) -> u8,
+    scored: Option<&ScoredBatch>,
+    notes: &str,
+    origin: Origin,
+) -> Vec<NewFeedback> {
+    rows.iter()
+        .map(|&i| NewFeedback {
+            user_id: Some(data.user_ids[i]),
+            features: data.row(i),
+            true_label: label(i),
+            probability: scored.map(|s| s.probability[i]),
+            model_version: scored.map(|s| s.version),
+            predicted: scored.map(|s| u8::from(s.is_spammer(i))),
+            notes: notes.to_string(),
+            origin,
+        })
+        .collect()
+}
+
+/// What storing feedback did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recorded {
+    /// The new records' ids, in order.
+    pub ids: Vec<i64>,
+    /// Why an automatic retrain is now due, if it is.
+    pub retrain_due: Option<String>,
+}
+
+/// Stores `records` in one transaction and asks the store whether a retrain is due.
+pub fn record(registry: &Registry, records: &[NewFeedback]) -> Result<Recorded> {
+    let ids = FeedbackStore::open_in(registry.root())?.add_batch(records)?;
+    Ok(Recorded {
+        ids,
+        retrain_due: retrain_due_reason(registry),
+    })
+}

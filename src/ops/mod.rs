@@ -1,0 +1,14 @@
+//! Every step a user can take, once, for every front-end (the app, the command line,
+//! the service): train, score, retrain from feedback, compare and promote, report,
+//! benchmark.
+
+pub mod bench;
+pub mod compare;
+pub mod error;
+pub mod feedback;
+pub mod online;
+pub mod report;
+pub mod score;
+pub mod train;
+
+pub use error::{Error, Result};

@@ -1,0 +1,308 @@
+//! Batch scoring output and prediction files.
+
+use crate::data::catalog::catalog;
+use crate::data::{DataError, Dataset};
+use crate::model::Model;
+use crate::model::explain::Method;
+use crate::ops::error::{Error, Result};
+use crate::util::progress::Reporter;
+use polars::prelude::*;
+use rayon::prelude::*;
+use std::io::Write;
+use std::path::Path;
+
+/// A scored table: probabilities and, optionally, each account's largest
+/// contributions, in the data's row order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoredBatch {
+    pub version: u32,
+    pub threshold: f64,
+    /// How `reasons` were computed (None when no explanations were asked for).
+    pub method: Option<Method>,
+    pub probability: Vec<f64>,
+    /// Contributions kept per row.
+    pub k: usize,
+    /// `reasons[i * k..(i + 1) * k]`: (feature index, contribution), largest first.
+    reasons: Vec<(u16, f64)>,
+    /// Wall-clock time of the scoring.
+    pub seconds: f64,
+}
+
+impl ScoredBatch {
+    pub fn len(&self) -> usize {
+        self.probability.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.probability.is_empty()
+    }
+    pub fn is_spammer(&self, i: usize) -> bool {
+        self.probability[i] > self.threshold
+    }
+    /// The largest contributions of row `i`.
+    pub fn reasons(&self, i: usize) -> &[(u16, f64)] {
+        &self.reasons[i * self.k..(i + 1) * self.k]
+    }
+    pub fn rows_per_second(&self) -> f64 {
+        self.len() as f64 / self.seconds.max(1e-9)
+    }
+}
+
+/// A scored file of accounts, ranked for review (the review queue).
+#[derive(Debug, Clone)]
+pub struct Queue {
+    pub data: std::sync::Arc<Dataset>,
+    pub batch: ScoredBatch,
+    /// Row indices by decreasing probability (ties: file order).
+    pub ranked: Vec<u32>,
+}
+
+impl Queue {
+    pub fn new(data: std::sync::Arc<Dataset>, batch: ScoredBatch) -> Queue {
+        let mut ranked: Vec<u32> = (0..batch.len() as u32).collect();
+        ranked.sort_by(|&a, &b| {
+            batch.probability[b as usize]
+                .total_cmp(&batch.probability[a as usize])
+                .then(a.cmp(&b))
+        });
+        Queue {
+            data,
+            batch,
+            ranked,
+        }
+    }
+
+    /// Ranked rows whose verdict and probability pass the filter.
+    pub fn filtered(&self, verdict: Option<bool>, lo: f64, hi: f64) -> Vec<u32> {
+        self.ranked
+            .iter()
+            .copied()
+            .filter(|&i| {
+                let p = self.batch.probability[i as usize];
+                p >= lo && p <= hi && verdict.is_none_or(|v| self.batch.is_spammer(i as usize) == v)
+            })
+            .collect()
+    }
+}
+
+/// Scores every row in chunks (progress, cancellation); with `explain > 0` keeps that
+/// many largest contributions per row (path attribution is fast enough for whole files;
+/// TreeSHAP is exact but slow).
+pub fn score_batch(
+    d: &Dataset,
+    model: &Model,
+    version: u32,
+    threshold: f64,
+    explain: usize,
+    method: Method,
+    reporter: &dyn Reporter,
+) -> Result<ScoredBatch> {
+    let start = std::time::Instant::now();
+    let n = d.n_rows();
+    // KNN gets no per-account reasons in bulk (see `Model::bulk_reasons`).
+    let k = if model.bulk_reasons() {
+        explain.min(crate::data::catalog::N_FEATURES)
+    } else {
+        0
+    };
+    let mut probability = Vec::with_capacity(n);
+    let mut reasons = Vec::with_capacity(n * k);
+    const CHUNK: usize = 16_384;
+    reporter.stage("scoring", 0, n);
+    let idx: Vec<usize> = (0..n).collect();
+    for chunk in idx.chunks(CHUNK) {
+        if reporter.cancelled() {
+            return Err(crate::Error::Cancelled);
+        }
+        probability.extend(model.predict_dataset(d, Some(chunk)));
+        if k > 0 {
+            let nf = crate::data::catalog::N_FEATURES;
+            let contributions: Vec<f64> = match method {
+                Method::PathAttribution => {
+                    let rows = model.imputer.transform_rows(&d.columns, chunk);
+                    model.attribution_rows(&rows)
+                }
+                Method::TreeShap | Method::LogOdds | Method::Occlusion => chunk
+                    .par_iter()
+                    .flat_map_iter(|&i| model.explain_one(&d.row(i), method).contributions)
+                    .collect(),
+            };
+            for phi in contributions.chunks(nf) {
+                reasons.extend(top_k(phi, k));
+            }
+        }
+        reporter.stage("scoring", probability.len(), n);
+    }
+    Ok(ScoredBatch {
+        version,
+        threshold,
+        method: (k > 0).then(|| model.bulk_method(method)),
+        probability,
+        k,
+        reasons,
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+/// The `k` largest contributions by absolute value, as
+/// [`crate::model::explain::Explanation::top`] orders them.
+fn top_k(phi: &[f64], k: usize) -> impl Iterator<Item = (u16, f64)> + '_ {
+    crate::model::explain::rank_by_magnitude(phi)
+        .into_iter()
+        .take(k)
+        .map(move |f| (f as u16, phi[f]))
+}
+
+/// Writes `user_id,probability,is_spammer,model_version` (+ explanation columns) for
+/// the rows `order` (all rows in file order when None) to `out`, atomically.
+pub fn write_batch_csv(
+    d: &Dataset,
+    b: &ScoredBatch,
+    order: Option<&[usize]>,
+    out: &Path,
+) -> Result<()> {
+    let cat = catalog();
+    let all: Vec<usize>;
+    let order = match order {
+        Some(o) => o,
+        None => {
+            all = (0..b.len()).collect();
+            &all
+        }
+    };
+    let mut text = String::with_capacity(order.len() * (40 + b.k * 40));
+    text.push_str("user_id,probability,is_spammer,model_version");
+    if b.method.is_some() {
+        text.push_str(",explanation_method");
+        for r in 1..=b.k {
+            text.push_str(&format!(
+                ",reason{r}_feature,reason{r}_value,reason{r}_contribution"
+            ));
+        }
+    }
+    text.push('\n');
+    let method_name = match b.method {
+        Some(Method::TreeShap) => "treeshap",
+        Some(Method::PathAttribution) => "path_attribution",
+        Some(Method::LogOdds) => "log_odds",
+        Some(Method::Occlusion) => "occlusion",
+        None => "",
+    };
+    for &i in order {
+        text.push_str(&format!(
+            "{},{},{},{}",
+            d.user_ids[i],
+            b.probability[i],
+            u8::from(b.is_spammer(i)),
+            b.version
+        ));
+        if b.method.is_some() {
+            text.push(',');
+            text.push_str(method_name);
+            for &(f, c) in b.reasons(i) {
+                let f = f as usize;
+                let v = d.columns[f][i];
+                let v = if v.is_nan() {
+                    String::new()
+                } else {
+                    v.to_string()
+                };
+                text.push_str(&format!(",{},{v},{c}", cat.features[f].id));
+            }
+        }
+        text.push('\n');
+    }
+    let tmp = out.with_extension("partial");
+    let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    f.write_all(text.as_bytes())
+        .and_then(|_| f.sync_all())
+        .map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, out).map_err(|e| Error::io(out, e))
+}
+
+/// Labels, scores and optional decisions read from a predictions CSV.
+pub struct Predictions {
+    pub labels: Vec<u8>,
+    pub scores: Vec<f64>,
+    pub preds: Option<Vec<u8>>,
+}
+
+/// Reads a predictions file (e.g. `y_test,y_pred,y_proba`).
+pub fn read_predictions(
+    path: &Path,
+    label_col: &str,
+    score_col: &str,
+    pred_col: Option<&str>,
+) -> Result<Predictions> {
+    let name = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+        return Err(DataError::new(&name, "is empty").into());
+    }
+    let df = CsvReadOptions::default()
+        .with_has_header(true)
+        .with_infer_schema_length(Some(0)) // all text; we parse with row numbers
+        .into_reader_with_file_handle(std::io::Cursor::new(bytes))
+        .finish()
+        .map_err(|e| DataError::new(&name, e.to_string()))?;
+    if df.height() == 0 {
+        return Err(DataError::new(&name, "has a header but no data rows").into());
+    }
+    let column = |col: &str| -> Result<Vec<f64>> {
+        let c = df.column(col).map_err(|_| {
+            let have: Vec<String> = df
+                .get_column_names()
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+            DataError::new(
+                &name,
+                format!("no column {col:?} (columns: {})", have.join(", ")),
+            )
+        })?;
+        let s = c.str().map_err(|e| DataError::new(&name, e.to_string()))?;
+        s.iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let at = |msg: String| DataError {
+                    file: name.clone(),
+                    line: Some(i + 2),
+                    column: Some(col.to_string()),
+                    message: msg,
+                };
+                let v = v.map(str::trim).unwrap_or("");
+                if v.is_empty() {
+                    return Err(at("value is empty".into()).into());
+                }
+                match v.parse::<f64>() {
+                    Ok(x) if x.is_finite() => Ok(x),
+                    Ok(_) => Err(at(format!("{v:?} is not a finite number")).into()),
+                    Err(_) => Err(at(format!("{v:?} is not a number")).into()),
+                }
+            })
+            .collect()
+    };
+    let binary = |col: &str| -> Result<Vec<u8>> {
+        column(col)?
+            .into_iter()
+            .enumerate()
+            .map(|(i, x)| {
+                if x == 0.0 || x == 1.0 {
+                    Ok(x as u8)
+                } else {
+                    Err(DataError {
+                        file: name.clone(),
+                        line: Some(i + 2),
+                        column: Some(col.to_string()),
+                        message: format!("must be 0 or 1, found {x}"),
+                    }
+                    .into())
+                }
+            })
+            .collect()
+    };
+    Ok(Predictions {
+        labels: binary(label_col)?,
+        scores: column(score_col)?,
+        preds: pred_col.map(binary).transpose()?,
+    })
+}

@@ -1,0 +1,467 @@
+//! Moderator feedback: durable records of corrected (or confirmed) predictions.
+//!
+//! Each record keeps the account's full 51-value feature vector, the true label, what the
+//! model said (probability, verdict, version), when, and notes. Records live in SQLite
+//! (`feedback.sqlite` in the registry) in WAL mode with `synchronous=FULL`; every
+//! submission is one transaction, so a record is either fully stored or absent even if
+//! the process is killed mid-write.
+
+use crate::data::catalog::{N_FEATURES, catalog};
+use rusqlite::{Connection, params_from_iter};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct FeedbackError {
+    pub path: String,
+    pub message: String,
+}
+
+/// Where a record came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The feedback form of the app.
+    App,
+    /// `spamscope feedback import`.
+    Import,
+    /// Bulk feedback from the review queue.
+    Queue,
+}
+
+impl Origin {
+    fn as_str(self) -> &'static str {
+        match self {
+            Origin::App => "app",
+            Origin::Import => "import",
+            Origin::Queue => "queue",
+        }
+    }
+    fn parse(s: &str) -> Origin {
+        match s {
+            "import" => Origin::Import,
+            "queue" => Origin::Queue,
+            _ => Origin::App,
+        }
+    }
+}
+
+/// A record to store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewFeedback {
+    pub user_id: Option<i64>,
+    /// The 51 raw values as the moderator saw them (NaN = missing).
+    pub features: Vec<f64>,
+    pub true_label: u8,
+    /// The model's probability, version and verdict when the feedback was given.
+    pub probability: Option<f64>,
+    pub model_version: Option<u32>,
+    pub predicted: Option<u8>,
+    pub notes: String,
+    pub origin: Origin,
+}
+
+/// A stored record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Feedback {
+    pub id: i64,
+    pub created_at: String,
+    pub record: NewFeedback,
+    /// The version whose training used this record, if any.
+    pub used_in_version: Option<u32>,
+}
+
+/// Agreement between the model's verdict and the moderators' labels.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct VersionStats {
+    pub version: Option<u32>,
+    pub total: u64,
+    pub agreed: u64,
+}
+
+/// Agreement of one version's verdicts with moderators within one hour.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AgreementPoint {
+    pub version: u32,
+    /// `YYYY-MM-DDTHH` (UTC).
+    pub hour: String,
+    pub total: u64,
+    pub agreed: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct FeedbackStats {
+    pub total: u64,
+    /// Records where the model's verdict matched the true label, over records that
+    /// carry a verdict (None when there are none).
+    pub agreement: Option<f64>,
+    pub by_version: Vec<VersionStats>,
+}
+
+pub struct FeedbackStore {
+    conn: Connection,
+    path: PathBuf,
+}
+
+fn feature_columns() -> Vec<String> {
+    catalog().ids().map(|id| id.to_lowercase()).collect()
+}
+
+impl FeedbackStore {
+    /// Opens (creating if needed) the store at `path`.
+    pub fn open(path: &Path) -> Result<FeedbackStore, FeedbackError> {
+        let err = |e: rusqlite::Error| FeedbackError {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        };
+        let conn = Connection::open(path).map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(err)?;
+        let cols: Vec<String> = feature_columns()
+            .iter()
+            .map(|c| format!("{c} REAL"))
+            .collect();
+        conn.execute_batch(&format!(
+            "CREATE TABLE IF NOT EXISTS feedback (
+                id INTEGER PRIMARY KEY,
+                created_at TEXT NOT NULL,
+                user_id INTEGER,
+                model_version INTEGER,
+                probability REAL,
+                predicted INTEGER CHECK (predicted IN (0, 1)),
+                true_label INTEGER NOT NULL CHECK (true_label IN (0, 1)),
+                notes TEXT NOT NULL DEFAULT '',
+                origin TEXT NOT NULL,
+                used_in_version INTEGER,
+                {}
+            );
+            CREATE INDEX IF NOT EXISTS feedback_version ON feedback(model_version);
+            CREATE INDEX IF NOT EXISTS feedback_used ON feedback(used_in_version);",
+            cols.join(",\n")
+        ))
+        .map_err(err)?;
+        Ok(FeedbackStore {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The store of a registry directory.
+    pub fn open_in(registry_root: &Path) -> Result<FeedbackStore, FeedbackError> {
+        FeedbackStore::open(&crate::store::layout::Layout::new(registry_root).feedback_db())
+    }
+
+    fn err(&self, e: impl std::fmt::Display) -> FeedbackError {
+        FeedbackError {
+            path: self.path.display().to_string(),
+            message: e.to_string(),
+        }
+    }
+
+    fn validate(&self, r: &NewFeedback) -> Result<(), FeedbackError> {
+        if r.features.len() != N_FEATURES {
+            return Err(self.err(format!(
+                "a record needs {N_FEATURES} feature values, got {}",
+                r.features.len()
+            )));
+        }
+        if let Some(i) = r.features.iter().position(|v| v.is_infinite()) {
+            return Err(self.err(format!("feature X{} is not finite", i + 1)));
+        }
+        if r.true_label > 1 || r.predicted.is_some_and(|p| p > 1) {
+            return Err(self.err("labels must be 0 or 1"));
+        }
+        Ok(())
+    }
+
+    /// Stores one record in its own transaction; returns its id.
+    pub fn add(&mut self, r: &NewFeedback) -> Result<i64, FeedbackError> {
+        Ok(self.add_batch(std::slice::from_ref(r))?[0])
+    }
+
+    /// Stores records in one transaction (all or none); returns their ids.
+    pub fn add_batch(&mut self, records: &[NewFeedback]) -> Result<Vec<i64>, FeedbackError> {
+        for r in records {
+            self.validate(r)?;
+        }
+        let cols = feature_columns();
+        let sql = format!(
+            "INSERT INTO feedback (created_at, user_id, model_version, probability, predicted,
+                true_label, notes, origin, {}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, {})",
+            cols.join(", "),
+            (9..9 + N_FEATURES)
+                .map(|i| format!("?{i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+        let tx = self.conn.transaction().map_err(|e| FeedbackError {
+            path: self.path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        let mut ids = Vec::with_capacity(records.len());
+        {
+            let mut stmt = tx.prepare_cached(&sql).map_err(|e| FeedbackError {
+                path: self.path.display().to_string(),
+                message: e.to_string(),
+            })?;
+            for r in records {
+                let mut values: Vec<rusqlite::types::Value> = vec![
+                    now.clone().into(),
+                    r.user_id.into(),
+                    r.model_version.map(i64::from).into(),
+                    r.probability.into(),
+                    r.predicted.map(i64::from).into(),
+                    i64::from(r.true_label).into(),
+                    r.notes.clone().into(),
+                    r.origin.as_str().to_string().into(),
+                ];
+                values.extend(
+                    r.features
+                        .iter()
+                        .map(|&v| if v.is_nan() { None } else { Some(v) }.into()),
+                );
+                stmt.execute(params_from_iter(values))
+                    .map_err(|e| FeedbackError {
+                        path: self.path.display().to_string(),
+                        message: e.to_string(),
+                    })?;
+                ids.push(tx.last_insert_rowid());
+            }
+        }
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(ids)
+    }
+
+    pub fn count(&self) -> Result<u64, FeedbackError> {
+        self.conn
+            .query_row("SELECT COUNT(*) FROM feedback", [], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Records not yet used by any training run.
+    pub fn count_unused(&self) -> Result<u64, FeedbackError> {
+        self.conn
+            .query_row(
+                "SELECT COUNT(*) FROM feedback WHERE used_in_version IS NULL",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u64)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Totals and agreement, overall and per model version.
+    pub fn stats(&self) -> Result<FeedbackStats, FeedbackError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT model_version, COUNT(*),
+                        SUM(CASE WHEN predicted = true_label THEN 1 ELSE 0 END),
+                        SUM(CASE WHEN predicted IS NOT NULL THEN 1 ELSE 0 END)
+                 FROM feedback GROUP BY model_version ORDER BY model_version",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, Option<i64>>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut stats = FeedbackStats::default();
+        let (mut agreed, mut judged) = (0u64, 0u64);
+        for row in rows {
+            let (v, total, ok, with_verdict) = row.map_err(|e| self.err(e))?;
+            stats.total += total as u64;
+            agreed += ok as u64;
+            judged += with_verdict as u64;
+            stats.by_version.push(VersionStats {
+                version: v.map(|v| v as u32),
+                total: total as u64,
+                agreed: ok as u64,
+            });
+        }
+        stats.agreement = (judged > 0).then(|| agreed as f64 / judged as f64);
+        Ok(stats)
+    }
+
+    /// Agreement between the model's verdict and the moderators per version and hour
+    /// (records that carry a verdict), oldest first.
+    pub fn agreement_over_time(&self) -> Result<Vec<AgreementPoint>, FeedbackError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT model_version, substr(created_at, 1, 13), COUNT(*),
+                        SUM(CASE WHEN predicted = true_label THEN 1 ELSE 0 END)
+                 FROM feedback
+                 WHERE predicted IS NOT NULL AND model_version IS NOT NULL
+                 GROUP BY model_version, substr(created_at, 1, 13)
+                 ORDER BY substr(created_at, 1, 13), model_version",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(AgreementPoint {
+                    version: r.get::<_, i64>(0)? as u32,
+                    hour: r.get(1)?,
+                    total: r.get::<_, i64>(2)? as u64,
+                    agreed: r.get::<_, i64>(3)? as u64,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Records, oldest first; only those not yet used for training when `unused_only`.
+    pub fn records(&self, unused_only: bool) -> Result<Vec<Feedback>, FeedbackError> {
+        let cols = feature_columns();
+        let sql = format!(
+            "SELECT id, created_at, user_id, model_version, probability, predicted, true_label,
+                    notes, origin, used_in_version, {} FROM feedback {} ORDER BY id",
+            cols.join(", "),
+            if unused_only {
+                "WHERE used_in_version IS NULL"
+            } else {
+                ""
+            }
+        );
+        let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                let mut features = Vec::with_capacity(N_FEATURES);
+                for i in 0..N_FEATURES {
+                    features.push(r.get::<_, Option<f64>>(10 + i)?.unwrap_or(f64::NAN));
+                }
+                Ok(Feedback {
+                    id: r.get(0)?,
+                    created_at: r.get(1)?,
+                    used_in_version: r.get::<_, Option<i64>>(9)?.map(|v| v as u32),
+                    record: NewFeedback {
+                        user_id: r.get(2)?,
+                        model_version: r.get::<_, Option<i64>>(3)?.map(|v| v as u32),
+                        probability: r.get(4)?,
+                        predicted: r.get::<_, Option<i64>>(5)?.map(|v| v as u8),
+                        true_label: r.get::<_, i64>(6)? as u8,
+                        notes: r.get(7)?,
+                        origin: Origin::parse(&r.get::<_, String>(8)?),
+                        features,
+                    },
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Marks records as used by the training of `version` (one transaction).
+    pub fn mark_used(&mut self, ids: &[i64], version: u32) -> Result<(), FeedbackError> {
+        let path = self.path.display().to_string();
+        let e = |e: rusqlite::Error| FeedbackError {
+            path: path.clone(),
+            message: e.to_string(),
+        };
+        let tx = self.conn.transaction().map_err(e)?;
+        {
+            let mut stmt = tx
+                .prepare("UPDATE feedback SET used_in_version = ?1 WHERE id = ?2")
+                .map_err(e)?;
+            for id in ids {
+                stmt.execute((i64::from(version), id)).map_err(e)?;
+            }
+        }
+        tx.commit().map_err(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(label: u8, predicted: Option<u8>, version: Option<u32>) -> NewFeedback {
+        let mut features: Vec<f64> = (0..N_FEATURES).map(|i| i as f64).collect();
+        features[12] = f64::NAN;
+        NewFeedback {
+            user_id: Some(42),
+            features,
+            true_label: label,
+            probability: predicted.map(|p| if p == 1 { 0.9 } else { 0.1 }),
+            model_version: version,
+            predicted,
+            notes: "checked the messages".into(),
+            origin: Origin::App,
+        }
+    }
+
+    #[test]
+    fn records_round_trip_with_all_features() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = FeedbackStore::open_in(dir.path()).unwrap();
+        let id = s.add(&rec(1, Some(0), Some(3))).unwrap();
+        let all = s.records(false).unwrap();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].id, id);
+        let r = &all[0].record;
+        assert_eq!(r.features.len(), 51);
+        assert!(r.features[12].is_nan());
+        assert_eq!(r.features[50], 50.0);
+        assert_eq!(
+            (r.true_label, r.predicted, r.model_version),
+            (1, Some(0), Some(3))
+        );
+        assert_eq!(r.notes, "checked the messages");
+        assert!(all[0].created_at.starts_with("20"));
+        // Reopening sees the same data (it is on disk).
+        drop(s);
+        let s = FeedbackStore::open_in(dir.path()).unwrap();
+        assert_eq!(s.count().unwrap(), 1);
+    }
+
+    #[test]
+    fn stats_and_used_marks() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = FeedbackStore::open_in(dir.path()).unwrap();
+        s.add_batch(&[
+            rec(1, Some(1), Some(1)),
+            rec(0, Some(1), Some(1)),
+            rec(0, Some(0), Some(2)),
+            rec(1, None, None),
+        ])
+        .unwrap();
+        let st = s.stats().unwrap();
+        assert_eq!(st.total, 4);
+        assert_eq!(st.agreement, Some(2.0 / 3.0));
+        let v1 = st.by_version.iter().find(|v| v.version == Some(1)).unwrap();
+        assert_eq!((v1.total, v1.agreed), (2, 1));
+        let ids: Vec<i64> = s
+            .records(true)
+            .unwrap()
+            .iter()
+            .map(|f| f.id)
+            .take(2)
+            .collect();
+        s.mark_used(&ids, 5).unwrap();
+        assert_eq!(s.records(true).unwrap().len(), 2);
+        assert_eq!(s.records(false).unwrap()[0].used_in_version, Some(5));
+    }
+
+    #[test]
+    fn invalid_records_are_refused_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = FeedbackStore::open_in(dir.path()).unwrap();
+        let mut bad = rec(1, None, None);
+        bad.features.pop();
+        assert!(s.add_batch(&[rec(0, None, None), bad]).is_err());
+        assert_eq!(s.count().unwrap(), 0, "nothing of a failed batch is stored");
+        let mut bad = rec(3, None, None);
+        bad.true_label = 3;
+        assert!(s.add(&bad).is_err());
+    }
+}

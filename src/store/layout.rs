@@ -1,0 +1,113 @@
+//! Every path under a registry folder, named in one place. What each file holds is
+//! described in `models/README.md`; a module that reads or writes under the registry asks
+//! the [`Layout`] for the path instead of joining names itself.
+//!
+//! ```text
+//! REGISTRY/
+//!   ACTIVE  online.ron  feedback.sqlite  registry.lock
+//!   logs/  comparisons/latest.json  reports/vN-TIME/  staging/
+//!   versions/vNNNN/{manifest.ron, model.bin, holdout.bin}
+//! ```
+
+use std::path::{Path, PathBuf};
+
+/// A version's model file (the imputer and the fitted estimator).
+pub const MODEL_FILE: &str = "model.bin";
+/// A version's holdout predictions.
+pub const HOLDOUT_FILE: &str = "holdout.bin";
+/// What a version is (RON).
+pub const MANIFEST_FILE: &str = "manifest.ron";
+/// The active version number.
+pub const ACTIVE_FILE: &str = "ACTIVE";
+/// Online-learning settings (RON; absent = defaults).
+pub const ONLINE_FILE: &str = "online.ron";
+/// Moderators' feedback (SQLite).
+pub const FEEDBACK_FILE: &str = "feedback.sqlite";
+/// Held by a process while it writes the registry.
+pub const LOCK_FILE: &str = "registry.lock";
+/// The daily-rotated operations log's file name prefix and suffix (`spamscope.DATE.log`).
+pub const LOG_PREFIX: &str = "spamscope";
+pub const LOG_SUFFIX: &str = "log";
+
+/// The paths of one registry folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    root: PathBuf,
+}
+
+impl Layout {
+    pub fn new(root: impl Into<PathBuf>) -> Layout {
+        Layout { root: root.into() }
+    }
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    pub fn active(&self) -> PathBuf {
+        self.root.join(ACTIVE_FILE)
+    }
+    pub fn online_config(&self) -> PathBuf {
+        self.root.join(ONLINE_FILE)
+    }
+    pub fn feedback_db(&self) -> PathBuf {
+        self.root.join(FEEDBACK_FILE)
+    }
+    pub fn lock(&self) -> PathBuf {
+        self.root.join(LOCK_FILE)
+    }
+    /// The operations log folder (`LOG_PREFIX.DATE.LOG_SUFFIX` files).
+    pub fn logs_dir(&self) -> PathBuf {
+        self.root.join("logs")
+    }
+    pub fn comparisons_dir(&self) -> PathBuf {
+        self.root.join("comparisons")
+    }
+    /// The last model comparison (JSON).
+    pub fn latest_comparison(&self) -> PathBuf {
+        self.comparisons_dir().join("latest.json")
+    }
+    /// Where a report on version `v`, written at `stamp`, goes by default.
+    pub fn report_dir(&self, v: u32, stamp: &str) -> PathBuf {
+        self.root.join("reports").join(format!("v{v}-{stamp}"))
+    }
+    /// Versions being written (one folder per writer; leftovers of a crash are removed).
+    pub fn staging_dir(&self) -> PathBuf {
+        self.root.join("staging")
+    }
+    /// The staging folder of version `v` written by process `pid`.
+    pub fn staging_version(&self, v: u32, pid: u32) -> PathBuf {
+        self.staging_dir().join(format!("v{v:04}-{pid}"))
+    }
+    pub fn versions_dir(&self) -> PathBuf {
+        self.root.join("versions")
+    }
+    pub fn version_dir(&self, v: u32) -> PathBuf {
+        self.versions_dir().join(format!("v{v:04}"))
+    }
+    /// The version number of a folder name under `versions/` (`v0003` → 3).
+    pub fn parse_version_dir(name: &str) -> Option<u32> {
+        name.strip_prefix('v')?.parse().ok()
+    }
+    pub fn manifest(&self, v: u32) -> PathBuf {
+        self.version_dir(v).join(MANIFEST_FILE)
+    }
+    /// A file named by version `v`'s manifest.
+    pub fn version_file(&self, v: u32, name: &str) -> PathBuf {
+        self.version_dir(v).join(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_folders_round_trip() {
+        let l = Layout::new("/r");
+        assert_eq!(l.version_dir(3), Path::new("/r/versions/v0003"));
+        assert_eq!(Layout::parse_version_dir("v0003"), Some(3));
+        assert_eq!(Layout::parse_version_dir("v12345"), Some(12345));
+        assert_eq!(Layout::parse_version_dir("x0003"), None);
+        assert_eq!(l.manifest(3), Path::new("/r/versions/v0003/manifest.ron"));
+        assert_eq!(l.staging_version(3, 77), Path::new("/r/staging/v0003-77"));
+    }
+}

@@ -1,0 +1,8 @@
+//! What is kept on disk: the versioned model registry (manifests, model files, the
+//! active pointer) and the moderators' feedback store.
+
+pub mod feedback;
+pub mod layout;
+mod registry;
+
+pub use registry::*;

@@ -1,0 +1,652 @@
+//! The model registry: one folder per version, an active-version pointer, atomic writes.
+//!
+//! ```text
+//! REGISTRY/
+//!   ACTIVE                 active version number (replaced atomically)
+//!   versions/v0001/        manifest.ron, model.bin, holdout.bin
+//!   versions/v0002/ ...
+//!   staging/               versions being written (cleared of leftovers on open)
+//!   registry.lock          held while writing
+//! ```
+//! A version folder is written completely in `staging/`, fsynced, then renamed into
+//! `versions/` in one step, so a crash never leaves a half-written version behind a
+//! name. Model and holdout files are checked against the SHA-256 in the manifest on
+//! every load: a truncated or corrupted file is reported, never loaded. See
+//! `models/README.md` for the format.
+
+use crate::data::DataSource;
+use crate::eval::metrics::Metrics;
+use crate::model::forest::ForestParams;
+use crate::model::{Model, ModelError};
+use crate::util::hash::sha256_hex;
+use serde::{Deserialize, Serialize};
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::store::layout::{HOLDOUT_FILE, Layout, MANIFEST_FILE, MODEL_FILE};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{path}: {message}")]
+    Io { path: String, message: String },
+    #[error("{path}: manifest is unreadable: {message}")]
+    Manifest { path: String, message: String },
+    #[error(
+        "{path}: checksum mismatch (expected {expected}, found {actual}); the file is truncated or corrupted"
+    )]
+    Checksum {
+        path: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("{path}: {source}")]
+    Model { path: String, source: ModelError },
+    #[error("registry {0} has no model version yet; run `spamscope train` first")]
+    NoVersions(String),
+    #[error("version {0} does not exist in the registry")]
+    NoSuchVersion(u32),
+}
+
+fn io_err(path: &Path, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Io {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// A file of a version, with its checksum.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileRef {
+    pub name: String,
+    pub sha256: String,
+    pub bytes: u64,
+}
+
+/// How the holdout metrics were measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Evaluation {
+    /// A stratified split of the training data.
+    Split { test_fraction: f64, seed: u64 },
+    /// A separate test file.
+    TestFile { source: DataSource },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum Status {
+    /// Trained and registered (active or not is the ACTIVE pointer's business).
+    #[default]
+    Registered,
+    /// Failed a promotion gate; kept for the record.
+    Rejected,
+    /// Was active until a moderator rolled back to an earlier version.
+    RolledBack,
+}
+
+/// How a version did on the held-out slice of moderators' feedback.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct FeedbackEval {
+    pub records: usize,
+    /// Mean squared error of the probability against the moderators' labels.
+    pub brier: f64,
+    /// Share of records where the verdict matches the moderators' label.
+    pub accuracy: f64,
+    /// ROC-AUC, when the slice holds both classes.
+    pub roc_auc: Option<f64>,
+}
+
+/// The promotion gate's inputs and decision for a retrained candidate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Gate {
+    /// The version the candidate was compared with (the active one).
+    pub against: u32,
+    pub base_auc_active: f64,
+    pub base_auc_candidate: f64,
+    pub max_auc_drop: f64,
+    pub feedback_active: Option<FeedbackEval>,
+    pub feedback_candidate: Option<FeedbackEval>,
+    pub promoted: bool,
+    pub reason: String,
+}
+
+/// Everything known about one model version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub version: u32,
+    pub parent: Option<u32>,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+    pub data: DataSource,
+    pub train_rows: usize,
+    pub train_positives: usize,
+    pub test_rows: usize,
+    pub evaluation: Evaluation,
+    pub params: ForestParams,
+    pub train_seconds: f64,
+    pub imputation_medians: Vec<f64>,
+    /// Decision threshold: spam when probability > threshold.
+    pub threshold: f64,
+    /// Holdout metrics at `threshold`.
+    pub metrics: Metrics,
+    /// (feature id, importance), in column order.
+    pub importance: Vec<(String, f64)>,
+    pub model_file: FileRef,
+    pub holdout_file: FileRef,
+    #[serde(default)]
+    pub status: Status,
+    #[serde(default)]
+    pub status_reason: Option<String>,
+    /// Feedback records used to train this version.
+    #[serde(default)]
+    pub feedback_used: usize,
+    /// The promotion gate, for versions made by retraining on feedback.
+    #[serde(default)]
+    pub gate: Option<Gate>,
+    /// Distribution of each feature in the training rows (reference for drift).
+    #[serde(default)]
+    pub profiles: Option<Vec<crate::eval::monitor::FeatureProfile>>,
+    /// What was fitted. Absent in versions made before the model comparison existed:
+    /// those are forests with `params`.
+    #[serde(default)]
+    pub recipe: Option<crate::model::recipe::Recipe>,
+}
+
+impl Manifest {
+    /// active / previous / rejected / rolled back, as the version lists show it.
+    pub fn status_name(&self, active: Option<u32>) -> &'static str {
+        if Some(self.version) == active {
+            return "active";
+        }
+        match self.status {
+            Status::Registered => "previous",
+            Status::Rejected => "rejected",
+            Status::RolledBack => "rolled back",
+        }
+    }
+
+    /// The recipe to retrain this version with.
+    pub fn recipe(&self) -> crate::model::recipe::Recipe {
+        self.recipe
+            .clone()
+            .unwrap_or_else(|| crate::model::recipe::Recipe::forest(self.params.clone()))
+    }
+
+    /// "random forest, 300 trees, balanced weights" etc.
+    pub fn model_kind(&self) -> String {
+        self.recipe().describe()
+    }
+}
+
+/// Holdout predictions of a version (for curves and threshold tuning).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Holdout {
+    pub user_ids: Vec<i64>,
+    pub labels: Vec<u8>,
+    pub scores: Vec<f64>,
+}
+
+/// A version folder as listed: its manifest, or why it cannot be read.
+#[derive(Debug)]
+pub struct Entry {
+    pub version: u32,
+    pub manifest: Result<Manifest, StoreError>,
+}
+
+/// What a caller provides to register a version; the registry fills in the number,
+/// parent, time and file references.
+pub struct NewVersion<'a> {
+    pub model: &'a Model,
+    pub holdout: &'a Holdout,
+    pub data: DataSource,
+    pub train_rows: usize,
+    pub train_positives: usize,
+    pub evaluation: Evaluation,
+    pub params: ForestParams,
+    pub train_seconds: f64,
+    pub threshold: f64,
+    pub metrics: Metrics,
+    pub status: Status,
+    pub status_reason: Option<String>,
+    pub feedback_used: usize,
+    pub gate: Option<Gate>,
+    pub profiles: Option<Vec<crate::eval::monitor::FeatureProfile>>,
+    pub recipe: Option<crate::model::recipe::Recipe>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Registry {
+    layout: Layout,
+}
+
+impl Registry {
+    /// The default location: `$SPAMSCOPE_HOME`, else the platform data directory.
+    pub fn default_root() -> PathBuf {
+        if let Some(h) = std::env::var_os("SPAMSCOPE_HOME").filter(|h| !h.is_empty()) {
+            return PathBuf::from(h);
+        }
+        dirs::data_dir()
+            .unwrap_or_else(|| PathBuf::from("."))
+            .join("spamscope")
+    }
+
+    /// Opens (creating if needed) a registry and clears leftovers of interrupted writes.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Registry, StoreError> {
+        let reg = Registry {
+            layout: Layout::new(root),
+        };
+        for d in [reg.versions_dir(), reg.staging_dir()] {
+            fs::create_dir_all(&d).map_err(|e| io_err(&d, e))?;
+        }
+        let _lock = reg.lock()?;
+        if let Ok(rd) = fs::read_dir(reg.staging_dir()) {
+            for e in rd.flatten() {
+                let _ = fs::remove_dir_all(e.path());
+            }
+        }
+        Ok(reg)
+    }
+
+    pub fn root(&self) -> &Path {
+        self.layout.root()
+    }
+    /// Where everything under the registry lives.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+    fn versions_dir(&self) -> PathBuf {
+        self.layout.versions_dir()
+    }
+    fn staging_dir(&self) -> PathBuf {
+        self.layout.staging_dir()
+    }
+    pub fn version_dir(&self, v: u32) -> PathBuf {
+        self.layout.version_dir(v)
+    }
+
+    /// Exclusive lock for writers (released on drop).
+    fn lock(&self) -> Result<File, StoreError> {
+        let p = self.layout.lock();
+        let f = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&p)
+            .map_err(|e| io_err(&p, e))?;
+        f.lock().map_err(|e| io_err(&p, e))?;
+        Ok(f)
+    }
+
+    /// Version numbers present, ascending.
+    pub fn version_numbers(&self) -> Result<Vec<u32>, StoreError> {
+        let dir = self.versions_dir();
+        let mut v: Vec<u32> = fs::read_dir(&dir)
+            .map_err(|e| io_err(&dir, e))?
+            .flatten()
+            .filter_map(|e| Layout::parse_version_dir(e.file_name().to_str()?))
+            .collect();
+        v.sort_unstable();
+        Ok(v)
+    }
+
+    /// Every version with its manifest (or the reason it cannot be read).
+    pub fn list(&self) -> Result<Vec<Entry>, StoreError> {
+        Ok(self
+            .version_numbers()?
+            .into_iter()
+            .map(|v| Entry {
+                version: v,
+                manifest: self.manifest(v),
+            })
+            .collect())
+    }
+
+    pub fn manifest(&self, v: u32) -> Result<Manifest, StoreError> {
+        let dir = self.version_dir(v);
+        if !dir.is_dir() {
+            return Err(StoreError::NoSuchVersion(v));
+        }
+        let p = self.layout.manifest(v);
+        let text = fs::read_to_string(&p).map_err(|e| io_err(&p, e))?;
+        let m: Manifest = ron::from_str(&text).map_err(|e| StoreError::Manifest {
+            path: p.display().to_string(),
+            message: e.to_string(),
+        })?;
+        if m.version != v {
+            return Err(StoreError::Manifest {
+                path: p.display().to_string(),
+                message: format!("it describes version {}, not {v}", m.version),
+            });
+        }
+        Ok(m)
+    }
+
+    /// The active version number, if any.
+    pub fn active(&self) -> Result<Option<u32>, StoreError> {
+        let p = self.layout.active();
+        match fs::read_to_string(&p) {
+            Ok(s) => s
+                .trim()
+                .parse()
+                .map(Some)
+                .map_err(|_| StoreError::Manifest {
+                    path: p.display().to_string(),
+                    message: format!("active pointer {:?} is not a version number", s.trim()),
+                }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err(&p, e)),
+        }
+    }
+
+    /// Makes `v` the active version (atomically).
+    pub fn set_active(&self, v: u32) -> Result<(), StoreError> {
+        let _lock = self.lock()?;
+        self.manifest(v)?;
+        write_atomic(&self.layout.active(), format!("{v}\n").as_bytes())
+    }
+
+    /// Reads a file of version `v` and checks it against the manifest's checksum.
+    fn read_checked(&self, v: u32, file: &FileRef) -> Result<Vec<u8>, StoreError> {
+        let p = self.layout.version_file(v, &file.name);
+        let bytes = fs::read(&p).map_err(|e| io_err(&p, e))?;
+        let actual = sha256_hex(&bytes);
+        if actual != file.sha256 {
+            return Err(StoreError::Checksum {
+                path: p.display().to_string(),
+                expected: file.sha256.clone(),
+                actual,
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Loads and verifies version `v`.
+    pub fn load(&self, v: u32) -> Result<(Manifest, Model), StoreError> {
+        let m = self.manifest(v)?;
+        let bytes = self.read_checked(v, &m.model_file)?;
+        let model = Model::from_bytes(&bytes).map_err(|source| StoreError::Model {
+            path: self
+                .layout
+                .version_file(v, MODEL_FILE)
+                .display()
+                .to_string(),
+            source,
+        })?;
+        Ok((m, model))
+    }
+
+    /// Loads the active version (error if there is none).
+    pub fn load_active(&self) -> Result<(Manifest, Model), StoreError> {
+        let v = self
+            .active()?
+            .ok_or_else(|| StoreError::NoVersions(self.root().display().to_string()))?;
+        self.load(v)
+    }
+
+    /// Loads version `v`, or the active one.
+    pub fn load_version(&self, v: Option<u32>) -> Result<(Manifest, Model), StoreError> {
+        match v {
+            Some(v) => self.load(v),
+            None => self.load_active(),
+        }
+    }
+
+    pub fn load_holdout(&self, v: u32) -> Result<Holdout, StoreError> {
+        let m = self.manifest(v)?;
+        let bytes = self.read_checked(v, &m.holdout_file)?;
+        let p = self.layout.version_file(v, HOLDOUT_FILE);
+        postcard::from_bytes(&bytes).map_err(|e| io_err(&p, format!("corrupted: {e}")))
+    }
+
+    /// Writes a new version (number = highest + 1, parent = the active version) and, if
+    /// `activate`, makes it active. Returns its manifest.
+    pub fn register(&self, new: NewVersion<'_>, activate: bool) -> Result<Manifest, StoreError> {
+        let model_bytes = new.model.to_bytes();
+        let holdout_bytes =
+            postcard::to_allocvec(new.holdout).expect("serialising to memory cannot fail");
+        let _lock = self.lock()?;
+        let version = self.version_numbers()?.last().copied().unwrap_or(0) + 1;
+        let parent = self.active()?;
+        let manifest = Manifest {
+            version,
+            parent,
+            created_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            data: new.data,
+            train_rows: new.train_rows,
+            train_positives: new.train_positives,
+            test_rows: new.holdout.labels.len(),
+            evaluation: new.evaluation,
+            params: new.params,
+            train_seconds: new.train_seconds,
+            imputation_medians: new.model.imputer.medians.clone(),
+            threshold: new.threshold,
+            metrics: new.metrics,
+            importance: crate::data::catalog::catalog()
+                .ids()
+                .map(str::to_string)
+                .zip(new.model.importance().iter().copied())
+                .collect(),
+            model_file: FileRef {
+                name: MODEL_FILE.into(),
+                sha256: sha256_hex(&model_bytes),
+                bytes: model_bytes.len() as u64,
+            },
+            holdout_file: FileRef {
+                name: HOLDOUT_FILE.into(),
+                sha256: sha256_hex(&holdout_bytes),
+                bytes: holdout_bytes.len() as u64,
+            },
+            status: new.status,
+            status_reason: new.status_reason,
+            feedback_used: new.feedback_used,
+            gate: new.gate,
+            profiles: new.profiles,
+            recipe: new.recipe,
+        };
+        let stage = self.layout.staging_version(version, std::process::id());
+        fs::create_dir_all(&stage).map_err(|e| io_err(&stage, e))?;
+        write_synced(&stage.join(MODEL_FILE), &model_bytes)?;
+        write_synced(&stage.join(HOLDOUT_FILE), &holdout_bytes)?;
+        write_synced(
+            &stage.join(MANIFEST_FILE),
+            manifest_text(&manifest).as_bytes(),
+        )?;
+        sync_dir(&stage)?;
+        let dest = self.version_dir(version);
+        fs::rename(&stage, &dest).map_err(|e| io_err(&dest, e))?;
+        sync_dir(&self.versions_dir())?;
+        if activate {
+            write_atomic(&self.layout.active(), format!("{version}\n").as_bytes())?;
+        }
+        Ok(manifest)
+    }
+
+    /// Makes an earlier (or any other) version active again. The version that was
+    /// active is marked as rolled back; the target's own rolled-back mark is cleared.
+    pub fn rollback(&self, to: u32) -> Result<Manifest, StoreError> {
+        // Check the target loads (checksums, structure) before touching anything.
+        self.load(to)?;
+        let _lock = self.lock()?;
+        let previous = self.active()?;
+        if previous == Some(to) {
+            return self.manifest(to);
+        }
+        write_atomic(&self.layout.active(), format!("{to}\n").as_bytes())?;
+        let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+        if let Some(p) = previous
+            && let Ok(mut m) = self.manifest(p)
+            && m.status == Status::Registered
+        {
+            m.status = Status::RolledBack;
+            m.status_reason = Some(format!("rolled back to v{to} at {now}"));
+            write_atomic(&self.layout.manifest(p), manifest_text(&m).as_bytes())?;
+        }
+        let mut target = self.manifest(to)?;
+        if target.status == Status::RolledBack {
+            target.status = Status::Registered;
+            target.status_reason = None;
+            write_atomic(&self.layout.manifest(to), manifest_text(&target).as_bytes())?;
+        }
+        Ok(target)
+    }
+
+    /// Rewrites a version's manifest (e.g. a new threshold), atomically.
+    pub fn update_manifest(&self, m: &Manifest) -> Result<(), StoreError> {
+        let _lock = self.lock()?;
+        self.manifest(m.version)?;
+        write_atomic(
+            &self.layout.manifest(m.version),
+            manifest_text(m).as_bytes(),
+        )
+    }
+}
+
+fn manifest_text(m: &Manifest) -> String {
+    let pretty = ron::ser::PrettyConfig::new().depth_limit(3);
+    ron::ser::to_string_pretty(m, pretty).expect("a manifest always serialises")
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let mut f = File::create(path).map_err(|e| io_err(path, e))?;
+    f.write_all(bytes).map_err(|e| io_err(path, e))?;
+    f.sync_all().map_err(|e| io_err(path, e))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    // Directory fsync makes renames durable (best effort where unsupported).
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `path` atomically: temp file in the same folder, fsync, rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
+        std::process::id()
+    ));
+    write_synced(&tmp, bytes)?;
+    fs::rename(&tmp, path).map_err(|e| io_err(path, e))?;
+    sync_dir(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eval::metrics::Metrics;
+    use crate::model::test_support::small_model;
+
+    fn register(reg: &Registry, model: &Model, activate: bool) -> Manifest {
+        let holdout = Holdout {
+            user_ids: vec![1, 2, 3, 4],
+            labels: vec![0, 1, 0, 1],
+            scores: vec![0.1, 0.9, 0.2, 0.4],
+        };
+        let metrics = Metrics::from_scores(&holdout.labels, &holdout.scores, 0.5).unwrap();
+        reg.register(
+            NewVersion {
+                model,
+                holdout: &holdout,
+                data: DataSource {
+                    kind: crate::data::SourceKind::Csv {
+                        path: "x.csv".into(),
+                    },
+                    sha256: "00".into(),
+                },
+                train_rows: 10,
+                train_positives: 2,
+                evaluation: Evaluation::Split {
+                    test_fraction: 0.2,
+                    seed: 1,
+                },
+                params: ForestParams::default(),
+                train_seconds: 0.5,
+                threshold: 0.5,
+                metrics,
+                status: Status::Registered,
+                status_reason: None,
+                feedback_used: 0,
+                gate: None,
+                profiles: None,
+                recipe: None,
+            },
+            activate,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn register_load_activate_and_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = Registry::open(dir.path()).unwrap();
+        assert!(matches!(reg.load_active(), Err(StoreError::NoVersions(_))));
+        let (model, _) = small_model();
+        let m1 = register(&reg, &model, true);
+        assert_eq!((m1.version, m1.parent), (1, None));
+        let m2 = register(&reg, &model, false);
+        assert_eq!((m2.version, m2.parent), (2, Some(1)));
+        assert_eq!(reg.active().unwrap(), Some(1));
+        reg.set_active(2).unwrap();
+        let (m, loaded) = reg.load_active().unwrap();
+        assert_eq!(m, m2);
+        assert_eq!(loaded, model);
+        assert_eq!(reg.load_holdout(2).unwrap().labels, vec![0, 1, 0, 1]);
+        assert_eq!(reg.list().unwrap().len(), 2);
+        assert!(matches!(
+            reg.set_active(9),
+            Err(StoreError::NoSuchVersion(9))
+        ));
+        // Threshold updates persist.
+        let mut changed = m2.clone();
+        changed.threshold = 0.3;
+        reg.update_manifest(&changed).unwrap();
+        assert_eq!(reg.manifest(2).unwrap().threshold, 0.3);
+        // Nothing is left in staging, and reopening keeps everything.
+        assert_eq!(fs::read_dir(dir.path().join("staging")).unwrap().count(), 0);
+        let again = Registry::open(dir.path()).unwrap();
+        assert_eq!(again.active().unwrap(), Some(2));
+    }
+
+    #[test]
+    fn corrupted_or_truncated_files_are_detected() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = Registry::open(dir.path()).unwrap();
+        let (model, _) = small_model();
+        register(&reg, &model, true);
+        let path = reg.version_dir(1).join(MODEL_FILE);
+        let bytes = fs::read(&path).unwrap();
+        fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+        let err = reg.load(1).unwrap_err();
+        assert!(matches!(err, StoreError::Checksum { .. }), "{err}");
+        assert!(err.to_string().contains("model.bin"), "{err}");
+        // A damaged manifest names the file.
+        fs::write(&path, &bytes).unwrap();
+        reg.load(1).unwrap();
+        let mpath = reg.version_dir(1).join(MANIFEST_FILE);
+        let text = fs::read_to_string(&mpath).unwrap();
+        fs::write(&mpath, &text[..text.len() / 3]).unwrap();
+        let err = reg.load(1).unwrap_err();
+        assert!(err.to_string().contains("manifest.ron"), "{err}");
+        assert!(reg.list().unwrap()[0].manifest.is_err());
+        // A bad active pointer is an error, not a panic.
+        fs::write(dir.path().join(crate::store::layout::ACTIVE_FILE), "banana").unwrap();
+        assert!(reg.active().is_err());
+    }
+
+    #[test]
+    fn interrupted_writes_leave_no_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = Registry::open(dir.path()).unwrap();
+        // Simulate a crash mid-write: a half-written staging folder.
+        let stale = dir.path().join("staging").join("v0001-999");
+        fs::create_dir_all(&stale).unwrap();
+        fs::write(stale.join(MODEL_FILE), b"partial").unwrap();
+        let reg2 = Registry::open(dir.path()).unwrap();
+        assert!(reg2.version_numbers().unwrap().is_empty());
+        assert!(!stale.exists());
+        let (model, _) = small_model();
+        assert_eq!(register(&reg, &model, true).version, 1);
+    }
+}

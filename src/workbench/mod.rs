@@ -1,0 +1,1002 @@
+//! The app's state and background work, independent of any GUI toolkit.
+//!
+//! The [`Workbench`] owns the loaded dataset, the active model version, feedback
+//! statistics and the running jobs. Commands (`open_dataset`, `train_now`, ...) start jobs
+//! on worker threads (`jobs`); every step they take is an `ops` function, the same one the
+//! command line calls. Jobs report progress and results over a channel and call the
+//! `notify` callback (the app passes `Context::request_repaint`). The GUI calls
+//! [`Workbench::poll`] (`poll`) once per frame to apply what arrived: nothing ever blocks
+//! the UI thread on I/O, statistics or training. Two long-lived threads, the TreeSHAP
+//! `explainer` and the retrain `watcher`, end when the workbench is dropped.
+
+mod explainer;
+mod jobs;
+mod poll;
+mod watcher;
+
+pub use jobs::{Job, JobKind};
+
+use crate::data::Dataset;
+use crate::data::eda::{self, Eda};
+use crate::data::synth::{SynthParams, default_dataset};
+use crate::eval::monitor::Drift;
+use crate::model::Model;
+use crate::model::explain::{Explanation, Method};
+use crate::ops::compare::{Comparison, Saved};
+use crate::ops::online::OnlineLearningConfig;
+use crate::ops::score::Queue;
+use crate::ops::train::{TrainConfig, train_and_register};
+use crate::store::feedback::{FeedbackStats, FeedbackStore, NewFeedback, Origin};
+use crate::store::{Holdout, Manifest, Registry};
+use crate::util::progress::Reporter;
+use explainer::Explainer;
+use jobs::JobCtx;
+use poll::Msg;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::time::Instant;
+use watcher::Watcher;
+
+/// Called by workers when something arrived (the app requests a repaint).
+pub type Notify = Arc<dyn Fn() + Send + Sync>;
+
+#[derive(Debug, Clone)]
+pub struct WorkbenchConfig {
+    pub registry_root: PathBuf,
+    /// A CSV to load at start (the last one the user opened); the synthetic default
+    /// dataset otherwise.
+    pub dataset: Option<PathBuf>,
+    /// Size and seed of the synthetic default dataset.
+    pub synth: SynthParams,
+    /// How first-start training and "Train now" train.
+    pub train: TrainConfig,
+}
+
+/// The active model version with what the screens need of it.
+#[derive(Clone)]
+pub struct ActiveModel {
+    pub manifest: Manifest,
+    pub model: Arc<Model>,
+    pub holdout: Option<Arc<Holdout>>,
+}
+
+/// Something the user should read: an error, or the result of an action.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Notice {
+    Info(String),
+    Error(String),
+}
+
+/// One row of the version history.
+#[derive(Debug, Clone)]
+pub struct VersionRow {
+    pub version: u32,
+    /// The manifest, or why it cannot be read.
+    pub manifest: Result<Manifest, Arc<crate::store::StoreError>>,
+}
+
+pub struct Workbench {
+    pub config: WorkbenchConfig,
+    pub registry: Option<Registry>,
+    pub data: Option<Arc<Dataset>>,
+    pub eda: Option<Arc<Eda>>,
+    pub active: Option<ActiveModel>,
+    pub feedback: Option<FeedbackStats>,
+    pub jobs: Vec<Job>,
+    /// Notices not yet shown; the GUI takes them.
+    pub notices: Vec<Notice>,
+    /// The newest explanation and the key (inputs + version) it belongs to.
+    pub explanation: Option<(u64, Explanation)>,
+    explain_requested: Option<u64>,
+    explainer: Explainer,
+    watcher: Option<Watcher>,
+    /// Held by the explainer and watcher threads while they run.
+    threads_alive: Arc<()>,
+    /// Every version in the registry and the active one (refreshed after changes).
+    pub versions: Vec<VersionRow>,
+    pub active_version: Option<u32>,
+    /// Online-learning settings of the registry.
+    pub online: Option<OnlineLearningConfig>,
+    /// Holdout predictions of versions asked for by the comparison view.
+    pub holdouts: std::collections::HashMap<u32, Arc<Holdout>>,
+    holdouts_requested: std::collections::HashSet<u32>,
+    /// The review queue: the last scored file.
+    pub queue: Option<Arc<Queue>>,
+    /// Latency, errors, recently scored accounts.
+    pub monitor: crate::eval::monitor::Monitor,
+    pub drift: Option<Arc<Drift>>,
+    drift_requested: Option<u64>,
+    pub agreement: Vec<crate::store::feedback::AgreementPoint>,
+    /// The last comparison run in this session, with its trained models (promotable),
+    /// and the data it ran on.
+    pub comparison: Option<(Arc<Comparison>, Arc<Dataset>)>,
+    /// The latest comparison's table and curves (this session's, or the registry's
+    /// saved one after a restart).
+    pub saved_comparison: Option<Arc<Saved>>,
+    /// The last report folder written.
+    pub last_report: Option<PathBuf>,
+    tx: Sender<Msg>,
+    rx: Receiver<Msg>,
+    notify: Notify,
+    next_id: u64,
+}
+
+/// A key identifying an explanation request: the inputs and the model version.
+pub fn explain_key(x: &[f64], version: u32) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    version.hash(&mut h);
+    for v in x {
+        v.to_bits().hash(&mut h);
+    }
+    h.finish()
+}
+
+impl Workbench {
+    pub fn new(config: WorkbenchConfig, notify: Notify) -> Workbench {
+        let (tx, rx) = channel();
+        let threads_alive = Arc::new(());
+        let explainer = Explainer::new(tx.clone(), notify.clone(), threads_alive.clone());
+        Workbench {
+            config,
+            registry: None,
+            data: None,
+            eda: None,
+            active: None,
+            feedback: None,
+            jobs: Vec::new(),
+            notices: Vec::new(),
+            explanation: None,
+            explain_requested: None,
+            explainer,
+            watcher: None,
+            threads_alive,
+            versions: Vec::new(),
+            active_version: None,
+            online: None,
+            holdouts: Default::default(),
+            holdouts_requested: Default::default(),
+            queue: None,
+            monitor: Default::default(),
+            drift: None,
+            drift_requested: None,
+            agreement: Vec::new(),
+            comparison: None,
+            saved_comparison: None,
+            last_report: None,
+            tx,
+            rx,
+            notify,
+            next_id: 1,
+        }
+    }
+
+    /// Opens the registry, loads the start-up data and the active model (training the
+    /// reference forest first when the registry is empty).
+    pub fn start(&mut self) {
+        let registry = match Registry::open(&self.config.registry_root) {
+            Ok(r) => r,
+            Err(e) => {
+                self.notices.push(Notice::Error(format!(
+                    "cannot open the model registry: {e}"
+                )));
+                return;
+            }
+        };
+        self.registry = Some(registry.clone());
+        self.watcher = Some(Watcher::start(
+            registry.clone(),
+            self.tx.clone(),
+            self.notify.clone(),
+            self.threads_alive.clone(),
+        ));
+        let config = self.config.clone();
+        self.spawn(JobKind::Setup, move |ctx| {
+            let data = match &config.dataset {
+                Some(p) if p.exists() => {
+                    ctx.reporter.stage("loading dataset", 0, 1);
+                    match Dataset::load_csv(p) {
+                        Ok(d) => Some(d),
+                        Err(e) => {
+                            ctx.error(format!(
+                                "could not reopen {}: {e}; using the synthetic default data",
+                                p.display()
+                            ));
+                            None
+                        }
+                    }
+                }
+                _ => None,
+            };
+            let data = Arc::new(data.unwrap_or_else(|| {
+                ctx.reporter.stage("generating", 0, 1);
+                default_dataset(config.synth)
+            }));
+            ctx.send(Msg::Dataset(data.clone()));
+            match registry.active() {
+                Ok(Some(_)) => {
+                    ctx.reporter.stage("loading model", 0, 1);
+                    match load_active(&registry) {
+                        Ok(a) => ctx.send(Msg::Model(a)),
+                        Err(e) => ctx.error(format!("the active model cannot be used: {e}")),
+                    }
+                }
+                Ok(None) => train_new_version(ctx, &registry, &data, &config.train),
+                Err(e) => ctx.error(e.to_string()),
+            }
+            send_feedback_stats(ctx, &registry);
+            send_versions(ctx, &registry);
+            match crate::ops::compare::load_latest(registry.root()) {
+                Ok(Some(s)) => ctx.send(Msg::SavedComparison(Arc::new(s))),
+                Ok(None) => {}
+                Err(e) => ctx.error(format!("the saved model comparison cannot be read: {e}")),
+            }
+            match OnlineLearningConfig::load(&registry) {
+                Ok(c) => ctx.send(Msg::Online(c)),
+                Err(e) => ctx.error(format!("{e}; using the default online-learning settings")),
+            }
+        });
+    }
+
+    /// Retrains from feedback now (one retrain at a time); the candidate becomes
+    /// active only if it passes the gate.
+    pub fn retrain_now(&mut self) {
+        let Some(registry) = self.registry.clone() else {
+            return;
+        };
+        if !self.may_train() {
+            return;
+        }
+        let cfg = self.online.clone().unwrap_or_default();
+        self.spawn(JobKind::Retrain, move |ctx| {
+            match crate::ops::online::retrain(&registry, &cfg, &ctx.reporter) {
+                Ok(o) => {
+                    if o.promoted {
+                        match load_active(&registry) {
+                            Ok(a) => ctx.send(Msg::Model(a)),
+                            Err(e) => ctx.error(format!("the new version cannot be loaded: {e}")),
+                        }
+                        ctx.info(format!("v{} {}", o.candidate.version, o.reason));
+                    } else {
+                        ctx.error(format!(
+                            "v{} was not activated: {}",
+                            o.candidate.version, o.reason
+                        ));
+                    }
+                }
+                Err(e) => ctx.failed(
+                    e,
+                    "retraining cancelled; the active version is unchanged",
+                    "retraining failed",
+                ),
+            }
+            send_versions(ctx, &registry);
+            send_feedback_stats(ctx, &registry);
+        });
+    }
+
+    /// Makes version `v` active.
+    pub fn rollback(&mut self, v: u32) {
+        let Some(registry) = self.registry.clone() else {
+            return;
+        };
+        self.spawn(JobKind::Rollback, move |ctx| {
+            match registry
+                .rollback(v)
+                .map_err(crate::Error::from)
+                .and_then(|_| load_active(&registry))
+            {
+                Ok(a) => {
+                    ctx.send(Msg::Model(a));
+                    ctx.info(format!("version {v} is active"));
+                }
+                Err(e) => ctx.error(format!("could not activate version {v}: {e}")),
+            }
+            send_versions(ctx, &registry);
+        });
+    }
+
+    /// Validates and saves online-learning settings.
+    pub fn save_online(&mut self, cfg: OnlineLearningConfig) {
+        let Some(registry) = self.registry.clone() else {
+            return;
+        };
+        self.spawn(JobKind::Registry, move |ctx| match cfg.save(&registry) {
+            Ok(()) => {
+                ctx.send(Msg::Online(cfg));
+                ctx.info("online-learning settings saved".into());
+            }
+            Err(e) => ctx.error(format!("settings not saved: {e}")),
+        });
+    }
+
+    /// Scores a file of accounts (or the loaded data when `path` is None) with the active
+    /// version for the review queue: probabilities and the top three contributions
+    /// (path attribution) of every account.
+    pub fn score_queue(&mut self, path: Option<PathBuf>) {
+        let Some(active) = self.active.clone() else {
+            self.notices
+                .push(Notice::Error("no active model to score with".into()));
+            return;
+        };
+        let loaded = self.data.clone();
+        self.spawn(JobKind::Queue, move |ctx| {
+            let data = match path {
+                Some(p) => {
+                    ctx.reporter.stage("reading", 0, 1);
+                    match Dataset::load_csv(&p) {
+                        Ok(d) => Arc::new(d),
+                        Err(e) => {
+                            return ctx.error(format!("could not open the accounts file: {e}"));
+                        }
+                    }
+                }
+                None => match loaded {
+                    Some(d) => d,
+                    None => return ctx.error("no data loaded".into()),
+                },
+            };
+            match crate::ops::score::score_batch(
+                &data,
+                &active.model,
+                active.manifest.version,
+                active.manifest.threshold,
+                3,
+                Method::PathAttribution,
+                &ctx.reporter,
+            ) {
+                Ok(b) => {
+                    ctx.info(format!(
+                        "scored {} accounts in {:.1} s ({:.0} accounts/s) with v{}",
+                        b.len(),
+                        b.seconds,
+                        b.rows_per_second(),
+                        b.version
+                    ));
+                    ctx.send(Msg::Queue(Arc::new(Queue::new(data, b))));
+                }
+                Err(e) => ctx.failed(e, "scoring cancelled", "scoring failed"),
+            }
+        });
+    }
+
+    /// Stores moderators' verdict on queue rows as feedback, in one transaction.
+    pub fn queue_feedback(&mut self, rows: Vec<usize>, true_label: u8) {
+        let (Some(registry), Some(q)) = (self.registry.clone(), self.queue.clone()) else {
+            return;
+        };
+        if rows.is_empty() {
+            return;
+        }
+        self.spawn(JobKind::Feedback, move |ctx| {
+            let records = crate::ops::feedback::records(
+                &q.data,
+                &rows,
+                |_| true_label,
+                Some(&q.batch),
+                "bulk review from the queue",
+                Origin::Queue,
+            );
+            store_feedback(ctx, &registry, &records, |ids| {
+                format!(
+                    "{} account(s) recorded as {}",
+                    ids.len(),
+                    if true_label == 1 {
+                        "spammers"
+                    } else {
+                        "legitimate"
+                    }
+                )
+            });
+        });
+    }
+
+    /// Writes the queue rows `rows` (in that order) to a CSV.
+    pub fn export_queue(&mut self, path: PathBuf, rows: Vec<usize>) {
+        let Some(q) = self.queue.clone() else { return };
+        self.spawn(
+            JobKind::Export,
+            move |ctx| match crate::ops::score::write_batch_csv(
+                &q.data,
+                &q.batch,
+                Some(&rows),
+                &path,
+            ) {
+                Ok(()) => ctx.info(format!(
+                    "wrote {} ({} accounts)",
+                    path.display(),
+                    rows.len()
+                )),
+                Err(e) => ctx.error(format!("export failed: {e}")),
+            },
+        );
+    }
+
+    /// Scores one account for the gauge and records the latency and inputs.
+    pub fn score_one(&mut self, x: &[f64]) -> Option<f64> {
+        let model = self.active.as_ref()?.model.clone();
+        let start = Instant::now();
+        let p = model.predict_one(x);
+        self.monitor
+            .record_scoring(start.elapsed().as_secs_f64() * 1e6, x);
+        Some(p)
+    }
+
+    /// Computes drift (PSI per feature) of the accounts scored recently (the review
+    /// queue's file and the accounts scored one by one) against the active version's
+    /// training data, in the background; cheap to call every frame.
+    pub fn request_drift(&mut self) {
+        let Some(active) = &self.active else { return };
+        let Some(profiles) = active.manifest.profiles.clone() else {
+            return;
+        };
+        let queue = self.queue.clone();
+        let singles = self.monitor.recent_len();
+        let key = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            active.manifest.version.hash(&mut h);
+            queue.as_ref().map(|q| Arc::as_ptr(q) as usize).hash(&mut h);
+            singles.hash(&mut h);
+            h.finish()
+        };
+        if self.drift_requested == Some(key) || (queue.is_none() && singles == 0) {
+            return;
+        }
+        self.drift_requested = Some(key);
+        let recent = self.monitor.recent_columns();
+        let version = active.manifest.version;
+        self.spawn(JobKind::Statistics, move |ctx| {
+            ctx.reporter.stage("drift", 0, 1);
+            let also = queue.as_ref().map(|q| q.data.columns.as_slice());
+            let d = Drift::measure(version, &profiles, recent, also);
+            ctx.send(Msg::Drift(key, Arc::new(d)));
+        });
+    }
+
+    /// Loads the holdout predictions of version `v` (for the comparison view).
+    pub fn request_holdout(&mut self, v: u32) {
+        if self.holdouts.contains_key(&v) || !self.holdouts_requested.insert(v) {
+            return;
+        }
+        if let Some(a) = self.active.as_ref().filter(|a| a.manifest.version == v)
+            && let Some(h) = &a.holdout
+        {
+            self.holdouts.insert(v, h.clone());
+            return;
+        }
+        let Some(registry) = self.registry.clone() else {
+            return;
+        };
+        self.spawn(JobKind::Registry, move |ctx| {
+            match registry.load_holdout(v) {
+                Ok(h) => ctx.send(Msg::Holdout(v, Arc::new(h))),
+                Err(e) => ctx.error(format!("holdout of version {v}: {e}")),
+            }
+        });
+    }
+
+    /// Loads a CSV in the background; on failure the current data stays.
+    pub fn open_dataset(&mut self, path: PathBuf) {
+        self.spawn(JobKind::OpenDataset, move |ctx| {
+            ctx.reporter.stage("reading", 0, 1);
+            match Dataset::load_csv(&path) {
+                Ok(d) => {
+                    let warnings = d.warnings.len();
+                    ctx.send(Msg::Dataset(Arc::new(d)));
+                    ctx.info(format!(
+                        "opened {}{}",
+                        path.display(),
+                        if warnings > 0 {
+                            format!(" ({warnings} warning(s), see the data banner)")
+                        } else {
+                            String::new()
+                        }
+                    ));
+                }
+                Err(e) => ctx.error(format!(
+                    "could not open the dataset, keeping the current data: {e}"
+                )),
+            }
+        });
+    }
+
+    /// Switches to the synthetic default dataset (generated in the background).
+    pub fn use_synthetic(&mut self) {
+        let params = self.config.synth;
+        self.spawn(JobKind::OpenDataset, move |ctx| {
+            ctx.reporter.stage("generating", 0, 1);
+            ctx.send(Msg::Dataset(Arc::new(default_dataset(params))));
+        });
+    }
+
+    /// Trains a new version on the loaded data and makes it active.
+    pub fn train_now(&mut self) {
+        let (Some(registry), Some(data)) = (self.registry.clone(), self.data.clone()) else {
+            self.notices
+                .push(Notice::Error("no data loaded to train on".into()));
+            return;
+        };
+        if !self.may_train() {
+            return;
+        }
+        let cfg = self.config.train.clone();
+        self.spawn(JobKind::Train, move |ctx| {
+            train_new_version(ctx, &registry, &data, &cfg);
+            send_versions(ctx, &registry);
+        });
+    }
+
+    /// Trains and evaluates the named comparison candidates (all when `names` is empty)
+    /// on one stratified split of the loaded data; the models are kept for promotion.
+    pub fn run_comparison(&mut self, names: Vec<String>) {
+        let (Some(registry), Some(data)) = (self.registry.clone(), self.data.clone()) else {
+            self.notices
+                .push(Notice::Error("no data loaded to compare models on".into()));
+            return;
+        };
+        if !self.may_train() {
+            return;
+        }
+        let seed = self.config.train.params.seed;
+        let test_fraction = self.config.train.test_fraction;
+        self.spawn(JobKind::Compare, move |ctx| {
+            let run = crate::ops::compare::select_candidates(seed, &names).and_then(|c| {
+                crate::ops::compare::run(
+                    &registry,
+                    &data,
+                    &c,
+                    test_fraction,
+                    seed,
+                    true,
+                    &ctx.reporter,
+                )
+            });
+            match run {
+                Ok(c) => {
+                    if let Some(e) = &c.not_saved {
+                        ctx.error(format!("the comparison was not saved: {e}"));
+                    }
+                    let best = c.saved.best_auc.clone().unwrap_or_default();
+                    let failed = c.saved.failed.len();
+                    let trained = c.comparison.outcomes.len() - failed;
+                    ctx.send(Msg::Compared(
+                        Arc::new(c.comparison),
+                        data,
+                        Arc::new(c.saved),
+                    ));
+                    ctx.info(format!(
+                        "comparison finished: {trained} models, best ROC-AUC {best}{}",
+                        if failed > 0 {
+                            format!(", {failed} failed")
+                        } else {
+                            String::new()
+                        }
+                    ));
+                }
+                Err(e) => ctx.failed(e, "comparison cancelled", "comparison failed"),
+            }
+        });
+    }
+
+    /// Registers the compared model `name` as a new version and activates it.
+    pub fn promote(&mut self, name: &str) {
+        let (Some(registry), Some((cmp, data))) = (self.registry.clone(), self.comparison.clone())
+        else {
+            self.notices.push(Notice::Error(
+                "run the comparison in this session first: its models are kept in memory for promotion".into(),
+            ));
+            return;
+        };
+        if self.is_running(JobKind::Promote) || !self.may_train() {
+            return;
+        }
+        let name = name.to_string();
+        let test_fraction = self.config.train.test_fraction;
+        self.spawn(JobKind::Promote, move |ctx| {
+            ctx.reporter.stage("saving", 0, 1);
+            match crate::ops::compare::promote(&registry, &cmp, &data, &name, test_fraction) {
+                Ok((manifest, t)) => {
+                    let v = manifest.version;
+                    ctx.send(Msg::Model(ActiveModel {
+                        manifest,
+                        model: Arc::new(t.model.clone()),
+                        holdout: Some(Arc::new(t.holdout.clone())),
+                    }));
+                    ctx.info(format!("{name} registered as version {v} and activated"));
+                }
+                Err(e) => ctx.error(format!("{name} was not registered: {e}")),
+            }
+            send_versions(ctx, &registry);
+        });
+    }
+
+    /// Writes a report folder for the active version (to `dir`, or to the registry's
+    /// report folder when None): model card, charts, scored queue.
+    pub fn export_report(&mut self, dir: Option<PathBuf>) {
+        let (Some(registry), Some(active), Some(data)) = (
+            self.registry.clone(),
+            self.active.clone(),
+            self.data.clone(),
+        ) else {
+            self.notices.push(Notice::Error(
+                "a report needs an active model and loaded data".into(),
+            ));
+            return;
+        };
+        let eda = self.eda.clone();
+        let saved = self.saved_comparison.clone();
+        let feedback = self.feedback.clone();
+        self.spawn(JobKind::Report, move |ctx| {
+            let known = crate::ops::report::Known {
+                holdout: active.holdout.as_deref(),
+                eda: eda.as_deref(),
+                comparison: saved.as_deref(),
+                feedback,
+            };
+            match crate::ops::report::export(
+                &registry,
+                &active.manifest,
+                &active.model,
+                &data,
+                known,
+                dir,
+                &ctx.reporter,
+            ) {
+                Ok(w) => {
+                    ctx.info(format!("report written to {}", w.dir.display()));
+                    ctx.send(Msg::Report(w.dir));
+                }
+                Err(e) => ctx.error(format!("report not written: {e}")),
+            }
+        });
+    }
+
+    fn compute_statistics(&mut self, data: Arc<Dataset>) {
+        self.spawn(JobKind::Statistics, move |ctx| {
+            match eda::compute(&data, &ctx.reporter) {
+                Ok(e) => ctx.send(Msg::Statistics(data, Arc::new(e))),
+                Err(e) => ctx.error(format!("statistics failed: {e}")),
+            }
+        });
+    }
+
+    /// Asks for the TreeSHAP explanation of `x` (raw inputs) under the active model;
+    /// the newest request wins. Cheap to call every frame.
+    pub fn request_explanation(&mut self, x: &[f64]) {
+        let Some(active) = &self.active else { return };
+        let key = explain_key(x, active.manifest.version);
+        if self.explain_requested == Some(key) {
+            return;
+        }
+        self.explain_requested = Some(key);
+        self.explainer
+            .request(key, active.model.clone(), x.to_vec());
+    }
+
+    /// The explanation of `x` if it has arrived.
+    pub fn explanation_for(&self, x: &[f64]) -> Option<&Explanation> {
+        let active = self.active.as_ref()?;
+        let key = explain_key(x, active.manifest.version);
+        self.explanation
+            .as_ref()
+            .filter(|(k, _)| *k == key)
+            .map(|(_, e)| e)
+    }
+
+    /// Stores one feedback record (one transaction) in the background.
+    pub fn submit_feedback(&mut self, record: NewFeedback) {
+        let Some(registry) = self.registry.clone() else {
+            return;
+        };
+        self.spawn(JobKind::Feedback, move |ctx| {
+            store_feedback(ctx, &registry, &[record], |ids| {
+                format!("feedback saved (record #{})", ids[0])
+            });
+        });
+    }
+
+    /// Saves `threshold` as the active version's decision threshold.
+    pub fn save_threshold(&mut self, threshold: f64) {
+        let (Some(registry), Some(active)) = (self.registry.clone(), self.active.as_ref()) else {
+            return;
+        };
+        let mut m = active.manifest.clone();
+        m.threshold = threshold;
+        self.spawn(JobKind::SaveThreshold, move |ctx| {
+            let result = registry.update_manifest(&m);
+            send_versions(ctx, &registry);
+            match result {
+                Ok(()) => {
+                    ctx.info(format!(
+                        "threshold {threshold:.2} saved for version {}",
+                        m.version
+                    ));
+                    ctx.send(Msg::Manifest(m));
+                }
+                Err(e) => ctx.error(format!("the threshold was not saved: {e}")),
+            }
+        });
+    }
+}
+
+impl Drop for Workbench {
+    /// Asks running jobs to stop; the explainer and the watcher (fields) end their
+    /// threads as they are dropped.
+    fn drop(&mut self) {
+        for j in &self.jobs {
+            j.cancel();
+        }
+    }
+}
+
+fn load_active(registry: &Registry) -> crate::Result<ActiveModel> {
+    let (manifest, model) = registry.load_active()?;
+    let holdout = registry.load_holdout(manifest.version).ok().map(Arc::new);
+    Ok(ActiveModel {
+        manifest,
+        model: Arc::new(model),
+        holdout,
+    })
+}
+
+fn train_new_version(ctx: &JobCtx, registry: &Registry, data: &Dataset, cfg: &TrainConfig) {
+    match train_and_register(registry, data, None, cfg, &ctx.reporter) {
+        Ok((t, manifest)) => {
+            let v = manifest.version;
+            ctx.send(Msg::Model(ActiveModel {
+                manifest,
+                model: Arc::new(t.model),
+                holdout: Some(Arc::new(t.holdout)),
+            }));
+            ctx.info(format!(
+                "version {v} trained in {:.1} s and activated",
+                t.train_seconds
+            ));
+        }
+        Err(e) => ctx.failed(
+            e,
+            "training cancelled; the active version is unchanged",
+            "training failed",
+        ),
+    }
+}
+
+/// Stores feedback records in one transaction, refreshes the statistics and lets the
+/// store say whether an automatic retrain is now due.
+fn store_feedback(
+    ctx: &JobCtx,
+    registry: &Registry,
+    records: &[NewFeedback],
+    saved: impl FnOnce(&[i64]) -> String,
+) {
+    match crate::ops::feedback::record(registry, records) {
+        Ok(r) => {
+            ctx.info(saved(&r.ids));
+            send_feedback_stats(ctx, registry);
+            if let Some(reason) = r.retrain_due {
+                ctx.send(Msg::AutoRetrain(reason));
+            }
+        }
+        Err(e) => {
+            ctx.error(format!("feedback was not saved: {e}"));
+            send_feedback_stats(ctx, registry);
+        }
+    }
+}
+
+fn send_versions(ctx: &JobCtx, registry: &Registry) {
+    match (registry.list(), registry.active()) {
+        (Ok(list), Ok(active)) => ctx.send(Msg::Versions(
+            list.into_iter()
+                .map(|e| VersionRow {
+                    version: e.version,
+                    manifest: e.manifest.map_err(Arc::new),
+                })
+                .collect(),
+            active,
+        )),
+        (Err(e), _) | (_, Err(e)) => ctx.error(format!("cannot list versions: {e}")),
+    }
+}
+
+fn send_feedback_stats(ctx: &JobCtx, registry: &Registry) {
+    let read = FeedbackStore::open_in(registry.root())
+        .and_then(|s| Ok((s.stats()?, s.agreement_over_time()?)));
+    match read {
+        Ok((stats, over_time)) => {
+            ctx.send(Msg::FeedbackStats(stats));
+            ctx.send(Msg::Agreement(over_time));
+        }
+        Err(e) => ctx.error(format!("feedback statistics unavailable: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::forest::ForestParams;
+    use crate::ops::online::auto_retrain_due;
+    use crate::store::feedback::NewFeedback;
+    use std::time::Duration;
+
+    pub(crate) fn config(dir: &std::path::Path) -> WorkbenchConfig {
+        WorkbenchConfig {
+            registry_root: dir.to_path_buf(),
+            dataset: None,
+            synth: SynthParams {
+                rows: 3000,
+                seed: 5,
+            },
+            train: TrainConfig {
+                params: ForestParams {
+                    n_trees: 10,
+                    max_depth: Some(8),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        }
+    }
+
+    fn settle(w: &mut Workbench) {
+        let start = Instant::now();
+        loop {
+            w.poll();
+            if w.is_idle() {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "jobs did not finish"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn first_start_trains_then_restart_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = Workbench::new(config(dir.path()), Arc::new(|| {}));
+        w.start();
+        assert!(w.is_running(JobKind::Setup));
+        settle(&mut w);
+        let a = w.active.as_ref().expect("a model after first start");
+        assert_eq!(a.manifest.version, 1);
+        assert!(a.holdout.is_some());
+        assert!(w.data.as_ref().unwrap().source.is_synthetic());
+        assert!(w.eda.is_some(), "statistics computed for the loaded data");
+        assert_eq!(w.feedback.as_ref().unwrap().total, 0);
+
+        let mut w2 = Workbench::new(config(dir.path()), Arc::new(|| {}));
+        w2.start();
+        settle(&mut w2);
+        assert_eq!(
+            w2.active.as_ref().unwrap().manifest.version,
+            1,
+            "loaded, not retrained"
+        );
+    }
+
+    fn feedback_for(w: &Workbench, n: usize) -> Vec<NewFeedback> {
+        let d = w.data.clone().unwrap();
+        (0..n)
+            .map(|i| NewFeedback {
+                user_id: Some(d.user_ids[i]),
+                features: d.row(i),
+                true_label: d.labels.as_ref().unwrap()[i],
+                probability: None,
+                model_version: None,
+                predicted: None,
+                notes: String::new(),
+                origin: crate::store::feedback::Origin::Import,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_store_starts_an_automatic_retrain_when_due() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = Workbench::new(config(dir.path()), Arc::new(|| {}));
+        w.start();
+        settle(&mut w);
+        let reg = w.registry.clone().unwrap();
+        let cfg = OnlineLearningConfig {
+            min_samples: 20,
+            retrain_interval: 0,
+            max_auc_drop: 0.2,
+            forest: ForestParams {
+                n_trees: 10,
+                max_depth: Some(8),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        w.save_online(cfg.clone());
+        settle(&mut w);
+        // 19 new records: not due yet; one more submitted through the app: due.
+        FeedbackStore::open_in(dir.path())
+            .unwrap()
+            .add_batch(&feedback_for(&w, 19))
+            .unwrap();
+        assert!(!auto_retrain_due(&reg, &cfg).unwrap());
+        let one = feedback_for(&w, 20).pop().unwrap();
+        w.submit_feedback(one);
+        settle(&mut w);
+        assert_eq!(w.versions.len(), 2, "an automatic retrain ran");
+        assert!(
+            w.notices.iter().any(
+                |n| matches!(n, Notice::Info(m) if m.starts_with("automatic retrain started"))
+            )
+        );
+        // Everything is consumed: nothing is due any more.
+        assert!(!auto_retrain_due(&reg, &cfg).unwrap());
+        // With a long interval, new records alone do not trigger.
+        let slow = OnlineLearningConfig {
+            retrain_interval: 3600,
+            ..cfg.clone()
+        };
+        FeedbackStore::open_in(dir.path())
+            .unwrap()
+            .add_batch(&feedback_for(&w, 30))
+            .unwrap();
+        assert!(auto_retrain_due(&reg, &cfg).unwrap());
+        assert!(!auto_retrain_due(&reg, &slow).unwrap());
+        let off = OnlineLearningConfig {
+            auto_retrain: false,
+            ..cfg
+        };
+        assert!(!auto_retrain_due(&reg, &off).unwrap());
+    }
+
+    #[test]
+    fn broken_csv_keeps_the_current_data_and_explanations_arrive() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = Workbench::new(config(dir.path()), Arc::new(|| {}));
+        w.start();
+        settle(&mut w);
+        let before = w.data.clone().unwrap();
+        let bad = dir.path().join("bad.csv");
+        std::fs::write(&bad, "label,user_id\n1,2\n").unwrap();
+        w.open_dataset(bad);
+        settle(&mut w);
+        assert!(Arc::ptr_eq(w.data.as_ref().unwrap(), &before));
+        assert!(
+            w.notices
+                .iter()
+                .any(|n| matches!(n, Notice::Error(e) if e.contains("bad.csv") && e.contains("missing column")))
+        );
+        let x = before.row(0);
+        w.request_explanation(&x);
+        let start = Instant::now();
+        while w.explanation_for(&x).is_none() {
+            w.poll();
+            assert!(start.elapsed() < Duration::from_secs(30));
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let e = w.explanation_for(&x).unwrap();
+        let p = w.active.as_ref().unwrap().model.predict_one(&x);
+        assert!((e.base + e.contributions.iter().sum::<f64>() - p).abs() < 1e-9);
+    }
+
+    #[test]
+    fn dropping_the_workbench_ends_its_threads() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = Workbench::new(config(dir.path()), Arc::new(|| {}));
+        w.start();
+        settle(&mut w);
+        assert!(w.watcher.is_some(), "the retrain watcher runs after start");
+        let x = w.data.as_ref().unwrap().row(0);
+        w.request_explanation(&x);
+        let alive = Arc::downgrade(&w.threads_alive);
+        // The workbench's own handle, the explainer's and the watcher's.
+        assert_eq!(alive.strong_count(), 3);
+        drop(w);
+        assert_eq!(
+            alive.strong_count(),
+            0,
+            "the explainer and watcher threads still run after the workbench was dropped"
+        );
+    }
+}
