@@ -1,8 +1,25 @@
 //! spamscope: score marketplace accounts for spam risk, explain the score, learn from
 //! moderators' corrections.
 //!
-//! The library holds all domain logic (data, model, metrics, registry); the binary adds
-//! the command line and the desktop app on top of it.
+//! The library holds all domain logic; the binary (`src/main.rs`, `src/cli/`) adds the
+//! command line and opens the desktop app. The modules are layers, and each one uses only
+//! the layers before it (no two modules import each other; `../shared/tools/layers.py`
+//! checks it):
+//!
+//! ```text
+//! util      seeded rng, hashing, progress + cancellation
+//!  └ data     feature catalog, dataset + CSV loader, synthetic generator, preprocessing,
+//!    │        resampling (SMOTE), descriptive statistics
+//!    └ model    the model file, explanation types, recipes; forest/, baselines, boosting
+//!      └ eval     metrics and curves (scikit-learn's definitions), monitoring and drift
+//!        └ store    registry (versions, manifests, ACTIVE), its layout, feedback store
+//!          └ ops      every step a user takes, once: train, score, retrain, compare and
+//!            │        promote, report, feedback records, bench; the crate error
+//!            └ front-ends: workbench + app (feature `gui`), the CLI in the binary
+//! ```
+//!
+//! A change belongs in the lowest layer that can hold it; a front-end only turns input
+//! into an `ops` call and its result into output.
 //!
 //! ```
 //! use spamscope::model::forest::ForestParams;

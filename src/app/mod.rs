@@ -646,7 +646,7 @@ fn start_logging(
 }
 
 /// Opens the app window (blocks until it is closed).
-pub fn run() -> Result<(), String> {
+pub fn run() -> Result<(), eframe::Error> {
     let config = AppConfig::standard();
     let _log = start_logging(&config.registry_root);
     tracing::info!(registry = %config.registry_root.display(), "spamscope app starting");
@@ -664,7 +664,6 @@ pub fn run() -> Result<(), String> {
         options,
         Box::new(move |cc| Ok(Box::new(SpamscopeApp::new(cc, config)))),
     )
-    .map_err(|e| format!("cannot open the app window: {e}"))
 }
 
 #[cfg(test)]

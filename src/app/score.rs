@@ -333,7 +333,7 @@ impl ScorePanel {
                             state.inputs[i] = Some(v);
                             self.invalid[i] = None;
                         }
-                        Err(reason) => self.invalid[i] = Some((v, reason)),
+                        Err(reason) => self.invalid[i] = Some((v, reason.to_string())),
                     }
                 }
                 if let Some((_, reason)) = &self.invalid[i] {

@@ -280,7 +280,10 @@ fn open_app() -> i32 {
     match spamscope::app::run() {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("error: {}", one_line(&e.to_string()));
+            eprintln!(
+                "error: cannot open the app window: {}",
+                one_line(&e.to_string())
+            );
             1
         }
     }

@@ -56,20 +56,38 @@ pub struct Feature {
     pub risk: Option<RiskRule>,
 }
 
+/// A value the catalog does not allow for a feature.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ValueError {
+    #[error("{label} must be a finite number")]
+    NotFinite { label: String },
+    #[error("{label} must be between {min} and {max}")]
+    OutOfRange { label: String, min: f64, max: f64 },
+    #[error("{label} must be a whole number")]
+    NotWhole { label: String },
+}
+
+/// A feature catalog that does not parse or breaks the schema's rules.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct CatalogError(String);
+
 impl Feature {
     /// Whether `value` is inside the published range (and integral where the kind says so).
-    pub fn check(&self, value: f64) -> Result<(), String> {
+    pub fn check(&self, value: f64) -> Result<(), ValueError> {
+        let label = || self.label.clone();
         if !value.is_finite() {
-            return Err(format!("{} must be a finite number", self.label));
+            return Err(ValueError::NotFinite { label: label() });
         }
         if value < self.min || value > self.max {
-            return Err(format!(
-                "{} must be between {} and {}",
-                self.label, self.min, self.max
-            ));
+            return Err(ValueError::OutOfRange {
+                label: label(),
+                min: self.min,
+                max: self.max,
+            });
         }
         if self.kind != Kind::Continuous && value.fract() != 0.0 {
-            return Err(format!("{} must be a whole number", self.label));
+            return Err(ValueError::NotWhole { label: label() });
         }
         Ok(())
     }
@@ -92,57 +110,66 @@ pub struct Catalog {
 
 impl Catalog {
     /// Parses and validates a catalog. The embedded one is available via [`catalog`].
-    pub fn parse(text: &str) -> Result<Catalog, String> {
-        let cat: Catalog =
-            ron::from_str(text).map_err(|e| format!("feature catalog does not parse: {e}"))?;
+    pub fn parse(text: &str) -> Result<Catalog, CatalogError> {
+        let cat: Catalog = ron::from_str(text)
+            .map_err(|e| CatalogError(format!("feature catalog does not parse: {e}")))?;
         cat.validate()?;
         Ok(cat)
     }
 
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), CatalogError> {
         if self.features.len() != N_FEATURES {
-            return Err(format!(
+            return Err(CatalogError(format!(
                 "feature catalog has {} features, expected {N_FEATURES}",
                 self.features.len()
-            ));
+            )));
         }
         for (i, f) in self.features.iter().enumerate() {
             let want = format!("X{}", i + 1);
             if f.id != want {
-                return Err(format!(
+                return Err(CatalogError(format!(
                     "feature catalog entry {} has id {}, expected {want}",
                     i + 1,
                     f.id
-                ));
+                )));
             }
             if !self.categories.contains(&f.category) {
-                return Err(format!("{}: unknown category {:?}", f.id, f.category));
+                return Err(CatalogError(format!(
+                    "{}: unknown category {:?}",
+                    f.id, f.category
+                )));
             }
             if !(f.min.is_finite() && f.max.is_finite() && f.min <= f.max) {
-                return Err(format!("{}: invalid range {}..{}", f.id, f.min, f.max));
+                return Err(CatalogError(format!(
+                    "{}: invalid range {}..{}",
+                    f.id, f.min, f.max
+                )));
             }
             if f.kind == Kind::Flag && (f.min != 0.0 || f.max != 1.0) {
-                return Err(format!("{}: a flag must range over 0..1", f.id));
+                return Err(CatalogError(format!(
+                    "{}: a flag must range over 0..1",
+                    f.id
+                )));
             }
             if f.kind == Kind::Ordinal && f.levels.len() as f64 != f.max - f.min + 1.0 {
-                return Err(format!(
+                return Err(CatalogError(format!(
                     "{}: {} level labels for the range {}..{}",
                     f.id,
                     f.levels.len(),
                     f.min,
                     f.max
-                ));
+                )));
             }
             if f.name.is_empty() || f.label.is_empty() || f.description.is_empty() {
-                return Err(format!(
+                return Err(CatalogError(format!(
                     "{}: name, label and description are required",
                     f.id
-                ));
+                )));
             }
         }
         for (i, f) in self.features.iter().enumerate() {
             if self.features[..i].iter().any(|g| g.name == f.name) {
-                return Err(format!("{}: duplicate name {}", f.id, f.name));
+                return Err(CatalogError(format!("{}: duplicate name {}", f.id, f.name)));
             }
         }
         Ok(())
@@ -213,9 +240,19 @@ mod tests {
     #[test]
     fn validation_rejects_bad_catalogs() {
         let bad_count = CATALOG_RON.replacen("(id: \"X51\"", "(id: \"X52\"", 1);
-        assert!(Catalog::parse(&bad_count).unwrap_err().contains("X52"));
+        assert!(
+            Catalog::parse(&bad_count)
+                .unwrap_err()
+                .to_string()
+                .contains("X52")
+        );
         let dup = CATALOG_RON.replacen("(id: \"X2\"", "(id: \"X1\"", 1);
-        assert!(Catalog::parse(&dup).unwrap_err().contains("expected X2"));
+        assert!(
+            Catalog::parse(&dup)
+                .unwrap_err()
+                .to_string()
+                .contains("expected X2")
+        );
         assert!(Catalog::parse("Catalog(").is_err());
     }
 
@@ -224,8 +261,13 @@ mod tests {
         let c = catalog();
         let x6 = &c.features[5];
         assert!(x6.check(3.0).is_ok());
-        assert!(x6.check(5.0).unwrap_err().contains("between 2 and 4"));
-        assert!(x6.check(2.5).unwrap_err().contains("whole"));
+        assert!(
+            x6.check(5.0)
+                .unwrap_err()
+                .to_string()
+                .contains("between 2 and 4")
+        );
+        assert!(x6.check(2.5).unwrap_err().to_string().contains("whole"));
         assert!(x6.check(f64::NAN).is_err());
         assert_eq!(x6.level_label(4.0), Some("Tier 4: high risk"));
         assert_eq!(x6.level_label(1.0), None);

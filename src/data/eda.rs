@@ -95,16 +95,27 @@ fn scalar(df: &DataFrame, name: &str) -> f64 {
 }
 
 /// Computes everything the Explore tab shows.
+/// Why statistics could not be computed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EdaError {
+    #[error("the dataset has no rows")]
+    Empty,
+    #[error("{0}")]
+    Polars(String),
+    #[error("cancelled")]
+    Cancelled(#[from] crate::util::progress::Cancelled),
+}
+
 // Symmetric matrices read more clearly with (i, j) indices than with iterators.
 #[allow(clippy::needless_range_loop)]
-pub fn compute(d: &Dataset, reporter: &dyn Reporter) -> Result<Eda, String> {
+pub fn compute(d: &Dataset, reporter: &dyn Reporter) -> Result<Eda, EdaError> {
     let n = d.n_rows();
     if n == 0 {
-        return Err("the dataset has no rows".into());
+        return Err(EdaError::Empty);
     }
     let cat = catalog();
     reporter.stage("summary statistics", 0, 4);
-    let df = frame(d).map_err(|e| e.to_string())?;
+    let df = frame(d).map_err(|e| EdaError::Polars(e.to_string()))?;
 
     // Summary table: one lazy select with nine expressions per feature.
     let mut exprs = Vec::new();
@@ -130,7 +141,7 @@ pub fn compute(d: &Dataset, reporter: &dyn Reporter) -> Result<Eda, String> {
         .lazy()
         .select(exprs)
         .collect()
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| EdaError::Polars(e.to_string()))?;
     let summary: Vec<Summary> = cat
         .features
         .iter()
@@ -149,9 +160,7 @@ pub fn compute(d: &Dataset, reporter: &dyn Reporter) -> Result<Eda, String> {
             }
         })
         .collect();
-    if reporter.cancelled() {
-        return Err("cancelled".into());
-    }
+    reporter.check()?;
 
     // Correlations: missing values are filled with the column median first (X13 has a
     // handful), then one lazy select of pairwise Pearson coefficients.
@@ -169,7 +178,7 @@ pub fn compute(d: &Dataset, reporter: &dyn Reporter) -> Result<Eda, String> {
                 .collect::<Vec<_>>(),
         )
         .collect()
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| EdaError::Polars(e.to_string()))?;
     let k = names.len();
     let mut pair_exprs = Vec::new();
     for i in 0..k {
@@ -184,7 +193,7 @@ pub fn compute(d: &Dataset, reporter: &dyn Reporter) -> Result<Eda, String> {
         .lazy()
         .select(pair_exprs)
         .collect()
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| EdaError::Polars(e.to_string()))?;
     let mut corr = vec![vec![f64::NAN; k]; k];
     for i in 0..k {
         corr[i][i] = if summary.get(i).is_none_or(|s| s.std > 0.0) {

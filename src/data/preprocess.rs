@@ -81,14 +81,19 @@ pub struct Split {
     pub test: Vec<usize>,
 }
 
+/// Why rows cannot be split into a training and a test part.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct SplitError(String);
+
 /// Stratified shuffle split: `ceil(test_fraction * n)` test rows, allocated to the
 /// classes in proportion (largest remainders), the rows of each class drawn at random.
 /// Both index lists are sorted.
-pub fn stratified_split(labels: &[u8], test_fraction: f64, seed: u64) -> Result<Split, String> {
+pub fn stratified_split(labels: &[u8], test_fraction: f64, seed: u64) -> Result<Split, SplitError> {
     if !(test_fraction > 0.0 && test_fraction < 1.0) {
-        return Err(format!(
+        return Err(SplitError(format!(
             "test fraction must be between 0 and 1 (exclusive), got {test_fraction}"
-        ));
+        )));
     }
     let n = labels.len();
     let n_test = (test_fraction * n as f64).ceil() as usize;
@@ -97,7 +102,9 @@ pub fn stratified_split(labels: &[u8], test_fraction: f64, seed: u64) -> Result<
         (0..n).filter(|&i| labels[i] == 1).collect(),
     ];
     if n_test == 0 || n_test >= n {
-        return Err(format!("{n} rows are too few to hold out {test_fraction}"));
+        return Err(SplitError(format!(
+            "{n} rows are too few to hold out {test_fraction}"
+        )));
     }
     // Proportional allocation with largest remainders.
     let exact: Vec<f64> = classes
@@ -119,10 +126,10 @@ pub fn stratified_split(labels: &[u8], test_fraction: f64, seed: u64) -> Result<
     }
     for c in 0..2 {
         if !classes[c].is_empty() && (take[c] == 0 || take[c] == classes[c].len()) {
-            return Err(format!(
+            return Err(SplitError(format!(
                 "class {c} has {} rows: too few to appear in both the training and the test split",
                 classes[c].len()
-            ));
+            )));
         }
     }
     let mut rng = SplitMix64::new(seed);
@@ -227,6 +234,6 @@ mod tests {
         assert!(stratified_split(&[0, 1, 0, 1], 1.0, 1).is_err());
         // One positive cannot be in both parts.
         let e = stratified_split(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 1], 0.2, 1).unwrap_err();
-        assert!(e.contains("class 1"), "{e}");
+        assert!(e.to_string().contains("class 1"), "{e}");
     }
 }

@@ -40,19 +40,24 @@ pub struct Resampled {
     pub synthetic: usize,
 }
 
+/// Why SMOTE cannot resample these rows.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct SmoteError(String);
+
 /// Appends synthetic class-1 rows until class 1 has `ratio` times as many rows as
 /// class 0. Errors when there are fewer than 2 minority rows.
-pub fn smote(columns: &[&[f64]], labels: &[u8], p: SmoteParams) -> Result<Resampled, String> {
+pub fn smote(columns: &[&[f64]], labels: &[u8], p: SmoteParams) -> Result<Resampled, SmoteError> {
     let minority: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == 1).collect();
     let majority = labels.len() - minority.len();
     if minority.len() < 2 {
-        return Err(format!(
+        return Err(SmoteError(format!(
             "SMOTE needs at least 2 spammer rows, the training data has {}",
             minority.len()
-        ));
+        )));
     }
     if !(p.ratio > 0.0 && p.ratio.is_finite()) || p.k == 0 {
-        return Err("SMOTE needs k >= 1 and a positive ratio".into());
+        return Err(SmoteError("SMOTE needs k >= 1 and a positive ratio".into()));
     }
     let wanted = ((majority as f64 * p.ratio).round() as usize).saturating_sub(minority.len());
     let st = Standardizer::fit(columns);
@@ -61,7 +66,8 @@ pub fn smote(columns: &[&[f64]], labels: &[u8], p: SmoteParams) -> Result<Resamp
         .map(|&i| (0..columns.len()).map(|f| st.z(f, columns[f][i])).collect())
         .collect();
     let k = p.k.min(minority.len() - 1);
-    let tree = CoverTree::new(z.clone(), Euclidian::new()).map_err(|e| e.to_string())?;
+    let tree =
+        CoverTree::new(z.clone(), Euclidian::new()).map_err(|e| SmoteError(e.to_string()))?;
     // k nearest other spammers of every spammer (the first hit is the row itself,
     // unless it has exact duplicates; either way the row's own index is skipped).
     let neighbours: Vec<Vec<usize>> = z

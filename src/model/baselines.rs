@@ -24,6 +24,9 @@ pub enum BaselineError {
     Fit { model: &'static str, reason: String },
     #[error("invalid parameter: {0}")]
     Param(String),
+    /// A loaded baseline whose parameters are inconsistent.
+    #[error("{0}")]
+    Malformed(String),
 }
 
 /// Rows used to centre log-odds terms and to estimate importance.
@@ -587,11 +590,13 @@ impl Baseline {
     }
 
     /// Structural check of a loaded model.
-    pub fn validate(&self, nf: usize) -> Result<(), String> {
+    pub fn validate(&self, nf: usize) -> Result<(), BaselineError> {
         let finite = |v: &[f64]| v.iter().all(|x| x.is_finite());
         let ok_len = |v: &[f64]| v.len() == nf;
         if !(ok_len(&self.term_mean) && ok_len(&self.importance) && finite(&self.term_mean)) {
-            return Err("baseline arrays have the wrong length".into());
+            return Err(BaselineError::Malformed(
+                "baseline arrays have the wrong length".into(),
+            ));
         }
         let ok = match &self.kind {
             BaselineKind::Logistic(m) => {
@@ -633,7 +638,10 @@ impl Baseline {
         if ok {
             Ok(())
         } else {
-            Err(format!("{} parameters are invalid", self.name()))
+            Err(BaselineError::Malformed(format!(
+                "{} parameters are invalid",
+                self.name()
+            )))
         }
     }
 }

@@ -37,16 +37,34 @@ impl Default for BoostParams {
     }
 }
 
+/// Why boosting could not be set up, fitted or loaded.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum BoostError {
+    #[error("{0}")]
+    Param(String),
+    #[error("gradient boosting could not be fitted: {0}")]
+    Fit(String),
+    /// A loaded boosted model that does not match its metadata.
+    #[error("{0}")]
+    Malformed(String),
+}
+
 impl BoostParams {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), BoostError> {
         if self.iterations == 0 || self.iterations > 100_000 {
-            return Err("boosting iterations must be between 1 and 100000".into());
+            return Err(BoostError::Param(
+                "boosting iterations must be between 1 and 100000".into(),
+            ));
         }
         if !(self.learning_rate > 0.0 && self.learning_rate <= 1.0) {
-            return Err("boosting learning rate must be in (0, 1]".into());
+            return Err(BoostError::Param(
+                "boosting learning rate must be in (0, 1]".into(),
+            ));
         }
         if self.max_depth == 0 || self.max_depth > 64 {
-            return Err("boosting max depth must be between 1 and 64".into());
+            return Err(BoostError::Param(
+                "boosting max depth must be between 1 and 64".into(),
+            ));
         }
         Ok(())
     }
@@ -115,7 +133,7 @@ impl Boosted {
         labels: &[u8],
         weights: Option<&[f64]>,
         reporter: &dyn Reporter,
-    ) -> Result<Boosted, String> {
+    ) -> Result<Boosted, BoostError> {
         p.validate()?;
         let n = labels.len();
         let nf = columns.len();
@@ -142,7 +160,7 @@ impl Boosted {
             .set_seed(p.seed);
         booster
             .fit(&m, &y, &w, None)
-            .map_err(|e| format!("gradient boosting could not be fitted: {e}"))?;
+            .map_err(|e| BoostError::Fit(e.to_string()))?;
         reporter.stage("boosting", 1, 1);
         let gain = booster.calculate_feature_importance(ImportanceMethod::TotalGain, false);
         let mut importance = vec![0.0; nf];
@@ -228,16 +246,25 @@ impl Boosted {
         .to_string()
     }
 
-    pub fn from_json(json: &str, importance: Vec<f64>) -> Result<Boosted, String> {
-        let v: serde_json::Value = serde_json::from_str(json).map_err(|e| e.to_string())?;
-        let nf = v["n_features"].as_u64().ok_or("missing feature count")? as usize;
-        let dump = v["booster"].as_str().ok_or("missing booster")?;
-        let booster = GradientBooster::from_json(dump).map_err(|e| e.to_string())?;
+    pub fn from_json(json: &str, importance: Vec<f64>) -> Result<Boosted, BoostError> {
+        let v: serde_json::Value =
+            serde_json::from_str(json).map_err(|e| BoostError::Malformed(e.to_string()))?;
+        let nf = v["n_features"]
+            .as_u64()
+            .ok_or_else(|| BoostError::Malformed("missing feature count".into()))?
+            as usize;
+        let dump = v["booster"]
+            .as_str()
+            .ok_or_else(|| BoostError::Malformed("missing booster".into()))?;
+        let booster =
+            GradientBooster::from_json(dump).map_err(|e| BoostError::Malformed(e.to_string()))?;
         if importance.len() != nf
             || importance.iter().any(|v| !v.is_finite())
             || booster.trees.is_empty()
         {
-            return Err("boosted model does not match its metadata".into());
+            return Err(BoostError::Malformed(
+                "boosted model does not match its metadata".into(),
+            ));
         }
         Ok(Boosted {
             booster,

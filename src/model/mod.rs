@@ -18,11 +18,11 @@ pub mod recipe;
 use crate::data::Dataset;
 use crate::data::catalog::{N_FEATURES, catalog};
 use crate::data::preprocess::Imputer;
-use crate::model::baselines::{Baseline, BaselineError};
-use crate::model::boosting::Boosted;
+use crate::model::baselines::{Baseline, BaselineError, BaselineSpec};
+use crate::model::boosting::{BoostError, BoostParams, Boosted};
 use crate::model::explain::{Explanation, Method};
-use crate::model::forest::{Forest, ForestError, Tree, tree::LEAF};
-use crate::util::progress::Cancelled;
+use crate::model::forest::{Forest, ForestError, ForestParams, Tree, tree::LEAF};
+use crate::util::progress::{Cancelled, Reporter};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -49,6 +49,10 @@ pub enum FitError {
     Forest(ForestError),
     #[error(transparent)]
     Baseline(#[from] BaselineError),
+    #[error(transparent)]
+    Boost(#[from] BoostError),
+    #[error(transparent)]
+    Smote(#[from] crate::data::resample::SmoteError),
     /// Parameters out of range, or a fitting library's own failure.
     #[error("{0}")]
     Invalid(String),
@@ -62,6 +66,98 @@ impl From<ForestError> for FitError {
             ForestError::Cancelled(c) => FitError::Cancelled(c),
             e => FitError::Forest(e),
         }
+    }
+}
+
+/// The one shape every model kind is fitted through (as linfa does it): parameters are
+/// validated, then `fit` takes imputed column-major features, 0/1 labels, optional row
+/// weights and a progress reporter, and returns the fitted model.
+pub trait Estimate {
+    type Fitted;
+    fn validate(&self) -> Result<(), FitError>;
+    fn fit(
+        &self,
+        columns: &[&[f64]],
+        labels: &[u8],
+        weights: Option<&[f64]>,
+        reporter: &dyn Reporter,
+    ) -> Result<Self::Fitted, FitError>;
+}
+
+impl Estimate for ForestParams {
+    type Fitted = Forest;
+    fn validate(&self) -> Result<(), FitError> {
+        Ok(ForestParams::validate(self)?)
+    }
+    fn fit(
+        &self,
+        columns: &[&[f64]],
+        labels: &[u8],
+        weights: Option<&[f64]>,
+        reporter: &dyn Reporter,
+    ) -> Result<Forest, FitError> {
+        Ok(ForestParams::fit(self, columns, labels, weights, reporter)?)
+    }
+}
+
+impl Estimate for BoostParams {
+    type Fitted = Boosted;
+    fn validate(&self) -> Result<(), FitError> {
+        Ok(BoostParams::validate(self)?)
+    }
+    fn fit(
+        &self,
+        columns: &[&[f64]],
+        labels: &[u8],
+        weights: Option<&[f64]>,
+        reporter: &dyn Reporter,
+    ) -> Result<Boosted, FitError> {
+        Ok(Boosted::fit(self, columns, labels, weights, reporter)?)
+    }
+}
+
+/// A comparison baseline with the seed of its sampling. The smartcore baselines take
+/// no weights: each row is repeated round(weight) times instead.
+pub struct BaselineFit<'a> {
+    pub spec: &'a BaselineSpec,
+    pub seed: u64,
+}
+
+impl Estimate for BaselineFit<'_> {
+    type Fitted = Baseline;
+    fn validate(&self) -> Result<(), FitError> {
+        Ok(self.spec.validate()?)
+    }
+    fn fit(
+        &self,
+        columns: &[&[f64]],
+        labels: &[u8],
+        weights: Option<&[f64]>,
+        reporter: &dyn Reporter,
+    ) -> Result<Baseline, FitError> {
+        reporter.stage("fitting", 0, 1);
+        let fitted = match weights.filter(|w| w.iter().any(|&x| x != 1.0)) {
+            None => self.spec.fit(columns, labels, self.seed),
+            Some(w) => {
+                let reps: Vec<usize> = w.iter().map(|x| x.round().max(0.0) as usize).collect();
+                let repeat = |c: &[f64]| -> Vec<f64> {
+                    c.iter()
+                        .zip(&reps)
+                        .flat_map(|(v, &r)| std::iter::repeat_n(*v, r))
+                        .collect()
+                };
+                let cols: Vec<Vec<f64>> = columns.iter().map(|c| repeat(c)).collect();
+                let y: Vec<u8> = labels
+                    .iter()
+                    .zip(&reps)
+                    .flat_map(|(l, &r)| std::iter::repeat_n(*l, r))
+                    .collect();
+                let refs: Vec<&[f64]> = cols.iter().map(Vec::as_slice).collect();
+                self.spec.fit(&refs, &y, self.seed)
+            }
+        }?;
+        reporter.stage("fitting", 1, 1);
+        Ok(fitted)
     }
 }
 
@@ -277,7 +373,7 @@ impl Model {
             let imputer = check(&file.feature_ids, &file.medians)?;
             file.baseline
                 .validate(N_FEATURES)
-                .map_err(ModelError::Corrupt)?;
+                .map_err(|e| ModelError::Corrupt(e.to_string()))?;
             return Ok(Model {
                 imputer,
                 estimator: Estimator::Baseline(file.baseline),
@@ -286,7 +382,8 @@ impl Model {
         if let Some(body) = bytes.strip_prefix(MAGIC_BOOSTED) {
             let file: BoostedFile = postcard::from_bytes(body).map_err(corrupt)?;
             let imputer = check(&file.feature_ids, &file.medians)?;
-            let b = Boosted::from_json(&file.json, file.importance).map_err(ModelError::Corrupt)?;
+            let b = Boosted::from_json(&file.json, file.importance)
+                .map_err(|e| ModelError::Corrupt(e.to_string()))?;
             return Ok(Model {
                 imputer,
                 estimator: Estimator::Boosted(b),
@@ -307,7 +404,9 @@ impl Model {
             trees,
             importance: file.importance,
         };
-        forest.validate().map_err(ModelError::Corrupt)?;
+        forest
+            .validate()
+            .map_err(|e| ModelError::Corrupt(e.to_string()))?;
         Ok(Model::forest(imputer, forest))
     }
 }
@@ -370,14 +469,14 @@ impl CompactTree {
         c
     }
 
-    fn into_tree(self) -> Result<Tree, String> {
+    fn into_tree(self) -> Result<Tree, ForestError> {
         let n = self.feature.len();
         let internal = self.feature.iter().filter(|&&f| f != LEAF_BYTE).count();
         if self.threshold.len() != internal
             || self.right.len() != internal
             || self.leaf_mass.len() != n - internal
         {
-            return Err("node arrays do not match".into());
+            return Err(ForestError::Malformed("node arrays do not match".into()));
         }
         let mut feature = Vec::with_capacity(n);
         let mut threshold = Vec::with_capacity(n);

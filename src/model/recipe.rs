@@ -4,9 +4,9 @@
 
 use crate::data::resample::{SmoteParams, smote};
 use crate::model::baselines::BaselineSpec;
-use crate::model::boosting::{BoostParams, Boosted};
+use crate::model::boosting::BoostParams;
 use crate::model::forest::{ClassWeight, ForestParams, MaxFeatures};
-use crate::model::{Estimator, FitError};
+use crate::model::{BaselineFit, Estimate, Estimator, FitError};
 use crate::util::progress::Reporter;
 use serde::{Deserialize, Serialize};
 
@@ -73,9 +73,9 @@ impl Recipe {
 
     pub fn validate(&self) -> Result<(), FitError> {
         match &self.spec {
-            ModelSpec::Forest(p) => p.validate()?,
-            ModelSpec::Baseline(b) => b.validate().map_err(|e| FitError::Invalid(e.to_string()))?,
-            ModelSpec::Boosted(p) => p.validate().map_err(FitError::Invalid)?,
+            ModelSpec::Forest(p) => Estimate::validate(p)?,
+            ModelSpec::Baseline(b) => Estimate::validate(&BaselineFit { spec: b, seed: 0 })?,
+            ModelSpec::Boosted(p) => Estimate::validate(p)?,
         }
         if self.smote_k == Some(0) {
             return Err(FitError::Invalid("SMOTE needs at least 1 neighbour".into()));
@@ -83,9 +83,8 @@ impl Recipe {
         Ok(())
     }
 
-    /// Fits on imputed column-major features, 0/1 labels and optional row weights.
-    /// Models that take no weights (the smartcore baselines) see each row repeated
-    /// round(weight) times instead.
+    /// Fits on imputed column-major features, 0/1 labels and optional row weights
+    /// (SMOTE first when asked), through the model kind's [`Estimate`].
     pub fn fit(
         &self,
         columns: &[&[f64]],
@@ -107,8 +106,7 @@ impl Recipe {
                         ratio: 1.0,
                         seed: self.seed,
                     },
-                )
-                .map_err(FitError::Invalid)?;
+                )?;
                 reporter.stage("SMOTE", 1, 1);
                 if let Some(w) = weights {
                     w_ext = w.to_vec();
@@ -125,38 +123,18 @@ impl Recipe {
         };
         reporter.check()?;
         Ok(match &self.spec {
-            ModelSpec::Forest(p) => Estimator::Forest(p.fit(&columns, labels, weights, reporter)?),
-            ModelSpec::Boosted(p) => Estimator::Boosted(
-                Boosted::fit(p, &columns, labels, weights, reporter).map_err(FitError::Invalid)?,
-            ),
-            ModelSpec::Baseline(b) => {
-                reporter.stage("fitting", 0, 1);
-                let fitted = match weights.filter(|w| w.iter().any(|&x| x != 1.0)) {
-                    None => b.fit(&columns, labels, self.seed),
-                    Some(w) => {
-                        let reps: Vec<usize> =
-                            w.iter().map(|x| x.round().max(0.0) as usize).collect();
-                        let cols: Vec<Vec<f64>> = columns
-                            .iter()
-                            .map(|c| {
-                                c.iter()
-                                    .zip(&reps)
-                                    .flat_map(|(v, &r)| std::iter::repeat_n(*v, r))
-                                    .collect()
-                            })
-                            .collect();
-                        let y: Vec<u8> = labels
-                            .iter()
-                            .zip(&reps)
-                            .flat_map(|(l, &r)| std::iter::repeat_n(*l, r))
-                            .collect();
-                        let refs: Vec<&[f64]> = cols.iter().map(Vec::as_slice).collect();
-                        b.fit(&refs, &y, self.seed)
-                    }
-                }
-                .map_err(|e| FitError::Invalid(e.to_string()))?;
-                reporter.stage("fitting", 1, 1);
-                Estimator::Baseline(fitted)
+            ModelSpec::Forest(p) => {
+                Estimator::Forest(Estimate::fit(p, &columns, labels, weights, reporter)?)
+            }
+            ModelSpec::Boosted(p) => {
+                Estimator::Boosted(Estimate::fit(p, &columns, labels, weights, reporter)?)
+            }
+            ModelSpec::Baseline(spec) => {
+                let b = BaselineFit {
+                    spec,
+                    seed: self.seed,
+                };
+                Estimator::Baseline(b.fit(&columns, labels, weights, reporter)?)
             }
         })
     }

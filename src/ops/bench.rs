@@ -37,7 +37,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         d = d.subset(&(0..n).collect::<Vec<_>>());
     }
     let labels = d.require_both_classes()?.to_vec();
-    let split = stratified_split(&labels, 0.2, 42).map_err(Error::Invalid)?;
+    let split = stratified_split(&labels, 0.2, 42)?;
     eprintln!(
         "bench: {} rows ({} train / {} test), {} trees, {} threads",
         d.n_rows(),

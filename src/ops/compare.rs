@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 pub struct Outcome {
     pub name: String,
     pub note: Option<String>,
-    pub result: std::result::Result<Scored, String>,
+    /// The candidate's scores, or why it failed to train.
+    pub result: std::result::Result<Scored, crate::Error>,
 }
 
 /// A candidate that trained: its holdout metrics at 0.5, fit time, ROC curve, and the
@@ -175,8 +176,7 @@ pub fn compare(
                     roc: thin(&roc, 400),
                     trained: keep_models.then_some(t),
                 }
-            })
-            .map_err(|e| e.to_string());
+            });
         if reporter.cancelled() {
             return Err(crate::Error::Cancelled);
         }
@@ -249,7 +249,12 @@ impl Comparison {
             failed: self
                 .outcomes
                 .iter()
-                .filter_map(|o| o.result.as_ref().err().map(|e| (o.name.clone(), e.clone())))
+                .filter_map(|o| {
+                    o.result
+                        .as_ref()
+                        .err()
+                        .map(|e| (o.name.clone(), e.to_string()))
+                })
                 .collect(),
             best_f1: name(self.best_f1()),
             best_auc: name(self.best_auc()),

@@ -3,6 +3,8 @@
 //! layer's cancellation into the one [`Error::Cancelled`].
 
 use crate::data::DataError;
+use crate::data::eda::EdaError;
+use crate::data::preprocess::SplitError;
 use crate::eval::metrics::MetricsError;
 use crate::model::forest::ForestError;
 use crate::model::{FitError, ModelError};
@@ -14,6 +16,10 @@ use crate::util::progress::Cancelled;
 pub enum Error {
     #[error(transparent)]
     Data(#[from] DataError),
+    #[error(transparent)]
+    Split(#[from] SplitError),
+    #[error(transparent)]
+    Statistics(EdaError),
     #[error(transparent)]
     Fit(FitError),
     #[error(transparent)]
@@ -54,6 +60,15 @@ impl From<FitError> for Error {
         match e {
             FitError::Cancelled(_) => Error::Cancelled,
             e => Error::Fit(e),
+        }
+    }
+}
+
+impl From<EdaError> for Error {
+    fn from(e: EdaError) -> Error {
+        match e {
+            EdaError::Cancelled(_) => Error::Cancelled,
+            e => Error::Statistics(e),
         }
     }
 }

@@ -248,7 +248,7 @@ pub fn retrain(
                 test_fraction,
                 seed,
             } => {
-                let s = stratified_split(labels, *test_fraction, *seed).map_err(Error::Invalid)?;
+                let s = stratified_split(labels, *test_fraction, *seed)?;
                 (s.train, s.test, None)
             }
             Evaluation::TestFile { source } => {

@@ -647,7 +647,7 @@ pub fn export(
     let eda = match known.eda {
         Some(e) => e,
         None => {
-            computed_eda = crate::data::eda::compute(data, reporter).map_err(Error::Invalid)?;
+            computed_eda = crate::data::eda::compute(data, reporter)?;
             &computed_eda
         }
     };

@@ -86,7 +86,7 @@ pub fn prepare<'a>(
             )
         }
         None => {
-            let s = stratified_split(labels, test_fraction, seed).map_err(Error::Invalid)?;
+            let s = stratified_split(labels, test_fraction, seed)?;
             (
                 s.train,
                 data,

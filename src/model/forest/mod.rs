@@ -34,6 +34,9 @@ pub enum ForestError {
     Shape(String),
     #[error("training was cancelled")]
     Cancelled(#[from] Cancelled),
+    /// A loaded forest whose structure is inconsistent.
+    #[error("{0}")]
+    Malformed(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -342,15 +345,17 @@ impl Forest {
     }
 
     /// Checks forest-level consistency (trees are checked as they are built or loaded).
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ForestError> {
         if self.trees.is_empty() {
-            return Err("model has no trees".into());
+            return Err(ForestError::Malformed("model has no trees".into()));
         }
         if self.importance.len() != self.n_features {
-            return Err("importance does not match the feature count".into());
+            return Err(ForestError::Malformed(
+                "importance does not match the feature count".into(),
+            ));
         }
         if self.importance.iter().any(|v| !v.is_finite()) {
-            return Err("importance is not finite".into());
+            return Err(ForestError::Malformed("importance is not finite".into()));
         }
         Ok(())
     }

@@ -1,5 +1,6 @@
 //! One histogram-based CART classification tree (two classes, Gini impurity).
 
+use super::ForestError;
 use super::binning::BinnedData;
 use crate::util::rng::SplitMix64;
 
@@ -46,31 +47,41 @@ impl Tree {
         right: Vec<u32>,
         class_weight: Vec<[f64; 2]>,
         n_features: usize,
-    ) -> Result<Tree, String> {
+    ) -> Result<Tree, ForestError> {
         let n = feature.len();
         if n == 0 {
-            return Err("tree has no nodes".into());
+            return Err(ForestError::Malformed("tree has no nodes".into()));
         }
         if threshold.len() != n || right.len() != n || class_weight.len() != n {
-            return Err("tree arrays have different lengths".into());
+            return Err(ForestError::Malformed(
+                "tree arrays have different lengths".into(),
+            ));
         }
         for i in 0..n {
             let w = class_weight[i];
             if feature[i] == LEAF {
                 if !(w[0] >= 0.0 && w[1] >= 0.0 && w[0].is_finite() && w[1].is_finite()) {
-                    return Err(format!("leaf {i} has an invalid class mass"));
+                    return Err(ForestError::Malformed(format!(
+                        "leaf {i} has an invalid class mass"
+                    )));
                 }
                 continue;
             }
             if feature[i] as usize >= n_features {
-                return Err(format!("node {i} splits on an unknown feature"));
+                return Err(ForestError::Malformed(format!(
+                    "node {i} splits on an unknown feature"
+                )));
             }
             if !threshold[i].is_finite() {
-                return Err(format!("node {i} has a non-finite threshold"));
+                return Err(ForestError::Malformed(format!(
+                    "node {i} has a non-finite threshold"
+                )));
             }
             let r = right[i] as usize;
             if i + 1 >= n || r <= i + 1 || r >= n {
-                return Err(format!("node {i} has children out of range"));
+                return Err(ForestError::Malformed(format!(
+                    "node {i} has children out of range"
+                )));
             }
         }
         let mut t = Tree {
