@@ -9,6 +9,7 @@ use spamscope::data::synth::SynthParams;
 use spamscope::model::forest::ForestParams;
 use spamscope::ops::train::TrainConfig;
 use spamscope::store::feedback::FeedbackStore;
+use spamscope::workbench::WorkbenchConfig;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -25,16 +26,18 @@ fn config(dir: &Path, dataset: Option<&Path>) -> AppConfig {
 
 fn config_with(dir: &Path, dataset: Option<&Path>, synth: SynthParams) -> AppConfig {
     AppConfig {
-        registry_root: dir.to_path_buf(),
-        dataset: dataset.map(Path::to_path_buf),
-        synth,
-        train: TrainConfig {
-            params: ForestParams {
-                n_trees: 25,
-                max_depth: Some(12),
+        workbench: WorkbenchConfig {
+            registry_root: dir.to_path_buf(),
+            dataset: dataset.map(Path::to_path_buf),
+            synth,
+            train: TrainConfig {
+                params: ForestParams {
+                    n_trees: 25,
+                    max_depth: Some(12),
+                    ..Default::default()
+                },
                 ..Default::default()
             },
-            ..Default::default()
         },
         persist: false,
     }

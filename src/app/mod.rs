@@ -68,11 +68,9 @@ enum PickPurpose {
 /// How the app starts: where the registry is and what first-start trains.
 #[derive(Debug, Clone)]
 pub struct AppConfig {
-    pub registry_root: PathBuf,
-    /// A CSV to open at start instead of the last one / the synthetic default.
-    pub dataset: Option<PathBuf>,
-    pub synth: SynthParams,
-    pub train: TrainConfig,
+    /// What the workbench starts with; its `dataset`, when set, is opened instead of
+    /// the last one / the synthetic default.
+    pub workbench: WorkbenchConfig,
     /// Restore UI state from eframe storage (off in tests).
     pub persist: bool,
 }
@@ -81,12 +79,14 @@ impl AppConfig {
     /// The real app: default registry, full synthetic data, reference forest.
     pub fn standard() -> AppConfig {
         AppConfig {
-            registry_root: crate::store::Registry::default_root(),
-            dataset: None,
-            synth: SynthParams::default(),
-            train: TrainConfig {
-                params: ForestParams::default(),
-                ..Default::default()
+            workbench: WorkbenchConfig {
+                registry_root: crate::store::Registry::default_root(),
+                dataset: None,
+                synth: SynthParams::default(),
+                train: TrainConfig {
+                    params: ForestParams::default(),
+                    ..Default::default()
+                },
             },
             persist: true,
         }
@@ -191,19 +191,13 @@ impl SpamscopeApp {
         } else {
             UiState::default()
         };
-        if config.dataset.is_some() {
-            state.dataset = config.dataset.clone();
+        let mut wb_config = config.workbench;
+        if wb_config.dataset.is_some() {
+            state.dataset = wb_config.dataset.clone();
         }
+        wb_config.dataset = state.dataset.clone();
         let ctx = cc.egui_ctx.clone();
-        let mut workbench = Workbench::new(
-            WorkbenchConfig {
-                registry_root: config.registry_root,
-                dataset: state.dataset.clone(),
-                synth: config.synth,
-                train: config.train,
-            },
-            Arc::new(move || ctx.request_repaint()),
-        );
+        let mut workbench = Workbench::new(wb_config, Arc::new(move || ctx.request_repaint()));
         workbench.start();
         let mut frames = FrameStats::default();
         if let Some(p) = std::env::var_os("SPAMSCOPE_FRAME_LOG") {
@@ -648,8 +642,9 @@ fn start_logging(
 /// Opens the app window (blocks until it is closed).
 pub fn run() -> Result<(), eframe::Error> {
     let config = AppConfig::standard();
-    let _log = start_logging(&config.registry_root);
-    tracing::info!(registry = %config.registry_root.display(), "spamscope app starting");
+    let root = &config.workbench.registry_root;
+    let _log = start_logging(root);
+    tracing::info!(registry = %root.display(), "spamscope app starting");
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_title("spamscope")

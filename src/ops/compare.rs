@@ -140,7 +140,7 @@ impl Comparison {
 /// Trains and evaluates every candidate on one split of `data` (`test_fraction`
 /// held out, stratified, seeded). A candidate that fails is reported, the others go on.
 /// With `keep_models`, each outcome keeps its trained model for promotion.
-pub fn compare(
+fn compare(
     data: &Dataset,
     candidates: &[Candidate],
     test_fraction: f64,
