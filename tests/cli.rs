@@ -450,6 +450,54 @@ fn damaged_registry_files_are_reported_not_loaded() {
 }
 
 #[test]
+fn a_manifest_cannot_point_outside_the_registry() {
+    let env = Env::new();
+    let data = env.data(1500);
+    let reg = env.registry();
+    env.train(&data, &["--trees", "5"]);
+    let version = Path::new(&reg).join("versions/v0001");
+    // The same bytes outside the registry, so the checksum in the manifest matches.
+    let outside = env.path("outside.bin");
+    std::fs::copy(version.join("model.bin"), &outside).unwrap();
+    let manifest = version.join("manifest.ron");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    assert!(text.contains("\"model.bin\""), "{text}");
+    let hostile = text.replace("\"model.bin\"", "\"../../../outside.bin\"");
+    std::fs::write(&manifest, hostile).unwrap();
+    let out = env.path("o.csv");
+    let report = env.path("report");
+    for args in [
+        vec!["eval", "--data", s(&data), "--registry", &reg],
+        vec![
+            "score",
+            "--data",
+            s(&data),
+            "--out",
+            s(&out),
+            "--registry",
+            &reg,
+        ],
+        vec![
+            "report",
+            "--out",
+            s(&report),
+            "--data",
+            s(&data),
+            "--registry",
+            &reg,
+        ],
+    ] {
+        let e = fails(&args);
+        assert!(
+            e.contains("manifest.ron") && e.contains("refusing"),
+            "{}: {e}",
+            args[0]
+        );
+    }
+    assert!(!out.exists() && !report.exists(), "nothing written");
+}
+
+#[test]
 fn usage_errors_are_one_line() {
     let e = fails(&["train", "--data", "x.csv", "--bogus"]);
     assert!(e.contains("--bogus"), "{e}");

@@ -90,9 +90,25 @@ impl Layout {
     pub fn manifest(&self, v: u32) -> PathBuf {
         self.version_dir(v).join(MANIFEST_FILE)
     }
-    /// A file named by version `v`'s manifest.
-    pub fn version_file(&self, v: u32, name: &str) -> PathBuf {
+    /// One of version `v`'s own files (`MODEL_FILE`, `HOLDOUT_FILE`, `MANIFEST_FILE`).
+    pub fn version_file(&self, v: u32, name: &'static str) -> PathBuf {
         self.version_dir(v).join(name)
+    }
+
+    /// A file named by version `v`'s manifest: only a plain file name inside the
+    /// version's folder is accepted (no separator, no `..`, not absolute, not empty).
+    /// Where the path leads on disk (symlinks) is checked when the file is read.
+    pub fn named_file(&self, v: u32, name: &str) -> Result<PathBuf, &'static str> {
+        let plain = !name.is_empty()
+            && name != "."
+            && name != ".."
+            && !name.contains(['/', '\\', '\0'])
+            && !Path::new(name).is_absolute();
+        if plain {
+            Ok(self.version_dir(v).join(name))
+        } else {
+            Err("is not a plain file name inside its version folder")
+        }
     }
 }
 
@@ -109,5 +125,27 @@ mod tests {
         assert_eq!(Layout::parse_version_dir("x0003"), None);
         assert_eq!(l.manifest(3), Path::new("/r/versions/v0003/manifest.ron"));
         assert_eq!(l.staging_version(3, 77), Path::new("/r/staging/v0003-77"));
+    }
+
+    #[test]
+    fn manifest_names_cannot_leave_their_version_folder() {
+        let l = Layout::new("/r");
+        assert_eq!(
+            l.named_file(1, "model.bin").unwrap(),
+            Path::new("/r/versions/v0001/model.bin")
+        );
+        for bad in [
+            "",
+            ".",
+            "..",
+            "../../x",
+            "/etc/passwd",
+            "a/b",
+            "..\\x",
+            "v\0",
+            "../v0002/model.bin",
+        ] {
+            assert!(l.named_file(1, bad).is_err(), "{bad:?} accepted");
+        }
     }
 }

@@ -46,6 +46,13 @@ pub enum StoreError {
     NoVersions(String),
     #[error("version {0} does not exist in the registry")]
     NoSuchVersion(u32),
+    /// A manifest names a file outside its version folder (or a link out of it).
+    #[error("{manifest}: the file {name} {why}; refusing to read it")]
+    Confinement {
+        manifest: String,
+        name: String,
+        why: &'static str,
+    },
 }
 
 fn io_err(path: &Path, e: impl std::fmt::Display) -> StoreError {
@@ -346,7 +353,21 @@ impl Registry {
 
     /// Reads a file of version `v` and checks it against the manifest's checksum.
     fn read_checked(&self, v: u32, file: &FileRef) -> Result<Vec<u8>, StoreError> {
-        let p = self.layout.version_file(v, &file.name);
+        let refuse = |why: &'static str| StoreError::Confinement {
+            manifest: self.layout.manifest(v).display().to_string(),
+            name: crate::util::text::quote(&file.name),
+            why,
+        };
+        let p = self.layout.named_file(v, &file.name).map_err(refuse)?;
+        // Follow links: what is read must lie inside the version folder, and inside
+        // the registry.
+        let real = fs::canonicalize(&p).map_err(|e| io_err(&p, e))?;
+        let dir = self.layout.version_dir(v);
+        let real_dir = fs::canonicalize(&dir).map_err(|e| io_err(&dir, e))?;
+        let real_root = fs::canonicalize(self.root()).map_err(|e| io_err(self.root(), e))?;
+        if !real.starts_with(&real_dir) || !real.starts_with(&real_root) {
+            return Err(refuse("leads outside its version folder (a link)"));
+        }
         let bytes = fs::read(&p).map_err(|e| io_err(&p, e))?;
         let actual = sha256_hex(&bytes);
         if actual != file.sha256 {
@@ -648,5 +669,49 @@ mod tests {
         assert!(!stale.exists());
         let (model, _) = small_model();
         assert_eq!(register(&reg, &model, true).version, 1);
+    }
+
+    /// A manifest naming a file outside its version folder, with a checksum that
+    /// matches that file, is refused (and so is a model file that is a link out).
+    #[test]
+    fn files_named_by_a_manifest_stay_in_their_version_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = Registry::open(dir.path().join("reg")).unwrap();
+        let (model, _) = small_model();
+        let m = register(&reg, &model, true);
+        let model_path = reg.layout().version_file(1, MODEL_FILE);
+        let outside = dir.path().join("outside.bin");
+        fs::copy(&model_path, &outside).unwrap();
+        let abs = outside.display().to_string();
+        for name in ["../../../outside.bin", abs.as_str(), "../v0001/model.bin"] {
+            let mut bad = m.clone();
+            bad.model_file.name = name.to_string();
+            reg.update_manifest(&bad).unwrap();
+            let err = reg.load_active().unwrap_err();
+            assert!(
+                matches!(err, StoreError::Confinement { .. }),
+                "{name}: {err}"
+            );
+            let text = err.to_string();
+            assert!(text.contains("manifest.ron"), "{text}");
+            assert!(text.contains("refusing"), "{text}");
+        }
+        // A hostile, very long name is quoted, not pasted whole.
+        let mut bad = m.clone();
+        bad.model_file.name = format!("{}/x", "a".repeat(5000));
+        reg.update_manifest(&bad).unwrap();
+        let text = reg.load_active().unwrap_err().to_string();
+        assert!(text.len() < 400, "{} characters", text.len());
+        // A plain name that is a symlink out of the registry.
+        reg.update_manifest(&m).unwrap();
+        fs::remove_file(&model_path).unwrap();
+        std::os::unix::fs::symlink(&outside, &model_path).unwrap();
+        let err = reg.load_active().unwrap_err();
+        assert!(matches!(err, StoreError::Confinement { .. }), "{err}");
+        assert!(reg.load_holdout(1).is_ok(), "the other files still load");
+        // Back to a real file: loads again.
+        fs::remove_file(&model_path).unwrap();
+        fs::copy(&outside, &model_path).unwrap();
+        assert_eq!(reg.load_active().unwrap().1, model);
     }
 }

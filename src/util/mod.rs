@@ -1,6 +1,7 @@
 //! Building blocks with no knowledge of accounts or models: seeded random streams,
-//! hashing, progress reporting and cancellation.
+//! hashing, progress reporting and cancellation, quoting values in messages.
 
 pub mod hash;
 pub mod progress;
 pub mod rng;
+pub mod text;
