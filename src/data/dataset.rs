@@ -2,6 +2,7 @@
 //! errors that name the file, line and column, and the provenance of loaded data.
 
 use crate::data::catalog::{N_FEATURES, catalog};
+use crate::util::text::quote;
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -25,7 +26,7 @@ impl fmt::Display for DataError {
             write!(f, ": line {l}")?;
         }
         if let Some(c) = &self.column {
-            write!(f, ", column {c}")?;
+            write!(f, ", column {}", crate::util::text::clip(c))?;
         }
         write!(f, ": {}", self.message)
     }
@@ -199,7 +200,10 @@ impl Dataset {
         }
         let mut warnings = Vec::new();
         if !header.ignored.is_empty() {
-            warnings.push(format!("ignored columns: {}", header.ignored.join(", ")));
+            warnings.push(format!(
+                "ignored columns: {}",
+                crate::util::text::list(&header.ignored, 10)
+            ));
         }
         let labels = if header.has_label {
             Some(read_labels(&df, name)?)
@@ -442,7 +446,7 @@ fn diagnose(bytes: &[u8], header: &Header, name: &str) -> Option<DataError> {
                         name,
                         line,
                         col,
-                        format!("user id {cell:?} is not an integer"),
+                        format!("user id {} is not an integer", quote(cell)),
                     ));
                 }
             } else if cell.parse::<f64>().is_err() {
@@ -450,7 +454,7 @@ fn diagnose(bytes: &[u8], header: &Header, name: &str) -> Option<DataError> {
                     name,
                     line,
                     col,
-                    format!("{cell:?} is not a number"),
+                    format!("{} is not a number", quote(cell)),
                 ));
             }
         }
@@ -610,6 +614,45 @@ mod tests {
         short = short.trim_end().rsplit_once(',').unwrap().0.to_string() + "\n";
         let e = Dataset::parse_csv(short.into_bytes(), "r.csv").unwrap_err();
         assert_eq!(e.line, Some(2), "{e}");
+    }
+
+    /// A hostile cell (10 KB id, 1 MB number) or 100,000 extra columns make a short
+    /// message: the value is quoted to 80 characters with its length.
+    #[test]
+    fn hostile_cells_and_headers_are_quoted_not_pasted() {
+        let long_id = "u".repeat(10_000);
+        let text = String::from_utf8(csv(&[row("0", 1, 1.0)])).unwrap();
+        let hostile = text.replacen("\n0,1,", &format!("\n0,{long_id},"), 1);
+        let e = Dataset::parse_csv(hostile.into_bytes(), "id.csv").unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.len() < 300, "{} characters: {}", msg.len(), &msg[..300]);
+        assert!(
+            msg.contains("(10000 characters)") && msg.contains("user_id"),
+            "{msg}"
+        );
+
+        let huge = "9".repeat(1_000_000) + "x";
+        let e = Dataset::parse_csv(csv(&[row("0", 1, &huge)]), "num.csv").unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.len() < 300, "{} characters", msg.len());
+        assert!(msg.contains("(1000001 characters)"), "{msg}");
+
+        let extra = 100_000;
+        let names: String = (0..extra).map(|i| format!(",extra{i}")).collect();
+        let values = ",0".repeat(extra);
+        let wide: String = text
+            .lines()
+            .enumerate()
+            .map(|(i, l)| format!("{l}{}\n", if i == 0 { &names } else { &values }))
+            .collect();
+        let d = Dataset::parse_csv(wide.into_bytes(), "wide.csv").unwrap();
+        let w = d
+            .warnings
+            .iter()
+            .find(|w| w.starts_with("ignored columns"))
+            .expect("a warning about the extra columns");
+        assert!(w.len() < 300, "{} characters", w.len());
+        assert!(w.ends_with("and 99990 more"), "{w}");
     }
 
     #[test]

@@ -256,7 +256,11 @@ pub fn read_predictions(
                 .collect();
             DataError::new(
                 &name,
-                format!("no column {col:?} (columns: {})", have.join(", ")),
+                format!(
+                    "no column {} (columns: {})",
+                    crate::util::text::quote(col),
+                    crate::util::text::list(&have, 20)
+                ),
             )
         })?;
         let s = c.str().map_err(|e| DataError::new(&name, e.to_string()))?;
