@@ -292,6 +292,55 @@ fn metrics_match_scikit_learn_on_the_shared_fixtures() {
     }
 }
 
+/// A hard-voting model has decisions but no scores: the thresholded metrics match
+/// scikit-learn's, and ROC-AUC / average precision are absent with the reason.
+#[test]
+fn metrics_from_decisions_alone() {
+    let env = Env::new();
+    let expected = expected_metrics();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures");
+    let text = std::fs::read_to_string(fixtures.join("seed_rf300_predictions.csv")).unwrap();
+    let hard: String = text
+        .lines()
+        .map(|l| l.rsplit_once(',').unwrap().0.to_string() + "\n")
+        .collect();
+    assert!(hard.starts_with("y_test,y_pred\n"), "{}", &hard[..40]);
+    let p = env.path("hard.csv");
+    std::fs::write(&p, hard).unwrap();
+    let args = ["metrics", "--predictions", s(&p), "--pred-col", "y_pred"];
+    let v = json(&[&args[..], &["--json"]].concat());
+    let exp = expected["seed_rf300_predictions"].as_object().unwrap();
+    for k in [
+        "accuracy",
+        "precision",
+        "recall",
+        "f1",
+        "tn",
+        "fp",
+        "fn",
+        "tp",
+        "rows",
+    ] {
+        let (g, e) = (v[k].as_f64().unwrap(), exp[k].as_f64().unwrap());
+        assert!((g - e).abs() <= 1e-9, "{k}: got {g}, expected {e}");
+    }
+    assert!(
+        v["roc_auc"].is_null() && v["average_precision"].is_null(),
+        "{v}"
+    );
+    assert!(v["note"].as_str().unwrap().contains("need scores"), "{v}");
+    let text = ok(&args);
+    assert!(
+        text.contains("need scores") && text.contains("F1 0.6929"),
+        "{text}"
+    );
+    // Without decisions the score column is still required; a sweep needs scores.
+    let e = fails(&["metrics", "--predictions", s(&p)]);
+    assert!(e.contains("y_proba"), "{e}");
+    let e = fails(&[&args[..], &["--sweep", "5"]].concat());
+    assert!(e.contains("sweep needs scores"), "{e}");
+}
+
 #[test]
 fn metrics_sweep_and_bad_prediction_files() {
     let env = Env::new();

@@ -546,17 +546,58 @@ pub fn run(cmd: Command) -> Result<()> {
                 &score_col,
                 pred_col.as_deref(),
             )?;
+            let scores = match (&p.scores, &p.preds) {
+                (Some(s), _) => s,
+                (None, preds) => {
+                    // Decisions alone (a hard-voting model): the thresholded metrics.
+                    let preds = preds.as_deref().unwrap_or_default();
+                    if sweep.is_some() {
+                        return Err(Error::Invalid(format!(
+                            "a threshold sweep needs scores, and {} has no column {}",
+                            predictions.display(),
+                            spamscope::util::text::quote(&score_col)
+                        )));
+                    }
+                    let m = spamscope::eval::metrics::DecisionMetrics::from_decisions(
+                        &p.labels, preds,
+                    )?;
+                    let note = format!(
+                        "ROC-AUC and average precision need scores (no column {})",
+                        spamscope::util::text::quote(&score_col)
+                    );
+                    if json {
+                        let mut v = serde_json::to_value(m).expect("metrics serialise");
+                        v["roc_auc"] = Value::Null;
+                        v["average_precision"] = Value::Null;
+                        v["rows"] = json!(p.labels.len());
+                        v["note"] = json!(note);
+                        print_json(&v);
+                    } else {
+                        println!("{} rows", p.labels.len());
+                        println!(
+                            "accuracy {:.4}  precision {:.4}  recall {:.4}  F1 {:.4}",
+                            m.accuracy, m.precision, m.recall, m.f1
+                        );
+                        println!(
+                            "confusion: tn {}  fp {}  fn {}  tp {}",
+                            m.tn, m.fp, m.fn_, m.tp
+                        );
+                        println!("{note}");
+                    }
+                    return Ok(());
+                }
+            };
             let m = match &p.preds {
-                Some(preds) => Metrics::from_predictions(&p.labels, preds, &p.scores)?,
-                None => Metrics::from_scores(&p.labels, &p.scores, threshold)?,
+                Some(preds) => Metrics::from_predictions(&p.labels, preds, scores)?,
+                None => Metrics::from_scores(&p.labels, scores, threshold)?,
             };
             let sweep = match sweep {
                 Some(n) => {
-                    let lo = p.scores.iter().copied().fold(f64::INFINITY, f64::min);
-                    let hi = p.scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                    let lo = scores.iter().copied().fold(f64::INFINITY, f64::min);
+                    let hi = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
                     Some(spamscope::eval::metrics::threshold_sweep(
                         &p.labels,
-                        &p.scores,
+                        scores,
                         &spamscope::eval::metrics::grid(lo.min(0.0), hi.max(1.0), n),
                     )?)
                 }

@@ -85,6 +85,46 @@ pub struct Metrics {
     pub tp: u64,
 }
 
+/// Metrics of 0/1 decisions without scores (a hard-voting model): the thresholded
+/// ones only; ROC-AUC and average precision need scores.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct DecisionMetrics {
+    pub accuracy: f64,
+    pub precision: f64,
+    pub recall: f64,
+    pub f1: f64,
+    pub tn: u64,
+    pub fp: u64,
+    #[serde(rename = "fn")]
+    pub fn_: u64,
+    pub tp: u64,
+}
+
+impl DecisionMetrics {
+    pub fn from_decisions(labels: &[u8], preds: &[u8]) -> Result<DecisionMetrics, MetricsError> {
+        if labels.is_empty() {
+            return Err(MetricsError::Empty);
+        }
+        if preds.len() != labels.len() {
+            return Err(MetricsError::Length(labels.len(), preds.len()));
+        }
+        if let Some(i) = labels.iter().chain(preds).position(|&l| l > 1) {
+            return Err(MetricsError::BadLabel(i % labels.len()));
+        }
+        let c = Confusion::from_predictions(labels, preds);
+        Ok(DecisionMetrics {
+            accuracy: c.accuracy(),
+            precision: c.precision(),
+            recall: c.recall(),
+            f1: c.f1(),
+            tn: c.tn,
+            fp: c.fp,
+            fn_: c.fn_,
+            tp: c.tp,
+        })
+    }
+}
+
 impl Metrics {
     /// Thresholded metrics from explicit 0/1 decisions; ranking metrics from scores.
     pub fn from_predictions(

@@ -222,11 +222,13 @@ pub fn write_batch_csv(
 /// Labels, scores and optional decisions read from a predictions CSV.
 pub struct Predictions {
     pub labels: Vec<u8>,
-    pub scores: Vec<f64>,
+    /// None when the file has decisions but no score column (a hard-voting model).
+    pub scores: Option<Vec<f64>>,
     pub preds: Option<Vec<u8>>,
 }
 
-/// Reads a predictions file (e.g. `y_test,y_pred,y_proba`).
+/// Reads a predictions file (e.g. `y_test,y_pred,y_proba`). With a decision column
+/// (`pred_col`) the score column may be absent.
 pub fn read_predictions(
     path: &Path,
     label_col: &str,
@@ -304,9 +306,16 @@ pub fn read_predictions(
             })
             .collect()
     };
+    let labels = binary(label_col)?;
+    let preds = pred_col.map(binary).transpose()?;
+    let scores = if preds.is_some() && df.column(score_col).is_err() {
+        None
+    } else {
+        Some(column(score_col)?)
+    };
     Ok(Predictions {
-        labels: binary(label_col)?,
-        scores: column(score_col)?,
-        preds: pred_col.map(binary).transpose()?,
+        labels,
+        scores,
+        preds,
     })
 }
