@@ -29,6 +29,9 @@ pub enum BaselineError {
     Malformed(String),
 }
 
+/// Largest standardised value a loaded KNN sample may hold.
+const MAX_Z: f64 = 1e6;
+
 /// Rows used to centre log-odds terms and to estimate importance.
 const REFERENCE_ROWS: usize = 20_000;
 
@@ -631,8 +634,15 @@ impl Baseline {
                     && m.labels.contains(&1)
                     && m.labels.contains(&0)
                     && ok_len(&m.reference)
+                    && ok_len(&m.standardizer.mean)
                     && ok_len(&m.standardizer.scale)
-                    && m.standardizer.scale.iter().all(|s| *s > 0.0)
+                    && finite(&m.reference)
+                    && finite(&m.standardizer.mean)
+                    && m.standardizer.scale.iter().all(|s| s.is_finite() && *s > 0.0)
+                    // Standardised rows: z-scores, finite and of sane size (the
+                    // neighbour index recurses without end on NaN or overflowing
+                    // distances).
+                    && m.rows.iter().all(|z| z.abs() <= MAX_Z)
             }
         };
         if ok {

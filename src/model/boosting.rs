@@ -266,10 +266,59 @@ impl Boosted {
                 "boosted model does not match its metadata".into(),
             ));
         }
+        check_trees(&booster, nf)?;
         Ok(Boosted {
             booster,
             importance,
             n_features: nf,
         })
     }
+}
+
+/// Deepest boosted tree a loaded model may have (the parameters allow 64).
+const MAX_LOADED_DEPTH: usize = 64;
+
+/// Checks what the boosting crate does not check when it loads a dump and would
+/// otherwise index out of bounds or recurse without end on: every node numbered by its
+/// position, finite values, split features that exist, and children that come after
+/// their parent, have one parent each and stay within [`MAX_LOADED_DEPTH`] levels.
+fn check_trees(booster: &GradientBooster, nf: usize) -> Result<(), BoostError> {
+    for (k, tree) in booster.trees.iter().enumerate() {
+        let bad = |m: String| Err(BoostError::Malformed(format!("boosted tree {k}: {m}")));
+        let n = tree.nodes.len();
+        if n == 0 {
+            return bad("no nodes".into());
+        }
+        let mut parents = vec![false; n];
+        let mut depth = vec![0usize; n];
+        for (i, node) in tree.nodes.iter().enumerate() {
+            if node.num != i {
+                return bad(format!("node {i} is numbered {}", node.num));
+            }
+            if !(node.weight_value.is_finite() && node.hessian_sum.is_finite()) {
+                return bad(format!("node {i} has a non-finite value"));
+            }
+            if node.is_leaf {
+                continue;
+            }
+            if node.split_feature >= nf || node.split_value.is_nan() {
+                return bad(format!("node {i} has an invalid split"));
+            }
+            let mut children = vec![node.left_child, node.right_child];
+            if node.has_missing_branch() {
+                children.push(node.missing_node);
+            }
+            for c in children {
+                if c <= i || c >= n || parents[c] {
+                    return bad(format!("node {i} has a child out of place ({c})"));
+                }
+                parents[c] = true;
+                depth[c] = depth[i] + 1;
+                if depth[c] > MAX_LOADED_DEPTH {
+                    return bad(format!("deeper than {MAX_LOADED_DEPTH} levels"));
+                }
+            }
+        }
+    }
+    Ok(())
 }

@@ -384,6 +384,12 @@ impl Model {
             let imputer = check(&file.feature_ids, &file.medians)?;
             let b = Boosted::from_json(&file.json, file.importance)
                 .map_err(|e| ModelError::Corrupt(e.to_string()))?;
+            if b.n_features != N_FEATURES {
+                return Err(ModelError::Corrupt(format!(
+                    "the boosted trees are for {} features, not {N_FEATURES}",
+                    b.n_features
+                )));
+            }
             return Ok(Model {
                 imputer,
                 estimator: Estimator::Boosted(b),
@@ -535,6 +541,65 @@ mod tests {
     use super::test_support::small_model;
     use super::*;
     use crate::util::progress::NoProgress;
+
+    /// A forest file holding one right-leaning chain of `depth` splits, structurally
+    /// valid in every other respect.
+    fn chain_model_bytes(depth: usize) -> Vec<u8> {
+        let mut c = CompactTree {
+            feature: Vec::new(),
+            threshold: Vec::new(),
+            right: Vec::new(),
+            leaf_mass: Vec::new(),
+        };
+        for k in 0..depth {
+            // Node 2k splits; its left child 2k+1 is a leaf, its right child 2k+2.
+            c.feature.push((k % N_FEATURES) as u8);
+            c.threshold.push(k as f64);
+            c.right.push((2 * k + 2) as u32);
+            c.feature.push(LEAF_BYTE);
+            c.leaf_mass.push([1.0, (k % 3) as f64]);
+        }
+        c.feature.push(LEAF_BYTE);
+        c.leaf_mass.push([1.0, 1.0]);
+        let file = ModelFile {
+            feature_ids: catalog().ids().map(str::to_string).collect(),
+            medians: vec![0.0; N_FEATURES],
+            importance: vec![1.0 / N_FEATURES as f64; N_FEATURES],
+            trees: vec![c],
+        };
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend(postcard::to_allocvec(&file).unwrap());
+        bytes
+    }
+
+    /// A 20,000-deep tree loaded and made exact TreeSHAP allocate gigabytes; loaded
+    /// trees may be as deep as the trainer grows them (64), no deeper.
+    #[test]
+    fn trees_deeper_than_the_trainer_grows_are_refused_on_load() {
+        let e = Model::from_bytes(&chain_model_bytes(20_000)).unwrap_err();
+        assert!(e.to_string().contains("deeper than 64"), "{e}");
+        let e = Model::from_bytes(&chain_model_bytes(65)).unwrap_err();
+        assert!(e.to_string().contains("deeper than 64"), "{e}");
+        let m = Model::from_bytes(&chain_model_bytes(64)).expect("64 levels load");
+        let x = vec![0.5; N_FEATURES];
+        let e = m.explain_one(&x, Method::TreeShap);
+        assert!((e.base + e.contributions.iter().sum::<f64>() - m.predict_one(&x)).abs() < 1e-9);
+    }
+
+    /// Nodes that do not form one tree in preorder (a shared subtree would make
+    /// TreeSHAP walk exponentially many paths) are refused.
+    #[test]
+    fn nodes_that_are_not_one_tree_in_preorder_are_refused() {
+        // 0 splits into 1 and 2; 1 splits into 2 and 3: node 2 has two parents.
+        let c = CompactTree {
+            feature: vec![0, 1, LEAF_BYTE, LEAF_BYTE],
+            threshold: vec![0.0, 0.0],
+            right: vec![2, 3],
+            leaf_mass: vec![[1.0, 0.0], [0.0, 1.0]],
+        };
+        let e = c.into_tree().unwrap_err();
+        assert!(e.to_string().contains("preorder"), "{e}");
+    }
 
     #[test]
     fn round_trip_is_exact() {

@@ -35,6 +35,12 @@ use std::time::{Instant, SystemTime};
 
 /// Fewer new records than this make a retrain meaningless.
 pub const MIN_NEW_RECORDS: usize = 10;
+/// Upper bounds of the settings (documented in the README): larger values are refused
+/// when the file is read and in the Settings panel.
+pub const MAX_BATCH: usize = 1_000_000;
+pub const MAX_MIN_SAMPLES: usize = 100_000_000;
+pub const MAX_INTERVAL: u64 = 10 * 365 * 24 * 3600;
+pub const MAX_FEEDBACK_WEIGHT: f64 = 1000.0;
 
 /// Online-learning settings (`online.ron` in the registry).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -81,14 +87,26 @@ impl Default for OnlineLearningConfig {
 impl OnlineLearningConfig {
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Invalid(format!("online learning settings: {m}")));
-        if self.batch_size == 0 {
-            return bad("batch_size must be at least 1".into());
+        if !(1..=MAX_BATCH).contains(&self.batch_size) {
+            return bad(format!("batch_size must be between 1 and {MAX_BATCH}"));
         }
-        if self.min_samples < MIN_NEW_RECORDS {
-            return bad(format!("min_samples must be at least {MIN_NEW_RECORDS}"));
+        if !(MIN_NEW_RECORDS..=MAX_MIN_SAMPLES).contains(&self.min_samples) {
+            return bad(format!(
+                "min_samples must be between {MIN_NEW_RECORDS} and {MAX_MIN_SAMPLES}"
+            ));
         }
-        if !(self.feedback_weight.is_finite() && self.feedback_weight > 0.0) {
-            return bad("feedback_weight must be a positive number".into());
+        if self.retrain_interval > MAX_INTERVAL {
+            return bad(format!(
+                "retrain_interval must be at most {MAX_INTERVAL} s (ten years)"
+            ));
+        }
+        if !(self.feedback_weight.is_finite()
+            && self.feedback_weight > 0.0
+            && self.feedback_weight <= MAX_FEEDBACK_WEIGHT)
+        {
+            return bad(format!(
+                "feedback_weight must be a number above 0 and at most {MAX_FEEDBACK_WEIGHT}"
+            ));
         }
         if !(self.max_auc_drop.is_finite() && (0.0..=1.0).contains(&self.max_auc_drop)) {
             return bad("max_auc_drop must be between 0 and 1".into());
@@ -96,8 +114,9 @@ impl OnlineLearningConfig {
         if !(self.feedback_holdout > 0.0 && self.feedback_holdout < 1.0) {
             return bad("feedback_holdout must be between 0 and 1 (exclusive)".into());
         }
-        if !(self.feedback_tolerance.is_finite() && self.feedback_tolerance >= 0.0) {
-            return bad("feedback_tolerance must be a number >= 0".into());
+        if !(self.feedback_tolerance.is_finite() && (0.0..=1.0).contains(&self.feedback_tolerance))
+        {
+            return bad("feedback_tolerance must be between 0 and 1".into());
         }
         self.forest.validate()?;
         Ok(())

@@ -20,6 +20,19 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 pub use tree::Tree;
 use tree::{GrowParams, Sample};
 
+/// Deepest tree the trainer grows ("unlimited" depth stops here) and a loaded model may
+/// have: TreeSHAP's working memory grows with depth squared, so it stays a few kB.
+pub const MAX_DEPTH: usize = 64;
+/// Most trees a forest may have (trained or loaded).
+pub const MAX_TREES: usize = 100_000;
+/// Most training rows; a tree on them has fewer than [`MAX_NODES`] nodes.
+pub const MAX_ROWS: usize = 1 << 25;
+/// Most nodes one loaded tree may have.
+pub const MAX_NODES: usize = 1 << 26;
+/// Largest row weight the trainer accepts (weights multiply class weights and are
+/// summed over all rows, which must stay far from overflow).
+pub const MAX_WEIGHT: f64 = 1e6;
+
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ForestError {
     #[error("invalid forest parameter: {0}")]
@@ -63,7 +76,7 @@ pub enum MaxFeatures {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ForestParams {
     pub n_trees: usize,
-    /// `None` grows until the other stopping rules apply.
+    /// `None` grows until the other stopping rules apply, at most [`MAX_DEPTH`] levels.
     pub max_depth: Option<usize>,
     pub min_samples_split: usize,
     pub min_samples_leaf: usize,
@@ -102,17 +115,23 @@ impl ForestParams {
         if self.n_trees == 0 {
             return bad("trees must be at least 1");
         }
-        if self.n_trees > 100_000 {
+        if self.n_trees > MAX_TREES {
             return bad("trees must be at most 100000");
         }
         if self.max_depth == Some(0) {
             return bad("max depth must be at least 1");
+        }
+        if self.max_depth.is_some_and(|d| d > MAX_DEPTH) {
+            return bad("max depth must be at most 64 (or unlimited, which stops at 64)");
         }
         if self.min_samples_split < 2 {
             return bad("min samples split must be at least 2");
         }
         if self.min_samples_leaf < 1 {
             return bad("min samples leaf must be at least 1");
+        }
+        if self.min_samples_split > MAX_ROWS || self.min_samples_leaf > MAX_ROWS {
+            return bad("min samples split and leaf must be at most 33554432 (the most rows)");
         }
         if !(2..=256).contains(&self.max_bins) {
             return bad("max bins must be between 2 and 256");
@@ -152,8 +171,10 @@ impl ForestParams {
                 "{n_features} features (1..=64 supported)"
             )));
         }
-        if n > u32::MAX as usize {
-            return Err(ForestError::Shape("too many rows".into()));
+        if n > MAX_ROWS {
+            return Err(ForestError::Shape(format!(
+                "{n} training rows; at most {MAX_ROWS} are supported"
+            )));
         }
         if let Some(c) = columns.iter().position(|c| c.len() != n) {
             return Err(ForestError::Shape(format!(
@@ -180,9 +201,12 @@ impl ForestParams {
                     "sample weights do not match rows".into(),
                 ));
             }
-            if sw.iter().any(|w| !(w.is_finite() && *w >= 0.0)) {
+            if sw
+                .iter()
+                .any(|w| !(w.is_finite() && (0.0..=MAX_WEIGHT).contains(w)))
+            {
                 return Err(ForestError::Shape(
-                    "sample weights must be finite and >= 0".into(),
+                    "sample weights must be between 0 and 1e6".into(),
                 ));
             }
         }
@@ -207,7 +231,7 @@ impl ForestParams {
             return Err(Cancelled.into());
         }
         let grow = GrowParams {
-            max_depth: self.max_depth.unwrap_or(usize::MAX),
+            max_depth: self.max_depth.unwrap_or(MAX_DEPTH).min(MAX_DEPTH),
             min_samples_split: self.min_samples_split,
             min_samples_leaf: self.min_samples_leaf,
             max_features: self.features_per_split(n_features),
@@ -348,6 +372,12 @@ impl Forest {
     pub fn validate(&self) -> Result<(), ForestError> {
         if self.trees.is_empty() {
             return Err(ForestError::Malformed("model has no trees".into()));
+        }
+        if self.trees.len() > MAX_TREES {
+            return Err(ForestError::Malformed(format!(
+                "{} trees; at most {MAX_TREES} are allowed",
+                self.trees.len()
+            )));
         }
         if self.importance.len() != self.n_features {
             return Err(ForestError::Malformed(

@@ -38,6 +38,37 @@ fn probability(w: [f64; 2]) -> f64 {
     if total > 0.0 { w[1] / total } else { 0.0 }
 }
 
+/// Checks that the nodes form one binary tree in preorder (every node visited once:
+/// a left child right after its parent, a right child right after its left subtree)
+/// and returns its depth, which may not exceed [`super::MAX_DEPTH`]. Child indices are
+/// known to point forward and inside the arrays.
+fn preorder_depth(feature: &[u16], right: &[u32]) -> Result<usize, ForestError> {
+    let bad = |m: String| Err(ForestError::Malformed(m));
+    // Right children still to visit, with their depth.
+    let mut pending: Vec<(usize, usize)> = Vec::new();
+    let (mut node, mut depth, mut deepest) = (0usize, 0usize, 0usize);
+    loop {
+        deepest = deepest.max(depth);
+        if deepest > super::MAX_DEPTH {
+            return bad(format!("tree is deeper than {} levels", super::MAX_DEPTH));
+        }
+        if feature[node] != LEAF {
+            pending.push((right[node] as usize, depth + 1));
+            node += 1;
+            depth += 1;
+            continue;
+        }
+        match pending.pop() {
+            Some((r, d)) if r == node + 1 => (node, depth) = (r, d),
+            Some((r, _)) => {
+                return bad(format!("node {r} is reached twice or out of preorder"));
+            }
+            None if node + 1 == feature.len() => return Ok(deepest),
+            None => return bad(format!("nodes after {node} belong to no tree")),
+        }
+    }
+}
+
 impl Tree {
     /// Builds a tree from its nodes' split features, thresholds, right children and
     /// leaf masses (internal masses are derived). Checks the structure first.
@@ -51,6 +82,12 @@ impl Tree {
         let n = feature.len();
         if n == 0 {
             return Err(ForestError::Malformed("tree has no nodes".into()));
+        }
+        if n > super::MAX_NODES {
+            return Err(ForestError::Malformed(format!(
+                "tree has {n} nodes; at most {} are allowed",
+                super::MAX_NODES
+            )));
         }
         if threshold.len() != n || right.len() != n || class_weight.len() != n {
             return Err(ForestError::Malformed(
@@ -84,6 +121,7 @@ impl Tree {
                 )));
             }
         }
+        preorder_depth(&feature, &right)?;
         let mut t = Tree {
             nodes: (0..n)
                 .map(|i| Node {
@@ -567,7 +605,7 @@ pub(crate) fn grow(
         let impurity = gini(w);
         if node.depth >= params.max_depth
             || n < params.min_samples_split
-            || n < 2 * params.min_samples_leaf
+            || n < params.min_samples_leaf.saturating_mul(2)
             || impurity <= f64::EPSILON
         {
             continue;
