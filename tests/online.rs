@@ -12,6 +12,7 @@ use spamscope::store::feedback::{FeedbackStore, NewFeedback, Origin};
 use spamscope::store::{Registry, Status};
 use spamscope::util::progress::NoProgress;
 use spamscope::util::rng::SplitMix64;
+use std::collections::HashSet;
 use std::path::Path;
 use std::process::Command;
 
@@ -450,4 +451,148 @@ fn killing_a_retrain_leaves_the_registry_valid_and_loses_no_feedback() {
     cfg.max_auc_drop = 0.02;
     let o = retrain(&reg, &cfg, &NoProgress).unwrap();
     assert_eq!(o.candidate.version, 2);
+}
+
+/// Accepts any candidate: the gate cannot be what keeps a second promotion out.
+fn permissive_cfg() -> OnlineLearningConfig {
+    OnlineLearningConfig {
+        max_auc_drop: 1.0,
+        feedback_tolerance: 1.0,
+        forest: ForestParams {
+            n_trees: 8,
+            max_depth: Some(8),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+fn add_pattern_feedback(dir: &Path, n: usize) {
+    FeedbackStore::open_in(dir)
+        .unwrap()
+        .add_batch(
+            &pattern_accounts(n, 9)
+                .into_iter()
+                .map(|x| record(x, 1))
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
+}
+
+/// Another process changes the active version while a candidate trains: the
+/// candidate is not promoted over it (compare-and-swap), says why, and gives its
+/// feedback back for the next retrain.
+#[test]
+fn a_candidate_gated_against_a_replaced_version_is_not_promoted() {
+    struct Meanwhile<'a>(&'a Registry, std::sync::atomic::AtomicBool);
+    impl spamscope::util::progress::Reporter for Meanwhile<'_> {
+        fn stage(&self, stage: &str, _: usize, _: usize) {
+            if stage == "saving" && !self.1.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                // What `spamscope rollback --to 2` in another process would do.
+                self.0.rollback(2).unwrap();
+            }
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let reg = setup(dir.path());
+    // A second version, not active.
+    let data = default_dataset(BASE);
+    let cfg = TrainConfig {
+        params: ForestParams {
+            n_trees: 5,
+            ..forest()
+        },
+        ..Default::default()
+    };
+    train(&data, None, &cfg, &NoProgress)
+        .unwrap()
+        .register(&reg, &data, &cfg, false)
+        .unwrap();
+    add_pattern_feedback(dir.path(), 40);
+    let o = retrain(
+        &reg,
+        &permissive_cfg(),
+        &Meanwhile(&reg, Default::default()),
+    )
+    .unwrap();
+    assert!(!o.promoted, "{}", o.reason);
+    assert!(
+        o.reason.contains("active version changed from v1 to v2"),
+        "{}",
+        o.reason
+    );
+    assert_eq!(reg.active().unwrap(), Some(2));
+    assert_eq!(o.candidate.status, Status::Rejected);
+    let store = FeedbackStore::open_in(dir.path()).unwrap();
+    assert_eq!(
+        store.count_unused().unwrap(),
+        40,
+        "the feedback is given back"
+    );
+    // The next retrain gates against v2 and may promote.
+    let again = retrain(&reg, &permissive_cfg(), &NoProgress).unwrap();
+    assert!(again.promoted, "{}", again.reason);
+    assert_eq!(again.candidate.gate.as_ref().unwrap().against, 2);
+    assert_eq!(store.count_unused().unwrap(), 0);
+}
+
+/// Two processes retrain the same registry at once: at most one promotes, and every
+/// feedback record is consumed by exactly one of them.
+#[test]
+fn two_retrains_at_once_promote_at_most_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = setup(dir.path());
+    add_pattern_feedback(dir.path(), 60);
+    permissive_cfg().save(&reg).unwrap();
+    let children: Vec<_> = (0..2)
+        .map(|_| {
+            Command::new(bin())
+                .args([
+                    "retrain",
+                    "--registry",
+                    dir.path().to_str().unwrap(),
+                    "--json",
+                ])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outs: Vec<_> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    let promoted: Vec<Value> = outs
+        .iter()
+        .filter(|o| o.status.success())
+        .map(|o| serde_json::from_slice::<Value>(&o.stdout).unwrap())
+        .filter(|v| v["promoted"] == true)
+        .collect();
+    for o in outs.iter().filter(|o| !o.status.success()) {
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("new feedback records") && !err.contains("panicked"),
+            "{err}"
+        );
+    }
+    assert!(promoted.len() <= 1, "both promoted: {promoted:?}");
+    let records = FeedbackStore::open_in(dir.path())
+        .unwrap()
+        .records(false)
+        .unwrap();
+    let used: HashSet<Option<u32>> = records.iter().map(|r| r.used_in_version).collect();
+    assert_eq!(
+        used.len(),
+        1,
+        "all records consumed by one candidate: {used:?}"
+    );
+    assert!(records.iter().all(|r| r.claimed_by.is_none()));
+    let versions = reg.list().unwrap();
+    let gated: Vec<_> = versions
+        .iter()
+        .filter_map(|e| e.manifest.as_ref().ok())
+        .filter(|m| m.status != Status::Rejected && m.gate.is_some())
+        .collect();
+    assert!(gated.len() <= 1, "{} promoted candidates", gated.len());
 }

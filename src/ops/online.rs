@@ -24,7 +24,7 @@ use crate::model::Model;
 use crate::model::forest::ForestParams;
 use crate::model::recipe::{ModelSpec, Recipe};
 use crate::ops::error::{Error, Result};
-use crate::store::feedback::{Feedback, FeedbackStore};
+use crate::store::feedback::{Claimant, Feedback, FeedbackStore};
 use crate::store::{
     Evaluation, FeedbackEval, Gate, Holdout, Manifest, NewVersion, Registry, Status,
 };
@@ -157,6 +157,9 @@ pub struct Outcome {
     /// Feedback records in the training set / held out.
     pub feedback_train: usize,
     pub feedback_holdout: usize,
+    /// Whether the new records were consumed (false when the candidate lost the race
+    /// for promotion to another process's: they wait for the next retrain).
+    pub consumed: bool,
 }
 
 /// Loads the data the active version was trained on (regenerated for synthetic data,
@@ -223,6 +226,31 @@ pub fn retrain(
     cfg.validate()?;
     let (active_manifest, active_model) = registry.load_active()?;
     let mut store = FeedbackStore::open_in(registry.root())?;
+    // Take the new records for this retrain only; give back what it does not consume.
+    let claimant = Claimant::this_process();
+    let new = store.claim_unused(&claimant)?;
+    let result = retrain_claimed(
+        registry,
+        cfg,
+        reporter,
+        (&active_manifest, &active_model),
+        &mut store,
+        &new,
+    );
+    if !result.as_ref().is_ok_and(|o| o.consumed) {
+        store.release(&claimant)?;
+    }
+    result
+}
+
+fn retrain_claimed(
+    registry: &Registry,
+    cfg: &OnlineLearningConfig,
+    reporter: &dyn Reporter,
+    (active_manifest, active_model): (&Manifest, &Model),
+    store: &mut FeedbackStore,
+    new: &[Feedback],
+) -> Result<Outcome> {
     let records = store.records(false)?;
     let rejected: HashSet<u32> = registry
         .list()?
@@ -230,10 +258,6 @@ pub fn retrain(
         .filter_map(|e| e.manifest.ok())
         .filter(|m| m.status == Status::Rejected)
         .map(|m| m.version)
-        .collect();
-    let new: Vec<&Feedback> = records
-        .iter()
-        .filter(|r| r.used_in_version.is_none())
         .collect();
     if new.len() < MIN_NEW_RECORDS {
         return Err(Error::Invalid(format!(
@@ -409,10 +433,19 @@ pub fn retrain(
         },
         promoted,
     )?;
-    // The new records are consumed by this candidate (accepted or not).
-    let ids: Vec<i64> = new.iter().map(|r| r.id).collect();
-    store.mark_used(&ids, manifest.version)?;
+    // The new records are consumed by this candidate (accepted or rejected by the
+    // gate); a candidate that lost the race for promotion gives them back.
+    let lost_race = promoted && manifest.status == Status::Rejected;
+    let (promoted, reason) = match &manifest.gate {
+        Some(g) if lost_race => (false, g.reason.clone()),
+        _ => (promoted, reason),
+    };
+    if !lost_race {
+        let ids: Vec<i64> = new.iter().map(|r| r.id).collect();
+        store.mark_used(&ids, manifest.version)?;
+    }
     Ok(Outcome {
+        consumed: !lost_race,
         candidate: manifest,
         promoted,
         reason,

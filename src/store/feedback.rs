@@ -69,6 +69,46 @@ pub struct Feedback {
     pub record: NewFeedback,
     /// The version whose training used this record, if any.
     pub used_in_version: Option<u32>,
+    /// The retrain that has taken this record and not finished yet, if any.
+    pub claimed_by: Option<String>,
+}
+
+/// Who claims feedback for a retrain: this process (`pid:PID:NANOS`). A claim whose
+/// process no longer runs is stale and released by the next claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claimant(String);
+
+impl Claimant {
+    pub fn this_process() -> Claimant {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        Claimant(format!("pid:{}:{nanos}", std::process::id()))
+    }
+
+    /// Whether the process behind claim `text` is gone (on systems without /proc, a
+    /// claim older than a day).
+    fn is_stale(text: &str) -> bool {
+        let mut parts = text.split(':');
+        let (Some("pid"), Some(pid), Some(nanos)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return true;
+        };
+        let Ok(pid) = pid.parse::<u32>() else {
+            return true;
+        };
+        if pid == std::process::id() {
+            return false;
+        }
+        if Path::new("/proc/self").exists() {
+            return !Path::new(&format!("/proc/{pid}")).exists();
+        }
+        let age = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+            .saturating_sub(nanos.parse().unwrap_or(0));
+        age > 24 * 3600 * 1_000_000_000
+    }
 }
 
 /// Agreement between the model's verdict and the moderators' labels.
@@ -144,10 +184,73 @@ impl FeedbackStore {
             cols.join(",\n")
         ))
         .map_err(err)?;
+        // Stores made before claims existed get the column (NULL = unclaimed).
+        let has_claims = conn
+            .prepare("SELECT 1 FROM pragma_table_info('feedback') WHERE name = 'claimed_by'")
+            .and_then(|mut s| s.exists([]))
+            .map_err(err)?;
+        if !has_claims {
+            conn.execute_batch("ALTER TABLE feedback ADD COLUMN claimed_by TEXT")
+                .map_err(err)?;
+        }
         Ok(FeedbackStore {
             conn,
             path: path.to_path_buf(),
         })
+    }
+
+    /// Claims every record that no training used and no other live retrain claimed, in
+    /// one transaction, and returns them (oldest first): each record is taken by
+    /// exactly one retrain. Claims of processes that are gone (crashed, killed) are
+    /// released first.
+    pub fn claim_unused(&mut self, claimant: &Claimant) -> Result<Vec<Feedback>, FeedbackError> {
+        let path = self.path.display().to_string();
+        let e = |e: rusqlite::Error| FeedbackError {
+            path: path.clone(),
+            message: e.to_string(),
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(e)?;
+        let holders: Vec<String> = {
+            let mut stmt = tx
+                .prepare("SELECT DISTINCT claimed_by FROM feedback WHERE claimed_by IS NOT NULL")
+                .map_err(e)?;
+            stmt.query_map([], |r| r.get(0))
+                .map_err(e)?
+                .collect::<Result<_, _>>()
+                .map_err(e)?
+        };
+        for h in holders.iter().filter(|h| Claimant::is_stale(h)) {
+            tx.execute(
+                "UPDATE feedback SET claimed_by = NULL WHERE claimed_by = ?1",
+                [h],
+            )
+            .map_err(e)?;
+        }
+        tx.execute(
+            "UPDATE feedback SET claimed_by = ?1 WHERE used_in_version IS NULL AND claimed_by IS NULL",
+            [&claimant.0],
+        )
+        .map_err(e)?;
+        tx.commit().map_err(e)?;
+        Ok(self
+            .records(true)?
+            .into_iter()
+            .filter(|r| r.claimed_by.as_deref() == Some(claimant.0.as_str()))
+            .collect())
+    }
+
+    /// Gives back what `claimant` claimed and did not use.
+    pub fn release(&mut self, claimant: &Claimant) -> Result<(), FeedbackError> {
+        self.conn
+            .execute(
+                "UPDATE feedback SET claimed_by = NULL WHERE claimed_by = ?1 AND used_in_version IS NULL",
+                [&claimant.0],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
     }
 
     /// The store of a registry directory.
@@ -244,16 +347,28 @@ impl FeedbackStore {
             .map_err(|e| self.err(e))
     }
 
-    /// Records not yet used by any training run.
+    /// Records not yet used by any training run nor claimed by a running one (a claim
+    /// of a process that is gone counts as no claim: the next retrain takes them).
     pub fn count_unused(&self) -> Result<u64, FeedbackError> {
-        self.conn
-            .query_row(
-                "SELECT COUNT(*) FROM feedback WHERE used_in_version IS NULL",
-                [],
-                |r| r.get::<_, i64>(0),
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT claimed_by, COUNT(*) FROM feedback WHERE used_in_version IS NULL
+                 GROUP BY claimed_by",
             )
-            .map(|n| n as u64)
-            .map_err(|e| self.err(e))
+            .map_err(|e| self.err(e))?;
+        let groups = stmt
+            .query_map([], |r| {
+                Ok((r.get::<_, Option<String>>(0)?, r.get::<_, i64>(1)?))
+            })
+            .map_err(|e| self.err(e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.err(e))?;
+        Ok(groups
+            .into_iter()
+            .filter(|(holder, _)| holder.as_deref().is_none_or(Claimant::is_stale))
+            .map(|(_, n)| n as u64)
+            .sum())
     }
 
     /// Totals and agreement, overall and per model version.
@@ -326,7 +441,7 @@ impl FeedbackStore {
         let cols = feature_columns();
         let sql = format!(
             "SELECT id, created_at, user_id, model_version, probability, predicted, true_label,
-                    notes, origin, used_in_version, {} FROM feedback {} ORDER BY id",
+                    notes, origin, used_in_version, claimed_by, {} FROM feedback {} ORDER BY id",
             cols.join(", "),
             if unused_only {
                 "WHERE used_in_version IS NULL"
@@ -339,12 +454,13 @@ impl FeedbackStore {
             .query_map([], |r| {
                 let mut features = Vec::with_capacity(N_FEATURES);
                 for i in 0..N_FEATURES {
-                    features.push(r.get::<_, Option<f64>>(10 + i)?.unwrap_or(f64::NAN));
+                    features.push(r.get::<_, Option<f64>>(11 + i)?.unwrap_or(f64::NAN));
                 }
                 Ok(Feedback {
                     id: r.get(0)?,
                     created_at: r.get(1)?,
                     used_in_version: r.get::<_, Option<i64>>(9)?.map(|v| v as u32),
+                    claimed_by: r.get(10)?,
                     record: NewFeedback {
                         user_id: r.get(2)?,
                         model_version: r.get::<_, Option<i64>>(3)?.map(|v| v as u32),
@@ -371,7 +487,9 @@ impl FeedbackStore {
         let tx = self.conn.transaction().map_err(e)?;
         {
             let mut stmt = tx
-                .prepare("UPDATE feedback SET used_in_version = ?1 WHERE id = ?2")
+                .prepare(
+                    "UPDATE feedback SET used_in_version = ?1, claimed_by = NULL WHERE id = ?2",
+                )
                 .map_err(e)?;
             for id in ids {
                 stmt.execute((i64::from(version), id)).map_err(e)?;

@@ -427,6 +427,26 @@ impl Registry {
         let _lock = self.lock()?;
         let version = self.version_numbers()?.last().copied().unwrap_or(0) + 1;
         let parent = self.active()?;
+        // Compare-and-swap: a candidate gated against one active version is promoted
+        // only if that version is still active now (under the lock); otherwise it is
+        // kept as rejected, with that reason.
+        let mut new = new;
+        let mut activate = activate;
+        if let Some(g) = new.gate.as_mut()
+            && activate
+            && parent != Some(g.against)
+        {
+            let why = format!(
+                "rejected: the active version changed from v{} to {} while this candidate was trained; retrain to gate against it",
+                g.against,
+                parent.map_or("none".to_string(), |p| format!("v{p}"))
+            );
+            g.promoted = false;
+            g.reason = why.clone();
+            new.status = Status::Rejected;
+            new.status_reason = Some(why);
+            activate = false;
+        }
         let manifest = Manifest {
             version,
             parent,
