@@ -632,3 +632,52 @@ fn compare_tab_runs_models_promotes_one_and_exports_a_report() {
     h.run_steps(3);
     h.snapshot("compare");
 }
+
+/// The active version's model file is damaged: the app says so in a banner and rolls
+/// back to the newest earlier version that loads with one click.
+#[test]
+fn a_damaged_active_version_offers_a_rollback() {
+    use spamscope::data::synth::default_dataset;
+    use spamscope::ops::train::train;
+    use spamscope::util::progress::NoProgress;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), None);
+    let reg = spamscope::store::Registry::open(dir.path()).unwrap();
+    let data = default_dataset(cfg.workbench.synth);
+    let small = TrainConfig {
+        params: ForestParams {
+            n_trees: 5,
+            max_depth: Some(8),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    for _ in 0..2 {
+        train(&data, None, &small, &NoProgress)
+            .unwrap()
+            .register(&reg, &data, &small, true)
+            .unwrap();
+    }
+    let model = reg.version_dir(2).join("model.bin");
+    let bytes = std::fs::read(&model).unwrap();
+    std::fs::write(&model, &bytes[..bytes.len() - 50]).unwrap();
+
+    let mut h = harness_with(cfg);
+    settle(&mut h);
+    assert!(
+        h.state().workbench.active.is_none(),
+        "nothing damaged is used"
+    );
+    h.get_by_label_contains("The active version v2 is damaged");
+    h.get_by_label("Roll back to v1").click();
+    h.run_steps(2);
+    settle(&mut h);
+    let w = &h.state().workbench;
+    assert_eq!(w.active.as_ref().unwrap().manifest.version, 1);
+    assert!(w.damaged.is_none());
+    assert!(
+        h.query_by_label("Roll back to v1").is_none(),
+        "the banner is gone"
+    );
+    assert_eq!(reg.active().unwrap(), Some(1));
+}

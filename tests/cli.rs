@@ -498,6 +498,80 @@ fn damaged_registry_files_are_reported_not_loaded() {
     assert!(e.contains("version 9"), "{e}");
 }
 
+/// A damaged active version: every command that needs the model says so, names the
+/// newest earlier version that loads and the command that rolls back to it; that
+/// command works, and the commands work again.
+#[test]
+fn a_damaged_active_version_names_the_way_back() {
+    let env = Env::new();
+    let data = env.data(1500);
+    let reg = env.registry();
+    for _ in 0..2 {
+        env.train(&data, &["--trees", "5"]);
+    }
+    let model = Path::new(&reg).join("versions/v0002/model.bin");
+    let bytes = std::fs::read(&model).unwrap();
+    std::fs::write(&model, &bytes[..bytes.len() - 100]).unwrap();
+    let out = env.path("o.csv");
+    let report = env.path("report");
+    let commands: [Vec<&str>; 4] = [
+        vec!["eval", "--data", s(&data)],
+        vec!["score", "--data", s(&data), "--out", s(&out)],
+        vec!["retrain"],
+        vec!["report", "--out", s(&report), "--data", s(&data)],
+    ];
+    for c in &commands {
+        let mut args = c.clone();
+        args.extend(["--registry", &reg]);
+        let e = fails(&args);
+        assert!(
+            e.contains("active version v2 is damaged")
+                && e.contains("model.bin")
+                && e.contains("`spamscope rollback --to 1`"),
+            "{c:?}: {e}"
+        );
+    }
+    json(&["rollback", "--to", "1", "--registry", &reg, "--json"]);
+    ok(&["eval", "--data", s(&data), "--registry", &reg]);
+}
+
+/// Another process holds the registry's lock: a writer says it is waiting after a
+/// second and gives up after the limit with a clear error; then it works.
+#[test]
+fn waiting_for_the_registry_lock_is_announced_and_bounded() {
+    let env = Env::new();
+    let data = env.data(1500);
+    let reg = env.registry();
+    env.train(&data, &["--trees", "5"]);
+    let lock = std::fs::File::options()
+        .write(true)
+        .open(Path::new(&reg).join("registry.lock"))
+        .unwrap();
+    lock.lock().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_spamscope"))
+        .args(["rollback", "--to", "1", "--registry", &reg])
+        .env("SPAMSCOPE_LOCK_TIMEOUT", "2.5")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(
+        lines[0].contains("waiting for another spamscope process")
+            && lines[0].contains("registry.lock"),
+        "{err}"
+    );
+    assert!(
+        lines[1].starts_with("error:")
+            && lines[1].contains("gave up")
+            && lines[1].contains("SPAMSCOPE_LOCK_TIMEOUT"),
+        "{err}"
+    );
+    drop(lock);
+    ok(&["rollback", "--to", "1", "--registry", &reg]);
+}
+
 #[test]
 fn a_manifest_cannot_point_outside_the_registry() {
     let env = Env::new();

@@ -383,10 +383,50 @@ impl SpamscopeApp {
         }
     }
 
-    fn alerts(&self, ui: &mut egui::Ui) {
+    fn alerts(&mut self, ui: &mut egui::Ui) {
         for a in monitoring::alerts(&self.workbench) {
             ui.colored_label(egui::Color32::from_rgb(235, 90, 80), format!("Alert: {a}"));
         }
+        self.damaged_banner(ui);
+    }
+
+    /// The active version cannot be loaded: say so, and offer the newest earlier
+    /// version that loads.
+    fn damaged_banner(&mut self, ui: &mut egui::Ui) {
+        let Some(d) = self.workbench.damaged.clone() else {
+            return;
+        };
+        ui.horizontal_wrapped(|ui| {
+            ui.colored_label(
+                egui::Color32::from_rgb(235, 90, 80),
+                format!(
+                    "The active version v{} is damaged and cannot score.",
+                    d.version
+                ),
+            )
+            .on_hover_text(&d.message);
+            match d.fallback {
+                Some(v) => {
+                    let busy = self
+                        .workbench
+                        .jobs
+                        .iter()
+                        .any(|j| j.kind == crate::workbench::JobKind::Rollback);
+                    if ui
+                        .add_enabled(!busy, egui::Button::new(format!("Roll back to v{v}")))
+                        .on_hover_text(format!(
+                            "v{v} is the newest earlier version whose files are intact"
+                        ))
+                        .clicked()
+                    {
+                        self.workbench.rollback(v);
+                    }
+                }
+                None => {
+                    ui.label("No earlier version loads: use Model > Train now.");
+                }
+            }
+        });
     }
 
     fn banner(&self, ui: &mut egui::Ui) {

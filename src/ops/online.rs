@@ -283,7 +283,7 @@ fn retrain_claimed(
     }
 
     reporter.stage("loading base data", 0, 1);
-    let base = load_base_data(&active_manifest)?;
+    let base = load_base_data(active_manifest)?;
     let labels = base.require_both_classes()?;
     let (base_train, base_test, base_test_set): (Vec<usize>, Vec<usize>, Option<Dataset>) =
         match &active_manifest.evaluation {
@@ -356,7 +356,7 @@ fn retrain_claimed(
     let cand_metrics = Metrics::from_scores(&test_labels, &cand_scores, threshold)?;
     let active_metrics = Metrics::from_scores(&test_labels, &active_scores, threshold)?;
     let fb_cand = feedback_eval(&candidate, &holdout_fb, threshold);
-    let fb_active = feedback_eval(&active_model, &holdout_fb, threshold);
+    let fb_active = feedback_eval(active_model, &holdout_fb, threshold);
     let auc_ok = cand_metrics.roc_auc >= active_metrics.roc_auc - cfg.max_auc_drop;
     let fb_ok = match (&fb_cand, &fb_active) {
         (Some(c), Some(a)) => c.brier <= a.brier + cfg.feedback_tolerance,

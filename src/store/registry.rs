@@ -46,6 +46,23 @@ pub enum StoreError {
     NoVersions(String),
     #[error("version {0} does not exist in the registry")]
     NoSuchVersion(u32),
+    /// The active version cannot be loaded; `fallback` is the newest earlier version
+    /// that loads, if any.
+    #[error("the active version v{version} is damaged ({source}); {}", recovery_hint(*.fallback))]
+    DamagedActive {
+        version: u32,
+        source: Box<StoreError>,
+        fallback: Option<u32>,
+    },
+    /// Another process held the registry's write lock for longer than the limit.
+    #[error(
+        "{path}: another spamscope process has held the registry's lock for {waited_secs} s; gave up (the limit is {limit_secs} s, set by SPAMSCOPE_LOCK_TIMEOUT)"
+    )]
+    LockTimeout {
+        path: String,
+        waited_secs: u64,
+        limit_secs: u64,
+    },
     /// A manifest names a file outside its version folder (or a link out of it).
     #[error("{manifest}: the file {name} {why}; refusing to read it")]
     Confinement {
@@ -53,6 +70,31 @@ pub enum StoreError {
         name: String,
         why: &'static str,
     },
+}
+
+fn recovery_hint(fallback: Option<u32>) -> String {
+    match fallback {
+        Some(v) => format!(
+            "the newest earlier version that loads is v{v}: roll back to it with `spamscope rollback --to {v}`"
+        ),
+        None => "no earlier version loads; train a new one with `spamscope train`".into(),
+    }
+}
+
+/// How long a writer waits for another process's registry lock before giving up, unless
+/// `SPAMSCOPE_LOCK_TIMEOUT` (seconds, 1–86400) says otherwise. Writers hold the lock only
+/// while they write a version's files or a pointer (never while training), so a wait
+/// this long means the other process is stuck.
+pub const LOCK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+/// After this long waiting for the lock, the wait is announced.
+pub const LOCK_NOTICE_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
+fn lock_timeout() -> std::time::Duration {
+    std::env::var("SPAMSCOPE_LOCK_TIMEOUT")
+        .ok()
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && (0.05..=86_400.0).contains(s))
+        .map_or(LOCK_TIMEOUT, std::time::Duration::from_secs_f64)
 }
 
 fn io_err(path: &Path, e: impl std::fmt::Display) -> StoreError {
@@ -223,6 +265,7 @@ pub struct NewVersion<'a> {
 #[derive(Debug, Clone)]
 pub struct Registry {
     layout: Layout,
+    lock_timeout: std::time::Duration,
 }
 
 impl Registry {
@@ -240,6 +283,7 @@ impl Registry {
     pub fn open(root: impl Into<PathBuf>) -> Result<Registry, StoreError> {
         let reg = Registry {
             layout: Layout::new(root),
+            lock_timeout: lock_timeout(),
         };
         for d in [reg.versions_dir(), reg.staging_dir()] {
             fs::create_dir_all(&d).map_err(|e| io_err(&d, e))?;
@@ -251,6 +295,12 @@ impl Registry {
             }
         }
         Ok(reg)
+    }
+
+    /// The same registry with another limit on waiting for the write lock.
+    pub fn with_lock_timeout(mut self, limit: std::time::Duration) -> Registry {
+        self.lock_timeout = limit;
+        self
     }
 
     pub fn root(&self) -> &Path {
@@ -270,7 +320,9 @@ impl Registry {
         self.layout.version_dir(v)
     }
 
-    /// Exclusive lock for writers (released on drop).
+    /// Exclusive lock for writers (released on drop). Waiting for another process's
+    /// lock is announced (stderr and the log) after [`LOCK_NOTICE_AFTER`] and gives up
+    /// with [`StoreError::LockTimeout`] after [`LOCK_TIMEOUT`].
     fn lock(&self) -> Result<File, StoreError> {
         let p = self.layout.lock();
         let f = File::options()
@@ -279,8 +331,35 @@ impl Registry {
             .write(true)
             .open(&p)
             .map_err(|e| io_err(&p, e))?;
-        f.lock().map_err(|e| io_err(&p, e))?;
-        Ok(f)
+        let limit = self.lock_timeout;
+        let start = std::time::Instant::now();
+        let mut announced = false;
+        loop {
+            match f.try_lock() {
+                Ok(()) => return Ok(f),
+                Err(fs::TryLockError::WouldBlock) => {}
+                Err(fs::TryLockError::Error(e)) => return Err(io_err(&p, e)),
+            }
+            let waited = start.elapsed();
+            if waited >= limit {
+                return Err(StoreError::LockTimeout {
+                    path: p.display().to_string(),
+                    waited_secs: waited.as_secs_f64().round() as u64,
+                    limit_secs: limit.as_secs_f64().round() as u64,
+                });
+            }
+            if !announced && waited >= LOCK_NOTICE_AFTER {
+                announced = true;
+                let msg = format!(
+                    "waiting for another spamscope process to release {} (giving up after {} s)",
+                    p.display(),
+                    limit.as_secs_f64().round()
+                );
+                eprintln!("{msg}");
+                tracing::warn!("{msg}");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
     }
 
     /// Version numbers present, ascending.
@@ -395,12 +474,35 @@ impl Registry {
         Ok((m, model))
     }
 
-    /// Loads the active version (error if there is none).
+    /// Loads the active version (error if there is none). A damaged active version is
+    /// a [`StoreError::DamagedActive`] naming the newest earlier version that loads.
     pub fn load_active(&self) -> Result<(Manifest, Model), StoreError> {
         let v = self
             .active()?
             .ok_or_else(|| StoreError::NoVersions(self.root().display().to_string()))?;
-        self.load(v)
+        self.load(v).map_err(|e| match e {
+            StoreError::Io { .. }
+            | StoreError::Manifest { .. }
+            | StoreError::Checksum { .. }
+            | StoreError::Model { .. }
+            | StoreError::NoSuchVersion(_)
+            | StoreError::Confinement { .. } => StoreError::DamagedActive {
+                version: v,
+                source: Box::new(e),
+                fallback: self.newest_loadable_before(v),
+            },
+            e => e,
+        })
+    }
+
+    /// The newest version below `v` whose files are intact and load.
+    pub fn newest_loadable_before(&self, v: u32) -> Option<u32> {
+        let versions = self.version_numbers().ok()?;
+        versions
+            .into_iter()
+            .rev()
+            .filter(|&n| n < v)
+            .find(|&n| self.load(n).is_ok())
     }
 
     /// Loads version `v`, or the active one.
@@ -707,11 +809,18 @@ mod tests {
             let mut bad = m.clone();
             bad.model_file.name = name.to_string();
             reg.update_manifest(&bad).unwrap();
-            let err = reg.load_active().unwrap_err();
+            let err = reg.load(1).unwrap_err();
             assert!(
                 matches!(err, StoreError::Confinement { .. }),
                 "{name}: {err}"
             );
+            // Through the active pointer it is a damaged active version, same reason.
+            match reg.load_active().unwrap_err() {
+                StoreError::DamagedActive { source, .. } => {
+                    assert!(matches!(*source, StoreError::Confinement { .. }))
+                }
+                e => panic!("{name}: {e}"),
+            }
             let text = err.to_string();
             assert!(text.contains("manifest.ron"), "{text}");
             assert!(text.contains("refusing"), "{text}");
@@ -726,12 +835,89 @@ mod tests {
         reg.update_manifest(&m).unwrap();
         fs::remove_file(&model_path).unwrap();
         std::os::unix::fs::symlink(&outside, &model_path).unwrap();
-        let err = reg.load_active().unwrap_err();
+        let err = reg.load(1).unwrap_err();
         assert!(matches!(err, StoreError::Confinement { .. }), "{err}");
         assert!(reg.load_holdout(1).is_ok(), "the other files still load");
         // Back to a real file: loads again.
         fs::remove_file(&model_path).unwrap();
         fs::copy(&outside, &model_path).unwrap();
         assert_eq!(reg.load_active().unwrap().1, model);
+    }
+
+    /// A damaged active version is named as such, with the newest earlier version that
+    /// loads and the command that rolls back to it; after the rollback it loads.
+    #[test]
+    fn a_damaged_active_version_names_the_version_to_roll_back_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = Registry::open(dir.path()).unwrap();
+        let (model, _) = small_model();
+        for _ in 0..3 {
+            register(&reg, &model, true);
+        }
+        // v2 is damaged too, so the newest earlier version that loads is v1.
+        for v in [2, 3] {
+            let path = reg.version_dir(v).join(MODEL_FILE);
+            let bytes = fs::read(&path).unwrap();
+            fs::write(&path, &bytes[..bytes.len() - 7]).unwrap();
+        }
+        let err = reg.load_active().unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::DamagedActive {
+                    version: 3,
+                    fallback: Some(1),
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let msg = err.to_string();
+        assert!(msg.contains("active version v3 is damaged"), "{msg}");
+        assert!(msg.contains("`spamscope rollback --to 1`"), "{msg}");
+        assert!(msg.contains("model.bin"), "{msg}");
+        assert!(!msg.contains('\n'), "{msg}");
+        reg.rollback(1).unwrap();
+        assert_eq!(reg.load_active().unwrap().0.version, 1);
+        // With no earlier version that loads, the message says to train.
+        let path = reg.version_dir(1).join(MODEL_FILE);
+        fs::write(&path, b"junk").unwrap();
+        let err = reg.load_active().unwrap_err();
+        assert!(
+            matches!(err, StoreError::DamagedActive { fallback: None, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("spamscope train"), "{err}");
+        // An ACTIVE pointer to a version folder that is gone is damage too.
+        fs::write(dir.path().join(crate::store::layout::ACTIVE_FILE), "7\n").unwrap();
+        assert!(matches!(
+            reg.load_active().unwrap_err(),
+            StoreError::DamagedActive { version: 7, .. }
+        ));
+    }
+
+    /// A writer waits for another holder of the lock, and gives up with a clear error
+    /// after its limit; once the lock is free, writing works.
+    #[test]
+    fn waiting_for_the_lock_gives_up_after_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = Registry::open(dir.path())
+            .unwrap()
+            .with_lock_timeout(std::time::Duration::from_millis(300));
+        let (model, _) = small_model();
+        register(&reg, &model, true);
+        // Another "process": a separate open file description of the lock file.
+        let other = File::options()
+            .write(true)
+            .open(dir.path().join(crate::store::layout::LOCK_FILE))
+            .unwrap();
+        other.lock().unwrap();
+        let t = std::time::Instant::now();
+        let err = reg.set_active(1).unwrap_err();
+        assert!(t.elapsed() >= std::time::Duration::from_millis(300));
+        assert!(matches!(err, StoreError::LockTimeout { .. }), "{err}");
+        assert!(err.to_string().contains("registry.lock"), "{err}");
+        drop(other);
+        reg.set_active(1).unwrap();
     }
 }

@@ -68,6 +68,15 @@ pub enum Notice {
     Error(String),
 }
 
+/// The active version could not be loaded: which one, and the newest earlier version
+/// that loads (the app offers to roll back to it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Damaged {
+    pub version: u32,
+    pub fallback: Option<u32>,
+    pub message: String,
+}
+
 /// One row of the version history.
 #[derive(Debug, Clone)]
 pub struct VersionRow {
@@ -116,6 +125,8 @@ pub struct Workbench {
     pub saved_comparison: Option<Arc<Saved>>,
     /// The last report folder written.
     pub last_report: Option<PathBuf>,
+    /// The active version is damaged (until a version loads again).
+    pub damaged: Option<Damaged>,
     tx: Sender<Msg>,
     rx: Receiver<Msg>,
     notify: Notify,
@@ -165,6 +176,7 @@ impl Workbench {
             comparison: None,
             saved_comparison: None,
             last_report: None,
+            damaged: None,
             tx,
             rx,
             notify,
@@ -219,7 +231,21 @@ impl Workbench {
                     ctx.reporter.stage("loading model", 0, 1);
                     match load_active(&registry) {
                         Ok(a) => ctx.send(Msg::Model(a)),
-                        Err(e) => ctx.error(format!("the active model cannot be used: {e}")),
+                        Err(e) => {
+                            if let crate::Error::Store(crate::store::StoreError::DamagedActive {
+                                version,
+                                fallback,
+                                ..
+                            }) = &e
+                            {
+                                ctx.send(Msg::Damaged(Damaged {
+                                    version: *version,
+                                    fallback: *fallback,
+                                    message: e.to_string(),
+                                }));
+                            }
+                            ctx.error(format!("the active model cannot be used: {e}"))
+                        }
                     }
                 }
                 Ok(None) => train_new_version(ctx, &registry, &data, &config.train),

@@ -46,6 +46,8 @@ pub(super) enum Msg {
     SavedComparison(Arc<Saved>),
     /// A report folder was written.
     Report(PathBuf),
+    /// The active version cannot be loaded.
+    Damaged(super::Damaged),
 }
 
 impl Workbench {
@@ -76,6 +78,7 @@ impl Workbench {
                 Msg::Model(a) => {
                     self.explanation = None;
                     self.explain_requested = None;
+                    self.damaged = None;
                     self.active = Some(a);
                 }
                 Msg::Statistics(d, e) => {
@@ -125,6 +128,7 @@ impl Workbench {
                     }
                 }
                 Msg::Report(p) => self.last_report = Some(p),
+                Msg::Damaged(d) => self.damaged = Some(d),
                 Msg::AutoRetrain(reason) => {
                     if !self.is_training() {
                         self.notices
