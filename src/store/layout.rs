@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! REGISTRY/
-//!   ACTIVE  online.ron  feedback.sqlite  registry.lock
+//!   ACTIVE  online.ron  feedback.sqlite  predictions.sqlite  tokens.ron  tokens.lock
+//!   registry.lock
 //!   logs/  comparisons/latest.json  reports/vN-TIME/  staging/
 //!   versions/vNNNN/{manifest.ron, model.bin, holdout.bin}
 //! ```
@@ -23,6 +24,12 @@ pub const ACTIVE_FILE: &str = "ACTIVE";
 pub const ONLINE_FILE: &str = "online.ron";
 /// Moderators' feedback (SQLite).
 pub const FEEDBACK_FILE: &str = "feedback.sqlite";
+/// The scoring service's prediction log (SQLite).
+pub const PREDICTIONS_FILE: &str = "predictions.sqlite";
+/// The scoring service's API tokens: names, roles and SHA-256 of the secrets (RON, 0600).
+pub const TOKENS_FILE: &str = "tokens.ron";
+/// Held by a process while it rewrites the tokens file.
+pub const TOKENS_LOCK_FILE: &str = "tokens.lock";
 /// Held by a process while it writes the registry.
 pub const LOCK_FILE: &str = "registry.lock";
 /// The daily-rotated operations log's file name prefix and suffix (`spamscope.DATE.log`).
@@ -50,6 +57,15 @@ impl Layout {
     }
     pub fn feedback_db(&self) -> PathBuf {
         self.root.join(FEEDBACK_FILE)
+    }
+    pub fn predictions_db(&self) -> PathBuf {
+        self.root.join(PREDICTIONS_FILE)
+    }
+    pub fn tokens(&self) -> PathBuf {
+        self.root.join(TOKENS_FILE)
+    }
+    pub fn tokens_lock(&self) -> PathBuf {
+        self.root.join(TOKENS_LOCK_FILE)
     }
     pub fn lock(&self) -> PathBuf {
         self.root.join(LOCK_FILE)
@@ -125,6 +141,9 @@ mod tests {
         assert_eq!(Layout::parse_version_dir("x0003"), None);
         assert_eq!(l.manifest(3), Path::new("/r/versions/v0003/manifest.ron"));
         assert_eq!(l.staging_version(3, 77), Path::new("/r/staging/v0003-77"));
+        assert_eq!(l.predictions_db(), Path::new("/r/predictions.sqlite"));
+        assert_eq!(l.tokens(), Path::new("/r/tokens.ron"));
+        assert_eq!(l.tokens_lock(), Path::new("/r/tokens.lock"));
     }
 
     #[test]

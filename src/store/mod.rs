@@ -3,6 +3,7 @@
 
 pub mod feedback;
 pub mod layout;
+pub mod predictions;
 mod registry;
 
 pub use registry::*;

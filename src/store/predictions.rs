@@ -1,0 +1,776 @@
+//! The scoring service's durable prediction log (`predictions.sqlite` in the registry).
+//!
+//! Every prediction the service makes is appended; feedback later names a prediction by
+//! its id and takes its features from here, and drift is measured on the newest rows.
+//! Appending never touches the disk on the caller's thread: records go over a bounded
+//! channel to one writer thread, which inserts them in batches ([`BATCH_ROWS`] rows or
+//! [`BATCH_WAIT`], whichever comes first), one transaction per batch, SQLite in WAL mode
+//! with `synchronous=FULL`. The same thread applies the [`Retention`] limits at open and
+//! every [`PRUNE_EVERY`] appends. Readers use their own connection (WAL lets them read
+//! while the writer writes).
+
+use crate::data::catalog::N_FEATURES;
+use rusqlite::{Connection, OptionalExtension, params_from_iter};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+/// Rows the writer inserts in one transaction at most.
+pub const BATCH_ROWS: usize = 2_000;
+/// How long the writer lets a partial batch wait before committing it.
+pub const BATCH_WAIT: Duration = Duration::from_millis(50);
+/// Records waiting for the writer at most; beyond it [`PredictionLog::append`] drops the
+/// record (counted by [`PredictionLog::dropped`]) instead of growing memory.
+pub const MAX_PENDING: usize = 100_000;
+/// The writer applies the retention limits after this many appends (and at open).
+pub const PRUNE_EVERY: u64 = 10_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PredictionLogError {
+    #[error("{path}: {message}")]
+    Db { path: String, message: String },
+    /// The writer thread is gone (it panicked); nothing more can be written.
+    #[error("{path}: the prediction log's writer has stopped; appended predictions are not stored")]
+    WriterStopped { path: String },
+}
+
+/// One prediction as the service made it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PredictionRecord {
+    /// Unique id ([`new_prediction_id`]).
+    pub id: String,
+    /// When (RFC 3339, UTC, as `humantime` writes it: `2025-01-31T12:00:00.123Z`).
+    pub created_at: String,
+    /// The model version that scored it.
+    pub version: u32,
+    /// The 51 raw feature values (NaN = missing).
+    pub features: Vec<f64>,
+    pub probability: f64,
+    /// The token name of whoever asked.
+    pub caller: String,
+    pub user_id: Option<String>,
+}
+
+/// How much of the log is kept. Rows older than `max_days` days are removed, then the
+/// oldest rows beyond `max_rows`. Default: 1,000,000 rows and 30 days (at the design load
+/// of 10,000 predictions a second the row limit keeps under two minutes; at a typical
+/// few predictions a second, about a month). A limit of 0 means no limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    pub max_rows: u64,
+    pub max_days: u32,
+}
+
+impl Default for Retention {
+    fn default() -> Retention {
+        Retention {
+            max_rows: 1_000_000,
+            max_days: 30,
+        }
+    }
+}
+
+/// A new prediction id: `p-` and 128 random bits in hex, from the operating system's
+/// random source, so ids are unique across processes and restarts.
+pub fn new_prediction_id() -> String {
+    let mut bytes = [0u8; 16];
+    if getrandom::fill(&mut bytes).is_err() {
+        // No OS randomness (never seen on supported systems): time, process, a counter
+        // and the thread, hashed; still unique across processes and restarts.
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let seed = format!(
+            "{nanos}:{}:{}:{:?}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed),
+            std::thread::current().id()
+        );
+        return format!(
+            "p-{}",
+            &crate::util::hash::sha256_hex(seed.as_bytes())[..32]
+        );
+    }
+    let mut s = String::with_capacity(34);
+    s.push_str("p-");
+    for b in bytes {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+enum Msg {
+    Record(Box<PredictionRecord>),
+    /// Commit what is pending, then answer (the error of any failed commit since the
+    /// last flush, if there was one).
+    Flush(SyncSender<Result<(), String>>),
+    /// Apply the retention limits now; answers the number of rows removed.
+    Prune(SyncSender<Result<u64, String>>),
+    Shutdown,
+}
+
+/// Counters shared by the handles and the writer.
+#[derive(Default)]
+struct Counters {
+    /// Records handed to the channel (counted before sending, uncounted on failure).
+    enqueued: AtomicU64,
+    /// Records the writer has finished with (committed or failed).
+    processed: AtomicU64,
+    dropped: AtomicU64,
+}
+
+struct Inner {
+    path: PathBuf,
+    tx: SyncSender<Msg>,
+    counters: Arc<Counters>,
+    reader: Mutex<Connection>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The writer commits what is pending, then ends.
+        let _ = self.tx.send(Msg::Shutdown);
+        let handle = self
+            .writer
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+    }
+}
+
+/// The prediction log of one registry. Cheap to clone (all clones share one writer);
+/// when the last clone is dropped, the writer commits what is pending and its thread
+/// is joined.
+#[derive(Clone)]
+pub struct PredictionLog {
+    inner: Arc<Inner>,
+}
+
+fn feature_columns() -> Vec<String> {
+    (1..=N_FEATURES).map(|i| format!("x{i}")).collect()
+}
+
+const COLUMNS: &str = "id, created_at, version, probability, caller, user_id";
+
+fn connect(path: &Path) -> Result<Connection, rusqlite::Error> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(conn)
+}
+
+fn create_table(conn: &Connection) -> Result<(), rusqlite::Error> {
+    let cols: Vec<String> = feature_columns()
+        .iter()
+        .map(|c| format!("{c} REAL"))
+        .collect();
+    conn.execute_batch(&format!(
+        "CREATE TABLE IF NOT EXISTS predictions (
+            id TEXT PRIMARY KEY,
+            created_at TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            probability REAL NOT NULL,
+            caller TEXT NOT NULL,
+            user_id TEXT,
+            {}
+        );
+        CREATE INDEX IF NOT EXISTS predictions_created ON predictions(created_at);",
+        cols.join(",\n")
+    ))
+}
+
+fn insert_sql() -> String {
+    let cols = feature_columns();
+    format!(
+        "INSERT OR IGNORE INTO predictions ({COLUMNS}, {}) VALUES ({})",
+        cols.join(", "),
+        (1..=6 + N_FEATURES)
+            .map(|i| format!("?{i}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
+fn select_sql(tail: &str) -> String {
+    format!(
+        "SELECT {COLUMNS}, {} FROM predictions {tail}",
+        feature_columns().join(", ")
+    )
+}
+
+fn from_row(r: &rusqlite::Row<'_>) -> Result<PredictionRecord, rusqlite::Error> {
+    let mut features = Vec::with_capacity(N_FEATURES);
+    for i in 0..N_FEATURES {
+        features.push(r.get::<_, Option<f64>>(6 + i)?.unwrap_or(f64::NAN));
+    }
+    Ok(PredictionRecord {
+        id: r.get(0)?,
+        created_at: r.get(1)?,
+        version: r.get(2)?,
+        probability: r.get(3)?,
+        caller: r.get(4)?,
+        user_id: r.get(5)?,
+        features,
+    })
+}
+
+/// Removes rows beyond the retention limits (by age, then the oldest beyond the row
+/// limit); returns how many.
+fn prune(conn: &Connection, retention: Retention) -> Result<u64, rusqlite::Error> {
+    let mut removed = 0;
+    if retention.max_days > 0 {
+        let cutoff = SystemTime::now()
+            .checked_sub(Duration::from_secs(u64::from(retention.max_days) * 86_400))
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let cutoff = humantime::format_rfc3339_millis(cutoff).to_string();
+        removed += conn.execute("DELETE FROM predictions WHERE created_at < ?1", [cutoff])?;
+    }
+    if retention.max_rows > 0 {
+        removed += conn.execute(
+            "DELETE FROM predictions WHERE rowid <= (SELECT rowid FROM predictions
+                ORDER BY rowid DESC LIMIT 1 OFFSET ?1)",
+            [i64::try_from(retention.max_rows).unwrap_or(i64::MAX)],
+        )?;
+    }
+    Ok(removed as u64)
+}
+
+impl PredictionLog {
+    /// Opens (creating if needed) the log of the registry at `registry_root`, applies
+    /// the retention limits and starts the writer thread.
+    pub fn open(
+        registry_root: &Path,
+        retention: Retention,
+    ) -> Result<PredictionLog, PredictionLogError> {
+        let path = crate::store::layout::Layout::new(registry_root).predictions_db();
+        let err = |e: &dyn std::fmt::Display| PredictionLogError::Db {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        };
+        std::fs::create_dir_all(registry_root).map_err(|e| err(&e))?;
+        let conn = connect(&path).map_err(|e| err(&e))?;
+        create_table(&conn).map_err(|e| err(&e))?;
+        prune(&conn, retention).map_err(|e| err(&e))?;
+        let reader = connect(&path).map_err(|e| err(&e))?;
+        let counters = Arc::new(Counters::default());
+        let (tx, rx) = sync_channel(MAX_PENDING);
+        let writer = Writer {
+            conn,
+            retention,
+            counters: counters.clone(),
+            path: path.clone(),
+        };
+        let handle = std::thread::Builder::new()
+            .name("prediction-log".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| err(&e))?;
+        Ok(PredictionLog {
+            inner: Arc::new(Inner {
+                path,
+                tx,
+                counters,
+                reader: Mutex::new(reader),
+                writer: Mutex::new(Some(handle)),
+            }),
+        })
+    }
+
+    /// The log's file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Queues `r` for the writer; never waits for the disk. When the writer is gone, the
+    /// queue already holds [`MAX_PENDING`] records, or `r` does not have 51 features,
+    /// the record is dropped and counted ([`PredictionLog::dropped`]).
+    pub fn append(&self, r: PredictionRecord) {
+        let c = &self.inner.counters;
+        if r.features.len() != N_FEATURES {
+            c.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        // Counted before sending, so `enqueued >= processed` always holds (see `get`).
+        c.enqueued.fetch_add(1, Ordering::SeqCst);
+        match self.inner.tx.try_send(Msg::Record(Box::new(r))) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                c.enqueued.fetch_sub(1, Ordering::SeqCst);
+                c.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Returns once every record appended before the call is committed (or reports the
+    /// failure of a commit since the last flush).
+    pub fn flush(&self) -> Result<(), PredictionLogError> {
+        let (tx, rx) = sync_channel(1);
+        self.ask(Msg::Flush(tx), rx)
+    }
+
+    /// Applies the retention limits now (on the writer thread, after what is pending);
+    /// returns the number of rows removed. The writer also does this by itself.
+    pub fn prune(&self) -> Result<u64, PredictionLogError> {
+        let (tx, rx) = sync_channel(1);
+        self.ask(Msg::Prune(tx), rx)
+    }
+
+    fn ask<T>(&self, msg: Msg, rx: Receiver<Result<T, String>>) -> Result<T, PredictionLogError> {
+        let stopped = || PredictionLogError::WriterStopped {
+            path: self.inner.path.display().to_string(),
+        };
+        self.inner.tx.send(msg).map_err(|_| stopped())?;
+        rx.recv()
+            .map_err(|_| stopped())?
+            .map_err(|message| self.db_err(message))
+    }
+
+    fn db_err(&self, e: impl std::fmt::Display) -> PredictionLogError {
+        PredictionLogError::Db {
+            path: self.inner.path.display().to_string(),
+            message: e.to_string(),
+        }
+    }
+
+    fn reader(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.inner.reader.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The record with id `id`, including records appended before the call and not yet
+    /// committed (then this waits for their commit).
+    pub fn get(&self, id: &str) -> Result<Option<PredictionRecord>, PredictionLogError> {
+        let c = &self.inner.counters;
+        // Read before the query: if nothing was pending then, every record appended
+        // before this call was committed before the query ran.
+        let processed = c.processed.load(Ordering::SeqCst);
+        let pending = c.enqueued.load(Ordering::SeqCst) > processed;
+        let found = self.lookup(id)?;
+        if found.is_some() || !pending {
+            return Ok(found);
+        }
+        self.flush()?;
+        self.lookup(id)
+    }
+
+    fn lookup(&self, id: &str) -> Result<Option<PredictionRecord>, PredictionLogError> {
+        let conn = self.reader();
+        let mut stmt = conn
+            .prepare_cached(&select_sql("WHERE id = ?1"))
+            .map_err(|e| self.db_err(e))?;
+        stmt.query_row([id], from_row)
+            .optional()
+            .map_err(|e| self.db_err(e))
+    }
+
+    /// The newest `n` committed records, newest first (records appended in the last
+    /// [`BATCH_WAIT`] may not be there yet; [`PredictionLog::flush`] first to include them).
+    pub fn recent(&self, n: usize) -> Result<Vec<PredictionRecord>, PredictionLogError> {
+        let conn = self.reader();
+        let mut stmt = conn
+            .prepare_cached(&select_sql("ORDER BY rowid DESC LIMIT ?1"))
+            .map_err(|e| self.db_err(e))?;
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        stmt.query_map([n], from_row)
+            .map_err(|e| self.db_err(e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.db_err(e))
+    }
+
+    /// Committed records (see [`PredictionLog::recent`] about the newest ones).
+    pub fn count(&self) -> Result<u64, PredictionLogError> {
+        self.reader()
+            .query_row("SELECT COUNT(*) FROM predictions", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(|n| n as u64)
+            .map_err(|e| self.db_err(e))
+    }
+
+    /// Records not stored: dropped by `append` (queue full, writer gone, wrong number
+    /// of features), in a failed commit, or ignored because their id was already stored.
+    pub fn dropped(&self) -> u64 {
+        self.inner.counters.dropped.load(Ordering::Relaxed)
+    }
+}
+
+struct Writer {
+    conn: Connection,
+    retention: Retention,
+    counters: Arc<Counters>,
+    path: PathBuf,
+}
+
+impl Writer {
+    fn run(mut self, rx: Receiver<Msg>) {
+        let sql = insert_sql();
+        let mut batch: Vec<Box<PredictionRecord>> = Vec::with_capacity(BATCH_ROWS);
+        let mut deadline = Instant::now();
+        let mut since_prune = 0u64;
+        let mut failure: Option<String> = None;
+        loop {
+            let msg = if batch.is_empty() {
+                rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
+            } else {
+                rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            };
+            let mut commit = |batch: &mut Vec<Box<PredictionRecord>>, since_prune: &mut u64| {
+                if batch.is_empty() {
+                    return;
+                }
+                *since_prune += batch.len() as u64;
+                if let Err(e) = self.commit(&sql, batch) {
+                    failure = Some(e);
+                }
+                if *since_prune >= PRUNE_EVERY {
+                    *since_prune = 0;
+                    if let Err(e) = prune(&self.conn, self.retention) {
+                        tracing::error!("{}: pruning failed: {e}", self.path.display());
+                    }
+                }
+            };
+            match msg {
+                Ok(Msg::Record(r)) => {
+                    if batch.is_empty() {
+                        deadline = Instant::now() + BATCH_WAIT;
+                    }
+                    batch.push(r);
+                    if batch.len() >= BATCH_ROWS {
+                        commit(&mut batch, &mut since_prune);
+                    }
+                }
+                Ok(Msg::Flush(reply)) => {
+                    commit(&mut batch, &mut since_prune);
+                    let _ = reply.send(failure.take().map_or(Ok(()), Err));
+                }
+                Ok(Msg::Prune(reply)) => {
+                    commit(&mut batch, &mut since_prune);
+                    let _ =
+                        reply.send(prune(&self.conn, self.retention).map_err(|e| e.to_string()));
+                }
+                Err(RecvTimeoutError::Timeout) => commit(&mut batch, &mut since_prune),
+                Ok(Msg::Shutdown) | Err(RecvTimeoutError::Disconnected) => {
+                    commit(&mut batch, &mut since_prune);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Inserts `batch` in one transaction and empties it; a failure is logged, its rows
+    /// counted as dropped, and returned.
+    fn commit(&mut self, sql: &str, batch: &mut Vec<Box<PredictionRecord>>) -> Result<(), String> {
+        let n = batch.len() as u64;
+        let result = (|| -> Result<u64, rusqlite::Error> {
+            let tx = self.conn.transaction()?;
+            let mut stored = 0;
+            {
+                let mut stmt = tx.prepare_cached(sql)?;
+                let mut values: Vec<rusqlite::types::Value> = Vec::with_capacity(6 + N_FEATURES);
+                for r in batch.iter() {
+                    values.clear();
+                    values.push(r.id.clone().into());
+                    values.push(r.created_at.clone().into());
+                    values.push(i64::from(r.version).into());
+                    values.push(r.probability.into());
+                    values.push(r.caller.clone().into());
+                    values.push(r.user_id.clone().into());
+                    values.extend(
+                        r.features
+                            .iter()
+                            .map(|&v| if v.is_nan() { None } else { Some(v) }.into()),
+                    );
+                    stored += stmt.execute(params_from_iter(values.drain(..)))? as u64;
+                }
+            }
+            tx.commit()?;
+            Ok(stored)
+        })();
+        batch.clear();
+        let c = &self.counters;
+        let outcome = match result {
+            Ok(stored) => {
+                if stored < n {
+                    tracing::warn!(
+                        "{}: {} predictions had an id already stored; kept the first",
+                        self.path.display(),
+                        n - stored
+                    );
+                    c.dropped.fetch_add(n - stored, Ordering::Relaxed);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                let msg = format!("{n} predictions were not stored: {e}");
+                tracing::error!("{}: {msg}", self.path.display());
+                c.dropped.fetch_add(n, Ordering::Relaxed);
+                Err(msg)
+            }
+        };
+        c.processed.fetch_add(n, Ordering::SeqCst);
+        outcome
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> String {
+        humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+    }
+
+    fn record(i: usize) -> PredictionRecord {
+        PredictionRecord {
+            id: new_prediction_id(),
+            created_at: now(),
+            version: 3,
+            features: (0..N_FEATURES)
+                .map(|j| {
+                    if (i + j) % 7 == 0 {
+                        f64::NAN
+                    } else {
+                        (i * 100 + j) as f64 / 3.0
+                    }
+                })
+                .collect(),
+            probability: (i % 100) as f64 / 100.0,
+            caller: "svc".into(),
+            user_id: (i % 2 == 0).then(|| format!("u{i}")),
+        }
+    }
+
+    fn same(a: &PredictionRecord, b: &PredictionRecord) {
+        assert_eq!(a.id, b.id);
+        assert_eq!(a.created_at, b.created_at);
+        assert_eq!(a.version, b.version);
+        assert_eq!(a.probability.to_bits(), b.probability.to_bits());
+        assert_eq!(a.caller, b.caller);
+        assert_eq!(a.user_id, b.user_id);
+        assert_eq!(a.features.len(), b.features.len());
+        for (x, y) in a.features.iter().zip(&b.features) {
+            assert!(
+                x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()),
+                "{x} {y}"
+            );
+        }
+    }
+
+    #[test]
+    fn ids_are_unique_and_well_formed() {
+        let ids: std::collections::HashSet<String> =
+            (0..10_000).map(|_| new_prediction_id()).collect();
+        assert_eq!(ids.len(), 10_000);
+        for id in ids.iter().take(10) {
+            assert_eq!(id.len(), 34);
+            assert!(id.starts_with("p-"));
+            assert!(id[2..].chars().all(|c| c.is_ascii_hexdigit()));
+        }
+    }
+
+    #[test]
+    fn appended_records_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = PredictionLog::open(dir.path(), Retention::default()).unwrap();
+        assert!(log.path().ends_with("predictions.sqlite"));
+        let records: Vec<PredictionRecord> = (0..10_000).map(record).collect();
+        for r in &records {
+            log.append(r.clone());
+        }
+        log.flush().unwrap();
+        assert_eq!(log.count().unwrap(), 10_000);
+        assert_eq!(log.dropped(), 0);
+        for r in records.iter().step_by(97) {
+            same(&log.get(&r.id).unwrap().unwrap(), r);
+        }
+        assert!(log.get("p-unknown").unwrap().is_none());
+        let recent = log.recent(3).unwrap();
+        assert_eq!(recent.len(), 3);
+        same(&recent[0], &records[9_999]);
+        same(&recent[2], &records[9_997]);
+    }
+
+    #[test]
+    fn get_right_after_append_finds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = PredictionLog::open(dir.path(), Retention::default()).unwrap();
+        for i in 0..50 {
+            let r = record(i);
+            log.append(r.clone());
+            same(&log.get(&r.id).unwrap().unwrap(), &r);
+        }
+    }
+
+    #[test]
+    fn a_record_without_51_features_is_dropped_and_a_repeated_id_kept_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = PredictionLog::open(dir.path(), Retention::default()).unwrap();
+        let mut short = record(1);
+        short.features.pop();
+        log.append(short);
+        let r = record(2);
+        log.append(r.clone());
+        let mut again = r.clone();
+        again.probability = 0.99;
+        log.append(again);
+        log.flush().unwrap();
+        assert_eq!(log.count().unwrap(), 1);
+        assert_eq!(log.dropped(), 2);
+        same(&log.get(&r.id).unwrap().unwrap(), &r);
+    }
+
+    #[test]
+    fn retention_by_rows_keeps_the_newest() {
+        let dir = tempfile::tempdir().unwrap();
+        let retention = Retention {
+            max_rows: 100,
+            max_days: 30,
+        };
+        let log = PredictionLog::open(dir.path(), retention).unwrap();
+        let records: Vec<PredictionRecord> = (0..250).map(record).collect();
+        for r in &records {
+            log.append(r.clone());
+        }
+        assert_eq!(log.prune().unwrap(), 150);
+        assert_eq!(log.count().unwrap(), 100);
+        assert!(log.get(&records[149].id).unwrap().is_none());
+        assert!(log.get(&records[150].id).unwrap().is_some());
+        drop(log);
+        // At open too.
+        let log = PredictionLog::open(dir.path(), Retention::default()).unwrap();
+        for r in (0..50).map(record) {
+            log.append(r);
+        }
+        drop(log);
+        let log = PredictionLog::open(dir.path(), retention).unwrap();
+        assert_eq!(log.count().unwrap(), 100);
+    }
+
+    #[test]
+    fn the_writer_prunes_by_itself_every_so_many_appends() {
+        let dir = tempfile::tempdir().unwrap();
+        let retention = Retention {
+            max_rows: 10,
+            max_days: 0,
+        };
+        let log = PredictionLog::open(dir.path(), retention).unwrap();
+        for r in (0..PRUNE_EVERY as usize + 5).map(record) {
+            log.append(r);
+        }
+        log.flush().unwrap();
+        assert!(log.count().unwrap() <= 10 + 5, "{}", log.count().unwrap());
+    }
+
+    #[test]
+    fn retention_by_days_removes_old_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = PredictionLog::open(dir.path(), Retention::default()).unwrap();
+        let old = |days: u64, i: usize| {
+            let mut r = record(i);
+            r.created_at = humantime::format_rfc3339_millis(
+                SystemTime::now() - Duration::from_secs(days * 86_400),
+            )
+            .to_string();
+            r
+        };
+        let keep = old(29, 1);
+        log.append(old(31, 0));
+        log.append(old(400, 2));
+        log.append(keep.clone());
+        log.append(record(3));
+        log.flush().unwrap();
+        assert_eq!(log.count().unwrap(), 4);
+        drop(log);
+        let log = PredictionLog::open(dir.path(), Retention::default()).unwrap();
+        assert_eq!(log.count().unwrap(), 2);
+        assert!(log.get(&keep.id).unwrap().is_some());
+        log.append(old(45, 4));
+        assert_eq!(log.prune().unwrap(), 1);
+        assert_eq!(log.count().unwrap(), 2);
+    }
+
+    #[test]
+    fn dropping_the_last_handle_commits_what_is_pending() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = PredictionLog::open(dir.path(), Retention::default()).unwrap();
+        let other = log.clone();
+        for r in (0..3_001).map(record) {
+            log.append(r);
+        }
+        drop(log);
+        other.append(record(9));
+        drop(other);
+        let log = PredictionLog::open(dir.path(), Retention::default()).unwrap();
+        assert_eq!(log.count().unwrap(), 3_002);
+    }
+
+    #[test]
+    fn concurrent_appends_lose_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = PredictionLog::open(dir.path(), Retention::default()).unwrap();
+        let ids: Vec<Vec<String>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4)
+                .map(|t| {
+                    let log = log.clone();
+                    s.spawn(move || {
+                        (0..2_500)
+                            .map(|i| {
+                                let r = record(t * 10_000 + i);
+                                let id = r.id.clone();
+                                log.append(r);
+                                id
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        log.flush().unwrap();
+        assert_eq!(log.count().unwrap(), 10_000);
+        assert_eq!(log.dropped(), 0);
+        for per_thread in &ids {
+            assert!(log.get(&per_thread[2_499]).unwrap().is_some());
+        }
+    }
+
+    #[test]
+    fn two_handles_on_one_file_both_write_and_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = PredictionLog::open(dir.path(), Retention::default()).unwrap();
+        let b = PredictionLog::open(dir.path(), Retention::default()).unwrap();
+        let ra = record(1);
+        let rb = record(2);
+        for i in 0..500 {
+            a.append(record(100 + i));
+            b.append(record(1_000 + i));
+        }
+        a.append(ra.clone());
+        b.append(rb.clone());
+        a.flush().unwrap();
+        b.flush().unwrap();
+        assert_eq!(a.count().unwrap(), 1_002);
+        assert_eq!(b.count().unwrap(), 1_002);
+        same(&a.get(&rb.id).unwrap().unwrap(), &rb);
+        same(&b.get(&ra.id).unwrap().unwrap(), &ra);
+    }
+
+    #[test]
+    fn an_unwritable_registry_is_a_one_line_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("not-a-folder");
+        std::fs::write(&file, "x").unwrap();
+        let err = PredictionLog::open(&file, Retention::default())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("predictions.sqlite"), "{err}");
+        assert!(!err.contains('\n'), "{err}");
+    }
+}
