@@ -5,5 +5,6 @@ pub mod feedback;
 pub mod layout;
 pub mod predictions;
 mod registry;
+pub mod tokens;
 
 pub use registry::*;
