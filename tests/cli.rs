@@ -948,3 +948,117 @@ fn compare_every_model_promote_one_and_export_a_report() {
     ]);
     assert!(err.contains("not-a-dir"), "{err}");
 }
+
+#[test]
+fn token_add_list_revoke() {
+    let env = Env::new();
+    let reg = env.registry();
+    let a = json(&[
+        "token",
+        "add",
+        "--name",
+        "ci-bot",
+        "--role",
+        "scorer",
+        "--registry",
+        &reg,
+        "--json",
+    ]);
+    assert_eq!(a["name"], "ci-bot");
+    assert_eq!(a["role"], "scorer");
+    assert!(a["created_at"].is_string());
+    let secret_a = a["token"].as_str().unwrap().to_string();
+    assert!(
+        secret_a.starts_with("ssk_") && secret_a.len() == 68,
+        "{secret_a}"
+    );
+    // Plain output: the secret alone on stdout, the warning on stderr.
+    let out = spamscope(&[
+        "token",
+        "add",
+        "--name",
+        "alice@ops",
+        "--role",
+        "ADMIN",
+        "--registry",
+        &reg,
+    ]);
+    assert!(out.status.success());
+    let secret_b = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(
+        secret_b.starts_with("ssk_") && secret_b.len() == 68,
+        "{secret_b}"
+    );
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("only time"), "{stderr}");
+
+    let list = json(&["token", "list", "--registry", &reg, "--json"]);
+    let tokens = list["tokens"].as_array().unwrap();
+    assert_eq!(tokens.len(), 2);
+    assert_eq!(tokens[0]["name"], "ci-bot");
+    assert_eq!(tokens[1]["name"], "alice@ops");
+    assert_eq!(tokens[1]["role"], "admin");
+    let text = ok(&["token", "list", "--registry", &reg]);
+    assert!(
+        text.contains("ci-bot") && text.contains("alice@ops"),
+        "{text}"
+    );
+    for listing in [list.to_string(), text] {
+        assert!(!listing.contains(&secret_a[4..]) && !listing.contains(&secret_b[4..]));
+        assert!(!listing.contains("sha256"), "{listing}");
+    }
+
+    let err = fails(&[
+        "token",
+        "add",
+        "--name",
+        "ci-bot",
+        "--role",
+        "admin",
+        "--registry",
+        &reg,
+    ]);
+    assert!(err.contains("already exists"), "{err}");
+    let err = fails(&[
+        "token",
+        "add",
+        "--name",
+        "x",
+        "--role",
+        "root",
+        "--registry",
+        &reg,
+    ]);
+    assert!(err.contains("unknown role"), "{err}");
+    let err = fails(&[
+        "token",
+        "add",
+        "--name",
+        "no spaces",
+        "--role",
+        "admin",
+        "--registry",
+        &reg,
+    ]);
+    assert!(err.contains("not allowed"), "{err}");
+
+    let file = Path::new(&reg).join("tokens.ron");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    }
+    let stored = std::fs::read_to_string(&file).unwrap();
+    assert!(!stored.contains(&secret_a[4..]) && !stored.contains(&secret_b[4..]));
+
+    ok(&["token", "revoke", "ci-bot", "--registry", &reg]);
+    let list = json(&["token", "list", "--registry", &reg, "--json"]);
+    assert_eq!(list["tokens"].as_array().unwrap().len(), 1);
+    assert_eq!(list["tokens"][0]["name"], "alice@ops");
+    let err = fails(&["token", "revoke", "ci-bot", "--registry", &reg]);
+    assert!(
+        err.contains("no token named") && err.contains("tokens.ron"),
+        "{err}"
+    );
+}

@@ -195,6 +195,9 @@ pub enum Command {
     /// Moderator feedback: import labelled accounts, show statistics.
     #[command(subcommand)]
     Feedback(FeedbackCommand),
+    /// API tokens of the scoring service: add (the secret is shown once), list, revoke.
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Benchmark our forest against scikit-learn on the same data and split.
     Bench {
         /// Data to use (default: the synthetic default dataset).
@@ -237,6 +240,36 @@ pub enum FeedbackCommand {
         registry: Option<PathBuf>,
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Create a token and print its secret (shown this once; only its hash is kept).
+    Add {
+        /// 1 to 64 characters among letters, digits and _ . @ -
+        #[arg(long)]
+        name: String,
+        /// scorer (predict), moderator (+ feedback) or admin (+ retrain, rollback, versions).
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        registry: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The tokens: name, role, creation time (never secrets or hashes).
+    List {
+        #[arg(long)]
+        registry: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a token; its secret stops working.
+    Revoke {
+        name: String,
+        #[arg(long)]
+        registry: Option<PathBuf>,
     },
 }
 
@@ -782,6 +815,7 @@ pub fn run(cmd: Command) -> Result<()> {
             Ok(())
         }
         Command::Feedback(cmd) => run_feedback(cmd),
+        Command::Token(cmd) => run_token(cmd),
         Command::Retrain {
             registry: reg,
             json,
@@ -956,6 +990,69 @@ fn run_feedback(cmd: FeedbackCommand) -> Result<()> {
                     );
                 }
             }
+            Ok(())
+        }
+    }
+}
+
+fn run_token(cmd: TokenCommand) -> Result<()> {
+    use spamscope::store::tokens::{Role, TokenStore};
+    match cmd {
+        TokenCommand::Add {
+            name,
+            role,
+            registry: reg,
+            json,
+        } => {
+            let role = Role::parse(&role)?;
+            let store = TokenStore::open_in(registry(reg)?.root());
+            let secret = store.add(&name, role)?;
+            let created_at = store
+                .list()?
+                .into_iter()
+                .find(|t| t.name == name)
+                .map(|t| t.created_at);
+            if json {
+                print_json(&json!({
+                    "name": name,
+                    "role": role.name(),
+                    "created_at": created_at,
+                    "token": secret,
+                }));
+            } else {
+                println!("{secret}");
+            }
+            eprintln!(
+                "token {name} ({role}) added; this is the only time its secret is shown: store it now"
+            );
+            Ok(())
+        }
+        TokenCommand::List {
+            registry: reg,
+            json,
+        } => {
+            let tokens = TokenStore::open_in(registry(reg)?.root()).list()?;
+            if json {
+                let list: Vec<Value> = tokens
+                    .iter()
+                    .map(|t| json!({"name": t.name, "role": t.role.name(), "created_at": t.created_at}))
+                    .collect();
+                print_json(&json!({ "tokens": list }));
+            } else if tokens.is_empty() {
+                println!("no tokens");
+            } else {
+                for t in &tokens {
+                    println!("{}  {}  {}", t.name, t.role, t.created_at);
+                }
+            }
+            Ok(())
+        }
+        TokenCommand::Revoke {
+            name,
+            registry: reg,
+        } => {
+            TokenStore::open_in(registry(reg)?.root()).revoke(&name)?;
+            println!("revoked token {name}");
             Ok(())
         }
     }

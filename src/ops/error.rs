@@ -10,6 +10,8 @@ use crate::model::forest::ForestError;
 use crate::model::{FitError, ModelError};
 use crate::store::StoreError;
 use crate::store::feedback::FeedbackError;
+use crate::store::predictions::PredictionLogError;
+use crate::store::tokens::TokenError;
 use crate::util::progress::Cancelled;
 
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +32,10 @@ pub enum Error {
     Store(#[from] StoreError),
     #[error(transparent)]
     Feedback(#[from] FeedbackError),
+    #[error(transparent)]
+    Predictions(#[from] PredictionLogError),
+    #[error(transparent)]
+    Tokens(#[from] TokenError),
     /// The job was cancelled by its reporter (the user pressed Cancel).
     #[error("cancelled")]
     Cancelled,
