@@ -103,6 +103,7 @@ pub fn new_prediction_id() -> String {
 }
 
 enum Msg {
+    /// Boxed: the bounded channel allocates its slots up front, so a slot stays small.
     Record(Box<PredictionRecord>),
     /// Commit what is pending, then answer (the error of any failed commit since the
     /// last flush, if there was one).
@@ -410,7 +411,7 @@ struct Writer {
 impl Writer {
     fn run(mut self, rx: Receiver<Msg>) {
         let sql = insert_sql();
-        let mut batch: Vec<Box<PredictionRecord>> = Vec::with_capacity(BATCH_ROWS);
+        let mut batch: Vec<PredictionRecord> = Vec::with_capacity(BATCH_ROWS);
         let mut deadline = Instant::now();
         let mut since_prune = 0u64;
         let mut failure: Option<String> = None;
@@ -420,7 +421,7 @@ impl Writer {
             } else {
                 rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
             };
-            let mut commit = |batch: &mut Vec<Box<PredictionRecord>>, since_prune: &mut u64| {
+            let mut commit = |batch: &mut Vec<PredictionRecord>, since_prune: &mut u64| {
                 if batch.is_empty() {
                     return;
                 }
@@ -440,7 +441,7 @@ impl Writer {
                     if batch.is_empty() {
                         deadline = Instant::now() + BATCH_WAIT;
                     }
-                    batch.push(r);
+                    batch.push(*r);
                     if batch.len() >= BATCH_ROWS {
                         commit(&mut batch, &mut since_prune);
                     }
@@ -465,7 +466,7 @@ impl Writer {
 
     /// Inserts `batch` in one transaction and empties it; a failure is logged, its rows
     /// counted as dropped, and returned.
-    fn commit(&mut self, sql: &str, batch: &mut Vec<Box<PredictionRecord>>) -> Result<(), String> {
+    fn commit(&mut self, sql: &str, batch: &mut Vec<PredictionRecord>) -> Result<(), String> {
         let n = batch.len() as u64;
         let result = (|| -> Result<u64, rusqlite::Error> {
             let tx = self.conn.transaction()?;
@@ -533,7 +534,7 @@ mod tests {
             version: 3,
             features: (0..N_FEATURES)
                 .map(|j| {
-                    if (i + j) % 7 == 0 {
+                    if (i + j).is_multiple_of(7) {
                         f64::NAN
                     } else {
                         (i * 100 + j) as f64 / 3.0
@@ -542,7 +543,7 @@ mod tests {
                 .collect(),
             probability: (i % 100) as f64 / 100.0,
             caller: "svc".into(),
-            user_id: (i % 2 == 0).then(|| format!("u{i}")),
+            user_id: i.is_multiple_of(2).then(|| format!("u{i}")),
         }
     }
 
