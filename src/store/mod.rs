@@ -1,5 +1,6 @@
 //! What is kept on disk: the versioned model registry (manifests, model files, the
-//! active pointer) and the moderators' feedback store.
+//! active pointer), the moderators' feedback store, and for the scoring service its
+//! prediction log and API tokens.
 
 pub mod feedback;
 pub mod layout;
