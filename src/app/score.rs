@@ -537,15 +537,18 @@ fn risk_factors(ui: &mut egui::Ui, state: &ScoreState, wb: &Workbench, raw: &[f6
     }
     ui.add_space(6.0);
     ui.strong("Published risk indicators");
-    let flags: Vec<String> = cat
-        .features
-        .iter()
-        .zip(state.inputs.iter())
-        .filter_map(|(f, v)| {
-            let rule = f.risk.as_ref()?;
-            let v = (*v)?;
-            rule.matches(v)
-                .then(|| format!("{} ({} = {})", rule.text, f.label, format_value(f, v)))
+    let values: Vec<f64> = state.inputs.iter().map(|v| v.unwrap_or(f64::NAN)).collect();
+    let flags: Vec<String> = crate::ops::predict::risk_factors(&values)
+        .into_iter()
+        .filter_map(|r| {
+            let i = crate::ops::predict::resolve(&r.feature)?;
+            let f = &cat.features[i];
+            Some(format!(
+                "{} ({} = {})",
+                r.reason,
+                f.label,
+                format_value(f, values[i])
+            ))
         })
         .collect();
     if flags.is_empty() {

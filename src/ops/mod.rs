@@ -7,6 +7,7 @@ pub mod compare;
 pub mod error;
 pub mod feedback;
 pub mod online;
+pub mod predict;
 pub mod report;
 pub mod score;
 pub mod train;
