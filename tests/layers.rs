@@ -5,13 +5,14 @@
 
 use std::path::Path;
 
-const LAYERS: [&str; 8] = [
+const LAYERS: [&str; 9] = [
     "util",
     "data",
     "model",
     "eval",
     "store",
     "ops",
+    "service",
     "workbench",
     "app",
 ];

@@ -182,6 +182,21 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Serve scoring and feedback over HTTP (a drop-in for the reference API).
+    Serve {
+        #[arg(long)]
+        registry: Option<PathBuf>,
+        /// Address to listen on; loopback unless API tokens exist.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: std::net::SocketAddr,
+        /// Worker threads (default: the number of cores).
+        #[arg(long)]
+        workers: Option<usize>,
+        /// Log level on stderr: error, warn, info (a line per failed request and
+        /// every change of version) or debug (a line per request).
+        #[arg(long, default_value = "info")]
+        log: tracing::Level,
+    },
     /// Make an earlier version active again.
     Rollback {
         /// The version to activate.
@@ -847,6 +862,35 @@ pub fn run(cmd: Command) -> Result<()> {
                 print_metrics(&o.candidate.metrics);
             }
             Ok(())
+        }
+        Command::Serve {
+            registry: reg,
+            addr,
+            workers,
+            log,
+        } => {
+            let _ = tracing_subscriber::fmt()
+                .with_max_level(log)
+                .with_writer(std::io::stderr)
+                .with_ansi(false)
+                .try_init();
+            let workers = workers
+                .filter(|&w| (1..=1024).contains(&w))
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+            spamscope::service::run(
+                spamscope::service::ServeConfig {
+                    registry_root: reg.unwrap_or_else(Registry::default_root),
+                    addr,
+                    workers,
+                    limits: Default::default(),
+                    retention: Default::default(),
+                },
+                &StderrProgress::new(),
+            )
+            .map_err(|e| match e {
+                spamscope::service::ServeError::Ops(e) => e,
+                e => spamscope::Error::Invalid(e.to_string()),
+            })
         }
         Command::Rollback {
             to,

@@ -1,0 +1,79 @@
+//! The service's error responses: `{"error": {"code", "message", "field"?}, "detail"}`
+//! (`detail` repeats the message, where FastAPI clients look for it).
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub field: Option<String>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: one_line(&message.into()),
+            field: None,
+        }
+    }
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, code, message)
+    }
+    pub fn with_field(mut self, field: Option<String>) -> ApiError {
+        self.field = field;
+        self
+    }
+    pub fn internal(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    }
+}
+
+/// One line, and at most a few hundred characters of it.
+fn one_line(s: &str) -> String {
+    let s = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if s.chars().count() > 400 {
+        let cut: String = s.chars().take(400).collect();
+        format!("{cut}…")
+    } else {
+        s
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut error = json!({"code": self.code, "message": self.message});
+        if let Some(f) = &self.field {
+            error["field"] = json!(crate::util::text::quote(f));
+        }
+        let body = json!({"error": error, "detail": self.message});
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+impl From<crate::Error> for ApiError {
+    fn from(e: crate::Error) -> ApiError {
+        match e {
+            crate::Error::Invalid(m) => ApiError::bad_request("invalid", m),
+            e => ApiError::internal(e.to_string()),
+        }
+    }
+}
+
+impl From<crate::ops::predict::FeatureError> for ApiError {
+    fn from(e: crate::ops::predict::FeatureError) -> ApiError {
+        let code = match &e {
+            crate::ops::predict::FeatureError::Unknown { .. } => "unknown_feature",
+            crate::ops::predict::FeatureError::Duplicate { .. } => "duplicate_feature",
+            crate::ops::predict::FeatureError::Invalid { .. } => "invalid_value",
+            crate::ops::predict::FeatureError::Missing { .. } => "missing_features",
+        };
+        let field = e.field();
+        ApiError::bad_request(code, e.to_string()).with_field(field)
+    }
+}

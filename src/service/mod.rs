@@ -1,0 +1,314 @@
+//! `spamscope serve`: the scoring and feedback service over HTTP, a drop-in for the
+//! reference system's FastAPI API (same paths and field names, more fields). A
+//! front-end like the app and the CLI: every step it takes is an `ops` call on the same
+//! registry and stores.
+//!
+//! - The active version is held behind a lock as an `Arc`: a request takes the current
+//!   one and finishes on it, while a watcher swaps in whatever the registry's `ACTIVE`
+//!   pointer names (a retrain or rollback from any process) within a second.
+//! - Tokens with roles (`scorer` < `moderator` < `admin`) from the registry's token
+//!   file, re-read when it changes; without any token the service answers only on
+//!   loopback.
+//! - Every failure is a JSON error naming what was wrong ([`error::ApiError`]); a
+//!   handler panic is a logged 500, the server goes on.
+
+mod error;
+mod routes;
+
+pub use error::ApiError;
+
+use crate::model::Model;
+use crate::store::Manifest;
+use crate::store::Registry;
+use crate::store::predictions::{PredictionLog, Retention};
+use crate::store::tokens::{Role, TokenInfo, TokenStore, Tokens};
+use crate::util::progress::Reporter;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+/// Limits that protect the service; documented in the README.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// Largest request body (bytes).
+    pub max_body: usize,
+    /// Most accounts in one `/predict/batch` request.
+    pub max_batch: usize,
+    /// Requests being handled at once; more wait up to `timeout` for a slot, then 503.
+    pub max_in_flight: usize,
+    /// Longest time a request may take (queueing included) before 503.
+    pub timeout: Duration,
+    /// Most contributions one account's response may carry.
+    pub max_explain: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_body: 16 * 1024 * 1024,
+            max_batch: 10_000,
+            max_in_flight: 256,
+            timeout: Duration::from_secs(30),
+            max_explain: crate::data::catalog::N_FEATURES,
+        }
+    }
+}
+
+/// How to run the service.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub registry_root: PathBuf,
+    pub addr: SocketAddr,
+    /// Threads of the async runtime (scoring runs on them; exact explanations on the
+    /// blocking pool).
+    pub workers: usize,
+    pub limits: Limits,
+    pub retention: Retention,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(
+        "refusing to listen on {addr} without API tokens: anyone could score and send feedback; add one with `spamscope token add --name NAME --role admin`, or listen on 127.0.0.1"
+    )]
+    OpenOnNetwork { addr: SocketAddr },
+    #[error("cannot listen on {addr}: {message}")]
+    Bind { addr: SocketAddr, message: String },
+    #[error(transparent)]
+    Ops(#[from] crate::Error),
+}
+
+/// The version that answers requests.
+pub struct Active {
+    pub manifest: Manifest,
+    pub model: Model,
+}
+
+/// Who is calling.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Caller {
+    pub name: String,
+    pub role: Role,
+}
+
+/// Everything the handlers share.
+pub struct State {
+    pub registry: Registry,
+    active: RwLock<Arc<Active>>,
+    tokens: RwLock<Tokens>,
+    /// Without tokens, requests are anonymous admins (loopback only).
+    open_without_tokens: bool,
+    pub log: PredictionLog,
+    pub limits: Limits,
+    slots: tokio::sync::Semaphore,
+    started: std::time::SystemTime,
+}
+
+impl State {
+    /// Opens the stores of `registry` and loads its active version (which must exist).
+    pub fn new(
+        registry: Registry,
+        limits: Limits,
+        retention: Retention,
+        loopback: bool,
+    ) -> Result<Arc<State>, crate::Error> {
+        let (manifest, model) = registry.load_active()?;
+        let tokens = TokenStore::open_in(registry.root()).load()?;
+        let log = PredictionLog::open(registry.root(), retention)?;
+        Ok(Arc::new(State {
+            registry,
+            active: RwLock::new(Arc::new(Active { manifest, model })),
+            tokens: RwLock::new(tokens),
+            open_without_tokens: loopback,
+            log,
+            slots: tokio::sync::Semaphore::new(limits.max_in_flight),
+            limits,
+            started: std::time::SystemTime::now(),
+        }))
+    }
+
+    /// The version answering new requests.
+    pub fn active(&self) -> Arc<Active> {
+        self.active
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn set_active(&self, a: Active) {
+        tracing::info!("now serving version {}", a.manifest.version);
+        *self.active.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(a);
+    }
+
+    /// Loads the registry's active version if it is not the one being served.
+    pub fn refresh_active(&self) -> Result<(), crate::Error> {
+        let Some(v) = self.registry.active()? else {
+            return Ok(());
+        };
+        if v != self.active().manifest.version {
+            let (manifest, model) = self.registry.load_active()?;
+            self.set_active(Active { manifest, model });
+        }
+        Ok(())
+    }
+
+    /// Re-reads the token file.
+    pub fn refresh_tokens(&self) {
+        match TokenStore::open_in(self.registry.root()).load() {
+            Ok(t) => *self.tokens.write().unwrap_or_else(|p| p.into_inner()) = t,
+            Err(e) => tracing::warn!("keeping the tokens loaded before: {e}"),
+        }
+    }
+
+    /// The caller of a request with `secret` (from `Authorization: Bearer` or
+    /// `X-API-Key`), if it may act as `needed`.
+    pub fn authorize(&self, secret: Option<&str>, needed: Role) -> Result<Caller, ApiError> {
+        use axum::http::StatusCode;
+        let tokens = self.tokens.read().unwrap_or_else(|p| p.into_inner());
+        if tokens.is_empty() && self.open_without_tokens {
+            return Ok(Caller {
+                name: "anonymous".into(),
+                role: Role::Admin,
+            });
+        }
+        let Some(secret) = secret else {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "this service needs an API token: send `Authorization: Bearer TOKEN`",
+            ));
+        };
+        let Some(TokenInfo { name, role, .. }) = tokens.verify(secret) else {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "the API token is not valid (unknown or revoked)",
+            ));
+        };
+        if !role.allows(needed) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!(
+                    "token {name} has the role {}; this needs {}",
+                    role.name(),
+                    needed.name()
+                ),
+            ));
+        }
+        Ok(Caller { name, role })
+    }
+}
+
+/// The service's routes on `state`.
+pub fn router(state: Arc<State>) -> axum::Router {
+    routes::router(state)
+}
+
+/// Checks the registry's active version and tokens every `every` until the state is
+/// dropped by everyone else.
+pub fn spawn_watcher(state: &Arc<State>, every: Duration) {
+    let weak = Arc::downgrade(state);
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            let Some(state) = weak.upgrade() else { break };
+            let s = state.clone();
+            let res = tokio::task::spawn_blocking(move || {
+                s.refresh_tokens();
+                s.refresh_active()
+            })
+            .await;
+            if let Ok(Err(e)) = res {
+                tracing::warn!("keeping version {}: {e}", state.active().manifest.version);
+            }
+        }
+    });
+}
+
+/// Runs the service until SIGTERM or Ctrl-C: trains the default version first if the
+/// registry has none, listens on `cfg.addr`, and on the signal stops accepting,
+/// finishes the requests in flight and commits the prediction log.
+pub fn run(cfg: ServeConfig, reporter: &dyn Reporter) -> Result<(), ServeError> {
+    let registry = Registry::open(&cfg.registry_root).map_err(crate::Error::from)?;
+    let loopback = cfg.addr.ip().is_loopback();
+    if !loopback && !TokenStore::open_in(registry.root()).exists() {
+        return Err(ServeError::OpenOnNetwork { addr: cfg.addr });
+    }
+    if registry.active().map_err(crate::Error::from)?.is_none() {
+        let data = crate::data::synth::default_dataset(Default::default());
+        crate::ops::train::train_and_register(
+            &registry,
+            &data,
+            None,
+            &crate::ops::train::TrainConfig::default(),
+            reporter,
+        )?;
+    }
+    let state = State::new(registry, cfg.limits.clone(), cfg.retention, loopback)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cfg.workers.max(1))
+        .enable_all()
+        .build()
+        .map_err(|e| ServeError::Bind {
+            addr: cfg.addr,
+            message: e.to_string(),
+        })?;
+    runtime.block_on(async {
+        let listener =
+            tokio::net::TcpListener::bind(cfg.addr)
+                .await
+                .map_err(|e| ServeError::Bind {
+                    addr: cfg.addr,
+                    message: e.to_string(),
+                })?;
+        let addr = listener.local_addr().unwrap_or(cfg.addr);
+        eprintln!(
+            "spamscope serve: version {} on http://{addr} ({})",
+            state.active().manifest.version,
+            if TokenStore::open_in(state.registry.root()).exists() {
+                "API tokens required"
+            } else {
+                "no API tokens: loopback only"
+            }
+        );
+        tracing::info!("listening on {addr}");
+        spawn_watcher(&state, Duration::from_secs(1));
+        axum::serve(listener, router(state.clone()))
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .map_err(|e| ServeError::Bind {
+                addr,
+                message: e.to_string(),
+            })
+    })?;
+    // Everything answered: commit the prediction log before leaving.
+    if let Err(e) = state.log.flush() {
+        tracing::warn!("prediction log: {e}");
+    }
+    eprintln!("spamscope serve: stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}

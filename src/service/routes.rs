@@ -1,0 +1,531 @@
+//! The routes: the reference API's (`/predict`, `/predict/batch`, `/feedback`,
+//! `/model/version`, `/model/info`, `/model/feedback/stats`, `/health`) and ours
+//! (`/model/versions`, `/model/rollback`).
+
+use super::{Active, ApiError, Caller, State};
+use crate::data::catalog::{Kind, catalog};
+use crate::ops::predict::{Account, Explain, Prediction};
+use crate::store::predictions::{PredictionRecord, new_prediction_id};
+use crate::store::tokens::Role;
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, Request, State as Ax};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+type S = Ax<Arc<State>>;
+type Q = Query<HashMap<String, String>>;
+
+pub fn router(state: Arc<State>) -> Router {
+    Router::new()
+        .route("/", get(root))
+        .route("/health", get(health))
+        .route("/predict", post(predict))
+        .route("/predict/batch", post(predict_batch))
+        .route("/model/version", get(model_version))
+        .route("/model/info", get(model_info))
+        .route("/model/versions", get(versions))
+        .route("/model/rollback", post(rollback))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .with_state(state)
+}
+
+/// Every request: waits for a slot (at most `max_in_flight` at once), answers within
+/// `timeout`, and is logged (one line at debug; errors at info).
+async fn guard(Ax(s): S, req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let start = std::time::Instant::now();
+    let limit = s.limits.timeout;
+    let res = tokio::time::timeout(limit, async {
+        let _slot = s.slots.acquire().await;
+        next.run(req).await
+    })
+    .await;
+    let res = match res {
+        Ok(r) => r,
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            format!(
+                "the request took longer than {} s (the service is busy)",
+                limit.as_secs_f64()
+            ),
+        )
+        .into_response(),
+    };
+    let ms = start.elapsed().as_secs_f64() * 1e3;
+    let status = res.status().as_u16();
+    if status >= 400 {
+        tracing::info!("{method} {path} {status} {ms:.2} ms");
+    } else {
+        tracing::debug!("{method} {path} {status} {ms:.2} ms");
+    }
+    res
+}
+
+fn panicked(err: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let msg = err
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| err.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into());
+    tracing::error!("handler panicked: {msg}");
+    ApiError::internal("internal error while handling the request (logged)").into_response()
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no route {}", crate::util::text::quote(req.uri().path())),
+    )
+}
+
+async fn method_not_allowed(req: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!(
+            "{} is not allowed on {}",
+            req.method(),
+            crate::util::text::quote(req.uri().path())
+        ),
+    )
+}
+
+/// The token of a request: `Authorization: Bearer TOKEN` or `X-API-Key: TOKEN`.
+fn secret(h: &HeaderMap) -> Option<&str> {
+    if let Some(v) = h.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        let v = v.trim();
+        return Some(v.strip_prefix("Bearer ").unwrap_or(v).trim());
+    }
+    h.get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+}
+
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("the request body is larger than {limit} bytes"),
+        )
+    })
+}
+
+fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request(
+            "not_json",
+            "the request body is empty; send JSON",
+        ));
+    }
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request("not_json", format!("the body is not valid JSON: {e}")))
+}
+
+fn wrong_type(field: String, expected: &str) -> ApiError {
+    ApiError::bad_request("wrong_type", format!("{field} must be {expected}"))
+        .with_field(Some(field))
+}
+
+/// `?explain=K|exact|exact:K|none` and `?strict=true|false`.
+#[derive(Debug, Clone, Copy)]
+struct Options {
+    explain: Explain,
+    strict: bool,
+}
+
+const DEFAULT_EXPLAIN: usize = 3;
+
+fn options(q: &HashMap<String, String>, max_explain: usize) -> Result<Options, ApiError> {
+    let bad = |field: &str, m: String| {
+        ApiError::bad_request("bad_query", m).with_field(Some(field.into()))
+    };
+    let explain = match q.get("explain").map(|s| s.trim().to_ascii_lowercase()) {
+        None => Explain::Top(DEFAULT_EXPLAIN),
+        Some(s) if s == "none" || s == "false" => Explain::None,
+        Some(s) if s == "exact" => Explain::Exact(DEFAULT_EXPLAIN),
+        Some(s) => {
+            let (exact, k) = match s.strip_prefix("exact:") {
+                Some(k) => (true, k.to_string()),
+                None => (false, s.clone()),
+            };
+            let k: usize = k.parse().map_err(|_| {
+                bad(
+                    "explain",
+                    format!(
+                        "explain must be a count 0..{max_explain}, exact or exact:K (got {})",
+                        crate::util::text::quote(&s)
+                    ),
+                )
+            })?;
+            if k > max_explain {
+                return Err(bad(
+                    "explain",
+                    format!("explain must be at most {max_explain}"),
+                ));
+            }
+            if exact {
+                Explain::Exact(k)
+            } else {
+                Explain::Top(k)
+            }
+        }
+    };
+    let strict = match q.get("strict").map(|s| s.trim().to_ascii_lowercase()) {
+        None => false,
+        Some(s) if s == "true" || s == "1" => true,
+        Some(s) if s == "false" || s == "0" => false,
+        Some(s) => {
+            return Err(bad(
+                "strict",
+                format!(
+                    "strict must be true or false (got {})",
+                    crate::util::text::quote(&s)
+                ),
+            ));
+        }
+    };
+    Ok(Options { explain, strict })
+}
+
+/// A `{"features": {...}, "user_id"?}` object; `at` prefixes field names in errors.
+fn parse_request(v: &Value, at: &str, strict: bool) -> Result<(Account, Option<String>), ApiError> {
+    let Some(obj) = v.as_object() else {
+        return Err(wrong_type(
+            format!("{at}body"),
+            "an object with \"features\"",
+        ));
+    };
+    let Some(features) = obj.get("features") else {
+        return Err(ApiError::bad_request(
+            "missing_field",
+            "the request has no \"features\" object",
+        )
+        .with_field(Some(format!("{at}features"))));
+    };
+    let Some(features) = features.as_object() else {
+        return Err(wrong_type(
+            format!("{at}features"),
+            "an object of feature: number",
+        ));
+    };
+    let mut pairs: Vec<(&str, f64)> = Vec::with_capacity(features.len());
+    for (k, v) in features {
+        match v {
+            Value::Number(n) => match n.as_f64() {
+                Some(x) => pairs.push((k.as_str(), x)),
+                None => return Err(wrong_type(format!("{at}features.{k}"), "a finite number")),
+            },
+            // Explicitly missing: imputed like an absent key.
+            Value::Null => {
+                if crate::ops::predict::resolve(k).is_none() {
+                    return Err(ApiError::from(crate::ops::predict::FeatureError::Unknown {
+                        name: crate::util::text::quote(k),
+                    }));
+                }
+            }
+            _ => return Err(wrong_type(format!("{at}features.{k}"), "a number")),
+        }
+    }
+    let account = crate::ops::predict::account(pairs, strict).map_err(|e| {
+        let mut err = ApiError::from(e);
+        err.field = err.field.map(|f| format!("{at}{f}"));
+        err
+    })?;
+    let user_id = match obj.get("user_id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 256 => {
+            Some(s.trim().to_string())
+        }
+        Some(Value::Number(n)) => Some(n.to_string()),
+        Some(_) => {
+            return Err(wrong_type(
+                format!("{at}user_id"),
+                "a non-empty string of at most 256 bytes or a number",
+            ));
+        }
+    };
+    Ok((account, user_id))
+}
+
+/// Scores, logs the prediction, and builds the response object.
+fn score(
+    s: &State,
+    active: &Active,
+    account: &Account,
+    user_id: Option<String>,
+    caller: &Caller,
+    explain: Explain,
+) -> Value {
+    let p = crate::ops::predict::predict(&active.model, &active.manifest, account, explain);
+    let id = new_prediction_id();
+    s.log.append(PredictionRecord {
+        id: id.clone(),
+        created_at: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+        version: p.version,
+        features: account.values.clone(),
+        probability: p.probability,
+        caller: caller.name.clone(),
+        user_id,
+    });
+    response(&p, account, id)
+}
+
+fn response(p: &Prediction, account: &Account, id: String) -> Value {
+    let cat = catalog();
+    let contributions: Vec<Value> = p
+        .contributions
+        .iter()
+        .map(|&(f, c)| {
+            json!({
+                "feature": cat.features[f].id,
+                "name": cat.features[f].name,
+                "value": account.values[f],
+                "contribution": c,
+            })
+        })
+        .collect();
+    json!({
+        "prediction": u8::from(p.is_spammer),
+        "probability": p.probability,
+        "is_spammer": p.is_spammer,
+        "risk_factors": p.risk_factors,
+        "prediction_id": id,
+        "model_version": p.version,
+        "threshold": p.threshold,
+        "contributions": contributions,
+        "explanation_method": p.method.map(|m| m.name()),
+        "imputed": account.missing.iter().map(|&i| cat.features[i].id.as_str()).collect::<Vec<_>>(),
+    })
+}
+
+async fn root() -> Json<Value> {
+    Json(json!({"message": "Spammer Detection API (spamscope)"}))
+}
+
+async fn health(Ax(s): S) -> Json<Value> {
+    let a = s.active();
+    let uptime = s.started.elapsed().map_or(0.0, |d| d.as_secs_f64());
+    Json(json!({
+        "status": "healthy",
+        "version": env!("CARGO_PKG_VERSION"),
+        "model_version": a.manifest.version,
+        "uptime_seconds": uptime,
+    }))
+}
+
+async fn predict(Ax(s): S, h: HeaderMap, Query(q): Q, body: Body) -> Result<Json<Value>, ApiError> {
+    let caller = s.authorize(secret(&h), Role::Scorer)?;
+    let o = options(&q, s.limits.max_explain)?;
+    let bytes = read_body(body, s.limits.max_body).await?;
+    let v = parse_json(&bytes)?;
+    let (account, user_id) = parse_request(&v, "", o.strict)?;
+    let active = s.active();
+    if matches!(o.explain, Explain::Exact(_)) {
+        // Exact explanations take milliseconds: off the async workers.
+        let s2 = s.clone();
+        let out = tokio::task::spawn_blocking(move || {
+            score(&s2, &active, &account, user_id, &caller, o.explain)
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("scoring failed: {e}")))?;
+        return Ok(Json(out));
+    }
+    Ok(Json(score(
+        &s, &active, &account, user_id, &caller, o.explain,
+    )))
+}
+
+async fn predict_batch(
+    Ax(s): S,
+    h: HeaderMap,
+    Query(q): Q,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    let caller = s.authorize(secret(&h), Role::Scorer)?;
+    let o = options(&q, s.limits.max_explain)?;
+    let bytes = read_body(body, s.limits.max_body).await?;
+    let v = parse_json(&bytes)?;
+    let Some(items) = v.as_array() else {
+        return Err(wrong_type(
+            "body".into(),
+            "a JSON array of {\"features\": {...}} objects",
+        ));
+    };
+    if items.len() > s.limits.max_batch {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "batch_too_large",
+            format!(
+                "the batch has {} accounts; at most {} are accepted per request",
+                items.len(),
+                s.limits.max_batch
+            ),
+        ));
+    }
+    let accounts = items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| parse_request(item, &format!("[{i}]."), o.strict))
+        .collect::<Result<Vec<_>, _>>()?;
+    // One version for the whole batch.
+    let active = s.active();
+    let s2 = s.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        accounts
+            .into_iter()
+            .map(|(a, user)| score(&s2, &active, &a, user, &caller, o.explain))
+            .collect::<Vec<Value>>()
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("scoring failed: {e}")))?;
+    Ok(Json(Value::Array(out)))
+}
+
+fn metrics_json(m: &crate::eval::metrics::Metrics) -> Value {
+    json!({
+        "accuracy": m.accuracy,
+        "precision": m.precision,
+        "recall": m.recall,
+        "f1": m.f1,
+        "f1_score": m.f1,
+        "roc_auc": m.roc_auc,
+        "average_precision": m.average_precision,
+    })
+}
+
+async fn model_version(Ax(s): S, h: HeaderMap) -> Result<Json<Value>, ApiError> {
+    s.authorize(secret(&h), Role::Scorer)?;
+    let a = s.active();
+    Ok(Json(json!({
+        "version": a.manifest.version,
+        "last_updated": a.manifest.created_at,
+        "metrics": metrics_json(&a.manifest.metrics),
+        "threshold": a.manifest.threshold,
+        "model_kind": a.manifest.model_kind(),
+    })))
+}
+
+/// The reference's `type` of a feature: flags are `boolean`, ordinal codes with a few
+/// named levels `categorical`, counts, amounts and longer scores `numeric`.
+pub fn reference_type(f: &crate::data::catalog::Feature) -> &'static str {
+    match f.kind {
+        Kind::Flag => "boolean",
+        Kind::Ordinal if f.levels.len() <= 5 => "categorical",
+        _ => "numeric",
+    }
+}
+
+async fn model_info(Ax(s): S, h: HeaderMap) -> Result<Json<Value>, ApiError> {
+    s.authorize(secret(&h), Role::Scorer)?;
+    let a = s.active();
+    let cat = catalog();
+    let importance = a.model.importance();
+    let mut mapping = Map::new();
+    for (i, f) in cat.features.iter().enumerate() {
+        mapping.insert(
+            f.id.clone(),
+            json!({
+                "name": f.name,
+                "label": f.label,
+                "description": f.description,
+                "category": f.category,
+                "type": reference_type(f),
+                "importance": importance.get(i).copied().unwrap_or(0.0),
+                "min": f.min,
+                "max": f.max,
+                "levels": f.levels,
+                "median": a.model.imputer.medians.get(i).copied(),
+            }),
+        );
+    }
+    let mut categories = cat.categories.clone();
+    categories.sort();
+    Ok(Json(json!({
+        "metrics": metrics_json(&a.manifest.metrics),
+        "feature_mapping": mapping,
+        "categories": categories,
+        "model_version": a.manifest.version,
+    })))
+}
+
+async fn versions(Ax(s): S, h: HeaderMap) -> Result<Json<Value>, ApiError> {
+    s.authorize(secret(&h), Role::Admin)?;
+    let s2 = s.clone();
+    let rows = tokio::task::spawn_blocking(move || -> Result<Vec<Value>, crate::Error> {
+        let active = s2.registry.active()?;
+        Ok(s2
+            .registry
+            .list()?
+            .into_iter()
+            .map(|e| match e.manifest {
+                Ok(m) => json!({
+                    "version": m.version,
+                    "parent": m.parent,
+                    "created_at": m.created_at,
+                    "status": m.status_name(active),
+                    "active": Some(m.version) == active,
+                    "model_kind": m.model_kind(),
+                    "metrics": metrics_json(&m.metrics),
+                    "feedback_used": m.feedback_used,
+                    "reason": m.gate.as_ref().map(|g| g.reason.clone()).or(m.status_reason.clone()),
+                }),
+                Err(err) => {
+                    json!({"version": e.version, "status": "unreadable", "error": err.to_string()})
+                }
+            })
+            .collect())
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))??;
+    Ok(Json(
+        json!({"versions": rows, "serving": s.active().manifest.version}),
+    ))
+}
+
+async fn rollback(Ax(s): S, h: HeaderMap, body: Body) -> Result<Json<Value>, ApiError> {
+    s.authorize(secret(&h), Role::Admin)?;
+    let bytes = read_body(body, s.limits.max_body).await?;
+    let v = parse_json(&bytes)?;
+    let to = match v.get("to") {
+        Some(Value::Number(n)) => n.as_u64().filter(|&n| n >= 1 && n <= u64::from(u32::MAX)),
+        _ => None,
+    }
+    .ok_or_else(|| wrong_type("to".into(), "a version number (1 or more)"))? as u32;
+    let s2 = s.clone();
+    tokio::task::spawn_blocking(move || -> Result<(), ApiError> {
+        match s2.registry.rollback(to) {
+            Ok(_) => {}
+            Err(crate::store::StoreError::NoSuchVersion(v)) => {
+                return Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "no_such_version",
+                    format!("version {v} does not exist"),
+                )
+                .with_field(Some("to".into())));
+            }
+            Err(e) => return Err(ApiError::from(crate::Error::from(e))),
+        }
+        s2.refresh_active().map_err(ApiError::from)
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))??;
+    let a = s.active();
+    Ok(Json(json!({
+        "model_version": a.manifest.version,
+        "message": format!("version {to} is active"),
+    })))
+}
