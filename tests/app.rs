@@ -269,7 +269,7 @@ fn settings_retrain_and_rollback_through_the_ui() {
         .filter(|&i| labels[i] == 0)
         .take(60)
         .map(|i| NewFeedback {
-            user_id: Some(data.user_ids[i]),
+            user_id: Some(data.user_ids[i].clone()),
             features: data.row(i),
             true_label: 1,
             probability: None,
