@@ -428,8 +428,8 @@ fn string_user_ids_are_kept_as_text_and_formulas_are_neutralised() {
             .lines()
             .skip(1)
             .map(|l| {
-                if l.starts_with('"') {
-                    &l[..l[1..].find("\",").unwrap() + 2]
+                if let Some(rest) = l.strip_prefix('"') {
+                    &l[..rest.find("\",").unwrap() + 2]
                 } else {
                     l.split(',').next().unwrap()
                 }
