@@ -229,6 +229,89 @@ fn a_small_csv_loads_and_a_broken_one_keeps_the_old_data() {
     );
 }
 
+/// Text user ids work in the app: "Load account" finds "00123" (not "123"), feedback
+/// on it stores the id as text, and the review queue lists the ids as written.
+#[test]
+fn text_user_ids_load_score_and_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("text_ids.csv");
+    let t = spamscope::data::synth::generate(SynthParams { rows: 900, seed: 3 });
+    let mut bytes = Vec::new();
+    t.write_csv(&mut bytes).unwrap();
+    let text: String = String::from_utf8(bytes)
+        .unwrap()
+        .lines()
+        .enumerate()
+        .map(|(k, l)| {
+            if k == 0 {
+                return format!("{l}\n");
+            }
+            let (label, rest) = l.split_once(',').unwrap();
+            let (_, features) = rest.split_once(',').unwrap();
+            let id = if k == 6 {
+                "00123".to_string()
+            } else {
+                format!("acct-{k:04x}")
+            };
+            format!("{label},{id},{features}\n")
+        })
+        .collect();
+    std::fs::write(&csv, text).unwrap();
+    let mut h = harness(&dir.path().join("reg"), Some(&csv));
+    settle(&mut h);
+    let data = h.state().workbench.data.clone().unwrap();
+    assert_eq!(&*data.user_ids[5], "00123");
+
+    h.get_by_label("Score an account").click();
+    h.run_steps(2);
+    h.get_by_role_and_label(Role::TextInput, "User id:")
+        .set_text_value_accesskit("123");
+    h.run_steps(1);
+    h.get_by_label("Load account").click();
+    h.run_steps(2);
+    assert!(
+        h.state()
+            .state
+            .score
+            .loaded
+            .contains("is not in the loaded data"),
+        "{}",
+        h.state().state.score.loaded
+    );
+    h.get_by_role_and_label(Role::TextInput, "User id:")
+        .set_text_value_accesskit(" 00123 ");
+    h.run_steps(1);
+    h.get_by_label("Load account").click();
+    h.run_steps(2);
+    settle(&mut h);
+    assert_eq!(h.state().state.score.raw(), data.row(5));
+    assert!(h.state().state.score.loaded.starts_with("user 00123"));
+    h.get_by_label("Wrong").click_accesskit();
+    h.run_steps(2);
+    h.get_by_label("Submit feedback").click_accesskit();
+    h.run_steps(2);
+    settle(&mut h);
+    let store = FeedbackStore::open_in(&dir.path().join("reg")).unwrap();
+    let records = store.records(false).unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].record.user_id.as_deref(), Some("00123"));
+
+    h.get_by_label("Review queue").click();
+    h.run_steps(2);
+    h.get_by_label("Score the loaded data").click();
+    h.run_steps(2);
+    settle(&mut h);
+    let q = h.state().workbench.queue.clone().expect("a scored queue");
+    let top = q.ranked[0] as usize;
+    let uid = q.data.user_ids[top].to_string();
+    assert!(uid == "00123" || uid.starts_with("acct-"), "{uid}");
+    h.get_by_label(&uid).click();
+    h.run_steps(2);
+    assert_eq!(h.state().state.tab, Tab::Score);
+    assert_eq!(h.state().state.score.raw(), q.data.row(top));
+    assert_eq!(h.state().state.score.loaded_user.as_deref(), Some(&*uid));
+}
+
 #[test]
 fn settings_retrain_and_rollback_through_the_ui() {
     use spamscope::store::feedback::{NewFeedback, Origin};
@@ -269,7 +352,7 @@ fn settings_retrain_and_rollback_through_the_ui() {
         .filter(|&i| labels[i] == 0)
         .take(60)
         .map(|i| NewFeedback {
-            user_id: Some(data.user_ids[i]),
+            user_id: Some(data.user_ids[i].clone()),
             features: data.row(i),
             true_label: 1,
             probability: None,

@@ -377,6 +377,143 @@ fn metrics_sweep_and_bad_prediction_files() {
     assert!(e.contains("empty"), "{e}");
 }
 
+/// Real exports have string ids: UUIDs, handles, ids with leading zeros and ids that a
+/// spreadsheet would run as formulas. They train, score and report as text, verbatim,
+/// except that formula-like ids are written with a leading `'` (OWASP) in every CSV.
+#[test]
+fn string_user_ids_are_kept_as_text_and_formulas_are_neutralised() {
+    let env = Env::new();
+    let data = env.data(600);
+    let reg = env.registry();
+    let text = std::fs::read_to_string(&data).unwrap();
+    let special = [
+        ("00123", "00123"),
+        ("@handle", "'@handle"),
+        (
+            "\"=HYPERLINK(\"\"http://x\"\")\"",
+            "\"'=HYPERLINK(\"\"http://x\"\")\"",
+        ),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("-2+3", "'-2+3"),
+        ("+1", "'+1"),
+        ("\"a,b\"", "\"a,b\""),
+    ];
+    let mut uuids = Vec::new();
+    let body: String = text
+        .lines()
+        .enumerate()
+        .map(|(k, l)| {
+            if k == 0 {
+                return format!("{l}\n");
+            }
+            let (label, rest) = l.split_once(',').unwrap();
+            let (_, features) = rest.split_once(',').unwrap();
+            let id = match special.get(k - 1) {
+                Some((raw, _)) => raw.to_string(),
+                None => {
+                    let u = format!("{:08x}-e29b-41d4-a716-{:012x}", k * 7919, k);
+                    uuids.push(u.clone());
+                    u
+                }
+            };
+            format!("{label},{id},{features}\n")
+        })
+        .collect();
+    let p = env.path("strings.csv");
+    std::fs::write(&p, body).unwrap();
+    env.train(&p, &["--trees", "10"]);
+
+    let check = |csv: &str| {
+        let firsts: Vec<&str> = csv
+            .lines()
+            .skip(1)
+            .map(|l| {
+                if let Some(rest) = l.strip_prefix('"') {
+                    &l[..rest.find("\",").unwrap() + 2]
+                } else {
+                    l.split(',').next().unwrap()
+                }
+            })
+            .collect();
+        assert_eq!(firsts.len(), 600);
+        for (_, written) in special {
+            assert!(firsts.contains(&written), "{written} in {firsts:?}");
+        }
+        for u in &uuids {
+            assert!(firsts.contains(&u.as_str()), "{u}");
+        }
+        for f in &firsts {
+            assert!(!f.starts_with(['=', '+', '-', '@']), "{f}");
+            assert_ne!(*f, "123");
+        }
+    };
+    let out = env.path("scores.csv");
+    ok(&[
+        "score",
+        "--data",
+        s(&p),
+        "--out",
+        s(&out),
+        "--registry",
+        &reg,
+        "--explain",
+        "3",
+    ]);
+    let scored = std::fs::read_to_string(&out).unwrap();
+    check(&scored);
+    // Contributions are numbers: negative ones are not prefixed.
+    assert!(scored.contains(",-0."), "some negative contribution");
+    assert!(!scored.contains(",'-0."));
+
+    let report = env.path("report");
+    ok(&[
+        "report",
+        "--out",
+        s(&report),
+        "--registry",
+        &reg,
+        "--data",
+        s(&p),
+    ]);
+    check(&std::fs::read_to_string(report.join("scored_queue.csv")).unwrap());
+
+    // A blank, an over-long and a duplicate id are one-line errors naming line and column.
+    let lines: Vec<String> = std::fs::read_to_string(&p)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let with_id = |name: &str, line: usize, id: &str| {
+        let mut bad = lines.clone();
+        let (label, rest) = bad[line - 1].split_once(',').unwrap();
+        let (_, features) = rest.split_once(',').unwrap();
+        bad[line - 1] = format!("{label},{id},{features}");
+        let f = env.path(name);
+        std::fs::write(&f, bad.join("\n") + "\n").unwrap();
+        f
+    };
+    let f = with_id("blank.csv", 20, "   ");
+    let e = fails(&["train", "--data", s(&f), "--registry", &reg]);
+    assert!(
+        e.contains("blank.csv: line 20, column user_id: user id is empty"),
+        "{e}"
+    );
+    let f = with_id("long.csv", 30, &"z".repeat(300));
+    let e = fails(&["train", "--data", s(&f), "--registry", &reg]);
+    assert!(
+        e.contains("long.csv: line 30, column user_id") && e.contains("at most 256"),
+        "{e}"
+    );
+    assert!(e.len() < 300, "{e}");
+    let f = with_id("dup.csv", 40, " 00123 ");
+    let e = fails(&["train", "--data", s(&f), "--registry", &reg]);
+    assert!(
+        e.contains("dup.csv: line 40, column user_id")
+            && e.contains("\"00123\" also appears on line 2"),
+        "{e}"
+    );
+}
+
 #[test]
 fn bad_data_files_give_one_line_errors_naming_file_line_and_column() {
     let env = Env::new();

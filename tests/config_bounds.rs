@@ -147,7 +147,7 @@ fn template() -> &'static Path {
         let labels = data.labels.as_ref().unwrap();
         let records: Vec<NewFeedback> = (0..40)
             .map(|i| NewFeedback {
-                user_id: Some(data.user_ids[i]),
+                user_id: Some(data.user_ids[i].clone()),
                 features: data.row(i),
                 true_label: 1 - labels[i],
                 probability: None,

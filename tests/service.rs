@@ -599,7 +599,7 @@ fn serve_process_answers_and_stops_gracefully_on_sigterm() {
         l.local_addr().unwrap().port()
     };
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_spamscope"))
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_spamscope"))
         .args([
             "serve",
             "--registry",

@@ -617,9 +617,13 @@ impl eframe::App for SpamscopeApp {
                                     if l[i] == 1 { "spammer" } else { "legitimate" }
                                 )
                             });
-                            self.state.score.set_from_raw(
+                            self.state.score.set_account(
                                 &q.data.row(i),
-                                format!("user {} from the review queue{label}", q.data.user_ids[i]),
+                                q.data.user_ids[i].clone(),
+                                format!(
+                                    "user {} from the review queue{label}",
+                                    crate::util::text::clip(&q.data.user_ids[i])
+                                ),
                             );
                             self.state.tab = Tab::Score;
                         }

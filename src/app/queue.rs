@@ -263,7 +263,7 @@ impl QueuePanel {
                         ui.label((rank + 1).to_string());
                     });
                     row.col(|ui| {
-                        ui.label(q.data.user_ids[i].to_string());
+                        ui.label(crate::util::text::clip(&q.data.user_ids[i]));
                     });
                     row.col(|ui| {
                         ui.label(RichText::new(format!("{:.1}%", p * 100.0)).color(band_color(p)));

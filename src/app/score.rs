@@ -23,6 +23,8 @@ pub struct ScoreState {
     pub user_query: String,
     /// Where the current inputs came from.
     pub loaded: String,
+    /// The user id of the loaded account, when the inputs are a real account's.
+    pub loaded_user: Option<String>,
 }
 
 impl ScoreState {
@@ -34,6 +36,13 @@ impl ScoreState {
     pub fn set_from_raw(&mut self, raw: &[f64], what: String) {
         self.inputs = raw.iter().map(|&v| (!v.is_nan()).then_some(v)).collect();
         self.loaded = what;
+        self.loaded_user = None;
+    }
+
+    /// The inputs of the account `user` (feedback on them names that user).
+    pub fn set_account(&mut self, raw: &[f64], user: crate::data::UserId, what: String) {
+        self.set_from_raw(raw, what);
+        self.loaded_user = Some(user.to_string());
     }
 }
 
@@ -201,7 +210,7 @@ impl ScorePanel {
                             )
                         });
                         let i = rows[rng.below(rows.len())];
-                        state.set_from_raw(&d.row(i), describe_row(d, i));
+                        state.set_account(&d.row(i), d.user_ids[i].clone(), describe_row(d, i));
                         self.invalid = vec![None; N_FEATURES];
                     }
                 }
@@ -215,17 +224,18 @@ impl ScorePanel {
             let go = ui.button("Load account").clicked()
                 || (edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter)));
             if go && let Some(d) = &wb.data {
-                match state.user_query.trim().parse::<i64>() {
-                    Ok(uid) => match d.find_user(uid) {
-                        Some(i) => {
-                            state.set_from_raw(&d.row(i), describe_row(d, i));
-                            self.invalid = vec![None; N_FEATURES];
-                        }
-                        None => state.loaded = format!("user {uid} is not in the loaded data"),
-                    },
-                    Err(_) => {
-                        state.loaded = format!("{:?} is not a user id", state.user_query.trim())
-                    }
+                // Ids are text, compared exactly (after trimming): "00123" is not "123".
+                let uid = state.user_query.trim();
+                if let Some(i) = d.find_user(uid) {
+                    state.set_account(&d.row(i), d.user_ids[i].clone(), describe_row(d, i));
+                    self.invalid = vec![None; N_FEATURES];
+                } else if uid.is_empty() {
+                    state.loaded = "type a user id to load".to_string();
+                } else {
+                    state.loaded = format!(
+                        "user {} is not in the loaded data",
+                        crate::util::text::quote(uid)
+                    );
                 }
             }
         });
@@ -397,11 +407,7 @@ impl ScorePanel {
                 Some(true) => predicted,
                 _ => self.feedback.true_label,
             };
-            let user_id = state
-                .loaded
-                .strip_prefix("user ")
-                .and_then(|s| s.split_whitespace().next())
-                .and_then(|s| s.parse().ok());
+            let user_id = state.loaded_user.as_deref().map(crate::data::UserId::from);
             wb.submit_feedback(NewFeedback {
                 user_id,
                 features: state.raw(),
@@ -463,7 +469,7 @@ fn describe_row(d: &crate::data::Dataset, i: usize) -> String {
             if l[i] == 1 { "spammer" } else { "legitimate" }
         )
     });
-    format!("user {}{label}", d.user_ids[i])
+    format!("user {}{label}", crate::util::text::clip(&d.user_ids[i]))
 }
 
 fn format_value(f: &crate::data::catalog::Feature, v: f64) -> String {

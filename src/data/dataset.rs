@@ -8,6 +8,35 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::Path;
 
+/// A user id: text, kept as read (trimmed) from the file to every output, so "00123"
+/// stays "00123" and UUIDs, hashes and handles work as well as integers. Shared, so
+/// subsets, holdouts and the review queue copy a pointer, not the text.
+pub type UserId = std::sync::Arc<str>;
+
+/// The longest user id accepted, in bytes of UTF-8 (after trimming).
+pub const MAX_USER_ID_BYTES: usize = 256;
+
+/// Why `id` (already trimmed) is not a valid user id, if it is not: empty, or longer
+/// than [`MAX_USER_ID_BYTES`]. The message quotes at most 80 characters of it.
+pub fn user_id_problem(id: &str) -> Option<String> {
+    if id.is_empty() {
+        return Some("user id is empty (or only spaces)".to_string());
+    }
+    if id.len() > MAX_USER_ID_BYTES {
+        return Some(format!(
+            "user id {} is {} bytes long; at most {MAX_USER_ID_BYTES} are allowed",
+            quote(id),
+            id.len()
+        ));
+    }
+    None
+}
+
+/// A user id from an integer (the synthetic data's ids).
+pub fn user_id_from_int(id: i64) -> UserId {
+    UserId::from(id.to_string())
+}
+
 /// A data problem, located as precisely as possible.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub struct DataError {
@@ -87,7 +116,7 @@ impl DataSource {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Dataset {
     pub source: DataSource,
-    pub user_ids: Vec<i64>,
+    pub user_ids: Vec<UserId>,
     /// 0/1 per row; `None` for scoring files without a `label` column.
     pub labels: Option<Vec<u8>>,
     /// `columns[f][row]`, feature X(f+1).
@@ -110,9 +139,10 @@ impl Dataset {
         self.columns.iter().map(Vec::as_slice).collect()
     }
 
-    /// Row index of a user id.
-    pub fn find_user(&self, user_id: i64) -> Option<usize> {
-        self.user_ids.iter().position(|&u| u == user_id)
+    /// Row index of a user id (compared as text, after trimming `user_id`).
+    pub fn find_user(&self, user_id: &str) -> Option<usize> {
+        let user_id = user_id.trim();
+        self.user_ids.iter().position(|u| &**u == user_id)
     }
 
     /// Count of positive labels (0 without labels).
@@ -157,7 +187,7 @@ impl Dataset {
     pub fn subset(&self, idx: &[usize]) -> Dataset {
         Dataset {
             source: self.source.clone(),
-            user_ids: idx.iter().map(|&i| self.user_ids[i]).collect(),
+            user_ids: idx.iter().map(|&i| self.user_ids[i].clone()).collect(),
             labels: self
                 .labels
                 .as_ref()
@@ -371,8 +401,9 @@ fn read_with_polars(bytes: Vec<u8>, header: &Header) -> PolarsResult<DataFrame> 
     let wanted = header.wanted();
     let mut schema = Schema::default();
     for n in &wanted {
+        // User ids are text: "00123" must not become 123.
         let dtype = if *n == "user_id" {
-            DataType::Int64
+            DataType::String
         } else {
             DataType::Float64
         };
@@ -414,10 +445,11 @@ fn check_field_counts(bytes: &[u8], header: &Header, name: &str) -> Result<(), D
     Ok(())
 }
 
-/// Finds the first cell polars could not parse: text in a numeric column or a
-/// non-integer user id.
+/// Finds the first cell polars could not parse: text in a numeric column, or a cell
+/// that is not UTF-8.
 fn diagnose(bytes: &[u8], header: &Header, name: &str) -> Option<DataError> {
     let text = String::from_utf8_lossy(bytes);
+    let not_utf8 = std::str::from_utf8(bytes).is_err();
     let want: Vec<(usize, &str)> = header
         .names
         .iter()
@@ -440,16 +472,11 @@ fn diagnose(bytes: &[u8], header: &Header, name: &str) -> Option<DataError> {
             if cell.is_empty() {
                 continue;
             }
-            if col == "user_id" {
-                if cell.parse::<i64>().is_err() {
-                    return Some(DataError::at(
-                        name,
-                        line,
-                        col,
-                        format!("user id {} is not an integer", quote(cell)),
-                    ));
-                }
-            } else if cell.parse::<f64>().is_err() {
+            if not_utf8 && cell.contains('\u{FFFD}') {
+                return Some(DataError::at(name, line, col, "the cell is not UTF-8 text"));
+            }
+            // Any UTF-8 text is a user id (checked in read_user_ids).
+            if col != "user_id" && cell.parse::<f64>().is_err() {
                 return Some(DataError::at(
                     name,
                     line,
@@ -489,26 +516,36 @@ fn read_labels(df: &DataFrame, name: &str) -> Result<Vec<u8>, DataError> {
     Ok(out)
 }
 
-fn read_user_ids(df: &DataFrame, name: &str) -> Result<Vec<i64>, DataError> {
+/// The user ids as text, trimmed; each non-empty, at most [`MAX_USER_ID_BYTES`]
+/// bytes, and unique.
+fn read_user_ids(df: &DataFrame, name: &str) -> Result<Vec<UserId>, DataError> {
     let col = df
         .column("user_id")
-        .and_then(|c| c.i64().cloned())
+        .and_then(|c| c.cast(&DataType::String))
         .map_err(|e| DataError::new(name, format!("column user_id: {e}")))?;
-    let mut out = Vec::with_capacity(col.len());
+    let col = col
+        .str()
+        .map_err(|e| DataError::new(name, format!("column user_id: {e}")))?;
+    let mut out: Vec<UserId> = Vec::with_capacity(col.len());
     for (i, v) in col.iter().enumerate() {
-        match v {
-            Some(u) => out.push(u),
-            None => return Err(DataError::at(name, i + 2, "user_id", "user id is empty")),
+        let id = v.unwrap_or("").trim();
+        if let Some(problem) = user_id_problem(id) {
+            return Err(DataError::at(name, i + 2, "user_id", problem));
         }
+        out.push(UserId::from(id));
     }
-    let mut sorted: Vec<(i64, usize)> = out.iter().copied().zip(0..).collect();
+    let mut sorted: Vec<(&str, usize)> = out.iter().map(|u| &**u).zip(0..).collect();
     sorted.sort_unstable();
     if let Some(w) = sorted.windows(2).find(|w| w[0].0 == w[1].0) {
         return Err(DataError::at(
             name,
             w[1].1 + 2,
             "user_id",
-            format!("user id {} also appears on line {}", w[0].0, w[0].1 + 2),
+            format!(
+                "user id {} also appears on line {}",
+                quote(w[0].0),
+                w[0].1 + 2
+            ),
         ));
     }
     Ok(out)
@@ -554,7 +591,7 @@ mod tests {
             Dataset::parse_csv(csv(&[row("0", 5, 100.0), row("1", 6, 200.0)]), "t.csv").unwrap();
         assert_eq!(d.n_rows(), 2);
         assert_eq!(d.labels, Some(vec![0, 1]));
-        assert_eq!(d.user_ids, vec![5, 6]);
+        assert_eq!(d.user_ids, vec![UserId::from("5"), UserId::from("6")]);
         assert_eq!(d.columns[0], vec![100.0, 200.0]);
         assert_eq!(d.row(1).len(), 51);
         assert!(d.warnings.is_empty(), "{:?}", d.warnings);
@@ -653,6 +690,94 @@ mod tests {
             .expect("a warning about the extra columns");
         assert!(w.len() < 300, "{} characters", w.len());
         assert!(w.ends_with("and 99990 more"), "{w}");
+    }
+
+    /// Ids with `uid` replaced on the data lines (each row's id is its line's).
+    fn with_ids(ids: &[&str]) -> Vec<u8> {
+        let rows: Vec<String> = (0..ids.len())
+            .map(|k| row(&(k % 2).to_string(), 900 + k as i64, 1.0))
+            .collect();
+        let mut text = String::from_utf8(csv(&rows)).unwrap();
+        for (k, id) in ids.iter().enumerate() {
+            let (label, n) = (k % 2, 900 + k);
+            text = text.replacen(&format!("\n{label},{n},"), &format!("\n{label},{id},"), 1);
+        }
+        text.into_bytes()
+    }
+
+    #[test]
+    fn user_ids_are_text_kept_verbatim() {
+        let ids = [
+            "550e8400-e29b-41d4-a716-446655440000",
+            "00123",
+            "@handle_x",
+            "\"=HYPERLINK(\"\"http://x\"\")\"",
+            "  padded  ",
+            "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+        ];
+        let d = Dataset::parse_csv(with_ids(&ids), "s.csv").unwrap();
+        let got: Vec<&str> = d.user_ids.iter().map(|u| &**u).collect();
+        assert_eq!(
+            got,
+            [
+                "550e8400-e29b-41d4-a716-446655440000",
+                "00123",
+                "@handle_x",
+                "=HYPERLINK(\"http://x\")",
+                "padded",
+                "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+            ]
+        );
+        assert_eq!(d.find_user("00123"), Some(1));
+        assert_eq!(d.find_user("123"), None);
+        assert_eq!(d.find_user(" padded "), Some(4));
+        // An id of exactly the maximum length loads.
+        let max = "é".repeat(MAX_USER_ID_BYTES / 2);
+        let d = Dataset::parse_csv(with_ids(&[&max, "b"]), "m.csv").unwrap();
+        assert_eq!(&*d.user_ids[0], max);
+    }
+
+    #[test]
+    fn bad_user_ids_are_one_line_errors_naming_line_and_column() {
+        let long = "x".repeat(MAX_USER_ID_BYTES + 1);
+        let e = Dataset::parse_csv(with_ids(&["a", "b", &long]), "long.csv").unwrap_err();
+        assert_eq!(
+            (e.line, e.column.as_deref()),
+            (Some(4), Some("user_id")),
+            "{e}"
+        );
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with("long.csv: line 4, column user_id: user id \"xxx"),
+            "{msg}"
+        );
+        assert!(msg.contains("(257 characters)") && msg.contains("257 bytes long"));
+        assert!(msg.contains("at most 256"), "{msg}");
+        assert!(!msg.contains('\n') && msg.len() < 250, "{msg}");
+
+        for blank in ["   ", "\"  \"", ""] {
+            let e = Dataset::parse_csv(with_ids(&["a", blank]), "w.csv").unwrap_err();
+            assert_eq!(
+                (e.line, e.column.as_deref()),
+                (Some(3), Some("user_id")),
+                "{e}"
+            );
+            assert!(e.message.contains("empty"), "{e}");
+        }
+
+        // Duplicates count after trimming, and name both lines.
+        let e = Dataset::parse_csv(with_ids(&["u-1", "u-2", " u-1 "]), "d.csv").unwrap_err();
+        assert_eq!(
+            (e.line, e.column.as_deref()),
+            (Some(4), Some("user_id")),
+            "{e}"
+        );
+        assert!(
+            e.message.contains("user id \"u-1\" also appears on line 2"),
+            "{e}"
+        );
+        // "00123" and "123" are different ids.
+        assert!(Dataset::parse_csv(with_ids(&["00123", "123"]), "z.csv").is_ok());
     }
 
     #[test]

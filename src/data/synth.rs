@@ -372,7 +372,11 @@ impl SynthTable {
                 },
                 sha256,
             },
-            user_ids: self.user_ids,
+            user_ids: self
+                .user_ids
+                .iter()
+                .map(|&u| crate::data::user_id_from_int(u))
+                .collect(),
             labels: Some(self.labels),
             columns,
             warnings: Vec::new(),

@@ -307,7 +307,12 @@ fn write_subset(d: &Dataset, idx: &[usize], path: &Path) -> Result<()> {
     writeln!(w, "{line}").map_err(|e| Error::io(path, e))?;
     for &i in idx {
         line.clear();
-        line.push_str(&format!("{},{}", labels[i], d.user_ids[i]));
+        // The user id is input text (see `csv_cell`); the rest are numbers.
+        line.push_str(&format!(
+            "{},{}",
+            labels[i],
+            crate::util::text::csv_cell(&d.user_ids[i])
+        ));
         for c in &d.columns {
             line.push(',');
             if !c[i].is_nan() {

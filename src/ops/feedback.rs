@@ -22,7 +22,7 @@ pub fn records(
 ) -> Vec<NewFeedback> {
     rows.iter()
         .map(|&i| NewFeedback {
-            user_id: Some(data.user_ids[i]),
+            user_id: Some(data.user_ids[i].clone()),
             features: data.row(i),
             true_label: label(i),
             probability: scored.map(|s| s.probability[i]),

@@ -395,7 +395,10 @@ fn retrain_claimed(
 
     reporter.stage("saving", 0, 1);
     let holdout = Holdout {
-        user_ids: base_test.iter().map(|&i| test_set.user_ids[i]).collect(),
+        user_ids: base_test
+            .iter()
+            .map(|&i| test_set.user_ids[i].clone())
+            .collect(),
         labels: test_labels,
         scores: cand_scores,
     };

@@ -187,10 +187,13 @@ pub fn write_batch_csv(
         Some(Method::Occlusion) => "occlusion",
         None => "",
     };
+    // The user id is text from the input: written through `csv_cell` (formula-like ids
+    // get a leading `'`, commas and quotes are quoted). The other cells are numbers and
+    // names this program formats itself (a contribution such as -0.0123 stays a number).
     for &i in order {
         text.push_str(&format!(
             "{},{},{},{}",
-            d.user_ids[i],
+            crate::util::text::csv_cell(&d.user_ids[i]),
             b.probability[i],
             u8::from(b.is_spammer(i)),
             b.version

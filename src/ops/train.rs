@@ -140,7 +140,7 @@ impl Prepared<'_> {
             user_ids: self
                 .test_idx
                 .iter()
-                .map(|&i| self.test_set.user_ids[i])
+                .map(|&i| self.test_set.user_ids[i].clone())
                 .collect(),
             labels: self.test_idx.iter().map(|&i| test_labels[i]).collect(),
             scores,
@@ -150,7 +150,7 @@ impl Prepared<'_> {
                 "{} produced an invalid probability for test row {} (user {})",
                 recipe.describe(),
                 self.test_idx[i],
-                holdout.user_ids[i]
+                crate::util::text::quote(&holdout.user_ids[i])
             )));
         }
         let metrics = Metrics::from_scores(&holdout.labels, &holdout.scores, threshold)?;

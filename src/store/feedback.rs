@@ -5,8 +5,15 @@
 //! (`feedback.sqlite` in the registry) in WAL mode with `synchronous=FULL`; every
 //! submission is one transaction, so a record is either fully stored or absent even if
 //! the process is killed mid-write.
+//!
+//! User ids are text (column `user_id TEXT`). Stores made before ids were text have
+//! `user_id INTEGER`, whose affinity would turn a text id such as "00123" into 123; they
+//! are rebuilt with a TEXT column when first opened (one transaction; integer values
+//! become their decimal text). Reading accepts integer values too.
 
+use crate::data::UserId;
 use crate::data::catalog::{N_FEATURES, catalog};
+use rusqlite::types::ValueRef;
 use rusqlite::{Connection, params_from_iter};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -49,7 +56,7 @@ impl Origin {
 /// A record to store.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewFeedback {
-    pub user_id: Option<i64>,
+    pub user_id: Option<UserId>,
     /// The 51 raw values as the moderator saw them (NaN = missing).
     pub features: Vec<f64>,
     pub true_label: u8,
@@ -147,6 +154,94 @@ fn feature_columns() -> Vec<String> {
     catalog().ids().map(|id| id.to_lowercase()).collect()
 }
 
+/// `CREATE TABLE {name} (...)`: the feedback table's definition.
+fn create_table(name: &str) -> String {
+    let cols: Vec<String> = feature_columns()
+        .iter()
+        .map(|c| format!("{c} REAL"))
+        .collect();
+    format!(
+        "CREATE TABLE {name} (
+            id INTEGER PRIMARY KEY,
+            created_at TEXT NOT NULL,
+            user_id TEXT,
+            model_version INTEGER,
+            probability REAL,
+            predicted INTEGER CHECK (predicted IN (0, 1)),
+            true_label INTEGER NOT NULL CHECK (true_label IN (0, 1)),
+            notes TEXT NOT NULL DEFAULT '',
+            origin TEXT NOT NULL,
+            used_in_version INTEGER,
+            {}
+        )",
+        cols.join(",\n")
+    )
+}
+
+/// The declared type of the `user_id` column.
+fn user_id_type(conn: &Connection) -> rusqlite::Result<String> {
+    conn.query_row(
+        "SELECT type FROM pragma_table_info('feedback') WHERE name = 'user_id'",
+        [],
+        |r| r.get(0),
+    )
+}
+
+/// Rebuilds a store made before user ids were text (`user_id INTEGER`) with a TEXT
+/// column, in one transaction: same rows, ids and indexes; integer ids become their
+/// decimal text. Nothing happens for a store that already has the TEXT column.
+fn migrate_integer_user_ids(conn: &Connection) -> rusqlite::Result<()> {
+    if !user_id_type(conn)?.eq_ignore_ascii_case("INTEGER") {
+        return Ok(());
+    }
+    // IMMEDIATE takes the write lock first, so two processes opening the same old store
+    // do not both rebuild it: the second sees the TEXT column below.
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let rebuilt = (|| {
+        if !user_id_type(conn)?.eq_ignore_ascii_case("INTEGER") {
+            return Ok(());
+        }
+        let cols = format!(
+            "id, created_at, user_id, model_version, probability, predicted, true_label, notes, origin, used_in_version, {}",
+            feature_columns().join(", ")
+        );
+        conn.execute_batch(&format!(
+            "{};
+            INSERT INTO feedback_text_ids ({cols}) SELECT {cols} FROM feedback;
+            DROP TABLE feedback;
+            ALTER TABLE feedback_text_ids RENAME TO feedback;
+            CREATE INDEX feedback_version ON feedback(model_version);
+            CREATE INDEX feedback_used ON feedback(used_in_version);",
+            create_table("feedback_text_ids")
+        ))
+    })();
+    match rebuilt {
+        Ok(()) => conn.execute_batch("COMMIT"),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+/// A stored user id: text, or an integer in stores written before ids were text.
+fn read_user_id(row: &rusqlite::Row<'_>, idx: usize) -> rusqlite::Result<Option<UserId>> {
+    match row.get_ref(idx)? {
+        ValueRef::Null => Ok(None),
+        ValueRef::Integer(i) => Ok(Some(crate::data::user_id_from_int(i))),
+        ValueRef::Real(x) => Ok(Some(UserId::from(x.to_string()))),
+        ValueRef::Text(t) | ValueRef::Blob(t) => std::str::from_utf8(t)
+            .map(|s| Some(UserId::from(s)))
+            .map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    idx,
+                    rusqlite::types::Type::Text,
+                    Box::new(e),
+                )
+            }),
+    }
+}
+
 impl FeedbackStore {
     /// Opens (creating if needed) the store at `path`.
     pub fn open(path: &Path) -> Result<FeedbackStore, FeedbackError> {
@@ -161,29 +256,14 @@ impl FeedbackStore {
             .map_err(err)?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(err)?;
-        let cols: Vec<String> = feature_columns()
-            .iter()
-            .map(|c| format!("{c} REAL"))
-            .collect();
         conn.execute_batch(&format!(
-            "CREATE TABLE IF NOT EXISTS feedback (
-                id INTEGER PRIMARY KEY,
-                created_at TEXT NOT NULL,
-                user_id INTEGER,
-                model_version INTEGER,
-                probability REAL,
-                predicted INTEGER CHECK (predicted IN (0, 1)),
-                true_label INTEGER NOT NULL CHECK (true_label IN (0, 1)),
-                notes TEXT NOT NULL DEFAULT '',
-                origin TEXT NOT NULL,
-                used_in_version INTEGER,
-                {}
-            );
+            "{};
             CREATE INDEX IF NOT EXISTS feedback_version ON feedback(model_version);
             CREATE INDEX IF NOT EXISTS feedback_used ON feedback(used_in_version);",
-            cols.join(",\n")
+            create_table("IF NOT EXISTS feedback")
         ))
         .map_err(err)?;
+        migrate_integer_user_ids(&conn).map_err(err)?;
         // Stores made before claims existed get the column (NULL = unclaimed).
         let has_claims = conn
             .prepare("SELECT 1 FROM pragma_table_info('feedback') WHERE name = 'claimed_by'")
@@ -278,6 +358,11 @@ impl FeedbackStore {
         if r.true_label > 1 || r.predicted.is_some_and(|p| p > 1) {
             return Err(self.err("labels must be 0 or 1"));
         }
+        if let Some(u) = &r.user_id
+            && let Some(problem) = crate::data::user_id_problem(u.trim())
+        {
+            return Err(self.err(problem));
+        }
         Ok(())
     }
 
@@ -315,7 +400,7 @@ impl FeedbackStore {
             for r in records {
                 let mut values: Vec<rusqlite::types::Value> = vec![
                     now.clone().into(),
-                    r.user_id.into(),
+                    r.user_id.as_deref().map(str::to_string).into(),
                     r.model_version.map(i64::from).into(),
                     r.probability.into(),
                     r.predicted.map(i64::from).into(),
@@ -462,7 +547,7 @@ impl FeedbackStore {
                     used_in_version: r.get::<_, Option<i64>>(9)?.map(|v| v as u32),
                     claimed_by: r.get(10)?,
                     record: NewFeedback {
-                        user_id: r.get(2)?,
+                        user_id: read_user_id(r, 2)?,
                         model_version: r.get::<_, Option<i64>>(3)?.map(|v| v as u32),
                         probability: r.get(4)?,
                         predicted: r.get::<_, Option<i64>>(5)?.map(|v| v as u8),
@@ -507,7 +592,7 @@ mod tests {
         let mut features: Vec<f64> = (0..N_FEATURES).map(|i| i as f64).collect();
         features[12] = f64::NAN;
         NewFeedback {
-            user_id: Some(42),
+            user_id: Some(UserId::from("00042")),
             features,
             true_label: label,
             probability: predicted.map(|p| if p == 1 { 0.9 } else { 0.1 }),
@@ -568,6 +653,87 @@ mod tests {
         s.mark_used(&ids, 5).unwrap();
         assert_eq!(s.records(true).unwrap().len(), 2);
         assert_eq!(s.records(false).unwrap()[0].used_in_version, Some(5));
+    }
+
+    /// Text ids are stored as text: "00042", a UUID and a formula-like id come back
+    /// exactly as given.
+    #[test]
+    fn string_user_ids_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = FeedbackStore::open_in(dir.path()).unwrap();
+        let ids = [
+            "00042",
+            "550e8400-e29b-41d4-a716-446655440000",
+            "=HYPERLINK(\"http://x\")",
+            "1e5",
+        ];
+        let batch: Vec<NewFeedback> = ids
+            .iter()
+            .map(|u| NewFeedback {
+                user_id: Some(UserId::from(*u)),
+                ..rec(1, None, None)
+            })
+            .collect();
+        s.add_batch(&batch).unwrap();
+        drop(s);
+        let s = FeedbackStore::open_in(dir.path()).unwrap();
+        let back: Vec<String> = s
+            .records(false)
+            .unwrap()
+            .iter()
+            .map(|f| f.record.user_id.as_deref().unwrap().to_string())
+            .collect();
+        assert_eq!(back, ids);
+        // An empty or over-long id is refused.
+        let mut s = s;
+        let mut bad = rec(1, None, None);
+        bad.user_id = Some(UserId::from("  "));
+        assert!(s.add(&bad).unwrap_err().message.contains("empty"));
+        bad.user_id = Some(UserId::from("u".repeat(crate::data::MAX_USER_ID_BYTES + 1)));
+        assert!(s.add(&bad).unwrap_err().message.contains("at most"));
+    }
+
+    /// A store made before ids were text (`user_id INTEGER`, integer values) still
+    /// reads, its ids as decimal text, and is rebuilt with a TEXT column so that new
+    /// text ids are kept exactly (INTEGER affinity would turn "00123" into 123).
+    #[test]
+    fn old_stores_with_integer_user_ids_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.sqlite");
+        {
+            let conn = Connection::open(&path).unwrap();
+            let old = create_table("feedback").replace("user_id TEXT", "user_id INTEGER");
+            conn.execute_batch(&format!(
+                "{old};
+                CREATE INDEX feedback_version ON feedback(model_version);
+                CREATE INDEX feedback_used ON feedback(used_in_version);"
+            ))
+            .unwrap();
+            conn.execute(
+                "INSERT INTO feedback (created_at, user_id, true_label, notes, origin, used_in_version, x1)
+                 VALUES ('2024-01-01T00:00:00Z', 10000007, 1, 'old', 'import', 3, 2.5),
+                        ('2024-01-01T00:00:01Z', NULL, 0, '', 'app', NULL, NULL)",
+                [],
+            )
+            .unwrap();
+            assert_eq!(user_id_type(&conn).unwrap(), "INTEGER");
+        }
+        let mut s = FeedbackStore::open(&path).unwrap();
+        assert_eq!(user_id_type(&s.conn).unwrap(), "TEXT");
+        let all = s.records(false).unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0].record.user_id.as_deref(), Some("10000007"));
+        assert_eq!(all[0].used_in_version, Some(3));
+        assert_eq!(all[0].record.features[0], 2.5);
+        assert_eq!(all[1].record.user_id, None);
+        s.add(&rec(0, None, None)).unwrap();
+        let all = s.records(false).unwrap();
+        assert_eq!(all[2].record.user_id.as_deref(), Some("00042"));
+        assert_eq!(s.count_unused().unwrap(), 2);
+        // Opening again leaves the rebuilt store as it is.
+        drop(s);
+        let s = FeedbackStore::open(&path).unwrap();
+        assert_eq!(s.count().unwrap(), 3);
     }
 
     #[test]

@@ -181,6 +181,11 @@ pub struct Manifest {
     pub importance: Vec<(String, f64)>,
     pub model_file: FileRef,
     pub holdout_file: FileRef,
+    /// How `holdout_file` stores user ids: [`HOLDOUT_TEXT_IDS`] (text) in versions made
+    /// since user ids are text; absent (read as [`HOLDOUT_INTEGER_IDS`]) in older
+    /// manifests, whose holdouts hold integer ids (loaded as their decimal text).
+    #[serde(default = "integer_ids")]
+    pub holdout_format: u32,
     #[serde(default)]
     pub status: Status,
     #[serde(default)]
@@ -226,12 +231,45 @@ impl Manifest {
     }
 }
 
+/// `holdout_format` of versions made before user ids were text: integer ids.
+pub const HOLDOUT_INTEGER_IDS: u32 = 1;
+/// `holdout_format` of versions that store user ids as text.
+pub const HOLDOUT_TEXT_IDS: u32 = 2;
+
+fn integer_ids() -> u32 {
+    HOLDOUT_INTEGER_IDS
+}
+
 /// Holdout predictions of a version (for curves and threshold tuning).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Holdout {
-    pub user_ids: Vec<i64>,
+    #[serde(with = "text_ids")]
+    pub user_ids: Vec<crate::data::UserId>,
     pub labels: Vec<u8>,
     pub scores: Vec<f64>,
+}
+
+/// User ids in a holdout file: a sequence of strings.
+mod text_ids {
+    use crate::data::UserId;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(ids: &[UserId], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(ids.iter().map(|u| &**u))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<UserId>, D::Error> {
+        let ids: Vec<String> = Vec::deserialize(d)?;
+        Ok(ids.into_iter().map(UserId::from).collect())
+    }
+}
+
+/// The holdout of versions made before user ids were text ([`HOLDOUT_INTEGER_IDS`]).
+#[derive(Deserialize)]
+struct IntegerIdHoldout {
+    user_ids: Vec<i64>,
+    labels: Vec<u8>,
+    scores: Vec<f64>,
 }
 
 /// A version folder as listed: its manifest, or why it cannot be read.
@@ -517,7 +555,28 @@ impl Registry {
         let m = self.manifest(v)?;
         let bytes = self.read_checked(v, &m.holdout_file)?;
         let p = self.layout.version_file(v, HOLDOUT_FILE);
-        postcard::from_bytes(&bytes).map_err(|e| io_err(&p, format!("corrupted: {e}")))
+        let corrupted = |e: postcard::Error| io_err(&p, format!("corrupted: {e}"));
+        match m.holdout_format {
+            HOLDOUT_TEXT_IDS => postcard::from_bytes(&bytes).map_err(corrupted),
+            HOLDOUT_INTEGER_IDS => {
+                let old: IntegerIdHoldout = postcard::from_bytes(&bytes).map_err(corrupted)?;
+                Ok(Holdout {
+                    user_ids: old
+                        .user_ids
+                        .into_iter()
+                        .map(crate::data::user_id_from_int)
+                        .collect(),
+                    labels: old.labels,
+                    scores: old.scores,
+                })
+            }
+            other => Err(io_err(
+                &p,
+                format!(
+                    "holdout format {other} is not known to this program (it reads {HOLDOUT_INTEGER_IDS} and {HOLDOUT_TEXT_IDS}); a newer spamscope wrote it"
+                ),
+            )),
+        }
     }
 
     /// Writes a new version (number = highest + 1, parent = the active version) and, if
@@ -578,6 +637,7 @@ impl Registry {
                 sha256: sha256_hex(&holdout_bytes),
                 bytes: holdout_bytes.len() as u64,
             },
+            holdout_format: HOLDOUT_TEXT_IDS,
             status: new.status,
             status_reason: new.status_reason,
             feedback_used: new.feedback_used,
@@ -683,7 +743,9 @@ mod tests {
 
     fn register(reg: &Registry, model: &Model, activate: bool) -> Manifest {
         let holdout = Holdout {
-            user_ids: vec![1, 2, 3, 4],
+            user_ids: ["1", "u-2", "00003", "550e8400-e29b-41d4-a716-446655440000"]
+                .map(crate::data::UserId::from)
+                .to_vec(),
             labels: vec![0, 1, 0, 1],
             scores: vec![0.1, 0.9, 0.2, 0.4],
         };
@@ -791,6 +853,59 @@ mod tests {
         assert!(!stale.exists());
         let (model, _) = small_model();
         assert_eq!(register(&reg, &model, true).version, 1);
+    }
+
+    /// Holdouts keep text user ids; a version made before ids were text (integer ids,
+    /// no `holdout_format` in its manifest) still loads, its ids as decimal text; an
+    /// unknown format is a clear error.
+    #[test]
+    fn holdouts_keep_text_ids_and_old_integer_holdouts_still_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = Registry::open(dir.path()).unwrap();
+        let (model, _) = small_model();
+        let m = register(&reg, &model, true);
+        assert_eq!(m.holdout_format, HOLDOUT_TEXT_IDS);
+        let h = reg.load_holdout(1).unwrap();
+        assert_eq!(&*h.user_ids[2], "00003");
+        assert_eq!(&*h.user_ids[3], "550e8400-e29b-41d4-a716-446655440000");
+
+        // Rewrite version 1 as an older spamscope wrote it.
+        #[derive(Serialize)]
+        struct Old {
+            user_ids: Vec<i64>,
+            labels: Vec<u8>,
+            scores: Vec<f64>,
+        }
+        let old = postcard::to_allocvec(&Old {
+            user_ids: vec![10_000_000, 10_000_001, 7, 123],
+            labels: vec![0, 1, 0, 1],
+            scores: vec![0.1, 0.9, 0.2, 0.4],
+        })
+        .unwrap();
+        fs::write(reg.layout().version_file(1, HOLDOUT_FILE), &old).unwrap();
+        let mut m1 = m.clone();
+        m1.holdout_file.sha256 = sha256_hex(&old);
+        m1.holdout_file.bytes = old.len() as u64;
+        reg.update_manifest(&m1).unwrap();
+        let path = reg.layout().manifest(1);
+        let text = fs::read_to_string(&path).unwrap();
+        let without: String = text
+            .lines()
+            .filter(|l| !l.contains("holdout_format"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_ne!(text, without);
+        fs::write(&path, without).unwrap();
+        assert_eq!(reg.manifest(1).unwrap().holdout_format, HOLDOUT_INTEGER_IDS);
+        let h = reg.load_holdout(1).unwrap();
+        let ids: Vec<&str> = h.user_ids.iter().map(|u| &**u).collect();
+        assert_eq!(ids, ["10000000", "10000001", "7", "123"]);
+        assert_eq!(h.labels, vec![0, 1, 0, 1]);
+
+        m1.holdout_format = 9;
+        reg.update_manifest(&m1).unwrap();
+        let e = reg.load_holdout(1).unwrap_err().to_string();
+        assert!(e.contains("holdout format 9 is not known"), "{e}");
     }
 
     /// A manifest naming a file outside its version folder, with a checksum that

@@ -35,9 +35,68 @@ pub fn list(names: &[String], most: usize) -> String {
     s.join(", ")
 }
 
+/// First characters that make a spreadsheet read a cell as a formula (OWASP's "CSV
+/// injection" list): `=`, `+`, `-`, `@`, tab and carriage return.
+const FORMULA_STARTS: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
+
+/// One text cell for a CSV file the program writes: a cell that a spreadsheet would
+/// read as a formula (it starts with `=`, `+`, `-`, `@`, tab or carriage return) gets
+/// a single quote `'` in front, as OWASP recommends, and a cell holding a comma, a
+/// double quote or a line break is then quoted per RFC 4180 (quotes doubled).
+///
+/// For text that came from input or may hold anything (user ids, notes). Numbers the
+/// program formats itself (probabilities, contributions such as `-0.0123`) are not
+/// passed through it: they are numbers, and a quote would make them text.
+pub fn csv_cell(value: &str) -> std::borrow::Cow<'_, str> {
+    use std::borrow::Cow;
+    let formula = value.starts_with(FORMULA_STARTS);
+    let special = value.contains([',', '"', '\n', '\r']);
+    if !formula && !special {
+        return Cow::Borrowed(value);
+    }
+    let mut out = String::with_capacity(value.len() + 3);
+    if special {
+        out.push('"');
+    }
+    if formula {
+        out.push('\'');
+    }
+    for c in value.chars() {
+        if c == '"' {
+            out.push('"');
+        }
+        out.push(c);
+    }
+    if special {
+        out.push('"');
+    }
+    Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn csv_cells_that_look_like_formulas_are_neutralised_and_quoted() {
+        assert_eq!(csv_cell("u-123"), "u-123");
+        assert_eq!(csv_cell("00123"), "00123");
+        assert_eq!(csv_cell("550e8400-e29b-41d4"), "550e8400-e29b-41d4");
+        assert!(matches!(csv_cell("plain"), std::borrow::Cow::Borrowed(_)));
+        assert_eq!(csv_cell("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(csv_cell("-2+3"), "'-2+3");
+        assert_eq!(csv_cell("+1"), "'+1");
+        assert_eq!(csv_cell("\tx"), "'\tx");
+        assert_eq!(csv_cell("\rx"), "\"'\rx\"");
+        assert_eq!(
+            csv_cell("=HYPERLINK(\"http://x\")"),
+            "\"'=HYPERLINK(\"\"http://x\"\")\""
+        );
+        assert_eq!(csv_cell("a,b"), "\"a,b\"");
+        assert_eq!(csv_cell("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_cell("two\nlines"), "\"two\nlines\"");
+        assert_eq!(csv_cell(""), "");
+    }
 
     #[test]
     fn short_values_are_quoted_whole_and_long_ones_cut() {

@@ -909,7 +909,7 @@ mod tests {
         let d = w.data.clone().unwrap();
         (0..n)
             .map(|i| NewFeedback {
-                user_id: Some(d.user_ids[i]),
+                user_id: Some(d.user_ids[i].clone()),
                 features: d.row(i),
                 true_label: d.labels.as_ref().unwrap()[i],
                 probability: None,
