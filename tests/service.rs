@@ -214,7 +214,16 @@ async fn bad_input_is_a_json_error_naming_what_was_wrong() {
         },
     );
     let raw = |b: &str| Some(b.as_bytes().to_vec());
-    let cases: Vec<(&str, &str, Option<Vec<u8>>, u16, &str, Option<&str>)> = vec![
+    // (method, uri, body, status, error code, field)
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        Option<Vec<u8>>,
+        u16,
+        &'a str,
+        Option<&'a str>,
+    );
+    let cases: Vec<Case> = vec![
         ("POST", "/predict", raw("{not json"), 400, "not_json", None),
         ("POST", "/predict", raw(""), 400, "not_json", None),
         (
@@ -295,7 +304,7 @@ async fn bad_input_is_a_json_error_naming_what_was_wrong() {
             raw(r#"{"features": {"X6": 3, "CountryTier": 3}}"#),
             400,
             "duplicate_feature",
-            Some("features.CountryTier"),
+            Some("features.X6"),
         ),
         (
             "POST",
@@ -348,7 +357,7 @@ async fn bad_input_is_a_json_error_naming_what_was_wrong() {
         (
             "POST",
             "/predict/batch",
-            raw(&format!("[{}]", vec![r#"{"features": {}}"#; 6].join(","))),
+            raw(&format!("[{}]", [r#"{"features": {}}"#; 6].join(","))),
             413,
             "batch_too_large",
             None,
@@ -531,7 +540,12 @@ fn a_promotion_under_load_swaps_versions_without_a_failed_request() {
             axum::serve(listener, router(s)).await.unwrap();
         });
     }
-    let (req, row) = features(11);
+    // A spammer: both versions give it a probability of their own.
+    let data = default_dataset(DATA);
+    let spammer = (0..data.n_rows())
+        .find(|&i| data.labels.as_ref().unwrap()[i] == 1)
+        .unwrap();
+    let (req, row) = features(spammer);
     let body = req.to_string();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let clients: Vec<_> = (0..3)

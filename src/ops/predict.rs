@@ -68,15 +68,15 @@ pub fn account<'a>(
     for (key, v) in pairs {
         let Some(i) = resolve(key) else {
             return Err(FeatureError::Unknown {
-                name: crate::util::text::quote(key),
+                name: crate::util::text::clip(key),
             });
         };
         let f = &cat.features[i];
         if let Some(first) = given[i] {
             return Err(FeatureError::Duplicate {
                 id: f.id.clone(),
-                first: crate::util::text::quote(first),
-                second: crate::util::text::quote(key),
+                first: crate::util::text::clip(first),
+                second: crate::util::text::clip(key),
             });
         }
         f.check(v).map_err(|e| FeatureError::Invalid {

@@ -49,7 +49,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut error = json!({"code": self.code, "message": self.message});
         if let Some(f) = &self.field {
-            error["field"] = json!(crate::util::text::quote(f));
+            error["field"] = json!(crate::util::text::clip(f));
         }
         let body = json!({"error": error, "detail": self.message});
         (self.status, axum::Json(body)).into_response()

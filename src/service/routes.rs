@@ -233,7 +233,7 @@ fn parse_request(v: &Value, at: &str, strict: bool) -> Result<(Account, Option<S
             Value::Null => {
                 if crate::ops::predict::resolve(k).is_none() {
                     return Err(ApiError::from(crate::ops::predict::FeatureError::Unknown {
-                        name: crate::util::text::quote(k),
+                        name: crate::util::text::clip(k),
                     }));
                 }
             }
