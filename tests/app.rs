@@ -752,6 +752,8 @@ fn a_damaged_active_version_offers_a_rollback() {
         "nothing damaged is used"
     );
     h.get_by_label_contains("The active version v2 is damaged");
+    freeze(&mut h);
+    h.snapshot("damaged_banner");
     h.get_by_label("Roll back to v1").click();
     h.run_steps(2);
     settle(&mut h);
