@@ -9,6 +9,7 @@ use spamscope::model::forest::ForestParams;
 use spamscope::ops::train::{TrainConfig, train};
 use spamscope::service::{Limits, State, router};
 use spamscope::store::Registry;
+use spamscope::store::feedback::{FeedbackStore, NewFeedback, Origin};
 use spamscope::store::predictions::Retention;
 use spamscope::store::tokens::{Role, TokenStore};
 use spamscope::util::progress::NoProgress;
@@ -199,6 +200,37 @@ async fn reference_routes_answer_like_the_reference_and_more() {
     let r = get(&s, "/model/version").await;
     assert_eq!(r.body["version"], 1);
     assert!(r.body["last_updated"].is_string());
+
+    // Feedback statistics as the reference's client reads them: three records, two
+    // where the model's verdict was right.
+    let r = get(&s, "/model/feedback/stats").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["total_feedback"], 0);
+    assert_eq!(r.body["accuracy"], 0.0);
+    let records: Vec<NewFeedback> = [(1, 1), (0, 0), (1, 0)]
+        .into_iter()
+        .map(|(predicted, label)| NewFeedback {
+            user_id: None,
+            features: row.clone(),
+            true_label: label,
+            probability: Some(0.5),
+            model_version: Some(1),
+            predicted: Some(predicted),
+            notes: String::new(),
+            origin: Origin::App,
+        })
+        .collect();
+    FeedbackStore::open_in(dir.path())
+        .unwrap()
+        .add_batch(&records)
+        .unwrap();
+    let r = get(&s, "/model/feedback/stats").await;
+    assert_eq!(r.body["total_feedback"], 3);
+    assert_eq!(r.body["correct_predictions"], 2);
+    assert_eq!(r.body["accuracy"].as_f64().unwrap(), 2.0 / 3.0);
+    let last = r.body["last_retrain"].as_str().unwrap();
+    assert!(last.ends_with("+00:00") && last.contains('T'), "{last}");
+    assert_eq!(r.body["by_version"][0]["correct"], 2);
 }
 
 #[tokio::test]

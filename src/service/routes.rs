@@ -29,6 +29,7 @@ pub fn router(state: Arc<State>) -> Router {
         .route("/predict/batch", post(predict_batch))
         .route("/model/version", get(model_version))
         .route("/model/info", get(model_info))
+        .route("/model/feedback/stats", get(feedback_stats))
         .route("/model/versions", get(versions))
         .route("/model/rollback", post(rollback))
         .fallback(not_found)
@@ -528,4 +529,51 @@ async fn rollback(Ax(s): S, h: HeaderMap, body: Body) -> Result<Json<Value>, Api
         "model_version": a.manifest.version,
         "message": format!("version {to} is active"),
     })))
+}
+
+/// RFC 3339 with an explicit offset (`+00:00`), which every Python `fromisoformat`
+/// reads (the reference's client parses `last_retrain` with it).
+fn iso(t: &str) -> String {
+    match t.strip_suffix('Z') {
+        Some(head) => format!("{head}+00:00"),
+        None => t.to_string(),
+    }
+}
+
+async fn feedback_stats(Ax(s): S, h: HeaderMap) -> Result<Json<Value>, ApiError> {
+    s.authorize(secret(&h), Role::Scorer)?;
+    let s2 = s.clone();
+    let out = tokio::task::spawn_blocking(move || -> Result<Value, crate::Error> {
+        let stats = crate::store::feedback::FeedbackStore::open_in(s2.registry.root())?.stats()?;
+        let correct: u64 = stats.by_version.iter().map(|v| v.agreed).sum();
+        // The last retrain: the newest version made from feedback, else the active
+        // version's training (always a time, as the reference's client expects).
+        let manifests: Vec<_> = s2
+            .registry
+            .list()?
+            .into_iter()
+            .filter_map(|e| e.manifest.ok())
+            .collect();
+        let last = manifests
+            .iter()
+            .rev()
+            .find(|m| m.gate.is_some())
+            .map(|m| m.created_at.clone())
+            .unwrap_or_else(|| s2.active().manifest.created_at.clone());
+        let by_version: Vec<Value> = stats
+            .by_version
+            .iter()
+            .map(|v| json!({"model_version": v.version, "total": v.total, "correct": v.agreed}))
+            .collect();
+        Ok(json!({
+            "total_feedback": stats.total,
+            "correct_predictions": correct,
+            "accuracy": stats.agreement.unwrap_or(0.0),
+            "last_retrain": iso(&last),
+            "by_version": by_version,
+        }))
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))??;
+    Ok(Json(out))
 }
