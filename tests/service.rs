@@ -479,6 +479,12 @@ async fn tokens_and_roles_decide_who_may_do_what() {
     // The log names the caller.
     let id = r_id(&call(&s, "POST", "/predict", body(), Some(&moderator)).await);
     assert_eq!(s.log.get(&id).unwrap().unwrap().caller, "mia");
+    // Feedback needs a moderator.
+    let fb = || Some(br#"{"prediction_id": "x", "is_correct": true}"#.to_vec());
+    let r = call(&s, "POST", "/feedback", fb(), Some(&scorer)).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    let r = call(&s, "POST", "/feedback", fb(), Some(&moderator)).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
     for t in [&scorer, &moderator] {
         let r = call(&s, "POST", "/model/rollback", rb(), Some(t)).await;
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
@@ -689,5 +695,89 @@ fn serve_process_answers_and_stops_gracefully_on_sigterm() {
     assert_eq!(log.count().unwrap(), 200);
     for id in &ids {
         assert!(log.get(id).unwrap().is_some(), "{id} lost");
+    }
+}
+
+/// `POST /feedback`: on a logged prediction the record gets the prediction's features;
+/// on an id never logged it is accepted unlinked (statistics only, never a retrain);
+/// an account scored elsewhere comes with its features and label.
+#[tokio::test]
+async fn feedback_links_to_the_prediction_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = registry(dir.path());
+    let s = state(&reg, Limits::default());
+    let (req, row) = features(8);
+    let r = post(&s, "/predict", &req).await;
+    let id = r_id(&r);
+    let predicted = r.body["prediction"].as_u64().unwrap() as u8;
+
+    let fb = json!({"prediction_id": id, "is_correct": false, "actual_label": null, "feedback_notes": "sent a malware brief"});
+    let r = post(&s, "/feedback", &fb).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["linked"], true);
+    assert_eq!(r.body["status"], "success");
+    assert_eq!(r.body["label"], 1 - predicted);
+    let records = FeedbackStore::open_in(dir.path())
+        .unwrap()
+        .records(false)
+        .unwrap();
+    assert_eq!(records.len(), 1);
+    let rec = &records[0].record;
+    assert_eq!(rec.true_label, 1 - predicted);
+    assert_eq!(rec.predicted, Some(predicted));
+    assert_eq!(rec.origin, Origin::Service);
+    assert_eq!(rec.notes, "sent a malware brief");
+    for (a, b) in rec.features.iter().zip(&row) {
+        assert!(a == b || (a.is_nan() && b.is_nan()));
+    }
+
+    // The reference's own client invents ids: accepted, unlinked.
+    let unknown = json!({"prediction_id": "0b7c-invented", "is_correct": true});
+    let r = post(&s, "/feedback", &unknown).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    assert_eq!(r.body["linked"], false);
+    assert!(r.body["message"].as_str().unwrap().contains("cannot teach"));
+
+    // An account scored elsewhere.
+    let direct = json!({"features": req["features"], "label": 1, "notes": "confirmed"});
+    let r = post(&s, "/feedback", &direct).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+
+    // Statistics count all three; a retrain could use only the two with features.
+    let r = get(&s, "/model/feedback/stats").await;
+    assert_eq!(r.body["total_feedback"], 3);
+    assert_eq!(r.body["unlinked_feedback"], 1);
+    let store = FeedbackStore::open_in(dir.path()).unwrap();
+    assert_eq!(store.count_unused().unwrap(), 2);
+
+    // Bad feedback is a JSON error naming the field.
+    for (body, code, field) in [
+        (json!({"prediction_id": id}), "wrong_type", "is_correct"),
+        (
+            json!({"prediction_id": 5, "is_correct": true}),
+            "wrong_type",
+            "prediction_id",
+        ),
+        (
+            json!({"prediction_id": id, "is_correct": true, "actual_label": 2}),
+            "wrong_type",
+            "actual_label",
+        ),
+        (
+            json!({"features": req["features"]}),
+            "missing_field",
+            "label",
+        ),
+        (json!({"label": 1}), "missing_field", "prediction_id"),
+        (
+            json!({"features": req["features"], "label": 1, "notes": "n".repeat(10_001)}),
+            "too_long",
+            "notes",
+        ),
+    ] {
+        let r = post(&s, "/feedback", &body).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+        assert_eq!(r.body["error"]["code"], code, "{}", r.body);
+        assert_eq!(r.body["error"]["field"], field, "{}", r.body);
     }
 }

@@ -51,3 +51,41 @@ pub fn record(registry: &Registry, records: &[NewFeedback]) -> Result<Recorded> 
         retrain_due: retrain_due_reason(registry),
     })
 }
+
+/// Stores one record given through the service by `moderator` (about the logged
+/// prediction `prediction_id`, if any) and asks whether a retrain is due.
+pub fn record_attributed(
+    registry: &Registry,
+    record: &NewFeedback,
+    moderator: &str,
+    prediction_id: Option<&str>,
+) -> Result<Recorded> {
+    let id = FeedbackStore::open_in(registry.root())?.add_attributed(
+        record,
+        moderator,
+        prediction_id,
+    )?;
+    Ok(Recorded {
+        ids: vec![id],
+        retrain_due: retrain_due_reason(registry),
+    })
+}
+
+/// Stores feedback on a prediction this registry never logged: it has no features,
+/// so it counts in the statistics and never in a retrain.
+pub fn record_unlinked(
+    registry: &Registry,
+    prediction_id: &str,
+    is_correct: bool,
+    actual_label: Option<u8>,
+    notes: &str,
+    moderator: &str,
+) -> Result<i64> {
+    Ok(FeedbackStore::open_in(registry.root())?.add_unlinked(
+        prediction_id,
+        is_correct,
+        actual_label,
+        notes,
+        moderator,
+    )?)
+}

@@ -29,6 +29,7 @@ pub fn router(state: Arc<State>) -> Router {
         .route("/predict/batch", post(predict_batch))
         .route("/model/version", get(model_version))
         .route("/model/info", get(model_info))
+        .route("/feedback", post(feedback))
         .route("/model/feedback/stats", get(feedback_stats))
         .route("/model/versions", get(versions))
         .route("/model/rollback", post(rollback))
@@ -544,8 +545,12 @@ async fn feedback_stats(Ax(s): S, h: HeaderMap) -> Result<Json<Value>, ApiError>
     s.authorize(secret(&h), Role::Scorer)?;
     let s2 = s.clone();
     let out = tokio::task::spawn_blocking(move || -> Result<Value, crate::Error> {
-        let stats = crate::store::feedback::FeedbackStore::open_in(s2.registry.root())?.stats()?;
-        let correct: u64 = stats.by_version.iter().map(|v| v.agreed).sum();
+        let store = crate::store::feedback::FeedbackStore::open_in(s2.registry.root())?;
+        let stats = store.stats()?;
+        let (unlinked, unlinked_correct) = store.unlinked_counts()?;
+        let judged: u64 = stats.by_version.iter().map(|v| v.judged).sum::<u64>() + unlinked;
+        let correct: u64 =
+            stats.by_version.iter().map(|v| v.agreed).sum::<u64>() + unlinked_correct;
         // The last retrain: the newest version made from feedback, else the active
         // version's training (always a time, as the reference's client expects).
         let manifests: Vec<_> = s2
@@ -566,9 +571,10 @@ async fn feedback_stats(Ax(s): S, h: HeaderMap) -> Result<Json<Value>, ApiError>
             .map(|v| json!({"model_version": v.version, "total": v.total, "correct": v.agreed}))
             .collect();
         Ok(json!({
-            "total_feedback": stats.total,
+            "total_feedback": stats.total + unlinked,
             "correct_predictions": correct,
-            "accuracy": stats.agreement.unwrap_or(0.0),
+            "accuracy": if judged > 0 { correct as f64 / judged as f64 } else { 0.0 },
+            "unlinked_feedback": unlinked,
             "last_retrain": iso(&last),
             "by_version": by_version,
         }))
@@ -576,4 +582,143 @@ async fn feedback_stats(Ax(s): S, h: HeaderMap) -> Result<Json<Value>, ApiError>
     .await
     .map_err(|e| ApiError::internal(e.to_string()))??;
     Ok(Json(out))
+}
+
+/// Most characters of a feedback note.
+const MAX_NOTES: usize = 10_000;
+
+fn label_of(v: Option<&Value>, field: &str) -> Result<Option<u8>, ApiError> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(u8::from(*b))),
+        Some(Value::Number(n)) if n.as_u64() == Some(0) || n.as_u64() == Some(1) => {
+            Ok(n.as_u64().map(|x| x as u8))
+        }
+        Some(_) => Err(wrong_type(field.into(), "true/false or 0/1")),
+    }
+}
+
+fn notes_of(v: Option<&Value>, field: &str) -> Result<String, ApiError> {
+    match v {
+        None | Some(Value::Null) => Ok(String::new()),
+        Some(Value::String(t)) if t.chars().count() <= MAX_NOTES => Ok(t.clone()),
+        Some(Value::String(_)) => Err(ApiError::bad_request(
+            "too_long",
+            format!("{field} is longer than {MAX_NOTES} characters"),
+        )
+        .with_field(Some(field.into()))),
+        Some(_) => Err(wrong_type(field.into(), "a string")),
+    }
+}
+
+/// `POST /feedback`: the reference's `{"prediction_id", "is_correct", "actual_label"?,
+/// "feedback_notes"?}` (features from the prediction log), or `{"features", "label",
+/// "notes"?}` for an account scored elsewhere.
+async fn feedback(Ax(s): S, h: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let caller = s.authorize(secret(&h), Role::Moderator)?;
+    let bytes = read_body(body, s.limits.max_body).await?;
+    let v = parse_json(&bytes)?;
+    if !v.is_object() {
+        return Err(wrong_type("body".into(), "an object"));
+    }
+    let s2 = s.clone();
+    if let Some(pid) = v.get("prediction_id") {
+        let Some(pid) = pid.as_str().filter(|p| !p.is_empty() && p.len() <= 256) else {
+            return Err(wrong_type(
+                "prediction_id".into(),
+                "a non-empty string of at most 256 bytes",
+            ));
+        };
+        let pid = pid.to_string();
+        let Some(is_correct) = v.get("is_correct").and_then(Value::as_bool) else {
+            return Err(wrong_type("is_correct".into(), "true or false"));
+        };
+        let actual = label_of(v.get("actual_label"), "actual_label")?;
+        let notes = notes_of(v.get("feedback_notes"), "feedback_notes")?;
+        let out = tokio::task::spawn_blocking(move || -> Result<(StatusCode, Value), ApiError> {
+            let logged = s2.log.get(&pid).map_err(|e| ApiError::internal(e.to_string()))?;
+            let Some(rec) = logged else {
+                let id = crate::ops::feedback::record_unlinked(
+                    &s2.registry, &pid, is_correct, actual, &notes, &caller.name,
+                )?;
+                return Ok((StatusCode::ACCEPTED, json!({
+                    "status": "accepted",
+                    "message": "no prediction with this id was logged here, so the feedback has no features: it counts in the statistics but cannot teach the model",
+                    "feedback_id": id,
+                    "linked": false,
+                })));
+            };
+            let threshold = s2
+                .registry
+                .manifest(rec.version)
+                .map(|m| m.threshold)
+                .unwrap_or(0.5);
+            let predicted = u8::from(rec.probability > threshold);
+            let label = actual.unwrap_or(if is_correct { predicted } else { 1 - predicted });
+            let record = crate::store::feedback::NewFeedback {
+                user_id: rec.user_id.as_deref().map(crate::data::UserId::from),
+                features: rec.features,
+                true_label: label,
+                probability: Some(rec.probability),
+                model_version: Some(rec.version),
+                predicted: Some(predicted),
+                notes,
+                origin: crate::store::feedback::Origin::Service,
+            };
+            let r = crate::ops::feedback::record_attributed(&s2.registry, &record, &caller.name, Some(&pid))?;
+            Ok((StatusCode::OK, json!({
+                "status": "success",
+                "message": "Feedback received",
+                "feedback_id": r.ids[0],
+                "linked": true,
+                "label": label,
+                "retrain_due": r.retrain_due,
+            })))
+        })
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))??;
+        return Ok((out.0, Json(out.1)).into_response());
+    }
+    if v.get("features").is_none() {
+        return Err(ApiError::bad_request(
+            "missing_field",
+            "send {\"prediction_id\", \"is_correct\"} or {\"features\", \"label\"}",
+        )
+        .with_field(Some("prediction_id".into())));
+    }
+    let (account, user_id) = parse_request(&v, "", false)?;
+    let Some(label) = label_of(v.get("label"), "label")? else {
+        return Err(ApiError::bad_request(
+            "missing_field",
+            "label (0 or 1) is required with features",
+        )
+        .with_field(Some("label".into())));
+    };
+    let notes = notes_of(v.get("notes"), "notes")?;
+    let out = tokio::task::spawn_blocking(move || -> Result<Value, ApiError> {
+        let active = s2.active();
+        let p =
+            crate::ops::predict::predict(&active.model, &active.manifest, &account, Explain::None);
+        let record = crate::store::feedback::NewFeedback {
+            user_id: user_id.as_deref().map(crate::data::UserId::from),
+            features: account.values.clone(),
+            true_label: label,
+            probability: Some(p.probability),
+            model_version: Some(p.version),
+            predicted: Some(u8::from(p.is_spammer)),
+            notes,
+            origin: crate::store::feedback::Origin::Service,
+        };
+        let r = crate::ops::feedback::record_attributed(&s2.registry, &record, &caller.name, None)?;
+        Ok(json!({
+            "status": "success",
+            "message": "Feedback received",
+            "feedback_id": r.ids[0],
+            "linked": true,
+            "retrain_due": r.retrain_due,
+        }))
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))??;
+    Ok(Json(out).into_response())
 }

@@ -34,6 +34,8 @@ pub enum Origin {
     Import,
     /// Bulk feedback from the review queue.
     Queue,
+    /// `POST /feedback` of the scoring service.
+    Service,
 }
 
 impl Origin {
@@ -42,12 +44,14 @@ impl Origin {
             Origin::App => "app",
             Origin::Import => "import",
             Origin::Queue => "queue",
+            Origin::Service => "service",
         }
     }
     fn parse(s: &str) -> Origin {
         match s {
             "import" => Origin::Import,
             "queue" => Origin::Queue,
+            "service" => Origin::Service,
             _ => Origin::App,
         }
     }
@@ -124,6 +128,8 @@ pub struct VersionStats {
     pub version: Option<u32>,
     pub total: u64,
     pub agreed: u64,
+    /// Records that carry the model's verdict.
+    pub judged: u64,
 }
 
 /// Agreement of one version's verdicts with moderators within one hour.
@@ -273,6 +279,34 @@ impl FeedbackStore {
             conn.execute_batch("ALTER TABLE feedback ADD COLUMN claimed_by TEXT")
                 .map_err(err)?;
         }
+        // Who gave a record through the service, and for which logged prediction
+        // (NULL for records from the app, the queue and imports).
+        for col in ["moderator", "prediction_id"] {
+            let has = conn
+                .prepare(&format!(
+                    "SELECT 1 FROM pragma_table_info('feedback') WHERE name = '{col}'"
+                ))
+                .and_then(|mut s| s.exists([]))
+                .map_err(err)?;
+            if !has {
+                conn.execute_batch(&format!("ALTER TABLE feedback ADD COLUMN {col} TEXT"))
+                    .map_err(err)?;
+            }
+        }
+        // Feedback on predictions this registry never logged (the reference's client
+        // invents its ids): no features, so it counts in statistics, never in a retrain.
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS unlinked_feedback (
+                id INTEGER PRIMARY KEY,
+                created_at TEXT NOT NULL,
+                prediction_id TEXT NOT NULL,
+                is_correct INTEGER NOT NULL CHECK (is_correct IN (0, 1)),
+                actual_label INTEGER CHECK (actual_label IN (0, 1)),
+                notes TEXT NOT NULL DEFAULT '',
+                moderator TEXT NOT NULL
+            )",
+        )
+        .map_err(err)?;
         Ok(FeedbackStore {
             conn,
             path: path.to_path_buf(),
@@ -320,6 +354,56 @@ impl FeedbackStore {
             .into_iter()
             .filter(|r| r.claimed_by.as_deref() == Some(claimant.0.as_str()))
             .collect())
+    }
+
+    /// Stores one record given through the service by `moderator`, about the logged
+    /// prediction `prediction_id` if any (the record is committed first, then who gave
+    /// it).
+    pub fn add_attributed(
+        &mut self,
+        r: &NewFeedback,
+        moderator: &str,
+        prediction_id: Option<&str>,
+    ) -> Result<i64, FeedbackError> {
+        let id = self.add(r)?;
+        self.conn
+            .execute(
+                "UPDATE feedback SET moderator = ?1, prediction_id = ?2 WHERE id = ?3",
+                (moderator, prediction_id, id),
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(id)
+    }
+
+    /// Stores feedback on a prediction that was never logged here.
+    pub fn add_unlinked(
+        &mut self,
+        prediction_id: &str,
+        is_correct: bool,
+        actual_label: Option<u8>,
+        notes: &str,
+        moderator: &str,
+    ) -> Result<i64, FeedbackError> {
+        let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+        self.conn
+            .execute(
+                "INSERT INTO unlinked_feedback (created_at, prediction_id, is_correct, actual_label, notes, moderator)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                (now, prediction_id, is_correct, actual_label, notes, moderator),
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Unlinked feedback: (records, records saying the model was right).
+    pub fn unlinked_counts(&self) -> Result<(u64, u64), FeedbackError> {
+        self.conn
+            .query_row(
+                "SELECT COUNT(*), COALESCE(SUM(is_correct), 0) FROM unlinked_feedback",
+                [],
+                |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+            )
+            .map_err(|e| self.err(e))
     }
 
     /// Gives back what `claimant` claimed and did not use.
@@ -488,6 +572,7 @@ impl FeedbackStore {
                 version: v.map(|v| v as u32),
                 total: total as u64,
                 agreed: ok as u64,
+                judged: with_verdict as u64,
             });
         }
         stats.agreement = (judged > 0).then(|| agreed as f64 / judged as f64);
