@@ -781,3 +781,74 @@ async fn feedback_links_to_the_prediction_log() {
         assert_eq!(r.body["error"]["field"], field, "{}", r.body);
     }
 }
+
+/// `POST /model/retrain` answers at once with a job; `GET /jobs/{id}` follows it to the
+/// gate's decision, and a promoted version then answers the requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retrain_runs_as_a_job_and_its_promotion_is_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = registry(dir.path());
+    spamscope::ops::online::OnlineLearningConfig {
+        max_auc_drop: 1.0,
+        feedback_tolerance: 1.0,
+        forest: ForestParams {
+            n_trees: 8,
+            max_depth: Some(8),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+    .save(&reg)
+    .unwrap();
+    let s = state(&reg, Limits::default());
+    // Too little feedback: the job fails and says why.
+    let r = post(&s, "/model/retrain", &json!({})).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    let first = r.body["job_id"].as_u64().unwrap();
+    let done = wait_job(&s, first).await;
+    assert_eq!(done["state"], "failed", "{done}");
+    assert!(
+        done["error"].as_str().unwrap().contains("feedback records"),
+        "{done}"
+    );
+    // Moderators label 30 accounts through the service.
+    for i in 0..30 {
+        let (req, _) = features(100 + i);
+        let r = post(
+            &s,
+            "/feedback",
+            &json!({"features": req["features"], "label": 1}),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    }
+    let r = post(&s, "/model/retrain", &json!({})).await;
+    let id = r.body["job_id"].as_u64().unwrap();
+    assert_ne!(id, first);
+    let done = wait_job(&s, id).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(done["result"]["promoted"], true, "{done}");
+    assert_eq!(done["result"]["candidate_version"], 2);
+    let r = post(&s, "/predict", &features(3).0).await;
+    assert_eq!(r.body["model_version"], 2);
+    let r = get(&s, "/jobs/999").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = get(&s, "/jobs/abc").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+}
+
+async fn wait_job(s: &Arc<State>, id: u64) -> Value {
+    let start = Instant::now();
+    loop {
+        let r = get(s, &format!("/jobs/{id}")).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        if r.body["state"] != "running" {
+            return r.body;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "job {id} never ended"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -103,6 +103,23 @@ pub struct State {
     pub limits: Limits,
     slots: tokio::sync::Semaphore,
     started: std::time::SystemTime,
+    /// Retrains started through the API, by job id.
+    pub(crate) jobs: std::sync::Mutex<Vec<Job>>,
+}
+
+/// A retrain started through `POST /model/retrain`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Job {
+    pub id: u64,
+    pub kind: &'static str,
+    /// `running`, `succeeded` or `failed`.
+    pub state: &'static str,
+    pub stage: String,
+    pub done: usize,
+    pub total: usize,
+    pub started_by: String,
+    pub result: Option<serde_json::Value>,
+    pub error: Option<String>,
 }
 
 impl State {
@@ -125,6 +142,7 @@ impl State {
             slots: tokio::sync::Semaphore::new(limits.max_in_flight),
             limits,
             started: std::time::SystemTime::now(),
+            jobs: std::sync::Mutex::new(Vec::new()),
         }))
     }
 

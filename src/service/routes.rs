@@ -32,6 +32,8 @@ pub fn router(state: Arc<State>) -> Router {
         .route("/feedback", post(feedback))
         .route("/model/feedback/stats", get(feedback_stats))
         .route("/model/versions", get(versions))
+        .route("/model/retrain", post(retrain))
+        .route("/jobs/{id}", get(job))
         .route("/model/rollback", post(rollback))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -721,4 +723,119 @@ async fn feedback(Ax(s): S, h: HeaderMap, body: Body) -> Result<Response, ApiErr
     .await
     .map_err(|e| ApiError::internal(e.to_string()))??;
     Ok(Json(out).into_response())
+}
+
+/// Reports a job's progress into the state's job table.
+struct JobProgress {
+    state: Arc<State>,
+    id: u64,
+}
+
+impl crate::util::progress::Reporter for JobProgress {
+    fn stage(&self, stage: &str, done: usize, total: usize) {
+        let mut jobs = s_jobs(&self.state);
+        if let Some(j) = jobs.iter_mut().find(|j| j.id == self.id) {
+            j.stage = stage.to_string();
+            j.done = done;
+            j.total = total;
+        }
+    }
+}
+
+fn s_jobs(s: &State) -> std::sync::MutexGuard<'_, Vec<super::Job>> {
+    s.jobs.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Most finished jobs kept for `GET /jobs/{id}`.
+const KEEP_JOBS: usize = 100;
+
+/// `POST /model/retrain`: the online-learning retrain (gate and all) on a worker
+/// thread; answers at once with a job id. One retrain at a time per service.
+async fn retrain(Ax(s): S, h: HeaderMap) -> Result<Response, ApiError> {
+    let caller = s.authorize(secret(&h), Role::Admin)?;
+    let id = {
+        let mut jobs = s_jobs(&s);
+        if let Some(j) = jobs.iter().find(|j| j.state == "running") {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "busy",
+                format!("retrain job {} is still running", j.id),
+            ));
+        }
+        let id = jobs.last().map_or(1, |j| j.id + 1);
+        jobs.push(super::Job {
+            id,
+            kind: "retrain",
+            state: "running",
+            stage: "starting".into(),
+            done: 0,
+            total: 1,
+            started_by: caller.name.clone(),
+            result: None,
+            error: None,
+        });
+        let finished = jobs.len().saturating_sub(KEEP_JOBS);
+        jobs.drain(..finished);
+        id
+    };
+    let s2 = s.clone();
+    std::thread::spawn(move || {
+        let progress = JobProgress {
+            state: s2.clone(),
+            id,
+        };
+        let outcome = crate::ops::online::OnlineLearningConfig::load(&s2.registry)
+            .and_then(|cfg| crate::ops::online::retrain(&s2.registry, &cfg, &progress));
+        if let Err(e) = s2.refresh_active() {
+            tracing::warn!("after the retrain: {e}");
+        }
+        let mut jobs = s_jobs(&s2);
+        if let Some(j) = jobs.iter_mut().find(|j| j.id == id) {
+            match outcome {
+                Ok(o) => {
+                    j.state = "succeeded";
+                    j.result = Some(json!({
+                        "candidate_version": o.candidate.version,
+                        "promoted": o.promoted,
+                        "reason": o.reason,
+                        "feedback_train": o.feedback_train,
+                        "feedback_holdout": o.feedback_holdout,
+                        "metrics": metrics_json(&o.candidate.metrics),
+                    }));
+                }
+                Err(e) => {
+                    j.state = "failed";
+                    j.error = Some(e.to_string());
+                }
+            }
+        }
+    });
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"job_id": id, "status": "running", "poll": format!("/jobs/{id}")})),
+    )
+        .into_response())
+}
+
+async fn job(
+    Ax(s): S,
+    h: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    s.authorize(secret(&h), Role::Admin)?;
+    let id: u64 = id.parse().map_err(|_| {
+        ApiError::bad_request("bad_path", "the job id must be a number")
+            .with_field(Some("id".into()))
+    })?;
+    let jobs = s_jobs(&s);
+    let Some(j) = jobs.iter().find(|j| j.id == id) else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_such_job",
+            format!("no job {id}"),
+        ));
+    };
+    Ok(Json(
+        serde_json::to_value(j).map_err(|e| ApiError::internal(e.to_string()))?,
+    ))
 }
