@@ -852,3 +852,66 @@ async fn wait_job(s: &Arc<State>, id: u64) -> Value {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// `GET /metrics`: Prometheus text with requests by route and status, latency
+/// histograms, verdicts, the active version, feedback counts and drift of the requests.
+#[tokio::test]
+async fn metrics_in_prometheus_text_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = registry(dir.path());
+    let s = state(&reg, Limits::default());
+    for i in 0..20 {
+        assert_eq!(
+            post(&s, "/predict", &features(i).0).await.status,
+            StatusCode::OK
+        );
+    }
+    post(&s, "/predict", &json!({"features": {"X6": 9}})).await;
+    get(&s, "/nowhere").await;
+    s.log.flush().unwrap();
+    let req = Request::builder()
+        .uri("/metrics")
+        .body(Body::empty())
+        .unwrap();
+    let res = router(s.clone()).oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = String::from_utf8(
+        axum::body::to_bytes(res.into_body(), usize::MAX)
+            .await
+            .unwrap()
+            .to_vec(),
+    )
+    .unwrap();
+    for line in [
+        "spamscope_requests_total{route=\"/predict\",status=\"200\"} 20",
+        "spamscope_requests_total{route=\"/predict\",status=\"400\"} 1",
+        "spamscope_requests_total{route=\"unmatched\",status=\"404\"} 1",
+        "spamscope_request_seconds_count{route=\"/predict\"} 21",
+        "spamscope_active_version 1",
+        "spamscope_feedback_total{linked=\"false\"} 0",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+    }
+    let verdicts: u64 = text
+        .lines()
+        .filter(|l| l.starts_with("spamscope_predictions_total{"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(verdicts, 20);
+    let psi = text
+        .lines()
+        .filter(|l| l.starts_with("spamscope_feature_psi{"))
+        .count();
+    assert!(psi > 40, "{psi} PSI lines");
+    // Every sample line is `name{labels} number` or `name number`.
+    for l in text.lines().filter(|l| !l.starts_with('#')) {
+        let v = l.rsplit(' ').next().unwrap();
+        assert!(v.parse::<f64>().is_ok(), "{l}");
+    }
+}

@@ -13,6 +13,7 @@
 //!   handler panic is a logged 500, the server goes on.
 
 mod error;
+mod metrics;
 mod routes;
 
 pub use error::ApiError;
@@ -105,6 +106,7 @@ pub struct State {
     started: std::time::SystemTime,
     /// Retrains started through the API, by job id.
     pub(crate) jobs: std::sync::Mutex<Vec<Job>>,
+    pub(crate) metrics: metrics::Metrics,
 }
 
 /// A retrain started through `POST /model/retrain`.
@@ -143,6 +145,7 @@ impl State {
             limits,
             started: std::time::SystemTime::now(),
             jobs: std::sync::Mutex::new(Vec::new()),
+            metrics: Default::default(),
         }))
     }
 

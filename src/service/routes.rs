@@ -34,6 +34,7 @@ pub fn router(state: Arc<State>) -> Router {
         .route("/model/versions", get(versions))
         .route("/model/retrain", post(retrain))
         .route("/jobs/{id}", get(job))
+        .route("/metrics", get(prometheus))
         .route("/model/rollback", post(rollback))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -48,6 +49,12 @@ pub fn router(state: Arc<State>) -> Router {
 async fn guard(Ax(s): S, req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    // The route's pattern (`/jobs/{id}`), not the raw path: bounded label values.
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched", |m| m.as_str())
+        .to_string();
     let start = std::time::Instant::now();
     let limit = s.limits.timeout;
     let res = tokio::time::timeout(limit, async {
@@ -69,6 +76,7 @@ async fn guard(Ax(s): S, req: Request, next: Next) -> Response {
     };
     let ms = start.elapsed().as_secs_f64() * 1e3;
     let status = res.status().as_u16();
+    s.metrics.record_request(&route, status, ms / 1e3);
     if status >= 400 {
         tracing::info!("{method} {path} {status} {ms:.2} ms");
     } else {
@@ -275,6 +283,7 @@ fn score(
     explain: Explain,
 ) -> Value {
     let p = crate::ops::predict::predict(&active.model, &active.manifest, account, explain);
+    s.metrics.record_verdict(p.is_spammer);
     let id = new_prediction_id();
     s.log.append(PredictionRecord {
         id: id.clone(),
@@ -838,4 +847,68 @@ async fn job(
     Ok(Json(
         serde_json::to_value(j).map_err(|e| ApiError::internal(e.to_string()))?,
     ))
+}
+
+/// How many of the newest logged predictions the drift gauges are computed on.
+const DRIFT_WINDOW: usize = 5_000;
+
+/// `GET /metrics`: Prometheus text format (scorer role, like the other read routes).
+async fn prometheus(Ax(s): S, h: HeaderMap) -> Result<Response, ApiError> {
+    s.authorize(secret(&h), Role::Scorer)?;
+    let s2 = s.clone();
+    let text = tokio::task::spawn_blocking(move || -> Result<String, crate::Error> {
+        let mut out = String::new();
+        s2.metrics.render(&mut out);
+        let a = s2.active();
+        out.push_str("# HELP spamscope_active_version The model version answering requests.\n# TYPE spamscope_active_version gauge\n");
+        out.push_str(&format!("spamscope_active_version {}\n", a.manifest.version));
+        let store = crate::store::feedback::FeedbackStore::open_in(s2.registry.root())?;
+        let (unlinked, _) = store.unlinked_counts()?;
+        out.push_str("# HELP spamscope_feedback_total Feedback records stored.\n# TYPE spamscope_feedback_total gauge\n");
+        out.push_str(&format!("spamscope_feedback_total{{linked=\"true\"}} {}\n", store.count()?));
+        out.push_str(&format!("spamscope_feedback_total{{linked=\"false\"}} {unlinked}\n"));
+        out.push_str(&format!("spamscope_feedback_unused {}\n", store.count_unused()?));
+        if let Some(t) = s2
+            .registry
+            .list()?
+            .into_iter()
+            .filter_map(|e| e.manifest.ok())
+            .filter(|m| m.gate.is_some())
+            .filter_map(|m| humantime::parse_rfc3339_weak(&m.created_at).ok())
+            .max()
+        {
+            let secs = t
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64());
+            out.push_str("# HELP spamscope_last_retrain_timestamp_seconds When the newest version made from feedback was trained.\n# TYPE spamscope_last_retrain_timestamp_seconds gauge\n");
+            out.push_str(&format!("spamscope_last_retrain_timestamp_seconds {secs}\n"));
+        }
+        out.push_str(&format!("spamscope_predictions_dropped_total {}\n", s2.log.dropped()));
+        // Drift of recent requests against the active version's training data.
+        let recent = s2.log.recent(DRIFT_WINDOW)?;
+        if let (Some(profiles), false) = (&a.manifest.profiles, recent.is_empty()) {
+            let cat = catalog();
+            let columns: Vec<Vec<f64>> = (0..crate::data::catalog::N_FEATURES)
+                .map(|f| recent.iter().map(|r| r.features[f]).collect())
+                .collect();
+            let psi = crate::eval::monitor::drift(profiles, &columns);
+            out.push_str("# HELP spamscope_feature_psi Population stability index of the recent requests per feature.\n# TYPE spamscope_feature_psi gauge\n");
+            for (f, v) in cat.features.iter().zip(&psi) {
+                if v.is_finite() {
+                    out.push_str(&format!("spamscope_feature_psi{{feature=\"{}\"}} {v}\n", f.id));
+                }
+            }
+        }
+        Ok(out)
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))??;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
 }

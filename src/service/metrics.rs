@@ -1,0 +1,120 @@
+//! The service's own counters for `GET /metrics` (Prometheus text format 0.0.4):
+//! requests by route and status, latency histograms by route, predictions by verdict.
+//! Written by hand: a handful of counters under one mutex, cheaper to read and keep than
+//! a metrics crate's registry for this few series.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+
+/// Upper bounds of the latency buckets, in seconds.
+pub const BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+
+#[derive(Default)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+#[derive(Default)]
+struct Inner {
+    requests: BTreeMap<(String, u16), u64>,
+    latency: BTreeMap<String, Histogram>,
+    verdicts: [u64; 2],
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    inner: Mutex<Inner>,
+}
+
+impl Metrics {
+    pub fn record_request(&self, route: &str, status: u16, seconds: f64) {
+        let mut m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        *m.requests.entry((route.to_string(), status)).or_default() += 1;
+        let h = m.latency.entry(route.to_string()).or_default();
+        for (i, b) in BUCKETS.iter().enumerate() {
+            if seconds <= *b {
+                h.counts[i] += 1;
+            }
+        }
+        h.count += 1;
+        h.sum += seconds;
+    }
+
+    pub fn record_verdict(&self, spammer: bool) {
+        let mut m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        m.verdicts[usize::from(spammer)] += 1;
+    }
+
+    /// The counters in Prometheus text format.
+    pub fn render(&self, out: &mut String) {
+        let m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = writeln!(
+            out,
+            "# HELP spamscope_requests_total Requests by route and status."
+        );
+        let _ = writeln!(out, "# TYPE spamscope_requests_total counter");
+        for ((route, status), n) in &m.requests {
+            let _ = writeln!(
+                out,
+                "spamscope_requests_total{{route=\"{}\",status=\"{status}\"}} {n}",
+                escape(route)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP spamscope_request_seconds Request latency by route."
+        );
+        let _ = writeln!(out, "# TYPE spamscope_request_seconds histogram");
+        for (route, h) in &m.latency {
+            let r = escape(route);
+            for (b, n) in BUCKETS.iter().zip(&h.counts) {
+                let _ = writeln!(
+                    out,
+                    "spamscope_request_seconds_bucket{{route=\"{r}\",le=\"{b}\"}} {n}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "spamscope_request_seconds_bucket{{route=\"{r}\",le=\"+Inf\"}} {}",
+                h.count
+            );
+            let _ = writeln!(
+                out,
+                "spamscope_request_seconds_sum{{route=\"{r}\"}} {}",
+                h.sum
+            );
+            let _ = writeln!(
+                out,
+                "spamscope_request_seconds_count{{route=\"{r}\"}} {}",
+                h.count
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP spamscope_predictions_total Predictions by verdict."
+        );
+        let _ = writeln!(out, "# TYPE spamscope_predictions_total counter");
+        let _ = writeln!(
+            out,
+            "spamscope_predictions_total{{verdict=\"legitimate\"}} {}",
+            m.verdicts[0]
+        );
+        let _ = writeln!(
+            out,
+            "spamscope_predictions_total{{verdict=\"spammer\"}} {}",
+            m.verdicts[1]
+        );
+    }
+}
+
+/// A label value as Prometheus wants it (backslash, quote, newline escaped).
+pub fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
