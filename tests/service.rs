@@ -915,3 +915,92 @@ async fn metrics_in_prometheus_text_format() {
         assert!(v.parse::<f64>().is_ok(), "{l}");
     }
 }
+
+/// A `text/csv` batch with the data schema is answered with the `score` command's
+/// columns; a malformed file is a 400 naming the line.
+#[tokio::test]
+async fn csv_batches_answer_in_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = registry(dir.path());
+    let s = state(&reg, Limits::default());
+    let (_, model) = reg.load_active().unwrap();
+    let data = default_dataset(DATA);
+    let mut csv = String::from("user_id");
+    for f in &spamscope::data::catalog::catalog().features {
+        csv.push(',');
+        csv.push_str(&f.id);
+    }
+    csv.push('\n');
+    let ids = ["a-1", "=HYPERLINK(1)", "00123"];
+    for (k, id) in ids.iter().enumerate() {
+        csv.push_str(id);
+        for v in data.row(k) {
+            csv.push(',');
+            if !v.is_nan() {
+                csv.push_str(&v.to_string());
+            }
+        }
+        csv.push('\n');
+    }
+    let send = |body: String| {
+        Request::builder()
+            .method("POST")
+            .uri("/predict/batch?explain=2")
+            .header("content-type", "text/csv")
+            .body(Body::from(body))
+            .unwrap()
+    };
+    let res = router(s.clone()).oneshot(send(csv.clone())).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    let text = String::from_utf8(
+        axum::body::to_bytes(res.into_body(), usize::MAX)
+            .await
+            .unwrap()
+            .to_vec(),
+    )
+    .unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with(
+            "user_id,probability,is_spammer,model_version,explanation_method,reason1_feature"
+        ),
+        "{}",
+        lines[0]
+    );
+    assert_eq!(lines.len(), 4);
+    assert!(lines[1].starts_with("a-1,"));
+    assert!(lines[2].starts_with("'=HYPERLINK(1),"), "{}", lines[2]);
+    assert!(lines[3].starts_with("00123,"));
+    for (k, l) in lines[1..].iter().enumerate() {
+        let p: f64 = l.split(',').nth(1).unwrap().parse().unwrap();
+        assert_eq!(p, model.predict_one(&data.row(k)));
+    }
+    s.log.flush().unwrap();
+    assert_eq!(s.log.count().unwrap(), 3);
+    // A ragged file: a 400 naming the line.
+    let res = router(s.clone())
+        .oneshot(send(format!("{csv}x,1,2\n")))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let body: Value = serde_json::from_slice(
+        &axum::body::to_bytes(res.into_body(), usize::MAX)
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(body["error"]["code"], "bad_csv");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("line 5"),
+        "{body}"
+    );
+}

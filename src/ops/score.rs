@@ -160,6 +160,17 @@ pub fn write_batch_csv(
     order: Option<&[usize]>,
     out: &Path,
 ) -> Result<()> {
+    let text = batch_csv(d, b, order);
+    let tmp = out.with_extension("partial");
+    let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    f.write_all(text.as_bytes())
+        .and_then(|_| f.sync_all())
+        .map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, out).map_err(|e| Error::io(out, e))
+}
+
+/// The text [`write_batch_csv`] writes (the service answers CSV batches with it).
+pub fn batch_csv(d: &Dataset, b: &ScoredBatch, order: Option<&[usize]>) -> String {
     let cat = catalog();
     let all: Vec<usize>;
     let order = match order {
@@ -214,12 +225,7 @@ pub fn write_batch_csv(
         }
         text.push('\n');
     }
-    let tmp = out.with_extension("partial");
-    let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    f.write_all(text.as_bytes())
-        .and_then(|_| f.sync_all())
-        .map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, out).map_err(|e| Error::io(out, e))
+    text
 }
 
 /// Labels, scores and optional decisions read from a predictions CSV.

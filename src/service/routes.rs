@@ -367,10 +367,17 @@ async fn predict_batch(
     h: HeaderMap,
     Query(q): Q,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let caller = s.authorize(secret(&h), Role::Scorer)?;
     let o = options(&q, s.limits.max_explain)?;
     let bytes = read_body(body, s.limits.max_body).await?;
+    let csv = h
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("text/csv"));
+    if csv {
+        return csv_batch(s, caller, o, bytes).await;
+    }
     let v = parse_json(&bytes)?;
     let Some(items) = v.as_array() else {
         return Err(wrong_type(
@@ -405,7 +412,65 @@ async fn predict_batch(
     })
     .await
     .map_err(|e| ApiError::internal(format!("scoring failed: {e}")))?;
-    Ok(Json(Value::Array(out)))
+    Ok(Json(Value::Array(out)).into_response())
+}
+
+/// A `text/csv` batch with the data schema (`label` optional): answered with the
+/// `score` command's CSV columns; every row is logged like a JSON prediction.
+async fn csv_batch(
+    s: Arc<State>,
+    caller: Caller,
+    o: Options,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
+    let s2 = s.clone();
+    let text = tokio::task::spawn_blocking(move || -> Result<String, ApiError> {
+        let d = crate::data::Dataset::parse_csv(bytes.to_vec(), "request body")
+            .map_err(|e| ApiError::bad_request("bad_csv", e.to_string()))?;
+        if d.n_rows() > s2.limits.max_batch {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "batch_too_large",
+                format!(
+                    "the batch has {} accounts; at most {} are accepted per request",
+                    d.n_rows(),
+                    s2.limits.max_batch
+                ),
+            ));
+        }
+        let a = s2.active();
+        let (k, method) = match o.explain {
+            Explain::None => (0, crate::model::explain::Method::PathAttribution),
+            Explain::Top(k) => (k, crate::model::explain::Method::PathAttribution),
+            Explain::Exact(k) => (k, a.model.detail_method()),
+        };
+        let b = crate::ops::score::score_batch(
+            &d,
+            &a.model,
+            a.manifest.version,
+            a.manifest.threshold,
+            k,
+            method,
+            &crate::util::progress::NoProgress,
+        )?;
+        let now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+        for i in 0..d.n_rows() {
+            s2.metrics.record_verdict(b.is_spammer(i));
+            s2.log.append(PredictionRecord {
+                id: new_prediction_id(),
+                created_at: now.clone(),
+                version: b.version,
+                features: d.row(i),
+                probability: b.probability[i],
+                caller: caller.name.clone(),
+                user_id: Some(d.user_ids[i].to_string()),
+            });
+        }
+        Ok(crate::ops::score::batch_csv(&d, &b, None))
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("scoring failed: {e}")))??;
+    Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], text).into_response())
 }
 
 fn metrics_json(m: &crate::eval::metrics::Metrics) -> Value {
