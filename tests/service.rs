@@ -873,21 +873,7 @@ async fn metrics_in_prometheus_text_format() {
         .uri("/metrics")
         .body(Body::empty())
         .unwrap();
-    let res = router(s.clone()).oneshot(req).await.unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    assert!(
-        res.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/plain")
-    );
-    let text = String::from_utf8(
-        axum::body::to_bytes(res.into_body(), usize::MAX)
-            .await
-            .unwrap()
-            .to_vec(),
-    )
-    .unwrap();
+    let text = text_reply(&s, req, "text/plain").await;
     for line in [
         "spamscope_requests_total{route=\"/predict\",status=\"200\"} 20",
         "spamscope_requests_total{route=\"/predict\",status=\"400\"} 1",
@@ -950,21 +936,7 @@ async fn csv_batches_answer_in_csv() {
             .body(Body::from(body))
             .unwrap()
     };
-    let res = router(s.clone()).oneshot(send(csv.clone())).await.unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    assert!(
-        res.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/csv")
-    );
-    let text = String::from_utf8(
-        axum::body::to_bytes(res.into_body(), usize::MAX)
-            .await
-            .unwrap()
-            .to_vec(),
-    )
-    .unwrap();
+    let text = text_reply(&s, send(csv.clone()), "text/csv").await;
     let lines: Vec<&str> = text.lines().collect();
     assert!(
         lines[0].starts_with(
@@ -1003,4 +975,16 @@ async fn csv_batches_answer_in_csv() {
             .contains("line 5"),
         "{body}"
     );
+}
+
+/// Sends `req`, expects 200 with a body of `content_type`, returns the body.
+async fn text_reply(s: &Arc<State>, req: Request<Body>, content_type: &str) -> String {
+    let res = router(s.clone()).oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let ct = res.headers()["content-type"].to_str().unwrap().to_string();
+    assert!(ct.starts_with(content_type), "{ct}");
+    let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    String::from_utf8(bytes.to_vec()).unwrap()
 }
