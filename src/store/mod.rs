@@ -4,6 +4,7 @@
 
 pub mod feedback;
 pub mod layout;
+mod lockfile;
 pub mod predictions;
 mod registry;
 pub mod tokens;

@@ -362,42 +362,26 @@ impl Registry {
     /// lock is announced (stderr and the log) after [`LOCK_NOTICE_AFTER`] and gives up
     /// with [`StoreError::LockTimeout`] after [`LOCK_TIMEOUT`].
     fn lock(&self) -> Result<File, StoreError> {
+        use crate::store::lockfile::{LockFailure, lock_with_timeout};
         let p = self.layout.lock();
-        let f = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&p)
-            .map_err(|e| io_err(&p, e))?;
         let limit = self.lock_timeout;
-        let start = std::time::Instant::now();
-        let mut announced = false;
-        loop {
-            match f.try_lock() {
-                Ok(()) => return Ok(f),
-                Err(fs::TryLockError::WouldBlock) => {}
-                Err(fs::TryLockError::Error(e)) => return Err(io_err(&p, e)),
-            }
-            let waited = start.elapsed();
-            if waited >= limit {
-                return Err(StoreError::LockTimeout {
-                    path: p.display().to_string(),
-                    waited_secs: waited.as_secs_f64().round() as u64,
-                    limit_secs: limit.as_secs_f64().round() as u64,
-                });
-            }
-            if !announced && waited >= LOCK_NOTICE_AFTER {
-                announced = true;
-                let msg = format!(
-                    "waiting for another spamscope process to release {} (giving up after {} s)",
-                    p.display(),
-                    limit.as_secs_f64().round()
-                );
-                eprintln!("{msg}");
-                tracing::warn!("{msg}");
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
+        lock_with_timeout(&p, limit, LOCK_NOTICE_AFTER, || {
+            let msg = format!(
+                "waiting for another spamscope process to release {} (giving up after {} s)",
+                p.display(),
+                limit.as_secs_f64().round()
+            );
+            eprintln!("{msg}");
+            tracing::warn!("{msg}");
+        })
+        .map_err(|e| match e {
+            LockFailure::Io(e) => io_err(&p, e),
+            LockFailure::Timeout(waited) => StoreError::LockTimeout {
+                path: p.display().to_string(),
+                waited_secs: waited.as_secs_f64().round() as u64,
+                limit_secs: limit.as_secs_f64().round() as u64,
+            },
+        })
     }
 
     /// Version numbers present, ascending.

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// What a token may do; each role may do what the roles below it may.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -245,27 +245,14 @@ impl TokenStore {
         if let Some(dir) = self.lock.parent() {
             fs::create_dir_all(dir).map_err(|e| self.io(dir, e))?;
         }
-        let f = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&self.lock)
-            .map_err(|e| self.io(&self.lock, e))?;
-        let start = Instant::now();
-        loop {
-            match f.try_lock() {
-                Ok(()) => return Ok(f),
-                Err(fs::TryLockError::WouldBlock) => {}
-                Err(fs::TryLockError::Error(e)) => return Err(self.io(&self.lock, e)),
-            }
-            if start.elapsed() >= LOCK_TIMEOUT {
-                return Err(TokenError::LockTimeout {
-                    path: self.lock.display().to_string(),
-                    secs: LOCK_TIMEOUT.as_secs(),
-                });
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        use crate::store::lockfile::{LockFailure, lock_with_timeout};
+        lock_with_timeout(&self.lock, LOCK_TIMEOUT, LOCK_TIMEOUT, || {}).map_err(|e| match e {
+            LockFailure::Io(e) => self.io(&self.lock, e),
+            LockFailure::Timeout(_) => TokenError::LockTimeout {
+                path: self.lock.display().to_string(),
+                secs: LOCK_TIMEOUT.as_secs(),
+            },
+        })
     }
 
     /// Adds a token and returns its secret: the only time it is shown (the file keeps
