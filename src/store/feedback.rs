@@ -270,18 +270,10 @@ impl FeedbackStore {
         ))
         .map_err(err)?;
         migrate_integer_user_ids(&conn).map_err(err)?;
-        // Stores made before claims existed get the column (NULL = unclaimed).
-        let has_claims = conn
-            .prepare("SELECT 1 FROM pragma_table_info('feedback') WHERE name = 'claimed_by'")
-            .and_then(|mut s| s.exists([]))
-            .map_err(err)?;
-        if !has_claims {
-            conn.execute_batch("ALTER TABLE feedback ADD COLUMN claimed_by TEXT")
-                .map_err(err)?;
-        }
-        // Who gave a record through the service, and for which logged prediction
-        // (NULL for records from the app, the queue and imports).
-        for col in ["moderator", "prediction_id"] {
+        // Columns that came later, added to older stores (NULL for their records):
+        // `claimed_by`, the retrain that has taken a record; `moderator` and
+        // `prediction_id`, who gave it through the service and on which logged prediction.
+        for col in ["claimed_by", "moderator", "prediction_id"] {
             let has = conn
                 .prepare(&format!(
                     "SELECT 1 FROM pragma_table_info('feedback') WHERE name = '{col}'"
