@@ -173,10 +173,8 @@ pub fn predict(model: &Model, manifest: &Manifest, a: &Account, explain: Explain
             let mut x = a.values.clone();
             model.imputer.apply_row(&mut x);
             let phi = model.attribution_rows(&x);
-            let top = crate::model::explain::rank_by_magnitude(&phi)
-                .into_iter()
-                .take(k)
-                .map(|f| (f, phi[f]))
+            let top = crate::ops::score::top_k(&phi, k)
+                .map(|(f, c)| (usize::from(f), c))
                 .collect();
             (Some(model.bulk_method(Method::PathAttribution)), top)
         }

@@ -145,7 +145,7 @@ pub fn score_batch(
 
 /// The `k` largest contributions by absolute value, as
 /// [`crate::model::explain::Explanation::top`] orders them.
-fn top_k(phi: &[f64], k: usize) -> impl Iterator<Item = (u16, f64)> + '_ {
+pub(crate) fn top_k(phi: &[f64], k: usize) -> impl Iterator<Item = (u16, f64)> + '_ {
     crate::model::explain::rank_by_magnitude(phi)
         .into_iter()
         .take(k)

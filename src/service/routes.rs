@@ -350,11 +350,10 @@ async fn predict(Ax(s): S, h: HeaderMap, Query(q): Q, body: Body) -> Result<Json
     if matches!(o.explain, Explain::Exact(_)) {
         // Exact explanations take milliseconds: off the async workers.
         let s2 = s.clone();
-        let out = tokio::task::spawn_blocking(move || {
-            score(&s2, &active, &account, user_id, &caller, o.explain)
+        let out = blocking(move || {
+            Ok::<_, ApiError>(score(&s2, &active, &account, user_id, &caller, o.explain))
         })
-        .await
-        .map_err(|e| ApiError::internal(format!("scoring failed: {e}")))?;
+        .await?;
         return Ok(Json(out));
     }
     Ok(Json(score(
@@ -385,17 +384,7 @@ async fn predict_batch(
             "a JSON array of {\"features\": {...}} objects",
         ));
     };
-    if items.len() > s.limits.max_batch {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "batch_too_large",
-            format!(
-                "the batch has {} accounts; at most {} are accepted per request",
-                items.len(),
-                s.limits.max_batch
-            ),
-        ));
-    }
+    check_batch_size(items.len(), s.limits.max_batch)?;
     let accounts = items
         .iter()
         .enumerate()
@@ -404,14 +393,15 @@ async fn predict_batch(
     // One version for the whole batch.
     let active = s.active();
     let s2 = s.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        accounts
-            .into_iter()
-            .map(|(a, user)| score(&s2, &active, &a, user, &caller, o.explain))
-            .collect::<Vec<Value>>()
+    let out = blocking(move || {
+        Ok::<_, ApiError>(
+            accounts
+                .into_iter()
+                .map(|(a, user)| score(&s2, &active, &a, user, &caller, o.explain))
+                .collect::<Vec<Value>>(),
+        )
     })
-    .await
-    .map_err(|e| ApiError::internal(format!("scoring failed: {e}")))?;
+    .await?;
     Ok(Json(Value::Array(out)).into_response())
 }
 
@@ -424,20 +414,10 @@ async fn csv_batch(
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
     let s2 = s.clone();
-    let text = tokio::task::spawn_blocking(move || -> Result<String, ApiError> {
+    let text = blocking(move || -> Result<String, ApiError> {
         let d = crate::data::Dataset::parse_csv(bytes.to_vec(), "request body")
             .map_err(|e| ApiError::bad_request("bad_csv", e.to_string()))?;
-        if d.n_rows() > s2.limits.max_batch {
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "batch_too_large",
-                format!(
-                    "the batch has {} accounts; at most {} are accepted per request",
-                    d.n_rows(),
-                    s2.limits.max_batch
-                ),
-            ));
-        }
+        check_batch_size(d.n_rows(), s2.limits.max_batch)?;
         let a = s2.active();
         let (k, method) = match o.explain {
             Explain::None => (0, crate::model::explain::Method::PathAttribution),
@@ -468,8 +448,7 @@ async fn csv_batch(
         }
         Ok(crate::ops::score::batch_csv(&d, &b, None))
     })
-    .await
-    .map_err(|e| ApiError::internal(format!("scoring failed: {e}")))??;
+    .await?;
     Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], text).into_response())
 }
 
@@ -543,7 +522,7 @@ async fn model_info(Ax(s): S, h: HeaderMap) -> Result<Json<Value>, ApiError> {
 async fn versions(Ax(s): S, h: HeaderMap) -> Result<Json<Value>, ApiError> {
     s.authorize(secret(&h), Role::Admin)?;
     let s2 = s.clone();
-    let rows = tokio::task::spawn_blocking(move || -> Result<Vec<Value>, crate::Error> {
+    let rows = blocking(move || -> Result<Vec<Value>, crate::Error> {
         let active = s2.registry.active()?;
         Ok(s2
             .registry
@@ -567,8 +546,7 @@ async fn versions(Ax(s): S, h: HeaderMap) -> Result<Json<Value>, ApiError> {
             })
             .collect())
     })
-    .await
-    .map_err(|e| ApiError::internal(e.to_string()))??;
+    .await?;
     Ok(Json(
         json!({"versions": rows, "serving": s.active().manifest.version}),
     ))
@@ -584,7 +562,7 @@ async fn rollback(Ax(s): S, h: HeaderMap, body: Body) -> Result<Json<Value>, Api
     }
     .ok_or_else(|| wrong_type("to".into(), "a version number (1 or more)"))? as u32;
     let s2 = s.clone();
-    tokio::task::spawn_blocking(move || -> Result<(), ApiError> {
+    blocking(move || -> Result<(), ApiError> {
         match s2.registry.rollback(to) {
             Ok(_) => {}
             Err(crate::store::StoreError::NoSuchVersion(v)) => {
@@ -599,8 +577,7 @@ async fn rollback(Ax(s): S, h: HeaderMap, body: Body) -> Result<Json<Value>, Api
         }
         s2.refresh_active().map_err(ApiError::from)
     })
-    .await
-    .map_err(|e| ApiError::internal(e.to_string()))??;
+    .await?;
     let a = s.active();
     Ok(Json(json!({
         "model_version": a.manifest.version,
@@ -620,27 +597,17 @@ fn iso(t: &str) -> String {
 async fn feedback_stats(Ax(s): S, h: HeaderMap) -> Result<Json<Value>, ApiError> {
     s.authorize(secret(&h), Role::Scorer)?;
     let s2 = s.clone();
-    let out = tokio::task::spawn_blocking(move || -> Result<Value, crate::Error> {
+    let out = blocking(move || -> Result<Value, crate::Error> {
         let store = crate::store::feedback::FeedbackStore::open_in(s2.registry.root())?;
         let stats = store.stats()?;
         let (unlinked, unlinked_correct) = store.unlinked_counts()?;
         let judged: u64 = stats.by_version.iter().map(|v| v.judged).sum::<u64>() + unlinked;
         let correct: u64 =
             stats.by_version.iter().map(|v| v.agreed).sum::<u64>() + unlinked_correct;
-        // The last retrain: the newest version made from feedback, else the active
-        // version's training (always a time, as the reference's client expects).
-        let manifests: Vec<_> = s2
-            .registry
-            .list()?
-            .into_iter()
-            .filter_map(|e| e.manifest.ok())
-            .collect();
-        let last = manifests
-            .iter()
-            .rev()
-            .find(|m| m.gate.is_some())
-            .map(|m| m.created_at.clone())
-            .unwrap_or_else(|| s2.active().manifest.created_at.clone());
+        // Without a retrain, the active version's training (always a time, as the
+        // reference's client expects).
+        let last =
+            last_retrain(&s2.registry)?.unwrap_or_else(|| s2.active().manifest.created_at.clone());
         let by_version: Vec<Value> = stats
             .by_version
             .iter()
@@ -655,8 +622,7 @@ async fn feedback_stats(Ax(s): S, h: HeaderMap) -> Result<Json<Value>, ApiError>
             "by_version": by_version,
         }))
     })
-    .await
-    .map_err(|e| ApiError::internal(e.to_string()))??;
+    .await?;
     Ok(Json(out))
 }
 
@@ -711,7 +677,7 @@ async fn feedback(Ax(s): S, h: HeaderMap, body: Body) -> Result<Response, ApiErr
         };
         let actual = label_of(v.get("actual_label"), "actual_label")?;
         let notes = notes_of(v.get("feedback_notes"), "feedback_notes")?;
-        let out = tokio::task::spawn_blocking(move || -> Result<(StatusCode, Value), ApiError> {
+        let out = blocking(move || -> Result<(StatusCode, Value), ApiError> {
             let logged = s2.log.get(&pid).map_err(|e| ApiError::internal(e.to_string()))?;
             let Some(rec) = logged else {
                 let id = crate::ops::feedback::record_unlinked(
@@ -751,8 +717,7 @@ async fn feedback(Ax(s): S, h: HeaderMap, body: Body) -> Result<Response, ApiErr
                 "retrain_due": r.retrain_due,
             })))
         })
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))??;
+        .await?;
         return Ok((out.0, Json(out.1)).into_response());
     }
     if v.get("features").is_none() {
@@ -771,7 +736,7 @@ async fn feedback(Ax(s): S, h: HeaderMap, body: Body) -> Result<Response, ApiErr
         .with_field(Some("label".into())));
     };
     let notes = notes_of(v.get("notes"), "notes")?;
-    let out = tokio::task::spawn_blocking(move || -> Result<Value, ApiError> {
+    let out = blocking(move || -> Result<Value, ApiError> {
         let active = s2.active();
         let p =
             crate::ops::predict::predict(&active.model, &active.manifest, &account, Explain::None);
@@ -794,8 +759,7 @@ async fn feedback(Ax(s): S, h: HeaderMap, body: Body) -> Result<Response, ApiErr
             "retrain_due": r.retrain_due,
         }))
     })
-    .await
-    .map_err(|e| ApiError::internal(e.to_string()))??;
+    .await?;
     Ok(Json(out).into_response())
 }
 
@@ -921,7 +885,7 @@ const DRIFT_WINDOW: usize = 5_000;
 async fn prometheus(Ax(s): S, h: HeaderMap) -> Result<Response, ApiError> {
     s.authorize(secret(&h), Role::Scorer)?;
     let s2 = s.clone();
-    let text = tokio::task::spawn_blocking(move || -> Result<String, crate::Error> {
+    let text = blocking(move || -> Result<String, crate::Error> {
         let mut out = String::new();
         s2.metrics.render(&mut out);
         let a = s2.active();
@@ -933,14 +897,8 @@ async fn prometheus(Ax(s): S, h: HeaderMap) -> Result<Response, ApiError> {
         out.push_str(&format!("spamscope_feedback_total{{linked=\"true\"}} {}\n", store.count()?));
         out.push_str(&format!("spamscope_feedback_total{{linked=\"false\"}} {unlinked}\n"));
         out.push_str(&format!("spamscope_feedback_unused {}\n", store.count_unused()?));
-        if let Some(t) = s2
-            .registry
-            .list()?
-            .into_iter()
-            .filter_map(|e| e.manifest.ok())
-            .filter(|m| m.gate.is_some())
-            .filter_map(|m| humantime::parse_rfc3339_weak(&m.created_at).ok())
-            .max()
+        if let Some(t) = last_retrain(&s2.registry)?
+            .and_then(|t| humantime::parse_rfc3339_weak(&t).ok())
         {
             let secs = t
                 .duration_since(std::time::UNIX_EPOCH)
@@ -966,8 +924,7 @@ async fn prometheus(Ax(s): S, h: HeaderMap) -> Result<Response, ApiError> {
         }
         Ok(out)
     })
-    .await
-    .map_err(|e| ApiError::internal(e.to_string()))??;
+    .await?;
     Ok((
         [(
             header::CONTENT_TYPE,
@@ -976,4 +933,40 @@ async fn prometheus(Ax(s): S, h: HeaderMap) -> Result<Response, ApiError> {
         text,
     )
         .into_response())
+}
+
+/// Runs `f` on the blocking pool: scoring batches, exact explanations, SQLite and
+/// registry reads stay off the async workers.
+async fn blocking<T, E>(f: impl FnOnce() -> Result<T, E> + Send + 'static) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    E: Into<ApiError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal(format!("the request's work failed: {e}")))?
+        .map_err(Into::into)
+}
+
+/// A batch of `n` accounts is refused above `max`.
+fn check_batch_size(n: usize, max: usize) -> Result<(), ApiError> {
+    if n > max {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "batch_too_large",
+            format!("the batch has {n} accounts; at most {max} are accepted per request"),
+        ));
+    }
+    Ok(())
+}
+
+/// When the newest version made from feedback (a retrain, with a gate) was trained.
+fn last_retrain(registry: &crate::store::Registry) -> Result<Option<String>, crate::Error> {
+    Ok(registry
+        .list()?
+        .into_iter()
+        .rev()
+        .filter_map(|e| e.manifest.ok())
+        .find(|m| m.gate.is_some())
+        .map(|m| m.created_at))
 }
