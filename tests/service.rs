@@ -988,3 +988,269 @@ async fn text_reply(s: &Arc<State>, req: Request<Body>, content_type: &str) -> S
         .unwrap();
     String::from_utf8(bytes.to_vec()).unwrap()
 }
+
+/// Checks `v` against an OpenAPI 3.1 schema of `doc` (`$ref`, `type` lists, objects
+/// with `properties`/`required`, arrays, maps, `oneOf`, `enum`); `at` names the place.
+fn conforms(doc: &Value, schema: &Value, v: &Value, at: &str) -> Result<(), String> {
+    if let Some(r) = schema["$ref"].as_str() {
+        let name = r.trim_start_matches("#/components/schemas/");
+        let target = &doc["components"]["schemas"][name];
+        if target.is_null() {
+            return Err(format!("{at}: dangling {r}"));
+        }
+        return conforms(doc, target, v, at);
+    }
+    if let Some(options) = schema["oneOf"].as_array() {
+        return if options.iter().any(|o| conforms(doc, o, v, at).is_ok()) {
+            Ok(())
+        } else {
+            Err(format!("{at}: matches none of oneOf: {v}"))
+        };
+    }
+    if let Some(values) = schema["enum"].as_array()
+        && !values.contains(v)
+    {
+        return Err(format!("{at}: {v} is not one of {values:?}"));
+    }
+    let types: Vec<&str> = match &schema["type"] {
+        Value::String(t) => vec![t.as_str()],
+        Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => vec![],
+    };
+    let kind = match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_u64() || n.is_i64() => "integer",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    };
+    let fits = types.is_empty()
+        || types.contains(&kind)
+        || (kind == "integer" && types.contains(&"number"));
+    if !fits {
+        return Err(format!("{at}: {kind} where the schema says {types:?}"));
+    }
+    match v {
+        Value::Object(o) => {
+            let props = schema["properties"].as_object();
+            for r in schema["required"].as_array().into_iter().flatten() {
+                let r = r.as_str().unwrap();
+                if !o.contains_key(r) {
+                    return Err(format!("{at}: required {r} is missing"));
+                }
+            }
+            for (k, x) in o {
+                match (
+                    props.and_then(|p| p.get(k)),
+                    schema.get("additionalProperties"),
+                ) {
+                    (Some(p), _) => conforms(doc, p, x, &format!("{at}.{k}"))?,
+                    (None, Some(extra)) if extra.is_object() => {
+                        conforms(doc, extra, x, &format!("{at}.{k}"))?
+                    }
+                    (None, _) if props.is_some() => {
+                        return Err(format!("{at}: {k} is not documented"));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Value::Array(items) => {
+            for (i, x) in items.iter().enumerate() {
+                conforms(doc, &schema["items"], x, &format!("{at}[{i}]"))?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The schema a route documents for `status` as JSON.
+fn documented<'a>(doc: &'a Value, method: &str, path: &str, status: u16) -> &'a Value {
+    let op = &doc["paths"][path][method];
+    assert!(op.is_object(), "{method} {path} is not documented");
+    let s = &op["responses"][status.to_string()]["content"]["application/json"]["schema"];
+    assert!(
+        s.is_object(),
+        "{method} {path} documents no JSON for {status}"
+    );
+    s
+}
+
+/// `GET /openapi.json` is derived from the handlers: it lists exactly the routes the
+/// router serves, every answer of every route conforms to the schema documented for
+/// its status, and each documented request example is accepted by its route.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_document_matches_the_routes_and_their_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = registry(dir.path());
+    spamscope::ops::online::OnlineLearningConfig {
+        max_auc_drop: 1.0,
+        feedback_tolerance: 1.0,
+        forest: ForestParams {
+            n_trees: 8,
+            max_depth: Some(8),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+    .save(&reg)
+    .unwrap();
+    train_version(&reg, 6, false);
+    let s = state(&reg, Limits::default());
+    let doc = get(&s, "/openapi.json").await;
+    assert_eq!(doc.status, StatusCode::OK);
+    let doc = doc.body;
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{doc}");
+    let mut ops: Vec<String> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(p, item)| {
+            item.as_object()
+                .unwrap()
+                .keys()
+                .map(move |m| format!("{} {p}", m.to_uppercase()))
+        })
+        .collect();
+    ops.sort();
+    let mut expected = vec![
+        "GET /",
+        "GET /health",
+        "GET /openapi.json",
+        "POST /predict",
+        "POST /predict/batch",
+        "POST /feedback",
+        "GET /model/version",
+        "GET /model/info",
+        "GET /model/feedback/stats",
+        "GET /model/versions",
+        "POST /model/retrain",
+        "GET /jobs/{id}",
+        "POST /model/rollback",
+        "GET /metrics",
+    ];
+    expected.sort();
+    assert_eq!(ops, expected);
+    // The security schemes the tokens use.
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    // Every documented operation is served (no fallback 404 or 405).
+    for op in &ops {
+        let (method, path) = op.split_once(' ').unwrap();
+        let uri = path.replace("{id}", "1");
+        let res = router(s.clone())
+            .oneshot(
+                Request::builder()
+                    .method(method)
+                    .uri(&uri)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let status = res.status();
+        let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        assert!(
+            !["not_found", "method_not_allowed"]
+                .contains(&body["error"]["code"].as_str().unwrap_or("")),
+            "{op} is documented but not served: {status} {body}"
+        );
+    }
+    // Each answer conforms to its documented schema.
+    let check = |method: &str, path: &str, r: &Reply| {
+        let schema = documented(&doc, method, path, r.status.as_u16());
+        conforms(&doc, schema, &r.body, path).unwrap_or_else(|e| panic!("{e}\n{}", r.body));
+    };
+    let example = |name: &str| doc["components"]["schemas"][name]["example"].clone();
+    let r = post(&s, "/predict", &example("PredictRequest")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    check("post", "/predict", &r);
+    let pid = r.body["prediction_id"].as_str().unwrap().to_string();
+    // An imputed feature's contribution shows the value scored: the version's median.
+    let info = get(&s, "/model/info").await.body;
+    let r = post(
+        &s,
+        "/predict?explain=51",
+        &json!({"features": {"X1": 86400.0}}),
+    )
+    .await;
+    for c in r.body["contributions"].as_array().unwrap() {
+        let f = c["feature"].as_str().unwrap();
+        if f != "X1" {
+            assert_eq!(c["value"], info["feature_mapping"][f]["median"], "{c}");
+        }
+    }
+    let r = post(&s, "/predict?explain=exact:5", &features(1).0).await;
+    check("post", "/predict", &r);
+    let r = post(&s, "/predict?explain=none", &features(2).0).await;
+    assert_eq!(r.body["explanation_method"], Value::Null);
+    check("post", "/predict", &r);
+    let r = post(&s, "/predict/batch", &json!([features(3).0, features(4).0])).await;
+    check("post", "/predict/batch", &r);
+    for bad in [
+        json!({"features": {"X1": "a"}}),
+        json!({"features": {"nope": 1}}),
+        json!([]),
+    ] {
+        let r = post(&s, "/predict", &bad).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST);
+        check("post", "/predict", &r);
+    }
+    for path in [
+        "/",
+        "/health",
+        "/model/version",
+        "/model/info",
+        "/model/feedback/stats",
+        "/model/versions",
+    ] {
+        let r = get(&s, path).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.body);
+        check("get", path, &r);
+    }
+    // The reference's feedback on a prediction, on an unknown id, and on an account.
+    let r = post(
+        &s,
+        "/feedback",
+        &json!({"prediction_id": pid, "is_correct": false, "feedback_notes": "x"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    check("post", "/feedback", &r);
+    let r = post(&s, "/feedback", &example("PredictionFeedback")).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    check("post", "/feedback", &r);
+    let r = post(&s, "/feedback", &example("AccountFeedback")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    check("post", "/feedback", &r);
+    let r = get(&s, "/model/feedback/stats").await;
+    assert_eq!(r.body["total_feedback"], 3);
+    check("get", "/model/feedback/stats", &r);
+    // A retrain job (too little feedback: it fails, and says so).
+    let r = post(&s, "/model/retrain", &json!({})).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    check("post", "/model/retrain", &r);
+    let id = r.body["job_id"].as_u64().unwrap();
+    let done = wait_job(&s, id).await;
+    let r = get(&s, &format!("/jobs/{id}")).await;
+    check("get", "/jobs/{id}", &r);
+    assert_eq!(done["state"], "failed");
+    // The rollback example (to version 1) and a missing version.
+    let r = post(&s, "/model/rollback", &json!({"to": 2})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    check("post", "/model/rollback", &r);
+    let r = post(&s, "/model/rollback", &example("RollbackRequest")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["model_version"], 1);
+    let r = post(&s, "/model/rollback", &json!({"to": 99})).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    check("post", "/model/rollback", &r);
+}

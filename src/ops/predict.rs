@@ -100,7 +100,7 @@ pub fn account<'a>(
 
 /// A published risk indicator that applies to an account (the reference service's
 /// `risk_factors` entries: every value a string).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct RiskFactor {
     pub feature: String,
     pub description: String,

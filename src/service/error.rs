@@ -3,7 +3,6 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiError {
@@ -47,11 +46,14 @@ fn one_line(s: &str) -> String {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut error = json!({"code": self.code, "message": self.message});
-        if let Some(f) = &self.field {
-            error["field"] = json!(crate::util::text::clip(f));
-        }
-        let body = json!({"error": error, "detail": self.message});
+        let body = super::api::ErrorBody {
+            error: super::api::ErrorDetail {
+                code: self.code.to_string(),
+                message: self.message.clone(),
+                field: self.field.as_deref().map(crate::util::text::clip),
+            },
+            detail: self.message,
+        };
         (self.status, axum::Json(body)).into_response()
     }
 }

@@ -12,6 +12,7 @@
 //! - Every failure is a JSON error naming what was wrong ([`error::ApiError`]); a
 //!   handler panic is a logged 500, the server goes on.
 
+pub mod api;
 mod error;
 mod metrics;
 mod routes;
@@ -105,23 +106,8 @@ pub struct State {
     slots: tokio::sync::Semaphore,
     started: std::time::SystemTime,
     /// Retrains started through the API, by job id.
-    pub(crate) jobs: std::sync::Mutex<Vec<Job>>,
+    pub(crate) jobs: std::sync::Mutex<Vec<api::Job>>,
     pub(crate) metrics: metrics::Metrics,
-}
-
-/// A retrain started through `POST /model/retrain`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct Job {
-    pub id: u64,
-    pub kind: &'static str,
-    /// `running`, `succeeded` or `failed`.
-    pub state: &'static str,
-    pub stage: String,
-    pub done: usize,
-    pub total: usize,
-    pub started_by: String,
-    pub result: Option<serde_json::Value>,
-    pub error: Option<String>,
 }
 
 impl State {

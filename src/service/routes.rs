@@ -1,7 +1,10 @@
 //! The routes: the reference API's (`/predict`, `/predict/batch`, `/feedback`,
 //! `/model/version`, `/model/info`, `/model/feedback/stats`, `/health`) and ours
-//! (`/model/versions`, `/model/rollback`).
+//! (`/model/versions`, `/model/rollback`, `/model/retrain`, `/jobs/{id}`, `/metrics`,
+//! `/openapi.json`). Each handler is registered together with its OpenAPI operation
+//! (`utoipa_axum::routes!`), so the document lists exactly the routes served.
 
+use super::api::{self, ErrorBody, PredictRequest, PredictResponse};
 use super::{Active, ApiError, Caller, State};
 use crate::data::catalog::{Kind, catalog};
 use crate::ops::predict::{Account, Explain, Prediction};
@@ -12,30 +15,92 @@ use axum::extract::{Query, Request, State as Ax};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde_json::{Map, Value, json};
-use std::collections::HashMap;
-use std::sync::Arc;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 type S = Ax<Arc<State>>;
-type Q = Query<HashMap<String, String>>;
+type Q = Result<Query<ScoreQuery>, axum::extract::rejection::QueryRejection>;
+
+/// The document's frame; the operations and schemas come from the handlers.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "spamscope",
+        description = "Scores marketplace accounts for spam and scams, explains the scores and takes moderators' feedback. A drop-in for the reference FastAPI service: same paths and field names, more fields."
+    ),
+    modifiers(&Security),
+    tags(
+        (name = "scoring", description = "Score accounts (role scorer)"),
+        (name = "feedback", description = "Moderators' corrections (role moderator)"),
+        (name = "model", description = "The model and its versions"),
+        (name = "service", description = "Health, metrics and this document"),
+    )
+)]
+struct ApiDoc;
+
+/// Tokens: `Authorization: Bearer TOKEN` or `X-API-Key: TOKEN`, on every route but
+/// `/`, `/health` and `/openapi.json`.
+struct Security;
+
+impl utoipa::Modify for Security {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{
+            ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+        };
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
+        );
+        doc.security = Some(vec![
+            SecurityRequirement::new("bearer", Vec::<String>::new()),
+            SecurityRequirement::new("api_key", Vec::<String>::new()),
+        ]);
+    }
+}
+
+/// Every documented route, each handler with its operation.
+fn api() -> OpenApiRouter<Arc<State>> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(root))
+        .routes(routes!(health))
+        .routes(routes!(predict))
+        .routes(routes!(predict_batch))
+        .routes(routes!(model_version))
+        .routes(routes!(model_info))
+        .routes(routes!(feedback))
+        .routes(routes!(feedback_stats))
+        .routes(routes!(versions))
+        .routes(routes!(retrain))
+        .routes(routes!(job))
+        .routes(routes!(prometheus))
+        .routes(routes!(rollback))
+        .routes(routes!(openapi_doc))
+}
+
+/// The OpenAPI 3.1 document of the service (JSON), derived once.
+pub fn openapi_json() -> &'static str {
+    static DOC: OnceLock<String> = OnceLock::new();
+    DOC.get_or_init(|| {
+        api()
+            .into_openapi()
+            .to_pretty_json()
+            .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+    })
+}
 
 pub fn router(state: Arc<State>) -> Router {
-    Router::new()
-        .route("/", get(root))
-        .route("/health", get(health))
-        .route("/predict", post(predict))
-        .route("/predict/batch", post(predict_batch))
-        .route("/model/version", get(model_version))
-        .route("/model/info", get(model_info))
-        .route("/feedback", post(feedback))
-        .route("/model/feedback/stats", get(feedback_stats))
-        .route("/model/versions", get(versions))
-        .route("/model/retrain", post(retrain))
-        .route("/jobs/{id}", get(job))
-        .route("/metrics", get(prometheus))
-        .route("/model/rollback", post(rollback))
+    let (routes, _) = api().split_for_parts();
+    routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
@@ -161,11 +226,25 @@ struct Options {
 
 const DEFAULT_EXPLAIN: usize = 3;
 
-fn options(q: &HashMap<String, String>, max_explain: usize) -> Result<Options, ApiError> {
+/// The scoring routes' query.
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ScoreQuery {
+    /// Contributions per account: a count 0..51 (path attribution), `exact` or
+    /// `exact:K` (TreeSHAP), or `none`. Default 3.
+    explain: Option<String>,
+    /// `true`: refuse an account with missing features (400), as the reference did.
+    /// Default `false`: impute and list them in `imputed`.
+    #[param(value_type = Option<bool>)]
+    strict: Option<String>,
+}
+
+fn options(q: Q, max_explain: usize) -> Result<Options, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::bad_request("bad_query", e.body_text()))?;
     let bad = |field: &str, m: String| {
         ApiError::bad_request("bad_query", m).with_field(Some(field.into()))
     };
-    let explain = match q.get("explain").map(|s| s.trim().to_ascii_lowercase()) {
+    let explain = match q.explain.as_deref().map(|s| s.trim().to_ascii_lowercase()) {
         None => Explain::Top(DEFAULT_EXPLAIN),
         Some(s) if s == "none" || s == "false" => Explain::None,
         Some(s) if s == "exact" => Explain::Exact(DEFAULT_EXPLAIN),
@@ -196,7 +275,7 @@ fn options(q: &HashMap<String, String>, max_explain: usize) -> Result<Options, A
             }
         }
     };
-    let strict = match q.get("strict").map(|s| s.trim().to_ascii_lowercase()) {
+    let strict = match q.strict.as_deref().map(|s| s.trim().to_ascii_lowercase()) {
         None => false,
         Some(s) if s == "true" || s == "1" => true,
         Some(s) if s == "false" || s == "0" => false,
@@ -281,7 +360,7 @@ fn score(
     user_id: Option<String>,
     caller: &Caller,
     explain: Explain,
-) -> Value {
+) -> PredictResponse {
     let p = crate::ops::predict::predict(&active.model, &active.manifest, account, explain);
     s.metrics.record_verdict(p.is_spammer);
     let id = new_prediction_id();
@@ -294,55 +373,92 @@ fn score(
         caller: caller.name.clone(),
         user_id,
     });
-    response(&p, account, id)
+    response(&p, account, &active.model.imputer.medians, id)
 }
 
-fn response(p: &Prediction, account: &Account, id: String) -> Value {
+/// The answer; a contribution's value is the one scored (the median when imputed).
+fn response(p: &Prediction, account: &Account, medians: &[f64], id: String) -> PredictResponse {
     let cat = catalog();
-    let contributions: Vec<Value> = p
-        .contributions
-        .iter()
-        .map(|&(f, c)| {
-            json!({
-                "feature": cat.features[f].id,
-                "name": cat.features[f].name,
-                "value": account.values[f],
-                "contribution": c,
+    PredictResponse {
+        prediction: u8::from(p.is_spammer),
+        probability: p.probability,
+        is_spammer: p.is_spammer,
+        risk_factors: p.risk_factors.clone(),
+        prediction_id: id,
+        model_version: p.version,
+        threshold: p.threshold,
+        contributions: p
+            .contributions
+            .iter()
+            .map(|&(f, c)| api::Contribution {
+                feature: cat.features[f].id.clone(),
+                name: cat.features[f].name.clone(),
+                value: match account.values[f] {
+                    v if v.is_nan() => medians.get(f).copied().unwrap_or(v),
+                    v => v,
+                },
+                contribution: c,
             })
-        })
-        .collect();
-    json!({
-        "prediction": u8::from(p.is_spammer),
-        "probability": p.probability,
-        "is_spammer": p.is_spammer,
-        "risk_factors": p.risk_factors,
-        "prediction_id": id,
-        "model_version": p.version,
-        "threshold": p.threshold,
-        "contributions": contributions,
-        "explanation_method": p.method.map(|m| m.name()),
-        "imputed": account.missing.iter().map(|&i| cat.features[i].id.as_str()).collect::<Vec<_>>(),
+            .collect(),
+        explanation_method: p.method.map(|m| m.name().to_string()),
+        imputed: account
+            .missing
+            .iter()
+            .map(|&i| cat.features[i].id.clone())
+            .collect(),
+    }
+}
+
+/// The reference's greeting.
+#[utoipa::path(get, path = "/", tag = "service", security(()),
+    responses((status = 200, body = api::Message)))]
+async fn root() -> Json<api::Message> {
+    Json(api::Message {
+        message: "Spammer Detection API (spamscope)".into(),
     })
 }
 
-async fn root() -> Json<Value> {
-    Json(json!({"message": "Spammer Detection API (spamscope)"}))
-}
-
-async fn health(Ax(s): S) -> Json<Value> {
+/// Liveness and the version answering requests (no token needed).
+#[utoipa::path(get, path = "/health", tag = "service", security(()),
+    responses((status = 200, body = api::Health)))]
+async fn health(Ax(s): S) -> Json<api::Health> {
     let a = s.active();
-    let uptime = s.started.elapsed().map_or(0.0, |d| d.as_secs_f64());
-    Json(json!({
-        "status": "healthy",
-        "version": env!("CARGO_PKG_VERSION"),
-        "model_version": a.manifest.version,
-        "uptime_seconds": uptime,
-    }))
+    Json(api::Health {
+        status: "healthy".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        model_version: a.manifest.version,
+        uptime_seconds: s.started.elapsed().map_or(0.0, |d| d.as_secs_f64()),
+    })
 }
 
-async fn predict(Ax(s): S, h: HeaderMap, Query(q): Q, body: Body) -> Result<Json<Value>, ApiError> {
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "service", security(()),
+    responses((status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json")))]
+async fn openapi_doc() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], openapi_json()).into_response()
+}
+
+/// Scores one account (role scorer). Missing features are imputed with the version's
+/// medians and listed in `imputed` (`?strict=true` refuses them); every prediction is
+/// logged under its `prediction_id`.
+#[utoipa::path(post, path = "/predict", tag = "scoring", params(ScoreQuery),
+    request_body = PredictRequest,
+    responses(
+        (status = 200, body = PredictResponse),
+        (status = 400, description = "Not JSON, wrong type, unknown feature, value out of the catalog's bounds, missing features with strict", body = ErrorBody),
+        (status = 401, description = "No or unknown token", body = ErrorBody),
+        (status = 403, description = "The token's role may not", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 503, description = "Timed out waiting for the scoring pool", body = ErrorBody),
+    ))]
+async fn predict(
+    Ax(s): S,
+    h: HeaderMap,
+    q: Q,
+    body: Body,
+) -> Result<Json<PredictResponse>, ApiError> {
     let caller = s.authorize(secret(&h), Role::Scorer)?;
-    let o = options(&q, s.limits.max_explain)?;
+    let o = options(q, s.limits.max_explain)?;
     let bytes = read_body(body, s.limits.max_body).await?;
     let v = parse_json(&bytes)?;
     let (account, user_id) = parse_request(&v, "", o.strict)?;
@@ -361,14 +477,29 @@ async fn predict(Ax(s): S, h: HeaderMap, Query(q): Q, body: Body) -> Result<Json
     )))
 }
 
-async fn predict_batch(
-    Ax(s): S,
-    h: HeaderMap,
-    Query(q): Q,
-    body: Body,
-) -> Result<Response, ApiError> {
+/// Scores many accounts on one version (role scorer): a JSON array of `/predict`
+/// bodies answered by an array of `/predict` answers, or a `text/csv` body with the data
+/// schema (`label` optional) answered with the `score` command's CSV. At most 10,000
+/// accounts and 16 MiB.
+#[utoipa::path(post, path = "/predict/batch", tag = "scoring", params(ScoreQuery),
+    request_body(content(
+        (Vec<PredictRequest> = "application/json"),
+        (String = "text/csv", example = "label,user_id,X1,...,X51"),
+    )),
+    responses(
+        (status = 200, content(
+            (Vec<PredictResponse> = "application/json"),
+            (String = "text/csv"),
+        )),
+        (status = 400, description = "As /predict, with the item's index in `field` (`[3].features.X7`), or a bad CSV", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 413, description = "Body or batch too large", body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ))]
+async fn predict_batch(Ax(s): S, h: HeaderMap, q: Q, body: Body) -> Result<Response, ApiError> {
     let caller = s.authorize(secret(&h), Role::Scorer)?;
-    let o = options(&q, s.limits.max_explain)?;
+    let o = options(q, s.limits.max_explain)?;
     let bytes = read_body(body, s.limits.max_body).await?;
     let csv = h
         .get(header::CONTENT_TYPE)
@@ -398,11 +529,11 @@ async fn predict_batch(
             accounts
                 .into_iter()
                 .map(|(a, user)| score(&s2, &active, &a, user, &caller, o.explain))
-                .collect::<Vec<Value>>(),
+                .collect::<Vec<PredictResponse>>(),
         )
     })
     .await?;
-    Ok(Json(Value::Array(out)).into_response())
+    Ok(Json(out).into_response())
 }
 
 /// A `text/csv` batch with the data schema (`label` optional): answered with the
@@ -452,107 +583,136 @@ async fn csv_batch(
     Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], text).into_response())
 }
 
-fn metrics_json(m: &crate::eval::metrics::Metrics) -> Value {
-    json!({
-        "accuracy": m.accuracy,
-        "precision": m.precision,
-        "recall": m.recall,
-        "f1": m.f1,
-        "f1_score": m.f1,
-        "roc_auc": m.roc_auc,
-        "average_precision": m.average_precision,
-    })
-}
-
-async fn model_version(Ax(s): S, h: HeaderMap) -> Result<Json<Value>, ApiError> {
+/// The active version: its number, training time and holdout metrics (role scorer).
+#[utoipa::path(get, path = "/model/version", tag = "model",
+    responses((status = 200, body = api::ModelVersion), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn model_version(Ax(s): S, h: HeaderMap) -> Result<Json<api::ModelVersion>, ApiError> {
     s.authorize(secret(&h), Role::Scorer)?;
     let a = s.active();
-    Ok(Json(json!({
-        "version": a.manifest.version,
-        "last_updated": a.manifest.created_at,
-        "metrics": metrics_json(&a.manifest.metrics),
-        "threshold": a.manifest.threshold,
-        "model_kind": a.manifest.model_kind(),
-    })))
+    Ok(Json(api::ModelVersion {
+        version: a.manifest.version,
+        last_updated: a.manifest.created_at.clone(),
+        metrics: (&a.manifest.metrics).into(),
+        threshold: a.manifest.threshold,
+        model_kind: a.manifest.model_kind(),
+    }))
 }
 
 /// The reference's `type` of a feature: flags are `boolean`, ordinal codes with a few
 /// named levels `categorical`, counts, amounts and longer scores `numeric`.
-pub fn reference_type(f: &crate::data::catalog::Feature) -> &'static str {
+pub fn reference_type(f: &crate::data::catalog::Feature) -> api::FeatureType {
     match f.kind {
-        Kind::Flag => "boolean",
-        Kind::Ordinal if f.levels.len() <= 5 => "categorical",
-        _ => "numeric",
+        Kind::Flag => api::FeatureType::Boolean,
+        Kind::Ordinal if f.levels.len() <= 5 => api::FeatureType::Categorical,
+        _ => api::FeatureType::Numeric,
     }
 }
 
-async fn model_info(Ax(s): S, h: HeaderMap) -> Result<Json<Value>, ApiError> {
+/// The feature catalog with the active version's importances and medians, and its
+/// metrics (role scorer): what the reference's client builds its form from.
+#[utoipa::path(get, path = "/model/info", tag = "model",
+    responses((status = 200, body = api::ModelInfo), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn model_info(Ax(s): S, h: HeaderMap) -> Result<Json<api::ModelInfo>, ApiError> {
     s.authorize(secret(&h), Role::Scorer)?;
     let a = s.active();
     let cat = catalog();
     let importance = a.model.importance();
-    let mut mapping = Map::new();
-    for (i, f) in cat.features.iter().enumerate() {
-        mapping.insert(
-            f.id.clone(),
-            json!({
-                "name": f.name,
-                "label": f.label,
-                "description": f.description,
-                "category": f.category,
-                "type": reference_type(f),
-                "importance": importance.get(i).copied().unwrap_or(0.0),
-                "min": f.min,
-                "max": f.max,
-                "levels": f.levels,
-                "median": a.model.imputer.medians.get(i).copied(),
-            }),
-        );
-    }
+    let feature_mapping: BTreeMap<String, api::FeatureInfo> = cat
+        .features
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let info = api::FeatureInfo {
+                name: f.name.clone(),
+                label: f.label.clone(),
+                description: f.description.clone(),
+                category: f.category.clone(),
+                kind: reference_type(f),
+                importance: importance.get(i).copied().unwrap_or(0.0),
+                min: f.min,
+                max: f.max,
+                levels: f.levels.clone(),
+                median: a.model.imputer.medians.get(i).copied(),
+            };
+            (f.id.clone(), info)
+        })
+        .collect();
     let mut categories = cat.categories.clone();
     categories.sort();
-    Ok(Json(json!({
-        "metrics": metrics_json(&a.manifest.metrics),
-        "feature_mapping": mapping,
-        "categories": categories,
-        "model_version": a.manifest.version,
-    })))
+    Ok(Json(api::ModelInfo {
+        metrics: (&a.manifest.metrics).into(),
+        feature_mapping,
+        categories,
+        model_version: a.manifest.version,
+    }))
 }
 
-async fn versions(Ax(s): S, h: HeaderMap) -> Result<Json<Value>, ApiError> {
+/// Every version in the registry, newest last (role admin).
+#[utoipa::path(get, path = "/model/versions", tag = "model",
+    responses((status = 200, body = api::Versions), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn versions(Ax(s): S, h: HeaderMap) -> Result<Json<api::Versions>, ApiError> {
     s.authorize(secret(&h), Role::Admin)?;
     let s2 = s.clone();
-    let rows = blocking(move || -> Result<Vec<Value>, crate::Error> {
+    let rows = blocking(move || -> Result<Vec<api::VersionRow>, crate::Error> {
         let active = s2.registry.active()?;
         Ok(s2
             .registry
             .list()?
             .into_iter()
             .map(|e| match e.manifest {
-                Ok(m) => json!({
-                    "version": m.version,
-                    "parent": m.parent,
-                    "created_at": m.created_at,
-                    "status": m.status_name(active),
-                    "active": Some(m.version) == active,
-                    "model_kind": m.model_kind(),
-                    "metrics": metrics_json(&m.metrics),
-                    "feedback_used": m.feedback_used,
-                    "reason": m.gate.as_ref().map(|g| g.reason.clone()).or(m.status_reason.clone()),
-                }),
-                Err(err) => {
-                    json!({"version": e.version, "status": "unreadable", "error": err.to_string()})
-                }
+                Ok(m) => api::VersionRow {
+                    version: m.version,
+                    status: m.status_name(active).to_string(),
+                    parent: m.parent,
+                    created_at: Some(m.created_at.clone()),
+                    active: Some(Some(m.version) == active),
+                    model_kind: Some(m.model_kind()),
+                    metrics: Some((&m.metrics).into()),
+                    feedback_used: Some(m.feedback_used),
+                    reason: m
+                        .gate
+                        .as_ref()
+                        .map(|g| g.reason.clone())
+                        .or(m.status_reason.clone()),
+                    error: None,
+                },
+                Err(err) => api::VersionRow {
+                    version: e.version,
+                    status: "unreadable".into(),
+                    parent: None,
+                    created_at: None,
+                    active: None,
+                    model_kind: None,
+                    metrics: None,
+                    feedback_used: None,
+                    reason: None,
+                    error: Some(err.to_string()),
+                },
             })
             .collect())
     })
     .await?;
-    Ok(Json(
-        json!({"versions": rows, "serving": s.active().manifest.version}),
-    ))
+    Ok(Json(api::Versions {
+        versions: rows,
+        serving: s.active().manifest.version,
+    }))
 }
 
-async fn rollback(Ax(s): S, h: HeaderMap, body: Body) -> Result<Json<Value>, ApiError> {
+/// Makes an earlier version active (role admin); new requests use it within a second.
+#[utoipa::path(post, path = "/model/rollback", tag = "model",
+    request_body = api::RollbackRequest,
+    responses(
+        (status = 200, body = api::RollbackResponse),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, description = "No such version", body = ErrorBody),
+    ))]
+async fn rollback(
+    Ax(s): S,
+    h: HeaderMap,
+    body: Body,
+) -> Result<Json<api::RollbackResponse>, ApiError> {
     s.authorize(secret(&h), Role::Admin)?;
     let bytes = read_body(body, s.limits.max_body).await?;
     let v = parse_json(&bytes)?;
@@ -579,10 +739,10 @@ async fn rollback(Ax(s): S, h: HeaderMap, body: Body) -> Result<Json<Value>, Api
     })
     .await?;
     let a = s.active();
-    Ok(Json(json!({
-        "model_version": a.manifest.version,
-        "message": format!("version {to} is active"),
-    })))
+    Ok(Json(api::RollbackResponse {
+        model_version: a.manifest.version,
+        message: format!("version {to} is active"),
+    }))
 }
 
 /// RFC 3339 with an explicit offset (`+00:00`), which every Python `fromisoformat`
@@ -594,10 +754,13 @@ fn iso(t: &str) -> String {
     }
 }
 
-async fn feedback_stats(Ax(s): S, h: HeaderMap) -> Result<Json<Value>, ApiError> {
+/// Feedback counts and the model's agreement with moderators (role scorer).
+#[utoipa::path(get, path = "/model/feedback/stats", tag = "feedback",
+    responses((status = 200, body = api::FeedbackStats), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn feedback_stats(Ax(s): S, h: HeaderMap) -> Result<Json<api::FeedbackStats>, ApiError> {
     s.authorize(secret(&h), Role::Scorer)?;
     let s2 = s.clone();
-    let out = blocking(move || -> Result<Value, crate::Error> {
+    let out = blocking(move || -> Result<api::FeedbackStats, crate::Error> {
         let store = crate::store::feedback::FeedbackStore::open_in(s2.registry.root())?;
         let stats = store.stats()?;
         let (unlinked, unlinked_correct) = store.unlinked_counts()?;
@@ -608,19 +771,26 @@ async fn feedback_stats(Ax(s): S, h: HeaderMap) -> Result<Json<Value>, ApiError>
         // reference's client expects).
         let last =
             last_retrain(&s2.registry)?.unwrap_or_else(|| s2.active().manifest.created_at.clone());
-        let by_version: Vec<Value> = stats
-            .by_version
-            .iter()
-            .map(|v| json!({"model_version": v.version, "total": v.total, "correct": v.agreed}))
-            .collect();
-        Ok(json!({
-            "total_feedback": stats.total + unlinked,
-            "correct_predictions": correct,
-            "accuracy": if judged > 0 { correct as f64 / judged as f64 } else { 0.0 },
-            "unlinked_feedback": unlinked,
-            "last_retrain": iso(&last),
-            "by_version": by_version,
-        }))
+        Ok(api::FeedbackStats {
+            total_feedback: stats.total + unlinked,
+            correct_predictions: correct,
+            accuracy: if judged > 0 {
+                correct as f64 / judged as f64
+            } else {
+                0.0
+            },
+            unlinked_feedback: unlinked,
+            last_retrain: iso(&last),
+            by_version: stats
+                .by_version
+                .iter()
+                .map(|v| api::VersionFeedback {
+                    model_version: v.version,
+                    total: v.total,
+                    correct: v.agreed,
+                })
+                .collect(),
+        })
     })
     .await?;
     Ok(Json(out))
@@ -653,9 +823,21 @@ fn notes_of(v: Option<&Value>, field: &str) -> Result<String, ApiError> {
     }
 }
 
-/// `POST /feedback`: the reference's `{"prediction_id", "is_correct", "actual_label"?,
-/// "feedback_notes"?}` (features from the prediction log), or `{"features", "label",
-/// "notes"?}` for an account scored elsewhere.
+/// A moderator's correction (role moderator): the reference's `{"prediction_id",
+/// "is_correct", "actual_label"?, "feedback_notes"?}` (the features come from the
+/// prediction log), or `{"features", "label", "notes"?}` for an account scored
+/// elsewhere. An unknown prediction id is accepted (202, `linked: false`): it counts in
+/// the statistics but cannot teach the model.
+#[utoipa::path(post, path = "/feedback", tag = "feedback",
+    request_body = api::FeedbackRequest,
+    responses(
+        (status = 200, description = "Stored with its features", body = api::FeedbackResponse),
+        (status = 202, description = "Unknown prediction id: stored without features", body = api::FeedbackResponse),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 413, body = ErrorBody),
+    ))]
 async fn feedback(Ax(s): S, h: HeaderMap, body: Body) -> Result<Response, ApiError> {
     let caller = s.authorize(secret(&h), Role::Moderator)?;
     let bytes = read_body(body, s.limits.max_body).await?;
@@ -677,18 +859,20 @@ async fn feedback(Ax(s): S, h: HeaderMap, body: Body) -> Result<Response, ApiErr
         };
         let actual = label_of(v.get("actual_label"), "actual_label")?;
         let notes = notes_of(v.get("feedback_notes"), "feedback_notes")?;
-        let out = blocking(move || -> Result<(StatusCode, Value), ApiError> {
+        let out = blocking(move || -> Result<(StatusCode, api::FeedbackResponse), ApiError> {
             let logged = s2.log.get(&pid).map_err(|e| ApiError::internal(e.to_string()))?;
             let Some(rec) = logged else {
                 let id = crate::ops::feedback::record_unlinked(
                     &s2.registry, &pid, is_correct, actual, &notes, &caller.name,
                 )?;
-                return Ok((StatusCode::ACCEPTED, json!({
-                    "status": "accepted",
-                    "message": "no prediction with this id was logged here, so the feedback has no features: it counts in the statistics but cannot teach the model",
-                    "feedback_id": id,
-                    "linked": false,
-                })));
+                return Ok((StatusCode::ACCEPTED, api::FeedbackResponse {
+                    status: "accepted".into(),
+                    message: "no prediction with this id was logged here, so the feedback has no features: it counts in the statistics but cannot teach the model".into(),
+                    feedback_id: id,
+                    linked: false,
+                    label: None,
+                    retrain_due: None,
+                }));
             };
             let threshold = s2
                 .registry
@@ -708,14 +892,7 @@ async fn feedback(Ax(s): S, h: HeaderMap, body: Body) -> Result<Response, ApiErr
                 origin: crate::store::feedback::Origin::Service,
             };
             let r = crate::ops::feedback::record_attributed(&s2.registry, &record, &caller.name, Some(&pid))?;
-            Ok((StatusCode::OK, json!({
-                "status": "success",
-                "message": "Feedback received",
-                "feedback_id": r.ids[0],
-                "linked": true,
-                "label": label,
-                "retrain_due": r.retrain_due,
-            })))
+            Ok((StatusCode::OK, received(r, Some(label))))
         })
         .await?;
         return Ok((out.0, Json(out.1)).into_response());
@@ -736,7 +913,7 @@ async fn feedback(Ax(s): S, h: HeaderMap, body: Body) -> Result<Response, ApiErr
         .with_field(Some("label".into())));
     };
     let notes = notes_of(v.get("notes"), "notes")?;
-    let out = blocking(move || -> Result<Value, ApiError> {
+    let out = blocking(move || -> Result<api::FeedbackResponse, ApiError> {
         let active = s2.active();
         let p =
             crate::ops::predict::predict(&active.model, &active.manifest, &account, Explain::None);
@@ -751,16 +928,22 @@ async fn feedback(Ax(s): S, h: HeaderMap, body: Body) -> Result<Response, ApiErr
             origin: crate::store::feedback::Origin::Service,
         };
         let r = crate::ops::feedback::record_attributed(&s2.registry, &record, &caller.name, None)?;
-        Ok(json!({
-            "status": "success",
-            "message": "Feedback received",
-            "feedback_id": r.ids[0],
-            "linked": true,
-            "retrain_due": r.retrain_due,
-        }))
+        Ok(received(r, None))
     })
     .await?;
     Ok(Json(out).into_response())
+}
+
+/// The answer to stored, linked feedback.
+fn received(r: crate::ops::feedback::Recorded, label: Option<u8>) -> api::FeedbackResponse {
+    api::FeedbackResponse {
+        status: "success".into(),
+        message: "Feedback received".into(),
+        feedback_id: r.ids.first().copied().unwrap_or_default(),
+        linked: true,
+        label,
+        retrain_due: r.retrain_due,
+    }
 }
 
 /// Reports a job's progress into the state's job table.
@@ -780,15 +963,23 @@ impl crate::util::progress::Reporter for JobProgress {
     }
 }
 
-fn s_jobs(s: &State) -> std::sync::MutexGuard<'_, Vec<super::Job>> {
+fn s_jobs(s: &State) -> std::sync::MutexGuard<'_, Vec<api::Job>> {
     s.jobs.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Most finished jobs kept for `GET /jobs/{id}`.
 const KEEP_JOBS: usize = 100;
 
-/// `POST /model/retrain`: the online-learning retrain (gate and all) on a worker
-/// thread; answers at once with a job id. One retrain at a time per service.
+/// Retrains from the stored feedback (role admin): the online-learning path with its
+/// promotion gate, on a worker thread. Answers at once with a job id; follow it at
+/// `/jobs/{id}`. One retrain at a time per service (409).
+#[utoipa::path(post, path = "/model/retrain", tag = "model",
+    responses(
+        (status = 202, body = api::JobAccepted),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 409, description = "A retrain is already running", body = ErrorBody),
+    ))]
 async fn retrain(Ax(s): S, h: HeaderMap) -> Result<Response, ApiError> {
     let caller = s.authorize(secret(&h), Role::Admin)?;
     let id = {
@@ -801,10 +992,10 @@ async fn retrain(Ax(s): S, h: HeaderMap) -> Result<Response, ApiError> {
             ));
         }
         let id = jobs.last().map_or(1, |j| j.id + 1);
-        jobs.push(super::Job {
+        jobs.push(api::Job {
             id,
-            kind: "retrain",
-            state: "running",
+            kind: "retrain".into(),
+            state: "running".into(),
             stage: "starting".into(),
             done: 0,
             total: 1,
@@ -831,18 +1022,18 @@ async fn retrain(Ax(s): S, h: HeaderMap) -> Result<Response, ApiError> {
         if let Some(j) = jobs.iter_mut().find(|j| j.id == id) {
             match outcome {
                 Ok(o) => {
-                    j.state = "succeeded";
-                    j.result = Some(json!({
-                        "candidate_version": o.candidate.version,
-                        "promoted": o.promoted,
-                        "reason": o.reason,
-                        "feedback_train": o.feedback_train,
-                        "feedback_holdout": o.feedback_holdout,
-                        "metrics": metrics_json(&o.candidate.metrics),
-                    }));
+                    j.state = "succeeded".into();
+                    j.result = Some(api::RetrainResult {
+                        candidate_version: o.candidate.version,
+                        promoted: o.promoted,
+                        reason: o.reason,
+                        feedback_train: o.feedback_train,
+                        feedback_holdout: o.feedback_holdout,
+                        metrics: (&o.candidate.metrics).into(),
+                    });
                 }
                 Err(e) => {
-                    j.state = "failed";
+                    j.state = "failed".into();
                     j.error = Some(e.to_string());
                 }
             }
@@ -850,16 +1041,30 @@ async fn retrain(Ax(s): S, h: HeaderMap) -> Result<Response, ApiError> {
     });
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({"job_id": id, "status": "running", "poll": format!("/jobs/{id}")})),
+        Json(api::JobAccepted {
+            job_id: id,
+            status: "running".into(),
+            poll: format!("/jobs/{id}"),
+        }),
     )
         .into_response())
 }
 
+/// A retrain job's progress and result (role admin).
+#[utoipa::path(get, path = "/jobs/{id}", tag = "model",
+    params(("id" = u64, Path, description = "The `job_id` of `POST /model/retrain`")),
+    responses(
+        (status = 200, body = api::Job),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, description = "No such job", body = ErrorBody),
+    ))]
 async fn job(
     Ax(s): S,
     h: HeaderMap,
     axum::extract::Path(id): axum::extract::Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<api::Job>, ApiError> {
     s.authorize(secret(&h), Role::Admin)?;
     let id: u64 = id.parse().map_err(|_| {
         ApiError::bad_request("bad_path", "the job id must be a number")
@@ -873,15 +1078,21 @@ async fn job(
             format!("no job {id}"),
         ));
     };
-    Ok(Json(
-        serde_json::to_value(j).map_err(|e| ApiError::internal(e.to_string()))?,
-    ))
+    Ok(Json(j.clone()))
 }
 
 /// How many of the newest logged predictions the drift gauges are computed on.
 const DRIFT_WINDOW: usize = 5_000;
 
-/// `GET /metrics`: Prometheus text format (scorer role, like the other read routes).
+/// Prometheus text format (role scorer): requests by route and status, latency
+/// histograms, verdicts, active version, feedback counts, last retrain, and the
+/// population stability index of recent requests per feature.
+#[utoipa::path(get, path = "/metrics", tag = "service",
+    responses(
+        (status = 200, description = "Prometheus exposition format 0.0.4", body = String, content_type = "text/plain"),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+    ))]
 async fn prometheus(Ax(s): S, h: HeaderMap) -> Result<Response, ApiError> {
     s.authorize(secret(&h), Role::Scorer)?;
     let s2 = s.clone();

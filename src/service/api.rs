@@ -1,0 +1,321 @@
+//! The service's request and response types. Handlers return these (serialized by
+//! serde) and name them in their `#[utoipa::path]` annotations, so `GET /openapi.json`
+//! is derived from the same definitions that produce the responses.
+//!
+//! Requests are parsed by hand from JSON (so each error names its field, e.g.
+//! `[3].features.X7`); the request types here document that shape, and a test posts
+//! each documented example to its route.
+
+use crate::ops::predict::RiskFactor;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use utoipa::ToSchema;
+
+/// One account to score: the 51 column ids (`X1`..`X51`) or catalog names, each a
+/// number or null (missing, imputed with the version's median).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"features": {"X1": 86400.0, "X2": 40.0, "X7": 0.0, "X12": 1.0}, "user_id": "u-1001"}))]
+pub struct PredictRequest {
+    pub features: BTreeMap<String, Option<f64>>,
+    /// The marketplace's account id (text, at most 256 bytes), kept with the logged
+    /// prediction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+}
+
+/// One feature's share of a score.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Contribution {
+    /// Column id, `X1`..`X51`.
+    pub feature: String,
+    /// Catalog name.
+    pub name: String,
+    /// The value scored (after imputation).
+    pub value: f64,
+    /// Probability points this feature added (negative: removed).
+    pub contribution: f64,
+}
+
+/// A scored account.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PredictResponse {
+    /// 1: spammer, 0: legitimate.
+    pub prediction: u8,
+    /// Probability of being a spammer.
+    pub probability: f64,
+    pub is_spammer: bool,
+    /// The published risk indicators this account meets.
+    pub risk_factors: Vec<RiskFactor>,
+    /// Quote it in `POST /feedback`.
+    pub prediction_id: String,
+    /// The version that produced this answer.
+    pub model_version: u32,
+    /// Strictly above it is a spammer.
+    pub threshold: f64,
+    /// Top contributions by magnitude (`?explain=`).
+    pub contributions: Vec<Contribution>,
+    /// How the contributions were computed; null without contributions.
+    pub explanation_method: Option<String>,
+    /// Column ids that were missing and imputed.
+    pub imputed: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Message {
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    /// Always `healthy` when the service answers.
+    pub status: String,
+    /// spamscope's version.
+    pub version: String,
+    pub model_version: u32,
+    pub uptime_seconds: f64,
+}
+
+/// A version's metrics on its holdout; ROC-AUC and average precision are null when
+/// the model gives no scores.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ModelMetrics {
+    pub accuracy: f64,
+    pub precision: f64,
+    pub recall: f64,
+    pub f1: f64,
+    /// Same as `f1` (the reference's name).
+    pub f1_score: f64,
+    pub roc_auc: Option<f64>,
+    pub average_precision: Option<f64>,
+}
+
+impl From<&crate::eval::metrics::Metrics> for ModelMetrics {
+    fn from(m: &crate::eval::metrics::Metrics) -> ModelMetrics {
+        let finite = |x: f64| x.is_finite().then_some(x);
+        ModelMetrics {
+            accuracy: m.accuracy,
+            precision: m.precision,
+            recall: m.recall,
+            f1: m.f1,
+            f1_score: m.f1,
+            roc_auc: finite(m.roc_auc),
+            average_precision: finite(m.average_precision),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ModelVersion {
+    pub version: u32,
+    /// When the version was trained (RFC 3339).
+    pub last_updated: String,
+    pub metrics: ModelMetrics,
+    pub threshold: f64,
+    pub model_kind: String,
+}
+
+/// The reference's kinds of feature.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FeatureType {
+    Numeric,
+    Categorical,
+    Boolean,
+}
+
+/// One column of the feature catalog, with the active version's importance.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct FeatureInfo {
+    pub name: String,
+    pub label: String,
+    pub description: String,
+    pub category: String,
+    #[serde(rename = "type")]
+    pub kind: FeatureType,
+    pub importance: f64,
+    pub min: f64,
+    pub max: f64,
+    /// Names of an ordinal code's levels, from 0.
+    pub levels: Vec<String>,
+    /// The value imputed when the feature is missing.
+    pub median: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ModelInfo {
+    pub metrics: ModelMetrics,
+    /// By column id.
+    pub feature_mapping: BTreeMap<String, FeatureInfo>,
+    pub categories: Vec<String>,
+    pub model_version: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct VersionFeedback {
+    /// Null for feedback on accounts no version scored.
+    pub model_version: Option<u32>,
+    pub total: u64,
+    pub correct: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct FeedbackStats {
+    pub total_feedback: u64,
+    pub correct_predictions: u64,
+    /// Share of judged feedback that agreed with the model (0 without any).
+    pub accuracy: f64,
+    /// Feedback quoting a prediction id this service never logged.
+    pub unlinked_feedback: u64,
+    /// When the newest version made from feedback was trained (or the active version,
+    /// before any retrain): ISO 8601 with an offset.
+    pub last_retrain: String,
+    pub by_version: Vec<VersionFeedback>,
+}
+
+/// A registry version.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct VersionRow {
+    pub version: u32,
+    /// `active`, `promoted`, `rejected`, ... or `unreadable`.
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<ModelMetrics>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feedback_used: Option<usize>,
+    /// The gate's or the operator's reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Why an unreadable version cannot be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Versions {
+    pub versions: Vec<VersionRow>,
+    /// The version answering requests now.
+    pub serving: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"to": 1}))]
+pub struct RollbackRequest {
+    /// The version to make active.
+    pub to: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RollbackResponse {
+    pub model_version: u32,
+    pub message: String,
+}
+
+/// The reference's feedback on a prediction it answered.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"prediction_id": "p-0123456789abcdef0123456789abcdef", "is_correct": false, "actual_label": 1, "feedback_notes": "sent a malware brief"}))]
+pub struct PredictionFeedback {
+    /// The `prediction_id` of a `/predict` answer.
+    pub prediction_id: String,
+    pub is_correct: bool,
+    /// 0/1 or false/true; by default the opposite of the prediction when not correct.
+    #[serde(default)]
+    pub actual_label: Option<u8>,
+    #[serde(default)]
+    pub feedback_notes: Option<String>,
+}
+
+/// Feedback on an account scored elsewhere.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"features": {"X1": 3600.0, "X2": 120.0, "X12": 1.0}, "label": 1, "notes": "confirmed scam"}))]
+pub struct AccountFeedback {
+    pub features: BTreeMap<String, Option<f64>>,
+    /// 0/1 or false/true.
+    pub label: u8,
+    #[serde(default)]
+    pub notes: Option<String>,
+    #[serde(default)]
+    pub user_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum FeedbackRequest {
+    Prediction(PredictionFeedback),
+    Account(AccountFeedback),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct FeedbackResponse {
+    /// `success`, or `accepted` for an unknown prediction id.
+    pub status: String,
+    pub message: String,
+    pub feedback_id: i64,
+    /// False when the prediction id is unknown: the feedback has no features and
+    /// counts only in the statistics.
+    pub linked: bool,
+    /// The label stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<u8>,
+    /// Why an automatic retrain is now due, if it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retrain_due: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct JobAccepted {
+    pub job_id: u64,
+    pub status: String,
+    /// Where to follow it.
+    pub poll: String,
+}
+
+/// What a finished retrain did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RetrainResult {
+    pub candidate_version: u32,
+    pub promoted: bool,
+    pub reason: String,
+    pub feedback_train: usize,
+    pub feedback_holdout: usize,
+    pub metrics: ModelMetrics,
+}
+
+/// A retrain started through `POST /model/retrain`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Job {
+    pub id: u64,
+    pub kind: String,
+    /// `running`, `succeeded` or `failed`.
+    pub state: String,
+    pub stage: String,
+    pub done: usize,
+    pub total: usize,
+    pub started_by: String,
+    pub result: Option<RetrainResult>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable code, e.g. `not_json`, `wrong_type`, `unknown_feature`, `invalid_value`.
+    pub code: String,
+    pub message: String,
+    /// The field at fault, e.g. `features.X7` or `[3].features.X7`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+/// Every error: `detail` repeats the message, where FastAPI clients look for it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+    pub detail: String,
+}
