@@ -7,7 +7,9 @@ use crate::ops::error::Result;
 use crate::ops::online::retrain_due_reason;
 use crate::ops::score::ScoredBatch;
 use crate::store::Registry;
-use crate::store::feedback::{FeedbackStore, NewFeedback, Origin};
+use crate::store::feedback::{FeedbackStore, FeedbackWriter, NewFeedback, Origin, Submission};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// One feedback record per row of `rows`: the account's values from `data`, its true
 /// label from `label`, and, when the rows were scored, the model's probability, version
@@ -52,40 +54,74 @@ pub fn record(registry: &Registry, records: &[NewFeedback]) -> Result<Recorded> 
     })
 }
 
-/// Stores one record given through the service by `moderator` (about the logged
-/// prediction `prediction_id`, if any) and asks whether a retrain is due.
-pub fn record_attributed(
-    registry: &Registry,
-    record: &NewFeedback,
-    moderator: &str,
-    prediction_id: Option<&str>,
-) -> Result<Recorded> {
-    let id = FeedbackStore::open_in(registry.root())?.add_attributed(
-        record,
-        moderator,
-        prediction_id,
-    )?;
-    Ok(Recorded {
-        ids: vec![id],
-        retrain_due: retrain_due_reason(registry),
-    })
+/// Feedback from many callers at once (the service): one writer commits whatever
+/// arrives together in one transaction, and whether a retrain is due is asked at most
+/// once a second (it reads the settings, the versions and the store).
+pub struct FeedbackQueue {
+    registry: Registry,
+    writer: FeedbackWriter,
+    due: Mutex<Option<(Instant, Option<String>)>>,
 }
 
-/// Stores feedback on a prediction this registry never logged: it has no features,
-/// so it counts in the statistics and never in a retrain.
-pub fn record_unlinked(
-    registry: &Registry,
-    prediction_id: &str,
-    is_correct: bool,
-    actual_label: Option<u8>,
-    notes: &str,
-    moderator: &str,
-) -> Result<i64> {
-    Ok(FeedbackStore::open_in(registry.root())?.add_unlinked(
-        prediction_id,
-        is_correct,
-        actual_label,
-        notes,
-        moderator,
-    )?)
+/// How long a "retrain due" answer is reused.
+const DUE_FOR: Duration = Duration::from_secs(1);
+
+impl FeedbackQueue {
+    pub fn open(registry: &Registry) -> Result<FeedbackQueue> {
+        Ok(FeedbackQueue {
+            registry: registry.clone(),
+            writer: FeedbackWriter::open_in(registry.root())?,
+            due: Mutex::new(None),
+        })
+    }
+
+    /// Stores one record given by `moderator` (about the logged prediction
+    /// `prediction_id`, if any), record and attribution together.
+    pub fn record_attributed(
+        &self,
+        record: NewFeedback,
+        moderator: &str,
+        prediction_id: Option<&str>,
+    ) -> Result<Recorded> {
+        let id = self.writer.submit(Submission::Linked {
+            record,
+            moderator: moderator.to_string(),
+            prediction_id: prediction_id.map(str::to_string),
+        })?;
+        Ok(Recorded {
+            ids: vec![id],
+            retrain_due: self.retrain_due(),
+        })
+    }
+
+    /// Stores feedback on a prediction this registry never logged: it has no features,
+    /// so it counts in the statistics and never in a retrain.
+    pub fn record_unlinked(
+        &self,
+        prediction_id: &str,
+        is_correct: bool,
+        actual_label: Option<u8>,
+        notes: &str,
+        moderator: &str,
+    ) -> Result<i64> {
+        Ok(self.writer.submit(Submission::Unlinked {
+            prediction_id: prediction_id.to_string(),
+            is_correct,
+            actual_label,
+            notes: notes.to_string(),
+            moderator: moderator.to_string(),
+        })?)
+    }
+
+    fn retrain_due(&self) -> Option<String> {
+        let mut due = self.due.lock().unwrap_or_else(|p| p.into_inner());
+        match &*due {
+            Some((at, reason)) if at.elapsed() < DUE_FOR => reason.clone(),
+            _ => {
+                let reason = retrain_due_reason(&self.registry);
+                *due = Some((Instant::now(), reason.clone()));
+                reason
+            }
+        }
+    }
 }

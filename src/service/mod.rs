@@ -102,6 +102,8 @@ pub struct State {
     /// Without tokens, requests are anonymous admins (loopback only).
     open_without_tokens: bool,
     pub log: PredictionLog,
+    /// Feedback through the service: group commits, one writer.
+    pub feedback: crate::ops::feedback::FeedbackQueue,
     pub limits: Limits,
     slots: tokio::sync::Semaphore,
     started: std::time::SystemTime,
@@ -121,7 +123,9 @@ impl State {
         let (manifest, model) = registry.load_active()?;
         let tokens = TokenStore::open_in(registry.root()).load()?;
         let log = PredictionLog::open(registry.root(), retention)?;
+        let feedback = crate::ops::feedback::FeedbackQueue::open(&registry)?;
         Ok(Arc::new(State {
+            feedback,
             registry,
             active: RwLock::new(Arc::new(Active { manifest, model })),
             tokens: RwLock::new(tokens),

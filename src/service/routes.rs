@@ -862,9 +862,9 @@ async fn feedback(Ax(s): S, h: HeaderMap, body: Body) -> Result<Response, ApiErr
         let out = blocking(move || -> Result<(StatusCode, api::FeedbackResponse), ApiError> {
             let logged = s2.log.get(&pid).map_err(|e| ApiError::internal(e.to_string()))?;
             let Some(rec) = logged else {
-                let id = crate::ops::feedback::record_unlinked(
-                    &s2.registry, &pid, is_correct, actual, &notes, &caller.name,
-                )?;
+                let id = s2
+                    .feedback
+                    .record_unlinked(&pid, is_correct, actual, &notes, &caller.name)?;
                 return Ok((StatusCode::ACCEPTED, api::FeedbackResponse {
                     status: "accepted".into(),
                     message: "no prediction with this id was logged here, so the feedback has no features: it counts in the statistics but cannot teach the model".into(),
@@ -891,7 +891,7 @@ async fn feedback(Ax(s): S, h: HeaderMap, body: Body) -> Result<Response, ApiErr
                 notes,
                 origin: crate::store::feedback::Origin::Service,
             };
-            let r = crate::ops::feedback::record_attributed(&s2.registry, &record, &caller.name, Some(&pid))?;
+            let r = s2.feedback.record_attributed(record, &caller.name, Some(&pid))?;
             Ok((StatusCode::OK, received(r, Some(label))))
         })
         .await?;
@@ -927,7 +927,7 @@ async fn feedback(Ax(s): S, h: HeaderMap, body: Body) -> Result<Response, ApiErr
             notes,
             origin: crate::store::feedback::Origin::Service,
         };
-        let r = crate::ops::feedback::record_attributed(&s2.registry, &record, &caller.name, None)?;
+        let r = s2.feedback.record_attributed(record, &caller.name, None)?;
         Ok(received(r, None))
     })
     .await?;

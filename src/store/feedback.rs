@@ -18,7 +18,7 @@ use rusqlite::{Connection, params_from_iter};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("{path}: {message}")]
 pub struct FeedbackError {
     pub path: String,
@@ -248,6 +248,147 @@ fn read_user_id(row: &rusqlite::Row<'_>, idx: usize) -> rusqlite::Result<Option<
     }
 }
 
+/// Inserts one record (in the caller's transaction).
+fn insert_record(
+    tx: &rusqlite::Transaction<'_>,
+    now: &str,
+    r: &NewFeedback,
+    moderator: Option<&str>,
+    prediction_id: Option<&str>,
+) -> rusqlite::Result<()> {
+    let sql = format!(
+        "INSERT INTO feedback (created_at, user_id, model_version, probability, predicted,
+            true_label, notes, origin, moderator, prediction_id, {}) VALUES ({})",
+        feature_columns().join(", "),
+        (1..11 + N_FEATURES)
+            .map(|i| format!("?{i}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let mut stmt = tx.prepare_cached(&sql)?;
+    let mut values: Vec<rusqlite::types::Value> = vec![
+        now.to_string().into(),
+        r.user_id.as_deref().map(str::to_string).into(),
+        r.model_version.map(i64::from).into(),
+        r.probability.into(),
+        r.predicted.map(i64::from).into(),
+        i64::from(r.true_label).into(),
+        r.notes.clone().into(),
+        r.origin.as_str().to_string().into(),
+        moderator.map(str::to_string).into(),
+        prediction_id.map(str::to_string).into(),
+    ];
+    values.extend(
+        r.features
+            .iter()
+            .map(|&v| if v.is_nan() { None } else { Some(v) }.into()),
+    );
+    stmt.execute(params_from_iter(values))?;
+    Ok(())
+}
+
+/// Feedback given through the service.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Submission {
+    /// On an account with its features (from the prediction log or the request), by
+    /// `moderator`, about the logged prediction `prediction_id` if any.
+    Linked {
+        record: NewFeedback,
+        moderator: String,
+        prediction_id: Option<String>,
+    },
+    /// On a prediction never logged here: no features, so it counts in the statistics
+    /// and never in a retrain.
+    Unlinked {
+        prediction_id: String,
+        is_correct: bool,
+        actual_label: Option<u8>,
+        notes: String,
+        moderator: String,
+    },
+}
+
+type Reply = std::sync::mpsc::SyncSender<Result<i64, FeedbackError>>;
+
+/// Most submissions committed in one transaction.
+const MAX_GROUP: usize = 512;
+
+/// Many writers, one commit: a thread owns the store and commits whatever submissions
+/// are waiting in one transaction (one sync to disk for all of them); each submitter
+/// waits until its record is durable. Dropping it finishes what was sent.
+pub struct FeedbackWriter {
+    tx: Option<std::sync::mpsc::Sender<(Submission, Reply)>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    path: String,
+}
+
+impl FeedbackWriter {
+    pub fn open_in(registry_root: &Path) -> Result<FeedbackWriter, FeedbackError> {
+        let mut store = FeedbackStore::open_in(registry_root)?;
+        let path = store.path.display().to_string();
+        let (tx, rx) = std::sync::mpsc::channel::<(Submission, Reply)>();
+        let thread = std::thread::Builder::new()
+            .name("feedback-writer".into())
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    let mut group = vec![first];
+                    while group.len() < MAX_GROUP {
+                        match rx.try_recv() {
+                            Ok(x) => group.push(x),
+                            Err(_) => break,
+                        }
+                    }
+                    let (subs, replies): (Vec<Submission>, Vec<Reply>) = group.into_iter().unzip();
+                    match store.add_submissions(&subs) {
+                        Ok(results) => {
+                            for (reply, r) in replies.into_iter().zip(results) {
+                                let _ = reply.send(r);
+                            }
+                        }
+                        Err(e) => {
+                            for reply in replies {
+                                let _ = reply.send(Err(e.clone()));
+                            }
+                        }
+                    }
+                }
+            })
+            .map_err(|e| FeedbackError {
+                path: path.clone(),
+                message: format!("cannot start the feedback writer: {e}"),
+            })?;
+        Ok(FeedbackWriter {
+            tx: Some(tx),
+            thread: Some(thread),
+            path,
+        })
+    }
+
+    /// Stores `s` and returns its id once it is committed.
+    pub fn submit(&self, s: Submission) -> Result<i64, FeedbackError> {
+        let stopped = || FeedbackError {
+            path: self.path.clone(),
+            message: "the feedback writer has stopped".into(),
+        };
+        let (reply, wait) = std::sync::mpsc::sync_channel(1);
+        self.tx
+            .as_ref()
+            .ok_or_else(stopped)?
+            .send((s, reply))
+            .map_err(|_| stopped())?;
+        wait.recv().map_err(|_| stopped())?
+    }
+}
+
+impl Drop for FeedbackWriter {
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 impl FeedbackStore {
     /// Opens (creating if needed) the store at `path`.
     pub fn open(path: &Path) -> Result<FeedbackStore, FeedbackError> {
@@ -348,43 +489,65 @@ impl FeedbackStore {
             .collect())
     }
 
-    /// Stores one record given through the service by `moderator`, about the logged
-    /// prediction `prediction_id` if any (the record is committed first, then who gave
-    /// it).
-    pub fn add_attributed(
+    /// Stores feedback given through the service in one transaction: records with
+    /// features (with who gave them and on which logged prediction) and records on
+    /// predictions never logged here. Each submission gets its id or why it was
+    /// refused; the error is the transaction's if it could not be committed.
+    pub fn add_submissions(
         &mut self,
-        r: &NewFeedback,
-        moderator: &str,
-        prediction_id: Option<&str>,
-    ) -> Result<i64, FeedbackError> {
-        let id = self.add(r)?;
-        self.conn
-            .execute(
-                "UPDATE feedback SET moderator = ?1, prediction_id = ?2 WHERE id = ?3",
-                (moderator, prediction_id, id),
-            )
-            .map_err(|e| self.err(e))?;
-        Ok(id)
-    }
-
-    /// Stores feedback on a prediction that was never logged here.
-    pub fn add_unlinked(
-        &mut self,
-        prediction_id: &str,
-        is_correct: bool,
-        actual_label: Option<u8>,
-        notes: &str,
-        moderator: &str,
-    ) -> Result<i64, FeedbackError> {
-        let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-        self.conn
-            .execute(
-                "INSERT INTO unlinked_feedback (created_at, prediction_id, is_correct, actual_label, notes, moderator)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                (now, prediction_id, is_correct, actual_label, notes, moderator),
-            )
-            .map_err(|e| self.err(e))?;
-        Ok(self.conn.last_insert_rowid())
+        subs: &[Submission],
+    ) -> Result<Vec<Result<i64, FeedbackError>>, FeedbackError> {
+        let checked: Vec<Result<(), FeedbackError>> = subs
+            .iter()
+            .map(|s| match s {
+                Submission::Linked { record, .. } => self.validate(record),
+                Submission::Unlinked { actual_label, .. }
+                    if actual_label.is_some_and(|l| l > 1) =>
+                {
+                    Err(self.err("labels must be 0 or 1"))
+                }
+                Submission::Unlinked { .. } => Ok(()),
+            })
+            .collect();
+        let now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+        let path = self.path.display().to_string();
+        let err = |e: rusqlite::Error| FeedbackError {
+            path: path.clone(),
+            message: e.to_string(),
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        let mut out = Vec::with_capacity(subs.len());
+        for (sub, ok) in subs.iter().zip(checked) {
+            if let Err(e) = ok {
+                out.push(Err(e));
+                continue;
+            }
+            match sub {
+                Submission::Linked {
+                    record,
+                    moderator,
+                    prediction_id,
+                } => insert_record(&tx, &now, record, Some(moderator), prediction_id.as_deref())
+                    .map_err(err)?,
+                Submission::Unlinked {
+                    prediction_id,
+                    is_correct,
+                    actual_label,
+                    notes,
+                    moderator,
+                } => {
+                    tx.execute(
+                        "INSERT INTO unlinked_feedback (created_at, prediction_id, is_correct, actual_label, notes, moderator)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                        (&now, prediction_id, is_correct, actual_label, notes, moderator),
+                    )
+                    .map_err(err)?;
+                }
+            }
+            out.push(Ok(tx.last_insert_rowid()));
+        }
+        tx.commit().map_err(err)?;
+        Ok(out)
     }
 
     /// Unlinked feedback: (records, records saying the model was right).
@@ -452,50 +615,17 @@ impl FeedbackStore {
         for r in records {
             self.validate(r)?;
         }
-        let cols = feature_columns();
-        let sql = format!(
-            "INSERT INTO feedback (created_at, user_id, model_version, probability, predicted,
-                true_label, notes, origin, {}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, {})",
-            cols.join(", "),
-            (9..9 + N_FEATURES)
-                .map(|i| format!("?{i}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
         let now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
-        let tx = self.conn.transaction().map_err(|e| FeedbackError {
-            path: self.path.display().to_string(),
+        let path = self.path.display().to_string();
+        let err = |e: rusqlite::Error| FeedbackError {
+            path: path.clone(),
             message: e.to_string(),
-        })?;
+        };
+        let tx = self.conn.transaction().map_err(err)?;
         let mut ids = Vec::with_capacity(records.len());
-        {
-            let mut stmt = tx.prepare_cached(&sql).map_err(|e| FeedbackError {
-                path: self.path.display().to_string(),
-                message: e.to_string(),
-            })?;
-            for r in records {
-                let mut values: Vec<rusqlite::types::Value> = vec![
-                    now.clone().into(),
-                    r.user_id.as_deref().map(str::to_string).into(),
-                    r.model_version.map(i64::from).into(),
-                    r.probability.into(),
-                    r.predicted.map(i64::from).into(),
-                    i64::from(r.true_label).into(),
-                    r.notes.clone().into(),
-                    r.origin.as_str().to_string().into(),
-                ];
-                values.extend(
-                    r.features
-                        .iter()
-                        .map(|&v| if v.is_nan() { None } else { Some(v) }.into()),
-                );
-                stmt.execute(params_from_iter(values))
-                    .map_err(|e| FeedbackError {
-                        path: self.path.display().to_string(),
-                        message: e.to_string(),
-                    })?;
-                ids.push(tx.last_insert_rowid());
-            }
+        for r in records {
+            insert_record(&tx, &now, r, None, None).map_err(err)?;
+            ids.push(tx.last_insert_rowid());
         }
         tx.commit().map_err(|e| self.err(e))?;
         Ok(ids)
