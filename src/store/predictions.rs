@@ -72,10 +72,16 @@ impl Default for Retention {
     }
 }
 
-/// A new prediction id: `p-` and 128 random bits in hex, from the operating system's
-/// random source, so ids are unique across processes and restarts.
+/// A new prediction id: `p-`, the time in milliseconds (12 hex digits) and 80 random
+/// bits from the operating system (20 hex digits). Unique across processes and
+/// restarts; rising with time, so the log's index grows at its end (random ids made
+/// every insert touch a random page of a large index).
 pub fn new_prediction_id() -> String {
-    let mut bytes = [0u8; 16];
+    let millis = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+        & 0xffff_ffff_ffff;
+    let mut bytes = [0u8; 10];
     if getrandom::fill(&mut bytes).is_err() {
         // No OS randomness (never seen on supported systems): time, process, a counter
         // and the thread, hashed; still unique across processes and restarts.
@@ -90,12 +96,12 @@ pub fn new_prediction_id() -> String {
             std::thread::current().id()
         );
         return format!(
-            "p-{}",
-            &crate::util::hash::sha256_hex(seed.as_bytes())[..32]
+            "p-{millis:012x}{}",
+            &crate::util::hash::sha256_hex(seed.as_bytes())[..20]
         );
     }
     let mut s = String::with_capacity(34);
-    s.push_str("p-");
+    s.push_str(&format!("p-{millis:012x}"));
     for b in bytes {
         s.push_str(&format!("{b:02x}"));
     }
@@ -165,6 +171,9 @@ fn connect(path: &Path) -> Result<Connection, rusqlite::Error> {
     conn.busy_timeout(Duration::from_secs(10))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
+    // 32 MiB of page cache (negative: KiB): the index pages being appended to stay in
+    // memory at full load.
+    conn.pragma_update(None, "cache_size", -32_768)?;
     Ok(conn)
 }
 
@@ -235,9 +244,10 @@ fn prune(conn: &Connection, retention: Retention) -> Result<u64, rusqlite::Error
         removed += conn.execute("DELETE FROM predictions WHERE created_at < ?1", [cutoff])?;
     }
     if retention.max_rows > 0 {
+        // Rows are appended with rising rowids, so the newest `max_rows` are those
+        // above max(rowid) - max_rows (a lookup, where an OFFSET would read them all).
         removed += conn.execute(
-            "DELETE FROM predictions WHERE rowid <= (SELECT rowid FROM predictions
-                ORDER BY rowid DESC LIMIT 1 OFFSET ?1)",
+            "DELETE FROM predictions WHERE rowid <= (SELECT max(rowid) FROM predictions) - ?1",
             [i64::try_from(retention.max_rows).unwrap_or(i64::MAX)],
         )?;
     }
@@ -573,6 +583,11 @@ mod tests {
             assert!(id.starts_with("p-"));
             assert!(id[2..].chars().all(|c| c.is_ascii_hexdigit()));
         }
+        // Ids made later sort later (by their millisecond prefix).
+        let a = new_prediction_id();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let b = new_prediction_id();
+        assert!(a[..14] < b[..14], "{a} {b}");
     }
 
     #[test]
