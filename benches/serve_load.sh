@@ -53,7 +53,6 @@ with open(sys.argv[2], "w") as f:
         f.write(json.dumps({"features": feats}) + "\n")
 PY
 
-ports=()
 cleanup() { for p in "${pids[@]:-}"; do kill "$p" 2>/dev/null || true; done; }
 pids=()
 trap cleanup EXIT
@@ -94,15 +93,17 @@ if [ ! -f "$out/peer/peer.pkl" ]; then
 fi
 kill -STOP "$serve_pid"   # the peer runs alone
 for jobs in 1 -1; do
-  (cd "$root/benches" && PEER_DIR=$out/peer PEER_N_JOBS=$jobs "$venv/bin/python" -m uvicorn \
-    fastapi_peer:app --host 127.0.0.1 --port 18081 --log-level warning 2>"$out/peer.log") &
+  env PEER_DIR="$out/peer" PEER_N_JOBS=$jobs "$venv/bin/python" -m uvicorn --app-dir "$root/benches" \
+    fastapi_peer:app --host 127.0.0.1 --port 18081 --log-level warning 2>"$out/peer.log" &
   peer_pid=$!
   pids+=($peer_pid)
   wait_for http://127.0.0.1:18081/health
   for c in $conns; do
     run "FastAPI peer, n_jobs=$jobs" "$c" http://127.0.0.1:18081 "/predict"
   done
-  kill "$peer_pid"; wait "$peer_pid" 2>/dev/null || true
+  kill "$peer_pid" 2>/dev/null || true; wait "$peer_pid" 2>/dev/null || true
+  # The port must be free before the next peer starts.
+  for _ in $(seq 1 100); do curl -fs http://127.0.0.1:18081/health >/dev/null 2>&1 || break; sleep 0.2; done
 done
 kill -CONT "$serve_pid"
 

@@ -782,12 +782,8 @@ async fn feedback_links_to_the_prediction_log() {
     }
 }
 
-/// `POST /model/retrain` answers at once with a job; `GET /jobs/{id}` follows it to the
-/// gate's decision, and a promoted version then answers the requests.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retrain_runs_as_a_job_and_its_promotion_is_served() {
-    let dir = tempfile::tempdir().unwrap();
-    let reg = registry(dir.path());
+/// Retrains of small forests whose gate lets every candidate through.
+fn quick_lenient_retrains(reg: &Registry) {
     spamscope::ops::online::OnlineLearningConfig {
         max_auc_drop: 1.0,
         feedback_tolerance: 1.0,
@@ -798,8 +794,17 @@ async fn retrain_runs_as_a_job_and_its_promotion_is_served() {
         },
         ..Default::default()
     }
-    .save(&reg)
+    .save(reg)
     .unwrap();
+}
+
+/// `POST /model/retrain` answers at once with a job; `GET /jobs/{id}` follows it to the
+/// gate's decision, and a promoted version then answers the requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retrain_runs_as_a_job_and_its_promotion_is_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = registry(dir.path());
+    quick_lenient_retrains(&reg);
     let s = state(&reg, Limits::default());
     // Too little feedback: the job fails and says why.
     let r = post(&s, "/model/retrain", &json!({})).await;
@@ -1086,18 +1091,7 @@ fn documented<'a>(doc: &'a Value, method: &str, path: &str, status: u16) -> &'a 
 async fn openapi_document_matches_the_routes_and_their_answers() {
     let dir = tempfile::tempdir().unwrap();
     let reg = registry(dir.path());
-    spamscope::ops::online::OnlineLearningConfig {
-        max_auc_drop: 1.0,
-        feedback_tolerance: 1.0,
-        forest: ForestParams {
-            n_trees: 8,
-            max_depth: Some(8),
-            ..Default::default()
-        },
-        ..Default::default()
-    }
-    .save(&reg)
-    .unwrap();
+    quick_lenient_retrains(&reg);
     train_version(&reg, 6, false);
     let s = state(&reg, Limits::default());
     let doc = get(&s, "/openapi.json").await;
@@ -1192,6 +1186,22 @@ async fn openapi_document_matches_the_routes_and_their_answers() {
     check("post", "/predict", &r);
     let r = post(&s, "/predict?explain=none", &features(2).0).await;
     assert_eq!(r.body["explanation_method"], Value::Null);
+    // The probability does not depend on how it is explained.
+    for i in 5..25 {
+        let p: Vec<Value> = {
+            let mut p = Vec::new();
+            for q in ["none", "3", "51", "exact:2"] {
+                p.push(
+                    post(&s, &format!("/predict?explain={q}"), &features(i).0)
+                        .await
+                        .body["probability"]
+                        .clone(),
+                );
+            }
+            p
+        };
+        assert!(p.iter().all(|x| x == &p[0] && x.is_f64()), "{p:?}");
+    }
     check("post", "/predict", &r);
     let r = post(&s, "/predict/batch", &json!([features(3).0, features(4).0])).await;
     check("post", "/predict/batch", &r);

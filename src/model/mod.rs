@@ -256,6 +256,18 @@ impl Model {
         }
     }
 
+    /// One account's probability (as [`Model::predict_one`]) and its fast per-feature
+    /// contributions (as [`Model::attribution_rows`]); a forest gets both from one
+    /// walk of its trees.
+    pub fn predict_attributed(&self, raw: &[f64]) -> (f64, Vec<f64>) {
+        let mut x = raw.to_vec();
+        self.imputer.apply_row(&mut x);
+        match &self.estimator {
+            Estimator::Forest(f) => f.predict_attributed_one(&x),
+            _ => (self.predict_one(raw), self.attribution_rows(&x)),
+        }
+    }
+
     /// Probabilities for imputed row-major rows.
     pub fn predict_rows(&self, rows: &[f64]) -> Vec<f64> {
         match &self.estimator {

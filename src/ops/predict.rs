@@ -50,6 +50,15 @@ pub struct Account {
 /// (`VerificationLevel`, any case).
 pub fn resolve(name: &str) -> Option<usize> {
     let cat = catalog();
+    // The common case, a column id: `Xn` is the n-th feature of the catalog.
+    if let Some(n) = name
+        .strip_prefix(['X', 'x'])
+        .and_then(|d| d.parse::<usize>().ok())
+        && let Some(f) = n.checked_sub(1).and_then(|i| cat.features.get(i))
+        && f.id.eq_ignore_ascii_case(name)
+    {
+        return Some(n - 1);
+    }
     cat.features
         .iter()
         .position(|f| f.id.eq_ignore_ascii_case(name) || f.name.eq_ignore_ascii_case(name))
@@ -166,23 +175,20 @@ pub struct Prediction {
 /// Scores one account with a version (`manifest`'s threshold decides the verdict:
 /// strictly above is a spammer).
 pub fn predict(model: &Model, manifest: &Manifest, a: &Account, explain: Explain) -> Prediction {
-    let probability = model.predict_one(&a.values);
-    let (method, contributions) = match explain {
-        Explain::None | Explain::Top(0) | Explain::Exact(0) => (None, Vec::new()),
-        Explain::Top(k) if model.bulk_reasons() => {
-            let mut x = a.values.clone();
-            model.imputer.apply_row(&mut x);
-            let phi = model.attribution_rows(&x);
+    let (probability, method, contributions) = match explain {
+        Explain::Top(k) if k > 0 && model.bulk_reasons() => {
+            // Probability and reasons from one walk of the trees.
+            let (p, phi) = model.predict_attributed(&a.values);
             let top = crate::ops::score::top_k(&phi, k)
                 .map(|(f, c)| (usize::from(f), c))
                 .collect();
-            (Some(model.bulk_method(Method::PathAttribution)), top)
+            (p, Some(model.bulk_method(Method::PathAttribution)), top)
         }
-        Explain::Top(_) => (None, Vec::new()),
-        Explain::Exact(k) => {
+        Explain::Exact(k) if k > 0 => {
             let e = model.explain_one(&a.values, model.detail_method());
-            (Some(e.method), e.top(k))
+            (model.predict_one(&a.values), Some(e.method), e.top(k))
         }
+        _ => (model.predict_one(&a.values), None, Vec::new()),
     };
     Prediction {
         probability,
@@ -213,6 +219,10 @@ mod tests {
         assert_eq!(resolve("x7"), Some(6));
         assert_eq!(resolve("VerificationLevel"), Some(6));
         assert_eq!(resolve("X52"), None);
+        assert_eq!(resolve("X0"), None);
+        assert_eq!(resolve("X07"), None);
+        assert_eq!(resolve("X+7"), None);
+        assert_eq!(resolve("X51"), Some(50));
         let pairs = all_given(0.0);
         let a = account(pairs.iter().map(|(k, v)| (k.as_str(), *v)), true).unwrap();
         assert!(a.missing.is_empty());

@@ -65,6 +65,9 @@ impl Forest {
     /// `n_features` contributions, in parallel, sixteen rows walking each tree together.
     /// Equal to `explain(x, PathAttribution).contributions` row by row.
     pub fn path_attribution_rows(&self, rows: &[f64]) -> Vec<f64> {
+        if rows.len() == self.n_features {
+            return self.path_attribution_one(rows);
+        }
         const GROUP: usize = 16;
         const BLOCK: usize = 256;
         let nf = self.n_features;
@@ -94,6 +97,40 @@ impl Forest {
                 }
             });
         out
+    }
+
+    /// One row's path attribution on the calling thread, sixteen trees walked together
+    /// (the service's and the score screen's single account): the same values, summed
+    /// in the same order, as one row of [`Forest::path_attribution_rows`].
+    pub fn path_attribution_one(&self, x: &[f64]) -> Vec<f64> {
+        self.predict_attributed_one(x).1
+    }
+
+    /// One row's probability and path attribution from one walk of the trees: the
+    /// probability equals [`Forest::predict_proba`]'s (leaves summed in tree order),
+    /// the attribution [`Forest::path_attribution_one`]'s.
+    pub fn predict_attributed_one(&self, x: &[f64]) -> (f64, Vec<f64>) {
+        const G: usize = 16;
+        let mut phi = vec![0.0; self.n_features];
+        let mut sum = 0.0;
+        let mut steps = vec![(0u16, 0.0); G * super::MAX_DEPTH];
+        let groups = self.trees.chunks_exact(G);
+        let rest = groups.remainder();
+        for g in groups {
+            let trees = std::array::from_fn(|k| &g[k]);
+            for v in Tree::attribute_trees::<G>(trees, x, &mut phi, &mut steps) {
+                sum += v;
+            }
+        }
+        for t in rest {
+            saabas(t, x, &mut phi);
+            sum += t.predict(x);
+        }
+        let m = self.trees.len() as f64;
+        for v in phi.iter_mut() {
+            *v /= m;
+        }
+        (sum / m, phi)
     }
 
     /// The model's expected output over the training data (TreeSHAP's base value).
@@ -404,6 +441,47 @@ mod tests {
             for (a, b) in batch[r * 5..r * 5 + 5].iter().zip(&e.contributions) {
                 assert!((a - b).abs() < 1e-12, "row {r}: {a} vs {b}");
             }
+        }
+    }
+
+    /// The single-account paths (sixteen trees walked together) give bit for bit what
+    /// walking the trees one by one gives, and what the batch paths give.
+    #[test]
+    fn one_account_walks_equal_tree_by_tree_walks() {
+        let (mut cols, y) = toy(600, 11);
+        let mut rng = crate::util::rng::SplitMix64::new(9);
+        cols.push(cols[0].iter().map(|a| a * 0.5 + rng.next_f64()).collect());
+        let refs: Vec<&[f64]> = cols.iter().map(Vec::as_slice).collect();
+        // 37 trees: two groups of sixteen and a remainder; uneven depths.
+        let f = ForestParams {
+            n_trees: 37,
+            max_depth: Some(9),
+            ..Default::default()
+        }
+        .fit(&refs, &y, None, &NoProgress)
+        .unwrap();
+        let nf = cols.len();
+        let n = 40;
+        let rows: Vec<f64> = (0..n)
+            .flat_map(|r| cols.iter().map(move |c| c[r]))
+            .collect();
+        let batch_phi = f.path_attribution_rows(&rows);
+        let batch_p = f.predict_proba_rows(&rows);
+        for r in 0..n {
+            let x = &rows[r * nf..(r + 1) * nf];
+            let mut phi = vec![0.0; nf];
+            let mut p = 0.0;
+            for t in &f.trees {
+                saabas(t, x, &mut phi);
+                p += t.predict(x);
+            }
+            let m = f.trees.len() as f64;
+            phi.iter_mut().for_each(|v| *v /= m);
+            assert_eq!(f.path_attribution_one(x), phi, "row {r}");
+            assert_eq!(f.predict_attributed_one(x), (p / m, phi.clone()), "row {r}");
+            assert_eq!(&batch_phi[r * nf..(r + 1) * nf], phi.as_slice(), "row {r}");
+            assert_eq!(f.predict_proba(x), p / m, "row {r}");
+            assert_eq!(f.predict_proba(x), batch_p[r], "row {r}");
         }
     }
 

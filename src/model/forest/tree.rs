@@ -241,6 +241,79 @@ impl Tree {
         self.nodes[self.leaf_of(x)].value
     }
 
+    /// The leaf values of `G` trees for one row, walked together so that their memory
+    /// loads overlap (one row's walk down a single tree waits on each node in turn):
+    /// the single-account path. Same leaves as [`Tree::predict`].
+    #[inline]
+    pub fn predict_trees<const G: usize>(trees: [&Tree; G], x: &[f64]) -> [f64; G] {
+        let mut at = [0usize; G];
+        let depth = trees.iter().map(|t| t.depth).max().unwrap_or(0);
+        for _ in 0..depth {
+            for k in 0..G {
+                let nodes = trees[k].nodes.as_slice();
+                let i = at[k];
+                // SAFETY: as in `accumulate_group`: `i` starts at the root and only
+                // moves to children, which `from_parts` checked to be in range; a
+                // leaf keeps its own index.
+                let n = unsafe { *nodes.get_unchecked(i) };
+                let leaf = n.feature == LEAF;
+                let f = if leaf { 0 } else { n.feature as usize };
+                let next = if x[f] <= n.value {
+                    i + 1
+                } else {
+                    n.right as usize
+                };
+                at[k] = if leaf { i } else { next };
+            }
+        }
+        std::array::from_fn(|k| trees[k].nodes[at[k]].value)
+    }
+
+    /// One row's path attribution over `G` trees walked together (as
+    /// [`Tree::predict_trees`]), added to `phi` tree by tree and root to leaf: the same
+    /// sums in the same order as attributing the trees one at a time. Returns the
+    /// leaves' values, as [`Tree::predict_trees`].
+    #[inline]
+    /// `steps` is scratch space of at least `G` × [`super::MAX_DEPTH`] entries.
+    pub fn attribute_trees<const G: usize>(
+        trees: [&Tree; G],
+        x: &[f64],
+        phi: &mut [f64],
+        steps: &mut [(u16, f64)],
+    ) -> [f64; G] {
+        let depth = trees.iter().map(|t| t.depth).max().unwrap_or(0);
+        let mut at = [0usize; G];
+        // Each tree's steps (feature, change in node probability), applied in order
+        // below: tree k's from `k * MAX_DEPTH`.
+        let steps = &mut steps[..G * super::MAX_DEPTH];
+        let mut len = [0usize; G];
+        for _ in 0..depth {
+            for k in 0..G {
+                let t = trees[k];
+                let i = at[k];
+                let n = t.nodes[i];
+                if n.feature == LEAF {
+                    continue;
+                }
+                let next = if x[n.feature as usize] <= n.value {
+                    i + 1
+                } else {
+                    n.right as usize
+                };
+                steps[k * super::MAX_DEPTH + len[k]] = (n.feature, t.values[next] - t.values[i]);
+                len[k] += 1;
+                at[k] = next;
+            }
+        }
+        for k in 0..G {
+            let from = k * super::MAX_DEPTH;
+            for &(f, d) in &steps[from..from + len[k]] {
+                phi[f as usize] += d;
+            }
+        }
+        std::array::from_fn(|k| trees[k].nodes[at[k]].value)
+    }
+
     /// Depth of the deepest leaf (root = 0).
     pub fn depth(&self) -> usize {
         self.depth
