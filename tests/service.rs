@@ -690,6 +690,12 @@ fn serve_process_answers_and_stops_gracefully_on_sigterm() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(err.contains("stopped"), "{err}");
+    // The closing summary at info level counts what was answered.
+    assert!(
+        err.lines()
+            .any(|l| l.contains("INFO") && l.contains("predictions logged, 0 dropped")),
+        "{err}"
+    );
     let log = spamscope::store::predictions::PredictionLog::open(dir.path(), Retention::default())
         .unwrap();
     assert_eq!(log.count().unwrap(), 200);

@@ -45,6 +45,20 @@ impl Metrics {
         h.sum += seconds;
     }
 
+    /// Requests answered so far: (all, with a 4xx status, with a 5xx status).
+    pub fn totals(&self) -> (u64, u64, u64) {
+        let m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        m.requests
+            .iter()
+            .fold((0, 0, 0), |(all, c4, c5), ((_, status), n)| {
+                (
+                    all + n,
+                    c4 + if (400..500).contains(status) { n } else { &0 },
+                    c5 + if *status >= 500 { n } else { &0 },
+                )
+            })
+    }
+
     pub fn record_verdict(&self, spammer: bool) {
         let mut m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         m.verdicts[usize::from(spammer)] += 1;

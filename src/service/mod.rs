@@ -222,6 +222,7 @@ pub fn router(state: Arc<State>) -> axum::Router {
 pub fn spawn_watcher(state: &Arc<State>, every: Duration) {
     let weak = Arc::downgrade(state);
     tokio::spawn(async move {
+        let mut last_summary = (std::time::Instant::now(), (0, 0, 0));
         loop {
             tokio::time::sleep(every).await;
             let Some(state) = weak.upgrade() else { break };
@@ -234,8 +235,36 @@ pub fn spawn_watcher(state: &Arc<State>, every: Duration) {
             if let Ok(Err(e)) = res {
                 tracing::warn!("keeping version {}: {e}", state.active().manifest.version);
             }
+            if last_summary.0.elapsed() >= SUMMARY_EVERY {
+                let now = state.metrics.totals();
+                if now.0 > last_summary.1.0 {
+                    tracing::info!(
+                        "{}",
+                        summary(&state, last_summary.1, now, last_summary.0.elapsed())
+                    );
+                }
+                last_summary = (std::time::Instant::now(), now);
+            }
         }
     });
+}
+
+/// How often the service logs a summary at info level (when it answered anything).
+const SUMMARY_EVERY: Duration = Duration::from_secs(60);
+
+/// One line on the requests between two readings of the counters.
+fn summary(state: &State, from: (u64, u64, u64), to: (u64, u64, u64), over: Duration) -> String {
+    let n = to.0 - from.0;
+    format!(
+        "{n} requests in {:.0} s ({:.1}/s), {} client errors, {} server errors; version {}; {} predictions logged, {} dropped",
+        over.as_secs_f64(),
+        n as f64 / over.as_secs_f64().max(1e-9),
+        to.1 - from.1,
+        to.2 - from.2,
+        state.active().manifest.version,
+        state.log.appended(),
+        state.log.dropped()
+    )
 }
 
 /// Runs the service until SIGTERM or Ctrl-C: trains the default version first if the
@@ -298,6 +327,11 @@ pub fn run(cfg: ServeConfig, reporter: &dyn Reporter) -> Result<(), ServeError> 
     if let Err(e) = state.log.flush() {
         tracing::warn!("prediction log: {e}");
     }
+    let elapsed = state.started.elapsed().unwrap_or_default();
+    tracing::info!(
+        "{}",
+        summary(&state, (0, 0, 0), state.metrics.totals(), elapsed)
+    );
     eprintln!("spamscope serve: stopped");
     Ok(())
 }
