@@ -62,6 +62,11 @@ wait_for() { # URL
   log "no answer from $1"; return 1
 }
 
+warm_up() { # URL: 5 s of load, not reported (first page faults, caches, connections)
+  wrk -t2 -c16 -d5s --timeout 10s -s "$root/benches/wrk_bodies.lua" "$1" \
+    -- "$out/bodies.jsonl" /predict >/dev/null
+}
+
 results=$out/results.jsonl
 : >"$results"
 run() { # NAME CONNS URL PATH [FEEDBACK_SHARE]
@@ -75,11 +80,12 @@ run() { # NAME CONNS URL PATH [FEEDBACK_SHARE]
 }
 
 # spamscope serve.
-"$bin" serve --registry "$reg" --addr 127.0.0.1:18080 --log warn 2>"$out/serve.log" &
+"$bin" serve --registry "$reg" --addr 127.0.0.1:18080 --log info 2>"$out/serve.log" &
 pids+=($!)
 serve_pid=$!
 wait_for http://127.0.0.1:18080/health
 curl -fs http://127.0.0.1:18080/model/info >"$out/model_info.json"
+warm_up http://127.0.0.1:18080
 for c in $conns; do
   run "spamscope, no explanation" "$c" http://127.0.0.1:18080 "/predict?explain=none"
   run "spamscope, top 3 reasons" "$c" http://127.0.0.1:18080 "/predict"
@@ -98,6 +104,7 @@ for jobs in 1 -1; do
   peer_pid=$!
   pids+=($peer_pid)
   wait_for http://127.0.0.1:18081/health
+  warm_up http://127.0.0.1:18081
   for c in $conns; do
     run "FastAPI peer, n_jobs=$jobs" "$c" http://127.0.0.1:18081 "/predict"
   done
@@ -121,4 +128,6 @@ wait "$sampler" || true
 echo "{\"name\": \"spamscope soak (top 3)\", \"connections\": 16, \"result\": $soak_line}" >>"$results"
 curl -fs http://127.0.0.1:18080/metrics | grep -E '^spamscope_predictions_dropped_total' >"$out/dropped.txt" || true
 kill -TERM "$serve_pid"; wait "$serve_pid" 2>/dev/null || true
+# The closing summary: every prediction answered was logged (or counted as dropped).
+grep -E 'requests in .* predictions logged' "$out/serve.log" | tail -1 >>"$out/dropped.txt" || true
 "$venv/bin/python" "$root/benches/serve_report.py" "$results" "$mem" "$out" | tee "$out/report.md"

@@ -29,4 +29,5 @@ if rss:
           f"max {max(rss) / 1024:.1f} MiB.")
 dropped = os.path.join(sys.argv[3], "dropped.txt")
 if os.path.exists(dropped):
-    print(f"Prediction log: {open(dropped).read().strip() or 'no dropped counter'}")
+    for line in open(dropped).read().splitlines():
+        print(f"Prediction log: {line.strip()}")
