@@ -85,7 +85,7 @@ impl FeedbackQueue {
     ) -> Result<Recorded> {
         let id = self.writer.submit(Submission::Linked {
             record,
-            moderator: moderator.to_string(),
+            moderator: Some(moderator.to_string()),
             prediction_id: prediction_id.map(str::to_string),
         })?;
         Ok(Recorded {

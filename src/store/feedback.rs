@@ -291,10 +291,10 @@ fn insert_record(
 #[derive(Debug, Clone, PartialEq)]
 pub enum Submission {
     /// On an account with its features (from the prediction log or the request), by
-    /// `moderator`, about the logged prediction `prediction_id` if any.
+    /// `moderator` (if known), about the logged prediction `prediction_id` if any.
     Linked {
         record: NewFeedback,
-        moderator: String,
+        moderator: Option<String>,
         prediction_id: Option<String>,
     },
     /// On a prediction never logged here: no features, so it counts in the statistics
@@ -527,8 +527,14 @@ impl FeedbackStore {
                     record,
                     moderator,
                     prediction_id,
-                } => insert_record(&tx, &now, record, Some(moderator), prediction_id.as_deref())
-                    .map_err(err)?,
+                } => insert_record(
+                    &tx,
+                    &now,
+                    record,
+                    moderator.as_deref(),
+                    prediction_id.as_deref(),
+                )
+                .map_err(err)?,
                 Submission::Unlinked {
                     prediction_id,
                     is_correct,
@@ -615,20 +621,15 @@ impl FeedbackStore {
         for r in records {
             self.validate(r)?;
         }
-        let now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
-        let path = self.path.display().to_string();
-        let err = |e: rusqlite::Error| FeedbackError {
-            path: path.clone(),
-            message: e.to_string(),
-        };
-        let tx = self.conn.transaction().map_err(err)?;
-        let mut ids = Vec::with_capacity(records.len());
-        for r in records {
-            insert_record(&tx, &now, r, None, None).map_err(err)?;
-            ids.push(tx.last_insert_rowid());
-        }
-        tx.commit().map_err(|e| self.err(e))?;
-        Ok(ids)
+        let subs: Vec<Submission> = records
+            .iter()
+            .map(|r| Submission::Linked {
+                record: r.clone(),
+                moderator: None,
+                prediction_id: None,
+            })
+            .collect();
+        self.add_submissions(&subs)?.into_iter().collect()
     }
 
     pub fn count(&self) -> Result<u64, FeedbackError> {
@@ -808,6 +809,94 @@ mod tests {
             notes: "checked the messages".into(),
             origin: Origin::App,
         }
+    }
+
+    /// One group: a record with its moderator and prediction, a refused one, and one
+    /// on an unknown prediction; each answered on its own, all committed together.
+    #[test]
+    fn submissions_are_stored_together_and_refused_one_by_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = FeedbackStore::open_in(dir.path()).unwrap();
+        let out = s
+            .add_submissions(&[
+                Submission::Linked {
+                    record: rec(1, Some(0), Some(2)),
+                    moderator: Some("alice".into()),
+                    prediction_id: Some("p-1".into()),
+                },
+                Submission::Linked {
+                    record: rec(2, None, None),
+                    moderator: Some("bob".into()),
+                    prediction_id: None,
+                },
+                Submission::Unlinked {
+                    prediction_id: "uuid-7".into(),
+                    is_correct: false,
+                    actual_label: Some(1),
+                    notes: String::new(),
+                    moderator: "carol".into(),
+                },
+            ])
+            .unwrap();
+        assert!(out[0].is_ok() && out[2].is_ok(), "{out:?}");
+        assert!(out[1].as_ref().unwrap_err().message.contains("0 or 1"));
+        assert_eq!(s.count().unwrap(), 1);
+        assert_eq!(s.unlinked_counts().unwrap(), (1, 0));
+        let (who, pid): (Option<String>, Option<String>) = s
+            .conn
+            .query_row("SELECT moderator, prediction_id FROM feedback", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!(
+            (who.as_deref(), pid.as_deref()),
+            (Some("alice"), Some("p-1"))
+        );
+    }
+
+    /// Many threads submit at once through one writer: every record is stored once,
+    /// each caller gets its own id, and all is on disk when the writer is dropped.
+    #[test]
+    fn the_writer_commits_concurrent_submissions() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = std::sync::Arc::new(FeedbackWriter::open_in(dir.path()).unwrap());
+        let ids: Vec<i64> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|t| {
+                    let w = w.clone();
+                    scope.spawn(move || {
+                        (0..50)
+                            .map(|i| {
+                                w.submit(Submission::Linked {
+                                    record: rec((i % 2) as u8, Some(1), Some(1)),
+                                    moderator: Some(format!("m{t}")),
+                                    prediction_id: None,
+                                })
+                                .unwrap()
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap())
+                .collect()
+        });
+        let unique: std::collections::HashSet<i64> = ids.iter().copied().collect();
+        assert_eq!((ids.len(), unique.len()), (400, 400));
+        // An invalid record is refused with its reason; the writer goes on.
+        let bad = w.submit(Submission::Linked {
+            record: rec(5, None, None),
+            moderator: None,
+            prediction_id: None,
+        });
+        assert!(bad.unwrap_err().message.contains("0 or 1"));
+        drop(w);
+        assert_eq!(
+            FeedbackStore::open_in(dir.path()).unwrap().count().unwrap(),
+            400
+        );
     }
 
     #[test]
