@@ -485,6 +485,20 @@ async fn tokens_and_roles_decide_who_may_do_what() {
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
     let r = call(&s, "POST", "/feedback", fb(), Some(&moderator)).await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    // Feedback on the logged prediction is stored under the token's name.
+    let linked = format!(r#"{{"prediction_id": "{id}", "is_correct": false}}"#);
+    let r = call(
+        &s,
+        "POST",
+        "/feedback",
+        Some(linked.into_bytes()),
+        Some(&moderator),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = call(&s, "GET", "/model/feedback/stats", None, Some(&scorer)).await;
+    assert_eq!(r.body["by_moderator"][0]["moderator"], "mia", "{}", r.body);
+    assert_eq!(r.body["by_moderator"][0]["total"], 1, "{}", r.body);
     for t in [&scorer, &moderator] {
         let r = call(&s, "POST", "/model/rollback", rb(), Some(t)).await;
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
@@ -1250,6 +1264,14 @@ async fn openapi_document_matches_the_routes_and_their_answers() {
     let r = get(&s, "/model/feedback/stats").await;
     assert_eq!(r.body["total_feedback"], 3);
     check("get", "/model/feedback/stats", &r);
+    // Who said what: the two records with features, by the caller (anonymous without
+    // tokens); the unknown prediction's record is not among them.
+    let by = r.body["by_moderator"].as_array().unwrap();
+    assert_eq!(by.len(), 1, "{by:?}");
+    assert_eq!(
+        (by[0]["moderator"].as_str(), by[0]["total"].as_u64()),
+        (Some("anonymous"), Some(2))
+    );
     // A retrain job (too little feedback: it fails, and says so).
     let r = post(&s, "/model/retrain", &json!({})).await;
     assert_eq!(r.status, StatusCode::ACCEPTED);

@@ -170,6 +170,23 @@ pub struct FeedbackStats {
     /// before any retrain): ISO 8601 with an offset.
     pub last_retrain: String,
     pub by_version: Vec<VersionFeedback>,
+    /// Who said what (records with features; feedback on unknown predictions is not
+    /// counted here).
+    pub by_moderator: Vec<ModeratorFeedback>,
+}
+
+/// One moderator's feedback.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ModeratorFeedback {
+    /// The token's name; null for records given without one (the app, imports).
+    pub moderator: Option<String>,
+    pub total: u64,
+    /// Share of their records carrying a verdict where the model agreed with them.
+    pub agreement_with_model: Option<f64>,
+    /// Pairs of their records with another moderator's on the same account.
+    pub pairs_with_others: u64,
+    /// Share of those pairs with the same label.
+    pub agreement_with_others: Option<f64>,
 }
 
 /// A registry version.

@@ -132,6 +132,21 @@ pub struct VersionStats {
     pub judged: u64,
 }
 
+/// One moderator's feedback ([`FeedbackStore::moderator_stats`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModeratorStats {
+    /// None: records given without a moderator (the app, imports).
+    pub moderator: Option<String>,
+    pub records: u64,
+    /// Records that carry the model's verdict, and those where it matched the label.
+    pub judged: u64,
+    pub agreed_with_model: u64,
+    /// Pairs of this moderator's records with another moderator's on the same account,
+    /// and those with the same label.
+    pub pairs_with_others: u64,
+    pub agreed_with_others: u64,
+}
+
 /// Agreement of one version's verdicts with moderators within one hour.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AgreementPoint {
@@ -406,7 +421,8 @@ impl FeedbackStore {
         conn.execute_batch(&format!(
             "{};
             CREATE INDEX IF NOT EXISTS feedback_version ON feedback(model_version);
-            CREATE INDEX IF NOT EXISTS feedback_used ON feedback(used_in_version);",
+            CREATE INDEX IF NOT EXISTS feedback_used ON feedback(used_in_version);
+            CREATE INDEX IF NOT EXISTS feedback_user ON feedback(user_id);",
             create_table("IF NOT EXISTS feedback")
         ))
         .map_err(err)?;
@@ -702,6 +718,42 @@ impl FeedbackStore {
         Ok(stats)
     }
 
+    /// Who said what: per moderator (None: records without one, from the app or an
+    /// import), their records, how often the model's verdict agreed with them, and how
+    /// often they agreed with the other moderators' labels on the same accounts (every
+    /// pair of records on one user id by two different moderators counts once for each).
+    pub fn moderator_stats(&self) -> Result<Vec<ModeratorStats>, FeedbackError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT a.moderator, COUNT(*),
+                        SUM(CASE WHEN a.predicted IS NOT NULL THEN 1 ELSE 0 END),
+                        SUM(CASE WHEN a.predicted = a.true_label THEN 1 ELSE 0 END),
+                        (SELECT COUNT(*) FROM feedback a2 JOIN feedback b
+                           ON b.user_id = a2.user_id AND b.moderator IS NOT a2.moderator
+                         WHERE a2.moderator IS a.moderator AND a2.user_id IS NOT NULL),
+                        (SELECT COUNT(*) FROM feedback a2 JOIN feedback b
+                           ON b.user_id = a2.user_id AND b.moderator IS NOT a2.moderator
+                         WHERE a2.moderator IS a.moderator AND a2.user_id IS NOT NULL
+                           AND b.true_label = a2.true_label)
+                 FROM feedback a GROUP BY a.moderator ORDER BY a.moderator",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(ModeratorStats {
+                    moderator: r.get(0)?,
+                    records: r.get::<_, i64>(1)? as u64,
+                    judged: r.get::<_, i64>(2)? as u64,
+                    agreed_with_model: r.get::<_, i64>(3)? as u64,
+                    pairs_with_others: r.get::<_, i64>(4)? as u64,
+                    agreed_with_others: r.get::<_, i64>(5)? as u64,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
     /// Agreement between the model's verdict and the moderators per version and hour
     /// (records that carry a verdict), oldest first.
     pub fn agreement_over_time(&self) -> Result<Vec<AgreementPoint>, FeedbackError> {
@@ -851,6 +903,60 @@ mod tests {
         assert_eq!(
             (who.as_deref(), pid.as_deref()),
             (Some("alice"), Some("p-1"))
+        );
+    }
+
+    /// A constructed team: alice and bob label the same ten accounts alike, carol labels
+    /// them the other way; the model agrees with alice and bob.
+    #[test]
+    fn moderator_stats_tell_who_agrees_with_whom() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = FeedbackStore::open_in(dir.path()).unwrap();
+        let mut subs = Vec::new();
+        for u in 0..10u8 {
+            let truth = u % 2;
+            for (who, label) in [("alice", truth), ("bob", truth), ("carol", 1 - truth)] {
+                let mut r = rec(label, Some(truth), Some(1));
+                r.user_id = Some(UserId::from(format!("u{u}").as_str()));
+                subs.push(Submission::Linked {
+                    record: r,
+                    moderator: Some(who.into()),
+                    prediction_id: None,
+                });
+            }
+        }
+        // One record without a moderator, on an account nobody else labelled.
+        subs.push(Submission::Linked {
+            record: rec(1, None, None),
+            moderator: None,
+            prediction_id: None,
+        });
+        assert!(s.add_submissions(&subs).unwrap().iter().all(Result::is_ok));
+        let stats = s.moderator_stats().unwrap();
+        let of = |m: Option<&str>| {
+            stats
+                .iter()
+                .find(|x| x.moderator.as_deref() == m)
+                .unwrap()
+                .clone()
+        };
+        let alice = of(Some("alice"));
+        assert_eq!(
+            (alice.records, alice.judged, alice.agreed_with_model),
+            (10, 10, 10)
+        );
+        // Each of alice's records pairs with bob's and carol's: 20 pairs, 10 agree.
+        assert_eq!(
+            (alice.pairs_with_others, alice.agreed_with_others),
+            (20, 10)
+        );
+        let carol = of(Some("carol"));
+        assert_eq!((carol.agreed_with_model, carol.agreed_with_others), (0, 0));
+        assert_eq!(carol.pairs_with_others, 20);
+        let nobody = of(None);
+        assert_eq!(
+            (nobody.records, nobody.judged, nobody.pairs_with_others),
+            (1, 0, 0)
         );
     }
 
