@@ -7,7 +7,9 @@ use crate::ops::error::Result;
 use crate::ops::online::retrain_due_reason;
 use crate::ops::score::ScoredBatch;
 use crate::store::Registry;
-use crate::store::feedback::{FeedbackStore, FeedbackWriter, NewFeedback, Origin, Submission};
+use crate::store::feedback::{
+    FeedbackStore, FeedbackWriter, ModeratorStats, NewFeedback, Origin, Submission,
+};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -123,5 +125,102 @@ impl FeedbackQueue {
                 reason
             }
         }
+    }
+}
+
+/// How many shared accounts' worth of the team's agreement a moderator's trust starts
+/// from.
+pub const TRUST_PRIOR: f64 = 10.0;
+
+/// Each moderator's trust, from 0 to 1: how often their labels agree with other
+/// moderators' labels on the same accounts, shrunk toward the team's agreement as if
+/// they had [`TRUST_PRIOR`] more pairs at the team's rate. A newcomer with few shared
+/// accounts gets about the team's figure; one whose labels the others contradict on many
+/// accounts gets a low one. None when nobody shares an account (nothing to compare);
+/// records without a moderator get None too.
+pub fn trust(stats: &[ModeratorStats]) -> Vec<Option<f64>> {
+    let named = stats.iter().filter(|m| m.moderator.is_some());
+    let (agreed, pairs) = named.fold((0u64, 0u64), |(a, p), m| {
+        (a + m.agreed_with_others, p + m.pairs_with_others)
+    });
+    if pairs == 0 {
+        return vec![None; stats.len()];
+    }
+    let team = agreed as f64 / pairs as f64;
+    stats
+        .iter()
+        .map(|m| {
+            m.moderator.as_ref().map(|_| {
+                (m.agreed_with_others as f64 + TRUST_PRIOR * team)
+                    / (m.pairs_with_others as f64 + TRUST_PRIOR)
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::UserId;
+    use crate::data::catalog::N_FEATURES;
+
+    /// A team of four on 60 accounts: three label the truth, one labels at random;
+    /// a fifth moderator labelled one account, truthfully.
+    #[test]
+    fn a_moderator_who_labels_at_random_gets_a_low_trust() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = FeedbackStore::open_in(dir.path()).unwrap();
+        let mut rng = crate::util::rng::SplitMix64::new(7);
+        let mut subs = Vec::new();
+        let mut give = |who: &str, user: usize, label: u8| {
+            subs.push(Submission::Linked {
+                record: NewFeedback {
+                    user_id: Some(UserId::from(format!("acct-{user}").as_str())),
+                    features: vec![0.0; N_FEATURES],
+                    true_label: label,
+                    probability: None,
+                    model_version: None,
+                    predicted: None,
+                    notes: String::new(),
+                    origin: Origin::Service,
+                },
+                moderator: Some(who.to_string()),
+                prediction_id: None,
+            })
+        };
+        for u in 0..60 {
+            let truth = u8::from(u % 3 == 0);
+            for who in ["ann", "ben", "cat"] {
+                give(who, u, truth);
+            }
+            give("rnd", u, u8::from(rng.next_f64() < 0.5));
+        }
+        give("new", 0, 1);
+        assert!(
+            store
+                .add_submissions(&subs)
+                .unwrap()
+                .iter()
+                .all(|r| r.is_ok())
+        );
+        let stats = store.moderator_stats().unwrap();
+        let t = trust(&stats);
+        let of = |name: &str| {
+            let i = stats
+                .iter()
+                .position(|m| m.moderator.as_deref() == Some(name))
+                .unwrap();
+            t[i].unwrap()
+        };
+        let honest = ["ann", "ben", "cat"].map(of);
+        assert!(honest.iter().all(|&x| x > 0.75), "{honest:?}");
+        assert!(of("rnd") < 0.6, "{}", of("rnd"));
+        assert!(honest.iter().all(|&x| x - of("rnd") > 0.2));
+        // The newcomer's four pairs barely move them from the team's agreement.
+        let team: f64 = stats.iter().map(|m| m.agreed_with_others).sum::<u64>() as f64
+            / stats.iter().map(|m| m.pairs_with_others).sum::<u64>() as f64;
+        assert!((of("new") - team).abs() < 0.1, "{} vs {team}", of("new"));
+        // Nothing shared, nothing to say.
+        assert_eq!(trust(&stats[..0]), Vec::<Option<f64>>::new());
     }
 }

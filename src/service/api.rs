@@ -187,6 +187,9 @@ pub struct ModeratorFeedback {
     pub pairs_with_others: u64,
     /// Share of those pairs with the same label.
     pub agreement_with_others: Option<f64>,
+    /// 0 to 1: agreement with the others shrunk toward the team's (see the README);
+    /// null when nobody shares an account.
+    pub trust: Option<f64>,
 }
 
 /// A registry version.

@@ -790,20 +790,25 @@ async fn feedback_stats(Ax(s): S, h: HeaderMap) -> Result<Json<api::FeedbackStat
                     correct: v.agreed,
                 })
                 .collect(),
-            by_moderator: store
-                .moderator_stats()?
-                .into_iter()
-                .map(|m| {
-                    let share = |k: u64, n: u64| (n > 0).then(|| k as f64 / n as f64);
-                    api::ModeratorFeedback {
-                        agreement_with_model: share(m.agreed_with_model, m.judged),
-                        agreement_with_others: share(m.agreed_with_others, m.pairs_with_others),
-                        moderator: m.moderator,
-                        total: m.records,
-                        pairs_with_others: m.pairs_with_others,
-                    }
-                })
-                .collect(),
+            by_moderator: {
+                let stats = store.moderator_stats()?;
+                let trust = crate::ops::feedback::trust(&stats);
+                stats
+                    .into_iter()
+                    .zip(trust)
+                    .map(|(m, trust)| {
+                        let share = |k: u64, n: u64| (n > 0).then(|| k as f64 / n as f64);
+                        api::ModeratorFeedback {
+                            agreement_with_model: share(m.agreed_with_model, m.judged),
+                            agreement_with_others: share(m.agreed_with_others, m.pairs_with_others),
+                            moderator: m.moderator,
+                            total: m.records,
+                            pairs_with_others: m.pairs_with_others,
+                            trust,
+                        }
+                    })
+                    .collect()
+            },
         })
     })
     .await?;
