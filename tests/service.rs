@@ -1148,11 +1148,27 @@ async fn openapi_document_matches_the_routes_and_their_answers() {
     ];
     expected.sort();
     assert_eq!(ops, expected);
-    // The security schemes the tokens use.
+    // The security schemes the tokens use; every route but the public three documents
+    // its 401 and 403 answers.
     assert_eq!(
         doc["components"]["securitySchemes"]["bearer"]["scheme"],
         "bearer"
     );
+    for op in &ops {
+        let (method, path) = op.split_once(' ').unwrap();
+        let o = &doc["paths"][path][method.to_lowercase()];
+        if ["/", "/health", "/openapi.json"].contains(&path) {
+            assert_eq!(o["security"], json!([{}]), "{op}");
+            continue;
+        }
+        for status in ["401", "403"] {
+            let schema = &o["responses"][status]["content"]["application/json"]["schema"];
+            assert_eq!(
+                schema["$ref"], "#/components/schemas/ErrorBody",
+                "{op} {status}: {o}"
+            );
+        }
+    }
     // Every documented operation is served (no fallback 404 or 405).
     for op in &ops {
         let (method, path) = op.split_once(' ').unwrap();

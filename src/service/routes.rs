@@ -68,6 +68,18 @@ impl utoipa::Modify for Security {
     }
 }
 
+/// What every route that needs a token may answer besides its own responses.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // documentation only: the handlers answer these through ApiError
+enum AuthErrors {
+    /// No token, or one that is not known
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// The token's role may not do this
+    #[response(status = 403)]
+    Forbidden(ErrorBody),
+}
+
 /// Every documented route, each handler with its operation.
 fn api() -> OpenApiRouter<Arc<State>> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
@@ -446,8 +458,7 @@ async fn openapi_doc() -> Response {
     responses(
         (status = 200, body = PredictResponse),
         (status = 400, description = "Not JSON, wrong type, unknown feature, value out of the catalog's bounds, missing features with strict", body = ErrorBody),
-        (status = 401, description = "No or unknown token", body = ErrorBody),
-        (status = 403, description = "The token's role may not", body = ErrorBody),
+        AuthErrors,
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 503, description = "Timed out waiting for the scoring pool", body = ErrorBody),
     ))]
@@ -492,8 +503,7 @@ async fn predict(
             (String = "text/csv"),
         )),
         (status = 400, description = "As /predict, with the item's index in `field` (`[3].features.X7`), or a bad CSV", body = ErrorBody),
-        (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody),
+        AuthErrors,
         (status = 413, description = "Body or batch too large", body = ErrorBody),
         (status = 503, body = ErrorBody),
     ))]
@@ -585,7 +595,7 @@ async fn csv_batch(
 
 /// The active version: its number, training time and holdout metrics (role scorer).
 #[utoipa::path(get, path = "/model/version", tag = "model",
-    responses((status = 200, body = api::ModelVersion), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 200, body = api::ModelVersion), AuthErrors))]
 async fn model_version(Ax(s): S, h: HeaderMap) -> Result<Json<api::ModelVersion>, ApiError> {
     s.authorize(secret(&h), Role::Scorer)?;
     let a = s.active();
@@ -611,7 +621,7 @@ pub fn reference_type(f: &crate::data::catalog::Feature) -> api::FeatureType {
 /// The feature catalog with the active version's importances and medians, and its
 /// metrics (role scorer): what the reference's client builds its form from.
 #[utoipa::path(get, path = "/model/info", tag = "model",
-    responses((status = 200, body = api::ModelInfo), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 200, body = api::ModelInfo), AuthErrors))]
 async fn model_info(Ax(s): S, h: HeaderMap) -> Result<Json<api::ModelInfo>, ApiError> {
     s.authorize(secret(&h), Role::Scorer)?;
     let a = s.active();
@@ -649,7 +659,7 @@ async fn model_info(Ax(s): S, h: HeaderMap) -> Result<Json<api::ModelInfo>, ApiE
 
 /// Every version in the registry, newest last (role admin).
 #[utoipa::path(get, path = "/model/versions", tag = "model",
-    responses((status = 200, body = api::Versions), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 200, body = api::Versions), AuthErrors))]
 async fn versions(Ax(s): S, h: HeaderMap) -> Result<Json<api::Versions>, ApiError> {
     s.authorize(secret(&h), Role::Admin)?;
     let s2 = s.clone();
@@ -704,8 +714,7 @@ async fn versions(Ax(s): S, h: HeaderMap) -> Result<Json<api::Versions>, ApiErro
     responses(
         (status = 200, body = api::RollbackResponse),
         (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody),
+        AuthErrors,
         (status = 404, description = "No such version", body = ErrorBody),
     ))]
 async fn rollback(
@@ -756,7 +765,7 @@ fn iso(t: &str) -> String {
 
 /// Feedback counts and the model's agreement with moderators (role scorer).
 #[utoipa::path(get, path = "/model/feedback/stats", tag = "feedback",
-    responses((status = 200, body = api::FeedbackStats), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 200, body = api::FeedbackStats), AuthErrors))]
 async fn feedback_stats(Ax(s): S, h: HeaderMap) -> Result<Json<api::FeedbackStats>, ApiError> {
     s.authorize(secret(&h), Role::Scorer)?;
     let s2 = s.clone();
@@ -853,8 +862,7 @@ fn notes_of(v: Option<&Value>, field: &str) -> Result<String, ApiError> {
         (status = 200, description = "Stored with its features", body = api::FeedbackResponse),
         (status = 202, description = "Unknown prediction id: stored without features", body = api::FeedbackResponse),
         (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody),
+        AuthErrors,
         (status = 413, body = ErrorBody),
     ))]
 async fn feedback(Ax(s): S, h: HeaderMap, body: Body) -> Result<Response, ApiError> {
@@ -995,8 +1003,7 @@ const KEEP_JOBS: usize = 100;
 #[utoipa::path(post, path = "/model/retrain", tag = "model",
     responses(
         (status = 202, body = api::JobAccepted),
-        (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody),
+        AuthErrors,
         (status = 409, description = "A retrain is already running", body = ErrorBody),
     ))]
 async fn retrain(Ax(s): S, h: HeaderMap) -> Result<Response, ApiError> {
@@ -1075,8 +1082,7 @@ async fn retrain(Ax(s): S, h: HeaderMap) -> Result<Response, ApiError> {
     responses(
         (status = 200, body = api::Job),
         (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody),
+        AuthErrors,
         (status = 404, description = "No such job", body = ErrorBody),
     ))]
 async fn job(
@@ -1109,8 +1115,7 @@ const DRIFT_WINDOW: usize = 5_000;
 #[utoipa::path(get, path = "/metrics", tag = "service",
     responses(
         (status = 200, description = "Prometheus exposition format 0.0.4", body = String, content_type = "text/plain"),
-        (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody),
+        AuthErrors,
     ))]
 async fn prometheus(Ax(s): S, h: HeaderMap) -> Result<Response, ApiError> {
     s.authorize(secret(&h), Role::Scorer)?;
