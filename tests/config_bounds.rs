@@ -103,11 +103,18 @@ fn online_config() -> impl Strategy<Value = OnlineLearningConfig> {
             mostly(0.05..0.95f64, absurd_f64()),
             mostly(0.0..0.1f64, absurd_f64()),
         ),
-        any::<bool>(),
+        (any::<bool>(), any::<bool>()),
         forest_params(),
     )
         .prop_map(
-            |(batch_size, min_samples, retrain_interval, (w, drop, holdout, tol), auto, forest)| {
+            |(
+                batch_size,
+                min_samples,
+                retrain_interval,
+                (w, drop, holdout, tol),
+                (auto, trust),
+                forest,
+            )| {
                 OnlineLearningConfig {
                     batch_size,
                     min_samples,
@@ -117,6 +124,7 @@ fn online_config() -> impl Strategy<Value = OnlineLearningConfig> {
                     feedback_holdout: holdout,
                     feedback_tolerance: tol,
                     auto_retrain: auto,
+                    trust_weighting: trust,
                     forest,
                 }
             },

@@ -802,11 +802,13 @@ async fn feedback_links_to_the_prediction_log() {
     }
 }
 
-/// Retrains of small forests whose gate lets every candidate through.
+/// Retrains of small forests whose gate lets every candidate through (weighting the
+/// records by their moderator's trust, so that path runs too).
 fn quick_lenient_retrains(reg: &Registry) {
     spamscope::ops::online::OnlineLearningConfig {
         max_auc_drop: 1.0,
         feedback_tolerance: 1.0,
+        trust_weighting: true,
         forest: ForestParams {
             n_trees: 8,
             max_depth: Some(8),

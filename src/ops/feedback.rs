@@ -10,6 +10,7 @@ use crate::store::Registry;
 use crate::store::feedback::{
     FeedbackStore, FeedbackWriter, ModeratorStats, NewFeedback, Origin, Submission,
 };
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -158,6 +159,23 @@ pub fn trust(stats: &[ModeratorStats]) -> Vec<Option<f64>> {
         .collect()
 }
 
+/// Each moderator's trust ([`trust`]) by name, from the store's statistics.
+pub fn trust_by_moderator(store: &FeedbackStore) -> Result<HashMap<String, f64>> {
+    let stats = store.moderator_stats()?;
+    let trust = trust(&stats);
+    Ok(stats
+        .into_iter()
+        .zip(trust)
+        .filter_map(|(m, t)| Some((m.moderator?, t?)))
+        .collect())
+}
+
+/// A feedback record's training weight: `base`, times its moderator's trust when there
+/// is one (records without a moderator, or of a moderator without a trust, keep `base`).
+pub fn record_weight(base: f64, moderator: Option<&str>, trust: &HashMap<String, f64>) -> f64 {
+    base * moderator.and_then(|m| trust.get(m)).copied().unwrap_or(1.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,5 +240,17 @@ mod tests {
         assert!((of("new") - team).abs() < 0.1, "{} vs {team}", of("new"));
         // Nothing shared, nothing to say.
         assert_eq!(trust(&stats[..0]), Vec::<Option<f64>>::new());
+        // With trust weighting the random labeller's records count for less in a
+        // retrain; records without a moderator keep the base weight.
+        let by_name = trust_by_moderator(&store).unwrap();
+        let w = |m: Option<&str>| record_weight(5.0, m, &by_name);
+        assert!(
+            w(Some("rnd")) < w(Some("ann")) - 1.0,
+            "{} {}",
+            w(Some("rnd")),
+            w(Some("ann"))
+        );
+        assert_eq!(w(None), 5.0);
+        assert_eq!(w(Some("someone else")), 5.0);
     }
 }

@@ -64,6 +64,10 @@ pub struct OnlineLearningConfig {
     pub feedback_tolerance: f64,
     /// Retrain automatically when the conditions hold.
     pub auto_retrain: bool,
+    /// Weight each feedback record also by its moderator's trust (agreement with the
+    /// other moderators, see [`crate::ops::feedback::trust`]); records without a
+    /// moderator keep their weight. Off by default.
+    pub trust_weighting: bool,
     /// Forest parameters of retrained versions.
     pub forest: ForestParams,
 }
@@ -79,6 +83,7 @@ impl Default for OnlineLearningConfig {
             feedback_holdout: 0.2,
             feedback_tolerance: 0.001,
             auto_retrain: true,
+            trust_weighting: false,
             forest: ForestParams::default(),
         }
     }
@@ -313,6 +318,11 @@ fn retrain_claimed(
     let mut cols = imputer.transform_columns(&base.columns, &base_train);
     let mut y: Vec<u8> = base_train.iter().map(|&i| labels[i]).collect();
     let mut w: Vec<f64> = vec![1.0; base_train.len()];
+    let trust = if cfg.trust_weighting {
+        crate::ops::feedback::trust_by_moderator(store)?
+    } else {
+        Default::default()
+    };
     for r in &fb_train {
         let mut x = r.record.features.clone();
         imputer.apply_row(&mut x);
@@ -320,7 +330,11 @@ fn retrain_claimed(
             c.push(*v);
         }
         y.push(r.record.true_label);
-        w.push(cfg.feedback_weight);
+        w.push(crate::ops::feedback::record_weight(
+            cfg.feedback_weight,
+            r.moderator.as_deref(),
+            &trust,
+        ));
     }
     if y.iter().all(|&l| l == y[0]) {
         return Err(Error::Invalid(

@@ -82,6 +82,8 @@ pub struct Feedback {
     pub used_in_version: Option<u32>,
     /// The retrain that has taken this record and not finished yet, if any.
     pub claimed_by: Option<String>,
+    /// Who gave it through the service (the token's name), if known.
+    pub moderator: Option<String>,
 }
 
 /// Who claims feedback for a retrain: this process (`pid:PID:NANOS`). A claim whose
@@ -786,7 +788,8 @@ impl FeedbackStore {
         let cols = feature_columns();
         let sql = format!(
             "SELECT id, created_at, user_id, model_version, probability, predicted, true_label,
-                    notes, origin, used_in_version, claimed_by, {} FROM feedback {} ORDER BY id",
+                    notes, origin, used_in_version, claimed_by, moderator, {} FROM feedback {}
+             ORDER BY id",
             cols.join(", "),
             if unused_only {
                 "WHERE used_in_version IS NULL"
@@ -799,13 +802,14 @@ impl FeedbackStore {
             .query_map([], |r| {
                 let mut features = Vec::with_capacity(N_FEATURES);
                 for i in 0..N_FEATURES {
-                    features.push(r.get::<_, Option<f64>>(11 + i)?.unwrap_or(f64::NAN));
+                    features.push(r.get::<_, Option<f64>>(12 + i)?.unwrap_or(f64::NAN));
                 }
                 Ok(Feedback {
                     id: r.get(0)?,
                     created_at: r.get(1)?,
                     used_in_version: r.get::<_, Option<i64>>(9)?.map(|v| v as u32),
                     claimed_by: r.get(10)?,
+                    moderator: r.get(11)?,
                     record: NewFeedback {
                         user_id: read_user_id(r, 2)?,
                         model_version: r.get::<_, Option<i64>>(3)?.map(|v| v as u32),
