@@ -343,6 +343,11 @@ fn retrain_and_rollback_from_the_command_line() {
     assert_eq!(v["promoted"], true);
     assert!(v["reason"].as_str().unwrap().starts_with("promoted"));
     assert!(v["metrics"]["roc_auc"].as_f64().unwrap() > 0.8);
+    // The held-out feedback by moderator: these records came without one.
+    let by = v["by_moderator"].as_array().unwrap();
+    assert_eq!(by.len(), 1, "{v}");
+    assert_eq!(by[0]["moderator"], Value::Null);
+    assert_eq!(by[0]["candidate"]["records"], v["feedback_holdout"]);
 
     let out = Command::new(bin())
         .args([

@@ -856,6 +856,12 @@ async fn retrain_runs_as_a_job_and_its_promotion_is_served() {
     assert_eq!(done["state"], "succeeded", "{done}");
     assert_eq!(done["result"]["promoted"], true, "{done}");
     assert_eq!(done["result"]["candidate_version"], 2);
+    // The gate's held-out feedback, by moderator (anonymous without tokens).
+    let by = done["result"]["by_moderator"].as_array().unwrap();
+    assert_eq!(by.len(), 1, "{done}");
+    assert_eq!(by[0]["moderator"], "anonymous");
+    assert_eq!(by[0]["records"], done["result"]["feedback_holdout"]);
+    assert!(by[0]["accuracy_candidate"].as_f64().unwrap() >= 0.0);
     let r = post(&s, "/predict", &features(3).0).await;
     assert_eq!(r.body["model_version"], 2);
     let r = get(&s, "/jobs/999").await;

@@ -852,6 +852,7 @@ pub fn run(cmd: Command) -> Result<()> {
                     "base_auc_active": gate.map(|g| g.base_auc_active),
                     "feedback_candidate": gate.and_then(|g| g.feedback_candidate),
                     "feedback_active": gate.and_then(|g| g.feedback_active),
+                    "by_moderator": o.by_moderator,
                 }));
             } else {
                 println!(
@@ -859,6 +860,17 @@ pub fn run(cmd: Command) -> Result<()> {
                     o.candidate.version, o.train_seconds, o.feedback_train, o.feedback_holdout
                 );
                 println!("{}", o.reason);
+                for m in &o.by_moderator {
+                    println!(
+                        "  held out from {}: {} records, accuracy {:.3} (active {:.3}), Brier {:.4} (active {:.4})",
+                        m.moderator.as_deref().unwrap_or("no moderator"),
+                        m.candidate.records,
+                        m.candidate.accuracy,
+                        m.active.accuracy,
+                        m.candidate.brier,
+                        m.active.brier
+                    );
+                }
                 print_metrics(&o.candidate.metrics);
             }
             Ok(())

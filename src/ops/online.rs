@@ -162,6 +162,9 @@ pub struct Outcome {
     /// Feedback records in the training set / held out.
     pub feedback_train: usize,
     pub feedback_holdout: usize,
+    /// The gate's held-out feedback by moderator (None: records without one): how the
+    /// active version and the candidate did on each moderator's records.
+    pub by_moderator: Vec<ModeratorGate>,
     /// Whether the new records were consumed (false when the candidate lost the race
     /// for promotion to another process's: they wait for the next retrain).
     pub consumed: bool,
@@ -469,7 +472,42 @@ fn retrain_claimed(
         train_seconds,
         feedback_train: fb_train.len(),
         feedback_holdout: holdout_fb.len(),
+        by_moderator: gate_by_moderator(active_model, &candidate, &holdout_fb, threshold),
     })
+}
+
+/// One moderator's held-out feedback in the gate.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModeratorGate {
+    pub moderator: Option<String>,
+    pub active: FeedbackEval,
+    pub candidate: FeedbackEval,
+}
+
+/// The gate's held-out feedback split by moderator, in order of first appearance.
+fn gate_by_moderator(
+    active: &Model,
+    candidate: &Model,
+    holdout: &[&Feedback],
+    threshold: f64,
+) -> Vec<ModeratorGate> {
+    let mut groups: Vec<(Option<String>, Vec<&Feedback>)> = Vec::new();
+    for &r in holdout {
+        match groups.iter_mut().find(|(m, _)| *m == r.moderator) {
+            Some((_, g)) => g.push(r),
+            None => groups.push((r.moderator.clone(), vec![r])),
+        }
+    }
+    groups
+        .into_iter()
+        .filter_map(|(moderator, g)| {
+            Some(ModeratorGate {
+                moderator,
+                active: feedback_eval(active, &g, threshold)?,
+                candidate: feedback_eval(candidate, &g, threshold)?,
+            })
+        })
+        .collect()
 }
 
 /// Why an automatic retrain is due now (settings as saved in the registry), if it is.

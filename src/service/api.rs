@@ -306,6 +306,20 @@ pub struct RetrainResult {
     pub feedback_train: usize,
     pub feedback_holdout: usize,
     pub metrics: ModelMetrics,
+    /// The held-out feedback by moderator: how each version did on their records.
+    pub by_moderator: Vec<ModeratorGate>,
+}
+
+/// One moderator's held-out feedback in a retrain's gate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ModeratorGate {
+    /// Null: records given without a moderator.
+    pub moderator: Option<String>,
+    pub records: usize,
+    pub accuracy_active: f64,
+    pub accuracy_candidate: f64,
+    pub brier_active: f64,
+    pub brier_candidate: f64,
 }
 
 /// A retrain started through `POST /model/retrain`.

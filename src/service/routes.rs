@@ -1056,6 +1056,18 @@ async fn retrain(Ax(s): S, h: HeaderMap) -> Result<Response, ApiError> {
                         feedback_train: o.feedback_train,
                         feedback_holdout: o.feedback_holdout,
                         metrics: (&o.candidate.metrics).into(),
+                        by_moderator: o
+                            .by_moderator
+                            .iter()
+                            .map(|m| api::ModeratorGate {
+                                moderator: m.moderator.clone(),
+                                records: m.candidate.records,
+                                accuracy_active: m.active.accuracy,
+                                accuracy_candidate: m.candidate.accuracy,
+                                brier_active: m.active.brier,
+                                brier_candidate: m.candidate.brier,
+                            })
+                            .collect(),
                     });
                 }
                 Err(e) => {
