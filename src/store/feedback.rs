@@ -728,17 +728,18 @@ impl FeedbackStore {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT a.moderator, COUNT(*),
-                        SUM(CASE WHEN a.predicted IS NOT NULL THEN 1 ELSE 0 END),
-                        SUM(CASE WHEN a.predicted = a.true_label THEN 1 ELSE 0 END),
-                        (SELECT COUNT(*) FROM feedback a2 JOIN feedback b
-                           ON b.user_id = a2.user_id AND b.moderator IS NOT a2.moderator
-                         WHERE a2.moderator IS a.moderator AND a2.user_id IS NOT NULL),
-                        (SELECT COUNT(*) FROM feedback a2 JOIN feedback b
-                           ON b.user_id = a2.user_id AND b.moderator IS NOT a2.moderator
-                         WHERE a2.moderator IS a.moderator AND a2.user_id IS NOT NULL
-                           AND b.true_label = a2.true_label)
-                 FROM feedback a GROUP BY a.moderator ORDER BY a.moderator",
+                "WITH pairs AS MATERIALIZED (
+                    SELECT a.moderator AS moderator, COUNT(*) AS n,
+                           SUM(CASE WHEN b.true_label = a.true_label THEN 1 ELSE 0 END) AS same
+                    FROM feedback a JOIN feedback b
+                      ON b.user_id = a.user_id AND b.moderator IS NOT a.moderator
+                    WHERE a.user_id IS NOT NULL GROUP BY a.moderator)
+                 SELECT f.moderator, COUNT(*),
+                        SUM(CASE WHEN f.predicted IS NOT NULL THEN 1 ELSE 0 END),
+                        SUM(CASE WHEN f.predicted = f.true_label THEN 1 ELSE 0 END),
+                        COALESCE(MAX(p.n), 0), COALESCE(MAX(p.same), 0)
+                 FROM feedback f LEFT JOIN pairs p ON p.moderator IS f.moderator
+                 GROUP BY f.moderator ORDER BY f.moderator",
             )
             .map_err(|e| self.err(e))?;
         let rows = stmt
