@@ -193,7 +193,7 @@ pub struct ModeratorFeedback {
 }
 
 /// A registry version.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct VersionRow {
     pub version: u32,
     /// `active`, `promoted`, `rejected`, ... or `unreadable`.

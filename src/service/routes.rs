@@ -385,17 +385,17 @@ fn score(
         caller: caller.name.clone(),
         user_id,
     });
-    response(&p, account, &active.model.imputer.medians, id)
+    response(p, account, &active.model.imputer.medians, id)
 }
 
 /// The answer; a contribution's value is the one scored (the median when imputed).
-fn response(p: &Prediction, account: &Account, medians: &[f64], id: String) -> PredictResponse {
+fn response(p: Prediction, account: &Account, medians: &[f64], id: String) -> PredictResponse {
     let cat = catalog();
     PredictResponse {
         prediction: u8::from(p.is_spammer),
         probability: p.probability,
         is_spammer: p.is_spammer,
-        risk_factors: p.risk_factors.clone(),
+        risk_factors: p.risk_factors,
         prediction_id: id,
         model_version: p.version,
         threshold: p.threshold,
@@ -689,14 +689,8 @@ async fn versions(Ax(s): S, h: HeaderMap) -> Result<Json<api::Versions>, ApiErro
                 Err(err) => api::VersionRow {
                     version: e.version,
                     status: "unreadable".into(),
-                    parent: None,
-                    created_at: None,
-                    active: None,
-                    model_kind: None,
-                    metrics: None,
-                    feedback_used: None,
-                    reason: None,
                     error: Some(err.to_string()),
+                    ..Default::default()
                 },
             })
             .collect())
