@@ -272,9 +272,9 @@ impl Tree {
     /// One row's path attribution over `G` trees walked together (as
     /// [`Tree::predict_trees`]), added to `phi` tree by tree and root to leaf: the same
     /// sums in the same order as attributing the trees one at a time. Returns the
-    /// leaves' values, as [`Tree::predict_trees`].
+    /// leaves' values, as [`Tree::predict_trees`]. `steps` is scratch space of at least
+    /// `G` × [`super::MAX_DEPTH`] entries.
     #[inline]
-    /// `steps` is scratch space of at least `G` × [`super::MAX_DEPTH`] entries.
     pub fn attribute_trees<const G: usize>(
         trees: [&Tree; G],
         x: &[f64],
