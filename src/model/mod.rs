@@ -529,10 +529,12 @@ pub(crate) mod test_support {
     use crate::util::progress::NoProgress;
 
     pub(crate) fn small_model() -> (Model, Dataset) {
-        let d = default_dataset(SynthParams {
-            rows: 3000,
-            seed: 9,
-        });
+        small_model_seeded(9)
+    }
+
+    /// Like [`small_model`], on synthetic data drawn with `seed`.
+    pub(crate) fn small_model_seeded(seed: u64) -> (Model, Dataset) {
+        let d = default_dataset(SynthParams { rows: 3000, seed });
         let idx: Vec<usize> = (0..d.n_rows()).collect();
         let imputer = Imputer::fit(&d.columns, &idx);
         let cols = imputer.transform_columns(&d.columns, &idx);

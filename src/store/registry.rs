@@ -676,6 +676,123 @@ impl Registry {
         Ok(target)
     }
 
+    /// The bytes of one file of version `v` as another registry would install them
+    /// ([`Registry::install_version`]): the manifest's text (after checking it parses and
+    /// describes `v`), or the model or holdout file checked against the manifest's
+    /// checksum. `name` is [`MANIFEST_FILE`], [`MODEL_FILE`] or [`HOLDOUT_FILE`].
+    pub fn version_file(&self, v: u32, name: &str) -> Result<Vec<u8>, StoreError> {
+        let m = self.manifest(v)?;
+        match name {
+            MANIFEST_FILE => {
+                let p = self.layout.manifest(v);
+                fs::read(&p).map_err(|e| io_err(&p, e))
+            }
+            MODEL_FILE => self.read_checked(v, &m.model_file),
+            HOLDOUT_FILE => self.read_checked(v, &m.holdout_file),
+            other => Err(StoreError::Confinement {
+                manifest: self.layout.manifest(v).display().to_string(),
+                name: crate::util::text::quote(other),
+                why: "is not a file a version shares",
+            }),
+        }
+    }
+
+    /// Installs a version made by another registry (the app mirroring a team's
+    /// service) under its own number: the manifest's text and its two files, each
+    /// checked against the manifest's checksums and the model parsed before anything is
+    /// written; then staged and renamed into place like a new version. Installing a
+    /// version already present with the same files only refreshes its manifest (a new
+    /// status or threshold); different files are refused. Does not touch `ACTIVE`.
+    pub fn install_version(
+        &self,
+        v: u32,
+        manifest_text: &[u8],
+        model: &[u8],
+        holdout: &[u8],
+    ) -> Result<Manifest, StoreError> {
+        let origin = format!("version {v} received");
+        let bad = |message: String| StoreError::Manifest {
+            path: origin.clone(),
+            message,
+        };
+        let text = std::str::from_utf8(manifest_text)
+            .map_err(|_| bad("the manifest is not UTF-8 text".into()))?;
+        let m: Manifest = ron::from_str(text).map_err(|e| bad(e.to_string()))?;
+        if m.version != v {
+            return Err(bad(format!("it describes version {}, not {v}", m.version)));
+        }
+        if m.model_file.name != MODEL_FILE || m.holdout_file.name != HOLDOUT_FILE {
+            return Err(bad(format!(
+                "its files are named {} and {}, not {MODEL_FILE} and {HOLDOUT_FILE}",
+                crate::util::text::quote(&m.model_file.name),
+                crate::util::text::quote(&m.holdout_file.name)
+            )));
+        }
+        for (file, bytes) in [(&m.model_file, model), (&m.holdout_file, holdout)] {
+            let actual = sha256_hex(bytes);
+            if actual != file.sha256 {
+                return Err(StoreError::Checksum {
+                    path: format!("{origin}: {}", file.name),
+                    expected: file.sha256.clone(),
+                    actual,
+                });
+            }
+        }
+        Model::from_bytes(model).map_err(|source| StoreError::Model {
+            path: format!("{origin}: {MODEL_FILE}"),
+            source,
+        })?;
+        let _lock = self.lock()?;
+        let dest = self.version_dir(v);
+        if dest.is_dir() {
+            let have = self.manifest(v)?;
+            if have.model_file != m.model_file || have.holdout_file != m.holdout_file {
+                return Err(bad(format!(
+                    "this registry already holds a different version {v} (other files); refusing to replace it"
+                )));
+            }
+            if have != m {
+                write_atomic(&self.layout.manifest(v), text.as_bytes())?;
+            }
+            return Ok(m);
+        }
+        let stage = self.layout.staging_version(v, std::process::id());
+        fs::create_dir_all(&stage).map_err(|e| io_err(&stage, e))?;
+        write_synced(&stage.join(MODEL_FILE), model)?;
+        write_synced(&stage.join(HOLDOUT_FILE), holdout)?;
+        write_synced(&stage.join(MANIFEST_FILE), text.as_bytes())?;
+        sync_dir(&stage)?;
+        fs::rename(&stage, &dest).map_err(|e| io_err(&dest, e))?;
+        sync_dir(&self.versions_dir())?;
+        Ok(m)
+    }
+
+    /// Replaces the manifest of an installed version with `manifest_text` when only
+    /// its description changed (status, threshold, reason); its files must be the
+    /// same.
+    pub fn refresh_manifest(&self, v: u32, manifest_text: &[u8]) -> Result<bool, StoreError> {
+        let bad = |message: String| StoreError::Manifest {
+            path: format!("version {v} received"),
+            message,
+        };
+        let text = std::str::from_utf8(manifest_text)
+            .map_err(|_| bad("the manifest is not UTF-8 text".into()))?;
+        let m: Manifest = ron::from_str(text).map_err(|e| bad(e.to_string()))?;
+        let _lock = self.lock()?;
+        let have = self.manifest(v)?;
+        if m.version != v || have.model_file != m.model_file || have.holdout_file != m.holdout_file
+        {
+            return Err(bad(format!(
+                "it does not describe the installed version {v} (other files)"
+            )));
+        }
+        if have == m {
+            return Ok(false);
+        }
+        write_atomic(&self.layout.manifest(v), text.as_bytes())?;
+        Ok(true)
+    }
+
     /// Rewrites a version's manifest (e.g. a new threshold), atomically.
     pub fn update_manifest(&self, m: &Manifest) -> Result<(), StoreError> {
         let _lock = self.lock()?;
@@ -764,6 +881,63 @@ mod tests {
             activate,
         )
         .unwrap()
+    }
+
+    #[test]
+    fn a_version_installed_from_another_registry_loads_and_bad_copies_are_refused() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (server, mirror) = (
+            Registry::open(a.path()).unwrap(),
+            Registry::open(b.path()).unwrap(),
+        );
+        let (model, _) = small_model();
+        register(&server, &model, true);
+        let m2 = register(&server, &model, true);
+        let file = |name| server.version_file(2, name).unwrap();
+        let (text, bin, hold) = (file(MANIFEST_FILE), file(MODEL_FILE), file(HOLDOUT_FILE));
+        assert!(server.version_file(2, "../ACTIVE").is_err());
+        // A flipped byte, a truncated model, the wrong number, text that is not a
+        // manifest: refused before anything is written.
+        let mut flipped = bin.clone();
+        flipped[bin.len() / 2] ^= 1;
+        let refused = [
+            mirror.install_version(2, &text, &flipped, &hold),
+            mirror.install_version(2, &text, &bin[..bin.len() - 1], &hold),
+            mirror.install_version(3, &text, &bin, &hold),
+            mirror.install_version(2, b"(version: 2", &bin, &hold),
+        ];
+        for r in &refused {
+            assert!(r.is_err(), "{r:?}");
+        }
+        assert!(matches!(refused[0], Err(StoreError::Checksum { .. })));
+        assert!(mirror.version_numbers().unwrap().is_empty());
+        let m = mirror.install_version(2, &text, &bin, &hold).unwrap();
+        assert_eq!(m, m2);
+        mirror.set_active(2).unwrap();
+        let (lm, loaded) = mirror.load_active().unwrap();
+        assert_eq!((lm, loaded), (m2.clone(), model.clone()));
+        assert_eq!(mirror.load_holdout(2).unwrap(), server.load_holdout(2).unwrap());
+        // Again: nothing changes; a new threshold on the server refreshes the manifest.
+        mirror.install_version(2, &text, &bin, &hold).unwrap();
+        let mut t = m2.clone();
+        t.threshold = 0.3;
+        server.update_manifest(&t).unwrap();
+        assert!(mirror.refresh_manifest(2, &file(MANIFEST_FILE)).unwrap());
+        assert_eq!(mirror.manifest(2).unwrap().threshold, 0.3);
+        assert!(!mirror.refresh_manifest(2, &file(MANIFEST_FILE)).unwrap());
+        // Another registry's version 2 with other files is not mixed in.
+        let (other, _) = crate::model::test_support::small_model_seeded(10);
+        let c = tempfile::tempdir().unwrap();
+        let third = Registry::open(c.path()).unwrap();
+        register(&third, &other, true);
+        register(&third, &other, true);
+        let f3 = |name| third.version_file(2, name).unwrap();
+        assert!(
+            mirror
+                .install_version(2, &f3(MANIFEST_FILE), &f3(MODEL_FILE), &f3(HOLDOUT_FILE))
+                .is_err()
+        );
+        assert_eq!(mirror.load(2).unwrap().1, model);
     }
 
     #[test]
