@@ -508,9 +508,11 @@ async fn tokens_and_roles_decide_who_may_do_what() {
                 .unwrap()
                 .contains("admin")
         );
-        let r = call(&s, "GET", "/model/versions", None, Some(t)).await;
-        assert_eq!(r.status, StatusCode::FORBIDDEN);
     }
+    let r = call(&s, "GET", "/model/versions", None, Some(&scorer)).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = call(&s, "GET", "/model/versions", None, Some(&moderator)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let r = call(&s, "POST", "/model/rollback", rb(), Some(&admin)).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.body["model_version"], 2);
@@ -1149,6 +1151,7 @@ async fn openapi_document_matches_the_routes_and_their_answers() {
         "GET /model/info",
         "GET /model/feedback/stats",
         "GET /model/versions",
+        "GET /model/versions/{version}/files/{name}",
         "POST /model/retrain",
         "GET /jobs/{id}",
         "POST /model/rollback",

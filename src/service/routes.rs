@@ -92,6 +92,7 @@ fn api() -> OpenApiRouter<Arc<State>> {
         .routes(routes!(feedback))
         .routes(routes!(feedback_stats))
         .routes(routes!(versions))
+        .routes(routes!(version_file))
         .routes(routes!(retrain))
         .routes(routes!(job))
         .routes(routes!(prometheus))
@@ -657,11 +658,11 @@ async fn model_info(Ax(s): S, h: HeaderMap) -> Result<Json<api::ModelInfo>, ApiE
     }))
 }
 
-/// Every version in the registry, newest last (role admin).
+/// Every version in the registry, newest last (role moderator: the app's version list).
 #[utoipa::path(get, path = "/model/versions", tag = "model",
     responses((status = 200, body = api::Versions), AuthErrors))]
 async fn versions(Ax(s): S, h: HeaderMap) -> Result<Json<api::Versions>, ApiError> {
-    s.authorize(secret(&h), Role::Admin)?;
+    s.authorize(secret(&h), Role::Moderator)?;
     let s2 = s.clone();
     let rows = blocking(move || -> Result<Vec<api::VersionRow>, crate::Error> {
         let active = s2.registry.active()?;
@@ -700,6 +701,65 @@ async fn versions(Ax(s): S, h: HeaderMap) -> Result<Json<api::Versions>, ApiErro
         versions: rows,
         serving: s.active().manifest.version,
     }))
+}
+
+/// One file of a version (role moderator), for the app's local copy of the team's
+/// model: `manifest.ron` (which holds the other two files' SHA-256), `model.bin` or
+/// `holdout.bin`, checked against the manifest before it is sent. The
+/// `X-Checksum-Sha256` header carries the checksum of the bytes sent.
+#[utoipa::path(get, path = "/model/versions/{version}/files/{name}", tag = "model",
+    params(
+        ("version" = u32, Path, description = "A version number of `GET /model/versions`"),
+        ("name" = String, Path, description = "`manifest.ron`, `model.bin` or `holdout.bin`"),
+    ),
+    responses(
+        (status = 200, content_type = "application/octet-stream", body = Vec<u8>,
+            headers(("x-checksum-sha256" = String, description = "SHA-256 of the body, hex"))),
+        (status = 400, body = ErrorBody),
+        AuthErrors,
+        (status = 404, description = "No such version or file", body = ErrorBody),
+    ))]
+async fn version_file(
+    Ax(s): S,
+    h: HeaderMap,
+    axum::extract::Path((version, name)): axum::extract::Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    use crate::store::layout::{HOLDOUT_FILE, MANIFEST_FILE, MODEL_FILE};
+    s.authorize(secret(&h), Role::Moderator)?;
+    let v: u32 = version.parse().map_err(|_| {
+        ApiError::bad_request("bad_path", "the version must be a number")
+            .with_field(Some("version".into()))
+    })?;
+    if ![MANIFEST_FILE, MODEL_FILE, HOLDOUT_FILE].contains(&name.as_str()) {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_such_file",
+            format!(
+                "a version has the files {MANIFEST_FILE}, {MODEL_FILE} and {HOLDOUT_FILE}, not {}",
+                crate::util::text::quote(&name)
+            ),
+        )
+        .with_field(Some("name".into())));
+    }
+    let s2 = s.clone();
+    let bytes = blocking(move || match s2.registry.version_file(v, &name) {
+        Err(crate::store::StoreError::NoSuchVersion(_)) => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_such_version",
+            format!("version {v} does not exist"),
+        )),
+        other => other.map_err(|e| ApiError::internal(e.to_string())),
+    })
+    .await?;
+    let sum = crate::util::hash::sha256_hex(&bytes);
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (header::HeaderName::from_static("x-checksum-sha256"), sum),
+        ],
+        bytes,
+    )
+        .into_response())
 }
 
 /// Makes an earlier version active (role admin); new requests use it within a second.
