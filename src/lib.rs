@@ -15,8 +15,9 @@
 //!        └ store    registry (versions, manifests, ACTIVE), its layout, feedback store
 //!          └ ops      every step a user takes, once: train, score, retrain, compare and
 //!            │        promote, report, feedback records, bench; the crate error
-//!            └ front-ends: service (`spamscope serve`, HTTP), workbench + app (feature
-//!              `gui`), the CLI in the binary
+//!            └ front-ends: service (`spamscope serve`, HTTP); remote (the service's
+//!              client: a local copy of a team's versions, the feedback outbox);
+//!              workbench + app (feature `gui`), the CLI in the binary
 //! ```
 //!
 //! A change belongs in the lowest layer that can hold it; a front-end only turns input
@@ -45,6 +46,7 @@ pub mod data;
 pub mod eval;
 pub mod model;
 pub mod ops;
+pub mod remote;
 pub mod service;
 pub mod store;
 pub mod util;

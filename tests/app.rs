@@ -38,6 +38,7 @@ fn config_with(dir: &Path, dataset: Option<&Path>, synth: SynthParams) -> AppCon
                 },
                 ..Default::default()
             },
+            remote: None,
         },
         persist: false,
     }

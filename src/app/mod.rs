@@ -87,6 +87,7 @@ impl AppConfig {
                     params: ForestParams::default(),
                     ..Default::default()
                 },
+                remote: None,
             },
             persist: true,
         }

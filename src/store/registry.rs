@@ -916,7 +916,10 @@ mod tests {
         mirror.set_active(2).unwrap();
         let (lm, loaded) = mirror.load_active().unwrap();
         assert_eq!((lm, loaded), (m2.clone(), model.clone()));
-        assert_eq!(mirror.load_holdout(2).unwrap(), server.load_holdout(2).unwrap());
+        assert_eq!(
+            mirror.load_holdout(2).unwrap(),
+            server.load_holdout(2).unwrap()
+        );
         // Again: nothing changes; a new threshold on the server refreshes the manifest.
         mirror.install_version(2, &text, &bin, &hold).unwrap();
         let mut t = m2.clone();

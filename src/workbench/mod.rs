@@ -11,10 +11,12 @@
 
 mod explainer;
 mod jobs;
+mod link;
 mod poll;
 mod watcher;
 
 pub use jobs::{Job, JobKind};
+pub use link::{POLL, RemoteStatus, outbox_path};
 
 use crate::data::Dataset;
 use crate::data::eda::{self, Eda};
@@ -51,6 +53,25 @@ pub struct WorkbenchConfig {
     pub synth: SynthParams,
     /// How first-start training and "Train now" train.
     pub train: TrainConfig,
+    /// Work on a team's service instead of the registry alone: `registry_root` then
+    /// holds the local copy of the service's versions and the feedback outbox.
+    pub remote: Option<RemoteConfig>,
+}
+
+/// A team's service and the token to call it with.
+#[derive(Clone, PartialEq)]
+pub struct RemoteConfig {
+    pub url: String,
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for RemoteConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteConfig")
+            .field("url", &self.url)
+            .field("token", &self.token.as_ref().map(|_| "…"))
+            .finish()
+    }
 }
 
 /// The active model version with what the screens need of it.
@@ -127,6 +148,11 @@ pub struct Workbench {
     pub last_report: Option<PathBuf>,
     /// The active version is damaged (until a version loads again).
     pub damaged: Option<Damaged>,
+    /// On a team's service: the connection, and the team's feedback statistics.
+    pub remote: Option<RemoteStatus>,
+    pub team: Option<Arc<crate::service::api::FeedbackStats>>,
+    client: Option<crate::remote::Client>,
+    link: Option<link::Link>,
     tx: Sender<Msg>,
     rx: Receiver<Msg>,
     notify: Notify,
@@ -177,6 +203,10 @@ impl Workbench {
             saved_comparison: None,
             last_report: None,
             damaged: None,
+            remote: None,
+            team: None,
+            client: None,
+            link: None,
             tx,
             rx,
             notify,
@@ -197,12 +227,33 @@ impl Workbench {
             }
         };
         self.registry = Some(registry.clone());
-        self.watcher = Some(Watcher::start(
-            registry.clone(),
-            self.tx.clone(),
-            self.notify.clone(),
-            self.threads_alive.clone(),
-        ));
+        if let Some(r) = self.config.remote.clone() {
+            match crate::remote::Client::new(&r.url, r.token.clone()) {
+                Ok(client) => {
+                    self.remote = Some(RemoteStatus::new(client.url()));
+                    self.link = Some(link::Link::start(
+                        client.clone(),
+                        registry.clone(),
+                        self.tx.clone(),
+                        self.notify.clone(),
+                        self.threads_alive.clone(),
+                    ));
+                    self.client = Some(client);
+                }
+                Err(e) => {
+                    self.notices.push(Notice::Error(e.to_string()));
+                    return;
+                }
+            }
+        } else {
+            self.watcher = Some(Watcher::start(
+                registry.clone(),
+                self.tx.clone(),
+                self.notify.clone(),
+                self.threads_alive.clone(),
+            ));
+        }
+        let remote = self.client.is_some();
         let config = self.config.clone();
         self.spawn(JobKind::Setup, move |ctx| {
             let data = match &config.dataset {
@@ -248,8 +299,14 @@ impl Workbench {
                         }
                     }
                 }
+                // On a team's service the link copies its versions in.
+                Ok(None) if remote => {}
                 Ok(None) => train_new_version(ctx, &registry, &data, &config.train),
                 Err(e) => ctx.error(e.to_string()),
+            }
+            if remote {
+                send_versions(ctx, &registry);
+                return;
             }
             send_feedback_stats(ctx, &registry);
             send_versions(ctx, &registry);
@@ -268,6 +325,9 @@ impl Workbench {
     /// Retrains from feedback now (one retrain at a time); the candidate becomes
     /// active only if it passes the gate.
     pub fn retrain_now(&mut self) {
+        if let Some(client) = self.client.clone() {
+            return self.remote_retrain(client);
+        }
         let Some(registry) = self.registry.clone() else {
             return;
         };
@@ -304,6 +364,22 @@ impl Workbench {
 
     /// Makes version `v` active.
     pub fn rollback(&mut self, v: u32) {
+        if let Some(client) = self.client.clone() {
+            let wake = self.link.as_ref().map(|l| l.waker());
+            self.spawn(JobKind::Rollback, move |ctx| {
+                match client.rollback(v) {
+                    Ok(r) => ctx.info(format!(
+                        "the team's service now answers with version {}",
+                        r.model_version
+                    )),
+                    Err(e) => ctx.error(format!("could not activate version {v}: {e}")),
+                }
+                if let Some(w) = wake {
+                    let _ = w.send(());
+                }
+            });
+            return;
+        }
         let Some(registry) = self.registry.clone() else {
             return;
         };
@@ -325,6 +401,9 @@ impl Workbench {
 
     /// Validates and saves online-learning settings.
     pub fn save_online(&mut self, cfg: OnlineLearningConfig) {
+        if self.refused_on_team("online-learning settings are the team service's") {
+            return;
+        }
         let Some(registry) = self.registry.clone() else {
             return;
         };
@@ -395,6 +474,7 @@ impl Workbench {
         if rows.is_empty() {
             return;
         }
+        let wake = self.link.as_ref().map(|l| l.waker());
         self.spawn(JobKind::Feedback, move |ctx| {
             let records = crate::ops::feedback::records(
                 &q.data,
@@ -404,6 +484,9 @@ impl Workbench {
                 "bulk review from the queue",
                 Origin::Queue,
             );
+            if let Some(w) = wake {
+                return to_outbox(ctx, &registry, &records, &w);
+            }
             store_feedback(ctx, &registry, &records, |ids| {
                 format!(
                     "{} account(s) recorded as {}",
@@ -539,6 +622,11 @@ impl Workbench {
 
     /// Trains a new version on the loaded data and makes it active.
     pub fn train_now(&mut self) {
+        if self.refused_on_team(
+            "new versions are trained on the team's service (Model > Retrain from feedback)",
+        ) {
+            return;
+        }
         let (Some(registry), Some(data)) = (self.registry.clone(), self.data.clone()) else {
             self.notices
                 .push(Notice::Error("no data loaded to train on".into()));
@@ -608,6 +696,9 @@ impl Workbench {
 
     /// Registers the compared model `name` as a new version and activates it.
     pub fn promote(&mut self, name: &str) {
+        if self.refused_on_team("versions are promoted on the team's service") {
+            return;
+        }
         let (Some(registry), Some((cmp, data))) = (self.registry.clone(), self.comparison.clone())
         else {
             self.notices.push(Notice::Error(
@@ -716,6 +807,12 @@ impl Workbench {
         let Some(registry) = self.registry.clone() else {
             return;
         };
+        if let Some(w) = self.link.as_ref().map(|l| l.waker()) {
+            self.spawn(JobKind::Feedback, move |ctx| {
+                to_outbox(ctx, &registry, &[record], &w)
+            });
+            return;
+        }
         self.spawn(JobKind::Feedback, move |ctx| {
             store_feedback(ctx, &registry, &[record], |ids| {
                 format!("feedback saved (record #{})", ids[0])
@@ -725,6 +822,9 @@ impl Workbench {
 
     /// Saves `threshold` as the active version's decision threshold.
     pub fn save_threshold(&mut self, threshold: f64) {
+        if self.refused_on_team("a version's threshold is set on the team's service") {
+            return;
+        }
         let (Some(registry), Some(active)) = (self.registry.clone(), self.active.as_ref()) else {
             return;
         };
@@ -744,6 +844,96 @@ impl Workbench {
                 Err(e) => ctx.error(format!("the threshold was not saved: {e}")),
             }
         });
+    }
+}
+
+impl Workbench {
+    /// On a team's service, refuses a step the service owns (with a notice).
+    fn refused_on_team(&mut self, why: &str) -> bool {
+        if self.client.is_none() {
+            return false;
+        }
+        self.notices.push(Notice::Error(format!("not here: {why}")));
+        true
+    }
+
+    /// Whether this workbench works on a team's service.
+    pub fn is_remote(&self) -> bool {
+        self.client.is_some()
+    }
+
+    /// Starts a retrain on the team's service and follows its job until it ends.
+    fn remote_retrain(&mut self, client: crate::remote::Client) {
+        if !self.may_train() {
+            return;
+        }
+        let wake = self.link.as_ref().map(|l| l.waker());
+        self.spawn(JobKind::Retrain, move |ctx| {
+            let job = match client.retrain() {
+                Ok(j) => j,
+                Err(e) => return ctx.error(format!("retraining on the team's service: {e}")),
+            };
+            loop {
+                if ctx.reporter.cancelled() {
+                    return ctx.info(format!(
+                        "stopped following the service's retrain (job {}); it goes on there",
+                        job.job_id
+                    ));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                match client.job(job.job_id) {
+                    Ok(j) if j.state == "running" => {
+                        ctx.reporter.stage(&j.stage, j.done, j.total.max(1));
+                    }
+                    Ok(j) => {
+                        match (j.result, j.error) {
+                            (Some(r), _) if r.promoted => ctx.info(format!(
+                                "the team's service retrained: v{} {}",
+                                r.candidate_version, r.reason
+                            )),
+                            (Some(r), _) => ctx.error(format!(
+                                "v{} was not activated: {}",
+                                r.candidate_version, r.reason
+                            )),
+                            (None, e) => ctx.error(format!(
+                                "retraining on the team's service failed: {}",
+                                e.unwrap_or_else(|| j.state.clone())
+                            )),
+                        }
+                        break;
+                    }
+                    Err(e) if e.is_transient() => continue,
+                    Err(e) => return ctx.error(format!("following the service's retrain: {e}")),
+                }
+            }
+            if let Some(w) = wake {
+                let _ = w.send(());
+            }
+        });
+    }
+}
+
+/// Keeps feedback in the outbox of a team's service (one transaction) and wakes the
+/// link to send it.
+fn to_outbox(
+    ctx: &JobCtx,
+    registry: &Registry,
+    records: &[NewFeedback],
+    wake: &std::sync::mpsc::Sender<()>,
+) {
+    let bodies: Vec<_> = records.iter().map(crate::remote::feedback_body).collect();
+    let kept = crate::remote::outbox::Outbox::open(&outbox_path(registry.root()))
+        .and_then(|mut o| o.enqueue(&bodies));
+    match kept {
+        Ok(keys) => {
+            ctx.info(format!(
+                "feedback kept for the team's service ({} record{})",
+                keys.len(),
+                if keys.len() == 1 { "" } else { "s" }
+            ));
+            let _ = wake.send(());
+        }
+        Err(e) => ctx.error(format!("feedback was not saved: {e}")),
     }
 }
 
@@ -813,18 +1003,30 @@ fn store_feedback(
 }
 
 fn send_versions(ctx: &JobCtx, registry: &Registry) {
-    match (registry.list(), registry.active()) {
-        (Ok(list), Ok(active)) => ctx.send(Msg::Versions(
-            list.into_iter()
-                .map(|e| VersionRow {
-                    version: e.version,
-                    manifest: e.manifest.map_err(Arc::new),
-                })
-                .collect(),
-            active,
-        )),
-        (Err(e), _) | (_, Err(e)) => ctx.error(format!("cannot list versions: {e}")),
+    if let Err(e) = versions_msg(registry).map(|m| ctx.send(m)) {
+        ctx.error(format!("cannot list versions: {e}"));
     }
+}
+
+/// Sends the registry's version list on `tx` (the team link, outside jobs).
+fn send_versions_to(tx: &Sender<Msg>, registry: &Registry) {
+    if let Ok(m) = versions_msg(registry) {
+        let _ = tx.send(m);
+    }
+}
+
+fn versions_msg(registry: &Registry) -> Result<Msg, crate::store::StoreError> {
+    Ok(Msg::Versions(
+        registry
+            .list()?
+            .into_iter()
+            .map(|e| VersionRow {
+                version: e.version,
+                manifest: e.manifest.map_err(Arc::new),
+            })
+            .collect(),
+        registry.active()?,
+    ))
 }
 
 fn send_feedback_stats(ctx: &JobCtx, registry: &Registry) {
@@ -863,6 +1065,7 @@ mod tests {
                 },
                 ..Default::default()
             },
+            remote: None,
         }
     }
 

@@ -48,6 +48,10 @@ pub(super) enum Msg {
     Report(PathBuf),
     /// The active version cannot be loaded.
     Damaged(super::Damaged),
+    /// The connection to a team's service.
+    Remote(super::RemoteStatus),
+    /// The team's feedback statistics from its service.
+    TeamStats(Arc<crate::service::api::FeedbackStats>),
 }
 
 impl Workbench {
@@ -129,6 +133,11 @@ impl Workbench {
                 }
                 Msg::Report(p) => self.last_report = Some(p),
                 Msg::Damaged(d) => self.damaged = Some(d),
+                Msg::Remote(r) => self.remote = Some(r),
+                Msg::TeamStats(t) => {
+                    self.feedback = Some(team_feedback(&t));
+                    self.team = Some(t);
+                }
                 Msg::AutoRetrain(reason) => {
                     if !self.is_training() {
                         self.notices
@@ -139,5 +148,25 @@ impl Workbench {
             }
         }
         changed
+    }
+}
+
+/// The service's feedback statistics as the app's own (totals and agreement by version).
+fn team_feedback(t: &crate::service::api::FeedbackStats) -> FeedbackStats {
+    use crate::store::feedback::VersionStats;
+    let judged: u64 = t.by_version.iter().map(|v| v.total).sum();
+    FeedbackStats {
+        total: t.total_feedback,
+        agreement: (judged > 0).then_some(t.accuracy),
+        by_version: t
+            .by_version
+            .iter()
+            .map(|v| VersionStats {
+                version: v.model_version,
+                total: v.total,
+                agreed: v.correct,
+                judged: v.total,
+            })
+            .collect(),
     }
 }

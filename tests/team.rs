@@ -1,0 +1,270 @@
+//! A moderation team on one service: the workbench (the app's state, without a window)
+//! against a real `spamscope serve` on a loopback socket. It copies the served version
+//! and scores locally, keeps feedback offline and sends it once the service is back,
+//! sees the other moderators' feedback, and follows a promotion within seconds.
+#![cfg(feature = "gui")]
+
+use serde_json::{Value, json};
+use spamscope::data::synth::{SynthParams, default_dataset};
+use spamscope::model::forest::ForestParams;
+use spamscope::ops::train::{TrainConfig, train};
+use spamscope::remote::Client;
+use spamscope::service::{Limits, State, router, spawn_watcher};
+use spamscope::store::Registry;
+use spamscope::store::feedback::{FeedbackStore, NewFeedback, Origin};
+use spamscope::store::predictions::Retention;
+use spamscope::store::tokens::{Role, TokenStore};
+use spamscope::util::progress::NoProgress;
+use spamscope::workbench::{Notice, RemoteConfig, Workbench, WorkbenchConfig};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const DATA: SynthParams = SynthParams {
+    rows: 3000,
+    seed: 5,
+};
+
+fn train_version(reg: &Registry, trees: usize) {
+    let data = default_dataset(DATA);
+    let cfg = TrainConfig {
+        params: ForestParams {
+            n_trees: trees,
+            max_depth: Some(8),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    train(&data, None, &cfg, &NoProgress)
+        .unwrap()
+        .register(reg, &data, &cfg, true)
+        .unwrap();
+}
+
+/// `spamscope serve` on `port` (0: any) of 127.0.0.1, in this process; dropping the
+/// runtime stops it.
+fn serve(reg: &Registry, port: u16) -> (tokio::runtime::Runtime, SocketAddr) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let state = State::new(reg.clone(), Limits::default(), Retention::default(), true).unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind(("127.0.0.1", port)))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    {
+        let _in = rt.enter();
+        spawn_watcher(&state, Duration::from_millis(200));
+    }
+    rt.spawn(async move { axum::serve(listener, router(state)).await });
+    (rt, addr)
+}
+
+fn workbench(cache: &Path, url: &str, token: &str) -> Workbench {
+    let mut w = Workbench::new(
+        WorkbenchConfig {
+            registry_root: cache.to_path_buf(),
+            dataset: None,
+            synth: DATA,
+            train: TrainConfig::default(),
+            remote: Some(RemoteConfig {
+                url: url.to_string(),
+                token: Some(token.to_string()),
+            }),
+        },
+        Arc::new(|| {}),
+    );
+    w.start();
+    w
+}
+
+/// Polls `w` until `done` holds (panics after 60 s, showing the notices).
+fn wait_for(w: &mut Workbench, what: &str, mut done: impl FnMut(&Workbench) -> bool) {
+    let start = Instant::now();
+    loop {
+        w.poll();
+        if done(w) {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "waited 60 s for {what}; status {:?}, notices {:?}",
+            w.remote,
+            w.notices
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn features_json(x: &[f64]) -> Value {
+    let cat = spamscope::data::catalog::catalog();
+    let m: serde_json::Map<String, Value> = cat
+        .ids()
+        .zip(x)
+        .filter(|(_, v)| !v.is_nan())
+        .map(|(id, v)| (id.to_string(), json!(v)))
+        .collect();
+    Value::Object(m)
+}
+
+#[test]
+fn the_app_works_on_a_team_service_offline_and_online() {
+    let server_dir = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let reg = Registry::open(server_dir.path()).unwrap();
+    train_version(&reg, 8);
+    let tokens = TokenStore::open_in(server_dir.path());
+    let mia = tokens.add("mia", Role::Moderator).unwrap();
+    let ned = tokens.add("ned", Role::Moderator).unwrap();
+    let (rt, addr) = serve(&reg, 0);
+    let url = format!("http://{addr}");
+
+    // Connect: the served version is copied (checked) and scores here, locally, exactly
+    // as the service scores.
+    let mut w = workbench(cache.path(), &url, &mia);
+    wait_for(&mut w, "version 1 copied", |w| {
+        w.active.as_ref().map(|a| a.manifest.version) == Some(1)
+            && w.remote.as_ref().is_some_and(|r| r.connected)
+    });
+    assert!(w.is_remote());
+    let data = default_dataset(DATA);
+    let x = data.row(11);
+    let local = w.score_one(&x).unwrap();
+    let answer: Value = ureq::post(format!("{url}/predict"))
+        .header("Authorization", format!("Bearer {mia}"))
+        .send_json(json!({ "features": features_json(&x) }))
+        .unwrap()
+        .body_mut()
+        .read_json()
+        .unwrap();
+    assert_eq!(answer["probability"].as_f64().unwrap(), local);
+    // Steps the service owns are refused here with a reason, not done locally.
+    w.train_now();
+    assert!(
+        matches!(w.notices.last(), Some(Notice::Error(e)) if e.contains("team's service")),
+        "{:?}",
+        w.notices
+    );
+
+    // Offline: feedback waits in the outbox; the status says so.
+    let port = addr.port();
+    rt.shutdown_background();
+    wait_for(&mut w, "the link to notice", |w| {
+        w.remote.as_ref().is_some_and(|r| !r.connected)
+    });
+    let record = NewFeedback {
+        user_id: Some("acct-77".into()),
+        features: x.clone(),
+        true_label: 1,
+        probability: Some(local),
+        model_version: Some(1),
+        predicted: Some(u8::from(local > 0.5)),
+        notes: "sent a malware brief".into(),
+        origin: Origin::App,
+    };
+    w.submit_feedback(record);
+    wait_for(&mut w, "the record in the outbox", |w| {
+        w.is_idle() && w.remote.as_ref().is_some_and(|r| r.pending == 1)
+    });
+    let stored = || {
+        FeedbackStore::open_in(server_dir.path())
+            .unwrap()
+            .count()
+            .unwrap()
+    };
+    assert_eq!(stored(), 0);
+
+    // Back online: sent once, attributed to the token's moderator.
+    let (rt, _) = serve(&reg, port);
+    wait_for(&mut w, "the outbox to empty", |w| {
+        w.remote
+            .as_ref()
+            .is_some_and(|r| r.connected && r.pending == 0)
+    });
+    assert_eq!(stored(), 1);
+    let records = FeedbackStore::open_in(server_dir.path())
+        .unwrap()
+        .records(false)
+        .unwrap();
+    assert_eq!(records[0].moderator.as_deref(), Some("mia"));
+    assert_eq!(records[0].record.user_id.as_deref(), Some("acct-77"));
+    assert_eq!(records[0].record.features, x);
+    // A few more rounds send nothing again.
+    std::thread::sleep(spamscope::workbench::POLL * 2);
+    w.poll();
+    assert_eq!(stored(), 1);
+
+    // Another moderator's feedback shows in the team's statistics.
+    let ned_client = Client::new(&url, Some(ned.clone())).unwrap();
+    let body = json!({"features": features_json(&data.row(12)), "label": 0, "user_id": "acct-77"});
+    ned_client.feedback(&body, "ned-1").unwrap();
+    wait_for(&mut w, "ned in the team's statistics", |w| {
+        w.team.as_ref().is_some_and(|t| {
+            t.by_moderator
+                .iter()
+                .any(|m| m.moderator.as_deref() == Some("ned"))
+        })
+    });
+    let team = w.team.clone().unwrap();
+    let mia_row = team
+        .by_moderator
+        .iter()
+        .find(|m| m.moderator.as_deref() == Some("mia"))
+        .unwrap();
+    // Both labelled acct-77, differently.
+    assert_eq!(
+        (mia_row.pairs_with_others, mia_row.agreement_with_others),
+        (1, Some(0.0))
+    );
+    assert_eq!(w.feedback.as_ref().unwrap().total, 2);
+
+    // A promotion on the service arrives within seconds, with a notice.
+    w.notices.clear();
+    train_version(&reg, 12);
+    wait_for(&mut w, "version 2", |w| {
+        w.active.as_ref().map(|a| a.manifest.version) == Some(2)
+    });
+    assert!(
+        w.notices.iter().any(
+            |n| matches!(n, Notice::Info(t) if t.contains("switched from version 1 to version 2"))
+        ),
+        "{:?}",
+        w.notices
+    );
+    let (_, model) = reg.load(2).unwrap();
+    assert_eq!(w.score_one(&x).unwrap(), model.predict_one(&x));
+    // The version list holds both, copied with their manifests.
+    wait_for(&mut w, "both versions listed", |w| w.versions.len() == 2);
+    drop(w);
+    drop(rt);
+}
+
+#[test]
+fn a_wrong_token_or_address_is_one_clear_line() {
+    let server_dir = tempfile::tempdir().unwrap();
+    let reg = Registry::open(server_dir.path()).unwrap();
+    train_version(&reg, 4);
+    TokenStore::open_in(server_dir.path())
+        .add("mia", Role::Moderator)
+        .unwrap();
+    let (_rt, addr) = serve(&reg, 0);
+    let cache = tempfile::tempdir().unwrap();
+    let mut w = workbench(cache.path(), &format!("http://{addr}"), "not-a-token");
+    wait_for(&mut w, "the refusal", |w| {
+        w.remote.as_ref().is_some_and(|r| r.error.is_some())
+    });
+    let e = w.remote.as_ref().unwrap().error.clone().unwrap();
+    assert!(e.contains("401") && e.contains("token"), "{e}");
+    assert!(!e.contains('\n'));
+    assert!(w.active.is_none());
+    let mut w = workbench(cache.path(), "ftp://nowhere", "t");
+    w.poll();
+    assert!(
+        matches!(w.notices.first(), Some(Notice::Error(e)) if e.starts_with("server address")),
+        "{:?}",
+        w.notices
+    );
+}
