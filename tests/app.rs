@@ -4,7 +4,7 @@
 use eframe::egui::accesskit::Role;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
-use spamscope::app::{AppConfig, SpamscopeApp, Tab};
+use spamscope::app::{AppConfig, Credentials, SpamscopeApp, Tab};
 use spamscope::data::synth::SynthParams;
 use spamscope::model::forest::ForestParams;
 use spamscope::ops::train::TrainConfig;
@@ -41,6 +41,11 @@ fn config_with(dir: &Path, dataset: Option<&Path>, synth: SynthParams) -> AppCon
             remote: None,
         },
         persist: false,
+        server: None,
+        credentials: Credentials {
+            dir: dir.join("credentials"),
+            keyring: false,
+        },
     }
 }
 
@@ -766,4 +771,147 @@ fn a_damaged_active_version_offers_a_rollback() {
         "the banner is gone"
     );
     assert_eq!(reg.active().unwrap(), Some(1));
+}
+
+mod common;
+
+/// Steps frames until `done` holds (60 s at most).
+fn wait_until(
+    h: &mut Harness<'_, SpamscopeApp>,
+    what: &str,
+    mut done: impl FnMut(&SpamscopeApp) -> bool,
+) {
+    let start = Instant::now();
+    loop {
+        h.run_steps(1);
+        if done(h.state()) {
+            h.run_steps(2);
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "waited 60 s for {what}; status {:?}",
+            h.state().workbench.remote
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn the_app_joins_a_team_service_and_keeps_working_offline() {
+    use spamscope::store::Registry;
+    use spamscope::store::tokens::{Role as TokenRole, TokenStore};
+    let synth = SynthParams {
+        rows: 3000,
+        seed: 5,
+    };
+    let server_dir = tempfile::tempdir().unwrap();
+    let reg = Registry::open(server_dir.path()).unwrap();
+    common::train_version(&reg, synth, 8);
+    let tokens = TokenStore::open_in(server_dir.path());
+    let mia = tokens.add("mia", TokenRole::Moderator).unwrap();
+    let ned = tokens.add("ned", TokenRole::Moderator).unwrap();
+    let (rt, addr) = common::serve(&reg, 0);
+    let url = format!("http://{addr}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = harness_with(config_with(dir.path(), None, synth));
+    settle(&mut h);
+    // File > Connect to server…, address and token, Connect.
+    h.get_by_label("File").click();
+    h.run_steps(2);
+    h.get_by_label("Connect to server…").click();
+    h.run_steps(2);
+    for (role, label, text) in [
+        (Role::TextInput, "Server address:", &url),
+        (Role::PasswordInput, "API token:", &mia),
+    ] {
+        h.get_by_role_and_label(role, label).focus();
+        h.run_steps(2);
+        h.get_by_role_and_label(role, label).type_text(text);
+        h.run_steps(2);
+    }
+    h.get_by_label("Connect").click();
+    wait_until(&mut h, "the team's version", |a| {
+        a.workbench.is_remote()
+            && a.workbench.active.as_ref().map(|m| m.manifest.version) == Some(1)
+            && a.workbench.remote.as_ref().is_some_and(|r| r.connected)
+    });
+    h.get_by_label_contains(&format!("Connected to {url} (version 1)"));
+    h.get_by_label_contains("0 feedback pending");
+    // The token was kept, and the app says where (no keyring in tests: a 0600 file).
+    wait_until(&mut h, "the token kept", |a| {
+        a.credentials_load(&url).is_some()
+    });
+    assert_eq!(h.state().credentials_load(&url).unwrap(), mia);
+    // The gauge scores locally with the team's model.
+    settle(&mut h);
+    let (_, model) = reg.load(1).unwrap();
+    let inputs = h.state().state.score.raw();
+    assert_eq!(
+        h.state().score.shown_probability(),
+        Some(model.predict_one(&inputs))
+    );
+
+    // Offline: the feedback form still works; the record waits.
+    let port = addr.port();
+    rt.shutdown_background();
+    wait_until(&mut h, "offline", |a| {
+        a.workbench.remote.as_ref().is_some_and(|r| !r.connected)
+    });
+    h.get_by_label_contains(&format!("Offline: {url}"));
+    h.get_by_label("Wrong").click_accesskit();
+    h.run_steps(2);
+    h.get_by_label("Submit feedback").click_accesskit();
+    wait_until(&mut h, "one pending", |a| {
+        a.workbench.remote.as_ref().is_some_and(|r| r.pending == 1)
+    });
+    h.get_by_label_contains("1 feedback pending");
+    let stored = || {
+        FeedbackStore::open_in(server_dir.path())
+            .unwrap()
+            .count()
+            .unwrap()
+    };
+    assert_eq!(stored(), 0);
+    // Online again: sent exactly once, as mia.
+    let (rt, _) = common::serve(&reg, port);
+    wait_until(&mut h, "sent", |a| {
+        a.workbench
+            .remote
+            .as_ref()
+            .is_some_and(|r| r.connected && r.pending == 0)
+    });
+    assert_eq!(stored(), 1);
+    let rec = &FeedbackStore::open_in(server_dir.path())
+        .unwrap()
+        .records(false)
+        .unwrap()[0];
+    assert_eq!(rec.moderator.as_deref(), Some("mia"));
+    assert_eq!(rec.record.features.len(), inputs.len());
+
+    // Another moderator's feedback appears in the Team view.
+    let body = serde_json::json!({"features": {"X1": 3600.0}, "label": 1, "user_id": "acct-9"});
+    spamscope::remote::Client::new(&url, Some(ned))
+        .unwrap()
+        .feedback(&body, "ned-key-1")
+        .unwrap();
+    h.state_mut().state.tab = Tab::Team;
+    wait_until(&mut h, "ned in the team", |a| {
+        a.workbench
+            .team
+            .as_ref()
+            .is_some_and(|t| t.by_moderator.len() >= 2)
+    });
+    h.get_by_label("ned");
+    h.get_by_label("mia");
+
+    // A promotion on the service arrives within seconds, with a notice on screen.
+    common::train_version(&reg, synth, 12);
+    wait_until(&mut h, "version 2", |a| {
+        a.workbench.active.as_ref().map(|m| m.manifest.version) == Some(2)
+    });
+    h.get_by_label_contains("switched from version 1 to version 2");
+    drop(h);
+    drop(rt);
 }

@@ -6,17 +6,12 @@
 
 use serde_json::{Value, json};
 use spamscope::data::synth::{SynthParams, default_dataset};
-use spamscope::model::forest::ForestParams;
-use spamscope::ops::train::{TrainConfig, train};
+use spamscope::ops::train::TrainConfig;
 use spamscope::remote::Client;
-use spamscope::service::{Limits, State, router, spawn_watcher};
 use spamscope::store::Registry;
 use spamscope::store::feedback::{FeedbackStore, NewFeedback, Origin};
-use spamscope::store::predictions::Retention;
 use spamscope::store::tokens::{Role, TokenStore};
-use spamscope::util::progress::NoProgress;
 use spamscope::workbench::{Notice, RemoteConfig, Workbench, WorkbenchConfig};
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,41 +21,11 @@ const DATA: SynthParams = SynthParams {
     seed: 5,
 };
 
-fn train_version(reg: &Registry, trees: usize) {
-    let data = default_dataset(DATA);
-    let cfg = TrainConfig {
-        params: ForestParams {
-            n_trees: trees,
-            max_depth: Some(8),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    train(&data, None, &cfg, &NoProgress)
-        .unwrap()
-        .register(reg, &data, &cfg, true)
-        .unwrap();
-}
+mod common;
+use common::serve;
 
-/// `spamscope serve` on `port` (0: any) of 127.0.0.1, in this process; dropping the
-/// runtime stops it.
-fn serve(reg: &Registry, port: u16) -> (tokio::runtime::Runtime, SocketAddr) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let state = State::new(reg.clone(), Limits::default(), Retention::default(), true).unwrap();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind(("127.0.0.1", port)))
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    {
-        let _in = rt.enter();
-        spawn_watcher(&state, Duration::from_millis(200));
-    }
-    rt.spawn(async move { axum::serve(listener, router(state)).await });
-    (rt, addr)
+fn train_version(reg: &Registry, trees: usize) {
+    common::train_version(reg, DATA, trees)
 }
 
 fn workbench(cache: &Path, url: &str, token: &str) -> Workbench {

@@ -3,6 +3,7 @@
 
 mod charts;
 mod compare;
+mod credentials;
 mod evaluate;
 mod explore;
 mod gauge;
@@ -10,6 +11,7 @@ mod monitoring;
 mod queue;
 mod score;
 mod settings;
+mod team;
 mod versions;
 
 use crate::data::synth::SynthParams;
@@ -22,6 +24,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
+pub use credentials::{Credentials, TokenHome};
 pub use evaluate::EvaluatePanel;
 pub use explore::ExplorePanel;
 pub use queue::QueuePanel;
@@ -39,6 +42,7 @@ pub enum Tab {
     Monitoring,
     Versions,
     Compare,
+    Team,
     Settings,
 }
 
@@ -54,6 +58,8 @@ pub struct UiState {
     pub evaluate: evaluate::EvaluateState,
     pub versions: versions::VersionsState,
     pub queue: queue::QueueState,
+    /// The team's service the app works on (None: this computer's registry alone).
+    pub server: Option<String>,
 }
 
 /// What a file picked in the native dialog is for.
@@ -73,6 +79,10 @@ pub struct AppConfig {
     pub workbench: WorkbenchConfig,
     /// Restore UI state from eframe storage (off in tests).
     pub persist: bool,
+    /// `--server URL`: work on this team's service (else the one remembered, if any).
+    pub server: Option<String>,
+    /// Where tokens for services are kept.
+    pub credentials: Credentials,
 }
 
 impl AppConfig {
@@ -90,6 +100,8 @@ impl AppConfig {
                 remote: None,
             },
             persist: true,
+            server: None,
+            credentials: Credentials::standard(&crate::store::Registry::default_root()),
         }
     }
 }
@@ -181,6 +193,37 @@ pub struct SpamscopeApp {
     pending_dialog: Option<(PickPurpose, std::sync::mpsc::Receiver<Option<PathBuf>>)>,
     /// The "open by path" prompt, when shown.
     path_prompt: Option<String>,
+    pub team: team::TeamPanel,
+    /// How the workbench starts on this computer (a team's service changes its
+    /// registry folder and adds the remote).
+    base: WorkbenchConfig,
+    credentials: Credentials,
+    /// The "Connect to server" form, when shown.
+    pub connect: Option<ConnectForm>,
+    /// Where the token went (the keyring is asked on a thread).
+    token_saved: Option<std::sync::mpsc::Receiver<Result<TokenHome, String>>>,
+}
+
+/// The "Connect to server" form.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectForm {
+    pub url: String,
+    pub token: String,
+    pub error: Option<String>,
+}
+
+/// The local copy of a team's service: `ROOT/servers/HOST_PORT-HASH`.
+pub fn server_cache(root: &std::path::Path, url: &str) -> PathBuf {
+    let host: String = url
+        .split("://")
+        .nth(1)
+        .unwrap_or(url)
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .take(64)
+        .collect();
+    let h = crate::util::hash::sha256_hex(url.as_bytes());
+    root.join("servers").join(format!("{host}-{}", &h[..8]))
 }
 
 impl SpamscopeApp {
@@ -192,14 +235,35 @@ impl SpamscopeApp {
         } else {
             UiState::default()
         };
-        let mut wb_config = config.workbench;
-        if wb_config.dataset.is_some() {
-            state.dataset = wb_config.dataset.clone();
+        let mut base = config.workbench;
+        if base.dataset.is_some() {
+            state.dataset = base.dataset.clone();
         }
-        wb_config.dataset = state.dataset.clone();
-        let ctx = cc.egui_ctx.clone();
-        let mut workbench = Workbench::new(wb_config, Arc::new(move || ctx.request_repaint()));
-        workbench.start();
+        if config.server.is_some() {
+            state.server = config.server.clone();
+        }
+        base.dataset = state.dataset.clone();
+        let mut notices = Vec::new();
+        let remote = state.server.as_deref().and_then(|url| {
+            match crate::remote::normalize_url(url) {
+                Ok(url) => {
+                    // A token given in the environment (scripts), else the one kept.
+                    let token = std::env::var("SPAMSCOPE_TOKEN")
+                        .ok()
+                        .filter(|t| !t.is_empty())
+                        .or_else(|| config.credentials.load(&url).map(|(t, _)| t));
+                    Some(crate::workbench::RemoteConfig { url, token })
+                }
+                Err(e) => {
+                    notices.push((Notice::Error(e.to_string()), Instant::now()));
+                    None
+                }
+            }
+        });
+        if remote.is_none() {
+            state.server = None;
+        }
+        let workbench = Self::workbench_for(&cc.egui_ctx, &base, remote);
         let mut frames = FrameStats::default();
         if let Some(p) = std::env::var_os("SPAMSCOPE_FRAME_LOG") {
             frames.log = Some((PathBuf::from(p), Instant::now()));
@@ -220,6 +284,121 @@ impl SpamscopeApp {
             persist: config.persist,
             pending_dialog: None,
             path_prompt: None,
+            team: team::TeamPanel,
+            base,
+            credentials: config.credentials,
+            connect: None,
+            token_saved: None,
+        }
+        .with_notices(notices)
+    }
+
+    fn with_notices(mut self, n: Vec<(Notice, Instant)>) -> SpamscopeApp {
+        self.notices.extend(n);
+        self
+    }
+
+    /// A started workbench: on this computer's registry, or on a team's service with
+    /// its local copy.
+    fn workbench_for(
+        ctx: &egui::Context,
+        base: &WorkbenchConfig,
+        remote: Option<crate::workbench::RemoteConfig>,
+    ) -> Workbench {
+        let mut cfg = base.clone();
+        if let Some(r) = &remote {
+            cfg.registry_root = server_cache(&base.registry_root, &r.url);
+        }
+        cfg.remote = remote;
+        let ctx = ctx.clone();
+        let mut w = Workbench::new(cfg, Arc::new(move || ctx.request_repaint()));
+        w.start();
+        w
+    }
+
+    /// Works on the team's service at `url` with `token` (None: this computer's
+    /// registry); the token is kept (keyring or a 0600 file) on a thread.
+    pub fn connect_to(&mut self, ctx: &egui::Context, url: Option<String>, token: String) {
+        let remote = url.map(|url| crate::workbench::RemoteConfig {
+            url,
+            token: Some(token.clone()).filter(|t| !t.trim().is_empty()),
+        });
+        if let Some(r) = &remote
+            && let Some(t) = &r.token
+        {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let (creds, url, t, ctx2) = (
+                self.credentials.clone(),
+                r.url.clone(),
+                t.clone(),
+                ctx.clone(),
+            );
+            let spawned = std::thread::Builder::new()
+                .name("keep-token".into())
+                .spawn(move || {
+                    let _ = tx.send(creds.save(&url, &t));
+                    ctx2.request_repaint();
+                });
+            if spawned.is_ok() {
+                self.token_saved = Some(rx);
+            }
+        }
+        self.state.server = remote.as_ref().map(|r| r.url.clone());
+        self.workbench = Self::workbench_for(ctx, &self.base, remote);
+    }
+
+    fn connect_window(&mut self, ctx: &egui::Context) {
+        let Some(form) = self.connect.as_mut() else {
+            return;
+        };
+        let mut go = None;
+        let mut close = false;
+        egui::Window::new("Connect to server")
+            .collapsible(false)
+            .resizable(false)
+            .show(ctx, |ui| {
+                ui.label("Work on a team's spamscope service: its versions, feedback and statistics. Scoring stays on this computer, on a copy of the team's model.");
+                egui::Grid::new("connect").num_columns(2).show(ui, |ui| {
+                    let l = ui.label("Server address:");
+                    ui.add(
+                        egui::TextEdit::singleline(&mut form.url)
+                            .hint_text("http://127.0.0.1:8000")
+                            .desired_width(360.0),
+                    )
+                    .labelled_by(l.id);
+                    ui.end_row();
+                    let l = ui.label("API token:");
+                    ui.add(
+                        egui::TextEdit::singleline(&mut form.token)
+                            .password(true)
+                            .hint_text("from `spamscope token add`")
+                            .desired_width(360.0),
+                    )
+                    .labelled_by(l.id);
+                    ui.end_row();
+                });
+                ui.weak("The token is asked once and kept in the system keyring, or in a file only you can read where there is none.");
+                if let Some(e) = &form.error {
+                    ui.colored_label(egui::Color32::from_rgb(235, 90, 80), e);
+                }
+                ui.horizontal(|ui| {
+                    if ui.button("Connect").clicked() {
+                        match crate::remote::normalize_url(&form.url) {
+                            Ok(u) => go = Some(u),
+                            Err(e) => form.error = Some(e.to_string()),
+                        }
+                    }
+                    if ui.button("Cancel").clicked() {
+                        close = true;
+                    }
+                });
+            });
+        if let Some(url) = go {
+            let token = form.token.clone();
+            self.connect = None;
+            self.connect_to(ctx, Some(url), token);
+        } else if close {
+            self.connect = None;
         }
     }
 
@@ -239,6 +418,11 @@ impl SpamscopeApp {
             }
             _ => true,
         }
+    }
+
+    /// The token kept for the service at `url`, if any (tests check where it went).
+    pub fn credentials_load(&self, url: &str) -> Option<String> {
+        self.credentials.load(url).map(|(t, _)| t)
     }
 
     /// Drops the notices on screen.
@@ -296,6 +480,27 @@ impl SpamscopeApp {
                 }
                 if ui.button("Use the synthetic default data").clicked() {
                     self.workbench.use_synthetic();
+                    ui.close();
+                }
+                ui.separator();
+                if ui
+                    .button("Connect to server…")
+                    .on_hover_text("Work with your team on a spamscope service")
+                    .clicked()
+                {
+                    self.connect = Some(ConnectForm {
+                        url: self.state.server.clone().unwrap_or_default(),
+                        ..Default::default()
+                    });
+                    ui.close();
+                }
+                if self.workbench.is_remote()
+                    && ui
+                        .button("Work on this computer only")
+                        .on_hover_text("Leave the team's service: this computer's own registry and feedback")
+                        .clicked()
+                {
+                    self.connect_to(ui.ctx(), None, String::new());
                     ui.close();
                 }
                 ui.separator();
@@ -470,6 +675,46 @@ impl SpamscopeApp {
 
     fn status_bar(&mut self, ui: &mut egui::Ui) {
         ui.horizontal(|ui| {
+            if let Some(r) = &self.workbench.remote {
+                let (filled, color, text) = if r.connected {
+                    (
+                        true,
+                        egui::Color32::from_rgb(80, 180, 90),
+                        format!(
+                            "Connected to {}{}",
+                            r.url,
+                            r.serving.map_or(String::new(), |v| format!(" (version {v})"))
+                        ),
+                    )
+                } else {
+                    (
+                        false,
+                        egui::Color32::from_rgb(235, 90, 80),
+                        format!("Offline: {}", r.url),
+                    )
+                };
+                // A dot drawn, not a glyph: every font has it.
+                let (rect, _) =
+                    ui.allocate_exact_size(egui::vec2(12.0, 12.0), egui::Sense::hover());
+                if filled {
+                    ui.painter().circle_filled(rect.center(), 5.0, color);
+                } else {
+                    ui.painter()
+                        .circle_stroke(rect.center(), 4.5, egui::Stroke::new(1.5, color));
+                }
+                let l = ui.label(text);
+                if let Some(e) = &r.error {
+                    l.on_hover_text(e);
+                }
+                ui.label(format!("{} feedback pending", r.pending));
+                if r.refused > 0 {
+                    ui.colored_label(
+                        egui::Color32::from_rgb(235, 90, 80),
+                        format!("{} refused", r.refused),
+                    );
+                }
+                ui.separator();
+            }
             if self.workbench.jobs.is_empty() {
                 ui.label("Ready");
             }
@@ -542,6 +787,18 @@ impl eframe::App for SpamscopeApp {
         for n in self.workbench.notices.drain(..) {
             self.notices.push((n, Instant::now()));
         }
+        if let Some(rx) = &self.token_saved
+            && let Ok(r) = rx.try_recv()
+        {
+            self.token_saved = None;
+            self.notices.push((
+                match r {
+                    Ok(home) => Notice::Info(format!("token kept in {home}")),
+                    Err(e) => Notice::Error(e),
+                },
+                Instant::now(),
+            ));
+        }
         if let Some((purpose, rx)) = &self.pending_dialog
             && let Ok(picked) = rx.try_recv()
         {
@@ -578,11 +835,13 @@ impl eframe::App for SpamscopeApp {
                 ui.selectable_value(&mut self.state.tab, Tab::Monitoring, "Monitoring");
                 ui.selectable_value(&mut self.state.tab, Tab::Versions, "Versions");
                 ui.selectable_value(&mut self.state.tab, Tab::Compare, "Compare models");
+                ui.selectable_value(&mut self.state.tab, Tab::Team, "Team");
                 ui.selectable_value(&mut self.state.tab, Tab::Settings, "Settings");
             });
         });
         egui::Panel::bottom("status").show(ui, |ui| self.status_bar(ui));
         self.path_prompt(&ui.ctx().clone());
+        self.connect_window(&ui.ctx().clone());
         egui::CentralPanel::default().show(ui, |ui| match self.state.tab {
             Tab::Score => self
                 .score
@@ -605,6 +864,7 @@ impl eframe::App for SpamscopeApp {
                 }
             }
             Tab::Monitoring => self.monitoring.ui(ui, &mut self.workbench),
+            Tab::Team => self.team.ui(ui, &mut self.workbench),
             Tab::Queue => {
                 match self
                     .queue
@@ -685,8 +945,9 @@ fn start_logging(
 }
 
 /// Opens the app window (blocks until it is closed).
-pub fn run() -> Result<(), eframe::Error> {
-    let config = AppConfig::standard();
+pub fn run(server: Option<String>) -> Result<(), eframe::Error> {
+    let mut config = AppConfig::standard();
+    config.server = server;
     let root = &config.workbench.registry_root;
     let _log = start_logging(root);
     tracing::info!(registry = %root.display(), "spamscope app starting");

@@ -27,6 +27,12 @@ use std::path::{Path, PathBuf};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// Open the app on a team's spamscope service (e.g. http://127.0.0.1:8000): its
+    /// versions, feedback and statistics; scoring stays local on a copy of its model.
+    /// The token is asked once (or taken from SPAMSCOPE_TOKEN). Remembered: the next
+    /// start without it connects again (File > Work on this computer only leaves).
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -311,7 +317,13 @@ pub fn main_with_args(args: Vec<std::ffi::OsString>) -> i32 {
         }
     };
     match cli.command {
-        None => open_app(),
+        None => open_app(cli.server),
+        Some(_) if cli.server.is_some() => {
+            eprintln!(
+                "error: --server opens the app on a team's service; it does not go with a command (commands take --registry)"
+            );
+            2
+        }
         Some(cmd) => match run(cmd) {
             Ok(()) => 0,
             Err(e) => {
@@ -324,8 +336,12 @@ pub fn main_with_args(args: Vec<std::ffi::OsString>) -> i32 {
 
 /// Without a command: the desktop app, when this binary has it.
 #[cfg(feature = "gui")]
-fn open_app() -> i32 {
-    match spamscope::app::run() {
+fn open_app(server: Option<String>) -> i32 {
+    if let Some(Err(e)) = server.as_deref().map(spamscope::remote::normalize_url) {
+        eprintln!("error: --server: {e}");
+        return 2;
+    }
+    match spamscope::app::run(server) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!(
@@ -338,7 +354,7 @@ fn open_app() -> i32 {
 }
 
 #[cfg(not(feature = "gui"))]
-fn open_app() -> i32 {
+fn open_app(_server: Option<String>) -> i32 {
     eprintln!(
         "this spamscope was built without the desktop app (--no-default-features); \
          build it with the default features (`cargo run --release`) for the app, \
