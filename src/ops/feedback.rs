@@ -353,7 +353,7 @@ mod tests {
                 key: None,
             })
         };
-        let truth = |u: usize| u8::from(u % 3 == 0);
+        let truth = |u: usize| u8::from(u.is_multiple_of(3));
         for u in 0..200 {
             for who in ["ann", "ben", "cat"] {
                 let slip = rng.next_f64() < 0.05;
