@@ -838,17 +838,38 @@ async fn retrain_runs_as_a_job_and_its_promotion_is_served() {
         done["error"].as_str().unwrap().contains("feedback records"),
         "{done}"
     );
-    // Moderators label 30 accounts through the service.
+    // Moderators label 30 accounts through the service; ten of them get a confirmed
+    // label, so the trust weighting runs on agreement with confirmed labels.
     for i in 0..30 {
         let (req, _) = features(100 + i);
+        let user = format!("r-{i}");
         let r = post(
             &s,
             "/feedback",
-            &json!({"features": req["features"], "label": 1}),
+            &json!({"features": req["features"], "label": 1, "user_id": user}),
         )
         .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        if i < 10 {
+            // By someone else than the caller (anonymous here), or it would not count.
+            spamscope::ops::review::confirm_label(&reg, &user, u8::from(i < 8), "lead", "")
+                .unwrap();
+        }
     }
+    let r = get(&s, "/model/feedback/stats").await;
+    let me = &r.body["by_moderator"][0];
+    assert_eq!(
+        (
+            me["confirmed"].as_u64(),
+            me["agreement_with_confirmed"].as_f64()
+        ),
+        (Some(10), Some(0.8)),
+        "{}",
+        r.body
+    );
+    // Nobody else to compare with: trust is the confirmed agreement shrunk toward the
+    // team's (which is this moderator's): 0.8.
+    assert!((me["trust"].as_f64().unwrap() - 0.8).abs() < 1e-9, "{me}");
     let r = post(&s, "/model/retrain", &json!({})).await;
     let id = r.body["job_id"].as_u64().unwrap();
     assert_ne!(id, first);

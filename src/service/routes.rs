@@ -1,7 +1,8 @@
 //! The routes: the reference API's (`/predict`, `/predict/batch`, `/feedback`,
 //! `/model/version`, `/model/info`, `/model/feedback/stats`, `/health`) and ours
 //! (`/model/versions`, `/model/rollback`, `/model/retrain`, `/jobs/{id}`, `/metrics`,
-//! `/openapi.json`). Each handler is registered together with its OpenAPI operation
+//! `/openapi.json`, and for a team `/accounts/{user_id}`, `/accounts/{user_id}/label`,
+//! `/review/claims`, `/review/status`). Each handler is registered together with its OpenAPI operation
 //! (`utoipa_axum::routes!`), so the document lists exactly the routes served.
 
 use super::api::{self, ErrorBody, PredictRequest, PredictResponse};

@@ -1372,6 +1372,16 @@ mod tests {
         let all = s.records(false).unwrap();
         assert_eq!(all[2].record.user_id.as_deref(), Some("00042"));
         assert_eq!(s.count_unused().unwrap(), 2);
+        // The team's tables came with the opening: confirmations join the old records.
+        s.confirm_labels(
+            &[(UserId::from("10000007"), 1)],
+            "lead",
+            "",
+            std::time::SystemTime::now(),
+        )
+        .unwrap();
+        let nobody = s.moderator_stats().unwrap().remove(0);
+        assert_eq!((nobody.confirmed, nobody.agreed_with_confirmed), (1, 1));
         // Opening again leaves the rebuilt store as it is.
         drop(s);
         let s = FeedbackStore::open(&path).unwrap();
