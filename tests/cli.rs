@@ -1199,3 +1199,84 @@ fn token_add_list_revoke() {
         "{err}"
     );
 }
+
+/// `spamscope label confirm` and `label import`: one account's final label, replaced by
+/// a second confirmation; a file of them in one transaction (a bad line stores none).
+#[test]
+fn labels_are_confirmed_one_at_a_time_and_from_a_file() {
+    let env = Env::new();
+    let reg = env.registry();
+    let confirm = |label: &str| {
+        json(&[
+            "label",
+            "confirm",
+            "--user-id",
+            " 00123 ",
+            "--label",
+            label,
+            "--by",
+            "lead",
+            "--registry",
+            &reg,
+            "--json",
+        ])
+    };
+    let v = confirm("spam");
+    assert_eq!(
+        (
+            &v["user_id"],
+            &v["label"],
+            &v["confirmed_by"],
+            &v["replaced"]
+        ),
+        (
+            &Value::from("00123"),
+            &Value::from(1),
+            &Value::from("lead"),
+            &Value::Null
+        )
+    );
+    let v = confirm("legit");
+    assert_eq!(
+        (&v["label"], &v["replaced"]["label"]),
+        (&Value::from(0), &Value::from(1))
+    );
+    let file = env.path("labels.csv");
+    std::fs::write(
+        &file,
+        "user_id,label\n00123,spam\n\"a,\"\"b\"\"\",0\nu-9,legit\n",
+    )
+    .unwrap();
+    let v = json(&["label", "import", s(&file), "--registry", &reg, "--json"]);
+    assert_eq!(v["confirmed"], 3);
+    let store = spamscope::store::feedback::FeedbackStore::open_in(Path::new(&reg)).unwrap();
+    assert_eq!(store.confirmed_label("00123").unwrap().unwrap().label, 1);
+    assert_eq!(store.confirmed_label("a,\"b\"").unwrap().unwrap().label, 0);
+    // Bad input: one line naming what was wrong; nothing of a bad file is stored.
+    let e = fails(&[
+        "label",
+        "confirm",
+        "--user-id",
+        "x",
+        "--label",
+        "maybe",
+        "--registry",
+        &reg,
+    ]);
+    assert!(e.contains("--label"), "{e}");
+    std::fs::write(&file, "fresh,spam\nu-2,maybe\n").unwrap();
+    let e = fails(&["label", "import", s(&file), "--registry", &reg]);
+    assert!(e.contains("line 2") && e.contains("maybe"), "{e}");
+    assert_eq!(store.confirmed_label("fresh").unwrap(), None);
+    let e = fails(&[
+        "label",
+        "confirm",
+        "--user-id",
+        "  ",
+        "--label",
+        "spam",
+        "--registry",
+        &reg,
+    ]);
+    assert!(e.contains("user_id"), "{e}");
+}

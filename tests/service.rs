@@ -840,17 +840,38 @@ async fn retrain_runs_as_a_job_and_its_promotion_is_served() {
         done["error"].as_str().unwrap().contains("feedback records"),
         "{done}"
     );
-    // Moderators label 30 accounts through the service.
+    // Moderators label 30 accounts through the service; ten of them get a confirmed
+    // label, so the trust weighting runs on agreement with confirmed labels.
     for i in 0..30 {
         let (req, _) = features(100 + i);
+        let user = format!("r-{i}");
         let r = post(
             &s,
             "/feedback",
-            &json!({"features": req["features"], "label": 1}),
+            &json!({"features": req["features"], "label": 1, "user_id": user}),
         )
         .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        if i < 10 {
+            // By someone else than the caller (anonymous here), or it would not count.
+            spamscope::ops::review::confirm_label(&reg, &user, u8::from(i < 8), "lead", "")
+                .unwrap();
+        }
     }
+    let r = get(&s, "/model/feedback/stats").await;
+    let me = &r.body["by_moderator"][0];
+    assert_eq!(
+        (
+            me["confirmed"].as_u64(),
+            me["agreement_with_confirmed"].as_f64()
+        ),
+        (Some(10), Some(0.8)),
+        "{}",
+        r.body
+    );
+    // Nobody else to compare with: trust is the confirmed agreement shrunk toward the
+    // team's (which is this moderator's): 0.8.
+    assert!((me["trust"].as_f64().unwrap() - 0.8).abs() < 1e-9, "{me}");
     let r = post(&s, "/model/retrain", &json!({})).await;
     let id = r.body["job_id"].as_u64().unwrap();
     assert_ne!(id, first);
@@ -1156,6 +1177,11 @@ async fn openapi_document_matches_the_routes_and_their_answers() {
         "GET /jobs/{id}",
         "POST /model/rollback",
         "GET /metrics",
+        "POST /accounts/{user_id}/label",
+        "GET /accounts/{user_id}",
+        "POST /review/claims",
+        "DELETE /review/claims",
+        "POST /review/status",
     ];
     expected.sort();
     assert_eq!(ops, expected);
@@ -1183,7 +1209,7 @@ async fn openapi_document_matches_the_routes_and_their_answers() {
     // Every documented operation is served (no fallback 404 or 405).
     for op in &ops {
         let (method, path) = op.split_once(' ').unwrap();
-        let uri = path.replace("{id}", "1");
+        let uri = path.replace("{id}", "1").replace("{user_id}", "u-1");
         let res = router(s.clone())
             .oneshot(
                 Request::builder()
@@ -1318,4 +1344,419 @@ async fn openapi_document_matches_the_routes_and_their_answers() {
     let r = post(&s, "/model/rollback", &json!({"to": 99})).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     check("post", "/model/rollback", &r);
+    // The team's routes: each documented example is accepted, and the answers (and a
+    // refused key, a bad request) conform.
+    let r = post(&s, "/review/claims", &example("ClaimRequest")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    check("post", "/review/claims", &r);
+    let r = post(
+        &s,
+        "/accounts/u-1001/label",
+        &example("ConfirmLabelRequest"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    check("post", "/accounts/{user_id}/label", &r);
+    let r = post(&s, "/review/status", &example("UserIdsRequest")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["accounts"][0]["confirmed"]["label"], 1);
+    check("post", "/review/status", &r);
+    let r = get(&s, "/accounts/u-1001").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    check("get", "/accounts/{user_id}", &r);
+    let r = call(
+        &s,
+        "DELETE",
+        "/review/claims",
+        Some(serde_json::to_vec(&example("UserIdsRequest")).unwrap()),
+        None,
+    )
+    .await;
+    assert_eq!(r.body["released"], 2, "{}", r.body);
+    check("delete", "/review/claims", &r);
+    let r = post(&s, "/review/claims", &json!({"user_ids": 7})).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    check("post", "/review/claims", &r);
+    let fb = example("AccountFeedback");
+    let key = [("idempotency-key", &b"doc-1"[..])];
+    let (r, _) = call_with(&s, "POST", "/feedback", &fb, None, &key).await;
+    check("post", "/feedback", &r);
+    let (r, _) = call_with(
+        &s,
+        "POST",
+        "/feedback",
+        &json!({"features": fb["features"], "label": 0}),
+        None,
+        &key,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    check("post", "/feedback", &r);
+}
+
+/// A request with extra headers; the reply with its headers.
+async fn call_with(
+    s: &Arc<State>,
+    method: &str,
+    uri: &str,
+    body: &Value,
+    token: Option<&str>,
+    headers: &[(&str, &[u8])],
+) -> (Reply, axum::http::HeaderMap) {
+    let mut req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("content-type", "application/json");
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    for (k, v) in headers {
+        req = req.header(*k, axum::http::HeaderValue::from_bytes(v).unwrap());
+    }
+    let req = req
+        .body(Body::from(serde_json::to_vec(body).unwrap()))
+        .unwrap();
+    let res = router(s.clone()).oneshot(req).await.unwrap();
+    let status = res.status();
+    let h = res.headers().clone();
+    let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let body = serde_json::from_slice(&bytes).unwrap();
+    (Reply { status, body }, h)
+}
+
+/// `POST /feedback` with an `Idempotency-Key`: the first delivery is stored, a replay
+/// (also eight at once) gets the same answer and stores nothing, the key with another
+/// body is refused (409), and a bad key is a 400 naming the header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feedback_with_an_idempotency_key_is_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = registry(dir.path());
+    let s = state(&reg, Limits::default());
+    let count = || FeedbackStore::open_in(dir.path()).unwrap().count().unwrap();
+    let (req, _) = features(40);
+    let body = json!({"features": req["features"], "label": 1, "user_id": "u-40"});
+    let key = |k: &'static str| [("idempotency-key", k.as_bytes())];
+    let (first, h) = call_with(&s, "POST", "/feedback", &body, None, &key("outbox-1")).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    assert!(h.get("idempotent-replayed").is_none());
+    let id = first.body["feedback_id"].as_i64().unwrap();
+    // The same body with other spacing and key order is the same delivery.
+    let reordered = json!({"user_id": "u-40", "label": 1, "features": req["features"]});
+    let (again, h) = call_with(&s, "POST", "/feedback", &reordered, None, &key("outbox-1")).await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.body);
+    assert_eq!(again.body["feedback_id"], id);
+    assert_eq!(again.body["linked"], true);
+    assert_eq!(h["idempotent-replayed"], "true");
+    assert_eq!(count(), 1);
+    // Eight identical deliveries racing: one record, one id for all.
+    let body2 = json!({"features": req["features"], "label": 0, "user_id": "u-41"});
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let s = s.clone();
+            let body2 = body2.clone();
+            tokio::spawn(async move {
+                let (r, _) =
+                    call_with(&s, "POST", "/feedback", &body2, None, &key("outbox-2")).await;
+                assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+                r.body["feedback_id"].as_i64().unwrap()
+            })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for t in tasks {
+        ids.push(t.await.unwrap());
+    }
+    assert!(ids.iter().all(|&i| i == ids[0] && i != id), "{ids:?}");
+    assert_eq!(count(), 2);
+    // The key with another body: 409, nothing stored.
+    let other = json!({"features": req["features"], "label": 0, "user_id": "u-40"});
+    let (r, _) = call_with(&s, "POST", "/feedback", &other, None, &key("outbox-1")).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+    assert_eq!(r.body["error"]["code"], "conflict");
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Idempotency-Key")
+    );
+    assert_eq!(count(), 2);
+    // An unknown prediction (202, unlinked) replays as such.
+    let unknown = json!({"prediction_id": "uuid-77", "is_correct": true});
+    let (a, _) = call_with(&s, "POST", "/feedback", &unknown, None, &key("outbox-3")).await;
+    let (b, h) = call_with(&s, "POST", "/feedback", &unknown, None, &key("outbox-3")).await;
+    assert_eq!(
+        (a.status, b.status),
+        (StatusCode::ACCEPTED, StatusCode::ACCEPTED)
+    );
+    assert_eq!(a.body, b.body);
+    assert_eq!(h["idempotent-replayed"], "true");
+    // Bad keys: empty, too long, not printable ASCII.
+    let long = "k".repeat(129);
+    for bad in [&b""[..], long.as_bytes(), &b"caf\xc3\xa9"[..], &b"a\tb"[..]] {
+        let (r, _) = call_with(
+            &s,
+            "POST",
+            "/feedback",
+            &body,
+            None,
+            &[("idempotency-key", bad)],
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+        assert_eq!(r.body["error"]["field"], "Idempotency-Key", "{}", r.body);
+    }
+    assert_eq!(count(), 2);
+}
+
+/// A team on one model: two moderators claim the same accounts at once (each goes to
+/// one), feedback releases the claim, an admin confirms a final label (a moderator may
+/// not), and everyone sees who reviewed what and who trusts whom.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_team_claims_reviews_and_confirms_accounts() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = registry(dir.path());
+    let store = TokenStore::open_in(dir.path());
+    let ann = store.add("ann", Role::Moderator).unwrap();
+    let ben = store.add("ben", Role::Moderator).unwrap();
+    let lead = store.add("lead", Role::Admin).unwrap();
+    let scorer = store.add("checkout", Role::Scorer).unwrap();
+    let s = state(&reg, Limits::default());
+    let ids: Vec<String> = (0..60).map(|i| format!("u-{i}")).collect();
+    let claim = |who: String, ids: Vec<String>| {
+        let s = s.clone();
+        tokio::spawn(async move {
+            let body = json!({"user_ids": ids, "ttl_seconds": 600});
+            call_with(&s, "POST", "/review/claims", &body, Some(&who), &[])
+                .await
+                .0
+        })
+    };
+    let mut rev = ids.clone();
+    rev.reverse();
+    let (a, b) = (claim(ann.clone(), ids.clone()), claim(ben.clone(), rev));
+    let (a, b) = (a.await.unwrap(), b.await.unwrap());
+    assert_eq!(
+        (a.status, b.status),
+        (StatusCode::OK, StatusCode::OK),
+        "{} {}",
+        a.body,
+        b.body
+    );
+    let granted = |r: &Reply| -> Vec<String> {
+        r.body["granted"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_str().unwrap().to_string())
+            .collect()
+    };
+    let (ga, gb) = (granted(&a), granted(&b));
+    let all: std::collections::BTreeSet<&String> = ga.iter().chain(&gb).collect();
+    assert_eq!((ga.len() + gb.len(), all.len()), (60, 60));
+    for (r, other) in [(&a, "ben"), (&b, "ann")] {
+        for h in r.body["held"].as_array().unwrap() {
+            assert_eq!(h["moderator"], other, "{h}");
+            assert!(h["expires_at"].as_str().unwrap().ends_with('Z'));
+        }
+    }
+    // Ann claims two fresh accounts and reviews one through /feedback: her claim on it
+    // is released, the other stays hers.
+    let r = call_with(
+        &s,
+        "POST",
+        "/review/claims",
+        &json!({"user_ids": ["u-mine", "u-other"]}),
+        Some(&ann),
+        &[],
+    )
+    .await
+    .0;
+    assert_eq!(granted(&r), ["u-mine", "u-other"]);
+    let mine = "u-mine".to_string();
+    let (req, _) = features(7);
+    let fb = json!({"features": req["features"], "label": 1, "user_id": mine});
+    let r = call(
+        &s,
+        "POST",
+        "/feedback",
+        Some(serde_json::to_vec(&fb).unwrap()),
+        Some(&ann),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let fid = r.body["feedback_id"].clone();
+    let st = call_with(
+        &s,
+        "POST",
+        "/review/status",
+        &json!({"user_ids": [mine, "u-other"]}),
+        Some(&ben),
+        &[],
+    )
+    .await
+    .0;
+    assert_eq!(st.status, StatusCode::OK, "{}", st.body);
+    let acc = &st.body["accounts"];
+    assert_eq!(acc[0]["claim"], Value::Null, "{}", st.body);
+    assert_eq!(acc[1]["claim"]["moderator"], "ann");
+    assert_eq!(acc[1]["reviews"], json!([]));
+    assert_eq!(acc[0]["reviews"][0]["moderator"], "ann");
+    assert_eq!(acc[0]["reviews"][0]["feedback_id"], fid);
+    assert_eq!(acc[0]["reviews"][0]["label"], 1);
+    assert!(acc[0]["reviews"][0]["model_verdict"].is_u64());
+    // Ben releases his claims (those he won and one more); only his go, and the
+    // account is free for ann.
+    let r = call_with(
+        &s,
+        "POST",
+        "/review/claims",
+        &json!({"user_ids": ["u-ben"]}),
+        Some(&ben),
+        &[],
+    )
+    .await
+    .0;
+    assert_eq!(granted(&r), ["u-ben"]);
+    let mut his = ids.clone();
+    his.extend(["u-ben".to_string(), "u-other".to_string()]);
+    let r = call_with(
+        &s,
+        "DELETE",
+        "/review/claims",
+        &json!({"user_ids": his}),
+        Some(&ben),
+        &[],
+    )
+    .await
+    .0;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["released"], gb.len() + 1);
+    let r = call_with(
+        &s,
+        "POST",
+        "/review/claims",
+        &json!({"user_ids": ["u-ben", "u-other"]}),
+        Some(&ann),
+        &[],
+    )
+    .await
+    .0;
+    assert_eq!(granted(&r), ["u-ben", "u-other"]);
+    // Confirming a final label takes an admin; re-confirming shows what it replaced.
+    let uri = format!("/accounts/{mine}/label");
+    let lab = |l: u8| json!({"label": l, "notes": "checked"});
+    let r = call_with(&s, "POST", &uri, &lab(0), Some(&ann), &[])
+        .await
+        .0;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = call_with(&s, "POST", &uri, &lab(0), Some(&lead), &[])
+        .await
+        .0;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["replaced"], Value::Null);
+    let r = call_with(&s, "POST", &uri, &lab(1), Some(&lead), &[])
+        .await
+        .0;
+    assert_eq!(r.body["replaced"]["label"], 0);
+    assert_eq!(r.body["confirmed"]["confirmed_by"], "lead");
+    let r = call(&s, "GET", &format!("/accounts/{mine}"), None, Some(&ann)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["confirmed"]["label"], 1);
+    assert_eq!(r.body["reviews"].as_array().unwrap().len(), 1);
+    let r = call(&s, "GET", &format!("/accounts/{mine}"), None, Some(&scorer)).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    // The statistics count ann's record on a confirmed account, and her trust.
+    let r = call(&s, "GET", "/model/feedback/stats", None, Some(&scorer)).await;
+    let by = r.body["by_moderator"].as_array().unwrap();
+    let ann_row = by.iter().find(|m| m["moderator"] == "ann").unwrap();
+    assert_eq!(
+        (
+            ann_row["confirmed"].as_u64(),
+            ann_row["agreement_with_confirmed"].as_f64()
+        ),
+        (Some(1), Some(1.0))
+    );
+    assert!(ann_row["trust"].as_f64().unwrap() > 0.0, "{ann_row}");
+    // Bad requests name the field.
+    let long = "x".repeat(257);
+    for (method, uri, body, field, status) in [
+        (
+            "POST",
+            "/review/claims",
+            json!({"user_ids": ["a"], "ttl_seconds": 0}),
+            None,
+            400,
+        ),
+        (
+            "POST",
+            "/review/claims",
+            json!({"user_ids": ["a"], "ttl_seconds": -5}),
+            Some("ttl_seconds"),
+            400,
+        ),
+        (
+            "POST",
+            "/review/claims",
+            json!({"user_ids": "a"}),
+            Some("user_ids"),
+            400,
+        ),
+        (
+            "POST",
+            "/review/claims",
+            json!({"user_ids": [1, {}]}),
+            Some("user_ids[1]"),
+            400,
+        ),
+        (
+            "POST",
+            "/review/claims",
+            json!({"user_ids": vec!["a"; 1001]}),
+            Some("user_ids"),
+            413,
+        ),
+        (
+            "POST",
+            "/review/status",
+            json!({"user_ids": ["ok", " "]}),
+            None,
+            400,
+        ),
+        ("POST", "/review/status", json!({"user_ids": []}), None, 400),
+        (
+            "POST",
+            &format!("/accounts/{long}/label"),
+            json!({"label": 1}),
+            Some("user_id"),
+            400,
+        ),
+        ("POST", &uri, json!({"label": 2}), Some("label"), 400),
+        ("POST", &uri, json!({}), Some("label"), 400),
+    ] {
+        let r = call_with(&s, method, uri, &body, Some(&lead), &[]).await.0;
+        assert_eq!(r.status.as_u16(), status, "{uri} {body}: {}", r.body);
+        if let Some(f) = field {
+            assert_eq!(r.body["error"]["field"], f, "{}", r.body);
+        }
+        let msg = r.body["error"]["message"].as_str().unwrap();
+        assert!(!msg.contains('\n') && msg.len() < 400, "{msg}");
+    }
+    let r = call_with(
+        &s,
+        "POST",
+        "/review/claims",
+        &json!({"user_ids": ["a"], "ttl_seconds": 0}),
+        Some(&lead),
+        &[],
+    )
+    .await
+    .0;
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("ttl_seconds")
+    );
 }

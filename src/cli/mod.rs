@@ -219,6 +219,9 @@ pub enum Command {
     /// API tokens of the scoring service: add (the secret is shown once), list, revoke.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Accounts' confirmed final labels: confirm one, or import a file of them.
+    #[command(subcommand)]
+    Label(LabelCommand),
     /// Benchmark our forest against scikit-learn on the same data and split.
     Bench {
         /// Data to use (default: the synthetic default dataset).
@@ -257,6 +260,39 @@ pub enum FeedbackCommand {
     },
     /// Totals and agreement between the model and moderators, per version.
     Stats {
+        #[arg(long)]
+        registry: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LabelCommand {
+    /// Confirm one account's final label (replaces an earlier confirmation).
+    Confirm {
+        #[arg(long)]
+        user_id: String,
+        /// spam or legit (also 1/0).
+        #[arg(long)]
+        label: String,
+        #[arg(long, default_value = "")]
+        notes: String,
+        /// Who confirms (default: $USER, else "cli").
+        #[arg(long)]
+        by: Option<String>,
+        #[arg(long)]
+        registry: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Confirm the labels of a `user_id,label` CSV (header optional; labels spam/legit
+    /// or 1/0), all in one transaction.
+    Import {
+        file: PathBuf,
+        /// Who confirms (default: $USER, else "cli").
+        #[arg(long)]
+        by: Option<String>,
         #[arg(long)]
         registry: Option<PathBuf>,
         #[arg(long)]
@@ -847,6 +883,7 @@ pub fn run(cmd: Command) -> Result<()> {
         }
         Command::Feedback(cmd) => run_feedback(cmd),
         Command::Token(cmd) => run_token(cmd),
+        Command::Label(cmd) => run_label(cmd),
         Command::Retrain {
             registry: reg,
             json,
@@ -1061,6 +1098,75 @@ fn run_feedback(cmd: FeedbackCommand) -> Result<()> {
                         v.agreed
                     );
                 }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn run_label(cmd: LabelCommand) -> Result<()> {
+    use spamscope::ops::review;
+    let who = |by: Option<String>| {
+        by.or_else(|| std::env::var("USER").ok())
+            .filter(|b| !b.trim().is_empty())
+            .unwrap_or_else(|| "cli".to_string())
+    };
+    match cmd {
+        LabelCommand::Confirm {
+            user_id,
+            label,
+            notes,
+            by,
+            registry: reg,
+            json,
+        } => {
+            let Some(l) = review::parse_label(&label) else {
+                return Err(Error::Invalid(format!(
+                    "--label must be spam or legit (got {})",
+                    spamscope::util::text::quote(&label)
+                )));
+            };
+            let c = review::confirm_label(&registry(reg)?, &user_id, l, &who(by), &notes)?;
+            let name = |l: u8| if l == 1 { "spam" } else { "legit" };
+            if json {
+                print_json(&json!({
+                    "user_id": c.confirmed.user_id.to_string(),
+                    "label": c.confirmed.label,
+                    "confirmed_by": c.confirmed.confirmed_by,
+                    "confirmed_at": c.confirmed.confirmed_at,
+                    "replaced": c.replaced.as_ref().map(|r| json!({
+                        "label": r.label,
+                        "confirmed_by": r.confirmed_by,
+                        "confirmed_at": r.confirmed_at,
+                    })),
+                }));
+            } else {
+                println!(
+                    "{} confirmed as {} by {}{}",
+                    c.confirmed.user_id,
+                    name(c.confirmed.label),
+                    c.confirmed.confirmed_by,
+                    c.replaced.as_ref().map_or(String::new(), |r| format!(
+                        " (was {} by {} at {})",
+                        name(r.label),
+                        r.confirmed_by,
+                        r.confirmed_at
+                    ))
+                );
+            }
+            Ok(())
+        }
+        LabelCommand::Import {
+            file,
+            by,
+            registry: reg,
+            json,
+        } => {
+            let n = review::import_confirmed(&registry(reg)?, &file, &who(by))?;
+            if json {
+                print_json(&json!({ "confirmed": n }));
+            } else {
+                println!("confirmed {n} labels from {}", file.display());
             }
             Ok(())
         }

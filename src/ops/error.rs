@@ -42,6 +42,10 @@ pub enum Error {
     /// A bad argument or an impossible request.
     #[error("{0}")]
     Invalid(String),
+    /// The request contradicts what is stored (an idempotency key used before with
+    /// another body).
+    #[error("{0}")]
+    Conflict(String),
     #[error("{path}: {message}")]
     Io { path: String, message: String },
 }

@@ -8,7 +8,8 @@ use crate::ops::online::retrain_due_reason;
 use crate::ops::score::ScoredBatch;
 use crate::store::Registry;
 use crate::store::feedback::{
-    FeedbackStore, FeedbackWriter, ModeratorStats, NewFeedback, Origin, Submission,
+    FeedbackStore, FeedbackWriter, IdempotencyKey, ModeratorStats, NewFeedback, Origin, Outcome,
+    Submission,
 };
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -57,6 +58,30 @@ pub fn record(registry: &Registry, records: &[NewFeedback]) -> Result<Recorded> 
     })
 }
 
+/// What delivering feedback through the queue did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Delivery {
+    /// Stored now.
+    Stored(Recorded),
+    /// Its idempotency key was delivered before with the same body: nothing was stored;
+    /// the first delivery's id, whether it was linked, and its stored label.
+    Replayed {
+        id: i64,
+        linked: bool,
+        label: Option<u8>,
+    },
+}
+
+impl Delivery {
+    /// The record's id.
+    pub fn id(&self) -> i64 {
+        match self {
+            Delivery::Stored(r) => r.ids.first().copied().unwrap_or_default(),
+            Delivery::Replayed { id, .. } => *id,
+        }
+    }
+}
+
 /// Feedback from many callers at once (the service): one writer commits whatever
 /// arrives together in one transaction, and whether a retrain is due is asked at most
 /// once a second (it reads the settings, the versions and the store).
@@ -79,26 +104,28 @@ impl FeedbackQueue {
     }
 
     /// Stores one record given by `moderator` (about the logged prediction
-    /// `prediction_id`, if any), record and attribution together.
+    /// `prediction_id`, if any), record and attribution together. With an idempotency
+    /// `key`, a replay of an earlier delivery stores nothing and answers like it, and
+    /// the key with another body is a [`crate::Error::Conflict`].
     pub fn record_attributed(
         &self,
         record: NewFeedback,
         moderator: &str,
         prediction_id: Option<&str>,
-    ) -> Result<Recorded> {
-        let id = self.writer.submit(Submission::Linked {
+        key: Option<IdempotencyKey>,
+    ) -> Result<Delivery> {
+        let out = self.writer.submit(Submission::Linked {
             record,
             moderator: Some(moderator.to_string()),
             prediction_id: prediction_id.map(str::to_string),
+            key: key.clone(),
         })?;
-        Ok(Recorded {
-            ids: vec![id],
-            retrain_due: self.retrain_due(),
-        })
+        self.delivered(out, key.as_ref(), true)
     }
 
     /// Stores feedback on a prediction this registry never logged: it has no features,
-    /// so it counts in the statistics and never in a retrain.
+    /// so it counts in the statistics and never in a retrain. `key` as in
+    /// [`FeedbackQueue::record_attributed`].
     pub fn record_unlinked(
         &self,
         prediction_id: &str,
@@ -106,14 +133,36 @@ impl FeedbackQueue {
         actual_label: Option<u8>,
         notes: &str,
         moderator: &str,
-    ) -> Result<i64> {
-        Ok(self.writer.submit(Submission::Unlinked {
+        key: Option<IdempotencyKey>,
+    ) -> Result<Delivery> {
+        let out = self.writer.submit(Submission::Unlinked {
             prediction_id: prediction_id.to_string(),
             is_correct,
             actual_label,
             notes: notes.to_string(),
             moderator: moderator.to_string(),
-        })?)
+            key: key.clone(),
+        })?;
+        self.delivered(out, key.as_ref(), false)
+    }
+
+    fn delivered(
+        &self,
+        out: Outcome,
+        key: Option<&IdempotencyKey>,
+        linked: bool,
+    ) -> Result<Delivery> {
+        match out {
+            Outcome::Stored(id) => Ok(Delivery::Stored(Recorded {
+                ids: vec![id],
+                retrain_due: if linked { self.retrain_due() } else { None },
+            })),
+            Outcome::Replayed { id, linked, label } => Ok(Delivery::Replayed { id, linked, label }),
+            Outcome::KeyReused => Err(crate::Error::Conflict(format!(
+                "Idempotency-Key {} was used before with a different body; use a new key for new feedback",
+                crate::util::text::quote(key.map_or("", |k| k.key()))
+            ))),
+        }
     }
 
     fn retrain_due(&self) -> Option<String> {
@@ -129,31 +178,52 @@ impl FeedbackQueue {
     }
 }
 
-/// How many shared accounts' worth of the team's agreement a moderator's trust starts
-/// from.
+/// How many comparisons' worth of the prior each trust estimate starts from.
 pub const TRUST_PRIOR: f64 = 10.0;
 
-/// Each moderator's trust, from 0 to 1: how often their labels agree with other
-/// moderators' labels on the same accounts, shrunk toward the team's agreement as if
-/// they had [`TRUST_PRIOR`] more pairs at the team's rate. A newcomer with few shared
-/// accounts gets about the team's figure; one whose labels the others contradict on many
-/// accounts gets a low one. None when nobody shares an account (nothing to compare);
-/// records without a moderator get None too.
+/// Each moderator's trust, from 0 to 1: an estimate of how often their labels are
+/// right, preferring accounts whose final label was confirmed.
+///
+/// With `K` = [`TRUST_PRIOR`], for a moderator with `a` of `c` records agreeing with
+/// the confirmed labels (accounts confirmed by someone else) and `q` of `p` pairs
+/// agreeing with another moderator's label on the same account:
+///
+/// - the team's rate `T` = all moderators' `Σq / Σp` (or `Σa / Σc` when nobody shares
+///   an account);
+/// - the peer estimate `peer = (q + K·T) / (p + K)`: agreement with the others, shrunk
+///   toward the team's as if they had `K` more pairs at the team's rate;
+/// - `trust = (a + K·peer) / (c + K)`: agreement with the confirmed labels, shrunk
+///   toward the peer estimate.
+///
+/// So confirmed labels decide once a moderator has many records on confirmed accounts;
+/// without any, trust is the peer estimate; a newcomer with few records of either kind
+/// gets about the team's figure. None when there is nothing to compare (no shared
+/// accounts and no confirmed ones); records without a moderator get None too.
 pub fn trust(stats: &[ModeratorStats]) -> Vec<Option<f64>> {
     let named = stats.iter().filter(|m| m.moderator.is_some());
-    let (agreed, pairs) = named.fold((0u64, 0u64), |(a, p), m| {
-        (a + m.agreed_with_others, p + m.pairs_with_others)
+    let (q, p, a, c) = named.fold((0u64, 0u64, 0u64, 0u64), |(q, p, a, c), m| {
+        (
+            q + m.agreed_with_others,
+            p + m.pairs_with_others,
+            a + m.agreed_with_confirmed,
+            c + m.confirmed,
+        )
     });
-    if pairs == 0 {
+    let team = if p > 0 {
+        q as f64 / p as f64
+    } else if c > 0 {
+        a as f64 / c as f64
+    } else {
         return vec![None; stats.len()];
-    }
-    let team = agreed as f64 / pairs as f64;
+    };
     stats
         .iter()
         .map(|m| {
             m.moderator.as_ref().map(|_| {
-                (m.agreed_with_others as f64 + TRUST_PRIOR * team)
-                    / (m.pairs_with_others as f64 + TRUST_PRIOR)
+                let peer = (m.agreed_with_others as f64 + TRUST_PRIOR * team)
+                    / (m.pairs_with_others as f64 + TRUST_PRIOR);
+                (m.agreed_with_confirmed as f64 + TRUST_PRIOR * peer)
+                    / (m.confirmed as f64 + TRUST_PRIOR)
             })
         })
         .collect()
@@ -204,6 +274,7 @@ mod tests {
                 },
                 moderator: Some(who.to_string()),
                 prediction_id: None,
+                key: None,
             })
         };
         for u in 0..60 {
@@ -252,5 +323,105 @@ mod tests {
         );
         assert_eq!(w(None), 5.0);
         assert_eq!(w(Some("someone else")), 5.0);
+    }
+
+    /// A team of four on 200 shared accounts, half of them with a confirmed final label
+    /// (by a lead who gave no feedback): three label the truth with 5% mistakes, one
+    /// at random. Confirmed labels make the difference clear (peer agreement alone
+    /// mixes the honest ones' agreement with the random one into theirs); a newcomer
+    /// with two records sits near the team.
+    #[test]
+    fn confirmed_labels_separate_a_random_labeller_from_a_careful_team() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = FeedbackStore::open_in(dir.path()).unwrap();
+        let mut rng = crate::util::rng::SplitMix64::new(11);
+        let mut subs = Vec::new();
+        let mut give = |who: &str, user: usize, label: u8| {
+            subs.push(Submission::Linked {
+                record: NewFeedback {
+                    user_id: Some(UserId::from(format!("acct-{user}").as_str())),
+                    features: vec![0.0; N_FEATURES],
+                    true_label: label,
+                    probability: None,
+                    model_version: None,
+                    predicted: None,
+                    notes: String::new(),
+                    origin: Origin::Service,
+                },
+                moderator: Some(who.to_string()),
+                prediction_id: None,
+                key: None,
+            })
+        };
+        let truth = |u: usize| u8::from(u.is_multiple_of(3));
+        for u in 0..200 {
+            for who in ["ann", "ben", "cat"] {
+                let slip = rng.next_f64() < 0.05;
+                give(who, u, if slip { 1 - truth(u) } else { truth(u) });
+            }
+            give("rnd", u, u8::from(rng.next_f64() < 0.5));
+        }
+        give("new", 0, truth(0));
+        give("new", 1, truth(1));
+        assert!(
+            store
+                .add_submissions(&subs)
+                .unwrap()
+                .iter()
+                .all(|r| r.is_ok())
+        );
+        let confirmed: Vec<(UserId, u8)> = (0..100)
+            .map(|u| (UserId::from(format!("acct-{u}").as_str()), truth(u)))
+            .collect();
+        store
+            .confirm_labels(&confirmed, "lead", "", std::time::SystemTime::now())
+            .unwrap();
+        let stats = store.moderator_stats().unwrap();
+        let t = trust(&stats);
+        let of = |name: &str| {
+            let i = stats
+                .iter()
+                .position(|m| m.moderator.as_deref() == Some(name))
+                .unwrap();
+            t[i].unwrap()
+        };
+        let honest = ["ann", "ben", "cat"].map(of);
+        assert!(honest.iter().all(|&x| x > 0.85), "{honest:?}");
+        assert!(of("rnd") < 0.65, "{}", of("rnd"));
+        // Without the confirmations the same team's honest trusts are lower (their
+        // peers include the random labeller).
+        let peer_only: Vec<ModeratorStats> = stats
+            .iter()
+            .map(|m| ModeratorStats {
+                confirmed: 0,
+                agreed_with_confirmed: 0,
+                ..m.clone()
+            })
+            .collect();
+        let before = trust(&peer_only);
+        let ann = stats
+            .iter()
+            .position(|m| m.moderator.as_deref() == Some("ann"))
+            .unwrap();
+        assert!(before[ann].unwrap() < of("ann") - 0.05, "{before:?}");
+        // The newcomer's two records barely move them from the team's mean.
+        let team = (honest.iter().sum::<f64>() + of("rnd")) / 4.0;
+        assert!((of("new") - team).abs() < 0.1, "{} vs {team}", of("new"));
+        // Trust weighting in a retrain follows.
+        let by_name = trust_by_moderator(&store).unwrap();
+        let w = |m: &str| record_weight(5.0, Some(m), &by_name);
+        assert!(w("rnd") < 0.75 * w("ann"), "{} {}", w("rnd"), w("ann"));
+        // Only confirmed accounts, nobody sharing one: trust still defined.
+        let lone = [ModeratorStats {
+            moderator: Some("solo".into()),
+            records: 4,
+            judged: 0,
+            agreed_with_model: 0,
+            pairs_with_others: 0,
+            agreed_with_others: 0,
+            confirmed: 4,
+            agreed_with_confirmed: 4,
+        }];
+        assert_eq!(trust(&lone), vec![Some(1.0)]);
     }
 }

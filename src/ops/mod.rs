@@ -9,6 +9,7 @@ pub mod feedback;
 pub mod online;
 pub mod predict;
 pub mod report;
+pub mod review;
 pub mod score;
 pub mod train;
 

@@ -187,8 +187,13 @@ pub struct ModeratorFeedback {
     pub pairs_with_others: u64,
     /// Share of those pairs with the same label.
     pub agreement_with_others: Option<f64>,
-    /// 0 to 1: agreement with the others shrunk toward the team's (see the README);
-    /// null when nobody shares an account.
+    /// Their records on accounts whose final label someone else confirmed.
+    pub confirmed: u64,
+    /// Share of those records with the confirmed label.
+    pub agreement_with_confirmed: Option<f64>,
+    /// 0 to 1: agreement with the confirmed labels, shrunk toward their agreement with
+    /// the others, itself shrunk toward the team's (see the README); null when there
+    /// is nothing to compare.
     pub trust: Option<f64>,
 }
 
@@ -335,6 +340,158 @@ pub struct Job {
     pub started_by: String,
     pub result: Option<RetrainResult>,
     pub error: Option<String>,
+}
+
+/// Confirms an account's final label (`POST /accounts/{user_id}/label`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"label": 1, "notes": "malware brief confirmed by the security team"}))]
+pub struct ConfirmLabelRequest {
+    /// 1: spammer, 0: legitimate (or true/false).
+    pub label: u8,
+    #[serde(default)]
+    pub notes: Option<String>,
+}
+
+/// An account's confirmed final label.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ConfirmedLabel {
+    pub user_id: String,
+    /// 1: spammer, 0: legitimate.
+    pub label: u8,
+    /// The token name of who confirmed it (last).
+    pub confirmed_by: String,
+    /// RFC 3339, UTC.
+    pub confirmed_at: String,
+    pub notes: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ConfirmLabelResponse {
+    pub confirmed: ConfirmedLabel,
+    /// The confirmation this one replaced, if any.
+    pub replaced: Option<ConfirmedLabel>,
+}
+
+/// A feedback record on an account.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AccountReview {
+    pub feedback_id: i64,
+    /// The token name; null for records given without one (the app, imports).
+    pub moderator: Option<String>,
+    /// The label the moderator gave: 1 spammer, 0 legitimate.
+    pub label: u8,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+    /// The model's verdict (1/0), probability and version when the feedback was given.
+    pub model_verdict: Option<u8>,
+    pub probability: Option<f64>,
+    pub model_version: Option<u32>,
+}
+
+/// Who is reviewing an account now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ReviewClaim {
+    pub moderator: String,
+    /// RFC 3339, UTC.
+    pub claimed_at: String,
+    pub expires_at: String,
+}
+
+/// One account for the team: its confirmed label, its unexpired review claim and the
+/// feedback records on it (oldest first).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AccountStatus {
+    pub user_id: String,
+    pub confirmed: Option<ConfirmedLabel>,
+    pub claim: Option<ReviewClaim>,
+    pub reviews: Vec<AccountReview>,
+}
+
+/// Claims accounts for review (`POST /review/claims`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"user_ids": ["u-1001", "u-1002"], "ttl_seconds": 900}))]
+pub struct ClaimRequest {
+    /// 1 to 1,000 user ids.
+    pub user_ids: Vec<String>,
+    /// How long the claims last, 1 to 86,400 s; default 900.
+    #[serde(default)]
+    pub ttl_seconds: Option<u64>,
+}
+
+/// A claim someone else holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct HeldClaim {
+    pub user_id: String,
+    pub moderator: String,
+    /// RFC 3339, UTC.
+    pub expires_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ClaimResponse {
+    /// Now claimed by the caller (new, taken over after expiry, or renewed).
+    pub granted: Vec<String>,
+    /// Held by another moderator.
+    pub held: Vec<HeldClaim>,
+}
+
+/// Accounts to release (`DELETE /review/claims`) or look up (`POST /review/status`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"user_ids": ["u-1001", "u-1002"]}))]
+pub struct UserIdsRequest {
+    /// 1 to 1,000 user ids.
+    pub user_ids: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ReleaseResponse {
+    /// How many of the caller's claims were released.
+    pub released: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ReviewStatus {
+    /// One per distinct requested id, in request order.
+    pub accounts: Vec<AccountStatus>,
+}
+
+impl From<crate::store::review::ConfirmedLabel> for ConfirmedLabel {
+    fn from(c: crate::store::review::ConfirmedLabel) -> ConfirmedLabel {
+        ConfirmedLabel {
+            user_id: c.user_id.to_string(),
+            label: c.label,
+            confirmed_by: c.confirmed_by,
+            confirmed_at: c.confirmed_at,
+            notes: c.notes,
+        }
+    }
+}
+
+impl From<crate::store::review::AccountStatus> for AccountStatus {
+    fn from(a: crate::store::review::AccountStatus) -> AccountStatus {
+        AccountStatus {
+            user_id: a.user_id.to_string(),
+            confirmed: a.confirmed.map(Into::into),
+            claim: a.claim.map(|c| ReviewClaim {
+                moderator: c.moderator,
+                claimed_at: c.claimed_at,
+                expires_at: c.expires_at,
+            }),
+            reviews: a
+                .reviews
+                .into_iter()
+                .map(|r| AccountReview {
+                    feedback_id: r.id,
+                    moderator: r.moderator,
+                    label: r.label,
+                    created_at: r.created_at,
+                    model_verdict: r.predicted,
+                    probability: r.probability,
+                    model_version: r.model_version,
+                })
+                .collect(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -62,6 +62,7 @@ impl From<crate::Error> for ApiError {
     fn from(e: crate::Error) -> ApiError {
         match e {
             crate::Error::Invalid(m) => ApiError::bad_request("invalid", m),
+            crate::Error::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
             e => ApiError::internal(e.to_string()),
         }
     }

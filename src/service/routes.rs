@@ -1,7 +1,8 @@
 //! The routes: the reference API's (`/predict`, `/predict/batch`, `/feedback`,
 //! `/model/version`, `/model/info`, `/model/feedback/stats`, `/health`) and ours
 //! (`/model/versions`, `/model/rollback`, `/model/retrain`, `/jobs/{id}`, `/metrics`,
-//! `/openapi.json`). Each handler is registered together with its OpenAPI operation
+//! `/openapi.json`, and for a team `/accounts/{user_id}`, `/accounts/{user_id}/label`,
+//! `/review/claims`, `/review/status`). Each handler is registered together with its OpenAPI operation
 //! (`utoipa_axum::routes!`), so the document lists exactly the routes served.
 
 use super::api::{self, ErrorBody, PredictRequest, PredictResponse};
@@ -37,6 +38,7 @@ type Q = Result<Query<ScoreQuery>, axum::extract::rejection::QueryRejection>;
     tags(
         (name = "scoring", description = "Score accounts (role scorer)"),
         (name = "feedback", description = "Moderators' corrections (role moderator)"),
+        (name = "review", description = "A moderation team: confirmed labels, who reviewed what, review claims"),
         (name = "model", description = "The model and its versions"),
         (name = "service", description = "Health, metrics and this document"),
     )
@@ -98,6 +100,10 @@ fn api() -> OpenApiRouter<Arc<State>> {
         .routes(routes!(prometheus))
         .routes(routes!(rollback))
         .routes(routes!(openapi_doc))
+        .routes(routes!(confirm_label))
+        .routes(routes!(account))
+        .routes(routes!(claim, release))
+        .routes(routes!(review_status))
 }
 
 /// The OpenAPI 3.1 document of the service (JSON), derived once.
@@ -867,6 +873,8 @@ async fn feedback_stats(Ax(s): S, h: HeaderMap) -> Result<Json<api::FeedbackStat
                             moderator: m.moderator,
                             total: m.records,
                             pairs_with_others: m.pairs_with_others,
+                            agreement_with_confirmed: share(m.agreed_with_confirmed, m.confirmed),
+                            confirmed: m.confirmed,
                             trust,
                         }
                     })
@@ -912,11 +920,13 @@ fn notes_of(v: Option<&Value>, field: &str) -> Result<String, ApiError> {
 /// the statistics but cannot teach the model.
 #[utoipa::path(post, path = "/feedback", tag = "feedback",
     request_body = api::FeedbackRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "1 to 128 printable ASCII characters: a replay with the same key and body by the same caller stores nothing and gets the first answer (header `Idempotent-Replayed: true`); the same key with another body is refused (409). Kept 30 days.")),
     responses(
-        (status = 200, description = "Stored with its features", body = api::FeedbackResponse),
-        (status = 202, description = "Unknown prediction id: stored without features", body = api::FeedbackResponse),
+        (status = 200, description = "Stored with its features (or a replay of it)", body = api::FeedbackResponse),
+        (status = 202, description = "Unknown prediction id: stored without features (or a replay of it)", body = api::FeedbackResponse),
         (status = 400, body = ErrorBody),
         AuthErrors,
+        (status = 409, description = "The Idempotency-Key was used before with another body", body = ErrorBody),
         (status = 413, body = ErrorBody),
     ))]
 async fn feedback(Ax(s): S, h: HeaderMap, body: Body) -> Result<Response, ApiError> {
@@ -926,6 +936,7 @@ async fn feedback(Ax(s): S, h: HeaderMap, body: Body) -> Result<Response, ApiErr
     if !v.is_object() {
         return Err(wrong_type("body".into(), "an object"));
     }
+    let key = idempotency_key(&h, &caller, &v)?;
     let s2 = s.clone();
     if let Some(pid) = v.get("prediction_id") {
         let Some(pid) = pid.as_str().filter(|p| !p.is_empty() && p.len() <= 256) else {
@@ -940,20 +951,21 @@ async fn feedback(Ax(s): S, h: HeaderMap, body: Body) -> Result<Response, ApiErr
         };
         let actual = label_of(v.get("actual_label"), "actual_label")?;
         let notes = notes_of(v.get("feedback_notes"), "feedback_notes")?;
-        let out = blocking(move || -> Result<(StatusCode, api::FeedbackResponse), ApiError> {
-            let logged = s2.log.get(&pid).map_err(|e| ApiError::internal(e.to_string()))?;
+        let out = blocking(move || -> Result<Delivered, ApiError> {
+            let logged = s2
+                .log
+                .get(&pid)
+                .map_err(|e| ApiError::internal(e.to_string()))?;
             let Some(rec) = logged else {
-                let id = s2
-                    .feedback
-                    .record_unlinked(&pid, is_correct, actual, &notes, &caller.name)?;
-                return Ok((StatusCode::ACCEPTED, api::FeedbackResponse {
-                    status: "accepted".into(),
-                    message: "no prediction with this id was logged here, so the feedback has no features: it counts in the statistics but cannot teach the model".into(),
-                    feedback_id: id,
-                    linked: false,
-                    label: None,
-                    retrain_due: None,
-                }));
+                let d = s2.feedback.record_unlinked(
+                    &pid,
+                    is_correct,
+                    actual,
+                    &notes,
+                    &caller.name,
+                    key,
+                )?;
+                return Ok(delivered(d, false, None, true));
             };
             let threshold = s2
                 .registry
@@ -972,11 +984,13 @@ async fn feedback(Ax(s): S, h: HeaderMap, body: Body) -> Result<Response, ApiErr
                 notes,
                 origin: crate::store::feedback::Origin::Service,
             };
-            let r = s2.feedback.record_attributed(record, &caller.name, Some(&pid))?;
-            Ok((StatusCode::OK, received(r, Some(label))))
+            let d = s2
+                .feedback
+                .record_attributed(record, &caller.name, Some(&pid), key)?;
+            Ok(delivered(d, true, Some(label), true))
         })
         .await?;
-        return Ok((out.0, Json(out.1)).into_response());
+        return Ok(out.into_response());
     }
     if v.get("features").is_none() {
         return Err(ApiError::bad_request(
@@ -994,7 +1008,7 @@ async fn feedback(Ax(s): S, h: HeaderMap, body: Body) -> Result<Response, ApiErr
         .with_field(Some("label".into())));
     };
     let notes = notes_of(v.get("notes"), "notes")?;
-    let out = blocking(move || -> Result<api::FeedbackResponse, ApiError> {
+    let out = blocking(move || -> Result<Delivered, ApiError> {
         let active = s2.active();
         let p =
             crate::ops::predict::predict(&active.model, &active.manifest, &account, Explain::None);
@@ -1008,23 +1022,321 @@ async fn feedback(Ax(s): S, h: HeaderMap, body: Body) -> Result<Response, ApiErr
             notes,
             origin: crate::store::feedback::Origin::Service,
         };
-        let r = s2.feedback.record_attributed(record, &caller.name, None)?;
-        Ok(received(r, None))
+        let d = s2
+            .feedback
+            .record_attributed(record, &caller.name, None, key)?;
+        Ok(delivered(d, true, None, false))
     })
     .await?;
-    Ok(Json(out).into_response())
+    Ok(out.into_response())
 }
 
-/// The answer to stored, linked feedback.
-fn received(r: crate::ops::feedback::Recorded, label: Option<u8>) -> api::FeedbackResponse {
-    api::FeedbackResponse {
-        status: "success".into(),
-        message: "Feedback received".into(),
-        feedback_id: r.ids.first().copied().unwrap_or_default(),
-        linked: true,
-        label,
-        retrain_due: r.retrain_due,
+/// The `Idempotency-Key` header of a feedback request, if any, with a hash of its body
+/// (its JSON with object keys sorted, so spacing and key order do not matter).
+fn idempotency_key(
+    h: &HeaderMap,
+    caller: &Caller,
+    body: &Value,
+) -> Result<Option<crate::store::feedback::IdempotencyKey>, ApiError> {
+    let Some(raw) = h.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let bad = |m: String| {
+        ApiError::bad_request("bad_header", format!("Idempotency-Key {m}"))
+            .with_field(Some("Idempotency-Key".into()))
+    };
+    let text = raw
+        .to_str()
+        .map_err(|_| bad("must be printable ASCII".into()))?;
+    let hash = crate::util::hash::sha256_hex(canonical_json(body).as_bytes());
+    crate::store::feedback::IdempotencyKey::new(text, &caller.name, &hash)
+        .map(Some)
+        .map_err(bad)
+}
+
+/// `v` as JSON text with every object's keys sorted.
+fn canonical_json(v: &Value) -> String {
+    match v {
+        Value::Object(m) => {
+            let mut items: Vec<(&String, &Value)> = m.iter().collect();
+            items.sort_by(|a, b| a.0.cmp(b.0));
+            let inner: Vec<String> = items
+                .into_iter()
+                .map(|(k, x)| format!("{}:{}", Value::String(k.clone()), canonical_json(x)))
+                .collect();
+            format!("{{{}}}", inner.join(","))
+        }
+        Value::Array(a) => format!(
+            "[{}]",
+            a.iter().map(canonical_json).collect::<Vec<_>>().join(",")
+        ),
+        x => x.to_string(),
     }
+}
+
+/// A feedback answer: its status, body, and whether it replays an earlier delivery
+/// (then the header `Idempotent-Replayed: true` is sent).
+struct Delivered(StatusCode, api::FeedbackResponse, bool);
+
+impl IntoResponse for Delivered {
+    fn into_response(self) -> Response {
+        let mut res = (self.0, Json(self.1)).into_response();
+        if self.2 {
+            res.headers_mut().insert(
+                "idempotent-replayed",
+                axum::http::HeaderValue::from_static("true"),
+            );
+        }
+        res
+    }
+}
+
+/// The answer to stored feedback (`linked`, with the `label` stored on the
+/// reference's feedback on a prediction), or to a replay of it: the first delivery's
+/// answer, without `retrain_due`. `on_prediction`: the reference's form, whose linked
+/// answer names the label stored.
+fn delivered(
+    d: crate::ops::feedback::Delivery,
+    linked: bool,
+    label: Option<u8>,
+    on_prediction: bool,
+) -> Delivered {
+    use crate::ops::feedback::Delivery;
+    let (id, linked, label, retrain_due, replay) = match d {
+        Delivery::Stored(r) => (
+            r.ids.first().copied().unwrap_or_default(),
+            linked,
+            label,
+            r.retrain_due,
+            false,
+        ),
+        Delivery::Replayed {
+            id,
+            linked,
+            label: stored,
+        } => (
+            id,
+            linked,
+            stored.filter(|_| linked && on_prediction),
+            None,
+            true,
+        ),
+    };
+    if !linked {
+        return Delivered(StatusCode::ACCEPTED, api::FeedbackResponse {
+            status: "accepted".into(),
+            message: "no prediction with this id was logged here, so the feedback has no features: it counts in the statistics but cannot teach the model".into(),
+            feedback_id: id,
+            linked: false,
+            label: None,
+            retrain_due: None,
+        }, replay);
+    }
+    Delivered(
+        StatusCode::OK,
+        api::FeedbackResponse {
+            status: "success".into(),
+            message: "Feedback received".into(),
+            feedback_id: id,
+            linked: true,
+            label,
+            retrain_due,
+        },
+        replay,
+    )
+}
+
+/// The `user_ids` array of a review request: strings (or numbers, as text). How many
+/// and whether each is a valid id is checked by `ops::review`.
+fn user_ids_of(v: &Value) -> Result<Vec<String>, ApiError> {
+    let Some(items) = v.get("user_ids").and_then(Value::as_array) else {
+        return Err(wrong_type("user_ids".into(), "an array of user ids"));
+    };
+    if items.len() > crate::ops::review::MAX_IDS {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_many_ids",
+            format!(
+                "user_ids holds {} ids; at most {} are accepted per request",
+                items.len(),
+                crate::ops::review::MAX_IDS
+            ),
+        )
+        .with_field(Some("user_ids".into())));
+    }
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, x)| match x {
+            Value::String(t) => Ok(t.clone()),
+            Value::Number(n) => Ok(n.to_string()),
+            _ => Err(wrong_type(format!("user_ids[{i}]"), "a string")),
+        })
+        .collect()
+}
+
+/// A user id from the path, checked like everywhere else.
+fn path_user_id(id: &str) -> Result<String, ApiError> {
+    crate::ops::review::user_id(id, "user_id")
+        .map(|u| u.to_string())
+        .map_err(|e| ApiError::from(e).with_field(Some("user_id".into())))
+}
+
+/// Confirms an account's final label (role admin): `{"label": 0|1, "notes"?}`, by the
+/// caller. It replaces an earlier confirmation (the answer shows it). Moderators'
+/// trust prefers agreement with confirmed labels.
+#[utoipa::path(post, path = "/accounts/{user_id}/label", tag = "review",
+    params(("user_id" = String, Path, description = "The account's user id (1 to 256 bytes)")),
+    request_body = api::ConfirmLabelRequest,
+    responses(
+        (status = 200, body = api::ConfirmLabelResponse),
+        (status = 400, body = ErrorBody),
+        AuthErrors,
+    ))]
+async fn confirm_label(
+    Ax(s): S,
+    h: HeaderMap,
+    axum::extract::Path(user_id): axum::extract::Path<String>,
+    body: Body,
+) -> Result<Json<api::ConfirmLabelResponse>, ApiError> {
+    let caller = s.authorize(secret(&h), Role::Admin)?;
+    let user_id = path_user_id(&user_id)?;
+    let bytes = read_body(body, s.limits.max_body).await?;
+    let v = parse_json(&bytes)?;
+    if !v.is_object() {
+        return Err(wrong_type("body".into(), "an object"));
+    }
+    let Some(label) = label_of(v.get("label"), "label")? else {
+        return Err(
+            ApiError::bad_request("missing_field", "label (0 or 1) is required")
+                .with_field(Some("label".into())),
+        );
+    };
+    let notes = notes_of(v.get("notes"), "notes")?;
+    let s2 = s.clone();
+    let c = blocking(move || {
+        crate::ops::review::confirm_label(&s2.registry, &user_id, label, &caller.name, &notes)
+    })
+    .await?;
+    Ok(Json(api::ConfirmLabelResponse {
+        confirmed: c.confirmed.into(),
+        replaced: c.replaced.map(Into::into),
+    }))
+}
+
+/// One account for the team (role moderator): its confirmed label, who is reviewing it
+/// now and the feedback records on it (who said what, when, and what the model said).
+#[utoipa::path(get, path = "/accounts/{user_id}", tag = "review",
+    params(("user_id" = String, Path, description = "The account's user id (1 to 256 bytes)")),
+    responses(
+        (status = 200, body = api::AccountStatus),
+        (status = 400, body = ErrorBody),
+        AuthErrors,
+    ))]
+async fn account(
+    Ax(s): S,
+    h: HeaderMap,
+    axum::extract::Path(user_id): axum::extract::Path<String>,
+) -> Result<Json<api::AccountStatus>, ApiError> {
+    s.authorize(secret(&h), Role::Moderator)?;
+    let user_id = path_user_id(&user_id)?;
+    let s2 = s.clone();
+    let a = blocking(move || crate::ops::review::account(&s2.registry, &user_id)).await?;
+    Ok(Json(a.into()))
+}
+
+/// Claims accounts for review by the caller (role moderator), for `ttl_seconds`
+/// (1 to 86,400, default 900): each id is granted (free, expired, or the caller's own,
+/// renewed) or reported as held by someone else. Two moderators claiming at once: each
+/// account goes to exactly one. Feedback by the caller on an account releases its claim.
+#[utoipa::path(post, path = "/review/claims", tag = "review",
+    request_body = api::ClaimRequest,
+    responses(
+        (status = 200, body = api::ClaimResponse),
+        (status = 400, body = ErrorBody),
+        AuthErrors,
+        (status = 413, description = "More than 1,000 ids", body = ErrorBody),
+    ))]
+async fn claim(Ax(s): S, h: HeaderMap, body: Body) -> Result<Json<api::ClaimResponse>, ApiError> {
+    let caller = s.authorize(secret(&h), Role::Moderator)?;
+    let bytes = read_body(body, s.limits.max_body).await?;
+    let v = parse_json(&bytes)?;
+    let ids = user_ids_of(&v)?;
+    let ttl = match v.get("ttl_seconds") {
+        None | Some(Value::Null) => 900,
+        Some(Value::Number(n)) if n.as_u64().is_some() => n.as_u64().unwrap_or_default(),
+        Some(_) => {
+            return Err(wrong_type(
+                "ttl_seconds".into(),
+                "a whole number of seconds, 1 to 86400",
+            ));
+        }
+    };
+    let s2 = s.clone();
+    let out =
+        blocking(move || crate::ops::review::claim(&s2.registry, &ids, &caller.name, ttl)).await?;
+    Ok(Json(api::ClaimResponse {
+        granted: out.granted.iter().map(|u| u.to_string()).collect(),
+        held: out
+            .held
+            .into_iter()
+            .map(|(u, h)| api::HeldClaim {
+                user_id: u.to_string(),
+                moderator: h.moderator,
+                expires_at: h.expires_at,
+            })
+            .collect(),
+    }))
+}
+
+/// Releases the caller's claims on accounts (role moderator); others' claims stay.
+#[utoipa::path(delete, path = "/review/claims", tag = "review",
+    request_body = api::UserIdsRequest,
+    responses(
+        (status = 200, body = api::ReleaseResponse),
+        (status = 400, body = ErrorBody),
+        AuthErrors,
+        (status = 413, description = "More than 1,000 ids", body = ErrorBody),
+    ))]
+async fn release(
+    Ax(s): S,
+    h: HeaderMap,
+    body: Body,
+) -> Result<Json<api::ReleaseResponse>, ApiError> {
+    let caller = s.authorize(secret(&h), Role::Moderator)?;
+    let bytes = read_body(body, s.limits.max_body).await?;
+    let v = parse_json(&bytes)?;
+    let ids = user_ids_of(&v)?;
+    let s2 = s.clone();
+    let released =
+        blocking(move || crate::ops::review::release(&s2.registry, &ids, &caller.name)).await?;
+    Ok(Json(api::ReleaseResponse { released }))
+}
+
+/// Accounts' review state (role moderator): for each id, its unexpired claim, who
+/// reviewed it (the feedback records) and its confirmed label.
+#[utoipa::path(post, path = "/review/status", tag = "review",
+    request_body = api::UserIdsRequest,
+    responses(
+        (status = 200, body = api::ReviewStatus),
+        (status = 400, body = ErrorBody),
+        AuthErrors,
+        (status = 413, description = "More than 1,000 ids", body = ErrorBody),
+    ))]
+async fn review_status(
+    Ax(s): S,
+    h: HeaderMap,
+    body: Body,
+) -> Result<Json<api::ReviewStatus>, ApiError> {
+    s.authorize(secret(&h), Role::Moderator)?;
+    let bytes = read_body(body, s.limits.max_body).await?;
+    let v = parse_json(&bytes)?;
+    let ids = user_ids_of(&v)?;
+    let s2 = s.clone();
+    let accounts = blocking(move || crate::ops::review::status(&s2.registry, &ids)).await?;
+    Ok(Json(api::ReviewStatus {
+        accounts: accounts.into_iter().map(Into::into).collect(),
+    }))
 }
 
 /// Reports a job's progress into the state's job table.

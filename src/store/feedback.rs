@@ -14,7 +14,7 @@
 use crate::data::UserId;
 use crate::data::catalog::{N_FEATURES, catalog};
 use rusqlite::types::ValueRef;
-use rusqlite::{Connection, params_from_iter};
+use rusqlite::{Connection, OptionalExtension, params_from_iter};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -147,6 +147,10 @@ pub struct ModeratorStats {
     /// and those with the same label.
     pub pairs_with_others: u64,
     pub agreed_with_others: u64,
+    /// Records on accounts with a confirmed label (confirmed by someone else), and
+    /// those with the confirmed label.
+    pub confirmed: u64,
+    pub agreed_with_confirmed: u64,
 }
 
 /// Agreement of one version's verdicts with moderators within one hour.
@@ -169,8 +173,8 @@ pub struct FeedbackStats {
 }
 
 pub struct FeedbackStore {
-    conn: Connection,
-    path: PathBuf,
+    pub(super) conn: Connection,
+    pub(super) path: PathBuf,
 }
 
 fn feature_columns() -> Vec<String> {
@@ -313,6 +317,7 @@ pub enum Submission {
         record: NewFeedback,
         moderator: Option<String>,
         prediction_id: Option<String>,
+        key: Option<IdempotencyKey>,
     },
     /// On a prediction never logged here: no features, so it counts in the statistics
     /// and never in a retrain.
@@ -322,10 +327,91 @@ pub enum Submission {
         actual_label: Option<u8>,
         notes: String,
         moderator: String,
+        key: Option<IdempotencyKey>,
     },
 }
 
-type Reply = std::sync::mpsc::SyncSender<Result<i64, FeedbackError>>;
+impl Submission {
+    fn key(&self) -> Option<&IdempotencyKey> {
+        match self {
+            Submission::Linked { key, .. } | Submission::Unlinked { key, .. } => key.as_ref(),
+        }
+    }
+}
+
+/// Longest idempotency key, in bytes.
+pub const MAX_IDEMPOTENCY_KEY: usize = 128;
+
+/// How long an idempotency key is remembered (30 days); older keys are pruned and may
+/// be used again.
+pub const IDEMPOTENCY_RETENTION: std::time::Duration =
+    std::time::Duration::from_secs(30 * 24 * 3600);
+
+/// A client's key for one delivery of feedback (the `Idempotency-Key` header): the
+/// first submission with it is stored, a replay by the same caller with the same body
+/// gets the first one's answer and stores nothing, and the same key with another body
+/// is refused. Keys are per caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey {
+    key: String,
+    caller: String,
+    body_hash: String,
+}
+
+impl IdempotencyKey {
+    /// `key` must be 1 to [`MAX_IDEMPOTENCY_KEY`] printable ASCII characters (space to
+    /// `~`); `body_hash` identifies what was sent with it.
+    pub fn new(key: &str, caller: &str, body_hash: &str) -> Result<IdempotencyKey, String> {
+        if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY {
+            return Err(format!(
+                "must be 1 to {MAX_IDEMPOTENCY_KEY} characters (got {})",
+                key.len()
+            ));
+        }
+        if let Some(c) = key.chars().find(|c| !(' '..='~').contains(c)) {
+            return Err(format!(
+                "must be printable ASCII; it holds {:?}",
+                c.escape_default().to_string()
+            ));
+        }
+        Ok(IdempotencyKey {
+            key: key.to_string(),
+            caller: caller.to_string(),
+            body_hash: body_hash.to_string(),
+        })
+    }
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+}
+
+/// What storing one submission did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Stored under this id (in `feedback`, or `unlinked_feedback` for an unlinked one).
+    Stored(i64),
+    /// Its idempotency key was used before with the same body: nothing was stored; the
+    /// first submission's id, whether it was linked, and its stored label.
+    Replayed {
+        id: i64,
+        linked: bool,
+        label: Option<u8>,
+    },
+    /// Its idempotency key was used before with another body: nothing was stored.
+    KeyReused,
+}
+
+impl Outcome {
+    /// The record's id (stored now or before); None when the key was reused.
+    pub fn id(&self) -> Option<i64> {
+        match self {
+            Outcome::Stored(id) | Outcome::Replayed { id, .. } => Some(*id),
+            Outcome::KeyReused => None,
+        }
+    }
+}
+
+type Reply = std::sync::mpsc::SyncSender<Result<Outcome, FeedbackError>>;
 
 /// Most submissions committed in one transaction.
 const MAX_GROUP: usize = 512;
@@ -381,8 +467,8 @@ impl FeedbackWriter {
         })
     }
 
-    /// Stores `s` and returns its id once it is committed.
-    pub fn submit(&self, s: Submission) -> Result<i64, FeedbackError> {
+    /// Stores `s` and answers once it is committed (or found to be a replay).
+    pub fn submit(&self, s: Submission) -> Result<Outcome, FeedbackError> {
         let stopped = || FeedbackError {
             path: self.path.clone(),
             message: "the feedback writer has stopped".into(),
@@ -455,7 +541,37 @@ impl FeedbackStore {
                 actual_label INTEGER CHECK (actual_label IN (0, 1)),
                 notes TEXT NOT NULL DEFAULT '',
                 moderator TEXT NOT NULL
-            )",
+            );
+            -- Idempotency keys of feedback deliveries, per caller: the first delivery's
+            -- record (in feedback when linked, else in unlinked_feedback) and a hash of
+            -- its body. Kept IDEMPOTENCY_RETENTION.
+            CREATE TABLE IF NOT EXISTS feedback_keys (
+                caller TEXT NOT NULL,
+                key TEXT NOT NULL,
+                body_hash TEXT NOT NULL,
+                linked INTEGER NOT NULL CHECK (linked IN (0, 1)),
+                feedback_id INTEGER NOT NULL,
+                created_at TEXT NOT NULL,
+                PRIMARY KEY (caller, key)
+            );
+            CREATE INDEX IF NOT EXISTS feedback_keys_created ON feedback_keys(created_at);
+            -- An account's confirmed final label (one per account; re-confirming
+            -- replaces it with the new confirmer and time).
+            CREATE TABLE IF NOT EXISTS confirmed_labels (
+                user_id TEXT PRIMARY KEY,
+                label INTEGER NOT NULL CHECK (label IN (0, 1)),
+                confirmed_by TEXT NOT NULL,
+                confirmed_at TEXT NOT NULL,
+                notes TEXT NOT NULL DEFAULT ''
+            );
+            -- Who is reviewing an account, until when (milliseconds since the epoch);
+            -- an expired claim counts as none.
+            CREATE TABLE IF NOT EXISTS review_claims (
+                user_id TEXT PRIMARY KEY,
+                moderator TEXT NOT NULL,
+                claimed_at INTEGER NOT NULL,
+                expires_at INTEGER NOT NULL
+            );",
         )
         .map_err(err)?;
         Ok(FeedbackStore {
@@ -509,12 +625,27 @@ impl FeedbackStore {
 
     /// Stores feedback given through the service in one transaction: records with
     /// features (with who gave them and on which logged prediction) and records on
-    /// predictions never logged here. Each submission gets its id or why it was
+    /// predictions never logged here. Each submission gets its outcome or why it was
     /// refused; the error is the transaction's if it could not be committed.
+    ///
+    /// A submission with an idempotency key is stored together with its key (the
+    /// key's UNIQUE constraint holds in the same transaction), unless the key is known:
+    /// then it is a replay (same body) or refused (another body). A moderator's record
+    /// on an account releases their review claim on it.
     pub fn add_submissions(
         &mut self,
         subs: &[Submission],
-    ) -> Result<Vec<Result<i64, FeedbackError>>, FeedbackError> {
+    ) -> Result<Vec<Result<Outcome, FeedbackError>>, FeedbackError> {
+        self.add_submissions_at(subs, std::time::SystemTime::now())
+    }
+
+    /// [`FeedbackStore::add_submissions`] at time `now` (keys older than
+    /// [`IDEMPOTENCY_RETENTION`] before it are forgotten first).
+    pub fn add_submissions_at(
+        &mut self,
+        subs: &[Submission],
+        now: std::time::SystemTime,
+    ) -> Result<Vec<Result<Outcome, FeedbackError>>, FeedbackError> {
         let checked: Vec<Result<(), FeedbackError>> = subs
             .iter()
             .map(|s| match s {
@@ -527,48 +658,128 @@ impl FeedbackStore {
                 Submission::Unlinked { .. } => Ok(()),
             })
             .collect();
-        let now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+        let stamp = |t: std::time::SystemTime| humantime::format_rfc3339_millis(t).to_string();
+        let now_text = stamp(now);
         let path = self.path.display().to_string();
         let err = |e: rusqlite::Error| FeedbackError {
             path: path.clone(),
             message: e.to_string(),
         };
-        let tx = self.conn.transaction().map_err(err)?;
+        // IMMEDIATE: the write lock is taken before the keys are looked up, so no other
+        // connection can store the same key in between.
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(err)?;
+        if subs.iter().any(|s| s.key().is_some()) {
+            let cutoff = stamp(now.checked_sub(IDEMPOTENCY_RETENTION).unwrap_or(now));
+            tx.execute("DELETE FROM feedback_keys WHERE created_at < ?1", [&cutoff])
+                .map_err(err)?;
+        }
         let mut out = Vec::with_capacity(subs.len());
         for (sub, ok) in subs.iter().zip(checked) {
             if let Err(e) = ok {
                 out.push(Err(e));
                 continue;
             }
-            match sub {
+            if let Some(k) = sub.key() {
+                let known: Option<(String, i64, bool)> = tx
+                    .query_row(
+                        "SELECT body_hash, feedback_id, linked FROM feedback_keys
+                         WHERE caller = ?1 AND key = ?2",
+                        (&k.caller, &k.key),
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                    )
+                    .optional()
+                    .map_err(err)?;
+                if let Some((hash, id, linked)) = known {
+                    if hash != k.body_hash {
+                        out.push(Ok(Outcome::KeyReused));
+                        continue;
+                    }
+                    let label: Option<i64> = if linked {
+                        tx.query_row("SELECT true_label FROM feedback WHERE id = ?1", [id], |r| {
+                            r.get(0)
+                        })
+                        .optional()
+                        .map_err(err)?
+                    } else {
+                        tx.query_row(
+                            "SELECT actual_label FROM unlinked_feedback WHERE id = ?1",
+                            [id],
+                            |r| r.get(0),
+                        )
+                        .optional()
+                        .map_err(err)?
+                        .flatten()
+                    };
+                    out.push(Ok(Outcome::Replayed {
+                        id,
+                        linked,
+                        label: label.map(|l| l as u8),
+                    }));
+                    continue;
+                }
+            }
+            let linked = match sub {
                 Submission::Linked {
                     record,
                     moderator,
                     prediction_id,
-                } => insert_record(
-                    &tx,
-                    &now,
-                    record,
-                    moderator.as_deref(),
-                    prediction_id.as_deref(),
-                )
-                .map_err(err)?,
+                    ..
+                } => {
+                    insert_record(
+                        &tx,
+                        &now_text,
+                        record,
+                        moderator.as_deref(),
+                        prediction_id.as_deref(),
+                    )
+                    .map_err(err)?;
+                    true
+                }
                 Submission::Unlinked {
                     prediction_id,
                     is_correct,
                     actual_label,
                     notes,
                     moderator,
+                    ..
                 } => {
                     tx.execute(
                         "INSERT INTO unlinked_feedback (created_at, prediction_id, is_correct, actual_label, notes, moderator)
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                        (&now, prediction_id, is_correct, actual_label, notes, moderator),
+                        (&now_text, prediction_id, is_correct, actual_label, notes, moderator),
                     )
                     .map_err(err)?;
+                    false
                 }
+            };
+            let id = tx.last_insert_rowid();
+            if let Submission::Linked {
+                record,
+                moderator: Some(m),
+                ..
+            } = sub
+                && let Some(u) = &record.user_id
+            {
+                tx.execute(
+                    "DELETE FROM review_claims WHERE user_id = ?1 AND moderator = ?2",
+                    (u.trim(), m),
+                )
+                .map_err(err)?;
             }
-            out.push(Ok(tx.last_insert_rowid()));
+            if let Some(k) = sub.key() {
+                // The key's PRIMARY KEY makes a second store of it fail the transaction
+                // rather than store the feedback twice.
+                tx.execute(
+                    "INSERT INTO feedback_keys (caller, key, body_hash, linked, feedback_id, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    (&k.caller, &k.key, &k.body_hash, linked, id, &now_text),
+                )
+                .map_err(err)?;
+            }
+            out.push(Ok(Outcome::Stored(id)));
         }
         tx.commit().map_err(err)?;
         Ok(out)
@@ -601,7 +812,7 @@ impl FeedbackStore {
         FeedbackStore::open(&crate::store::layout::Layout::new(registry_root).feedback_db())
     }
 
-    fn err(&self, e: impl std::fmt::Display) -> FeedbackError {
+    pub(super) fn err(&self, e: impl std::fmt::Display) -> FeedbackError {
         FeedbackError {
             path: self.path.display().to_string(),
             message: e.to_string(),
@@ -645,9 +856,16 @@ impl FeedbackStore {
                 record: r.clone(),
                 moderator: None,
                 prediction_id: None,
+                key: None,
             })
             .collect();
-        self.add_submissions(&subs)?.into_iter().collect()
+        self.add_submissions(&subs)?
+            .into_iter()
+            .map(|r| match r? {
+                Outcome::Stored(id) | Outcome::Replayed { id, .. } => Ok(id),
+                Outcome::KeyReused => Err(self.err("an idempotency key was reused")),
+            })
+            .collect()
     }
 
     pub fn count(&self) -> Result<u64, FeedbackError> {
@@ -723,7 +941,9 @@ impl FeedbackStore {
     /// Who said what: per moderator (None: records without one, from the app or an
     /// import), their records, how often the model's verdict agreed with them, and how
     /// often they agreed with the other moderators' labels on the same accounts (every
-    /// pair of records on one user id by two different moderators counts once for each).
+    /// pair of records on one user id by two different moderators counts once for each),
+    /// and with the confirmed labels of the accounts that have one (a moderator's
+    /// records on accounts they confirmed themselves are not counted).
     pub fn moderator_stats(&self) -> Result<Vec<ModeratorStats>, FeedbackError> {
         let mut stmt = self
             .conn
@@ -737,8 +957,12 @@ impl FeedbackStore {
                  SELECT f.moderator, COUNT(*),
                         SUM(CASE WHEN f.predicted IS NOT NULL THEN 1 ELSE 0 END),
                         SUM(CASE WHEN f.predicted = f.true_label THEN 1 ELSE 0 END),
-                        COALESCE(MAX(p.n), 0), COALESCE(MAX(p.same), 0)
+                        COALESCE(MAX(p.n), 0), COALESCE(MAX(p.same), 0),
+                        SUM(CASE WHEN c.label IS NOT NULL THEN 1 ELSE 0 END),
+                        SUM(CASE WHEN c.label = f.true_label THEN 1 ELSE 0 END)
                  FROM feedback f LEFT JOIN pairs p ON p.moderator IS f.moderator
+                      LEFT JOIN confirmed_labels c
+                        ON c.user_id = f.user_id AND c.confirmed_by IS NOT f.moderator
                  GROUP BY f.moderator ORDER BY f.moderator",
             )
             .map_err(|e| self.err(e))?;
@@ -751,6 +975,8 @@ impl FeedbackStore {
                     agreed_with_model: r.get::<_, i64>(3)? as u64,
                     pairs_with_others: r.get::<_, i64>(4)? as u64,
                     agreed_with_others: r.get::<_, i64>(5)? as u64,
+                    confirmed: r.get::<_, i64>(6)? as u64,
+                    agreed_with_confirmed: r.get::<_, i64>(7)? as u64,
                 })
             })
             .map_err(|e| self.err(e))?;
@@ -880,11 +1106,13 @@ mod tests {
                     record: rec(1, Some(0), Some(2)),
                     moderator: Some("alice".into()),
                     prediction_id: Some("p-1".into()),
+                    key: None,
                 },
                 Submission::Linked {
                     record: rec(2, None, None),
                     moderator: Some("bob".into()),
                     prediction_id: None,
+                    key: None,
                 },
                 Submission::Unlinked {
                     prediction_id: "uuid-7".into(),
@@ -892,6 +1120,7 @@ mod tests {
                     actual_label: Some(1),
                     notes: String::new(),
                     moderator: "carol".into(),
+                    key: None,
                 },
             ])
             .unwrap();
@@ -927,6 +1156,7 @@ mod tests {
                     record: r,
                     moderator: Some(who.into()),
                     prediction_id: None,
+                    key: None,
                 });
             }
         }
@@ -935,6 +1165,7 @@ mod tests {
             record: rec(1, None, None),
             moderator: None,
             prediction_id: None,
+            key: None,
         });
         assert!(s.add_submissions(&subs).unwrap().iter().all(Result::is_ok));
         let stats = s.moderator_stats().unwrap();
@@ -982,7 +1213,10 @@ mod tests {
                                     record: rec((i % 2) as u8, Some(1), Some(1)),
                                     moderator: Some(format!("m{t}")),
                                     prediction_id: None,
+                                    key: None,
                                 })
+                                .unwrap()
+                                .id()
                                 .unwrap()
                             })
                             .collect::<Vec<_>>()
@@ -1001,6 +1235,7 @@ mod tests {
             record: rec(5, None, None),
             moderator: None,
             prediction_id: None,
+            key: None,
         });
         assert!(bad.unwrap_err().message.contains("0 or 1"));
         drop(w);
@@ -1137,10 +1372,130 @@ mod tests {
         let all = s.records(false).unwrap();
         assert_eq!(all[2].record.user_id.as_deref(), Some("00042"));
         assert_eq!(s.count_unused().unwrap(), 2);
+        // The team's tables came with the opening: confirmations join the old records.
+        s.confirm_labels(
+            &[(UserId::from("10000007"), 1)],
+            "lead",
+            "",
+            std::time::SystemTime::now(),
+        )
+        .unwrap();
+        let nobody = s.moderator_stats().unwrap().remove(0);
+        assert_eq!((nobody.confirmed, nobody.agreed_with_confirmed), (1, 1));
         // Opening again leaves the rebuilt store as it is.
         drop(s);
         let s = FeedbackStore::open(&path).unwrap();
         assert_eq!(s.count().unwrap(), 3);
+    }
+
+    fn keyed(key: &str, caller: &str, hash: &str, label: u8) -> Submission {
+        let mut r = rec(label, Some(0), Some(1));
+        r.user_id = Some(UserId::from("acct-7"));
+        Submission::Linked {
+            record: r,
+            moderator: Some(caller.into()),
+            prediction_id: None,
+            key: Some(IdempotencyKey::new(key, caller, hash).unwrap()),
+        }
+    }
+
+    /// A keyed submission is stored once: a replay (in the same group or later) gets
+    /// the first id and stores nothing, another body is refused, another caller's key
+    /// is its own, and a key older than the retention is forgotten.
+    #[test]
+    fn idempotency_keys_store_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = FeedbackStore::open_in(dir.path()).unwrap();
+        let out = s
+            .add_submissions(&[keyed("k-1", "ann", "h1", 1), keyed("k-1", "ann", "h1", 1)])
+            .unwrap();
+        let Ok(Outcome::Stored(id)) = out[0] else {
+            panic!("{out:?}")
+        };
+        let replay = Outcome::Replayed {
+            id,
+            linked: true,
+            label: Some(1),
+        };
+        assert_eq!(out[1].as_ref().unwrap(), &replay);
+        let again = s.add_submissions(&[keyed("k-1", "ann", "h1", 1)]).unwrap();
+        assert_eq!(again[0].as_ref().unwrap(), &replay);
+        let other = s.add_submissions(&[keyed("k-1", "ann", "h2", 0)]).unwrap();
+        assert_eq!(other[0].as_ref().unwrap(), &Outcome::KeyReused);
+        assert_eq!(s.count().unwrap(), 1);
+        // Ben's k-1 is not ann's.
+        let ben = s.add_submissions(&[keyed("k-1", "ben", "h2", 0)]).unwrap();
+        assert!(matches!(ben[0], Ok(Outcome::Stored(b)) if b != id));
+        // Unlinked feedback replays as unlinked.
+        let unlinked = Submission::Unlinked {
+            prediction_id: "uuid-1".into(),
+            is_correct: true,
+            actual_label: None,
+            notes: String::new(),
+            moderator: "ann".into(),
+            key: Some(IdempotencyKey::new("k-2", "ann", "h3").unwrap()),
+        };
+        let first = s.add_submissions(std::slice::from_ref(&unlinked)).unwrap();
+        let Ok(Outcome::Stored(u)) = first[0] else {
+            panic!("{first:?}")
+        };
+        let second = s.add_submissions(&[unlinked]).unwrap();
+        assert_eq!(
+            second[0].as_ref().unwrap(),
+            &Outcome::Replayed {
+                id: u,
+                linked: false,
+                label: None
+            }
+        );
+        assert_eq!(s.unlinked_counts().unwrap().0, 1);
+        // 31 days on, ann's k-1 is forgotten: a new record.
+        let later = std::time::SystemTime::now() + std::time::Duration::from_secs(31 * 24 * 3600);
+        let late = s
+            .add_submissions_at(&[keyed("k-1", "ann", "h2", 0)], later)
+            .unwrap();
+        assert!(
+            matches!(late[0], Ok(Outcome::Stored(n)) if n != id),
+            "{late:?}"
+        );
+        assert_eq!(s.count().unwrap(), 3);
+        // Keys: 1 to 128 printable ASCII characters.
+        for bad in ["", "tab\there", "é", &"k".repeat(129)] {
+            assert!(IdempotencyKey::new(bad, "ann", "h").is_err(), "{bad:?}");
+        }
+        assert!(IdempotencyKey::new(&"k".repeat(128), "ann", "h").is_ok());
+    }
+
+    /// Two connections (two processes) storing the same key at once: one record.
+    #[test]
+    fn the_same_key_from_two_connections_is_stored_once() {
+        let dir = tempfile::tempdir().unwrap();
+        FeedbackStore::open_in(dir.path()).unwrap();
+        let outs: Vec<Outcome> = std::thread::scope(|scope| {
+            let hs: Vec<_> = (0..4)
+                .map(|_| {
+                    let root = dir.path();
+                    scope.spawn(move || {
+                        let mut s = FeedbackStore::open_in(root).unwrap();
+                        s.add_submissions(&[keyed("same", "ann", "h", 1)]).unwrap()[0]
+                            .clone()
+                            .unwrap()
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let stored = outs
+            .iter()
+            .filter(|o| matches!(o, Outcome::Stored(_)))
+            .count();
+        assert_eq!(stored, 1, "{outs:?}");
+        let ids: std::collections::HashSet<i64> = outs.iter().filter_map(Outcome::id).collect();
+        assert_eq!(ids.len(), 1);
+        assert_eq!(
+            FeedbackStore::open_in(dir.path()).unwrap().count().unwrap(),
+            1
+        );
     }
 
     #[test]

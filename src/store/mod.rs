@@ -7,6 +7,7 @@ pub mod layout;
 mod lockfile;
 pub mod predictions;
 mod registry;
+pub mod review;
 pub mod tokens;
 
 pub use registry::*;
