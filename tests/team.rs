@@ -161,6 +161,30 @@ fn the_app_works_on_a_team_service_offline_and_online() {
     std::thread::sleep(spamscope::workbench::POLL * 2);
     w.poll();
     assert_eq!(stored(), 1);
+    // A record whose answer was lost (stored by the service, still in the outbox) is
+    // sent again by the link with its key, and the service keeps it once.
+    let mia_client = Client::new(&url, Some(mia.clone())).unwrap();
+    let mut outbox = spamscope::remote::outbox::Outbox::open(
+        &spamscope::workbench::outbox_path(cache.path()),
+    )
+    .unwrap();
+    let lost = json!({"features": features_json(&data.row(13)), "label": 1, "user_id": "acct-78"});
+    outbox.enqueue(std::slice::from_ref(&lost)).unwrap();
+    let f = outbox
+        .flush(|body, key| {
+            mia_client.feedback(body, key).unwrap();
+            Err(spamscope::remote::RemoteError::Unreachable {
+                route: "POST /feedback".into(),
+                message: "the answer was lost".into(),
+            })
+        })
+        .unwrap();
+    assert_eq!((f.sent, outbox.pending().unwrap()), (0, 1));
+    assert_eq!(stored(), 2);
+    wait_for(&mut w, "the resent record to leave the outbox", |_| {
+        outbox.pending().unwrap() == 0
+    });
+    assert_eq!(stored(), 2, "sent twice, stored once");
 
     // Another moderator's feedback shows in the team's statistics.
     let ned_client = Client::new(&url, Some(ned.clone())).unwrap();
@@ -184,7 +208,7 @@ fn the_app_works_on_a_team_service_offline_and_online() {
         (mia_row.pairs_with_others, mia_row.agreement_with_others),
         (1, Some(0.0))
     );
-    assert_eq!(w.feedback.as_ref().unwrap().total, 2);
+    assert_eq!(w.feedback.as_ref().unwrap().total, 3);
 
     // A promotion on the service arrives within seconds, with a notice.
     w.notices.clear();
