@@ -143,6 +143,17 @@ fn submitting_feedback_writes_a_record() {
     let dir = tempfile::tempdir().unwrap();
     let mut h = harness(dir.path(), None);
     settle(&mut h);
+    // The moderator name from Settings goes with the record.
+    h.get_by_label("Settings").click();
+    h.run_steps(2);
+    h.get_by_role_and_label(Role::TextInput, "Moderator name")
+        .focus();
+    h.run_steps(2);
+    h.get_by_role_and_label(Role::TextInput, "Moderator name")
+        .type_text("sam");
+    h.run_steps(2);
+    h.get_by_label("Score an account").click();
+    settle(&mut h);
     // These sit below the fold of the results column: use the accessibility action.
     h.get_by_label("Wrong").click_accesskit();
     h.run_steps(2);
@@ -164,6 +175,7 @@ fn submitting_feedback_writes_a_record() {
         "marked wrong"
     );
     assert_eq!(r.model_version, Some(1));
+    assert_eq!(records[0].moderator.as_deref(), Some("sam"));
     assert_eq!(app.workbench.feedback.as_ref().unwrap().total, 1);
     h.get_by_label_contains("Feedback so far: 1 record(s)");
 }

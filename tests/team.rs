@@ -164,10 +164,9 @@ fn the_app_works_on_a_team_service_offline_and_online() {
     // A record whose answer was lost (stored by the service, still in the outbox) is
     // sent again by the link with its key, and the service keeps it once.
     let mia_client = Client::new(&url, Some(mia.clone())).unwrap();
-    let mut outbox = spamscope::remote::outbox::Outbox::open(
-        &spamscope::workbench::outbox_path(cache.path()),
-    )
-    .unwrap();
+    let mut outbox =
+        spamscope::remote::outbox::Outbox::open(&spamscope::workbench::outbox_path(cache.path()))
+            .unwrap();
     let lost = json!({"features": features_json(&data.row(13)), "label": 1, "user_id": "acct-78"});
     outbox.enqueue(std::slice::from_ref(&lost)).unwrap();
     let f = outbox

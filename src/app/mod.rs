@@ -60,6 +60,8 @@ pub struct UiState {
     pub queue: queue::QueueState,
     /// The team's service the app works on (None: this computer's registry alone).
     pub server: Option<String>,
+    /// The moderator name given to feedback on this computer (Settings).
+    pub moderator: String,
 }
 
 /// What a file picked in the native dialog is for.
@@ -784,6 +786,10 @@ impl SpamscopeApp {
 impl eframe::App for SpamscopeApp {
     fn logic(&mut self, _ctx: &egui::Context, _frame: &mut eframe::Frame) {
         self.workbench.poll();
+        let name = self.state.moderator.trim();
+        self.workbench.moderator = (!name.is_empty()
+            && crate::ops::feedback::check_moderator_name(name).is_ok())
+        .then(|| name.to_string());
         for n in self.workbench.notices.drain(..) {
             self.notices.push((n, Instant::now()));
         }
@@ -855,7 +861,9 @@ impl eframe::App for SpamscopeApp {
             Tab::Versions => self
                 .versions
                 .ui(ui, &mut self.state.versions, &mut self.workbench),
-            Tab::Settings => self.settings.ui(ui, &mut self.workbench),
+            Tab::Settings => self
+                .settings
+                .ui(ui, &mut self.workbench, &mut self.state.moderator),
             Tab::Compare => {
                 if let Some(compare::CompareAction::PickReportFolder) =
                     self.compare.ui(ui, &mut self.workbench)

@@ -13,7 +13,35 @@ pub struct SettingsPanel {
 }
 
 impl SettingsPanel {
-    pub fn ui(&mut self, ui: &mut egui::Ui, wb: &mut Workbench) {
+    pub fn ui(&mut self, ui: &mut egui::Ui, wb: &mut Workbench, moderator: &mut String) {
+        ui.heading("You");
+        if wb.is_remote() {
+            ui.label("On the team's service, feedback carries the name of your API token.");
+        } else {
+            ui.horizontal(|ui| {
+                let label = ui.label("Moderator name");
+                ui.add(egui::TextEdit::singleline(moderator).desired_width(200.0))
+                    .labelled_by(label.id);
+                ui.weak(
+                    "stored with each feedback record you give (statistics and trust by moderator)",
+                );
+            });
+            if let Err(e) = (!moderator.is_empty())
+                .then(|| crate::ops::feedback::check_moderator_name(moderator))
+                .unwrap_or(Ok(()))
+            {
+                ui.colored_label(
+                    egui::Color32::from_rgb(235, 90, 80),
+                    format!("Not used: {e}"),
+                );
+            }
+        }
+        ui.add_space(8.0);
+        if wb.is_remote() {
+            ui.heading("Online learning");
+            ui.label("Retraining, its settings and the promotion gate are the team service's: they are set where it runs (the app opened on its registry, or its online.ron). Model > Retrain from feedback asks it to retrain now.");
+            return;
+        }
         let Some(saved) = wb.online.clone() else {
             ui.label("Loading settings…");
             return;
@@ -54,6 +82,9 @@ impl SettingsPanel {
                 });
                 row(ui, "Feedback held out", "share of the new feedback kept aside to judge the candidate", &mut |ui, id| {
                     ui.add(egui::DragValue::new(&mut draft.feedback_holdout).speed(0.01).fixed_decimals(2)).labelled_by(id);
+                });
+                row(ui, "Weight by trust", "each feedback record counts in a retrain in proportion to its moderator's trust (Team tab); off: all alike", &mut |ui, id| {
+                    ui.checkbox(&mut draft.trust_weighting, "enabled").labelled_by(id);
                 });
                 row(ui, "Feedback tolerance", "Brier-score differences on held-out feedback this small count as a tie", &mut |ui, id| {
                     ui.add(egui::DragValue::new(&mut draft.feedback_tolerance).speed(0.0005).fixed_decimals(4)).labelled_by(id);

@@ -22,14 +22,14 @@ impl TeamPanel {
             return;
         };
         ui.label(format!(
-            "{} feedback records; the model agreed with {} of the judged ones. Trust: each moderator's agreement with the others on the accounts they share, shrunk toward the team's agreement when they share few (see the README).",
+            "{} feedback records; the model agreed with {} of the judged ones. Trust: each moderator's agreement with the accounts' confirmed final labels, shrunk toward their agreement with the other moderators on shared accounts, itself shrunk toward the team's, so a few records say little (see the README).",
             team.total_feedback,
             pct((team.total_feedback > 0).then_some(team.accuracy))
         ));
         ui.add_space(6.0);
         egui::Grid::new("team-table")
             .striped(true)
-            .num_columns(6)
+            .num_columns(8)
             .show(ui, |ui| {
                 for h in [
                     "Moderator",
@@ -37,6 +37,8 @@ impl TeamPanel {
                     "Agreement with the model",
                     "Shared with others",
                     "Agreement with others",
+                    "On confirmed accounts",
+                    "Agreement with confirmed",
                     "Trust",
                 ] {
                     ui.strong(h);
@@ -48,6 +50,8 @@ impl TeamPanel {
                     ui.label(pct(m.agreement_with_model));
                     ui.label(m.pairs_with_others.to_string());
                     ui.label(pct(m.agreement_with_others));
+                    ui.label(m.confirmed.to_string());
+                    ui.label(pct(m.agreement_with_confirmed));
                     match m.trust {
                         Some(t) => {
                             ui.add(

@@ -51,7 +51,19 @@ pub struct Recorded {
 
 /// Stores `records` in one transaction and asks the store whether a retrain is due.
 pub fn record(registry: &Registry, records: &[NewFeedback]) -> Result<Recorded> {
-    let ids = FeedbackStore::open_in(registry.root())?.add_batch(records)?;
+    record_by(registry, records, None)
+}
+
+/// [`record`], each record given by `moderator` (the app's moderator name).
+pub fn record_by(
+    registry: &Registry,
+    records: &[NewFeedback],
+    moderator: Option<&str>,
+) -> Result<Recorded> {
+    if let Some(m) = moderator {
+        check_moderator_name(m)?;
+    }
+    let ids = FeedbackStore::open_in(registry.root())?.add_batch_by(records, moderator)?;
     Ok(Recorded {
         ids,
         retrain_due: retrain_due_reason(registry),
@@ -423,5 +435,24 @@ mod tests {
             agreed_with_confirmed: 4,
         }];
         assert_eq!(trust(&lone), vec![Some(1.0)]);
+    }
+}
+
+/// Longest moderator name, in bytes (a token's name has the same limit).
+pub const MAX_MODERATOR_NAME: usize = 64;
+
+/// A moderator name: 1 to [`MAX_MODERATOR_NAME`] bytes, no control characters, not
+/// only spaces.
+pub fn check_moderator_name(name: &str) -> Result<()> {
+    let ok = !name.trim().is_empty()
+        && name.len() <= MAX_MODERATOR_NAME
+        && !name.chars().any(char::is_control);
+    if ok {
+        Ok(())
+    } else {
+        Err(crate::ops::Error::Invalid(format!(
+            "moderator name {}: 1 to {MAX_MODERATOR_NAME} bytes without control characters",
+            crate::util::text::quote(name)
+        )))
     }
 }

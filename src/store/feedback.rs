@@ -847,6 +847,16 @@ impl FeedbackStore {
 
     /// Stores records in one transaction (all or none); returns their ids.
     pub fn add_batch(&mut self, records: &[NewFeedback]) -> Result<Vec<i64>, FeedbackError> {
+        self.add_batch_by(records, None)
+    }
+
+    /// [`FeedbackStore::add_batch`], each record given by `moderator` (the name set in
+    /// the app's settings; None: nobody named).
+    pub fn add_batch_by(
+        &mut self,
+        records: &[NewFeedback],
+        moderator: Option<&str>,
+    ) -> Result<Vec<i64>, FeedbackError> {
         for r in records {
             self.validate(r)?;
         }
@@ -854,7 +864,7 @@ impl FeedbackStore {
             .iter()
             .map(|r| Submission::Linked {
                 record: r.clone(),
-                moderator: None,
+                moderator: moderator.map(str::to_string),
                 prediction_id: None,
                 key: None,
             })

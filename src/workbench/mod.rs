@@ -148,6 +148,9 @@ pub struct Workbench {
     pub last_report: Option<PathBuf>,
     /// The active version is damaged (until a version loads again).
     pub damaged: Option<Damaged>,
+    /// Who gives feedback on this computer (the name in Settings; on a team's service
+    /// the token's name is used instead).
+    pub moderator: Option<String>,
     /// On a team's service: the connection, and the team's feedback statistics.
     pub remote: Option<RemoteStatus>,
     pub team: Option<Arc<crate::service::api::FeedbackStats>>,
@@ -203,6 +206,7 @@ impl Workbench {
             saved_comparison: None,
             last_report: None,
             damaged: None,
+            moderator: None,
             remote: None,
             team: None,
             client: None,
@@ -475,6 +479,7 @@ impl Workbench {
             return;
         }
         let wake = self.link.as_ref().map(|l| l.waker());
+        let moderator = self.moderator.clone();
         self.spawn(JobKind::Feedback, move |ctx| {
             let records = crate::ops::feedback::records(
                 &q.data,
@@ -487,7 +492,7 @@ impl Workbench {
             if let Some(w) = wake {
                 return to_outbox(ctx, &registry, &records, &w);
             }
-            store_feedback(ctx, &registry, &records, |ids| {
+            store_feedback(ctx, &registry, &records, moderator.as_deref(), |ids| {
                 format!(
                     "{} account(s) recorded as {}",
                     ids.len(),
@@ -813,8 +818,9 @@ impl Workbench {
             });
             return;
         }
+        let moderator = self.moderator.clone();
         self.spawn(JobKind::Feedback, move |ctx| {
-            store_feedback(ctx, &registry, &[record], |ids| {
+            store_feedback(ctx, &registry, &[record], moderator.as_deref(), |ids| {
                 format!("feedback saved (record #{})", ids[0])
             });
         });
@@ -985,9 +991,10 @@ fn store_feedback(
     ctx: &JobCtx,
     registry: &Registry,
     records: &[NewFeedback],
+    moderator: Option<&str>,
     saved: impl FnOnce(&[i64]) -> String,
 ) {
-    match crate::ops::feedback::record(registry, records) {
+    match crate::ops::feedback::record_by(registry, records, moderator) {
         Ok(r) => {
             ctx.info(saved(&r.ids));
             send_feedback_stats(ctx, registry);
