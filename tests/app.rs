@@ -904,7 +904,7 @@ fn the_app_joins_a_team_service_and_keeps_working_offline() {
 
     // Another moderator's feedback appears in the Team view.
     let body = serde_json::json!({"features": {"X1": 3600.0}, "label": 1, "user_id": "acct-9"});
-    spamscope::remote::Client::new(&url, Some(ned))
+    spamscope::remote::Client::new(&url, Some(ned.clone()))
         .unwrap()
         .feedback(&body, "ned-key-1")
         .unwrap();
@@ -917,6 +917,48 @@ fn the_app_joins_a_team_service_and_keeps_working_offline() {
     });
     h.get_by_label("ned");
     h.get_by_label("mia");
+
+    // The review queue for a team: ned holds the top account; mia claims everything
+    // shown and gets all but that one; the queue shows who holds what.
+    h.state_mut().state.tab = Tab::Queue;
+    h.run_steps(2);
+    h.get_by_label("Score the loaded data").click();
+    wait_until(&mut h, "the queue", |a| a.workbench.queue.is_some());
+    let q = h.state().workbench.queue.clone().unwrap();
+    let top = q.data.user_ids[q.filtered(None, 0.0, 1.0)[0] as usize].to_string();
+    let ned_client = spamscope::remote::Client::new(&url, Some(ned.clone())).unwrap();
+    assert_eq!(
+        ned_client
+            .claim(std::slice::from_ref(&top), 600)
+            .unwrap()
+            .granted,
+        std::slice::from_ref(&top)
+    );
+    h.get_by_label("Select all shown").click();
+    h.run_steps(2);
+    h.get_by_label("Claim selected").click();
+    wait_until(&mut h, "the claims", |a| {
+        a.workbench
+            .reviews
+            .get(&top)
+            .is_some_and(|r| r.claim.as_ref().is_some_and(|c| c.moderator == "ned"))
+            && a.workbench
+                .reviews
+                .values()
+                .filter(|r| r.claim.as_ref().is_some_and(|c| c.moderator == "mia"))
+                .count()
+                > 10
+    });
+    h.get_by_label_contains("held by others (e.g.");
+    h.get_by_label("claimed by ned");
+    let status = ned_client
+        .review_status(std::slice::from_ref(
+            &q.data.user_ids[q.filtered(None, 0.0, 1.0)[1] as usize].to_string(),
+        ))
+        .unwrap();
+    assert_eq!(status.accounts[0].claim.as_ref().unwrap().moderator, "mia");
+    h.state_mut().state.tab = Tab::Score;
+    h.run_steps(2);
 
     // A promotion on the service arrives within seconds, with a notice on screen.
     common::train_version(&reg, synth, 12);

@@ -186,6 +186,27 @@ impl QueuePanel {
             {
                 wb.queue_feedback(std::mem::take(&mut self.selected).into_iter().collect(), 0);
             }
+            ui.separator();
+            let ids = |sel: &BTreeSet<usize>| -> Vec<String> {
+                sel.iter().map(|&i| q.data.user_ids[i].to_string()).collect()
+            };
+            if ui
+                .add_enabled(any, egui::Button::new("Claim selected"))
+                .on_hover_text(format!(
+                    "Take the selected accounts for {} minutes, so nobody else on the team reviews them meanwhile",
+                    crate::workbench::CLAIM_SECONDS / 60
+                ))
+                .clicked()
+            {
+                wb.claim_reviews(ids(&self.selected));
+            }
+            if ui
+                .add_enabled(any, egui::Button::new("Release selected"))
+                .on_hover_text("Give back your claims on the selected accounts")
+                .clicked()
+            {
+                wb.release_reviews(ids(&self.selected));
+            }
         });
         ui.horizontal(|ui| {
             let label = ui.label("Export shown rows to:");
@@ -228,14 +249,16 @@ impl QueuePanel {
         if has_labels {
             table = table.column(Column::exact(90.0));
         }
+        let mut on_screen = Vec::new();
         table
+            .column(Column::initial(190.0).at_least(100.0))
             .columns(Column::initial(230.0).at_least(120.0), 3)
             .header(20.0, |mut h| {
                 let mut titles = vec!["", "Rank", "User id", "Probability", "Verdict"];
                 if has_labels {
                     titles.push("Label");
                 }
-                titles.extend(["Reason 1", "Reason 2", "Reason 3"]);
+                titles.extend(["Review", "Reason 1", "Reason 2", "Reason 3"]);
                 for t in titles {
                     h.col(|ui| {
                         ui.strong(t);
@@ -280,6 +303,9 @@ impl QueuePanel {
                             ui.label(if l[i] == 1 { "spammer" } else { "legitimate" });
                         });
                     }
+                    let id = q.data.user_ids[i].to_string();
+                    row.col(|ui| review_cell(ui, wb.reviews.get(&id).map(|a| &**a)));
+                    on_screen.push(id);
                     for r in 0..3 {
                         row.col(|ui| {
                             if let Some(&(f, c)) = q.batch.reasons(i).get(r) {
@@ -300,6 +326,7 @@ impl QueuePanel {
                     }
                 });
             });
+        wb.want_reviews(on_screen);
         if let Some(i) = toggle
             && !self.selected.remove(&i)
         {
@@ -309,6 +336,58 @@ impl QueuePanel {
             action = Some(QueueAction::Open(i));
         }
         action
+    }
+}
+
+/// Who claimed and who reviewed an account: "claimed by ned", "mia: spammer", ….
+fn review_cell(ui: &mut egui::Ui, a: Option<&crate::service::api::AccountStatus>) {
+    let Some(a) = a else { return };
+    let name = |m: &Option<String>| m.clone().unwrap_or_else(|| "unnamed".into());
+    let verdict = |l: u8| if l == 1 { "spammer" } else { "legitimate" };
+    let mut parts = Vec::new();
+    if let Some(c) = &a.confirmed {
+        parts.push(format!("confirmed {}", verdict(c.label)));
+    }
+    for r in a.reviews.iter().rev().take(2) {
+        parts.push(format!("{}: {}", name(&r.moderator), verdict(r.label)));
+    }
+    let claim = a.claim.as_ref();
+    let text = match claim {
+        Some(c) if parts.is_empty() => format!("claimed by {}", c.moderator),
+        Some(c) => format!("claimed by {}; {}", c.moderator, parts.join(", ")),
+        None => parts.join(", "),
+    };
+    let mut hover: Vec<String> = a
+        .reviews
+        .iter()
+        .map(|r| {
+            format!(
+                "{} said {} at {}",
+                name(&r.moderator),
+                verdict(r.label),
+                r.created_at
+            )
+        })
+        .collect();
+    if let Some(c) = claim {
+        hover.push(format!("claimed by {} until {}", c.moderator, c.expires_at));
+    }
+    if let Some(c) = &a.confirmed {
+        hover.push(format!(
+            "confirmed {} by {} at {}",
+            verdict(c.label),
+            c.confirmed_by,
+            c.confirmed_at
+        ));
+    }
+    let color = if claim.is_some() {
+        egui::Color32::from_rgb(230, 180, 60)
+    } else {
+        ui.visuals().text_color()
+    };
+    let l = ui.label(RichText::new(text).color(color));
+    if !hover.is_empty() {
+        l.on_hover_text(hover.join("\n"));
     }
 }
 

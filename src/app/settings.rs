@@ -26,9 +26,8 @@ impl SettingsPanel {
                     "stored with each feedback record you give (statistics and trust by moderator)",
                 );
             });
-            if let Err(e) = (!moderator.is_empty())
-                .then(|| crate::ops::feedback::check_moderator_name(moderator))
-                .unwrap_or(Ok(()))
+            if !moderator.is_empty()
+                && let Err(e) = crate::ops::feedback::check_moderator_name(moderator)
             {
                 ui.colored_label(
                     egui::Color32::from_rgb(235, 90, 80),

@@ -258,6 +258,25 @@ pub fn record_weight(base: f64, moderator: Option<&str>, trust: &HashMap<String,
     base * moderator.and_then(|m| trust.get(m)).copied().unwrap_or(1.0)
 }
 
+/// Longest moderator name, in bytes (a token's name has the same limit).
+pub const MAX_MODERATOR_NAME: usize = 64;
+
+/// A moderator name: 1 to [`MAX_MODERATOR_NAME`] bytes, no control characters, not
+/// only spaces.
+pub fn check_moderator_name(name: &str) -> Result<()> {
+    let ok = !name.trim().is_empty()
+        && name.len() <= MAX_MODERATOR_NAME
+        && !name.chars().any(char::is_control);
+    if ok {
+        Ok(())
+    } else {
+        Err(crate::ops::Error::Invalid(format!(
+            "moderator name {}: 1 to {MAX_MODERATOR_NAME} bytes without control characters",
+            crate::util::text::quote(name)
+        )))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -435,24 +454,5 @@ mod tests {
             agreed_with_confirmed: 4,
         }];
         assert_eq!(trust(&lone), vec![Some(1.0)]);
-    }
-}
-
-/// Longest moderator name, in bytes (a token's name has the same limit).
-pub const MAX_MODERATOR_NAME: usize = 64;
-
-/// A moderator name: 1 to [`MAX_MODERATOR_NAME`] bytes, no control characters, not
-/// only spaces.
-pub fn check_moderator_name(name: &str) -> Result<()> {
-    let ok = !name.trim().is_empty()
-        && name.len() <= MAX_MODERATOR_NAME
-        && !name.chars().any(char::is_control);
-    if ok {
-        Ok(())
-    } else {
-        Err(crate::ops::Error::Invalid(format!(
-            "moderator name {}: 1 to {MAX_MODERATOR_NAME} bytes without control characters",
-            crate::util::text::quote(name)
-        )))
     }
 }

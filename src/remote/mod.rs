@@ -137,7 +137,10 @@ impl Client {
         let t = self.token.as_deref();
         let res = match (method, body) {
             ("GET", _) => headers(self.agent.get(&url), t, key).call(),
-            ("DELETE", _) => headers(self.agent.delete(&url), t, key).call(),
+            ("DELETE", Some(b)) => headers(self.agent.delete(&url), t, key)
+                .force_send_body()
+                .send_json(b),
+            ("DELETE", None) => headers(self.agent.delete(&url), t, key).call(),
             (_, Some(b)) => headers(self.agent.post(&url), t, key).send_json(b),
             (_, None) => headers(self.agent.post(&url), t, key).send_empty(),
         };
@@ -224,6 +227,28 @@ impl Client {
 
     pub fn job(&self, id: u64) -> Result<api::Job, RemoteError> {
         self.json("GET", &format!("/jobs/{id}"), None, None)
+    }
+
+    /// Claims accounts for review for `ttl_seconds`.
+    pub fn claim(
+        &self,
+        ids: &[String],
+        ttl_seconds: u64,
+    ) -> Result<api::ClaimResponse, RemoteError> {
+        let body = serde_json::json!({ "user_ids": ids, "ttl_seconds": ttl_seconds });
+        self.json("POST", "/review/claims", Some(&body), None)
+    }
+
+    /// Releases the caller's claims on accounts.
+    pub fn release(&self, ids: &[String]) -> Result<api::ReleaseResponse, RemoteError> {
+        let body = serde_json::json!({ "user_ids": ids });
+        self.json("DELETE", "/review/claims", Some(&body), None)
+    }
+
+    /// Who claimed and who reviewed accounts (at most 1,000 ids).
+    pub fn review_status(&self, ids: &[String]) -> Result<api::ReviewStatus, RemoteError> {
+        let body = serde_json::json!({ "user_ids": ids });
+        self.json("POST", "/review/status", Some(&body), None)
     }
 
     pub fn rollback(&self, to: u32) -> Result<api::RollbackResponse, RemoteError> {

@@ -35,6 +35,8 @@ pub enum JobKind {
     Promote,
     /// Write a report folder.
     Report,
+    /// Read, take or give back review claims.
+    Review,
 }
 
 impl JobKind {
@@ -54,6 +56,7 @@ impl JobKind {
             JobKind::Statistics => "Computing statistics",
             JobKind::Feedback => "Saving feedback",
             JobKind::SaveThreshold => "Saving threshold",
+            JobKind::Review => "Review claims",
         }
     }
 

@@ -50,6 +50,8 @@ pub(super) enum Msg {
     Damaged(super::Damaged),
     /// The connection to a team's service.
     Remote(super::RemoteStatus),
+    /// Who claimed and reviewed accounts of the queue.
+    Reviews(Vec<crate::service::api::AccountStatus>),
     /// The team's feedback statistics from its service.
     TeamStats(Arc<crate::service::api::FeedbackStats>),
 }
@@ -134,6 +136,11 @@ impl Workbench {
                 Msg::Report(p) => self.last_report = Some(p),
                 Msg::Damaged(d) => self.damaged = Some(d),
                 Msg::Remote(r) => self.remote = Some(r),
+                Msg::Reviews(list) => {
+                    for a in list {
+                        self.reviews.insert(a.user_id.clone(), Arc::new(a));
+                    }
+                }
                 Msg::TeamStats(t) => {
                     self.feedback = Some(team_feedback(&t));
                     self.team = Some(t);
