@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod compare;
 pub mod error;
+pub mod experiment;
 pub mod feedback;
 pub mod online;
 pub mod predict;

@@ -87,6 +87,12 @@ pub struct Active {
     pub model: Model,
 }
 
+/// A running shadow or canary experiment with its candidate version loaded.
+pub struct Running {
+    pub experiment: crate::ops::experiment::Experiment,
+    pub candidate: Active,
+}
+
 /// Who is calling.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Caller {
@@ -98,6 +104,8 @@ pub struct Caller {
 pub struct State {
     pub registry: Registry,
     active: RwLock<Arc<Active>>,
+    /// The running experiment, if any (`experiment.json` in the registry).
+    experiment: RwLock<Option<Arc<Running>>>,
     tokens: RwLock<Tokens>,
     /// Without tokens, requests are anonymous admins (loopback only).
     open_without_tokens: bool,
@@ -124,10 +132,11 @@ impl State {
         let tokens = TokenStore::open_in(registry.root()).load()?;
         let log = PredictionLog::open(registry.root(), retention)?;
         let feedback = crate::ops::feedback::FeedbackQueue::open(&registry)?;
-        Ok(Arc::new(State {
+        let state = Arc::new(State {
             feedback,
             registry,
             active: RwLock::new(Arc::new(Active { manifest, model })),
+            experiment: RwLock::new(None),
             tokens: RwLock::new(tokens),
             open_without_tokens: loopback,
             log,
@@ -136,7 +145,91 @@ impl State {
             started: std::time::SystemTime::now(),
             jobs: std::sync::Mutex::new(Vec::new()),
             metrics: Default::default(),
-        }))
+        });
+        if let Err(e) = state.refresh_experiment() {
+            tracing::warn!("no experiment running: {e}");
+        }
+        Ok(state)
+    }
+
+    /// The running experiment, if any.
+    pub fn experiment(&self) -> Option<Arc<Running>> {
+        self.experiment
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The numbers of experiment `e` from the prediction log (committing what is
+    /// pending first) and the moderators' labels.
+    pub fn experiment_stats(
+        &self,
+        e: &crate::ops::experiment::Experiment,
+    ) -> Result<crate::ops::experiment::Stats, crate::Error> {
+        self.log.flush()?;
+        let rows = self.log.experiment_rows(&e.id)?;
+        let labels =
+            crate::store::feedback::FeedbackStore::open_in(self.registry.root())?.labels()?;
+        let active = self.active();
+        let running = self.experiment();
+        let threshold = |v: u32| {
+            if v == active.manifest.version {
+                return active.manifest.threshold;
+            }
+            if let Some(r) = running
+                .as_ref()
+                .filter(|r| r.candidate.manifest.version == v)
+            {
+                return r.candidate.manifest.threshold;
+            }
+            self.registry.manifest(v).map_or(0.5, |m| m.threshold)
+        };
+        Ok(crate::ops::experiment::stats(e, &rows, &labels, threshold))
+    }
+
+    /// Follows the registry's `experiment.json`: loads the candidate of a new
+    /// experiment, drops a stopped one. A candidate that cannot be loaded stops nothing
+    /// on disk but runs no experiment here (the error says why).
+    pub fn refresh_experiment(&self) -> Result<(), crate::Error> {
+        let def = crate::ops::experiment::load(&self.registry);
+        let current = self.experiment();
+        let def = match def {
+            Ok(d) => d,
+            Err(e) => {
+                *self.experiment.write().unwrap_or_else(|p| p.into_inner()) = None;
+                return Err(e.into());
+            }
+        };
+        match (def, current) {
+            (None, None) => {}
+            (None, Some(old)) => {
+                tracing::info!("experiment {} stopped", old.experiment.id);
+                *self.experiment.write().unwrap_or_else(|p| p.into_inner()) = None;
+            }
+            (Some(d), Some(old)) if old.experiment == d => {}
+            (Some(d), _) => {
+                let loaded = self.registry.load(d.candidate);
+                let mut slot = self.experiment.write().unwrap_or_else(|p| p.into_inner());
+                let (manifest, model) = match loaded {
+                    Ok(m) => m,
+                    Err(e) => {
+                        *slot = None;
+                        return Err(e.into());
+                    }
+                };
+                tracing::info!(
+                    "experiment {}: {} of version {} beside the active version",
+                    d.id,
+                    d.mode.name(),
+                    d.candidate
+                );
+                *slot = Some(Arc::new(Running {
+                    experiment: d,
+                    candidate: Active { manifest, model },
+                }));
+            }
+        }
+        Ok(())
     }
 
     /// The version answering new requests.
@@ -229,6 +322,9 @@ pub fn spawn_watcher(state: &Arc<State>, every: Duration) {
             let s = state.clone();
             let res = tokio::task::spawn_blocking(move || {
                 s.refresh_tokens();
+                if let Err(e) = s.refresh_experiment() {
+                    tracing::warn!("experiment: {e}");
+                }
                 s.refresh_active()
             })
             .await;
