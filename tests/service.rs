@@ -544,6 +544,7 @@ fn no_tokens_no_network() {
             workers: 1,
             limits: Limits::default(),
             retention: Retention::default(),
+            webhook: None,
         },
         &NoProgress,
     )

@@ -2,6 +2,7 @@
 //! the service): train, score, retrain from feedback, compare and promote, report,
 //! benchmark.
 
+pub mod alert;
 pub mod bench;
 pub mod compare;
 pub mod error;

@@ -67,6 +67,9 @@ pub struct ServeConfig {
     pub workers: usize,
     pub limits: Limits,
     pub retention: Retention,
+    /// Where to POST alerts (error rate, an experiment's agreement); None: the
+    /// registry's `webhook_url` setting, if any.
+    pub webhook: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +121,8 @@ pub struct State {
     /// Retrains started through the API, by job id.
     pub(crate) jobs: std::sync::Mutex<Vec<api::Job>>,
     pub(crate) metrics: metrics::Metrics,
+    /// Where the watcher sends alerts, once set ([`State::set_alerts`]).
+    alerts: std::sync::OnceLock<crate::ops::alert::WebhookSender>,
 }
 
 impl State {
@@ -145,11 +150,26 @@ impl State {
             started: std::time::SystemTime::now(),
             jobs: std::sync::Mutex::new(Vec::new()),
             metrics: Default::default(),
+            alerts: std::sync::OnceLock::new(),
         });
         if let Err(e) = state.refresh_experiment() {
             tracing::warn!("no experiment running: {e}");
         }
         Ok(state)
+    }
+
+    /// Sends the watcher's alerts through `sender` (once; a second sender is refused
+    /// and handed back).
+    pub fn set_alerts(
+        &self,
+        sender: crate::ops::alert::WebhookSender,
+    ) -> Result<(), crate::ops::alert::WebhookSender> {
+        self.alerts.set(sender)
+    }
+
+    /// The alert sender, if one is set.
+    pub fn alerts(&self) -> Option<&crate::ops::alert::WebhookSender> {
+        self.alerts.get()
     }
 
     /// The running experiment, if any.
@@ -310,29 +330,83 @@ pub fn router(state: Arc<State>) -> axum::Router {
     routes::router(state)
 }
 
-/// Checks the registry's active version and tokens every `every` until the state is
-/// dropped by everyone else.
+/// Checks the registry's active version, experiment and tokens every `every` until the
+/// state is dropped by everyone else; with an alert sender, raises `error_rate` (over
+/// the last minute) and `agreement_drop` (a running experiment's, checked every minute)
+/// alerts.
 pub fn spawn_watcher(state: &Arc<State>, every: Duration) {
     let weak = Arc::downgrade(state);
     tokio::spawn(async move {
         let mut last_summary = (std::time::Instant::now(), (0, 0, 0));
+        // Readings of the counters over the last minute, oldest first.
+        let mut window: std::collections::VecDeque<(std::time::Instant, (u64, u64, u64))> =
+            Default::default();
+        let mut last_agreement_check = std::time::Instant::now();
+        let mut last_experiment_error = None;
         loop {
             tokio::time::sleep(every).await;
             let Some(state) = weak.upgrade() else { break };
             let s = state.clone();
             let res = tokio::task::spawn_blocking(move || {
                 s.refresh_tokens();
-                if let Err(e) = s.refresh_experiment() {
-                    tracing::warn!("experiment: {e}");
-                }
-                s.refresh_active()
+                (s.refresh_experiment(), s.refresh_active())
             })
             .await;
-            if let Ok(Err(e)) = res {
-                tracing::warn!("keeping version {}: {e}", state.active().manifest.version);
+            if let Ok((exp, active)) = res {
+                if let Err(e) = active {
+                    tracing::warn!("keeping version {}: {e}", state.active().manifest.version);
+                }
+                // Said once per distinct failure, not every second.
+                let exp = exp.err().map(|e| e.to_string());
+                if let Some(e) = &exp
+                    && last_experiment_error.as_ref() != Some(e)
+                {
+                    tracing::warn!("experiment: {e}");
+                }
+                last_experiment_error = exp;
+            }
+            let now = state.metrics.totals();
+            if state.alerts().is_some() {
+                let t = std::time::Instant::now();
+                window.push_back((t, now));
+                while window
+                    .front()
+                    .is_some_and(|(at, _)| t.duration_since(*at) > ALERT_WINDOW)
+                {
+                    window.pop_front();
+                }
+                if let Some(alert) = window.front().and_then(|(_, first)| {
+                    crate::ops::alert::error_rate_alert(
+                        now.0 - first.0,
+                        now.2 - first.2,
+                        ALERT_WINDOW,
+                        ERROR_RATE_MIN_REQUESTS,
+                        ERROR_RATE_MAX_SHARE,
+                        state.active().manifest.version,
+                    )
+                }) {
+                    raise(&state, alert);
+                }
+                if last_agreement_check.elapsed() >= ALERT_WINDOW {
+                    last_agreement_check = std::time::Instant::now();
+                    let s = state.clone();
+                    let alert = tokio::task::spawn_blocking(move || {
+                        let r = s.experiment()?;
+                        let stats = s.experiment_stats(&r.experiment).ok()?;
+                        crate::ops::alert::agreement_alert(
+                            &r.experiment,
+                            &stats,
+                            AGREEMENT_MIN_REQUESTS,
+                            AGREEMENT_FLOOR,
+                        )
+                    })
+                    .await;
+                    if let Ok(Some(alert)) = alert {
+                        raise(&state, alert);
+                    }
+                }
             }
             if last_summary.0.elapsed() >= SUMMARY_EVERY {
-                let now = state.metrics.totals();
                 if now.0 > last_summary.1.0 {
                     tracing::info!(
                         "{}",
@@ -344,6 +418,27 @@ pub fn spawn_watcher(state: &Arc<State>, every: Duration) {
         }
     });
 }
+
+/// Sends `alert` through the state's sender (never waits) and logs it.
+fn raise(state: &State, alert: crate::ops::alert::Alert) {
+    if let Some(sender) = state.alerts() {
+        let message = alert.message.clone();
+        if sender.send(alert) == crate::ops::alert::Sent::Queued {
+            tracing::warn!("alert: {message}");
+        }
+    }
+}
+
+/// The watcher's error-rate window, and how often it checks an experiment's agreement.
+const ALERT_WINDOW: Duration = Duration::from_secs(60);
+/// `error_rate`: more than this share of server errors over the window...
+const ERROR_RATE_MAX_SHARE: f64 = 0.05;
+/// ... among at least this many requests.
+const ERROR_RATE_MIN_REQUESTS: u64 = 20;
+/// `agreement_drop`: the versions agree on less than this share...
+const AGREEMENT_FLOOR: f64 = 0.9;
+/// ... of at least this many requests.
+const AGREEMENT_MIN_REQUESTS: u64 = 100;
 
 /// How often the service logs a summary at info level (when it answered anything).
 const SUMMARY_EVERY: Duration = Duration::from_secs(60);
@@ -382,7 +477,22 @@ pub fn run(cfg: ServeConfig, reporter: &dyn Reporter) -> Result<(), ServeError> 
             reporter,
         )?;
     }
+    let webhook = match cfg.webhook.clone() {
+        Some(url) => Some(url),
+        None => crate::ops::online::OnlineLearningConfig::load(&registry)?.webhook_url,
+    };
+    let sender = match webhook {
+        Some(url) => Some(
+            crate::ops::alert::WebhookSender::start(crate::ops::alert::WebhookConfig::new(url))
+                .map_err(|e| crate::Error::Invalid(e.to_string()))?,
+        ),
+        None => None,
+    };
     let state = State::new(registry, cfg.limits.clone(), cfg.retention, loopback)?;
+    if let Some(sender) = sender {
+        eprintln!("spamscope serve: alerts to {}", sender.url());
+        let _ = state.set_alerts(sender);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cfg.workers.max(1))
         .enable_all()
