@@ -511,6 +511,27 @@ async fn tokens_and_roles_decide_who_may_do_what() {
         let r = call(&s, "GET", "/model/versions", None, Some(t)).await;
         assert_eq!(r.status, StatusCode::FORBIDDEN);
     }
+    // Experiments: moderators read them, admins start, stop and promote them.
+    let ex = || Some(br#"{"version": 2, "mode": "shadow"}"#.to_vec());
+    let r = call(&s, "GET", "/model/experiment", None, Some(&scorer)).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = call(&s, "GET", "/model/experiment", None, Some(&moderator)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    for t in [&scorer, &moderator] {
+        for (method, path, body) in [
+            ("POST", "/model/experiment", ex()),
+            ("DELETE", "/model/experiment", None),
+            ("POST", "/model/experiment/promote", None),
+        ] {
+            let r = call(&s, method, path, body, Some(t)).await;
+            assert_eq!(r.status, StatusCode::FORBIDDEN, "{method} {path}");
+        }
+    }
+    let r = call(&s, "POST", "/model/experiment", ex(), Some(&admin)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["experiment"]["started_by"], "ops");
+    let r = call(&s, "DELETE", "/model/experiment", None, Some(&admin)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let r = call(&s, "POST", "/model/rollback", rb(), Some(&admin)).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.body["model_version"], 2);
@@ -1767,4 +1788,95 @@ async fn experiment_bad_bodies_restart_stop_and_promote() {
         .unwrap()
         .unwrap();
     assert_eq!(rec.experiment, None);
+}
+
+/// A webhook receiver on 127.0.0.1 answering 200; each JSON body goes to the channel.
+fn webhook_receiver() -> (String, std::sync::mpsc::Receiver<Value>) {
+    use std::io::BufRead;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                let line = line.trim_end();
+                if line.is_empty() {
+                    break;
+                }
+                if let Some((k, v)) = line.split_once(':')
+                    && k.eq_ignore_ascii_case("content-length")
+                {
+                    length = v.trim().parse().unwrap();
+                }
+            }
+            let mut body = vec![0u8; length];
+            reader.read_exact(&mut body).unwrap();
+            if tx.send(serde_json::from_slice(&body).unwrap()).is_err() {
+                return;
+            }
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+        }
+    });
+    (url, rx)
+}
+
+/// Waits (at most a minute) until `done` holds.
+async fn until(done: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < Duration::from_secs(60), "gave up waiting");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watcher_raises_an_error_rate_alert_to_the_webhook() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = two_versions(dir.path());
+    // No slot for any request: each waits out its 1 ms and is answered 503.
+    let s = state(
+        &reg,
+        Limits {
+            max_in_flight: 0,
+            timeout: Duration::from_millis(1),
+            ..Limits::default()
+        },
+    );
+    let (url, rx) = webhook_receiver();
+    let sender =
+        spamscope::ops::alert::WebhookSender::start(spamscope::ops::alert::WebhookConfig::new(url))
+            .unwrap();
+    assert!(s.set_alerts(sender).is_ok());
+    spamscope::service::spawn_watcher(&s, Duration::from_millis(10));
+    // Two turns of the watcher before any request (it picks up an experiment started
+    // and stopped on disk): its first reading of the counters has no request in it.
+    let started = spamscope::ops::experiment::StartRequest {
+        version: 2,
+        mode: spamscope::ops::experiment::Mode::Shadow,
+        share: None,
+    };
+    spamscope::ops::experiment::start(&reg, &started, "test").unwrap();
+    until(|| s.experiment().is_some()).await;
+    spamscope::ops::experiment::stop(&reg).unwrap();
+    until(|| s.experiment().is_none()).await;
+    for _ in 0..25 {
+        let r = get(&s, "/model/version").await;
+        assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    }
+    let alert = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(60)))
+        .await
+        .unwrap()
+        .expect("an error_rate alert");
+    assert_eq!(alert["kind"], "error_rate", "{alert}");
+    assert_eq!(alert["version"], 1);
+    assert!(
+        alert["details"]["server_errors"].as_u64().unwrap() >= 20,
+        "{alert}"
+    );
+    assert!(s.alerts().unwrap().duplicates() + s.alerts().unwrap().delivered() >= 1);
 }

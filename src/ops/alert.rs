@@ -399,4 +399,36 @@ mod tests {
         assert_eq!((a.kind, a.version), (AlertKind::ErrorRate, Some(3)));
         assert_eq!(a.details["server_errors"], 6);
     }
+
+    #[test]
+    fn agreement_drop_needs_enough_requests_and_low_agreement() {
+        use crate::ops::experiment::{Experiment, Mode, Stats};
+        let e = Experiment {
+            id: "x1-v2".into(),
+            mode: Mode::Shadow,
+            candidate: 2,
+            baseline: 1,
+            share: None,
+            started_at: "2026-01-01T00:00:00Z".into(),
+            started_by: "t".into(),
+        };
+        let stats = |both: u64, agreed: u64| Stats {
+            requests: both,
+            answered_by_active: both,
+            answered_by_candidate: 0,
+            both_scored: both,
+            agreed,
+            agreement: (both > 0).then(|| agreed as f64 / both as f64),
+            versions: Vec::new(),
+        };
+        assert!(agreement_alert(&e, &stats(0, 0), 100, 0.9).is_none());
+        assert!(agreement_alert(&e, &stats(99, 0), 100, 0.9).is_none());
+        assert!(agreement_alert(&e, &stats(100, 90), 100, 0.9).is_none());
+        let a = agreement_alert(&e, &stats(100, 89), 100, 0.9).unwrap();
+        assert_eq!((a.kind, a.version), (AlertKind::AgreementDrop, Some(2)));
+        assert_eq!(a.details["agreed"], 89);
+        assert!(a.message.contains("x1-v2") && !a.message.contains('\n'));
+        let body = serde_json::to_value(&a).unwrap();
+        assert_eq!(body["kind"], "agreement_drop");
+    }
 }

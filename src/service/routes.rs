@@ -908,7 +908,11 @@ async fn experiment_start(
     let s2 = s.clone();
     let out = blocking(move || -> Result<api::ExperimentStatus, ApiError> {
         let e = crate::ops::experiment::start(&s2.registry, &req, &caller.name)?;
-        s2.refresh_experiment()?;
+        if let Err(err) = s2.refresh_experiment() {
+            // The candidate does not load: no experiment, on disk either.
+            let _ = crate::ops::experiment::stop(&s2.registry);
+            return Err(err.into());
+        }
         let msg = format!(
             "{} of version {} beside version {}",
             e.mode.name(),
