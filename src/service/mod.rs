@@ -467,6 +467,20 @@ pub fn run(cfg: ServeConfig, reporter: &dyn Reporter) -> Result<(), ServeError> 
     if !loopback && !TokenStore::open_in(registry.root()).exists() {
         return Err(ServeError::OpenOnNetwork { addr: cfg.addr });
     }
+    // A bad webhook URL is refused before anything else happens.
+    let webhook = match cfg.webhook.clone() {
+        Some(url) => Some((url, "--webhook")),
+        None => crate::ops::online::OnlineLearningConfig::load(&registry)?
+            .webhook_url
+            .map(|url| (url, "webhook_url in online.ron")),
+    };
+    let sender = match webhook {
+        Some((url, from)) => Some(
+            crate::ops::alert::WebhookSender::start(crate::ops::alert::WebhookConfig::new(url))
+                .map_err(|e| crate::Error::Invalid(format!("{from}: {e}")))?,
+        ),
+        None => None,
+    };
     if registry.active().map_err(crate::Error::from)?.is_none() {
         let data = crate::data::synth::default_dataset(Default::default());
         crate::ops::train::train_and_register(
@@ -477,17 +491,6 @@ pub fn run(cfg: ServeConfig, reporter: &dyn Reporter) -> Result<(), ServeError> 
             reporter,
         )?;
     }
-    let webhook = match cfg.webhook.clone() {
-        Some(url) => Some(url),
-        None => crate::ops::online::OnlineLearningConfig::load(&registry)?.webhook_url,
-    };
-    let sender = match webhook {
-        Some(url) => Some(
-            crate::ops::alert::WebhookSender::start(crate::ops::alert::WebhookConfig::new(url))
-                .map_err(|e| crate::Error::Invalid(e.to_string()))?,
-        ),
-        None => None,
-    };
     let state = State::new(registry, cfg.limits.clone(), cfg.retention, loopback)?;
     if let Some(sender) = sender {
         eprintln!("spamscope serve: alerts to {}", sender.url());
