@@ -471,6 +471,85 @@ mod tests {
         assert!((mean - 0.5).abs() < 0.1, "{mean}");
     }
 
+    /// A registry with versions 1 (active) and 2, small and quick.
+    fn registry(dir: &std::path::Path) -> Registry {
+        use crate::ops::train::{TrainConfig, train};
+        let reg = Registry::open(dir).unwrap();
+        let data = crate::data::synth::default_dataset(crate::data::synth::SynthParams {
+            rows: 600,
+            seed: 3,
+        });
+        let cfg = TrainConfig {
+            params: crate::model::forest::ForestParams {
+                n_trees: 3,
+                max_depth: Some(4),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let trained = train(&data, None, &cfg, &crate::util::progress::NoProgress).unwrap();
+        trained.register(&reg, &data, &cfg, true).unwrap();
+        trained.register(&reg, &data, &cfg, false).unwrap();
+        reg
+    }
+
+    #[test]
+    fn start_checks_the_version_persists_and_stop_and_promote_end_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = registry(dir.path());
+        let req = |version, mode, share| StartRequest {
+            version,
+            mode,
+            share,
+        };
+        assert!(load(&reg).unwrap().is_none());
+        assert!(matches!(stop(&reg), Err(ExperimentError::NotRunning)));
+        assert!(matches!(promote(&reg), Err(ExperimentError::NotRunning)));
+        let e = start(&reg, &req(9, Mode::Shadow, None), "ops").unwrap_err();
+        assert!(matches!(e, ExperimentError::NoSuchVersion(9)));
+        assert_eq!(e.field(), Some("version"));
+        let e = start(&reg, &req(1, Mode::Shadow, None), "ops").unwrap_err();
+        assert!(matches!(e, ExperimentError::IsActive(1)), "{e}");
+        let e = start(&reg, &req(2, Mode::Canary, Some(0.0)), "ops").unwrap_err();
+        assert_eq!(e.field(), Some("share"));
+        assert!(load(&reg).unwrap().is_none());
+
+        let e = start(&reg, &req(2, Mode::Canary, Some(0.25)), "ops").unwrap();
+        assert_eq!(
+            (
+                e.mode,
+                e.candidate,
+                e.baseline,
+                e.share,
+                e.started_by.as_str()
+            ),
+            (Mode::Canary, 2, 1, Some(0.25), "ops")
+        );
+        // On disk, as it was started; one at a time.
+        assert_eq!(load(&reg).unwrap(), Some(e.clone()));
+        let again = start(&reg, &req(2, Mode::Shadow, None), "ops").unwrap_err();
+        assert!(matches!(again, ExperimentError::AlreadyRunning { .. }));
+        assert_eq!(stop(&reg).unwrap(), e);
+        assert!(load(&reg).unwrap().is_none());
+
+        // Promotion: the registry's rollback to the candidate, then no experiment.
+        let e = start(&reg, &req(2, Mode::Shadow, Some(7.0)), "ops").unwrap();
+        assert_eq!(e.share, None);
+        let (promoted, m) = promote(&reg).unwrap();
+        assert_eq!((promoted, m.version), (e, 2));
+        assert_eq!(reg.active().unwrap(), Some(2));
+        assert_eq!(
+            reg.manifest(1).unwrap().status,
+            crate::store::Status::RolledBack
+        );
+        assert!(load(&reg).unwrap().is_none());
+
+        // A damaged file is a one-line error naming it.
+        std::fs::write(reg.layout().experiment(), "{not json").unwrap();
+        let e = load(&reg).unwrap_err().to_string();
+        assert!(e.contains("experiment.json") && !e.contains('\n'), "{e}");
+    }
+
     fn row(id: &str, user: Option<&str>, v: u32, p: f64, ov: u32, op: f64) -> ExperimentRow {
         ExperimentRow {
             id: id.into(),
