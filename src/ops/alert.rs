@@ -368,9 +368,66 @@ pub fn agreement_alert(
     })
 }
 
+/// Population stability index above which a feature counts as drifted (the usual mark
+/// of a significant shift).
+pub const DRIFT_PSI: f64 = 0.25;
+
+/// A `drift` alert when any feature's population stability index (`(feature id,
+/// PSI)`, e.g. from [`crate::eval::monitor::drift`]) is above `max_psi`; the details
+/// list those features, largest first.
+pub fn drift_alert(version: u32, psi: &[(String, f64)], max_psi: f64) -> Option<Alert> {
+    let mut over: Vec<&(String, f64)> = psi
+        .iter()
+        .filter(|(_, v)| v.is_finite() && *v > max_psi)
+        .collect();
+    if over.is_empty() {
+        return None;
+    }
+    over.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let names: Vec<&str> = over.iter().take(5).map(|(f, _)| f.as_str()).collect();
+    Some(Alert {
+        kind: AlertKind::Drift,
+        message: format!(
+            "{} feature(s) drifted from version {version}'s training data (PSI above {max_psi}): {}{}",
+            over.len(),
+            names.join(", "),
+            if over.len() > names.len() {
+                ", …"
+            } else {
+                ""
+            }
+        ),
+        version: Some(version),
+        details: serde_json::json!({
+            "max_psi": max_psi,
+            "features": over
+                .iter()
+                .map(|(f, v)| serde_json::json!({"feature": f, "psi": v}))
+                .collect::<Vec<_>>(),
+        }),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn drift_names_the_features_above_the_mark_largest_first() {
+        let psi: Vec<(String, f64)> = [("X1", 0.1), ("X2", 0.4), ("X3", f64::NAN), ("X4", 0.3)]
+            .map(|(f, v)| (f.to_string(), v))
+            .to_vec();
+        assert!(drift_alert(2, &psi[..1], DRIFT_PSI).is_none());
+        let a = drift_alert(2, &psi, DRIFT_PSI).unwrap();
+        assert_eq!((a.kind, a.version), (AlertKind::Drift, Some(2)));
+        assert!(
+            a.message.contains("2 feature(s)") && a.message.contains("X2, X4"),
+            "{}",
+            a.message
+        );
+        assert_eq!(a.details["features"][0]["feature"], "X2");
+        assert_eq!(a.details["features"].as_array().unwrap().len(), 2);
+    }
 
     #[test]
     fn urls_are_http_or_https_with_a_host() {
