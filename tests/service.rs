@@ -1715,6 +1715,26 @@ async fn experiment_bad_bodies_restart_stop_and_promote() {
         assert!(!msg.contains('\n') && msg.len() < 200, "{msg}");
     }
     assert!(!reg.layout().experiment().exists());
+    // A candidate that does not load (damaged model file): refused, nothing on disk.
+    train_version(&reg, 3, false);
+    std::fs::write(reg.layout().version_file(3, "model.bin"), b"garbage").unwrap();
+    let r = post(
+        &s,
+        "/model/experiment",
+        &json!({"version": 3, "mode": "shadow"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("version 3"),
+        "{}",
+        r.body
+    );
+    assert!(!reg.layout().experiment().exists());
+    assert!(s.experiment().is_none());
 
     // Started, it survives a restart of the service's state.
     let r = post(

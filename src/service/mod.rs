@@ -109,6 +109,9 @@ pub struct State {
     active: RwLock<Arc<Active>>,
     /// The running experiment, if any (`experiment.json` in the registry).
     experiment: RwLock<Option<Arc<Running>>>,
+    /// The experiment whose candidate would not load, and why (not retried every
+    /// second: versions do not change).
+    experiment_failed: std::sync::Mutex<Option<(crate::ops::experiment::Experiment, String)>>,
     tokens: RwLock<Tokens>,
     /// Without tokens, requests are anonymous admins (loopback only).
     open_without_tokens: bool,
@@ -142,6 +145,7 @@ impl State {
             registry,
             active: RwLock::new(Arc::new(Active { manifest, model })),
             experiment: RwLock::new(None),
+            experiment_failed: std::sync::Mutex::new(None),
             tokens: RwLock::new(tokens),
             open_without_tokens: loopback,
             log,
@@ -228,13 +232,24 @@ impl State {
             }
             (Some(d), Some(old)) if old.experiment == d => {}
             (Some(d), _) => {
+                let mut failed = self
+                    .experiment_failed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                if let Some((f, why)) = failed.as_ref()
+                    && f == &d
+                {
+                    return Err(crate::Error::Invalid(why.clone()));
+                }
                 let loaded = self.registry.load(d.candidate);
                 let mut slot = self.experiment.write().unwrap_or_else(|p| p.into_inner());
                 let (manifest, model) = match loaded {
                     Ok(m) => m,
                     Err(e) => {
                         *slot = None;
-                        return Err(e.into());
+                        let why = format!("experiment {}: version {}: {e}", d.id, d.candidate);
+                        *failed = Some((d, why.clone()));
+                        return Err(crate::Error::Invalid(why));
                     }
                 };
                 tracing::info!(
