@@ -9,6 +9,9 @@
 //! - Tokens with roles (`scorer` < `moderator` < `admin`) from the registry's token
 //!   file, re-read when it changes; without any token the service answers only on
 //!   loopback.
+//! - A shadow or canary experiment (`experiment.json`, followed like `ACTIVE`) runs a
+//!   candidate beside the active version: both score each request, the arm answers.
+//! - With a webhook, the watcher raises `error_rate` and `agreement_drop` alerts.
 //! - Every failure is a JSON error naming what was wrong ([`error::ApiError`]); a
 //!   handler panic is a logged 500, the server goes on.
 
