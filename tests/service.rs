@@ -1900,3 +1900,52 @@ async fn the_watcher_raises_an_error_rate_alert_to_the_webhook() {
     );
     assert!(s.alerts().unwrap().duplicates() + s.alerts().unwrap().delivered() >= 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watcher_raises_an_agreement_drop_alert_for_a_running_experiment() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = two_versions(dir.path());
+    let s = state(&reg, Limits::default());
+    let data = default_dataset(DATA);
+    let (url, rx) = webhook_receiver();
+    let sender =
+        spamscope::ops::alert::WebhookSender::start(spamscope::ops::alert::WebhookConfig::new(url))
+            .unwrap();
+    assert!(s.set_alerts(sender).is_ok());
+    let r = post(
+        &s,
+        "/model/experiment",
+        &json!({"version": 2, "mode": "shadow"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let id = r.body["experiment"]["id"].clone();
+    let batch: Vec<Value> = (0..120).map(|i| request_of(&data, i, None)).collect();
+    assert_eq!(
+        post(&s, "/predict/batch", &json!(batch)).await.status,
+        StatusCode::OK
+    );
+    // Watched once every request is logged. A floor above 1: any agreement is too low
+    // once 100 requests were scored by both.
+    spamscope::service::spawn_watcher_with(
+        &s,
+        Duration::from_millis(10),
+        spamscope::service::AlertRules {
+            window: Duration::from_millis(20),
+            error_rate_min_requests: u64::MAX,
+            agreement_floor: 1.01,
+            agreement_min_requests: 100,
+            ..Default::default()
+        },
+    );
+    let alert = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(60)))
+        .await
+        .unwrap()
+        .expect("an agreement_drop alert");
+    assert_eq!(alert["kind"], "agreement_drop", "{alert}");
+    assert_eq!(alert["version"], 2);
+    assert_eq!(alert["details"]["experiment"], id);
+    assert_eq!(alert["details"]["both_scored"], 120);
+    let stats = get(&s, "/model/experiment").await.body["stats"].clone();
+    assert_eq!(alert["details"]["agreed"], stats["agreed"]);
+}

@@ -353,6 +353,39 @@ pub fn router(state: Arc<State>) -> axum::Router {
 /// the last minute) and `agreement_drop` (a running experiment's, checked every minute)
 /// alerts.
 pub fn spawn_watcher(state: &Arc<State>, every: Duration) {
+    spawn_watcher_with(state, every, AlertRules::default())
+}
+
+/// When the watcher raises alerts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertRules {
+    /// The error-rate window, and how often a running experiment's agreement is checked.
+    pub window: Duration,
+    /// `error_rate`: more than this share of server errors over the window...
+    pub error_rate_max_share: f64,
+    /// ... among at least this many requests.
+    pub error_rate_min_requests: u64,
+    /// `agreement_drop`: the versions agree on less than this share...
+    pub agreement_floor: f64,
+    /// ... of at least this many requests.
+    pub agreement_min_requests: u64,
+}
+
+impl Default for AlertRules {
+    /// A minute; more than 5% of at least 20 requests; below 90% of at least 100.
+    fn default() -> AlertRules {
+        AlertRules {
+            window: Duration::from_secs(60),
+            error_rate_max_share: 0.05,
+            error_rate_min_requests: 20,
+            agreement_floor: 0.9,
+            agreement_min_requests: 100,
+        }
+    }
+}
+
+/// [`spawn_watcher`] with its alert rules.
+pub fn spawn_watcher_with(state: &Arc<State>, every: Duration, rules: AlertRules) {
     let weak = Arc::downgrade(state);
     tokio::spawn(async move {
         let mut last_summary = (std::time::Instant::now(), (0, 0, 0));
@@ -389,7 +422,7 @@ pub fn spawn_watcher(state: &Arc<State>, every: Duration) {
                 window.push_back((t, now));
                 while window
                     .front()
-                    .is_some_and(|(at, _)| t.duration_since(*at) > ALERT_WINDOW)
+                    .is_some_and(|(at, _)| t.duration_since(*at) > rules.window)
                 {
                     window.pop_front();
                 }
@@ -397,15 +430,15 @@ pub fn spawn_watcher(state: &Arc<State>, every: Duration) {
                     crate::ops::alert::error_rate_alert(
                         now.0 - first.0,
                         now.2 - first.2,
-                        ALERT_WINDOW,
-                        ERROR_RATE_MIN_REQUESTS,
-                        ERROR_RATE_MAX_SHARE,
+                        rules.window,
+                        rules.error_rate_min_requests,
+                        rules.error_rate_max_share,
                         state.active().manifest.version,
                     )
                 }) {
                     raise(&state, alert);
                 }
-                if last_agreement_check.elapsed() >= ALERT_WINDOW {
+                if last_agreement_check.elapsed() >= rules.window {
                     last_agreement_check = std::time::Instant::now();
                     let s = state.clone();
                     let alert = tokio::task::spawn_blocking(move || {
@@ -414,8 +447,8 @@ pub fn spawn_watcher(state: &Arc<State>, every: Duration) {
                         crate::ops::alert::agreement_alert(
                             &r.experiment,
                             &stats,
-                            AGREEMENT_MIN_REQUESTS,
-                            AGREEMENT_FLOOR,
+                            rules.agreement_min_requests,
+                            rules.agreement_floor,
                         )
                     })
                     .await;
@@ -446,17 +479,6 @@ fn raise(state: &State, alert: crate::ops::alert::Alert) {
         }
     }
 }
-
-/// The watcher's error-rate window, and how often it checks an experiment's agreement.
-const ALERT_WINDOW: Duration = Duration::from_secs(60);
-/// `error_rate`: more than this share of server errors over the window...
-const ERROR_RATE_MAX_SHARE: f64 = 0.05;
-/// ... among at least this many requests.
-const ERROR_RATE_MIN_REQUESTS: u64 = 20;
-/// `agreement_drop`: the versions agree on less than this share...
-const AGREEMENT_FLOOR: f64 = 0.9;
-/// ... of at least this many requests.
-const AGREEMENT_MIN_REQUESTS: u64 = 100;
 
 /// How often the service logs a summary at info level (when it answered anything).
 const SUMMARY_EVERY: Duration = Duration::from_secs(60);
