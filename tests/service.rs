@@ -1949,3 +1949,80 @@ async fn the_watcher_raises_an_agreement_drop_alert_for_a_running_experiment() {
     let stats = get(&s, "/model/experiment").await.body["stats"].clone();
     assert_eq!(alert["details"]["agreed"], stats["agreed"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_answers_csv_rows_by_their_users_arm() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = two_versions(dir.path());
+    let s = state(&reg, Limits::default());
+    let (m1, model1) = reg.load(1).unwrap();
+    let (m2, model2) = reg.load(2).unwrap();
+    let data = default_dataset(DATA);
+    let r = post(
+        &s,
+        "/model/experiment",
+        &json!({"version": 2, "mode": "canary", "share": 0.5}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let mut csv = String::from("user_id");
+    for f in &spamscope::data::catalog::catalog().features {
+        csv.push(',');
+        csv.push_str(&f.id);
+    }
+    csv.push('\n');
+    for i in 0..200 {
+        csv.push_str(&format!("acct-{i}"));
+        for v in data.row(i) {
+            csv.push(',');
+            if !v.is_nan() {
+                csv.push_str(&v.to_string());
+            }
+        }
+        csv.push('\n');
+    }
+    let req = Request::builder()
+        .method("POST")
+        .uri("/predict/batch?explain=2")
+        .header("content-type", "text/csv")
+        .body(Body::from(csv))
+        .unwrap();
+    let text = text_reply(&s, req, "text/csv").await;
+    let mut versions = Vec::new();
+    for (i, line) in text.lines().skip(1).enumerate() {
+        let cells: Vec<&str> = line.split(',').collect();
+        assert_eq!(cells[0], format!("acct-{i}"));
+        let p: f64 = cells[1].parse().unwrap();
+        let v: u32 = cells[3].parse().unwrap();
+        let (model, threshold) = if v == 2 {
+            (&model2, m2.threshold)
+        } else {
+            (&model1, m1.threshold)
+        };
+        assert_eq!(p, model.predict_one(&data.row(i)), "{line}");
+        // The verdict by the answering version's own threshold.
+        assert_eq!(cells[2], if p > threshold { "1" } else { "0" }, "{line}");
+        // Two reasons each, whichever version answered.
+        assert_eq!(cells.len(), 5 + 2 * 3, "{line}");
+        versions.push(v);
+    }
+    assert_eq!(versions.len(), 200);
+    let by_candidate = versions.iter().filter(|&&v| v == 2).count();
+    assert!((60..=140).contains(&by_candidate), "{by_candidate}");
+    // The same users through JSON: the same arms.
+    let batch: Vec<Value> = (0..200)
+        .map(|i| request_of(&data, i, Some(&format!("acct-{i}"))))
+        .collect();
+    let r = post(&s, "/predict/batch", &json!(batch)).await;
+    let json_versions: Vec<u32> = r
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["model_version"].as_u64().unwrap() as u32)
+        .collect();
+    assert_eq!(json_versions, versions);
+    let st = get(&s, "/model/experiment").await.body["stats"].clone();
+    assert_eq!(st["requests"], 400);
+    assert_eq!(st["answered_by_candidate"], 2 * by_candidate);
+}
