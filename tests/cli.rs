@@ -1280,3 +1280,25 @@ fn labels_are_confirmed_one_at_a_time_and_from_a_file() {
     ]);
     assert!(e.contains("user_id"), "{e}");
 }
+
+/// A webhook URL that is not http(s) stops `serve` before it trains or listens.
+#[test]
+fn serve_refuses_a_bad_webhook_url_at_once() {
+    let env = Env::new();
+    let reg = env.registry();
+    let err = fails(&[
+        "serve",
+        "--registry",
+        &reg,
+        "--addr",
+        "127.0.0.1:0",
+        "--webhook",
+        "ftp://alerts.example.com/hook",
+    ]);
+    assert!(
+        err.contains("--webhook") && err.contains("http://") && err.contains("ftp://alerts"),
+        "{err}"
+    );
+    // Nothing was trained.
+    assert!(!Path::new(&reg).join("ACTIVE").exists());
+}

@@ -126,6 +126,7 @@ fn online_config() -> impl Strategy<Value = OnlineLearningConfig> {
                     auto_retrain: auto,
                     trust_weighting: trust,
                     forest,
+                    webhook_url: None,
                 }
             },
         )

@@ -513,6 +513,27 @@ async fn tokens_and_roles_decide_who_may_do_what() {
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     let r = call(&s, "GET", "/model/versions", None, Some(&moderator)).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    // Experiments: moderators read them, admins start, stop and promote them.
+    let ex = || Some(br#"{"version": 2, "mode": "shadow"}"#.to_vec());
+    let r = call(&s, "GET", "/model/experiment", None, Some(&scorer)).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = call(&s, "GET", "/model/experiment", None, Some(&moderator)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    for t in [&scorer, &moderator] {
+        for (method, path, body) in [
+            ("POST", "/model/experiment", ex()),
+            ("DELETE", "/model/experiment", None),
+            ("POST", "/model/experiment/promote", None),
+        ] {
+            let r = call(&s, method, path, body, Some(t)).await;
+            assert_eq!(r.status, StatusCode::FORBIDDEN, "{method} {path}");
+        }
+    }
+    let r = call(&s, "POST", "/model/experiment", ex(), Some(&admin)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["experiment"]["started_by"], "ops");
+    let r = call(&s, "DELETE", "/model/experiment", None, Some(&admin)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let r = call(&s, "POST", "/model/rollback", rb(), Some(&admin)).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.body["model_version"], 2);
@@ -546,6 +567,7 @@ fn no_tokens_no_network() {
             workers: 1,
             limits: Limits::default(),
             retention: Retention::default(),
+            webhook: None,
         },
         &NoProgress,
     )
@@ -1176,6 +1198,10 @@ async fn openapi_document_matches_the_routes_and_their_answers() {
         "POST /model/retrain",
         "GET /jobs/{id}",
         "POST /model/rollback",
+        "POST /model/experiment",
+        "GET /model/experiment",
+        "DELETE /model/experiment",
+        "POST /model/experiment/promote",
         "GET /metrics",
         "POST /accounts/{user_id}/label",
         "GET /accounts/{user_id}",
@@ -1392,6 +1418,41 @@ async fn openapi_document_matches_the_routes_and_their_answers() {
     .await;
     assert_eq!(r.status, StatusCode::CONFLICT);
     check("post", "/feedback", &r);
+    // Experiments: none, the example (a canary of version 2), its numbers, stop, promote.
+    let r = get(&s, "/model/experiment").await;
+    check("get", "/model/experiment", &r);
+    let r = post(&s, "/model/experiment", &example("ExperimentRequest")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    check("post", "/model/experiment", &r);
+    post(&s, "/predict", &features(1).0).await;
+    let r = get(&s, "/model/experiment").await;
+    assert_eq!(r.body["stats"]["requests"], 1);
+    check("get", "/model/experiment", &r);
+    let r = post(
+        &s,
+        "/model/experiment",
+        &json!({"version": 2, "mode": "shadow"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    check("post", "/model/experiment", &r);
+    let r = call(&s, "DELETE", "/model/experiment", None, None).await;
+    check("delete", "/model/experiment", &r);
+    let r = call(&s, "DELETE", "/model/experiment", None, None).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    check("delete", "/model/experiment", &r);
+    let r = post(
+        &s,
+        "/model/experiment",
+        &json!({"version": 9, "mode": "shadow"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    check("post", "/model/experiment", &r);
+    post(&s, "/model/experiment", &example("ExperimentRequest")).await;
+    let r = post(&s, "/model/experiment/promote", &json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    check("post", "/model/experiment/promote", &r);
 }
 
 /// A request with extra headers; the reply with its headers.
@@ -1759,4 +1820,653 @@ async fn a_team_claims_reviews_and_confirms_accounts() {
             .unwrap()
             .contains("ttl_seconds")
     );
+}
+
+/// Row `i` of `data` as a request object with `user_id` (when given).
+fn request_of(data: &spamscope::data::Dataset, i: usize, user: Option<&str>) -> Value {
+    let cat = spamscope::data::catalog::catalog();
+    let mut m = serde_json::Map::new();
+    for (f, v) in cat.features.iter().zip(data.row(i)) {
+        if !v.is_nan() {
+            m.insert(f.id.clone(), json!(v));
+        }
+    }
+    match user {
+        Some(u) => json!({ "features": m, "user_id": u }),
+        None => json!({ "features": m }),
+    }
+}
+
+/// A registry with version 1 (active) and version 2 (fewer trees, not active).
+fn two_versions(dir: &Path) -> Registry {
+    let reg = registry(dir);
+    train_version(&reg, 6, false);
+    reg
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shadow_experiment_logs_both_versions_and_answers_with_the_active() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = two_versions(dir.path());
+    let s = state(&reg, Limits::default());
+    let (m1, model1) = reg.load(1).unwrap();
+    let (m2, model2) = reg.load(2).unwrap();
+    let data = default_dataset(DATA);
+
+    let r = post(
+        &s,
+        "/model/experiment",
+        &json!({"version": 2, "mode": "shadow", "share": 0.5}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["running"], true);
+    let e = &r.body["experiment"];
+    assert_eq!(
+        (
+            &e["mode"],
+            &e["candidate_version"],
+            &e["active_version"],
+            &e["share"]
+        ),
+        (&json!("shadow"), &json!(2), &json!(1), &Value::Null)
+    );
+    let exp_id = e["id"].as_str().unwrap().to_string();
+    assert_eq!(r.body["stats"]["requests"], 0);
+    assert!(reg.layout().experiment().exists());
+
+    // Single requests, a JSON batch and a CSV batch: the active version answers.
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let r = post(
+            &s,
+            "/predict",
+            &request_of(&data, i, Some(&format!("u{i}"))),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert_eq!(r.body["model_version"], 1);
+        assert_eq!(
+            r.body["probability"].as_f64().unwrap(),
+            model1.predict_one(&data.row(i))
+        );
+        ids.push((r.body["prediction_id"].as_str().unwrap().to_string(), i));
+    }
+    let batch: Vec<Value> = (20..40)
+        .map(|i| request_of(&data, i, Some(&format!("u{i}"))))
+        .collect();
+    let r = post(&s, "/predict/batch", &json!(batch)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    for (k, item) in r.body.as_array().unwrap().iter().enumerate() {
+        assert_eq!(item["model_version"], 1);
+        ids.push((item["prediction_id"].as_str().unwrap().to_string(), 20 + k));
+    }
+    let mut csv = String::from("user_id");
+    for f in &spamscope::data::catalog::catalog().features {
+        csv.push(',');
+        csv.push_str(&f.id);
+    }
+    csv.push('\n');
+    for i in 40..50 {
+        csv.push_str(&format!("c{i}"));
+        for v in data.row(i) {
+            csv.push(',');
+            if !v.is_nan() {
+                csv.push_str(&v.to_string());
+            }
+        }
+        csv.push('\n');
+    }
+    let req = Request::builder()
+        .method("POST")
+        .uri("/predict/batch")
+        .header("content-type", "text/csv")
+        .body(Body::from(csv))
+        .unwrap();
+    let text = text_reply(&s, req, "text/csv").await;
+    for (k, line) in text.lines().skip(1).enumerate() {
+        let cells: Vec<&str> = line.split(',').collect();
+        assert_eq!(cells[3], "1", "{line}");
+        let p: f64 = cells[1].parse().unwrap();
+        assert_eq!(p, model1.predict_one(&data.row(40 + k)));
+    }
+
+    // Both versions are logged for every request.
+    s.log.flush().unwrap();
+    for (pid, i) in &ids {
+        let rec = s.log.get(pid).unwrap().unwrap();
+        assert_eq!(rec.version, 1);
+        let tag = rec
+            .experiment
+            .expect("an experiment's prediction carries its tag");
+        assert_eq!(tag.experiment, exp_id);
+        assert_eq!(tag.other_version, 2);
+        assert_eq!(tag.other_probability, model2.predict_one(&data.row(*i)));
+    }
+    let rows = s.log.experiment_rows(&exp_id).unwrap();
+    assert_eq!(rows.len(), 50);
+    assert!(rows.iter().all(|r| r.version == 1 && r.other_version == 2));
+
+    // Moderators label ten accounts: each version's accuracy on them.
+    let mut correct = (0, 0);
+    for (k, (pid, i)) in ids.iter().take(10).enumerate() {
+        let label = (k % 2) as u8;
+        let r = post(
+            &s,
+            "/feedback",
+            &json!({"prediction_id": pid, "is_correct": false, "actual_label": label}),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let row = data.row(*i);
+        correct.0 += usize::from(u8::from(model1.predict_one(&row) > m1.threshold) == label);
+        correct.1 += usize::from(u8::from(model2.predict_one(&row) > m2.threshold) == label);
+    }
+
+    let agreed = (0..50)
+        .filter(|&i| {
+            let row = data.row(i);
+            (model1.predict_one(&row) > m1.threshold) == (model2.predict_one(&row) > m2.threshold)
+        })
+        .count();
+    let r = get(&s, "/model/experiment").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let st = &r.body["stats"];
+    assert_eq!(st["requests"], 50);
+    assert_eq!(
+        (&st["answered_by_active"], &st["answered_by_candidate"]),
+        (&json!(50), &json!(0))
+    );
+    assert_eq!(
+        (&st["both_scored"], &st["agreed"]),
+        (&json!(50), &json!(agreed))
+    );
+    let v = st["versions"].as_array().unwrap();
+    assert_eq!(v.len(), 2);
+    for (k, (model, ok)) in [(&model1, correct.0), (&model2, correct.1)]
+        .iter()
+        .enumerate()
+    {
+        assert_eq!(v[k]["version"], k + 1);
+        assert_eq!(v[k]["candidate"], k == 1);
+        assert_eq!(v[k]["answered"], if k == 0 { 50 } else { 0 });
+        assert_eq!(v[k]["scored"], 50);
+        let hist: Vec<u64> = v[k]["histogram"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap())
+            .collect();
+        assert_eq!(hist.len(), 10);
+        let mut expected = vec![0u64; 10];
+        let mut sum = 0.0;
+        for i in 0..50 {
+            let p = model.predict_one(&data.row(i));
+            sum += p;
+            expected[((p * 10.0) as usize).min(9)] += 1;
+        }
+        assert_eq!(hist, expected);
+        assert!((v[k]["mean_probability"].as_f64().unwrap() - sum / 50.0).abs() < 1e-9);
+        assert_eq!(
+            (&v[k]["labelled"], &v[k]["correct"]),
+            (&json!(10), &json!(ok))
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canary_sends_a_sticky_share_of_users_to_the_candidate() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = two_versions(dir.path());
+    let s = state(&reg, Limits::default());
+    let (m1, model1) = reg.load(1).unwrap();
+    let (m2, model2) = reg.load(2).unwrap();
+    let data = default_dataset(DATA);
+    let r = post(
+        &s,
+        "/model/experiment",
+        &json!({"version": 2, "mode": "canary", "share": 0.3}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["experiment"]["share"], 0.3);
+
+    // Every answer: the version named answered, and the other one scored beside it.
+    let mut arms = std::collections::HashMap::new();
+    let mut counted = (0u64, 0u64, 0u64); // (by active, by candidate, agreed)
+    let mut check = |item: &Value, row: &[f64]| -> u32 {
+        let v = item["model_version"].as_u64().unwrap() as u32;
+        let p = item["probability"].as_f64().unwrap();
+        let (mine, other, mt, ot) = match v {
+            1 => (&model1, &model2, m1.threshold, m2.threshold),
+            2 => (&model2, &model1, m2.threshold, m1.threshold),
+            _ => panic!("version {v}"),
+        };
+        assert_eq!(p, mine.predict_one(row));
+        if v == 1 {
+            counted.0 += 1;
+        } else {
+            counted.1 += 1;
+        }
+        counted.2 += u64::from((p > mt) == (other.predict_one(row) > ot));
+        v
+    };
+    // 2,000 users, in batches of 500.
+    for chunk in 0..4 {
+        let users: Vec<usize> = (chunk * 500..(chunk + 1) * 500).collect();
+        let batch: Vec<Value> = users
+            .iter()
+            .map(|&u| request_of(&data, u % 3000, Some(&format!("user-{u}"))))
+            .collect();
+        let r = post(&s, "/predict/batch", &json!(batch)).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        for (&u, item) in users.iter().zip(r.body.as_array().unwrap()) {
+            arms.insert(u, check(item, &data.row(u % 3000)));
+        }
+    }
+    let share = arms.values().filter(|&&v| v == 2).count() as f64 / 2000.0;
+    assert!((share - 0.3).abs() <= 0.05, "{share}");
+    // The same users keep their arm, whatever they send and however.
+    for u in 0..60 {
+        let row = (u * 7 + 1) % 3000;
+        let r = post(
+            &s,
+            "/predict",
+            &request_of(&data, row, Some(&format!("user-{u}"))),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert_eq!(check(&r.body, &data.row(row)), arms[&u], "user-{u}");
+    }
+    // Without a user id the split is per request: identical bodies land in both arms.
+    let same: Vec<Value> = (0..1000).map(|_| request_of(&data, 11, None)).collect();
+    let r = post(&s, "/predict/batch", &json!(same)).await;
+    let answers: Vec<u32> = r
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| check(item, &data.row(11)))
+        .collect();
+    let share = answers.iter().filter(|&&v| v == 2).count() as f64 / 1000.0;
+    assert!((share - 0.3).abs() <= 0.06, "{share}");
+
+    // The statistics match the counts taken from the answers.
+    let r = get(&s, "/model/experiment").await;
+    let st = &r.body["stats"];
+    assert_eq!(st["requests"], 3060);
+    assert_eq!(st["answered_by_active"], counted.0);
+    assert_eq!(st["answered_by_candidate"], counted.1);
+    assert_eq!(st["both_scored"], 3060);
+    assert_eq!(st["agreed"], counted.2);
+    let agreement = st["agreement"].as_f64().unwrap();
+    assert!((agreement - counted.2 as f64 / 3060.0).abs() < 1e-12);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn experiment_bad_bodies_restart_stop_and_promote() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = two_versions(dir.path());
+    let s = state(&reg, Limits::default());
+    let data = default_dataset(DATA);
+
+    let r = get(&s, "/model/experiment").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        (&r.body["running"], &r.body["experiment"], &r.body["stats"]),
+        (&json!(false), &Value::Null, &Value::Null)
+    );
+    let r = call(&s, "DELETE", "/model/experiment", None, None).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.body["error"]["code"], "no_experiment");
+    let r = post(&s, "/model/experiment/promote", &json!({})).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+
+    for (body, status, field) in [
+        (json!({"version": 2, "mode": "blue"}), 400, "mode"),
+        (json!({"version": 2}), 400, "mode"),
+        (
+            json!({"version": 2, "mode": "canary", "share": 0}),
+            400,
+            "share",
+        ),
+        (
+            json!({"version": 2, "mode": "canary", "share": 1.5}),
+            400,
+            "share",
+        ),
+        (
+            json!({"version": 2, "mode": "canary", "share": "NaN"}),
+            400,
+            "share",
+        ),
+        (
+            json!({"version": 2, "mode": "canary", "share": -0.2}),
+            400,
+            "share",
+        ),
+        (json!({"version": 2, "mode": "canary"}), 400, "share"),
+        (json!({"version": 99, "mode": "shadow"}), 404, "version"),
+        (json!({"version": 1, "mode": "shadow"}), 400, "version"),
+        (json!({"version": "2", "mode": "shadow"}), 400, "version"),
+        (json!({"mode": "shadow"}), 400, "version"),
+        (json!([2, "shadow"]), 400, "body"),
+    ] {
+        let r = post(&s, "/model/experiment", &body).await;
+        assert_eq!(r.status.as_u16(), status, "{body}: {}", r.body);
+        assert_eq!(r.body["error"]["field"], field, "{body}: {}", r.body);
+        let msg = r.body["error"]["message"].as_str().unwrap();
+        assert!(!msg.contains('\n') && msg.len() < 200, "{msg}");
+    }
+    assert!(!reg.layout().experiment().exists());
+    // A candidate that does not load (damaged model file): refused, nothing on disk.
+    train_version(&reg, 3, false);
+    std::fs::write(reg.layout().version_file(3, "model.bin"), b"garbage").unwrap();
+    let r = post(
+        &s,
+        "/model/experiment",
+        &json!({"version": 3, "mode": "shadow"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("version 3"),
+        "{}",
+        r.body
+    );
+    assert!(!reg.layout().experiment().exists());
+    assert!(s.experiment().is_none());
+
+    // Started, it survives a restart of the service's state.
+    let r = post(
+        &s,
+        "/model/experiment",
+        &json!({"version": 2, "mode": "shadow"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let id = r.body["experiment"]["id"].clone();
+    let r = post(
+        &s,
+        "/model/experiment",
+        &json!({"version": 2, "mode": "shadow"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    drop(s);
+    let s = state(&reg, Limits::default());
+    let r = get(&s, "/model/experiment").await;
+    assert_eq!(
+        (&r.body["running"], &r.body["experiment"]["id"]),
+        (&json!(true), &id)
+    );
+    let r = post(&s, "/predict", &request_of(&data, 3, Some("u3"))).await;
+    let rec = s
+        .log
+        .get(r.body["prediction_id"].as_str().unwrap())
+        .unwrap()
+        .unwrap();
+    assert_eq!(rec.experiment.unwrap().other_version, 2);
+
+    // Stopped: only the active version scores.
+    let r = call(&s, "DELETE", "/model/experiment", None, None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["running"], false);
+    assert_eq!(r.body["stats"]["requests"], 1);
+    assert!(!reg.layout().experiment().exists());
+    let r = post(&s, "/predict", &request_of(&data, 3, Some("u3"))).await;
+    assert_eq!(r.body["model_version"], 1);
+    let rec = s
+        .log
+        .get(r.body["prediction_id"].as_str().unwrap())
+        .unwrap()
+        .unwrap();
+    assert_eq!(rec.experiment, None);
+
+    // A canary of share 1: the candidate answers everyone; promoted, it is the version.
+    let r = post(
+        &s,
+        "/model/experiment",
+        &json!({"version": 2, "mode": "canary", "share": 1}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    for i in 0..5 {
+        let r = post(&s, "/predict", &request_of(&data, i, None)).await;
+        assert_eq!(r.body["model_version"], 2);
+    }
+    let r = post(&s, "/model/experiment/promote", &json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["model_version"], 2);
+    assert_eq!(reg.active().unwrap(), Some(2));
+    assert_eq!(get(&s, "/model/version").await.body["version"], 2);
+    assert_eq!(get(&s, "/model/experiment").await.body["running"], false);
+    let r = post(&s, "/predict", &request_of(&data, 4, Some("u4"))).await;
+    assert_eq!(r.body["model_version"], 2);
+    let rec = s
+        .log
+        .get(r.body["prediction_id"].as_str().unwrap())
+        .unwrap()
+        .unwrap();
+    assert_eq!(rec.experiment, None);
+}
+
+/// A webhook receiver on 127.0.0.1 answering 200; each JSON body goes to the channel.
+fn webhook_receiver() -> (String, std::sync::mpsc::Receiver<Value>) {
+    use std::io::BufRead;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                let line = line.trim_end();
+                if line.is_empty() {
+                    break;
+                }
+                if let Some((k, v)) = line.split_once(':')
+                    && k.eq_ignore_ascii_case("content-length")
+                {
+                    length = v.trim().parse().unwrap();
+                }
+            }
+            let mut body = vec![0u8; length];
+            reader.read_exact(&mut body).unwrap();
+            if tx.send(serde_json::from_slice(&body).unwrap()).is_err() {
+                return;
+            }
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+        }
+    });
+    (url, rx)
+}
+
+/// Waits (at most a minute) until `done` holds.
+async fn until(done: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < Duration::from_secs(60), "gave up waiting");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watcher_raises_an_error_rate_alert_to_the_webhook() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = two_versions(dir.path());
+    // No slot for any request: each waits out its 1 ms and is answered 503.
+    let s = state(
+        &reg,
+        Limits {
+            max_in_flight: 0,
+            timeout: Duration::from_millis(1),
+            ..Limits::default()
+        },
+    );
+    let (url, rx) = webhook_receiver();
+    let sender =
+        spamscope::ops::alert::WebhookSender::start(spamscope::ops::alert::WebhookConfig::new(url))
+            .unwrap();
+    assert!(s.set_alerts(sender).is_ok());
+    spamscope::service::spawn_watcher(&s, Duration::from_millis(10));
+    // Two turns of the watcher before any request (it picks up an experiment started
+    // and stopped on disk): its first reading of the counters has no request in it.
+    let started = spamscope::ops::experiment::StartRequest {
+        version: 2,
+        mode: spamscope::ops::experiment::Mode::Shadow,
+        share: None,
+    };
+    spamscope::ops::experiment::start(&reg, &started, "test").unwrap();
+    until(|| s.experiment().is_some()).await;
+    spamscope::ops::experiment::stop(&reg).unwrap();
+    until(|| s.experiment().is_none()).await;
+    for _ in 0..25 {
+        let r = get(&s, "/model/version").await;
+        assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    }
+    let alert = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(60)))
+        .await
+        .unwrap()
+        .expect("an error_rate alert");
+    assert_eq!(alert["kind"], "error_rate", "{alert}");
+    assert_eq!(alert["version"], 1);
+    assert!(
+        alert["details"]["server_errors"].as_u64().unwrap() >= 20,
+        "{alert}"
+    );
+    assert!(s.alerts().unwrap().duplicates() + s.alerts().unwrap().delivered() >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watcher_raises_an_agreement_drop_alert_for_a_running_experiment() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = two_versions(dir.path());
+    let s = state(&reg, Limits::default());
+    let data = default_dataset(DATA);
+    let (url, rx) = webhook_receiver();
+    let sender =
+        spamscope::ops::alert::WebhookSender::start(spamscope::ops::alert::WebhookConfig::new(url))
+            .unwrap();
+    assert!(s.set_alerts(sender).is_ok());
+    let r = post(
+        &s,
+        "/model/experiment",
+        &json!({"version": 2, "mode": "shadow"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let id = r.body["experiment"]["id"].clone();
+    let batch: Vec<Value> = (0..120).map(|i| request_of(&data, i, None)).collect();
+    assert_eq!(
+        post(&s, "/predict/batch", &json!(batch)).await.status,
+        StatusCode::OK
+    );
+    // Watched once every request is logged. A floor above 1: any agreement is too low
+    // once 100 requests were scored by both.
+    spamscope::service::spawn_watcher_with(
+        &s,
+        Duration::from_millis(10),
+        spamscope::service::AlertRules {
+            window: Duration::from_millis(20),
+            error_rate_min_requests: u64::MAX,
+            agreement_floor: 1.01,
+            agreement_min_requests: 100,
+            ..Default::default()
+        },
+    );
+    let alert = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(60)))
+        .await
+        .unwrap()
+        .expect("an agreement_drop alert");
+    assert_eq!(alert["kind"], "agreement_drop", "{alert}");
+    assert_eq!(alert["version"], 2);
+    assert_eq!(alert["details"]["experiment"], id);
+    assert_eq!(alert["details"]["both_scored"], 120);
+    let stats = get(&s, "/model/experiment").await.body["stats"].clone();
+    assert_eq!(alert["details"]["agreed"], stats["agreed"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_answers_csv_rows_by_their_users_arm() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = two_versions(dir.path());
+    let s = state(&reg, Limits::default());
+    let (m1, model1) = reg.load(1).unwrap();
+    let (m2, model2) = reg.load(2).unwrap();
+    let data = default_dataset(DATA);
+    let r = post(
+        &s,
+        "/model/experiment",
+        &json!({"version": 2, "mode": "canary", "share": 0.5}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let mut csv = String::from("user_id");
+    for f in &spamscope::data::catalog::catalog().features {
+        csv.push(',');
+        csv.push_str(&f.id);
+    }
+    csv.push('\n');
+    for i in 0..200 {
+        csv.push_str(&format!("acct-{i}"));
+        for v in data.row(i) {
+            csv.push(',');
+            if !v.is_nan() {
+                csv.push_str(&v.to_string());
+            }
+        }
+        csv.push('\n');
+    }
+    let req = Request::builder()
+        .method("POST")
+        .uri("/predict/batch?explain=2")
+        .header("content-type", "text/csv")
+        .body(Body::from(csv))
+        .unwrap();
+    let text = text_reply(&s, req, "text/csv").await;
+    let mut versions = Vec::new();
+    for (i, line) in text.lines().skip(1).enumerate() {
+        let cells: Vec<&str> = line.split(',').collect();
+        assert_eq!(cells[0], format!("acct-{i}"));
+        let p: f64 = cells[1].parse().unwrap();
+        let v: u32 = cells[3].parse().unwrap();
+        let (model, threshold) = if v == 2 {
+            (&model2, m2.threshold)
+        } else {
+            (&model1, m1.threshold)
+        };
+        assert_eq!(p, model.predict_one(&data.row(i)), "{line}");
+        // The verdict by the answering version's own threshold.
+        assert_eq!(cells[2], if p > threshold { "1" } else { "0" }, "{line}");
+        // Two reasons each, whichever version answered.
+        assert_eq!(cells.len(), 5 + 2 * 3, "{line}");
+        versions.push(v);
+    }
+    assert_eq!(versions.len(), 200);
+    let by_candidate = versions.iter().filter(|&&v| v == 2).count();
+    assert!((60..=140).contains(&by_candidate), "{by_candidate}");
+    // The same users through JSON: the same arms.
+    let batch: Vec<Value> = (0..200)
+        .map(|i| request_of(&data, i, Some(&format!("acct-{i}"))))
+        .collect();
+    let r = post(&s, "/predict/batch", &json!(batch)).await;
+    let json_versions: Vec<u32> = r
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["model_version"].as_u64().unwrap() as u32)
+        .collect();
+    assert_eq!(json_versions, versions);
+    let st = get(&s, "/model/experiment").await.body["stats"].clone();
+    assert_eq!(st["requests"], 400);
+    assert_eq!(st["answered_by_candidate"], 2 * by_candidate);
 }

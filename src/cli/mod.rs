@@ -202,6 +202,10 @@ pub enum Command {
         /// every change of version) or debug (a line per request).
         #[arg(long, default_value = "info")]
         log: tracing::Level,
+        /// POST alerts (error rate, an experiment's agreement dropping) as JSON to this
+        /// http(s) URL; default: `webhook_url` in the registry's online.ron, if set.
+        #[arg(long)]
+        webhook: Option<String>,
     },
     /// Make an earlier version active again.
     Rollback {
@@ -933,6 +937,7 @@ pub fn run(cmd: Command) -> Result<()> {
             addr,
             workers,
             log,
+            webhook,
         } => {
             let _ = tracing_subscriber::fmt()
                 .with_max_level(log)
@@ -949,6 +954,7 @@ pub fn run(cmd: Command) -> Result<()> {
                     workers,
                     limits: Default::default(),
                     retention: Default::default(),
+                    webhook,
                 },
                 &StderrProgress::new(),
             )

@@ -36,6 +36,8 @@ pub enum Error {
     Predictions(#[from] PredictionLogError),
     #[error(transparent)]
     Tokens(#[from] TokenError),
+    #[error(transparent)]
+    Experiment(#[from] crate::ops::experiment::ExperimentError),
     /// The job was cancelled by its reporter (the user pressed Cancel).
     #[error("cancelled")]
     Cancelled,

@@ -1,10 +1,12 @@
 //! Every step a user can take, once, for every front-end (the app, the command line,
 //! the service): train, score, retrain from feedback, compare and promote, report,
-//! benchmark.
+//! benchmark, run a candidate beside the active version (experiment), send alerts.
 
+pub mod alert;
 pub mod bench;
 pub mod compare;
 pub mod error;
+pub mod experiment;
 pub mod feedback;
 pub mod online;
 pub mod predict;

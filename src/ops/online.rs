@@ -70,6 +70,10 @@ pub struct OnlineLearningConfig {
     pub trust_weighting: bool,
     /// Forest parameters of retrained versions.
     pub forest: ForestParams,
+    /// Where alerts are POSTed (http or https), if anywhere: the service's watcher and
+    /// the app's monitoring send them through [`crate::ops::alert::WebhookSender`].
+    /// Absent in older files (None).
+    pub webhook_url: Option<String>,
 }
 
 impl Default for OnlineLearningConfig {
@@ -85,6 +89,7 @@ impl Default for OnlineLearningConfig {
             auto_retrain: true,
             trust_weighting: false,
             forest: ForestParams::default(),
+            webhook_url: None,
         }
     }
 }
@@ -122,6 +127,11 @@ impl OnlineLearningConfig {
         if !(self.feedback_tolerance.is_finite() && (0.0..=1.0).contains(&self.feedback_tolerance))
         {
             return bad("feedback_tolerance must be between 0 and 1".into());
+        }
+        if let Some(url) = &self.webhook_url {
+            crate::ops::alert::check_url(url).map_err(|e| {
+                Error::Invalid(format!("online learning settings: webhook_url: {e}"))
+            })?;
         }
         self.forest.validate()?;
         Ok(())

@@ -26,6 +26,9 @@ pub struct ScoredBatch {
     reasons: Vec<(u16, f64)>,
     /// Wall-clock time of the scoring.
     pub seconds: f64,
+    /// A mixed batch ([`ScoredBatch::mix`]): each row's (version, threshold); None when
+    /// every row is `version`'s.
+    per_row: Option<Vec<(u32, f64)>>,
 }
 
 impl ScoredBatch {
@@ -36,7 +39,48 @@ impl ScoredBatch {
         self.probability.is_empty()
     }
     pub fn is_spammer(&self, i: usize) -> bool {
-        self.probability[i] > self.threshold
+        self.probability[i] > self.threshold_of(i)
+    }
+    /// The version that scored row `i`.
+    pub fn version_of(&self, i: usize) -> u32 {
+        self.per_row.as_ref().map_or(self.version, |r| r[i].0)
+    }
+    /// The threshold of the version that scored row `i`.
+    pub fn threshold_of(&self, i: usize) -> f64 {
+        self.per_row.as_ref().map_or(self.threshold, |r| r[i].1)
+    }
+    /// Row `i` from `b` where `take_b[i]`, else from `self` (a canary's answer: each
+    /// row by the version its arm names). Both must score the same rows; contributions
+    /// are kept up to the smaller count of the two.
+    pub fn mix(&self, b: &ScoredBatch, take_b: &[bool]) -> Result<ScoredBatch> {
+        if b.len() != self.len() || take_b.len() != self.len() {
+            return Err(Error::Invalid(format!(
+                "cannot mix batches of {}, {} and {} rows",
+                self.len(),
+                b.len(),
+                take_b.len()
+            )));
+        }
+        let k = self.k.min(b.k);
+        let mut out = ScoredBatch {
+            version: self.version,
+            threshold: self.threshold,
+            method: if k > 0 { self.method } else { None },
+            probability: Vec::with_capacity(self.len()),
+            k,
+            reasons: Vec::with_capacity(self.len() * k),
+            seconds: self.seconds + b.seconds,
+            per_row: Some(Vec::with_capacity(self.len())),
+        };
+        for (i, &from_b) in take_b.iter().enumerate() {
+            let src = if from_b { b } else { self };
+            out.probability.push(src.probability[i]);
+            out.reasons.extend_from_slice(&src.reasons(i)[..k]);
+            if let Some(r) = out.per_row.as_mut() {
+                r.push((src.version_of(i), src.threshold_of(i)));
+            }
+        }
+        Ok(out)
     }
     /// The largest contributions of row `i`.
     pub fn reasons(&self, i: usize) -> &[(u16, f64)] {
@@ -140,6 +184,7 @@ pub fn score_batch(
         k,
         reasons,
         seconds: start.elapsed().as_secs_f64(),
+        per_row: None,
     })
 }
 
@@ -207,7 +252,7 @@ pub fn batch_csv(d: &Dataset, b: &ScoredBatch, order: Option<&[usize]>) -> Strin
             crate::util::text::csv_cell(&d.user_ids[i]),
             b.probability[i],
             u8::from(b.is_spammer(i)),
-            b.version
+            b.version_of(i)
         ));
         if b.method.is_some() {
             text.push(',');

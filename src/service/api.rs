@@ -510,3 +510,126 @@ pub struct ErrorBody {
     pub error: ErrorDetail,
     pub detail: String,
 }
+
+/// `POST /model/experiment`: run `version` beside the active version.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"version": 2, "mode": "canary", "share": 0.1}))]
+pub struct ExperimentRequest {
+    /// A registry version other than the active one.
+    pub version: u32,
+    /// `shadow` (both versions score every request, the active one answers) or
+    /// `canary` (the candidate answers `share` of the users).
+    pub mode: String,
+    /// Canary: above 0 and at most 1 (required). Ignored for a shadow.
+    #[serde(default)]
+    pub share: Option<f64>,
+}
+
+/// An experiment's definition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ExperimentInfo {
+    pub id: String,
+    /// `shadow` or `canary`.
+    pub mode: String,
+    pub candidate_version: u32,
+    /// The version answering requests now (besides the candidate's canary share).
+    pub active_version: u32,
+    /// The active version when the experiment started.
+    pub baseline_version: u32,
+    /// Canary share; null for a shadow.
+    pub share: Option<f64>,
+    pub started_at: String,
+    pub started_by: String,
+}
+
+/// One version's side of an experiment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ExperimentVersion {
+    pub version: u32,
+    pub candidate: bool,
+    /// Requests it answered.
+    pub answered: u64,
+    /// Requests it scored (answered, or beside the answer).
+    pub scored: u64,
+    pub mean_probability: Option<f64>,
+    /// Its probabilities in 10 equal bins from 0 to 1.
+    pub histogram: Vec<u64>,
+    /// Scored requests on accounts moderators labelled (by prediction id, else user
+    /// id), and how many its verdict got right.
+    pub labelled: u64,
+    pub correct: u64,
+    pub accuracy: Option<f64>,
+}
+
+/// An experiment's numbers from its logged predictions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ExperimentStats {
+    pub requests: u64,
+    pub answered_by_active: u64,
+    pub answered_by_candidate: u64,
+    /// Requests both versions scored, and those where their verdicts agreed.
+    pub both_scored: u64,
+    pub agreed: u64,
+    pub agreement: Option<f64>,
+    pub versions: Vec<ExperimentVersion>,
+}
+
+/// The running experiment and its numbers; `running: false` and nulls when none runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ExperimentStatus {
+    pub running: bool,
+    pub experiment: Option<ExperimentInfo>,
+    pub stats: Option<ExperimentStats>,
+    pub message: String,
+}
+
+/// The candidate made active.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ExperimentPromoted {
+    pub model_version: u32,
+    pub message: String,
+    pub experiment: ExperimentInfo,
+}
+
+impl From<crate::ops::experiment::Stats> for ExperimentStats {
+    fn from(s: crate::ops::experiment::Stats) -> ExperimentStats {
+        ExperimentStats {
+            requests: s.requests,
+            answered_by_active: s.answered_by_active,
+            answered_by_candidate: s.answered_by_candidate,
+            both_scored: s.both_scored,
+            agreed: s.agreed,
+            agreement: s.agreement,
+            versions: s
+                .versions
+                .into_iter()
+                .map(|v| ExperimentVersion {
+                    version: v.version,
+                    candidate: v.candidate,
+                    answered: v.answered,
+                    scored: v.scored,
+                    mean_probability: v.mean_probability,
+                    histogram: v.histogram,
+                    labelled: v.labelled,
+                    correct: v.correct,
+                    accuracy: v.accuracy,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl ExperimentInfo {
+    pub fn new(e: &crate::ops::experiment::Experiment, active: u32) -> ExperimentInfo {
+        ExperimentInfo {
+            id: e.id.clone(),
+            mode: e.mode.name().into(),
+            candidate_version: e.candidate,
+            active_version: active,
+            baseline_version: e.baseline,
+            share: e.share,
+            started_at: e.started_at.clone(),
+            started_by: e.started_by.clone(),
+        }
+    }
+}

@@ -63,6 +63,7 @@ impl From<crate::Error> for ApiError {
         match e {
             crate::Error::Invalid(m) => ApiError::bad_request("invalid", m),
             crate::Error::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
+            crate::Error::Experiment(e) => ApiError::from(e),
             e => ApiError::internal(e.to_string()),
         }
     }
@@ -78,5 +79,23 @@ impl From<crate::ops::predict::FeatureError> for ApiError {
         };
         let field = e.field();
         ApiError::bad_request(code, e.to_string()).with_field(field)
+    }
+}
+
+impl From<crate::ops::experiment::ExperimentError> for ApiError {
+    fn from(e: crate::ops::experiment::ExperimentError) -> ApiError {
+        use crate::ops::experiment::ExperimentError as E;
+        let (status, code) = match &e {
+            E::UnknownMode(_) | E::BadShare(_) | E::MissingShare => {
+                (StatusCode::BAD_REQUEST, "invalid_value")
+            }
+            E::IsActive(_) => (StatusCode::BAD_REQUEST, "is_active"),
+            E::NoSuchVersion(_) => (StatusCode::NOT_FOUND, "no_such_version"),
+            E::AlreadyRunning { .. } => (StatusCode::CONFLICT, "busy"),
+            E::NotRunning => (StatusCode::NOT_FOUND, "no_experiment"),
+            E::File { .. } | E::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        };
+        let field = e.field().map(str::to_string);
+        ApiError::new(status, code, e.to_string()).with_field(field)
     }
 }

@@ -9,6 +9,9 @@
 //! - Tokens with roles (`scorer` < `moderator` < `admin`) from the registry's token
 //!   file, re-read when it changes; without any token the service answers only on
 //!   loopback.
+//! - A shadow or canary experiment (`experiment.json`, followed like `ACTIVE`) runs a
+//!   candidate beside the active version: both score each request, the arm answers.
+//! - With a webhook, the watcher raises `error_rate` and `agreement_drop` alerts.
 //! - Every failure is a JSON error naming what was wrong ([`error::ApiError`]); a
 //!   handler panic is a logged 500, the server goes on.
 
@@ -67,6 +70,9 @@ pub struct ServeConfig {
     pub workers: usize,
     pub limits: Limits,
     pub retention: Retention,
+    /// Where to POST alerts (error rate, an experiment's agreement); None: the
+    /// registry's `webhook_url` setting, if any.
+    pub webhook: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +93,12 @@ pub struct Active {
     pub model: Model,
 }
 
+/// A running shadow or canary experiment with its candidate version loaded.
+pub struct Running {
+    pub experiment: crate::ops::experiment::Experiment,
+    pub candidate: Active,
+}
+
 /// Who is calling.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Caller {
@@ -98,6 +110,11 @@ pub struct Caller {
 pub struct State {
     pub registry: Registry,
     active: RwLock<Arc<Active>>,
+    /// The running experiment, if any (`experiment.json` in the registry).
+    experiment: RwLock<Option<Arc<Running>>>,
+    /// The experiment whose candidate would not load, and why (not retried every
+    /// second: versions do not change).
+    experiment_failed: std::sync::Mutex<Option<(crate::ops::experiment::Experiment, String)>>,
     tokens: RwLock<Tokens>,
     /// Without tokens, requests are anonymous admins (loopback only).
     open_without_tokens: bool,
@@ -110,6 +127,8 @@ pub struct State {
     /// Retrains started through the API, by job id.
     pub(crate) jobs: std::sync::Mutex<Vec<api::Job>>,
     pub(crate) metrics: metrics::Metrics,
+    /// Where the watcher sends alerts, once set ([`State::set_alerts`]).
+    alerts: std::sync::OnceLock<crate::ops::alert::WebhookSender>,
 }
 
 impl State {
@@ -124,10 +143,12 @@ impl State {
         let tokens = TokenStore::open_in(registry.root()).load()?;
         let log = PredictionLog::open(registry.root(), retention)?;
         let feedback = crate::ops::feedback::FeedbackQueue::open(&registry)?;
-        Ok(Arc::new(State {
+        let state = Arc::new(State {
             feedback,
             registry,
             active: RwLock::new(Arc::new(Active { manifest, model })),
+            experiment: RwLock::new(None),
+            experiment_failed: std::sync::Mutex::new(None),
             tokens: RwLock::new(tokens),
             open_without_tokens: loopback,
             log,
@@ -136,7 +157,117 @@ impl State {
             started: std::time::SystemTime::now(),
             jobs: std::sync::Mutex::new(Vec::new()),
             metrics: Default::default(),
-        }))
+            alerts: std::sync::OnceLock::new(),
+        });
+        if let Err(e) = state.refresh_experiment() {
+            tracing::warn!("no experiment running: {e}");
+        }
+        Ok(state)
+    }
+
+    /// Sends the watcher's alerts through `sender` (once; a second sender is refused
+    /// and handed back).
+    pub fn set_alerts(
+        &self,
+        sender: crate::ops::alert::WebhookSender,
+    ) -> Result<(), crate::ops::alert::WebhookSender> {
+        self.alerts.set(sender)
+    }
+
+    /// The alert sender, if one is set.
+    pub fn alerts(&self) -> Option<&crate::ops::alert::WebhookSender> {
+        self.alerts.get()
+    }
+
+    /// The running experiment, if any.
+    pub fn experiment(&self) -> Option<Arc<Running>> {
+        self.experiment
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The numbers of experiment `e` from the prediction log (committing what is
+    /// pending first) and the moderators' labels.
+    pub fn experiment_stats(
+        &self,
+        e: &crate::ops::experiment::Experiment,
+    ) -> Result<crate::ops::experiment::Stats, crate::Error> {
+        self.log.flush()?;
+        let rows = self.log.experiment_rows(&e.id)?;
+        let labels =
+            crate::store::feedback::FeedbackStore::open_in(self.registry.root())?.labels()?;
+        let active = self.active();
+        let running = self.experiment();
+        let threshold = |v: u32| {
+            if v == active.manifest.version {
+                return active.manifest.threshold;
+            }
+            if let Some(r) = running
+                .as_ref()
+                .filter(|r| r.candidate.manifest.version == v)
+            {
+                return r.candidate.manifest.threshold;
+            }
+            self.registry.manifest(v).map_or(0.5, |m| m.threshold)
+        };
+        Ok(crate::ops::experiment::stats(e, &rows, &labels, threshold))
+    }
+
+    /// Follows the registry's `experiment.json`: loads the candidate of a new
+    /// experiment, drops a stopped one. A candidate that cannot be loaded stops nothing
+    /// on disk but runs no experiment here (the error says why).
+    pub fn refresh_experiment(&self) -> Result<(), crate::Error> {
+        let def = crate::ops::experiment::load(&self.registry);
+        let current = self.experiment();
+        let def = match def {
+            Ok(d) => d,
+            Err(e) => {
+                *self.experiment.write().unwrap_or_else(|p| p.into_inner()) = None;
+                return Err(e.into());
+            }
+        };
+        match (def, current) {
+            (None, None) => {}
+            (None, Some(old)) => {
+                tracing::info!("experiment {} stopped", old.experiment.id);
+                *self.experiment.write().unwrap_or_else(|p| p.into_inner()) = None;
+            }
+            (Some(d), Some(old)) if old.experiment == d => {}
+            (Some(d), _) => {
+                let mut failed = self
+                    .experiment_failed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                if let Some((f, why)) = failed.as_ref()
+                    && f == &d
+                {
+                    return Err(crate::Error::Invalid(why.clone()));
+                }
+                let loaded = self.registry.load(d.candidate);
+                let mut slot = self.experiment.write().unwrap_or_else(|p| p.into_inner());
+                let (manifest, model) = match loaded {
+                    Ok(m) => m,
+                    Err(e) => {
+                        *slot = None;
+                        let why = format!("experiment {}: version {}: {e}", d.id, d.candidate);
+                        *failed = Some((d, why.clone()));
+                        return Err(crate::Error::Invalid(why));
+                    }
+                };
+                tracing::info!(
+                    "experiment {}: {} of version {} beside the active version",
+                    d.id,
+                    d.mode.name(),
+                    d.candidate
+                );
+                *slot = Some(Arc::new(Running {
+                    experiment: d,
+                    candidate: Active { manifest, model },
+                }));
+            }
+        }
+        Ok(())
     }
 
     /// The version answering new requests.
@@ -217,26 +348,116 @@ pub fn router(state: Arc<State>) -> axum::Router {
     routes::router(state)
 }
 
-/// Checks the registry's active version and tokens every `every` until the state is
-/// dropped by everyone else.
+/// Checks the registry's active version, experiment and tokens every `every` until the
+/// state is dropped by everyone else; with an alert sender, raises `error_rate` (over
+/// the last minute) and `agreement_drop` (a running experiment's, checked every minute)
+/// alerts.
 pub fn spawn_watcher(state: &Arc<State>, every: Duration) {
+    spawn_watcher_with(state, every, AlertRules::default())
+}
+
+/// When the watcher raises alerts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertRules {
+    /// The error-rate window, and how often a running experiment's agreement is checked.
+    pub window: Duration,
+    /// `error_rate`: more than this share of server errors over the window...
+    pub error_rate_max_share: f64,
+    /// ... among at least this many requests.
+    pub error_rate_min_requests: u64,
+    /// `agreement_drop`: the versions agree on less than this share...
+    pub agreement_floor: f64,
+    /// ... of at least this many requests.
+    pub agreement_min_requests: u64,
+}
+
+impl Default for AlertRules {
+    /// A minute; more than 5% of at least 20 requests; below 90% of at least 100.
+    fn default() -> AlertRules {
+        AlertRules {
+            window: Duration::from_secs(60),
+            error_rate_max_share: 0.05,
+            error_rate_min_requests: 20,
+            agreement_floor: 0.9,
+            agreement_min_requests: 100,
+        }
+    }
+}
+
+/// [`spawn_watcher`] with its alert rules.
+pub fn spawn_watcher_with(state: &Arc<State>, every: Duration, rules: AlertRules) {
     let weak = Arc::downgrade(state);
     tokio::spawn(async move {
         let mut last_summary = (std::time::Instant::now(), (0, 0, 0));
+        // Readings of the counters over the last minute, oldest first.
+        let mut window: std::collections::VecDeque<(std::time::Instant, (u64, u64, u64))> =
+            Default::default();
+        let mut last_agreement_check = std::time::Instant::now();
+        let mut last_experiment_error = None;
         loop {
             tokio::time::sleep(every).await;
             let Some(state) = weak.upgrade() else { break };
             let s = state.clone();
             let res = tokio::task::spawn_blocking(move || {
                 s.refresh_tokens();
-                s.refresh_active()
+                (s.refresh_experiment(), s.refresh_active())
             })
             .await;
-            if let Ok(Err(e)) = res {
-                tracing::warn!("keeping version {}: {e}", state.active().manifest.version);
+            if let Ok((exp, active)) = res {
+                if let Err(e) = active {
+                    tracing::warn!("keeping version {}: {e}", state.active().manifest.version);
+                }
+                // Said once per distinct failure, not every second.
+                let exp = exp.err().map(|e| e.to_string());
+                if let Some(e) = &exp
+                    && last_experiment_error.as_ref() != Some(e)
+                {
+                    tracing::warn!("experiment: {e}");
+                }
+                last_experiment_error = exp;
+            }
+            let now = state.metrics.totals();
+            if state.alerts().is_some() {
+                let t = std::time::Instant::now();
+                window.push_back((t, now));
+                while window
+                    .front()
+                    .is_some_and(|(at, _)| t.duration_since(*at) > rules.window)
+                {
+                    window.pop_front();
+                }
+                if let Some(alert) = window.front().and_then(|(_, first)| {
+                    crate::ops::alert::error_rate_alert(
+                        now.0 - first.0,
+                        now.2 - first.2,
+                        rules.window,
+                        rules.error_rate_min_requests,
+                        rules.error_rate_max_share,
+                        state.active().manifest.version,
+                    )
+                }) {
+                    raise(&state, alert);
+                }
+                if last_agreement_check.elapsed() >= rules.window {
+                    last_agreement_check = std::time::Instant::now();
+                    let s = state.clone();
+                    let alert = tokio::task::spawn_blocking(move || {
+                        let r = s.experiment()?;
+                        let stats = s.experiment_stats(&r.experiment).ok()?;
+                        crate::ops::alert::agreement_alert(
+                            &r.experiment,
+                            &stats,
+                            rules.agreement_min_requests,
+                            rules.agreement_floor,
+                        )
+                    })
+                    .await;
+                    if let Ok(Some(alert)) = alert {
+                        raise(&state, alert);
+                    }
+                }
             }
             if last_summary.0.elapsed() >= SUMMARY_EVERY {
-                let now = state.metrics.totals();
                 if now.0 > last_summary.1.0 {
                     tracing::info!(
                         "{}",
@@ -247,6 +468,16 @@ pub fn spawn_watcher(state: &Arc<State>, every: Duration) {
             }
         }
     });
+}
+
+/// Sends `alert` through the state's sender (never waits) and logs it.
+fn raise(state: &State, alert: crate::ops::alert::Alert) {
+    if let Some(sender) = state.alerts() {
+        let message = alert.message.clone();
+        if sender.send(alert) == crate::ops::alert::Sent::Queued {
+            tracing::warn!("alert: {message}");
+        }
+    }
 }
 
 /// How often the service logs a summary at info level (when it answered anything).
@@ -276,6 +507,20 @@ pub fn run(cfg: ServeConfig, reporter: &dyn Reporter) -> Result<(), ServeError> 
     if !loopback && !TokenStore::open_in(registry.root()).exists() {
         return Err(ServeError::OpenOnNetwork { addr: cfg.addr });
     }
+    // A bad webhook URL is refused before anything else happens.
+    let webhook = match cfg.webhook.clone() {
+        Some(url) => Some((url, "--webhook")),
+        None => crate::ops::online::OnlineLearningConfig::load(&registry)?
+            .webhook_url
+            .map(|url| (url, "webhook_url in online.ron")),
+    };
+    let sender = match webhook {
+        Some((url, from)) => Some(
+            crate::ops::alert::WebhookSender::start(crate::ops::alert::WebhookConfig::new(url))
+                .map_err(|e| crate::Error::Invalid(format!("{from}: {e}")))?,
+        ),
+        None => None,
+    };
     if registry.active().map_err(crate::Error::from)?.is_none() {
         let data = crate::data::synth::default_dataset(Default::default());
         crate::ops::train::train_and_register(
@@ -287,6 +532,10 @@ pub fn run(cfg: ServeConfig, reporter: &dyn Reporter) -> Result<(), ServeError> 
         )?;
     }
     let state = State::new(registry, cfg.limits.clone(), cfg.retention, loopback)?;
+    if let Some(sender) = sender {
+        eprintln!("spamscope serve: alerts to {}", sender.url());
+        let _ = state.set_alerts(sender);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cfg.workers.max(1))
         .enable_all()

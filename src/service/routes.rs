@@ -1,15 +1,17 @@
 //! The routes: the reference API's (`/predict`, `/predict/batch`, `/feedback`,
 //! `/model/version`, `/model/info`, `/model/feedback/stats`, `/health`) and ours
-//! (`/model/versions`, `/model/rollback`, `/model/retrain`, `/jobs/{id}`, `/metrics`,
-//! `/openapi.json`, and for a team `/accounts/{user_id}`, `/accounts/{user_id}/label`,
-//! `/review/claims`, `/review/status`). Each handler is registered together with its OpenAPI operation
+//! (`/model/versions`, `/model/versions/{version}/files/{name}`, `/model/rollback`,
+//! `/model/experiment`, `/model/retrain`, `/jobs/{id}`, `/metrics`, `/openapi.json`, and
+//! for a team `/accounts/{user_id}`, `/accounts/{user_id}/label`, `/review/claims`,
+//! `/review/status`). Each handler is registered together with its OpenAPI operation
 //! (`utoipa_axum::routes!`), so the document lists exactly the routes served.
 
 use super::api::{self, ErrorBody, PredictRequest, PredictResponse};
-use super::{Active, ApiError, Caller, State};
+use super::{Active, ApiError, Caller, Running, State};
 use crate::data::catalog::{Kind, catalog};
+use crate::ops::experiment::Arm;
 use crate::ops::predict::{Account, Explain, Prediction};
-use crate::store::predictions::{PredictionRecord, new_prediction_id};
+use crate::store::predictions::{ExperimentTag, PredictionRecord, new_prediction_id};
 use crate::store::tokens::Role;
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, Request, State as Ax};
@@ -99,6 +101,8 @@ fn api() -> OpenApiRouter<Arc<State>> {
         .routes(routes!(job))
         .routes(routes!(prometheus))
         .routes(routes!(rollback))
+        .routes(routes!(experiment_start, experiment_get, experiment_stop))
+        .routes(routes!(experiment_promote))
         .routes(routes!(openapi_doc))
         .routes(routes!(confirm_label))
         .routes(routes!(account))
@@ -371,17 +375,40 @@ fn parse_request(v: &Value, at: &str, strict: bool) -> Result<(Account, Option<S
     Ok((account, user_id))
 }
 
-/// Scores, logs the prediction, and builds the response object.
+/// Scores, logs the prediction, and builds the response object. During an experiment
+/// both versions score the account: the arm ([`crate::ops::experiment::assign`])
+/// answers, and the other version's probability is logged beside the answer.
 fn score(
     s: &State,
     active: &Active,
+    running: Option<&Running>,
     account: &Account,
     user_id: Option<String>,
     caller: &Caller,
     explain: Explain,
 ) -> PredictResponse {
-    let p = crate::ops::predict::predict(&active.model, &active.manifest, account, explain);
+    let running = running.filter(|r| r.candidate.manifest.version != active.manifest.version);
+    let (answer, other) = match running {
+        None => (active, None),
+        Some(r) => {
+            let arm = crate::ops::experiment::assign(
+                &r.experiment,
+                user_id.as_deref(),
+                crate::ops::experiment::random_unit,
+            );
+            match arm {
+                Arm::Active => (active, Some((r, &r.candidate))),
+                Arm::Candidate => (&r.candidate, Some((r, active))),
+            }
+        }
+    };
+    let p = crate::ops::predict::predict(&answer.model, &answer.manifest, account, explain);
     s.metrics.record_verdict(p.is_spammer);
+    let experiment = other.map(|(r, o)| ExperimentTag {
+        experiment: r.experiment.id.clone(),
+        other_version: o.manifest.version,
+        other_probability: o.model.predict_one(&account.values),
+    });
     let id = new_prediction_id();
     s.log.append(PredictionRecord {
         id: id.clone(),
@@ -391,8 +418,9 @@ fn score(
         probability: p.probability,
         caller: caller.name.clone(),
         user_id,
+        experiment,
     });
-    response(p, account, &active.model.imputer.medians, id)
+    response(p, account, &answer.model.imputer.medians, id)
 }
 
 /// The answer; a contribution's value is the one scored (the median when imputed).
@@ -481,17 +509,32 @@ async fn predict(
     let v = parse_json(&bytes)?;
     let (account, user_id) = parse_request(&v, "", o.strict)?;
     let active = s.active();
+    let running = s.experiment();
     if matches!(o.explain, Explain::Exact(_)) {
         // Exact explanations take milliseconds: off the async workers.
         let s2 = s.clone();
         let out = blocking(move || {
-            Ok::<_, ApiError>(score(&s2, &active, &account, user_id, &caller, o.explain))
+            Ok::<_, ApiError>(score(
+                &s2,
+                &active,
+                running.as_deref(),
+                &account,
+                user_id,
+                &caller,
+                o.explain,
+            ))
         })
         .await?;
         return Ok(Json(out));
     }
     Ok(Json(score(
-        &s, &active, &account, user_id, &caller, o.explain,
+        &s,
+        &active,
+        running.as_deref(),
+        &account,
+        user_id,
+        &caller,
+        o.explain,
     )))
 }
 
@@ -538,14 +581,25 @@ async fn predict_batch(Ax(s): S, h: HeaderMap, q: Q, body: Body) -> Result<Respo
         .enumerate()
         .map(|(i, item)| parse_request(item, &format!("[{i}]."), o.strict))
         .collect::<Result<Vec<_>, _>>()?;
-    // One version for the whole batch.
+    // One active version (and experiment) for the whole batch.
     let active = s.active();
+    let running = s.experiment();
     let s2 = s.clone();
     let out = blocking(move || {
         Ok::<_, ApiError>(
             accounts
                 .into_iter()
-                .map(|(a, user)| score(&s2, &active, &a, user, &caller, o.explain))
+                .map(|(a, user)| {
+                    score(
+                        &s2,
+                        &active,
+                        running.as_deref(),
+                        &a,
+                        user,
+                        &caller,
+                        o.explain,
+                    )
+                })
                 .collect::<Vec<PredictResponse>>(),
         )
     })
@@ -567,31 +621,69 @@ async fn csv_batch(
             .map_err(|e| ApiError::bad_request("bad_csv", e.to_string()))?;
         check_batch_size(d.n_rows(), s2.limits.max_batch)?;
         let a = s2.active();
-        let (k, method) = match o.explain {
-            Explain::None => (0, crate::model::explain::Method::PathAttribution),
-            Explain::Top(k) => (k, crate::model::explain::Method::PathAttribution),
-            Explain::Exact(k) => (k, a.model.detail_method()),
+        let running = s2
+            .experiment()
+            .filter(|r| r.candidate.manifest.version != a.manifest.version);
+        let score_with = |v: &Active| {
+            let (k, method) = match o.explain {
+                Explain::None => (0, crate::model::explain::Method::PathAttribution),
+                Explain::Top(k) => (k, crate::model::explain::Method::PathAttribution),
+                Explain::Exact(k) => (k, v.model.detail_method()),
+            };
+            crate::ops::score::score_batch(
+                &d,
+                &v.model,
+                v.manifest.version,
+                v.manifest.threshold,
+                k,
+                method,
+                &crate::util::progress::NoProgress,
+            )
         };
-        let b = crate::ops::score::score_batch(
-            &d,
-            &a.model,
-            a.manifest.version,
-            a.manifest.threshold,
-            k,
-            method,
-            &crate::util::progress::NoProgress,
-        )?;
+        let base = score_with(&a)?;
+        // During an experiment both versions score every row; each row's arm answers.
+        let (b, beside) = match &running {
+            None => (base, None),
+            Some(r) => {
+                let cand = score_with(&r.candidate)?;
+                let take: Vec<bool> = (0..d.n_rows())
+                    .map(|i| {
+                        let user = d.user_ids[i].to_string();
+                        crate::ops::experiment::assign(
+                            &r.experiment,
+                            Some(user.as_str()),
+                            crate::ops::experiment::random_unit,
+                        ) == Arm::Candidate
+                    })
+                    .collect();
+                let mixed = base.mix(&cand, &take)?;
+                let other: Vec<(u32, f64)> = take
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &c)| {
+                        let o = if c { &base } else { &cand };
+                        (o.version, o.probability[i])
+                    })
+                    .collect();
+                (mixed, Some((r.experiment.id.clone(), other)))
+            }
+        };
         let now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
         for i in 0..d.n_rows() {
             s2.metrics.record_verdict(b.is_spammer(i));
             s2.log.append(PredictionRecord {
                 id: new_prediction_id(),
                 created_at: now.clone(),
-                version: b.version,
+                version: b.version_of(i),
                 features: d.row(i),
                 probability: b.probability[i],
                 caller: caller.name.clone(),
                 user_id: Some(d.user_ids[i].to_string()),
+                experiment: beside.as_ref().map(|(id, other)| ExperimentTag {
+                    experiment: id.clone(),
+                    other_version: other[i].0,
+                    other_probability: other[i].1,
+                }),
             });
         }
         Ok(crate::ops::score::batch_csv(&d, &b, None))
@@ -812,6 +904,164 @@ async fn rollback(
         model_version: a.manifest.version,
         message: format!("version {to} is active"),
     }))
+}
+
+/// The running experiment's status (and numbers) for a response.
+fn experiment_status(
+    s: &State,
+    e: Option<&crate::ops::experiment::Experiment>,
+    running: bool,
+    message: String,
+) -> Result<api::ExperimentStatus, ApiError> {
+    let active = s.active().manifest.version;
+    Ok(api::ExperimentStatus {
+        running,
+        experiment: e.map(|e| api::ExperimentInfo::new(e, active)),
+        stats: match e {
+            Some(e) => Some(s.experiment_stats(e)?.into()),
+            None => None,
+        },
+        message,
+    })
+}
+
+/// Starts a shadow or canary experiment (role admin): `version` runs beside the active
+/// version. Shadow: both score every request, the active one answers. Canary: the
+/// candidate answers `share` of the users (sticky by `user_id`; requests without one
+/// at random). Every answer names the version that gave it; both scores are logged.
+#[utoipa::path(post, path = "/model/experiment", tag = "model",
+    request_body = api::ExperimentRequest,
+    responses(
+        (status = 200, description = "Started", body = api::ExperimentStatus),
+        (status = 400, description = "Bad mode or share, or the version is the active one", body = ErrorBody),
+        AuthErrors,
+        (status = 404, description = "No such version", body = ErrorBody),
+        (status = 409, description = "An experiment is already running", body = ErrorBody),
+    ))]
+async fn experiment_start(
+    Ax(s): S,
+    h: HeaderMap,
+    body: Body,
+) -> Result<Json<api::ExperimentStatus>, ApiError> {
+    let caller = s.authorize(secret(&h), Role::Admin)?;
+    let bytes = read_body(body, s.limits.max_body).await?;
+    let v = parse_json(&bytes)?;
+    if !v.is_object() {
+        return Err(wrong_type("body".into(), "an object"));
+    }
+    let version = match v.get("version") {
+        Some(Value::Number(n)) => n.as_u64().filter(|&n| n >= 1 && n <= u64::from(u32::MAX)),
+        _ => None,
+    }
+    .ok_or_else(|| wrong_type("version".into(), "a version number (1 or more)"))?
+        as u32;
+    let mode = match v.get("mode") {
+        Some(Value::String(m)) => crate::ops::experiment::Mode::parse(m)?,
+        _ => return Err(wrong_type("mode".into(), "\"shadow\" or \"canary\"")),
+    };
+    let share = match v.get("share") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => n.as_f64(),
+        Some(_) if mode == crate::ops::experiment::Mode::Shadow => None,
+        Some(_) => {
+            return Err(wrong_type("share".into(), "a number above 0 and at most 1"));
+        }
+    };
+    let req = crate::ops::experiment::StartRequest {
+        version,
+        mode,
+        share,
+    };
+    let s2 = s.clone();
+    let out = blocking(move || -> Result<api::ExperimentStatus, ApiError> {
+        let e = crate::ops::experiment::start(&s2.registry, &req, &caller.name)?;
+        if let Err(err) = s2.refresh_experiment() {
+            // The candidate does not load: no experiment, on disk either.
+            let _ = crate::ops::experiment::stop(&s2.registry);
+            return Err(err.into());
+        }
+        let msg = format!(
+            "{} of version {} beside version {}",
+            e.mode.name(),
+            e.candidate,
+            e.baseline
+        );
+        experiment_status(&s2, Some(&e), true, msg)
+    })
+    .await?;
+    Ok(Json(out))
+}
+
+/// The running experiment with its numbers (role moderator): requests per arm, the
+/// versions' agreement, score histograms and means, and each version's accuracy on
+/// accounts moderators labelled. `running: false` when none runs.
+#[utoipa::path(get, path = "/model/experiment", tag = "model",
+    responses((status = 200, body = api::ExperimentStatus), AuthErrors))]
+async fn experiment_get(Ax(s): S, h: HeaderMap) -> Result<Json<api::ExperimentStatus>, ApiError> {
+    s.authorize(secret(&h), Role::Moderator)?;
+    let s2 = s.clone();
+    let out = blocking(move || -> Result<api::ExperimentStatus, ApiError> {
+        let e = crate::ops::experiment::load(&s2.registry)?;
+        let msg = match &e {
+            Some(e) => format!("{} of version {}", e.mode.name(), e.candidate),
+            None => "no experiment is running".into(),
+        };
+        experiment_status(&s2, e.as_ref(), e.is_some(), msg)
+    })
+    .await?;
+    Ok(Json(out))
+}
+
+/// Stops the running experiment (role admin): the active version answers every request
+/// again. Answers with the experiment's final numbers.
+#[utoipa::path(delete, path = "/model/experiment", tag = "model",
+    responses(
+        (status = 200, body = api::ExperimentStatus),
+        AuthErrors,
+        (status = 404, description = "No experiment is running", body = ErrorBody),
+    ))]
+async fn experiment_stop(Ax(s): S, h: HeaderMap) -> Result<Json<api::ExperimentStatus>, ApiError> {
+    s.authorize(secret(&h), Role::Admin)?;
+    let s2 = s.clone();
+    let out = blocking(move || -> Result<api::ExperimentStatus, ApiError> {
+        let e = crate::ops::experiment::stop(&s2.registry)?;
+        s2.refresh_experiment()?;
+        let msg = format!("experiment {} stopped", e.id);
+        experiment_status(&s2, Some(&e), false, msg)
+    })
+    .await?;
+    Ok(Json(out))
+}
+
+/// Makes the experiment's candidate the active version (role admin; the rollback step
+/// of `/model/rollback`) and stops the experiment.
+#[utoipa::path(post, path = "/model/experiment/promote", tag = "model",
+    responses(
+        (status = 200, body = api::ExperimentPromoted),
+        AuthErrors,
+        (status = 404, description = "No experiment is running", body = ErrorBody),
+    ))]
+async fn experiment_promote(
+    Ax(s): S,
+    h: HeaderMap,
+) -> Result<Json<api::ExperimentPromoted>, ApiError> {
+    s.authorize(secret(&h), Role::Admin)?;
+    let s2 = s.clone();
+    let out = blocking(move || -> Result<api::ExperimentPromoted, ApiError> {
+        let (e, m) = crate::ops::experiment::promote(&s2.registry)?;
+        s2.refresh_active()?;
+        s2.refresh_experiment()?;
+        Ok(api::ExperimentPromoted {
+            model_version: m.version,
+            message: format!(
+                "version {} is active; experiment {} stopped",
+                m.version, e.id
+            ),
+            experiment: api::ExperimentInfo::new(&e, m.version),
+        })
+    })
+    .await?;
+    Ok(Json(out))
 }
 
 /// RFC 3339 with an explicit offset (`+00:00`), which every Python `fromisoformat`

@@ -124,6 +124,14 @@ impl Claimant {
     }
 }
 
+/// A moderator's label and what it is about ([`FeedbackStore::labels`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeedbackLabel {
+    pub prediction_id: Option<String>,
+    pub user_id: Option<String>,
+    pub label: u8,
+}
+
 /// Agreement between the model's verdict and the moderators' labels.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct VersionStats {
@@ -1014,6 +1022,28 @@ impl FeedbackStore {
                     hour: r.get(1)?,
                     total: r.get::<_, i64>(2)? as u64,
                     agreed: r.get::<_, i64>(3)? as u64,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Every record's label with what it is about (the logged prediction it quotes,
+    /// the account's user id), oldest first; records with neither are left out.
+    pub fn labels(&self) -> Result<Vec<FeedbackLabel>, FeedbackError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT prediction_id, user_id, true_label FROM feedback
+                 WHERE prediction_id IS NOT NULL OR user_id IS NOT NULL ORDER BY id",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(FeedbackLabel {
+                    prediction_id: r.get(0)?,
+                    user_id: read_user_id(r, 1)?.map(|u| u.to_string()),
+                    label: r.get::<_, i64>(2)? as u8,
                 })
             })
             .map_err(|e| self.err(e))?;

@@ -5,6 +5,7 @@
 //! ```text
 //! REGISTRY/
 //!   ACTIVE  online.ron  feedback.sqlite  predictions.sqlite  tokens.ron  tokens.lock
+//!   experiment.json
 //!   registry.lock
 //!   logs/  comparisons/latest.json  reports/vN-TIME/  staging/
 //!   versions/vNNNN/{manifest.ron, model.bin, holdout.bin}
@@ -30,6 +31,8 @@ pub const PREDICTIONS_FILE: &str = "predictions.sqlite";
 pub const TOKENS_FILE: &str = "tokens.ron";
 /// Held by a process while it rewrites the tokens file.
 pub const TOKENS_LOCK_FILE: &str = "tokens.lock";
+/// The service's running shadow or canary experiment (JSON; absent = none).
+pub const EXPERIMENT_FILE: &str = "experiment.json";
 /// Held by a process while it writes the registry.
 pub const LOCK_FILE: &str = "registry.lock";
 /// The daily-rotated operations log's file name prefix and suffix (`spamscope.DATE.log`).
@@ -54,6 +57,9 @@ impl Layout {
     }
     pub fn online_config(&self) -> PathBuf {
         self.root.join(ONLINE_FILE)
+    }
+    pub fn experiment(&self) -> PathBuf {
+        self.root.join(EXPERIMENT_FILE)
     }
     pub fn feedback_db(&self) -> PathBuf {
         self.root.join(FEEDBACK_FILE)

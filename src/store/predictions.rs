@@ -56,6 +56,32 @@ pub struct PredictionRecord {
     /// The token name of whoever asked.
     pub caller: String,
     pub user_id: Option<String>,
+    /// Set while a shadow or canary experiment runs: the other version's score of the
+    /// same request.
+    pub experiment: Option<ExperimentTag>,
+}
+
+/// A prediction made during an experiment: which experiment, and what the version that
+/// did not answer said (both versions score every request of an experiment).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExperimentTag {
+    pub experiment: String,
+    pub other_version: u32,
+    pub other_probability: f64,
+}
+
+/// One logged prediction of an experiment, without its features
+/// ([`PredictionLog::experiment_rows`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExperimentRow {
+    pub id: String,
+    pub user_id: Option<String>,
+    /// The version that answered, and its probability.
+    pub version: u32,
+    pub probability: f64,
+    /// The version that scored the request beside it.
+    pub other_version: u32,
+    pub other_probability: f64,
 }
 
 /// How much of the log is kept. Rows older than `max_days` days are removed, then the
@@ -170,6 +196,16 @@ fn feature_columns() -> Vec<String> {
 }
 
 const COLUMNS: &str = "id, created_at, version, probability, caller, user_id";
+/// Columns added later (after the features; NULL outside experiments).
+const EXPERIMENT_COLUMNS: [(&str, &str); 3] = [
+    ("experiment", "TEXT"),
+    ("other_version", "INTEGER"),
+    ("other_probability", "REAL"),
+];
+
+fn experiment_columns() -> String {
+    EXPERIMENT_COLUMNS.map(|(c, _)| c).join(", ")
+}
 
 fn connect(path: &Path) -> Result<Connection, rusqlite::Error> {
     let conn = Connection::open(path)?;
@@ -199,15 +235,56 @@ fn create_table(conn: &Connection) -> Result<(), rusqlite::Error> {
         );
         CREATE INDEX IF NOT EXISTS predictions_created ON predictions(created_at);",
         cols.join(",\n")
-    ))
+    ))?;
+    add_experiment_columns(conn)
+}
+
+/// Adds the experiment columns to a log made before them (NULL for its rows). Under
+/// IMMEDIATE, so two processes opening the same old log do not both add them.
+fn add_experiment_columns(conn: &Connection) -> Result<(), rusqlite::Error> {
+    let missing = |conn: &Connection| -> Result<Vec<(&str, &str)>, rusqlite::Error> {
+        let mut out = Vec::new();
+        for (col, ty) in EXPERIMENT_COLUMNS {
+            let has = conn
+                .prepare(&format!(
+                    "SELECT 1 FROM pragma_table_info('predictions') WHERE name = '{col}'"
+                ))?
+                .exists([])?;
+            if !has {
+                out.push((col, ty));
+            }
+        }
+        Ok(out)
+    };
+    if !missing(conn)?.is_empty() {
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        let added = (|| {
+            for (col, ty) in missing(conn)? {
+                conn.execute_batch(&format!("ALTER TABLE predictions ADD COLUMN {col} {ty}"))?;
+            }
+            Ok(())
+        })();
+        match added {
+            Ok(()) => conn.execute_batch("COMMIT")?,
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(e);
+            }
+        }
+    }
+    conn.execute_batch(
+        "CREATE INDEX IF NOT EXISTS predictions_experiment ON predictions(experiment)
+         WHERE experiment IS NOT NULL;",
+    )
 }
 
 fn insert_sql() -> String {
     let cols = feature_columns();
     format!(
-        "INSERT OR IGNORE INTO predictions ({COLUMNS}, {}) VALUES ({})",
+        "INSERT OR IGNORE INTO predictions ({COLUMNS}, {}, {}) VALUES ({})",
         cols.join(", "),
-        (1..=6 + N_FEATURES)
+        experiment_columns(),
+        (1..=6 + N_FEATURES + EXPERIMENT_COLUMNS.len())
             .map(|i| format!("?{i}"))
             .collect::<Vec<_>>()
             .join(", ")
@@ -216,8 +293,9 @@ fn insert_sql() -> String {
 
 fn select_sql(tail: &str) -> String {
     format!(
-        "SELECT {COLUMNS}, {} FROM predictions {tail}",
-        feature_columns().join(", ")
+        "SELECT {COLUMNS}, {}, {} FROM predictions {tail}",
+        feature_columns().join(", "),
+        experiment_columns()
     )
 }
 
@@ -226,7 +304,21 @@ fn from_row(r: &rusqlite::Row<'_>) -> Result<PredictionRecord, rusqlite::Error> 
     for i in 0..N_FEATURES {
         features.push(r.get::<_, Option<f64>>(6 + i)?.unwrap_or(f64::NAN));
     }
+    let e = 6 + N_FEATURES;
+    let experiment = match (
+        r.get::<_, Option<String>>(e)?,
+        r.get::<_, Option<u32>>(e + 1)?,
+        r.get::<_, Option<f64>>(e + 2)?,
+    ) {
+        (Some(experiment), Some(other_version), Some(other_probability)) => Some(ExperimentTag {
+            experiment,
+            other_version,
+            other_probability,
+        }),
+        _ => None,
+    };
     Ok(PredictionRecord {
+        experiment,
         id: r.get(0)?,
         created_at: r.get(1)?,
         version: r.get(2)?,
@@ -399,6 +491,34 @@ impl PredictionLog {
             .map_err(|e| self.db_err(e))
     }
 
+    /// The committed predictions of experiment `experiment`, oldest first, without
+    /// their features (flush first to include the newest).
+    pub fn experiment_rows(
+        &self,
+        experiment: &str,
+    ) -> Result<Vec<ExperimentRow>, PredictionLogError> {
+        let conn = self.reader();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT id, user_id, version, probability, other_version, other_probability
+                 FROM predictions WHERE experiment = ?1 ORDER BY rowid",
+            )
+            .map_err(|e| self.db_err(e))?;
+        stmt.query_map([experiment], |r| {
+            Ok(ExperimentRow {
+                id: r.get(0)?,
+                user_id: r.get(1)?,
+                version: r.get(2)?,
+                probability: r.get(3)?,
+                other_version: r.get(4)?,
+                other_probability: r.get(5)?,
+            })
+        })
+        .map_err(|e| self.db_err(e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| self.db_err(e))
+    }
+
     /// Committed records (see [`PredictionLog::recent`] about the newest ones).
     pub fn count(&self) -> Result<u64, PredictionLogError> {
         self.reader()
@@ -523,7 +643,8 @@ impl Writer {
             let mut stored = 0;
             {
                 let mut stmt = tx.prepare_cached(sql)?;
-                let mut values: Vec<rusqlite::types::Value> = Vec::with_capacity(6 + N_FEATURES);
+                let mut values: Vec<rusqlite::types::Value> =
+                    Vec::with_capacity(6 + N_FEATURES + EXPERIMENT_COLUMNS.len());
                 for r in batch.iter() {
                     values.clear();
                     values.push(r.id.clone().into());
@@ -537,6 +658,10 @@ impl Writer {
                             .iter()
                             .map(|&v| if v.is_nan() { None } else { Some(v) }.into()),
                     );
+                    let tag = r.experiment.as_ref();
+                    values.push(tag.map(|t| t.experiment.clone()).into());
+                    values.push(tag.map(|t| i64::from(t.other_version)).into());
+                    values.push(tag.map(|t| t.other_probability).into());
                     stored += stmt.execute(params_from_iter(values.drain(..)))? as u64;
                 }
             }
@@ -594,6 +719,11 @@ mod tests {
             probability: (i % 100) as f64 / 100.0,
             caller: "svc".into(),
             user_id: i.is_multiple_of(2).then(|| format!("u{i}")),
+            experiment: i.is_multiple_of(3).then(|| ExperimentTag {
+                experiment: format!("e{}", i % 2),
+                other_version: 4,
+                other_probability: (i % 10) as f64 / 10.0,
+            }),
         }
     }
 
@@ -604,6 +734,7 @@ mod tests {
         assert_eq!(a.probability.to_bits(), b.probability.to_bits());
         assert_eq!(a.caller, b.caller);
         assert_eq!(a.user_id, b.user_id);
+        assert_eq!(a.experiment, b.experiment);
         assert_eq!(a.features.len(), b.features.len());
         for (x, y) in a.features.iter().zip(&b.features) {
             assert!(
@@ -650,6 +781,55 @@ mod tests {
         assert_eq!(recent.len(), 3);
         same(&recent[0], &records[9_999]);
         same(&recent[2], &records[9_997]);
+    }
+
+    #[test]
+    fn experiment_rows_are_those_of_one_experiment_and_an_old_log_gains_the_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        // A log made before experiments: the table without their columns, one row.
+        {
+            let conn = connect(&dir.path().join("predictions.sqlite")).unwrap();
+            let cols: Vec<String> = feature_columns()
+                .iter()
+                .map(|c| format!("{c} REAL"))
+                .collect();
+            conn.execute_batch(&format!(
+                "CREATE TABLE predictions (id TEXT PRIMARY KEY, created_at TEXT NOT NULL,
+                 version INTEGER NOT NULL, probability REAL NOT NULL, caller TEXT NOT NULL,
+                 user_id TEXT, {});
+                 INSERT INTO predictions (id, created_at, version, probability, caller)
+                 VALUES ('p-old', '{}', 1, 0.5, 'svc');",
+                cols.join(", "),
+                now()
+            ))
+            .unwrap();
+        }
+        let log = PredictionLog::open(dir.path(), Retention::default()).unwrap();
+        let old = log.get("p-old").unwrap().unwrap();
+        assert_eq!((old.version, old.experiment), (1, None));
+        let records: Vec<PredictionRecord> = (0..30).map(record).collect();
+        for r in &records {
+            log.append(r.clone());
+        }
+        log.flush().unwrap();
+        let rows = log.experiment_rows("e0").unwrap();
+        let expected: Vec<&PredictionRecord> = records
+            .iter()
+            .filter(|r| r.experiment.as_ref().is_some_and(|t| t.experiment == "e0"))
+            .collect();
+        assert_eq!(rows.len(), expected.len());
+        assert_eq!(rows.len(), 5);
+        for (row, r) in rows.iter().zip(expected) {
+            let t = r.experiment.as_ref().unwrap();
+            assert_eq!(row.id, r.id);
+            assert_eq!(row.user_id, r.user_id);
+            assert_eq!((row.version, row.probability), (r.version, r.probability));
+            assert_eq!(
+                (row.other_version, row.other_probability),
+                (t.other_version, t.other_probability)
+            );
+        }
+        assert!(log.experiment_rows("nope").unwrap().is_empty());
     }
 
     #[test]

@@ -1,0 +1,629 @@
+//! Shadow and canary experiments: a candidate version runs beside the active one.
+//!
+//! - Shadow: every request is scored by both versions; the active one answers.
+//! - Canary: a share of users is answered by the candidate. The arm of a request with a
+//!   user id is a hash of (experiment id, user id), so a user stays in one arm for the
+//!   whole experiment and about `share` of the users are in the candidate's; a request
+//!   without a user id draws its arm at random.
+//!
+//! Either way both versions score every request, so the service logs the other
+//! version's probability beside the answer and [`stats`] can compare them on every
+//! request. The experiment's definition is `experiment.json` in the registry (written
+//! atomically), so it survives a restart; promoting the candidate goes through
+//! [`Registry::rollback`], the same step as `POST /model/rollback` and the CLI.
+
+use crate::store::feedback::FeedbackLabel;
+use crate::store::predictions::ExperimentRow;
+use crate::store::{Manifest, Registry, StoreError};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+
+/// How the candidate runs beside the active version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Shadow,
+    Canary,
+}
+
+impl Mode {
+    pub fn parse(s: &str) -> Result<Mode, ExperimentError> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "shadow" => Ok(Mode::Shadow),
+            "canary" => Ok(Mode::Canary),
+            _ => Err(ExperimentError::UnknownMode(crate::util::text::quote(s))),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Shadow => "shadow",
+            Mode::Canary => "canary",
+        }
+    }
+}
+
+/// A running experiment, as `experiment.json` holds it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Experiment {
+    /// Unique per start: the user-to-arm hash depends on it.
+    pub id: String,
+    pub mode: Mode,
+    /// The version run beside the active one.
+    pub candidate: u32,
+    /// The active version when the experiment started.
+    pub baseline: u32,
+    /// Canary: the share of users (or of requests without a user id) the candidate
+    /// answers. None for a shadow.
+    pub share: Option<f64>,
+    /// RFC 3339.
+    pub started_at: String,
+    /// Who started it (the token's name).
+    pub started_by: String,
+}
+
+/// Which version answers a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arm {
+    Active,
+    Candidate,
+}
+
+/// What `POST /model/experiment` asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StartRequest {
+    pub version: u32,
+    pub mode: Mode,
+    pub share: Option<f64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExperimentError {
+    #[error("mode must be \"shadow\" or \"canary\" (got {0})")]
+    UnknownMode(String),
+    #[error("share must be a number above 0 and at most 1 (got {0})")]
+    BadShare(String),
+    #[error("share is required for a canary: a number above 0 and at most 1")]
+    MissingShare,
+    #[error("version {0} does not exist")]
+    NoSuchVersion(u32),
+    #[error("version {0} is the active version; an experiment runs another version beside it")]
+    IsActive(u32),
+    #[error("experiment {id} (version {candidate}) is already running; stop it first")]
+    AlreadyRunning { id: String, candidate: u32 },
+    #[error("no experiment is running")]
+    NotRunning,
+    #[error("{path}: {message}")]
+    File { path: String, message: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl ExperimentError {
+    /// The request field at fault, if one is.
+    pub fn field(&self) -> Option<&'static str> {
+        match self {
+            ExperimentError::UnknownMode(_) => Some("mode"),
+            ExperimentError::BadShare(_) | ExperimentError::MissingShare => Some("share"),
+            ExperimentError::NoSuchVersion(_) | ExperimentError::IsActive(_) => Some("version"),
+            _ => None,
+        }
+    }
+
+    fn file(path: &std::path::Path, e: impl std::fmt::Display) -> ExperimentError {
+        ExperimentError::File {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// The canary share, checked: required for a canary and within (0, 1]; a shadow's is
+/// ignored (None).
+pub fn check_share(mode: Mode, share: Option<f64>) -> Result<Option<f64>, ExperimentError> {
+    match (mode, share) {
+        (Mode::Shadow, _) => Ok(None),
+        (Mode::Canary, None) => Err(ExperimentError::MissingShare),
+        (Mode::Canary, Some(x)) if x.is_finite() && x > 0.0 && x <= 1.0 => Ok(Some(x)),
+        (Mode::Canary, Some(x)) => Err(ExperimentError::BadShare(x.to_string())),
+    }
+}
+
+/// The registry's running experiment, if any.
+pub fn load(registry: &Registry) -> Result<Option<Experiment>, ExperimentError> {
+    let p = registry.layout().experiment();
+    match std::fs::read_to_string(&p) {
+        Ok(text) => serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| ExperimentError::file(&p, format!("unreadable experiment: {e}"))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(ExperimentError::file(&p, e)),
+    }
+}
+
+/// Starts an experiment of `req.version` beside the active version and records it in
+/// the registry (atomically). One experiment at a time.
+pub fn start(
+    registry: &Registry,
+    req: &StartRequest,
+    by: &str,
+) -> Result<Experiment, ExperimentError> {
+    let share = check_share(req.mode, req.share)?;
+    if let Some(e) = load(registry)? {
+        return Err(ExperimentError::AlreadyRunning {
+            id: e.id,
+            candidate: e.candidate,
+        });
+    }
+    match registry.manifest(req.version) {
+        Ok(_) => {}
+        Err(StoreError::NoSuchVersion(v)) => return Err(ExperimentError::NoSuchVersion(v)),
+        Err(e) => return Err(e.into()),
+    }
+    let Some(active) = registry.active()? else {
+        return Err(StoreError::NoVersions(registry.root().display().to_string()).into());
+    };
+    if active == req.version {
+        return Err(ExperimentError::IsActive(active));
+    }
+    let now = std::time::SystemTime::now();
+    let millis = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let e = Experiment {
+        id: format!("x{millis:x}-v{}", req.version),
+        mode: req.mode,
+        candidate: req.version,
+        baseline: active,
+        share,
+        started_at: humantime::format_rfc3339_seconds(now).to_string(),
+        started_by: by.to_string(),
+    };
+    save(registry, &e)?;
+    Ok(e)
+}
+
+fn save(registry: &Registry, e: &Experiment) -> Result<(), ExperimentError> {
+    let text = serde_json::to_string_pretty(e).expect("an experiment always serialises");
+    crate::store::write_atomic(&registry.layout().experiment(), text.as_bytes())?;
+    Ok(())
+}
+
+/// Stops the running experiment; returns it.
+pub fn stop(registry: &Registry) -> Result<Experiment, ExperimentError> {
+    let Some(e) = load(registry)? else {
+        return Err(ExperimentError::NotRunning);
+    };
+    let p = registry.layout().experiment();
+    match std::fs::remove_file(&p) {
+        Ok(()) => {}
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => return Err(ExperimentError::file(&p, err)),
+    }
+    Ok(e)
+}
+
+/// Makes the candidate the active version (the registry's rollback-to-version step, as
+/// `/model/rollback` takes it), then stops the experiment. Returns the experiment and
+/// the new active version's manifest.
+pub fn promote(registry: &Registry) -> Result<(Experiment, Manifest), ExperimentError> {
+    let Some(e) = load(registry)? else {
+        return Err(ExperimentError::NotRunning);
+    };
+    let m = match registry.rollback(e.candidate) {
+        Ok(m) => m,
+        Err(StoreError::NoSuchVersion(v)) => return Err(ExperimentError::NoSuchVersion(v)),
+        Err(err) => return Err(err.into()),
+    };
+    stop(registry)?;
+    Ok((e, m))
+}
+
+/// Where `user_id` falls in `[0, 1)` for experiment `id`: the first 8 bytes of
+/// SHA-256(id, user id). Uniform over users, fixed for one experiment.
+pub fn user_bucket(id: &str, user_id: &str) -> f64 {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(id.as_bytes());
+    h.update([0u8]);
+    h.update(user_id.as_bytes());
+    let d = h.finalize();
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&d[..8]);
+    (u64::from_be_bytes(b) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// A uniform draw in `[0, 1)` from the operating system's random source (a hash of the
+/// time and a counter where it does not answer).
+pub fn random_unit() -> f64 {
+    let mut b = [0u8; 8];
+    let x = if getrandom::fill(&mut b).is_ok() {
+        u64::from_le_bytes(b)
+    } else {
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        crate::util::rng::mix64(nanos ^ COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+    };
+    (x >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// The arm of a request: a shadow's is always the active version; a canary's is the
+/// candidate for users whose bucket is below the share, and, without a user id, when
+/// `draw()` (a uniform draw in `[0, 1)`, e.g. [`random_unit`]) is.
+pub fn assign(e: &Experiment, user_id: Option<&str>, draw: impl FnOnce() -> f64) -> Arm {
+    let share = match (e.mode, e.share) {
+        (Mode::Canary, Some(s)) => s,
+        _ => return Arm::Active,
+    };
+    let x = match user_id {
+        Some(u) => user_bucket(&e.id, u),
+        None => draw(),
+    };
+    if x < share {
+        Arm::Candidate
+    } else {
+        Arm::Active
+    }
+}
+
+/// Bins of the score histograms: `[0, 0.1)`, ..., `[0.9, 1]`.
+pub const BINS: usize = 10;
+
+/// One version's side of an experiment.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VersionStats {
+    pub version: u32,
+    /// Whether it is the experiment's candidate.
+    pub candidate: bool,
+    /// Requests it answered.
+    pub answered: u64,
+    /// Requests it scored (answered or beside the answer).
+    pub scored: u64,
+    /// Mean probability over the requests it scored (None without any).
+    pub mean_probability: Option<f64>,
+    /// Its probabilities in [`BINS`] equal bins from 0 to 1.
+    pub histogram: Vec<u64>,
+    /// Scored requests whose account a moderator labelled, and how many of those its
+    /// verdict got right.
+    pub labelled: u64,
+    pub correct: u64,
+    pub accuracy: Option<f64>,
+}
+
+/// An experiment's numbers, from its logged predictions and the moderators' labels.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Stats {
+    pub requests: u64,
+    pub answered_by_active: u64,
+    pub answered_by_candidate: u64,
+    /// Requests scored by both versions (every logged one), and those where their
+    /// verdicts agreed.
+    pub both_scored: u64,
+    pub agreed: u64,
+    pub agreement: Option<f64>,
+    /// By version number: the candidate and the active version(s).
+    pub versions: Vec<VersionStats>,
+}
+
+/// The numbers of experiment `e` from its logged `rows`. A row's label is the newest
+/// moderator label quoting its prediction id, else the newest one on its user id;
+/// `threshold(v)` is version v's threshold (a verdict is spam strictly above it).
+pub fn stats(
+    e: &Experiment,
+    rows: &[ExperimentRow],
+    labels: &[FeedbackLabel],
+    threshold: impl Fn(u32) -> f64,
+) -> Stats {
+    let mut by_prediction: HashMap<&str, u8> = HashMap::new();
+    let mut by_user: HashMap<&str, u8> = HashMap::new();
+    for l in labels {
+        if let Some(p) = &l.prediction_id {
+            by_prediction.insert(p, l.label);
+        }
+        if let Some(u) = &l.user_id {
+            by_user.insert(u, l.label);
+        }
+    }
+    #[derive(Default)]
+    struct Acc {
+        answered: u64,
+        scored: u64,
+        sum: f64,
+        histogram: [u64; BINS],
+        labelled: u64,
+        correct: u64,
+    }
+    let mut acc: BTreeMap<u32, Acc> = BTreeMap::new();
+    let mut thresholds: HashMap<u32, f64> = HashMap::new();
+    let mut verdict = |v: u32, p: f64| p > *thresholds.entry(v).or_insert_with(|| threshold(v));
+    let mut s = Stats {
+        requests: rows.len() as u64,
+        answered_by_active: 0,
+        answered_by_candidate: 0,
+        both_scored: 0,
+        agreed: 0,
+        agreement: None,
+        versions: Vec::new(),
+    };
+    for r in rows {
+        if r.version == e.candidate {
+            s.answered_by_candidate += 1;
+        } else {
+            s.answered_by_active += 1;
+        }
+        let label = by_prediction
+            .get(r.id.as_str())
+            .or_else(|| r.user_id.as_deref().and_then(|u| by_user.get(u)))
+            .copied();
+        let answer = verdict(r.version, r.probability);
+        let other = verdict(r.other_version, r.other_probability);
+        s.both_scored += 1;
+        s.agreed += u64::from(answer == other);
+        for (v, p, spam, answered) in [
+            (r.version, r.probability, answer, true),
+            (r.other_version, r.other_probability, other, false),
+        ] {
+            let a = acc.entry(v).or_default();
+            a.answered += u64::from(answered);
+            a.scored += 1;
+            a.sum += p;
+            a.histogram[((p * BINS as f64).floor().max(0.0) as usize).min(BINS - 1)] += 1;
+            if let Some(l) = label {
+                a.labelled += 1;
+                a.correct += u64::from(u8::from(spam) == l);
+            }
+        }
+    }
+    let ratio = |k: u64, n: u64| (n > 0).then(|| k as f64 / n as f64);
+    s.agreement = ratio(s.agreed, s.both_scored);
+    // The candidate is listed even before it scored anything.
+    acc.entry(e.candidate).or_default();
+    s.versions = acc
+        .into_iter()
+        .map(|(version, a)| VersionStats {
+            version,
+            candidate: version == e.candidate,
+            answered: a.answered,
+            scored: a.scored,
+            mean_probability: ratio(0, a.scored).map(|_| a.sum / a.scored as f64),
+            histogram: a.histogram.to_vec(),
+            labelled: a.labelled,
+            correct: a.correct,
+            accuracy: ratio(a.correct, a.labelled),
+        })
+        .collect();
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn canary(share: f64) -> Experiment {
+        Experiment {
+            id: "x1-v2".into(),
+            mode: Mode::Canary,
+            candidate: 2,
+            baseline: 1,
+            share: Some(share),
+            started_at: "2026-01-01T00:00:00Z".into(),
+            started_by: "t".into(),
+        }
+    }
+
+    #[test]
+    fn modes_and_shares_are_checked_naming_the_field() {
+        assert_eq!(Mode::parse(" Canary ").unwrap(), Mode::Canary);
+        assert_eq!(Mode::parse("shadow").unwrap(), Mode::Shadow);
+        let e = Mode::parse("blue-green").unwrap_err();
+        assert_eq!(e.field(), Some("mode"));
+        assert!(e.to_string().contains("blue-green"), "{e}");
+        assert_eq!(check_share(Mode::Shadow, None).unwrap(), None);
+        assert_eq!(check_share(Mode::Shadow, Some(f64::NAN)).unwrap(), None);
+        assert_eq!(check_share(Mode::Canary, Some(1.0)).unwrap(), Some(1.0));
+        assert_eq!(check_share(Mode::Canary, Some(0.1)).unwrap(), Some(0.1));
+        for bad in [0.0, -0.1, 1.5, f64::NAN, f64::INFINITY] {
+            let e = check_share(Mode::Canary, Some(bad)).unwrap_err();
+            assert_eq!(e.field(), Some("share"), "{bad}");
+            assert!(!e.to_string().contains('\n'));
+        }
+        assert!(matches!(
+            check_share(Mode::Canary, None),
+            Err(ExperimentError::MissingShare)
+        ));
+    }
+
+    #[test]
+    fn a_user_keeps_its_arm_and_about_share_of_users_are_candidates() {
+        let e = canary(0.3);
+        let mut candidates = 0;
+        for u in 0..20_000 {
+            let user = format!("user-{u}");
+            let arm = assign(&e, Some(&user), || unreachable!("a user id needs no draw"));
+            assert_eq!(arm, assign(&e, Some(&user), || 0.0));
+            candidates += usize::from(arm == Arm::Candidate);
+        }
+        let share = candidates as f64 / 20_000.0;
+        assert!((share - 0.3).abs() < 0.02, "{share}");
+        // Another experiment reshuffles the users.
+        let mut other = canary(0.3);
+        other.id = "x2-v2".into();
+        let moved = (0..2_000)
+            .filter(|u| {
+                let user = format!("user-{u}");
+                assign(&e, Some(&user), || 0.0) != assign(&other, Some(&user), || 0.0)
+            })
+            .count();
+        assert!(moved > 400, "{moved}");
+        // Without a user id: the draw decides; a shadow always answers with the active.
+        assert_eq!(assign(&e, None, || 0.29), Arm::Candidate);
+        assert_eq!(assign(&e, None, || 0.3), Arm::Active);
+        let mut shadow = canary(0.3);
+        shadow.mode = Mode::Shadow;
+        shadow.share = None;
+        assert_eq!(assign(&shadow, Some("user-1"), || 0.0), Arm::Active);
+        assert_eq!(assign(&shadow, None, || 0.0), Arm::Active);
+        let draws: Vec<f64> = (0..1000).map(|_| random_unit()).collect();
+        assert!(draws.iter().all(|x| (0.0..1.0).contains(x)));
+        let mean = draws.iter().sum::<f64>() / 1000.0;
+        assert!((mean - 0.5).abs() < 0.1, "{mean}");
+    }
+
+    /// A registry with versions 1 (active) and 2, small and quick.
+    fn registry(dir: &std::path::Path) -> Registry {
+        use crate::ops::train::{TrainConfig, train};
+        let reg = Registry::open(dir).unwrap();
+        let data = crate::data::synth::default_dataset(crate::data::synth::SynthParams {
+            rows: 600,
+            seed: 3,
+        });
+        let cfg = TrainConfig {
+            params: crate::model::forest::ForestParams {
+                n_trees: 3,
+                max_depth: Some(4),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let trained = train(&data, None, &cfg, &crate::util::progress::NoProgress).unwrap();
+        trained.register(&reg, &data, &cfg, true).unwrap();
+        trained.register(&reg, &data, &cfg, false).unwrap();
+        reg
+    }
+
+    #[test]
+    fn start_checks_the_version_persists_and_stop_and_promote_end_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = registry(dir.path());
+        let req = |version, mode, share| StartRequest {
+            version,
+            mode,
+            share,
+        };
+        assert!(load(&reg).unwrap().is_none());
+        assert!(matches!(stop(&reg), Err(ExperimentError::NotRunning)));
+        assert!(matches!(promote(&reg), Err(ExperimentError::NotRunning)));
+        let e = start(&reg, &req(9, Mode::Shadow, None), "ops").unwrap_err();
+        assert!(matches!(e, ExperimentError::NoSuchVersion(9)));
+        assert_eq!(e.field(), Some("version"));
+        let e = start(&reg, &req(1, Mode::Shadow, None), "ops").unwrap_err();
+        assert!(matches!(e, ExperimentError::IsActive(1)), "{e}");
+        let e = start(&reg, &req(2, Mode::Canary, Some(0.0)), "ops").unwrap_err();
+        assert_eq!(e.field(), Some("share"));
+        assert!(load(&reg).unwrap().is_none());
+
+        let e = start(&reg, &req(2, Mode::Canary, Some(0.25)), "ops").unwrap();
+        assert_eq!(
+            (
+                e.mode,
+                e.candidate,
+                e.baseline,
+                e.share,
+                e.started_by.as_str()
+            ),
+            (Mode::Canary, 2, 1, Some(0.25), "ops")
+        );
+        // On disk, as it was started; one at a time.
+        assert_eq!(load(&reg).unwrap(), Some(e.clone()));
+        let again = start(&reg, &req(2, Mode::Shadow, None), "ops").unwrap_err();
+        assert!(matches!(again, ExperimentError::AlreadyRunning { .. }));
+        assert_eq!(stop(&reg).unwrap(), e);
+        assert!(load(&reg).unwrap().is_none());
+
+        // Promotion: the registry's rollback to the candidate, then no experiment.
+        let e = start(&reg, &req(2, Mode::Shadow, Some(7.0)), "ops").unwrap();
+        assert_eq!(e.share, None);
+        let (promoted, m) = promote(&reg).unwrap();
+        assert_eq!((promoted, m.version), (e, 2));
+        assert_eq!(reg.active().unwrap(), Some(2));
+        assert_eq!(
+            reg.manifest(1).unwrap().status,
+            crate::store::Status::RolledBack
+        );
+        assert!(load(&reg).unwrap().is_none());
+
+        // A damaged file is a one-line error naming it.
+        std::fs::write(reg.layout().experiment(), "{not json").unwrap();
+        let e = load(&reg).unwrap_err().to_string();
+        assert!(e.contains("experiment.json") && !e.contains('\n'), "{e}");
+    }
+
+    fn row(id: &str, user: Option<&str>, v: u32, p: f64, ov: u32, op: f64) -> ExperimentRow {
+        ExperimentRow {
+            id: id.into(),
+            user_id: user.map(str::to_string),
+            version: v,
+            probability: p,
+            other_version: ov,
+            other_probability: op,
+        }
+    }
+
+    #[test]
+    fn stats_count_arms_agreement_histograms_and_labelled_accuracy() {
+        let e = canary(0.5);
+        let rows = vec![
+            // Active answers; both say spam.
+            row("p1", Some("a"), 1, 0.9, 2, 0.8),
+            // Candidate answers; they disagree (candidate 0.3 legit, active 0.7 spam).
+            row("p2", Some("b"), 2, 0.3, 1, 0.7),
+            // Active answers; both legit; version 2's threshold is 0.2: 0.25 is spam.
+            row("p3", None, 1, 0.05, 2, 0.25),
+            row("p4", Some("c"), 2, 1.0, 1, 0.0),
+        ];
+        let labels = vec![
+            FeedbackLabel {
+                prediction_id: Some("p2".into()),
+                user_id: Some("zzz".into()),
+                label: 1,
+            },
+            // By user id: p1's account; the later label wins.
+            FeedbackLabel {
+                prediction_id: None,
+                user_id: Some("a".into()),
+                label: 1,
+            },
+            FeedbackLabel {
+                prediction_id: None,
+                user_id: Some("a".into()),
+                label: 0,
+            },
+        ];
+        let threshold = |v: u32| if v == 2 { 0.2 } else { 0.5 };
+        let s = stats(&e, &rows, &labels, threshold);
+        assert_eq!(s.requests, 4);
+        assert_eq!((s.answered_by_active, s.answered_by_candidate), (2, 2));
+        // p1 agree, p2 (v2 0.3 > 0.2 spam, v1 0.7 spam) agree, p3 (v1 legit, v2 spam)
+        // disagree, p4 (v2 spam, v1 legit) disagree.
+        assert_eq!((s.both_scored, s.agreed), (4, 2));
+        assert_eq!(s.agreement, Some(0.5));
+        assert_eq!(s.versions.len(), 2);
+        let v1 = &s.versions[0];
+        let v2 = &s.versions[1];
+        assert_eq!(
+            (v1.version, v1.candidate, v2.version, v2.candidate),
+            (1, false, 2, true)
+        );
+        assert_eq!(
+            (v1.answered, v1.scored, v2.answered, v2.scored),
+            (2, 4, 2, 4)
+        );
+        assert!((v1.mean_probability.unwrap() - (0.9 + 0.7 + 0.05 + 0.0) / 4.0).abs() < 1e-12);
+        assert_eq!(v1.histogram, vec![2, 0, 0, 0, 0, 0, 0, 1, 0, 1]);
+        assert_eq!(v2.histogram, vec![0, 0, 1, 1, 0, 0, 0, 0, 1, 1]);
+        // Labelled: p1 (label 0 by user a) and p2 (label 1 by its id).
+        // v1: p1 spam (wrong), p2 spam (right). v2: p1 spam (wrong), p2 spam (right).
+        assert_eq!((v1.labelled, v1.correct, v1.accuracy), (2, 1, Some(0.5)));
+        assert_eq!((v2.labelled, v2.correct, v2.accuracy), (2, 1, Some(0.5)));
+        // Nothing logged yet: the candidate is listed with empty numbers.
+        let s = stats(&e, &[], &[], threshold);
+        assert_eq!(s.agreement, None);
+        assert_eq!(s.versions.len(), 1);
+        assert_eq!(
+            (s.versions[0].version, s.versions[0].mean_probability),
+            (2, None)
+        );
+    }
+}

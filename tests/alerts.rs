@@ -1,0 +1,218 @@
+//! Alerts to a webhook: a local receiver gets the JSON, retries after 5xx answers,
+//! de-duplication, and `send` never waiting on a receiver that is down.
+
+use serde_json::{Value, json};
+use spamscope::ops::alert::{Alert, AlertKind, Sent, WebhookConfig, WebhookSender};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// A receiver on 127.0.0.1 answering the statuses of `script` in turn (then 200); each
+/// request's JSON body goes to the channel. Returns the URL.
+fn receiver(script: Vec<u16>) -> (String, mpsc::Receiver<Value>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut script = script.into_iter();
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0usize;
+            let mut request_line = String::new();
+            reader.read_line(&mut request_line).unwrap();
+            assert!(request_line.starts_with("POST /hook "), "{request_line}");
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                let line = line.trim_end();
+                if line.is_empty() {
+                    break;
+                }
+                if let Some((k, v)) = line.split_once(':')
+                    && k.eq_ignore_ascii_case("content-length")
+                {
+                    length = v.trim().parse().unwrap();
+                }
+            }
+            let mut body = vec![0u8; length];
+            reader.read_exact(&mut body).unwrap();
+            // Into the channel before answering: once the sender has its answer, the
+            // body is there.
+            if tx.send(serde_json::from_slice(&body).unwrap()).is_err() {
+                return;
+            }
+            let status = script.next().unwrap_or(200);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            );
+            let _ = stream.flush();
+        }
+    });
+    (url, rx)
+}
+
+fn quick(url: &str) -> WebhookConfig {
+    WebhookConfig {
+        backoff: [10, 20, 40, 80].map(Duration::from_millis).to_vec(),
+        ..WebhookConfig::new(url)
+    }
+}
+
+fn alert(kind: AlertKind) -> Alert {
+    Alert {
+        kind,
+        message: "5 of 40 requests failed".into(),
+        version: Some(3),
+        details: json!({"requests": 40, "server_errors": 5}),
+    }
+}
+
+/// Waits (at most a minute, so a broken sender fails the test instead of hanging it)
+/// until `done` holds.
+fn wait_until(done: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < Duration::from_secs(60), "gave up waiting");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+const PATIENCE: Duration = Duration::from_secs(60);
+
+#[test]
+fn the_receiver_gets_the_alert_as_json() {
+    let (url, rx) = receiver(vec![]);
+    let sender = WebhookSender::start(quick(&url)).unwrap();
+    assert_eq!(sender.send(alert(AlertKind::ErrorRate)), Sent::Queued);
+    let body = rx.recv_timeout(PATIENCE).unwrap();
+    assert_eq!(body["kind"], "error_rate");
+    assert_eq!(body["message"], "5 of 40 requests failed");
+    assert_eq!(body["version"], 3);
+    assert_eq!(body["details"]["server_errors"], 5);
+    humantime::parse_rfc3339(body["at"].as_str().unwrap()).unwrap();
+    wait_until(|| sender.delivered() == 1);
+    assert_eq!(sender.failed(), 0);
+}
+
+#[test]
+fn server_errors_are_retried_and_a_client_error_is_not() {
+    let (url, rx) = receiver(vec![500, 503, 200, 400]);
+    let sender = WebhookSender::start(quick(&url)).unwrap();
+    sender.send(alert(AlertKind::Drift));
+    let tries: Vec<Value> = (0..3).map(|_| rx.recv_timeout(PATIENCE).unwrap()).collect();
+    assert!(tries.iter().all(|t| t == &tries[0] && t["kind"] == "drift"));
+    wait_until(|| sender.delivered() == 1);
+    // A 400 is the receiver refusing the alert: given up at once.
+    sender.send(alert(AlertKind::ErrorRate));
+    assert_eq!(rx.recv_timeout(PATIENCE).unwrap()["kind"], "error_rate");
+    wait_until(|| sender.failed() == 1);
+    assert_eq!(sender.delivered(), 1);
+    // Nothing more arrives: the 400 was not retried. (The next alert is the next
+    // request the receiver sees.)
+    sender.send(alert(AlertKind::AgreementDrop));
+    assert_eq!(rx.recv_timeout(PATIENCE).unwrap()["kind"], "agreement_drop");
+}
+
+#[test]
+fn a_kind_is_sent_once_per_window() {
+    let (url, rx) = receiver(vec![]);
+    let sender = WebhookSender::start(quick(&url)).unwrap();
+    assert_eq!(sender.send(alert(AlertKind::ErrorRate)), Sent::Queued);
+    assert_eq!(sender.send(alert(AlertKind::ErrorRate)), Sent::Duplicate);
+    assert_eq!(sender.send(alert(AlertKind::AgreementDrop)), Sent::Queued);
+    assert_eq!(
+        sender.send(alert(AlertKind::AgreementDrop)),
+        Sent::Duplicate
+    );
+    wait_until(|| sender.delivered() == 2);
+    let kinds: Vec<Value> = rx.try_iter().map(|b| b["kind"].clone()).collect();
+    assert_eq!(kinds, vec![json!("error_rate"), json!("agreement_drop")]);
+    assert_eq!(sender.duplicates(), 2);
+    // Without a window, every alert goes.
+    let (url, rx) = receiver(vec![]);
+    let every = WebhookSender::start(WebhookConfig {
+        dedup: Duration::ZERO,
+        ..quick(&url)
+    })
+    .unwrap();
+    for _ in 0..3 {
+        assert_eq!(every.send(alert(AlertKind::Drift)), Sent::Queued);
+    }
+    wait_until(|| every.delivered() == 3);
+    assert_eq!(rx.try_iter().count(), 3);
+}
+
+#[test]
+fn send_never_waits_for_a_receiver_that_is_down() {
+    // A port nobody listens on: every try is refused, and the thread backs off for
+    // seconds between tries while the caller goes on sending.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let sender = WebhookSender::start(WebhookConfig {
+        queue: 4,
+        dedup: Duration::ZERO,
+        ..WebhookConfig::new(format!("http://127.0.0.1:{port}/hook"))
+    })
+    .unwrap();
+    let outcomes: Vec<Sent> = (0..200)
+        .map(|_| sender.send(alert(AlertKind::Drift)))
+        .collect();
+    let queued = outcomes.iter().filter(|&&o| o == Sent::Queued).count();
+    let dropped = outcomes.iter().filter(|&&o| o == Sent::Dropped).count();
+    // The queue holds 4, the thread has taken at most one: the rest were dropped, not
+    // waited for.
+    assert!((4..=5).contains(&queued), "{queued}");
+    assert_eq!(queued + dropped, 200);
+    assert_eq!(sender.dropped(), dropped as u64);
+    assert_eq!(sender.delivered(), 0);
+}
+
+#[test]
+fn bad_urls_are_refused_in_one_line() {
+    for bad in ["ftp://example.com/x", "example.com/hook", "http://"] {
+        let e = WebhookSender::start(WebhookConfig::new(bad))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("webhook URL") && !e.contains('\n'), "{e}");
+    }
+}
+
+#[test]
+fn the_registry_settings_name_the_webhook() {
+    use spamscope::ops::online::OnlineLearningConfig;
+    let dir = tempfile::tempdir().unwrap();
+    let reg = spamscope::store::Registry::open(dir.path()).unwrap();
+    assert!(WebhookSender::from_registry(&reg).unwrap().is_none());
+    // A settings file written before the field loads, without a webhook.
+    std::fs::write(
+        reg.layout().online_config(),
+        "(batch_size: 50, min_samples: 500)",
+    )
+    .unwrap();
+    let cfg = OnlineLearningConfig::load(&reg).unwrap();
+    assert_eq!((cfg.batch_size, cfg.webhook_url.as_deref()), (50, None));
+    let bad = OnlineLearningConfig {
+        webhook_url: Some("ftp://example.com".into()),
+        ..cfg.clone()
+    };
+    let e = bad.save(&reg).unwrap_err().to_string();
+    assert!(e.contains("webhook_url") && !e.contains('\n'), "{e}");
+    let (url, rx) = receiver(vec![]);
+    OnlineLearningConfig {
+        webhook_url: Some(url.clone()),
+        ..cfg
+    }
+    .save(&reg)
+    .unwrap();
+    let sender = WebhookSender::from_registry(&reg).unwrap().unwrap();
+    assert_eq!(sender.url(), url);
+    sender.send(alert(AlertKind::Drift));
+    assert_eq!(rx.recv_timeout(PATIENCE).unwrap()["kind"], "drift");
+}
