@@ -966,6 +966,46 @@ fn the_app_joins_a_team_service_and_keeps_working_offline() {
         a.workbench.active.as_ref().map(|m| m.manifest.version) == Some(2)
     });
     h.get_by_label_contains("switched from version 1 to version 2");
+
+    // Version 1 in shadow beside version 2, started from the Versions tab; traffic
+    // shows in its numbers; one click promotes it, and the app follows.
+    h.state_mut().state.tab = Tab::Versions;
+    h.run_steps(2);
+    // mia is a moderator: starting one needs an admin, and the app says so.
+    h.get_by_label("Start experiment").click();
+    wait_until(&mut h, "the refusal", |a| {
+        a.notices_text().iter().any(|t| t.contains("needs admin"))
+    });
+    let lead =
+        spamscope::remote::Client::new(&url, Some(tokens.add("lead", TokenRole::Admin).unwrap()))
+            .unwrap();
+    std::thread::sleep(Duration::from_millis(1200)); // the service re-reads its tokens
+    lead.start_experiment(1, "shadow", None).unwrap();
+    wait_until(&mut h, "the experiment", |a| {
+        a.workbench.experiment.as_ref().is_some_and(|e| e.running)
+    });
+    for i in 0..5 {
+        let body = serde_json::json!({"features": {"X1": 3600.0 * f64::from(i)}, "user_id": format!("u{i}")});
+        ureq::post(format!("{url}/predict"))
+            .header("Authorization", format!("Bearer {mia}"))
+            .send_json(body)
+            .unwrap();
+    }
+    wait_until(&mut h, "the experiment's numbers", |a| {
+        a.workbench
+            .experiment
+            .as_ref()
+            .and_then(|e| e.stats.as_ref())
+            .is_some_and(|s| s.requests == 5 && s.both_scored == 5)
+    });
+    h.get_by_label_contains("Shadow of version 1 beside version 2");
+    h.get_by_label_contains("5 requests: 5 answered by the active version, 0 by the candidate");
+    lead.promote_experiment().unwrap();
+    wait_until(&mut h, "version 1 promoted", |a| {
+        a.workbench.active.as_ref().map(|m| m.manifest.version) == Some(1)
+            && a.workbench.experiment.as_ref().is_some_and(|e| !e.running)
+    });
+    assert_eq!(reg.active().unwrap(), Some(1));
     drop(h);
     drop(rt);
 }

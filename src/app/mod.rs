@@ -427,6 +427,16 @@ impl SpamscopeApp {
         self.credentials.load(url).map(|(t, _)| t)
     }
 
+    /// The notices on screen, as text (tests read them).
+    pub fn notices_text(&self) -> Vec<String> {
+        self.notices
+            .iter()
+            .map(|(n, _)| match n {
+                Notice::Info(t) | Notice::Error(t) => t.clone(),
+            })
+            .collect()
+    }
+
     /// Drops the notices on screen.
     pub fn clear_notices(&mut self) {
         self.notices.clear();

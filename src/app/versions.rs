@@ -18,10 +18,24 @@ pub struct VersionsState {
     pub compare: (Option<u32>, Option<u32>),
 }
 
-#[derive(Default)]
 pub struct VersionsPanel {
     /// ROC points per version, computed once from its holdout.
     roc: std::collections::HashMap<u32, Vec<[f64; 2]>>,
+    /// The experiment form: candidate, canary (else shadow), canary share.
+    exp_version: Option<u32>,
+    exp_canary: bool,
+    exp_share: f64,
+}
+
+impl Default for VersionsPanel {
+    fn default() -> VersionsPanel {
+        VersionsPanel {
+            roc: Default::default(),
+            exp_version: None,
+            exp_canary: false,
+            exp_share: 0.1,
+        }
+    }
 }
 
 fn fmt_opt(v: Option<f64>, digits: usize) -> String {
@@ -64,6 +78,10 @@ impl VersionsPanel {
             ));
         });
         ui.separator();
+        if wb.is_remote() {
+            self.experiment(ui, wb, &manifests, active);
+            ui.separator();
+        }
         if manifests.is_empty() {
             ui.label("No versions yet.");
             return;
@@ -92,6 +110,184 @@ impl VersionsPanel {
             wb.rollback(v);
         }
     }
+}
+
+impl VersionsPanel {
+    /// The team service's shadow or canary experiment: its numbers, promote or stop; or
+    /// the form to start one.
+    fn experiment(
+        &mut self,
+        ui: &mut egui::Ui,
+        wb: &mut Workbench,
+        manifests: &[Manifest],
+        active: Option<u32>,
+    ) {
+        use crate::workbench::ExperimentCommand;
+        ui.heading("Experiment on live traffic");
+        let status = wb.experiment.clone();
+        match status
+            .as_ref()
+            .and_then(|s| s.experiment.as_ref().map(|e| (s, e)))
+        {
+            Some((s, e)) if s.running => {
+                ui.label(format!(
+                    "{} of version {} beside version {}{}, started by {} at {}.",
+                    if e.mode == "canary" {
+                        "Canary"
+                    } else {
+                        "Shadow"
+                    },
+                    e.candidate_version,
+                    e.active_version,
+                    e.share
+                        .map_or(String::new(), |x| format!(" ({:.0}% of users)", x * 100.0)),
+                    e.started_by,
+                    e.started_at
+                ));
+                if let Some(st) = &s.stats {
+                    ui.label(format!(
+                        "{} requests: {} answered by the active version, {} by the candidate; verdicts agreed on {} of {} scored by both.",
+                        st.requests,
+                        st.answered_by_active,
+                        st.answered_by_candidate,
+                        fmt_opt(st.agreement.map(|a| a * 100.0), 1) + "%",
+                        st.both_scored
+                    ));
+                    egui::Grid::new("experiment_versions")
+                        .striped(true)
+                        .show(ui, |ui| {
+                            for h in [
+                                "Version",
+                                "Answered",
+                                "Scored",
+                                "Mean probability",
+                                "Labelled by moderators",
+                                "Accuracy on them",
+                                "Scores (10 bins, 0 to 1)",
+                            ] {
+                                ui.strong(h);
+                            }
+                            ui.end_row();
+                            for v in &st.versions {
+                                ui.label(format!(
+                                    "v{}{}",
+                                    v.version,
+                                    if v.candidate { " (candidate)" } else { "" }
+                                ));
+                                ui.label(v.answered.to_string());
+                                ui.label(v.scored.to_string());
+                                ui.label(fmt_opt(v.mean_probability, 3));
+                                ui.label(v.labelled.to_string());
+                                ui.label(fmt_opt(v.accuracy.map(|a| a * 100.0), 1) + "%");
+                                bars(ui, &v.histogram);
+                                ui.end_row();
+                            }
+                        });
+                }
+                ui.horizontal(|ui| {
+                    let busy = wb.is_running(JobKind::Experiment);
+                    if ui
+                        .add_enabled(
+                            !busy,
+                            egui::Button::new(format!("Promote version {}", e.candidate_version)),
+                        )
+                        .on_hover_text(
+                            "Make the candidate the team's active version and end the experiment",
+                        )
+                        .clicked()
+                    {
+                        wb.experiment_command(ExperimentCommand::Promote);
+                    }
+                    if ui
+                        .add_enabled(!busy, egui::Button::new("Stop experiment"))
+                        .clicked()
+                    {
+                        wb.experiment_command(ExperimentCommand::Stop);
+                    }
+                });
+            }
+            _ => {
+                let others: Vec<u32> = manifests
+                    .iter()
+                    .map(|m| m.version)
+                    .filter(|&v| Some(v) != active)
+                    .collect();
+                if others.is_empty() {
+                    ui.label("Only one version: train another (Retrain now) to try it beside the active one.");
+                    return;
+                }
+                if self.exp_version.is_none_or(|v| !others.contains(&v)) {
+                    self.exp_version = others.last().copied();
+                }
+                ui.horizontal(|ui| {
+                    ui.label("Run version");
+                    egui::ComboBox::from_id_salt("exp_version")
+                        .selected_text(self.exp_version.map_or("-".into(), |v| format!("v{v}")))
+                        .show_ui(ui, |ui| {
+                            for v in &others {
+                                ui.selectable_value(
+                                    &mut self.exp_version,
+                                    Some(*v),
+                                    format!("v{v}"),
+                                );
+                            }
+                        });
+                    ui.label("beside the active one as");
+                    ui.radio_value(&mut self.exp_canary, false, "shadow")
+                        .on_hover_text("Both score every request; the active version answers");
+                    ui.radio_value(&mut self.exp_canary, true, "canary")
+                        .on_hover_text(
+                            "The candidate answers a share of the users (sticky per user id)",
+                        );
+                    if self.exp_canary {
+                        let l = ui.label("share");
+                        ui.add(
+                            egui::DragValue::new(&mut self.exp_share)
+                                .range(0.01..=1.0)
+                                .speed(0.01)
+                                .fixed_decimals(2),
+                        )
+                        .labelled_by(l.id);
+                    }
+                    let busy = wb.is_running(JobKind::Experiment);
+                    if ui
+                        .add_enabled(!busy, egui::Button::new("Start experiment"))
+                        .clicked()
+                        && let Some(v) = self.exp_version
+                    {
+                        wb.experiment_command(ExperimentCommand::Start {
+                            version: v,
+                            canary: self.exp_canary,
+                            share: self.exp_share,
+                        });
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// A histogram drawn as small bars (hover: the counts).
+fn bars(ui: &mut egui::Ui, h: &[u64]) {
+    let (rect, resp) = ui.allocate_exact_size(egui::vec2(120.0, 18.0), egui::Sense::hover());
+    let max = h.iter().copied().max().unwrap_or(0).max(1) as f32;
+    let w = rect.width() / h.len().max(1) as f32;
+    for (i, &n) in h.iter().enumerate() {
+        let height = rect.height() * n as f32 / max;
+        let x = rect.left() + i as f32 * w;
+        ui.painter().rect_filled(
+            egui::Rect::from_min_max(
+                egui::pos2(x + 1.0, rect.bottom() - height),
+                egui::pos2(x + w - 1.0, rect.bottom()),
+            ),
+            0.0,
+            Color32::from_rgb(90, 140, 220),
+        );
+    }
+    resp.on_hover_text(format!(
+        "requests per probability bin (0–0.1, …, 0.9–1): {}",
+        h.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
+    ));
 }
 
 fn history_table(

@@ -251,6 +251,37 @@ impl Client {
         self.json("POST", "/review/status", Some(&body), None)
     }
 
+    /// The running experiment and its numbers.
+    pub fn experiment(&self) -> Result<api::ExperimentStatus, RemoteError> {
+        self.json("GET", "/model/experiment", None, None)
+    }
+
+    /// Starts a shadow or canary experiment of version `v` beside the active one.
+    pub fn start_experiment(
+        &self,
+        v: u32,
+        mode: &str,
+        share: Option<f64>,
+    ) -> Result<api::ExperimentStatus, RemoteError> {
+        let body = serde_json::json!({ "version": v, "mode": mode, "share": share });
+        self.json("POST", "/model/experiment", Some(&body), None)
+    }
+
+    /// Stops the running experiment (its final numbers).
+    pub fn stop_experiment(&self) -> Result<api::ExperimentStatus, RemoteError> {
+        self.json("DELETE", "/model/experiment", None, None)
+    }
+
+    /// Makes the experiment's candidate the active version.
+    pub fn promote_experiment(&self) -> Result<api::ExperimentPromoted, RemoteError> {
+        self.json(
+            "POST",
+            "/model/experiment/promote",
+            Some(&serde_json::json!({})),
+            None,
+        )
+    }
+
     pub fn rollback(&self, to: u32) -> Result<api::RollbackResponse, RemoteError> {
         self.json(
             "POST",

@@ -37,6 +37,8 @@ pub enum JobKind {
     Report,
     /// Read, take or give back review claims.
     Review,
+    /// Start, stop or promote the team service's experiment.
+    Experiment,
 }
 
 impl JobKind {
@@ -57,6 +59,7 @@ impl JobKind {
             JobKind::Feedback => "Saving feedback",
             JobKind::SaveThreshold => "Saving threshold",
             JobKind::Review => "Review claims",
+            JobKind::Experiment => "Experiment",
         }
     }
 

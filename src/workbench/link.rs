@@ -221,6 +221,14 @@ impl LinkState {
         }
         let stats = self.client.feedback_stats()?;
         self.send(Msg::TeamStats(Arc::new(stats)));
+        match self.client.experiment() {
+            Ok(e) => {
+                self.send(Msg::Experiment(Arc::new(e)));
+            }
+            // An older service without experiments: nothing to show.
+            Err(RemoteError::Refused { status: 404, .. }) => {}
+            Err(e) => return Err(e),
+        }
         Ok(())
     }
 }

@@ -154,6 +154,8 @@ pub struct Workbench {
     /// On a team's service: the connection, and the team's feedback statistics.
     pub remote: Option<RemoteStatus>,
     pub team: Option<Arc<crate::service::api::FeedbackStats>>,
+    /// The team service's shadow or canary experiment (read every round).
+    pub experiment: Option<Arc<crate::service::api::ExperimentStatus>>,
     /// Review claims and reviews of queue accounts, by user id (refreshed for the rows
     /// on screen).
     pub reviews: std::collections::HashMap<String, Arc<crate::service::api::AccountStatus>>,
@@ -213,6 +215,7 @@ impl Workbench {
             moderator: None,
             remote: None,
             team: None,
+            experiment: None,
             reviews: Default::default(),
             reviews_asked: None,
             client: None,
@@ -917,6 +920,57 @@ impl Workbench {
                     Err(e) if e.is_transient() => continue,
                     Err(e) => return ctx.error(format!("following the service's retrain: {e}")),
                 }
+            }
+            if let Some(w) = wake {
+                let _ = w.send(());
+            }
+        });
+    }
+}
+
+/// What to do with the team service's experiment.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ExperimentCommand {
+    Start {
+        version: u32,
+        canary: bool,
+        share: f64,
+    },
+    Stop,
+    Promote,
+}
+
+impl Workbench {
+    /// Starts, stops or promotes the team service's experiment; the link shows the
+    /// result within a round.
+    pub fn experiment_command(&mut self, cmd: ExperimentCommand) {
+        let Some(client) = self.client.clone() else {
+            self.notices.push(Notice::Error(
+                "experiments run on a team's service: connect to one (File > Connect to server…)"
+                    .into(),
+            ));
+            return;
+        };
+        let wake = self.link.as_ref().map(|l| l.waker());
+        self.spawn(JobKind::Experiment, move |ctx| {
+            let done = match &cmd {
+                ExperimentCommand::Start {
+                    version,
+                    canary,
+                    share,
+                } => client
+                    .start_experiment(
+                        *version,
+                        if *canary { "canary" } else { "shadow" },
+                        canary.then_some(*share),
+                    )
+                    .map(|s| s.message),
+                ExperimentCommand::Stop => client.stop_experiment().map(|s| s.message),
+                ExperimentCommand::Promote => client.promote_experiment().map(|p| p.message),
+            };
+            match done {
+                Ok(m) => ctx.info(m),
+                Err(e) => ctx.error(format!("experiment: {e}")),
             }
             if let Some(w) = wake {
                 let _ = w.send(());

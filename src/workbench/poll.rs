@@ -50,6 +50,8 @@ pub(super) enum Msg {
     Damaged(super::Damaged),
     /// The connection to a team's service.
     Remote(super::RemoteStatus),
+    /// The team service's experiment.
+    Experiment(Arc<crate::service::api::ExperimentStatus>),
     /// Who claimed and reviewed accounts of the queue.
     Reviews(Vec<crate::service::api::AccountStatus>),
     /// The team's feedback statistics from its service.
@@ -136,6 +138,7 @@ impl Workbench {
                 Msg::Report(p) => self.last_report = Some(p),
                 Msg::Damaged(d) => self.damaged = Some(d),
                 Msg::Remote(r) => self.remote = Some(r),
+                Msg::Experiment(e) => self.experiment = Some(e),
                 Msg::Reviews(list) => {
                     for a in list {
                         self.reviews.insert(a.user_id.clone(), Arc::new(a));
