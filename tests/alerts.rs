@@ -3,56 +3,11 @@
 
 use serde_json::{Value, json};
 use spamscope::ops::alert::{Alert, AlertKind, Sent, WebhookConfig, WebhookSender};
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// A receiver on 127.0.0.1 answering the statuses of `script` in turn (then 200); each
-/// request's JSON body goes to the channel. Returns the URL.
-fn receiver(script: Vec<u16>) -> (String, mpsc::Receiver<Value>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut script = script.into_iter();
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut length = 0usize;
-            let mut request_line = String::new();
-            reader.read_line(&mut request_line).unwrap();
-            assert!(request_line.starts_with("POST /hook "), "{request_line}");
-            loop {
-                let mut line = String::new();
-                reader.read_line(&mut line).unwrap();
-                let line = line.trim_end();
-                if line.is_empty() {
-                    break;
-                }
-                if let Some((k, v)) = line.split_once(':')
-                    && k.eq_ignore_ascii_case("content-length")
-                {
-                    length = v.trim().parse().unwrap();
-                }
-            }
-            let mut body = vec![0u8; length];
-            reader.read_exact(&mut body).unwrap();
-            // Into the channel before answering: once the sender has its answer, the
-            // body is there.
-            if tx.send(serde_json::from_slice(&body).unwrap()).is_err() {
-                return;
-            }
-            let status = script.next().unwrap_or(200);
-            let _ = write!(
-                stream,
-                "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-            );
-            let _ = stream.flush();
-        }
-    });
-    (url, rx)
-}
+mod common;
+use common::receiver;
 
 fn quick(url: &str) -> WebhookConfig {
     WebhookConfig {

@@ -518,6 +518,15 @@ fn review_queue_scores_filters_opens_gives_bulk_feedback_and_exports() {
 #[test]
 fn monitoring_shows_latency_errors_drift_and_raises_alerts() {
     let dir = tempfile::tempdir().unwrap();
+    // Alerts also go to a webhook (Settings): a receiver here.
+    let (hook, alerts) = common::receiver(vec![]);
+    let reg = spamscope::store::Registry::open(dir.path()).unwrap();
+    spamscope::ops::online::OnlineLearningConfig {
+        webhook_url: Some(hook),
+        ..Default::default()
+    }
+    .save(&reg)
+    .unwrap();
     let mut h = harness(dir.path(), None);
     settle(&mut h);
     // Score a few accounts by hand (latency is recorded per scoring).
@@ -569,6 +578,18 @@ fn monitoring_shows_latency_errors_drift_and_raises_alerts() {
     assert!(d.psi[18] > 0.25, "X19 shifted: PSI {}", d.psi[18]);
     assert!(d.psi[0] < 0.1, "X1 did not shift: PSI {}", d.psi[0]);
     h.get_by_label_contains("Alert: Data drift: X19 Urgent messages");
+    let a = alerts
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the webhook got the alert");
+    assert_eq!(a["kind"], "drift", "{a}");
+    assert!(
+        a["message"]
+            .as_str()
+            .unwrap()
+            .contains("X19 Urgent messages"),
+        "{a}"
+    );
+    assert_eq!(a["version"], 1);
     h.get_by_label_contains("scorings: p50");
     assert_eq!(h.state().workbench.monitor.errors()["Scoring accounts"], 1);
 
@@ -585,6 +606,10 @@ fn monitoring_shows_latency_errors_drift_and_raises_alerts() {
     h.get_by_label("Monitoring").click();
     h.run_steps(3);
     h.get_by_label_contains("Alert: Feedback agreement for v1 is 0.0%");
+    let a = alerts
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the agreement alert");
+    assert_eq!(a["kind"], "agreement_drop", "{a}");
     freeze(&mut h);
     // Fixed latencies, hours and single scorings for the picture (which and how many
     // accounts the typing above scores depends on frame timing): the first three

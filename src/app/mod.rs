@@ -602,9 +602,12 @@ impl SpamscopeApp {
     }
 
     fn alerts(&mut self, ui: &mut egui::Ui) {
-        for a in monitoring::alerts(&self.workbench) {
+        let alerts = monitoring::alerts(&self.workbench);
+        for (_, a) in &alerts {
             ui.colored_label(egui::Color32::from_rgb(235, 90, 80), format!("Alert: {a}"));
         }
+        // To the webhook of the settings too (each kind at most every 10 minutes).
+        self.workbench.raise_alerts(&alerts);
         self.damaged_banner(ui);
     }
 

@@ -3,13 +3,14 @@
 
 use crate::data::catalog::{N_FEATURES, catalog};
 use crate::eval::monitor::{PSI_MAJOR, PSI_MODERATE};
+use crate::ops::alert::AlertKind;
 use crate::workbench::Workbench;
 use eframe::egui::{self, Color32};
 use egui_plot::{Bar, BarChart, HLine, Legend, Line, Plot, PlotPoints, Points, VLine};
 
 /// Alerts to show in the banner: drift above 0.25 on an important feature, feedback
 /// agreement more than 10 points below the version's holdout precision.
-pub fn alerts(wb: &Workbench) -> Vec<String> {
+pub fn alerts(wb: &Workbench) -> Vec<(AlertKind, String)> {
     let mut out = Vec::new();
     let Some(active) = &wb.active else { return out };
     if let Some(d) = wb
@@ -21,14 +22,14 @@ pub fn alerts(wb: &Workbench) -> Vec<String> {
         for (i, &p) in d.psi.iter().enumerate() {
             if p > PSI_MAJOR && important(imp, i) {
                 let f = &catalog().features[i];
-                out.push(format!(
+                out.push((AlertKind::Drift, format!(
                     "Data drift: {} {} has PSI {:.2} (> {PSI_MAJOR}) in recently scored accounts; it weighs {:.1}% in v{}.",
                     f.id,
                     f.label,
                     p,
                     imp[i] * 100.0,
                     active.manifest.version
-                ));
+                )));
             }
         }
     }
@@ -42,13 +43,13 @@ pub fn alerts(wb: &Workbench) -> Vec<String> {
         let agreement = v.agreed as f64 / v.total as f64;
         let precision = active.manifest.metrics.precision;
         if agreement < precision - 0.10 {
-            out.push(format!(
+            out.push((AlertKind::AgreementDrop, format!(
                 "Feedback agreement for v{} is {:.1}%, more than 10 points below its holdout precision {:.1}% ({} records).",
                 active.manifest.version,
                 agreement * 100.0,
                 precision * 100.0,
                 v.total
-            ));
+            )));
         }
     }
     out

@@ -85,6 +85,16 @@ impl SettingsPanel {
                 row(ui, "Weight by trust", "each feedback record counts in a retrain in proportion to its moderator's trust (Team tab); off: all alike", &mut |ui, id| {
                     ui.checkbox(&mut draft.trust_weighting, "enabled").labelled_by(id);
                 });
+                row(ui, "Alerts webhook", "data drift and agreement alerts are also POSTed (JSON) to this http(s) URL, retried with backoff, each kind at most every 10 minutes; empty: none", &mut |ui, id| {
+                    let mut text = draft.webhook_url.clone().unwrap_or_default();
+                    if ui
+                        .add_sized([280.0, 20.0], egui::TextEdit::singleline(&mut text).hint_text("https://alerts.example/hook"))
+                        .labelled_by(id)
+                        .changed()
+                    {
+                        draft.webhook_url = (!text.trim().is_empty()).then(|| text.trim().to_string());
+                    }
+                });
                 row(ui, "Feedback tolerance", "Brier-score differences on held-out feedback this small count as a tie", &mut |ui, id| {
                     ui.add(egui::DragValue::new(&mut draft.feedback_tolerance).speed(0.0005).fixed_decimals(4)).labelled_by(id);
                 });

@@ -154,6 +154,8 @@ pub struct Workbench {
     /// On a team's service: the connection, and the team's feedback statistics.
     pub remote: Option<RemoteStatus>,
     pub team: Option<Arc<crate::service::api::FeedbackStats>>,
+    /// Where alerts go besides the screen (the webhook of the settings).
+    webhook: Option<crate::ops::alert::WebhookSender>,
     /// The team service's shadow or canary experiment (read every round).
     pub experiment: Option<Arc<crate::service::api::ExperimentStatus>>,
     /// Review claims and reviews of queue accounts, by user id (refreshed for the rows
@@ -216,6 +218,7 @@ impl Workbench {
             remote: None,
             team: None,
             experiment: None,
+            webhook: None,
             reviews: Default::default(),
             reviews_asked: None,
             client: None,
@@ -925,6 +928,44 @@ impl Workbench {
                 let _ = w.send(());
             }
         });
+    }
+}
+
+impl Workbench {
+    /// Sends alerts shown on screen to the webhook of the settings, if one is set:
+    /// never waits (a background thread posts, retries, and drops what it cannot
+    /// deliver); each kind at most once per de-duplication window.
+    pub fn raise_alerts(&mut self, alerts: &[(crate::ops::alert::AlertKind, String)]) {
+        let Some(w) = &self.webhook else { return };
+        let version = self.active.as_ref().map(|a| a.manifest.version);
+        for (kind, message) in alerts {
+            w.send(crate::ops::alert::Alert {
+                kind: *kind,
+                message: message.clone(),
+                version,
+                details: serde_json::json!({ "source": "app" }),
+            });
+        }
+    }
+
+    /// Follows the settings' webhook URL: a new sender when it changes.
+    pub(super) fn set_webhook(&mut self, url: Option<&str>) {
+        if self.webhook.as_ref().map(|w| w.url()) == url {
+            return;
+        }
+        self.webhook = match url {
+            None => None,
+            Some(u) => match crate::ops::alert::WebhookSender::start(
+                crate::ops::alert::WebhookConfig::new(u.to_string()),
+            ) {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    self.notices
+                        .push(Notice::Error(format!("alerts webhook not used: {e}")));
+                    None
+                }
+            },
+        };
     }
 }
 

@@ -111,7 +111,10 @@ impl Workbench {
                     self.versions = v;
                     self.active_version = active;
                 }
-                Msg::Online(c) => self.online = Some(c),
+                Msg::Online(c) => {
+                    self.set_webhook(c.webhook_url.as_deref());
+                    self.online = Some(c);
+                }
                 Msg::Holdout(v, h) => {
                     self.holdouts.insert(v, h);
                 }

@@ -1,7 +1,8 @@
-//! Shared by the test binaries that run a team's service: `spamscope serve` in this
-//! process on a loopback socket.
+//! Shared by the test binaries that run a team's service (`spamscope serve` in this
+//! process on a loopback socket) or receive its alerts (a webhook receiver).
 #![allow(dead_code)]
 
+use serde_json::Value;
 use spamscope::data::synth::{SynthParams, default_dataset};
 use spamscope::model::forest::ForestParams;
 use spamscope::ops::train::{TrainConfig, train};
@@ -9,7 +10,9 @@ use spamscope::service::{Limits, State, router, spawn_watcher};
 use spamscope::store::Registry;
 use spamscope::store::predictions::Retention;
 use spamscope::util::progress::NoProgress;
-use std::net::SocketAddr;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::mpsc;
 use std::time::Duration;
 
 /// Trains a small forest on `data` and registers it as the active version.
@@ -48,4 +51,50 @@ pub fn serve(reg: &Registry, port: u16) -> (tokio::runtime::Runtime, SocketAddr)
     }
     rt.spawn(async move { axum::serve(listener, router(state)).await });
     (rt, addr)
+}
+
+/// A receiver on 127.0.0.1 answering the statuses of `script` in turn (then 200); each
+/// request's JSON body goes to the channel. Returns the URL.
+pub fn receiver(script: Vec<u16>) -> (String, mpsc::Receiver<Value>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut script = script.into_iter();
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0usize;
+            let mut request_line = String::new();
+            reader.read_line(&mut request_line).unwrap();
+            assert!(request_line.starts_with("POST /hook "), "{request_line}");
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                let line = line.trim_end();
+                if line.is_empty() {
+                    break;
+                }
+                if let Some((k, v)) = line.split_once(':')
+                    && k.eq_ignore_ascii_case("content-length")
+                {
+                    length = v.trim().parse().unwrap();
+                }
+            }
+            let mut body = vec![0u8; length];
+            reader.read_exact(&mut body).unwrap();
+            // Into the channel before answering: once the sender has its answer, the
+            // body is there.
+            if tx.send(serde_json::from_slice(&body).unwrap()).is_err() {
+                return;
+            }
+            let status = script.next().unwrap_or(200);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            );
+            let _ = stream.flush();
+        }
+    });
+    (url, rx)
 }
