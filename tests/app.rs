@@ -406,6 +406,22 @@ fn settings_retrain_and_rollback_through_the_ui() {
         60
     );
     let promoted = v2.gate.as_ref().unwrap().promoted;
+    // The notice reports the gate's held-out feedback by moderator (these records
+    // carry no name).
+    let held_out = v2
+        .gate
+        .as_ref()
+        .unwrap()
+        .feedback_candidate
+        .unwrap()
+        .records;
+    assert!(
+        app.notices_text().iter().any(|t| t.contains(&format!(
+            "held-out feedback by moderator: unnamed {held_out} records, accuracy"
+        ))),
+        "{:?}",
+        app.notices_text()
+    );
     assert_eq!(
         app.workbench.active_version,
         Some(if promoted { 2 } else { 1 })
