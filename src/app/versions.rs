@@ -69,6 +69,12 @@ impl VersionsPanel {
                 .as_ref()
                 .map(|s| s.total)
                 .unwrap_or(0);
+            if wb.is_remote() {
+                ui.label(format!(
+                    "{new} feedback record(s) on the team's service, which retrains (automatically by its own settings, or when asked here)."
+                ));
+                return;
+            }
             let cfg = wb.online.clone().unwrap_or_default();
             ui.label(format!(
                 "{new} feedback record(s) in total. Automatic retraining: {} (at {} new records, at most every {} s).",
