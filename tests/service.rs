@@ -1195,6 +1195,8 @@ async fn openapi_document_matches_the_routes_and_their_answers() {
         "GET /model/feedback/stats",
         "GET /model/versions",
         "GET /model/versions/{version}/files/{name}",
+        "GET /model/comparison",
+        "PUT /model/comparison",
         "POST /model/retrain",
         "GET /jobs/{id}",
         "POST /model/rollback",

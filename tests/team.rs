@@ -231,6 +231,65 @@ fn the_app_works_on_a_team_service_offline_and_online() {
 }
 
 #[test]
+fn comparisons_come_from_and_go_to_the_team_service() {
+    let server_dir = tempfile::tempdir().unwrap();
+    let reg = Registry::open(server_dir.path()).unwrap();
+    train_version(&reg, 6);
+    let tokens = TokenStore::open_in(server_dir.path());
+    let lead = tokens.add("lead", Role::Admin).unwrap();
+    let mia = tokens.add("mia", Role::Moderator).unwrap();
+    // A comparison run on the server's registry.
+    let data = default_dataset(DATA);
+    let pick =
+        |name: &str| spamscope::ops::compare::select_candidates(1, &[name.to_string()]).unwrap();
+    spamscope::ops::compare::run(
+        &reg,
+        &data,
+        &pick("Gaussian naive Bayes"),
+        0.2,
+        1,
+        false,
+        &spamscope::util::progress::NoProgress,
+    )
+    .unwrap();
+    let (_rt, addr) = serve(&reg, 0);
+    let url = format!("http://{addr}");
+    // The app shows the team's comparison.
+    let cache = tempfile::tempdir().unwrap();
+    let mut w = workbench(cache.path(), &url, &mia);
+    wait_for(&mut w, "the team's comparison", |w| {
+        w.saved_comparison
+            .as_ref()
+            .is_some_and(|c| c.rows.iter().any(|r| r.name == "Gaussian naive Bayes"))
+    });
+    // A moderator's own comparison stays local, with a reason.
+    w.run_comparison(vec!["logistic regression".into()]);
+    wait_for(&mut w, "the comparison", |w| {
+        w.is_idle() && w.comparison.is_some()
+    });
+    assert!(
+        w.notices
+            .iter()
+            .any(|n| matches!(n, Notice::Error(t) if t.contains("not on the team's service") && t.contains("admin"))),
+        "{:?}",
+        w.notices
+    );
+    // An admin's goes to the service: the registry's latest is now it.
+    let cache2 = tempfile::tempdir().unwrap();
+    let mut w = workbench(cache2.path(), &url, &lead);
+    wait_for(&mut w, "connected", |w| w.active.is_some());
+    w.run_comparison(vec!["logistic regression".into()]);
+    wait_for(&mut w, "the comparison", |w| {
+        w.is_idle() && w.comparison.is_some()
+    });
+    let latest = spamscope::ops::compare::load_latest(server_dir.path())
+        .unwrap()
+        .unwrap();
+    assert_eq!(latest.rows.len(), 1);
+    assert_eq!(latest.rows[0].name, "logistic regression");
+}
+
+#[test]
 fn a_wrong_token_or_address_is_one_clear_line() {
     let server_dir = tempfile::tempdir().unwrap();
     let reg = Registry::open(server_dir.path()).unwrap();

@@ -141,6 +141,7 @@ impl Client {
                 .force_send_body()
                 .send_json(b),
             ("DELETE", None) => headers(self.agent.delete(&url), t, key).call(),
+            ("PUT", Some(b)) => headers(self.agent.put(&url), t, key).send_json(b),
             (_, Some(b)) => headers(self.agent.post(&url), t, key).send_json(b),
             (_, None) => headers(self.agent.post(&url), t, key).send_empty(),
         };
@@ -280,6 +281,22 @@ impl Client {
             Some(&serde_json::json!({})),
             None,
         )
+    }
+
+    /// The service's latest model comparison, if one was run.
+    pub fn comparison(&self) -> Result<Option<crate::ops::compare::Saved>, RemoteError> {
+        match self.json("GET", "/model/comparison", None, None) {
+            Ok(c) => Ok(Some(c)),
+            Err(RemoteError::Refused { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Keeps `c` as the service's latest comparison (an admin's token).
+    pub fn put_comparison(&self, c: &crate::ops::compare::Saved) -> Result<String, RemoteError> {
+        let body = serde_json::to_value(c).map_err(|e| RemoteError::Local(e.to_string()))?;
+        self.json::<api::Message>("PUT", "/model/comparison", Some(&body), None)
+            .map(|m| m.message)
     }
 
     pub fn rollback(&self, to: u32) -> Result<api::RollbackResponse, RemoteError> {

@@ -97,6 +97,7 @@ fn api() -> OpenApiRouter<Arc<State>> {
         .routes(routes!(feedback_stats))
         .routes(routes!(versions))
         .routes(routes!(version_file))
+        .routes(routes!(comparison_get, comparison_put))
         .routes(routes!(retrain))
         .routes(routes!(job))
         .routes(routes!(prometheus))
@@ -858,6 +859,64 @@ async fn version_file(
         bytes,
     )
         .into_response())
+}
+
+/// The registry's latest model comparison (role moderator): the table, the best
+/// models and the ROC curves the app's Compare tab shows (the JSON of
+/// `comparisons/latest.json`).
+#[utoipa::path(get, path = "/model/comparison", tag = "model",
+    responses(
+        (status = 200, description = "The latest comparison", content_type = "application/json", body = Object),
+        AuthErrors,
+        (status = 404, description = "No comparison was run here", body = ErrorBody),
+    ))]
+async fn comparison_get(Ax(s): S, h: HeaderMap) -> Result<Response, ApiError> {
+    s.authorize(secret(&h), Role::Moderator)?;
+    let s2 = s.clone();
+    let saved = blocking(move || crate::ops::compare::load_latest(s2.registry.root())).await?;
+    match saved {
+        Some(c) => Ok(Json(c).into_response()),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_comparison",
+            "no model comparison has been run on this registry (`spamscope compare`, or the app's Compare tab)",
+        )),
+    }
+}
+
+/// Keeps a comparison run elsewhere (an app on this service) as the registry's latest
+/// (role admin): the same JSON `GET /model/comparison` answers.
+#[utoipa::path(put, path = "/model/comparison", tag = "model",
+    request_body(content = Object, content_type = "application/json"),
+    responses(
+        (status = 200, body = api::Message),
+        (status = 400, body = ErrorBody),
+        AuthErrors,
+        (status = 413, body = ErrorBody),
+    ))]
+async fn comparison_put(
+    Ax(s): S,
+    h: HeaderMap,
+    body: Body,
+) -> Result<Json<api::Message>, ApiError> {
+    let caller = s.authorize(secret(&h), Role::Admin)?;
+    let bytes = read_body(body, s.limits.max_body).await?;
+    let saved: crate::ops::compare::Saved = serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::bad_request(
+            "not_a_comparison",
+            format!(
+                "the body is not a saved comparison: {}",
+                crate::util::text::clip(&e.to_string())
+            ),
+        )
+    })?;
+    let s2 = s.clone();
+    let rows = saved.rows.len();
+    blocking(move || crate::ops::compare::save(s2.registry.root(), &saved)).await?;
+    tracing::info!("{} stored a comparison of {rows} models", caller.name);
+    Ok(Json(api::Message {
+        message: format!("comparison of {rows} models kept as this registry's latest"),
+    }))
 }
 
 /// Makes an earlier version active (role admin); new requests use it within a second.

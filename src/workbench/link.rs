@@ -81,6 +81,7 @@ impl Link {
                     tx,
                     notify,
                     last_versions: None,
+                    rounds: 0,
                 };
                 loop {
                     if !state.round() {
@@ -120,6 +121,7 @@ struct LinkState {
     tx: Sender<Msg>,
     notify: Notify,
     last_versions: Option<String>,
+    rounds: u64,
 }
 
 impl LinkState {
@@ -221,6 +223,13 @@ impl LinkState {
         }
         let stats = self.client.feedback_stats()?;
         self.send(Msg::TeamStats(Arc::new(stats)));
+        // The latest comparison: at the first round and every 15th (it holds curves).
+        if self.rounds.is_multiple_of(15)
+            && let Some(c) = self.client.comparison()?
+        {
+            self.send(Msg::TeamComparison(Arc::new(c)));
+        }
+        self.rounds += 1;
         match self.client.experiment() {
             Ok(e) => {
                 self.send(Msg::Experiment(Arc::new(e)));

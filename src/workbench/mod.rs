@@ -693,6 +693,7 @@ impl Workbench {
         }
         let seed = self.config.train.params.seed;
         let test_fraction = self.config.train.test_fraction;
+        let client = self.client.clone();
         self.spawn(JobKind::Compare, move |ctx| {
             let run = crate::ops::compare::select_candidates(seed, &names).and_then(|c| {
                 crate::ops::compare::run(
@@ -709,6 +710,15 @@ impl Workbench {
                 Ok(c) => {
                     if let Some(e) = &c.not_saved {
                         ctx.error(format!("the comparison was not saved: {e}"));
+                    }
+                    // On a team's service the table goes there too (an admin's token).
+                    if let Some(client) = &client {
+                        match client.put_comparison(&c.saved) {
+                            Ok(m) => ctx.info(format!("the team's service: {m}")),
+                            Err(e) => ctx.error(format!(
+                                "the comparison is kept here but not on the team's service: {e}"
+                            )),
+                        }
                     }
                     let best = c.saved.best_auc.clone().unwrap_or_default();
                     let failed = c.saved.failed.len();

@@ -50,6 +50,8 @@ pub(super) enum Msg {
     Damaged(super::Damaged),
     /// The connection to a team's service.
     Remote(super::RemoteStatus),
+    /// The team service's latest comparison.
+    TeamComparison(Arc<Saved>),
     /// The team service's experiment.
     Experiment(Arc<crate::service::api::ExperimentStatus>),
     /// Who claimed and reviewed accounts of the queue.
@@ -142,6 +144,12 @@ impl Workbench {
                 Msg::Damaged(d) => self.damaged = Some(d),
                 Msg::Remote(r) => self.remote = Some(r),
                 Msg::Experiment(e) => self.experiment = Some(e),
+                Msg::TeamComparison(c) => {
+                    // This session's own comparison (with its models) stays on screen.
+                    if self.comparison.is_none() {
+                        self.saved_comparison = Some(c);
+                    }
+                }
                 Msg::Reviews(list) => {
                     for a in list {
                         self.reviews.insert(a.user_id.clone(), Arc::new(a));
