@@ -1196,6 +1196,7 @@ async fn openapi_document_matches_the_routes_and_their_answers() {
         "GET /model/versions",
         "GET /model/versions/{version}/files/{name}",
         "GET /model/comparison",
+        "GET /review/queue",
         "PUT /model/comparison",
         "POST /model/retrain",
         "GET /jobs/{id}",

@@ -290,6 +290,58 @@ fn comparisons_come_from_and_go_to_the_team_service() {
 }
 
 #[test]
+fn the_review_queue_can_be_the_teams_recent_traffic() {
+    let server_dir = tempfile::tempdir().unwrap();
+    let reg = Registry::open(server_dir.path()).unwrap();
+    train_version(&reg, 6);
+    let mia = TokenStore::open_in(server_dir.path())
+        .add("mia", Role::Moderator)
+        .unwrap();
+    let (_rt, addr) = serve(&reg, 0);
+    let url = format!("http://{addr}");
+    let data = default_dataset(DATA);
+    // 30 requests on 20 accounts (u0 to u9 twice), and 5 without a user id.
+    let mut answers = std::collections::HashMap::new();
+    for i in 0..35usize {
+        let mut body = json!({ "features": features_json(&data.row(i)) });
+        if i < 30 {
+            body["user_id"] = json!(format!("u{}", i % 20));
+        }
+        let a: Value = ureq::post(format!("{url}/predict"))
+            .header("Authorization", format!("Bearer {mia}"))
+            .send_json(body)
+            .unwrap()
+            .body_mut()
+            .read_json()
+            .unwrap();
+        let key = if i < 30 {
+            format!("u{}", i % 20)
+        } else {
+            a["prediction_id"].as_str().unwrap().to_string()
+        };
+        answers.insert(key, a["probability"].as_f64().unwrap());
+    }
+    let cache = tempfile::tempdir().unwrap();
+    let mut w = workbench(cache.path(), &url, &mia);
+    wait_for(&mut w, "connected", |w| w.active.is_some());
+    w.score_team_traffic(100);
+    wait_for(&mut w, "the queue", |w| w.queue.is_some());
+    let q = w.queue.clone().unwrap();
+    assert_eq!(q.batch.len(), 25, "one row per account");
+    for (i, u) in q.data.user_ids.iter().enumerate() {
+        // Scored here with the same version: the service's answer for the account's
+        // newest request.
+        assert_eq!(q.batch.probability[i], answers[&u.to_string()], "{u}");
+    }
+    // Bad limits are one line naming the field.
+    let e = Client::new(&url, Some(mia))
+        .unwrap()
+        .review_queue(0)
+        .unwrap_err();
+    assert!(e.to_string().contains("limit"), "{e}");
+}
+
+#[test]
 fn a_wrong_token_or_address_is_one_clear_line() {
     let server_dir = tempfile::tempdir().unwrap();
     let reg = Registry::open(server_dir.path()).unwrap();

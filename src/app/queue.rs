@@ -97,6 +97,17 @@ impl QueuePanel {
             {
                 wb.score_queue(None);
             }
+            if wb.is_remote()
+                && ui
+                    .add_enabled(
+                        !scoring && wb.active.is_some(),
+                        egui::Button::new("Score the team's recent traffic"),
+                    )
+                    .on_hover_text("The 2,000 accounts the team's service scored most recently, one row each, ranked and explained here")
+                    .clicked()
+            {
+                wb.score_team_traffic(2_000);
+            }
             if scoring && ui.button("Cancel scoring").clicked() {
                 wb.cancel(JobKind::Queue);
             }

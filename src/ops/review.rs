@@ -222,3 +222,30 @@ pub fn import_confirmed(registry: &Registry, path: &Path, by: &str) -> Result<us
     )?;
     Ok(labels.len())
 }
+
+/// Most accounts in one `recent traffic` queue.
+pub const MAX_TRAFFIC: usize = 10_000;
+
+/// The accounts the service scored most recently, newest first, one per user id (a
+/// request without one is its own account, named by its prediction id): the team's
+/// review queue. At most `limit` ([`MAX_TRAFFIC`] at most) from the newest
+/// `4 × limit` predictions.
+pub fn recent_traffic(
+    log: &crate::store::predictions::PredictionLog,
+    limit: usize,
+) -> Result<Vec<crate::store::predictions::PredictionRecord>> {
+    if limit == 0 || limit > MAX_TRAFFIC {
+        return Err(Error::Invalid(format!(
+            "limit must be 1 to {MAX_TRAFFIC} (got {limit})"
+        )));
+    }
+    let recent = log
+        .recent(limit.saturating_mul(4))
+        .map_err(|e| Error::Invalid(e.to_string()))?;
+    let mut seen = std::collections::HashSet::new();
+    Ok(recent
+        .into_iter()
+        .filter(|r| seen.insert(r.user_id.clone().unwrap_or_else(|| r.id.clone())))
+        .take(limit)
+        .collect())
+}

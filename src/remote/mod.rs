@@ -283,6 +283,11 @@ impl Client {
         )
     }
 
+    /// The team's recent traffic (at most `limit` accounts, newest first).
+    pub fn review_queue(&self, limit: usize) -> Result<api::TrafficQueue, RemoteError> {
+        self.json("GET", &format!("/review/queue?limit={limit}"), None, None)
+    }
+
     /// The service's latest model comparison, if one was run.
     pub fn comparison(&self) -> Result<Option<crate::ops::compare::Saved>, RemoteError> {
         match self.json("GET", "/model/comparison", None, None) {

@@ -407,6 +407,26 @@ pub struct AccountStatus {
     pub reviews: Vec<AccountReview>,
 }
 
+/// One account of the team's recent traffic (`GET /review/queue`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TrafficAccount {
+    /// The account's user id, or the prediction id when the request had none.
+    pub user_id: String,
+    pub prediction_id: String,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+    pub model_version: u32,
+    pub probability: f64,
+    /// The 51 values `X1`..`X51` as requested (null: missing).
+    pub features: Vec<Option<f64>>,
+}
+
+/// The team's recent traffic, newest first, one row per account.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TrafficQueue {
+    pub accounts: Vec<TrafficAccount>,
+}
+
 /// Claims accounts for review (`POST /review/claims`).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({"user_ids": ["u-1001", "u-1002"], "ttl_seconds": 900}))]

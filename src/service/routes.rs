@@ -98,6 +98,7 @@ fn api() -> OpenApiRouter<Arc<State>> {
         .routes(routes!(versions))
         .routes(routes!(version_file))
         .routes(routes!(comparison_get, comparison_put))
+        .routes(routes!(review_queue))
         .routes(routes!(retrain))
         .routes(routes!(job))
         .routes(routes!(prometheus))
@@ -859,6 +860,62 @@ async fn version_file(
         bytes,
     )
         .into_response())
+}
+
+/// `GET /review/queue`'s query.
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TrafficQuery {
+    /// Accounts to return, 1 to 10,000 (default 2,000).
+    limit: Option<usize>,
+}
+
+/// The team's review queue (role moderator): the accounts this service scored most
+/// recently, newest first, one per user id, with their values, so a moderator's app
+/// can rank and explain them locally.
+#[utoipa::path(get, path = "/review/queue", tag = "review", params(TrafficQuery),
+    responses(
+        (status = 200, body = api::TrafficQueue),
+        (status = 400, body = ErrorBody),
+        AuthErrors,
+    ))]
+async fn review_queue(
+    Ax(s): S,
+    h: HeaderMap,
+    q: Result<Query<TrafficQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<api::TrafficQueue>, ApiError> {
+    s.authorize(secret(&h), Role::Moderator)?;
+    let limit = match q {
+        Ok(Query(q)) => q.limit.unwrap_or(2_000),
+        Err(e) => {
+            return Err(
+                ApiError::bad_request("bad_query", e.body_text()).with_field(Some("limit".into()))
+            );
+        }
+    };
+    let s2 = s.clone();
+    let rows = blocking(move || {
+        let _ = s2.log.flush();
+        crate::ops::review::recent_traffic(&s2.log, limit)
+    })
+    .await?;
+    Ok(Json(api::TrafficQueue {
+        accounts: rows
+            .into_iter()
+            .map(|r| api::TrafficAccount {
+                user_id: r.user_id.clone().unwrap_or_else(|| r.id.clone()),
+                prediction_id: r.id,
+                created_at: r.created_at,
+                model_version: r.version,
+                probability: r.probability,
+                features: r
+                    .features
+                    .iter()
+                    .map(|v| v.is_finite().then_some(*v))
+                    .collect(),
+            })
+            .collect(),
+    }))
 }
 
 /// The registry's latest model comparison (role moderator): the table, the best

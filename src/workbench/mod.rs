@@ -457,6 +457,22 @@ impl Workbench {
     /// version for the review queue: probabilities and the top three contributions
     /// (path attribution) of every account.
     pub fn score_queue(&mut self, path: Option<PathBuf>) {
+        self.score_queue_from(path.map(QueueSource::File));
+    }
+
+    /// Scores the team service's recent traffic (the newest `limit` accounts it
+    /// scored) for the review queue, here with the local copy of its model.
+    pub fn score_team_traffic(&mut self, limit: usize) {
+        let Some(client) = self.client.clone() else {
+            self.notices.push(Notice::Error(
+                "the team's traffic is on a team's service: connect to one first".into(),
+            ));
+            return;
+        };
+        self.score_queue_from(Some(QueueSource::Team(client, limit)));
+    }
+
+    fn score_queue_from(&mut self, source: Option<QueueSource>) {
         let Some(active) = self.active.clone() else {
             self.notices
                 .push(Notice::Error("no active model to score with".into()));
@@ -464,8 +480,19 @@ impl Workbench {
         };
         let loaded = self.data.clone();
         self.spawn(JobKind::Queue, move |ctx| {
-            let data = match path {
-                Some(p) => {
+            let data = match source {
+                Some(QueueSource::Team(client, limit)) => {
+                    ctx.reporter.stage("reading the team's traffic", 0, 1);
+                    match client.review_queue(limit) {
+                        Ok(t) if t.accounts.is_empty() => {
+                            return ctx
+                                .info("the team's service has scored no accounts yet".into());
+                        }
+                        Ok(t) => Arc::new(traffic_dataset(client.url(), t)),
+                        Err(e) => return ctx.error(format!("the team's traffic: {e}")),
+                    }
+                }
+                Some(QueueSource::File(p)) => {
                     ctx.reporter.stage("reading", 0, 1);
                     match Dataset::load_csv(&p) {
                         Ok(d) => Arc::new(d),
@@ -1082,6 +1109,40 @@ fn gate_by_moderator<'a>(
         String::new()
     } else {
         format!("; held-out feedback by moderator: {}", parts.join("; "))
+    }
+}
+
+/// Where the review queue's accounts come from.
+enum QueueSource {
+    File(PathBuf),
+    /// The team service's recent traffic, at most this many accounts.
+    Team(crate::remote::Client, usize),
+}
+
+/// The team's recent traffic as a dataset (no labels) to score locally.
+fn traffic_dataset(url: &str, t: crate::service::api::TrafficQueue) -> Dataset {
+    use crate::data::catalog::N_FEATURES;
+    let mut columns = vec![Vec::with_capacity(t.accounts.len()); N_FEATURES];
+    let mut user_ids = Vec::with_capacity(t.accounts.len());
+    let mut hash_input = String::new();
+    for a in &t.accounts {
+        for (f, col) in columns.iter_mut().enumerate() {
+            col.push(a.features.get(f).copied().flatten().unwrap_or(f64::NAN));
+        }
+        hash_input.push_str(&a.prediction_id);
+        user_ids.push(crate::data::UserId::from(a.user_id.as_str()));
+    }
+    Dataset {
+        source: crate::data::DataSource {
+            kind: crate::data::SourceKind::Csv {
+                path: format!("{url}/review/queue (the team's recent traffic)"),
+            },
+            sha256: crate::util::hash::sha256_hex(hash_input.as_bytes()),
+        },
+        user_ids,
+        labels: None,
+        columns,
+        warnings: Vec::new(),
     }
 }
 
