@@ -1122,7 +1122,9 @@ enum QueueSource {
 /// The team's recent traffic as a dataset (no labels) to score locally.
 fn traffic_dataset(url: &str, t: crate::service::api::TrafficQueue) -> Dataset {
     use crate::data::catalog::N_FEATURES;
-    let mut columns = vec![Vec::with_capacity(t.accounts.len()); N_FEATURES];
+    let mut columns: Vec<Vec<f64>> = (0..N_FEATURES)
+        .map(|_| Vec::with_capacity(t.accounts.len()))
+        .collect();
     let mut user_ids = Vec::with_capacity(t.accounts.len());
     let mut hash_input = String::new();
     for a in &t.accounts {
