@@ -82,26 +82,31 @@ impl Outbox {
         RemoteError::Local(format!("{}: {e}", self.path.display()))
     }
 
-    /// Keeps `bodies` (one transaction) and returns their keys.
+    /// Keeps `bodies` (one transaction) and returns their new keys.
     pub fn enqueue(&mut self, bodies: &[Value]) -> Result<Vec<String>, RemoteError> {
+        let keyed: Vec<(String, Value)> = bodies.iter().map(|b| (new_key(), b.clone())).collect();
+        self.enqueue_keyed(&keyed)?;
+        Ok(keyed.into_iter().map(|(k, _)| k).collect())
+    }
+
+    /// Keeps records under keys given (one transaction): a record already sent from
+    /// elsewhere with its key is stored once by the service when sent again.
+    pub fn enqueue_keyed(&mut self, records: &[(String, Value)]) -> Result<(), RemoteError> {
         let now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
         let path = self.path.display().to_string();
         let err = |e: rusqlite::Error| RemoteError::Local(format!("{path}: {e}"));
         let tx = self.conn.transaction().map_err(err)?;
-        let mut keys = Vec::with_capacity(bodies.len());
         {
             let mut stmt = tx
                 .prepare("INSERT INTO outbox (key, body, created_at) VALUES (?1, ?2, ?3)")
                 .map_err(err)?;
-            for b in bodies {
-                let key = new_key();
+            for (key, b) in records {
                 stmt.execute(params![key, b.to_string(), now])
                     .map_err(err)?;
-                keys.push(key);
             }
         }
         tx.commit().map_err(err)?;
-        Ok(keys)
+        Ok(())
     }
 
     /// Records waiting to be sent.
