@@ -363,28 +363,14 @@ impl Workbench {
                             "v{} {}{}",
                             o.candidate.version,
                             o.reason,
-                            gate_by_moderator(o.by_moderator.iter().map(|g| {
-                                (
-                                    &g.moderator,
-                                    g.active.records,
-                                    g.active.accuracy,
-                                    g.candidate.accuracy,
-                                )
-                            }))
+                            local_gate(&o.by_moderator)
                         ));
                     } else {
                         ctx.error(format!(
                             "v{} was not activated: {}{}",
                             o.candidate.version,
                             o.reason,
-                            gate_by_moderator(o.by_moderator.iter().map(|g| {
-                                (
-                                    &g.moderator,
-                                    g.active.records,
-                                    g.active.accuracy,
-                                    g.candidate.accuracy,
-                                )
-                            }))
+                            local_gate(&o.by_moderator)
                         ));
                     }
                 }
@@ -1090,6 +1076,18 @@ impl Workbench {
             }
         });
     }
+}
+
+/// [`gate_by_moderator`] of a retrain on this computer.
+fn local_gate(g: &[crate::ops::online::ModeratorGate]) -> String {
+    gate_by_moderator(g.iter().map(|g| {
+        (
+            &g.moderator,
+            g.active.records,
+            g.active.accuracy,
+            g.candidate.accuracy,
+        )
+    }))
 }
 
 /// The gate's held-out feedback per moderator, for a notice: "; held-out feedback by
