@@ -283,6 +283,25 @@ mod tests {
     use crate::data::UserId;
     use crate::data::catalog::N_FEATURES;
 
+    /// A record of `who` labelling account `acct-{user}` as `label`.
+    fn labelled_by(who: &str, user: usize, label: u8) -> Submission {
+        Submission::Linked {
+            record: NewFeedback {
+                user_id: Some(UserId::from(format!("acct-{user}").as_str())),
+                features: vec![0.0; N_FEATURES],
+                true_label: label,
+                probability: None,
+                model_version: None,
+                predicted: None,
+                notes: String::new(),
+                origin: Origin::Service,
+            },
+            moderator: Some(who.to_string()),
+            prediction_id: None,
+            key: None,
+        }
+    }
+
     /// A team of four on 60 accounts: three label the truth, one labels at random;
     /// a fifth moderator labelled one account, truthfully.
     #[test]
@@ -291,23 +310,7 @@ mod tests {
         let mut store = FeedbackStore::open_in(dir.path()).unwrap();
         let mut rng = crate::util::rng::SplitMix64::new(7);
         let mut subs = Vec::new();
-        let mut give = |who: &str, user: usize, label: u8| {
-            subs.push(Submission::Linked {
-                record: NewFeedback {
-                    user_id: Some(UserId::from(format!("acct-{user}").as_str())),
-                    features: vec![0.0; N_FEATURES],
-                    true_label: label,
-                    probability: None,
-                    model_version: None,
-                    predicted: None,
-                    notes: String::new(),
-                    origin: Origin::Service,
-                },
-                moderator: Some(who.to_string()),
-                prediction_id: None,
-                key: None,
-            })
-        };
+        let mut give = |who: &str, user: usize, label: u8| subs.push(labelled_by(who, user, label));
         for u in 0..60 {
             let truth = u8::from(u % 3 == 0);
             for who in ["ann", "ben", "cat"] {
@@ -367,23 +370,7 @@ mod tests {
         let mut store = FeedbackStore::open_in(dir.path()).unwrap();
         let mut rng = crate::util::rng::SplitMix64::new(11);
         let mut subs = Vec::new();
-        let mut give = |who: &str, user: usize, label: u8| {
-            subs.push(Submission::Linked {
-                record: NewFeedback {
-                    user_id: Some(UserId::from(format!("acct-{user}").as_str())),
-                    features: vec![0.0; N_FEATURES],
-                    true_label: label,
-                    probability: None,
-                    model_version: None,
-                    predicted: None,
-                    notes: String::new(),
-                    origin: Origin::Service,
-                },
-                moderator: Some(who.to_string()),
-                prediction_id: None,
-                key: None,
-            })
-        };
+        let mut give = |who: &str, user: usize, label: u8| subs.push(labelled_by(who, user, label));
         let truth = |u: usize| u8::from(u.is_multiple_of(3));
         for u in 0..200 {
             for who in ["ann", "ben", "cat"] {
