@@ -1160,15 +1160,20 @@ impl Workbench {
     }
 
     /// The review status of `ids` (the queue rows on screen) is wanted: read again when
-    /// the rows change or every few seconds, from the team's service or the store.
+    /// the rows or the feedback change (and every few seconds on a team's service), from
+    /// the service or the store.
     pub fn want_reviews(&mut self, ids: Vec<String>) {
         if ids.is_empty() || self.is_running(JobKind::Review) {
             return;
         }
+        // On this computer reviews change only by its own steps (which ask again); on a
+        // team's service other moderators act, so the rows are read again every few
+        // seconds.
+        let remote = self.is_remote();
         let fresh = self
             .reviews_asked
             .as_ref()
-            .is_some_and(|(asked, at)| *asked == ids && at.elapsed() < REVIEWS_EVERY);
+            .is_some_and(|(asked, at)| *asked == ids && (!remote || at.elapsed() < REVIEWS_EVERY));
         if fresh {
             return;
         }

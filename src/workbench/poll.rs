@@ -98,7 +98,11 @@ impl Workbench {
                     }
                 }
                 Msg::Explained(key, e) => self.explanation = Some((key, e)),
-                Msg::FeedbackStats(s) => self.feedback = Some(s),
+                Msg::FeedbackStats(s) => {
+                    self.feedback = Some(s);
+                    // New feedback: the queue's review column is read again.
+                    self.reviews_asked = None;
+                }
                 Msg::Manifest(m) => {
                     if let Some(a) = self
                         .active
