@@ -373,7 +373,7 @@ impl SpamscopeApp {
                     ui.add(
                         egui::TextEdit::singleline(&mut form.token)
                             .password(true)
-                            .hint_text("from `spamscope token add`")
+                            .hint_text("empty: the one kept for this server")
                             .desired_width(360.0),
                     )
                     .labelled_by(l.id);
@@ -396,7 +396,11 @@ impl SpamscopeApp {
                 });
             });
         if let Some(url) = go {
-            let token = form.token.clone();
+            // An empty field keeps the token already kept for this server.
+            let token = Some(form.token.clone())
+                .filter(|t| !t.trim().is_empty())
+                .or_else(|| self.credentials.load(&url).map(|(t, _)| t))
+                .unwrap_or_default();
             self.connect = None;
             self.connect_to(ctx, Some(url), token);
         } else if close {
