@@ -53,13 +53,7 @@ impl Outbox {
             std::fs::create_dir_all(dir)
                 .map_err(|e| RemoteError::Local(format!("{}: {e}", dir.display())))?;
         }
-        let conn = Connection::open(path).map_err(err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(err)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(err)?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(err)?;
+        let conn = crate::store::open_durable(path).map_err(err)?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS outbox (
                 id INTEGER PRIMARY KEY,

@@ -507,13 +507,7 @@ impl FeedbackStore {
             path: path.display().to_string(),
             message: e.to_string(),
         };
-        let conn = Connection::open(path).map_err(err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(err)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(err)?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(err)?;
+        let conn = crate::store::open_durable(path).map_err(err)?;
         conn.execute_batch(&format!(
             "{};
             CREATE INDEX IF NOT EXISTS feedback_version ON feedback(model_version);

@@ -208,10 +208,7 @@ fn experiment_columns() -> String {
 }
 
 fn connect(path: &Path) -> Result<Connection, rusqlite::Error> {
-    let conn = Connection::open(path)?;
-    conn.busy_timeout(Duration::from_secs(10))?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
+    let conn = crate::store::open_durable(path)?;
     // 32 MiB of page cache (negative: KiB): the index pages being appended to stay in
     // memory at full load.
     conn.pragma_update(None, "cache_size", -32_768)?;
