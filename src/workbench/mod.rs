@@ -1184,24 +1184,10 @@ impl Workbench {
     fn read_reviews(&mut self, ids: Vec<String>) {
         let (client, registry) = (self.client.clone(), self.registry.clone());
         self.spawn(JobKind::Review, move |ctx| {
-            let mut out = Vec::new();
-            for chunk in ids.chunks(crate::ops::review::MAX_IDS) {
-                let read = match (&client, &registry) {
-                    (Some(c), _) => c
-                        .review_status(chunk)
-                        .map(|s| s.accounts)
-                        .map_err(|e| e.to_string()),
-                    (None, Some(r)) => crate::ops::review::status(r, chunk)
-                        .map(|v| v.into_iter().map(Into::into).collect())
-                        .map_err(|e| e.to_string()),
-                    (None, None) => return,
-                };
-                match read {
-                    Ok(a) => out.extend(a),
-                    Err(e) => return ctx.error(format!("review status: {e}")),
-                }
+            match review_status(client.as_ref(), registry.as_ref(), &ids) {
+                Ok(a) => ctx.send(Msg::Reviews(a)),
+                Err(e) => ctx.error(format!("review status: {e}")),
             }
-            ctx.send(Msg::Reviews(out));
         });
     }
 
@@ -1263,24 +1249,36 @@ impl Workbench {
                 }
             }
             // What the rows show now.
-            let read = match (&client, &registry) {
-                (Some(c), _) => c
-                    .review_status(&ids[..ids.len().min(crate::ops::review::MAX_IDS)])
-                    .map(|s| s.accounts)
-                    .ok(),
-                (None, Some(r)) => crate::ops::review::status(
-                    r,
-                    &ids[..ids.len().min(crate::ops::review::MAX_IDS)],
-                )
-                .ok()
-                .map(|v| v.into_iter().map(Into::into).collect()),
-                (None, None) => None,
-            };
+            let first = &ids[..ids.len().min(crate::ops::review::MAX_IDS)];
+            let read = review_status(client.as_ref(), registry.as_ref(), first).ok();
             if let Some(a) = read {
                 ctx.send(Msg::Reviews(a));
             }
         });
     }
+}
+
+/// Who claimed and reviewed `ids`, from the team's service when there is one, else
+/// from the local store (in requests of at most [`crate::ops::review::MAX_IDS`]).
+fn review_status(
+    client: Option<&crate::remote::Client>,
+    registry: Option<&Registry>,
+    ids: &[String],
+) -> Result<Vec<crate::service::api::AccountStatus>, String> {
+    let mut out = Vec::new();
+    for chunk in ids.chunks(crate::ops::review::MAX_IDS) {
+        let read: Vec<crate::service::api::AccountStatus> = match (client, registry) {
+            (Some(c), _) => c.review_status(chunk).map_err(|e| e.to_string())?.accounts,
+            (None, Some(r)) => crate::ops::review::status(r, chunk)
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .map(Into::into)
+                .collect(),
+            (None, None) => return Ok(out),
+        };
+        out.extend(read);
+    }
+    Ok(out)
 }
 
 fn claimed_text(granted: usize, held: &[crate::service::api::HeldClaim]) -> String {
