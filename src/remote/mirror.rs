@@ -23,8 +23,6 @@ pub struct Synced {
     pub installed: Vec<u32>,
     /// The local active version changed (from, to) to follow the service.
     pub switched: Option<(Option<u32>, u32)>,
-    /// Versions the service lists that are not here yet.
-    pub missing: usize,
 }
 
 fn local(e: crate::store::StoreError) -> RemoteError {
@@ -37,10 +35,6 @@ impl Mirror {
             registry,
             seen: HashMap::new(),
         }
-    }
-
-    pub fn registry(&self) -> &Registry {
-        &self.registry
     }
 
     fn install(&self, client: &Client, v: u32) -> Result<(), RemoteError> {
@@ -107,16 +101,10 @@ impl Mirror {
         } else {
             None
         };
-        let missing = versions
-            .versions
-            .iter()
-            .filter(|r| r.status != "unreadable" && !have.contains(&r.version))
-            .count();
         Ok(Synced {
             versions,
             installed,
             switched,
-            missing,
         })
     }
 }
