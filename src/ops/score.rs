@@ -7,7 +7,6 @@ use crate::model::explain::Method;
 use crate::ops::error::{Error, Result};
 use crate::util::progress::Reporter;
 use polars::prelude::*;
-use rayon::prelude::*;
 use std::io::Write;
 use std::path::Path;
 
@@ -150,29 +149,43 @@ pub fn score_batch(
     };
     let mut probability = Vec::with_capacity(n);
     let mut reasons = Vec::with_capacity(n * k);
-    const CHUNK: usize = 16_384;
+    // Exact explanations take milliseconds per account: small chunks keep progress
+    // and cancelling prompt.
+    let chunk_rows = if k > 0 && method != Method::PathAttribution {
+        64
+    } else {
+        16_384
+    };
     reporter.stage("scoring", 0, n);
     let idx: Vec<usize> = (0..n).collect();
-    for chunk in idx.chunks(CHUNK) {
+    for chunk in idx.chunks(chunk_rows) {
         if reporter.cancelled() {
             return Err(crate::Error::Cancelled);
         }
-        probability.extend(model.predict_dataset(d, Some(chunk)));
-        if k > 0 {
-            let nf = crate::data::catalog::N_FEATURES;
-            let contributions: Vec<f64> = match method {
-                Method::PathAttribution => {
-                    let rows = model.imputer.transform_rows(&d.columns, chunk);
-                    model.attribution_rows(&rows)
-                }
-                Method::TreeShap | Method::LogOdds | Method::Occlusion => chunk
-                    .par_iter()
-                    .flat_map_iter(|&i| model.explain_one(&d.row(i), method).contributions)
-                    .collect(),
-            };
-            for phi in contributions.chunks(nf) {
-                reasons.extend(top_k(phi, k));
+        let rows = model.imputer.transform_rows(&d.columns, chunk);
+        let nf = crate::data::catalog::N_FEATURES;
+        let contributions: Vec<f64> = match method {
+            _ if k == 0 => {
+                probability.extend(model.predict_rows(&rows));
+                Vec::new()
             }
+            // Probability and reasons from one walk of the trees.
+            Method::PathAttribution => {
+                let (p, phi) = model.predict_attributed_rows(&rows);
+                probability.extend(p);
+                phi
+            }
+            Method::TreeShap | Method::LogOdds | Method::Occlusion => {
+                probability.extend(model.predict_rows(&rows));
+                model
+                    .explain_rows(d, chunk, method)
+                    .into_iter()
+                    .flat_map(|e| e.contributions)
+                    .collect()
+            }
+        };
+        for phi in contributions.chunks(nf) {
+            reasons.extend(top_k(phi, k));
         }
         reporter.stage("scoring", probability.len(), n);
     }

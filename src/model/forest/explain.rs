@@ -1,9 +1,9 @@
 //! Per-prediction explanations: which features pushed this account's probability up or
 //! down. Two methods, both additive: `base + sum(contributions) == probability`.
 //!
-//! - [`Method::TreeShap`]: exact path-dependent TreeSHAP (Lundberg et al. 2018,
-//!   Algorithm 2), with node covers = weighted training mass. Shapley values of the
-//!   forest's probability; O(leaves x depth^2) per tree, so it runs off the UI thread.
+//! - [`Method::TreeShap`]: exact path-dependent TreeSHAP (Lundberg et al. 2018), with
+//!   node covers = weighted training mass: Shapley values of the forest's probability,
+//!   computed in O(nodes x depth) per tree (see [`super::shap`]).
 //! - [`Method::PathAttribution`]: Saabas' path attribution: along the path the account
 //!   takes, each split's change in node probability is credited to its feature.
 //!   O(depth) per tree; used for bulk scoring.
@@ -15,88 +15,87 @@ use rayon::prelude::*;
 impl Forest {
     /// Explains one row (no NaN) with the chosen method.
     pub fn explain(&self, x: &[f64], method: Method) -> Explanation {
-        let m = self.trees.len() as f64;
-        let (base, mut contributions) = match method {
+        let (method, base, contributions) = match method {
+            Method::TreeShap => {
+                let (base, phi) = self.tree_shap_one(x);
+                (Method::TreeShap, base, phi)
+            }
             Method::PathAttribution | Method::LogOdds | Method::Occlusion => {
                 let mut phi = vec![0.0; self.n_features];
                 let mut base = 0.0;
                 for t in &self.trees {
                     base += saabas(t, x, &mut phi);
                 }
-                (base, phi)
-            }
-            Method::TreeShap => {
-                let parts: Vec<(f64, Vec<f64>)> = self
-                    .trees
-                    .par_iter()
-                    .map(|t| {
-                        let mut phi = vec![0.0; self.n_features];
-                        tree_shap(t, x, &mut phi);
-                        (expected_value(t), phi)
-                    })
-                    .collect();
-                let mut phi = vec![0.0; self.n_features];
-                let mut base = 0.0;
-                for (b, p) in parts {
-                    base += b;
-                    for (a, v) in phi.iter_mut().zip(&p) {
-                        *a += v;
-                    }
+                let m = self.trees.len() as f64;
+                for c in phi.iter_mut() {
+                    *c /= m;
                 }
-                (base, phi)
+                (Method::PathAttribution, base / m, phi)
             }
         };
-        for c in contributions.iter_mut() {
-            *c /= m;
-        }
         Explanation {
-            method: if method == Method::TreeShap {
-                Method::TreeShap
-            } else {
-                Method::PathAttribution
-            },
-            base: base / m,
+            method,
+            base,
             contributions,
             prediction: self.predict_proba(x),
         }
     }
 
     /// Path attribution for many rows at once (row-major, no NaN): per row the
-    /// `n_features` contributions, in parallel, sixteen rows walking each tree together.
-    /// Equal to `explain(x, PathAttribution).contributions` row by row.
+    /// `n_features` contributions. Equal to `explain(x, PathAttribution).contributions`
+    /// row by row.
     pub fn path_attribution_rows(&self, rows: &[f64]) -> Vec<f64> {
         if rows.len() == self.n_features {
             return self.path_attribution_one(rows);
         }
-        const GROUP: usize = 16;
+        self.predict_attributed_rows(rows).1
+    }
+
+    /// Probabilities and path attributions of many rows (row-major, no NaN) from one
+    /// walk of the trees, in parallel: blocks of rows go through the trees one tree at
+    /// a time (each tree stays in cache), sixteen rows walking each tree together. The
+    /// probabilities equal [`Forest::predict_proba_rows`]' bit for bit (leaf values
+    /// summed in tree order), the attributions [`Forest::path_attribution_one`]'s.
+    pub fn predict_attributed_rows(&self, rows: &[f64]) -> (Vec<f64>, Vec<f64>) {
+        const GROUP: usize = 32;
         const BLOCK: usize = 256;
         let nf = self.n_features;
+        let n = rows.len() / nf;
         let m = self.trees.len() as f64;
-        let mut out = vec![0.0; rows.len()];
-        out.par_chunks_mut(BLOCK * nf)
+        let mut prob = vec![0.0; n];
+        let mut out = vec![0.0; n * nf];
+        prob.par_chunks_mut(BLOCK)
+            .zip(out.par_chunks_mut(BLOCK * nf))
             .enumerate()
-            .for_each(|(b, phi)| {
+            .for_each(|(b, (acc, phi))| {
                 let base = b * BLOCK;
-                let n = phi.len() / nf;
+                let n = acc.len();
                 let row = |k: usize| &rows[(base + k) * nf..(base + k + 1) * nf];
                 let full = n / GROUP * GROUP;
                 for t in &self.trees {
                     for g in (0..full).step_by(GROUP) {
-                        t.attribute_group(
+                        let leaves = t.attribute_group(
                             std::array::from_fn::<_, GROUP, _>(|k| row(g + k)),
                             &mut phi[g * nf..(g + GROUP) * nf],
                             nf,
                         );
+                        for (a, v) in acc[g..g + GROUP].iter_mut().zip(leaves) {
+                            *a += v;
+                        }
                     }
                     for k in full..n {
                         saabas(t, row(k), &mut phi[k * nf..(k + 1) * nf]);
+                        acc[k] += t.predict(row(k));
                     }
+                }
+                for a in acc.iter_mut() {
+                    *a /= m;
                 }
                 for v in phi.iter_mut() {
                     *v /= m;
                 }
             });
-        out
+        (prob, out)
     }
 
     /// One row's path attribution on the calling thread, sixteen trees walked together
@@ -156,188 +155,6 @@ fn saabas(t: &Tree, x: &[f64], phi: &mut [f64]) -> f64 {
         i = next;
     }
     t.value(0)
-}
-
-#[derive(Debug, Clone, Copy, Default)]
-struct PathElement {
-    feature: i32,
-    zero_fraction: f64,
-    one_fraction: f64,
-    pweight: f64,
-}
-
-// The path-weight updates below divide by small integers and by the fractions of one
-// path element; `inv[k] = 1 / k` turns those divisions into multiplications. A path
-// element's `one_fraction` is always exactly 0 or 1 (a product of 0/1 indicators), so
-// dividing by it when non-zero is the identity.
-
-fn extend_path(
-    path: &mut [PathElement],
-    depth: usize,
-    zero: f64,
-    one: f64,
-    feature: i32,
-    inv: &[f64],
-) {
-    path[depth] = PathElement {
-        feature,
-        zero_fraction: zero,
-        one_fraction: one,
-        pweight: if depth == 0 { 1.0 } else { 0.0 },
-    };
-    let inv_d1 = inv[depth + 1];
-    for i in (0..depth).rev() {
-        path[i + 1].pweight += one * path[i].pweight * (i + 1) as f64 * inv_d1;
-        path[i].pweight = zero * path[i].pweight * (depth - i) as f64 * inv_d1;
-    }
-}
-
-fn unwind_path(path: &mut [PathElement], depth: usize, index: usize, inv: &[f64]) {
-    let one = path[index].one_fraction;
-    let zero = path[index].zero_fraction;
-    let mut next_one = path[depth].pweight;
-    let d1 = (depth + 1) as f64;
-    let inv_d1 = inv[depth + 1];
-    if one != 0.0 {
-        for i in (0..depth).rev() {
-            let tmp = path[i].pweight;
-            path[i].pweight = next_one * d1 * inv[i + 1];
-            next_one = tmp - path[i].pweight * zero * (depth - i) as f64 * inv_d1;
-        }
-    } else {
-        let inv_zero = 1.0 / zero;
-        for i in (0..depth).rev() {
-            path[i].pweight = path[i].pweight * d1 * inv_zero * inv[depth - i];
-        }
-    }
-    for i in index..depth {
-        path[i].feature = path[i + 1].feature;
-        path[i].zero_fraction = path[i + 1].zero_fraction;
-        path[i].one_fraction = path[i + 1].one_fraction;
-    }
-}
-
-fn unwound_path_sum(path: &[PathElement], depth: usize, index: usize, inv: &[f64]) -> f64 {
-    let one = path[index].one_fraction;
-    let zero = path[index].zero_fraction;
-    let mut total = 0.0;
-    if one != 0.0 {
-        let mut next_one = path[depth].pweight;
-        for i in (0..depth).rev() {
-            let tmp = next_one * inv[i + 1];
-            total += tmp;
-            next_one = path[i].pweight - tmp * zero * (depth - i) as f64;
-        }
-    } else if zero != 0.0 {
-        for i in (0..depth).rev() {
-            total += path[i].pweight * inv[depth - i];
-        }
-        total /= zero;
-    }
-    total * (depth + 1) as f64
-}
-
-/// Adds one tree's exact TreeSHAP values for `x` to `phi`.
-pub fn tree_shap(t: &Tree, x: &[f64], phi: &mut [f64]) {
-    let max_depth = t.depth() + 2;
-    let inv: Vec<f64> = (0..=max_depth + 1)
-        .map(|k| if k == 0 { 0.0 } else { 1.0 / k as f64 })
-        .collect();
-    let mut space = vec![PathElement::default(); (max_depth * (max_depth + 1)) / 2 + max_depth];
-    let mut ctx = Shap {
-        t,
-        x,
-        phi,
-        inv: &inv,
-    };
-    ctx.recurse(0, &mut space, 0, 0, 1.0, 1.0, -1);
-}
-
-struct Shap<'a> {
-    t: &'a Tree,
-    x: &'a [f64],
-    phi: &'a mut [f64],
-    inv: &'a [f64],
-}
-
-impl Shap<'_> {
-    /// `space[parent_offset..]` holds the parent's path; this node's path is written
-    /// right after it (`depth` elements copied, then extended).
-    #[allow(clippy::too_many_arguments)]
-    fn recurse(
-        &mut self,
-        node: usize,
-        space: &mut [PathElement],
-        parent_offset: usize,
-        depth: usize,
-        zero: f64,
-        one: f64,
-        feature: i32,
-    ) {
-        let t = self.t;
-        // A subtree with no positive mass has only zero-valued leaves: it adds nothing
-        // to any contribution (each leaf's share is proportional to its value).
-        if t.class_weight[node][1] == 0.0 {
-            return;
-        }
-        let inv = self.inv;
-        let offset = parent_offset + depth;
-        let (head, path) = space.split_at_mut(offset);
-        if depth > 0 {
-            path[..depth].copy_from_slice(&head[parent_offset..parent_offset + depth]);
-        }
-        let mut depth = depth;
-        extend_path(path, depth, zero, one, feature, inv);
-
-        if t.is_leaf(node) {
-            let v = t.value(node);
-            for i in 1..=depth {
-                let w = unwound_path_sum(path, depth, i, inv);
-                let el = path[i];
-                self.phi[el.feature as usize] += w * (el.one_fraction - el.zero_fraction) * v;
-            }
-            return;
-        }
-
-        let split = t.feature(node);
-        let (left, right) = t.children(node);
-        let (hot, cold) = if self.x[split] <= t.threshold(node) {
-            (left, right)
-        } else {
-            (right, left)
-        };
-        let inv_cover = 1.0 / t.cover(node);
-        let hot_zero = t.cover(hot) * inv_cover;
-        let cold_zero = t.cover(cold) * inv_cover;
-        let mut incoming_zero = 1.0;
-        let mut incoming_one = 1.0;
-        // If this feature was already split on along the path, undo that split so it is
-        // counted once, with the combined fractions.
-        if let Some(k) = (1..=depth).find(|&k| path[k].feature == split as i32) {
-            incoming_zero = path[k].zero_fraction;
-            incoming_one = path[k].one_fraction;
-            unwind_path(path, depth, k, inv);
-            depth -= 1;
-        }
-        self.recurse(
-            hot,
-            space,
-            offset,
-            depth + 1,
-            hot_zero * incoming_zero,
-            incoming_one,
-            split as i32,
-        );
-        self.recurse(
-            cold,
-            space,
-            offset,
-            depth + 1,
-            cold_zero * incoming_zero,
-            0.0,
-            split as i32,
-        );
-    }
 }
 
 #[cfg(test)]
@@ -461,12 +278,15 @@ mod tests {
         .fit(&refs, &y, None, &NoProgress)
         .unwrap();
         let nf = cols.len();
-        let n = 40;
+        let n = 300; // more than a block of 256, and a partial group
         let rows: Vec<f64> = (0..n)
             .flat_map(|r| cols.iter().map(move |c| c[r]))
             .collect();
         let batch_phi = f.path_attribution_rows(&rows);
         let batch_p = f.predict_proba_rows(&rows);
+        let (both_p, both_phi) = f.predict_attributed_rows(&rows);
+        assert_eq!(both_p, batch_p);
+        assert_eq!(both_phi, batch_phi);
         for r in 0..n {
             let x = &rows[r * nf..(r + 1) * nf];
             let mut phi = vec![0.0; nf];

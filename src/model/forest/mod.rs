@@ -9,6 +9,7 @@
 
 pub mod binning;
 pub mod explain;
+pub mod shap;
 pub mod tree;
 
 use crate::util::progress::{Cancelled, Reporter};

@@ -7,12 +7,15 @@ use crate::util::rng::SplitMix64;
 /// Marks a leaf in [`Node::feature`].
 pub const LEAF: u16 = u16::MAX;
 
-/// One node, 16 bytes, so that prediction touches one cache line per level.
+/// One node, 24 bytes: what a walk down the tree reads at each level, in one place
+/// (path attribution reads the probability of every node it passes).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Node {
     /// Internal node: split threshold (`x <= value` goes left). Leaf: the probability of
     /// the positive class.
     pub value: f64,
+    /// Probability of the positive class in this node (from `class_weight`).
+    pub prob: f64,
     /// Right child of an internal node (the left child is the next node).
     pub right: u32,
     /// Split feature, or [`LEAF`].
@@ -27,10 +30,10 @@ pub struct Tree {
     /// counts included): the basis of leaf probabilities and of TreeSHAP covers.
     /// Internal nodes hold the sums of their children.
     pub class_weight: Vec<[f64; 2]>,
-    /// Probability of the positive class in each node (from `class_weight`).
-    values: Vec<f64>,
     /// Depth of the deepest leaf (root = 0).
     depth: usize,
+    /// The most distinct features split on along one path from the root to a leaf.
+    path_features: usize,
 }
 
 fn probability(w: [f64; 2]) -> f64 {
@@ -126,13 +129,14 @@ impl Tree {
             nodes: (0..n)
                 .map(|i| Node {
                     value: threshold[i],
+                    prob: 0.0,
                     right: right[i],
                     feature: feature[i],
                 })
                 .collect(),
             class_weight,
-            values: Vec::new(),
             depth: 0,
+            path_features: 0,
         };
         t.finish();
         Ok(t)
@@ -151,7 +155,9 @@ impl Tree {
                 self.class_weight[i] = [a[0] + b[0], a[1] + b[1]];
             }
         }
-        self.values = self.class_weight.iter().map(|&w| probability(w)).collect();
+        for (n, &w) in self.nodes.iter_mut().zip(&self.class_weight) {
+            n.prob = probability(w);
+        }
         let mut depth = vec![0usize; self.nodes.len()];
         for i in 0..self.nodes.len() {
             if !self.is_leaf(i) {
@@ -160,7 +166,39 @@ impl Tree {
                 depth[r] = depth[i] + 1;
             }
         }
-        self.depth = depth.into_iter().max().unwrap_or(0);
+        self.depth = depth.iter().copied().max().unwrap_or(0);
+        // In preorder a node's ancestors are the nodes of the current path above its
+        // depth: walk the nodes in order, keeping the path's features counted.
+        let n_feat = self
+            .nodes
+            .iter()
+            .filter(|n| n.feature != LEAF)
+            .map(|n| n.feature as usize + 1)
+            .max()
+            .unwrap_or(0);
+        let mut count = vec![0u32; n_feat];
+        let mut path: Vec<usize> = Vec::with_capacity(self.depth + 1);
+        let (mut distinct, mut most) = (0usize, 0usize);
+        for (i, &d) in depth.iter().enumerate() {
+            while path.len() > d {
+                let f = path.pop().unwrap_or(0);
+                count[f] -= 1;
+                if count[f] == 0 {
+                    distinct -= 1;
+                }
+            }
+            if self.is_leaf(i) {
+                most = most.max(distinct);
+            } else {
+                let f = self.feature(i);
+                count[f] += 1;
+                if count[f] == 1 {
+                    distinct += 1;
+                }
+                path.push(f);
+            }
+        }
+        self.path_features = most;
     }
 
     pub fn n_nodes(&self) -> usize {
@@ -198,7 +236,7 @@ impl Tree {
     /// Probability of the positive class in node `i` (any node).
     #[inline]
     pub fn value(&self, i: usize) -> f64 {
-        self.values[i]
+        self.nodes[i].prob
     }
 
     /// Children of internal node `i`: (left, right).
@@ -300,7 +338,7 @@ impl Tree {
                 } else {
                     n.right as usize
                 };
-                steps[k * super::MAX_DEPTH + len[k]] = (n.feature, t.values[next] - t.values[i]);
+                steps[k * super::MAX_DEPTH + len[k]] = (n.feature, t.nodes[next].prob - n.prob);
                 len[k] += 1;
                 at[k] = next;
             }
@@ -319,31 +357,54 @@ impl Tree {
         self.depth
     }
 
+    /// The most distinct features split on along one path from the root to a leaf (at
+    /// most the depth).
+    pub fn path_features(&self) -> usize {
+        self.path_features
+    }
+
     /// Adds this tree's path attribution for a group of rows to `phi` (row-major,
     /// `n_features` per row), walking the rows together like
     /// [`Tree::accumulate_group`]: each split on the way credits its feature with the
-    /// change in node probability.
+    /// change in node probability. Returns the rows' leaf values (what
+    /// [`Tree::accumulate_group`] adds), so scoring and attribution take one walk.
     #[inline]
-    pub fn attribute_group<const G: usize>(&self, rows: [&[f64]; G], phi: &mut [f64], nf: usize) {
+    pub fn attribute_group<const G: usize>(
+        &self,
+        rows: [&[f64]; G],
+        phi: &mut [f64],
+        nf: usize,
+    ) -> [f64; G] {
         let mut at = [0usize; G];
+        let mut here = [self.nodes[0].prob; G];
         let nodes = self.nodes.as_slice();
+        let phi = &mut phi[..G * nf];
         for _ in 0..self.depth {
             for k in 0..G {
                 let i = at[k];
-                let n = nodes[i];
-                if n.feature == LEAF {
-                    continue;
-                }
-                let f = n.feature as usize;
-                let next = if rows[k][f] <= n.value {
-                    i + 1
-                } else {
-                    n.right as usize
-                };
-                phi[k * nf + f] += self.values[next] - self.values[i];
+                // SAFETY: `i` starts at the root and only moves to children, which
+                // `from_parts` checked to be in range;
+                // a leaf keeps its own index.
+                let n = unsafe { *nodes.get_unchecked(i) };
+                // Without branching on the data, as `accumulate_group`: a row at its
+                // leaf adds `values[i] - values[i]`, exactly +0.0, to its first
+                // feature, which leaves every value's bits as they are (a sum of these
+                // differences starting at +0.0 is never -0.0).
+                let leaf = n.feature == LEAF;
+                let f = if leaf { 0 } else { n.feature as usize };
+                // Selected with masks: left with compares, the compiler branches here,
+                // and half of those branches are mispredicted.
+                let left = (rows[k][f] <= n.value) as usize;
+                let next = select(n.right as usize, i + 1, left);
+                let next = select(next, i, leaf as usize);
+                // SAFETY: as above.
+                let v = unsafe { nodes.get_unchecked(next) }.prob;
+                phi[k * nf + f] += v - here[k];
+                here[k] = v;
                 at[k] = next;
             }
         }
+        std::array::from_fn(|k| nodes[at[k]].value)
     }
 
     /// Adds this tree's probabilities for a group of rows to `acc`. The rows walk the
@@ -375,6 +436,12 @@ impl Tree {
             acc[k] += self.nodes[at[k]].value;
         }
     }
+}
+
+/// `b` if `pick` is 1, `a` if it is 0, without a branch.
+#[inline(always)]
+fn select(a: usize, b: usize, pick: usize) -> usize {
+    a ^ ((a ^ b) & pick.wrapping_neg())
 }
 
 /// Parameters a single tree is grown with.
