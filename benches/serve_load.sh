@@ -27,7 +27,8 @@ log "building spamscope (release, headless)"
 (cd "$root" && cargo build --release --no-default-features --quiet)
 bin=$root/target/release/spamscope
 venv=$out/venv
-"$root/benches/make_venv.sh" "$venv"
+# Its per-peer lines (stdout) are for `spamscope bench`; only the base is needed here.
+"$root/benches/make_venv.sh" "$venv" >&2
 "$venv/bin/python" -c 'import fastapi, uvicorn' 2>/dev/null ||
   "$venv/bin/pip" install --quiet fastapi 'uvicorn[standard]'
 

@@ -784,6 +784,40 @@ fn gen_data_writes_the_requested_size() {
     assert!(e.contains("/nonexistent/dir"), "{e}");
 }
 
+/// The bench without Python: our figures, and every peer reported as missing with its
+/// reason instead of an error. (The peers themselves need the bench venv: not run here.)
+#[test]
+fn bench_reports_peers_it_cannot_run_as_missing() {
+    let env = Env::new();
+    let data = env.data(3000);
+    let no_python = env.path("no-python");
+    let common = ["bench", "--data", s(&data), "--trees", "3", "--json"];
+    let r = json(&[&common[..], &["--python", s(&no_python)]].concat());
+    assert_eq!(r["rows"], 3000);
+    assert!(r["ours"]["fit_seconds"].as_f64().unwrap() > 0.0);
+    assert!(
+        r["ours"]["treeshap_bulk_accounts_per_second"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    for peer in ["sklearn", "xgboost", "ydf"] {
+        let why = r["peers"][peer]["missing"].as_str().unwrap();
+        assert!(
+            why.starts_with("cannot run ") && why.contains("no-python"),
+            "{why}"
+        );
+        assert!(r["ratios_ours_over"][peer]["fit_seconds"].is_null());
+    }
+    let why = r["shap"]["missing"].as_str().unwrap();
+    assert!(why.starts_with("needs the scikit-learn forest"), "{why}");
+    // --no-sklearn is still accepted, as --no-peers.
+    for flag in ["--no-peers", "--no-sklearn"] {
+        let r = json(&[&common[..], &[flag]].concat());
+        assert_eq!(r["peers"]["ydf"]["missing"], "not run (--no-peers)");
+    }
+}
+
 #[test]
 fn feedback_import_and_stats() {
     let env = Env::new();

@@ -226,7 +226,8 @@ pub enum Command {
     /// Accounts' confirmed final labels: confirm one, or import a file of them.
     #[command(subcommand)]
     Label(LabelCommand),
-    /// Benchmark our forest against scikit-learn on the same data and split.
+    /// Benchmark our forest against scikit-learn, XGBoost and YDF (and our TreeSHAP
+    /// against shap's) on the same data and split.
     Bench {
         /// Data to use (default: the synthetic default dataset).
         #[arg(long)]
@@ -236,10 +237,10 @@ pub enum Command {
         rows: Option<usize>,
         #[arg(long, default_value_t = 300)]
         trees: usize,
-        /// Skip the scikit-learn peer (ours only).
-        #[arg(long)]
-        no_sklearn: bool,
-        /// Python interpreter for the peer (default: a venv the bench creates).
+        /// Skip the Python peers (ours only).
+        #[arg(long, alias = "no-sklearn")]
+        no_peers: bool,
+        /// Python interpreter for the peers (default: a venv the bench creates).
         #[arg(long)]
         python: Option<PathBuf>,
         #[arg(long)]
@@ -986,14 +987,14 @@ pub fn run(cmd: Command) -> Result<()> {
             data,
             rows,
             trees,
-            no_sklearn,
+            no_peers,
             python,
             json,
         } => spamscope::ops::bench::run(spamscope::ops::bench::BenchArgs {
             data,
             rows,
             trees,
-            sklearn: !no_sklearn,
+            peers: !no_peers,
             python,
             json,
         }),

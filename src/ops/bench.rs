@@ -1,5 +1,12 @@
-//! `spamscope bench`: our forest and scikit-learn's on the same data and split, in one
-//! run, so the figures can be reported as ratios on a shared, noisy machine.
+//! `spamscope bench`: our forest and its peers (scikit-learn's RandomForestClassifier,
+//! XGBoost in random-forest mode, YDF's RandomForestLearner) on the same data and split,
+//! in one run, so the figures can be reported as ratios on a shared, noisy machine; and
+//! shap's TreeExplainer on the scikit-learn forest against our exact TreeSHAP.
+//!
+//! Each peer runs `benches/peers.py` in its own Python process (in a venv that
+//! `benches/make_venv.sh` creates under `target/`), so its memory figures are its own and
+//! one peer failing loses nothing of the others. A peer that cannot be installed or run
+//! is reported as missing, with the reason, never dropped and never an error.
 
 use crate::data::Dataset;
 use crate::data::preprocess::{Imputer, stratified_split};
@@ -10,17 +17,67 @@ use crate::model::explain::Method;
 use crate::model::forest::ForestParams;
 use crate::ops::error::{Error, Result};
 use crate::util::progress::StderrProgress;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::Instant;
 
 pub struct BenchArgs {
     pub data: Option<PathBuf>,
     pub rows: Option<usize>,
     pub trees: usize,
-    pub sklearn: bool,
+    /// Run the Python peers (`--no-peers` turns them off).
+    pub peers: bool,
     pub python: Option<PathBuf>,
     pub json: bool,
+}
+
+/// Accounts explained in bulk for our TreeSHAP throughput.
+const BULK_SHAP_ACCOUNTS: usize = 2_000;
+/// Accounts shap's TreeExplainer explains (about a second and a half each at 300 trees).
+const SHAP_ACCOUNTS: usize = 3;
+/// The targets.
+const TREESHAP_MS_TARGET: f64 = 10.0;
+const BULK_SHAP_TARGET: f64 = 500.0;
+const QUEUE_OVER_PLAIN_TARGET: f64 = 0.75;
+
+/// A system compared with ours: its key in the JSON and `--peer` of `peers.py`, and the
+/// name shown in the table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Peer {
+    Sklearn,
+    Xgboost,
+    Ydf,
+    Shap,
+}
+
+impl Peer {
+    const FORESTS: [Peer; 3] = [Peer::Sklearn, Peer::Xgboost, Peer::Ydf];
+    const ALL: [Peer; 4] = [Peer::Sklearn, Peer::Xgboost, Peer::Ydf, Peer::Shap];
+
+    fn key(self) -> &'static str {
+        match self {
+            Peer::Sklearn => "sklearn",
+            Peer::Xgboost => "xgboost",
+            Peer::Ydf => "ydf",
+            Peer::Shap => "shap",
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Peer::Sklearn => "scikit-learn",
+            Peer::Xgboost => "XGBoost",
+            Peer::Ydf => "YDF",
+            Peer::Shap => "shap",
+        }
+    }
+}
+
+fn missing(reason: impl Into<String>) -> Value {
+    json!({ "missing": reason.into() })
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -38,68 +95,115 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
     let labels = d.require_both_classes()?.to_vec();
     let split = stratified_split(&labels, 0.2, 42)?;
+    let threads = rayon::current_num_threads();
     eprintln!(
         "bench: {} rows ({} train / {} test), {} trees, {} threads",
         d.n_rows(),
         split.train.len(),
         split.test.len(),
         args.trees,
-        rayon::current_num_threads()
+        threads
     );
+    let ours = run_ours(&d, &labels, &split.train, &split.test, args.trees)?;
+    let peers = if args.peers {
+        run_peers(
+            &d,
+            &split.train,
+            &split.test,
+            args.trees,
+            threads,
+            args.python.as_deref(),
+        )
+    } else {
+        Peer::ALL
+            .iter()
+            .map(|&p| (p, missing("not run (--no-peers)")))
+            .collect()
+    };
+    let report = build_report(
+        d.n_rows(),
+        split.train.len(),
+        split.test.len(),
+        args.trees,
+        threads,
+        ours,
+        peers,
+    );
+    if args.json {
+        println!("{report}");
+    } else {
+        print!("{}", format_report(&report));
+    }
+    Ok(())
+}
 
-    // Ours.
+/// Our forest: fit (with its peak memory), predictions, latencies, explanations, the
+/// review queue's workload.
+fn run_ours(
+    d: &Dataset,
+    labels: &[u8],
+    train: &[usize],
+    test: &[usize],
+    trees: usize,
+) -> Result<Value> {
     let params = ForestParams {
-        n_trees: args.trees,
+        n_trees: trees,
         ..ForestParams::default()
     };
     let t = Instant::now();
-    let imputer = Imputer::fit(&d.columns, &split.train);
-    let cols = imputer.transform_columns(&d.columns, &split.train);
-    let refs: Vec<&[f64]> = cols.iter().map(Vec::as_slice).collect();
-    let y: Vec<u8> = split.train.iter().map(|&i| labels[i]).collect();
-    let forest = params.fit(&refs, &y, None, &StderrProgress::new())?;
+    let (fitted, memory) = crate::util::memory::measure(|| {
+        let imputer = Imputer::fit(&d.columns, train);
+        let cols = imputer.transform_columns(&d.columns, train);
+        let refs: Vec<&[f64]> = cols.iter().map(Vec::as_slice).collect();
+        let y: Vec<u8> = train.iter().map(|&i| labels[i]).collect();
+        params
+            .fit(&refs, &y, None, &StderrProgress::new())
+            .map(|forest| (imputer, forest))
+    });
+    let (imputer, forest) = fitted?;
     let fit_seconds = t.elapsed().as_secs_f64();
-    drop(cols);
     let model = Model::forest(imputer, forest);
     let t = Instant::now();
-    let scores = model.predict_dataset(&d, Some(&split.test));
+    let scores = model.predict_dataset(d, Some(test));
     let predict_seconds = t.elapsed().as_secs_f64();
-    let test_labels: Vec<u8> = split.test.iter().map(|&i| labels[i]).collect();
+    let test_labels: Vec<u8> = test.iter().map(|&i| labels[i]).collect();
     let m = Metrics::from_scores(&test_labels, &scores, 0.5)?;
-    let rows: Vec<Vec<f64>> = split.test.iter().take(200).map(|&i| d.row(i)).collect();
-    let single: Vec<f64> = rows
-        .iter()
-        .map(|r| {
-            let t = Instant::now();
-            std::hint::black_box(model.predict_one(r));
-            t.elapsed().as_secs_f64() * 1000.0
-        })
-        .collect();
-    let shap: Vec<f64> = rows
-        .iter()
-        .take(15)
-        .map(|r| {
-            let t = Instant::now();
-            std::hint::black_box(model.explain_one(r, Method::TreeShap));
-            t.elapsed().as_secs_f64() * 1000.0
-        })
-        .collect();
-    let saabas: Vec<f64> = rows
-        .iter()
-        .map(|r| {
-            let t = Instant::now();
-            std::hint::black_box(model.explain_one(r, Method::PathAttribution));
-            t.elapsed().as_secs_f64() * 1000.0
-        })
-        .collect();
+    let rows: Vec<Vec<f64>> = test.iter().take(200).map(|&i| d.row(i)).collect();
+    let timed = |n: usize, f: &dyn Fn(&[f64])| -> f64 {
+        median(
+            rows.iter()
+                .take(n)
+                .map(|r| {
+                    let t = Instant::now();
+                    f(r);
+                    t.elapsed().as_secs_f64() * 1000.0
+                })
+                .collect(),
+        )
+    };
+    let single = timed(200, &|r| {
+        std::hint::black_box(model.predict_one(r));
+    });
+    let treeshap = timed(15, &|r| {
+        std::hint::black_box(model.explain_one(r, Method::TreeShap));
+    });
+    let saabas = timed(200, &|r| {
+        std::hint::black_box(model.explain_one(r, Method::PathAttribution));
+    });
+    // Exact TreeSHAP in bulk, as an export of every account's reasons would run it.
+    let bulk: Vec<usize> = test.iter().copied().take(BULK_SHAP_ACCOUNTS).collect();
+    eprintln!("bench: exact TreeSHAP of {} test accounts...", bulk.len());
+    let t = Instant::now();
+    std::hint::black_box(model.explain_rows(d, &bulk, Method::TreeShap));
+    let bulk_seconds = t.elapsed().as_secs_f64();
     // The review queue's workload: every account of the file, probabilities only and
     // with the top three reasons (path attribution).
     let t = Instant::now();
-    let all = model.predict_dataset(&d, None);
+    let all = model.predict_dataset(d, None);
     let score_all_seconds = t.elapsed().as_secs_f64();
     std::hint::black_box(all);
     let queue = crate::ops::score::score_batch(
-        &d,
+        d,
         &model,
         0,
         0.5,
@@ -107,191 +211,531 @@ pub fn run(args: BenchArgs) -> Result<()> {
         Method::PathAttribution,
         &crate::util::progress::NoProgress,
     )?;
-    let ours = json!({
+    let plain_rows_per_second = d.n_rows() as f64 / score_all_seconds.max(1e-9);
+    Ok(json!({
+        "version": env!("CARGO_PKG_VERSION"),
         "score_all_seconds": score_all_seconds,
         "score_all_rows": d.n_rows(),
-        "score_all_rows_per_second": d.n_rows() as f64 / score_all_seconds,
+        "score_all_rows_per_second": plain_rows_per_second,
         "queue_seconds": queue.seconds,
         "queue_rows_per_second": queue.rows_per_second(),
+        "queue_over_plain": queue.rows_per_second() / plain_rows_per_second,
         "fit_seconds": fit_seconds,
+        "fit_peak_rss_bytes": memory.peak_rss_bytes,
+        "fit_extra_rss_bytes": memory.extra_rss_bytes,
         "predict_seconds": predict_seconds,
-        "single_row_ms": median(single),
-        "treeshap_ms": median(shap),
-        "path_attribution_ms": median(saabas),
+        "single_row_ms": single,
+        "treeshap_ms": treeshap,
+        "treeshap_bulk_accounts": bulk.len(),
+        "treeshap_bulk_seconds": bulk_seconds,
+        "treeshap_bulk_accounts_per_second": bulk.len() as f64 / bulk_seconds.max(1e-9),
+        "path_attribution_ms": saabas,
         "roc_auc": m.roc_auc,
         "f1": m.f1,
         "precision": m.precision,
         "recall": m.recall,
         "model_bytes": model.to_bytes().len(),
         "nodes": model.as_forest().map_or(0, |f| f.n_nodes()),
-    });
-
-    let peer = if args.sklearn {
-        Some(run_sklearn(
-            &d,
-            &split.train,
-            &split.test,
-            args.trees,
-            args.python.as_deref(),
-        )?)
-    } else {
-        None
-    };
-    let ratio = |k: &str| -> Value {
-        match &peer {
-            Some(p) => match (ours[k].as_f64(), p[k].as_f64()) {
-                (Some(a), Some(b)) if b > 0.0 => json!(a / b),
-                _ => Value::Null,
-            },
-            None => Value::Null,
-        }
-    };
-    let report = json!({
-        "rows": d.n_rows(),
-        "train_rows": split.train.len(),
-        "test_rows": split.test.len(),
-        "trees": args.trees,
-        "threads": rayon::current_num_threads(),
-        "ours": ours,
-        "sklearn": peer.clone().unwrap_or(Value::Null),
-        "ratios_ours_over_sklearn": {
-            "fit_seconds": ratio("fit_seconds"),
-            "predict_seconds": ratio("predict_seconds"),
-            "score_all_seconds": ratio("score_all_seconds"),
-            "single_row_ms": ratio("single_row_ms"),
-            "model_bytes": ratio("model_bytes"),
-        },
-        "auc_difference": peer.as_ref().and_then(|p| p["roc_auc"].as_f64()).map(|a| m.roc_auc - a),
-    });
-    if args.json {
-        println!("{report}");
-    } else {
-        print_report(&report);
-    }
-    Ok(())
+    }))
 }
 
-fn print_report(r: &Value) {
+/// The JSON report: ours, every peer (figures or `{"missing": reason}`), shap, ratios
+/// of ours over each peer and the targets.
+fn build_report(
+    rows: usize,
+    train_rows: usize,
+    test_rows: usize,
+    trees: usize,
+    threads: usize,
+    ours: Value,
+    mut peers: HashMap<Peer, Value>,
+) -> Value {
+    let mut take = |p: Peer| peers.remove(&p).unwrap_or_else(|| missing("not run"));
+    let forests: Map<String, Value> = Peer::FORESTS
+        .iter()
+        .map(|&p| (p.key().to_string(), take(p)))
+        .collect();
+    let shap = take(Peer::Shap);
+    let ratio = |a: &Value, b: &Value| -> Value {
+        match (a.as_f64(), b.as_f64()) {
+            (Some(a), Some(b)) if b > 0.0 => json!(a / b),
+            _ => Value::Null,
+        }
+    };
+    let mut ratios = Map::new();
+    let mut auc_difference = Map::new();
+    for (key, p) in &forests {
+        let r: Map<String, Value> = RATIO_KEYS
+            .iter()
+            .map(|&k| (k.to_string(), ratio(&ours[k], &p[k])))
+            .collect();
+        ratios.insert(key.clone(), Value::Object(r));
+        let diff = p["roc_auc"].as_f64().zip(ours["roc_auc"].as_f64());
+        auc_difference.insert(key.clone(), json!(diff.map(|(p, o)| o - p)));
+    }
+    ratios.insert(
+        "shap".into(),
+        json!({ "treeshap_ms": ratio(&ours["treeshap_ms"], &shap["ms_per_account"]) }),
+    );
+    let target = |value: &Value, op: &str, bound: f64| -> Value {
+        let pass = value.as_f64().map(|v| match op {
+            "<=" => v <= bound,
+            _ => v >= bound,
+        });
+        json!({ "value": value, "target": format!("{op} {bound}"), "pass": pass })
+    };
+    json!({
+        "rows": rows,
+        "train_rows": train_rows,
+        "test_rows": test_rows,
+        "trees": trees,
+        "threads": threads,
+        "targets": {
+            "treeshap_ms": target(&ours["treeshap_ms"], "<=", TREESHAP_MS_TARGET),
+            "treeshap_bulk_accounts_per_second":
+                target(&ours["treeshap_bulk_accounts_per_second"], ">=", BULK_SHAP_TARGET),
+            "queue_over_plain": target(&ours["queue_over_plain"], ">=", QUEUE_OVER_PLAIN_TARGET),
+        },
+        "ours": ours,
+        "peers": forests,
+        "shap": shap,
+        "ratios_ours_over": ratios,
+        "auc_difference_ours_minus": auc_difference,
+    })
+}
+
+/// The figures with a ratio of ours over each forest peer (lower is better for all).
+const RATIO_KEYS: [&str; 7] = [
+    "fit_seconds",
+    "predict_seconds",
+    "score_all_seconds",
+    "single_row_ms",
+    "model_bytes",
+    "fit_peak_rss_bytes",
+    "fit_extra_rss_bytes",
+];
+
+/// The report as the table `spamscope bench` prints: one column per system.
+fn format_report(r: &Value) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
     let o = &r["ours"];
-    let s = &r["sklearn"];
-    let f = |v: &Value, k: &str, digits: usize| -> String {
+    let num = |v: &Value, k: &str, digits: usize| -> String {
+        if v.get("missing").is_some() {
+            return "missing".into();
+        }
         v[k].as_f64()
             .map_or("-".to_string(), |x| format!("{x:.digits$}"))
     };
-    println!(
+    let mb = |v: &Value, k: &str| -> String {
+        if v.get("missing").is_some() {
+            return "missing".into();
+        }
+        v[k].as_f64()
+            .map_or("-".to_string(), |x| format!("{:.1}", x / 1e6))
+    };
+    let text = |v: &Value, k: &str| -> String {
+        match (v.get("missing"), v[k].as_str()) {
+            (Some(_), _) => "missing".into(),
+            (None, Some(s)) => s.to_string(),
+            (None, None) => "-".into(),
+        }
+    };
+    let peers: Vec<(Peer, &Value)> = Peer::FORESTS
+        .iter()
+        .map(|&p| (p, &r["peers"][p.key()]))
+        .collect();
+    // A value of ours and of each peer; a peer's ratio or difference.
+    let cells = |f: &dyn Fn(&Value) -> String| -> Vec<String> {
+        std::iter::once(f(o))
+            .chain(peers.iter().map(|(_, p)| f(p)))
+            .collect()
+    };
+    let versus = |table: &str, k: Option<&str>, f: &dyn Fn(f64) -> String| -> Vec<String> {
+        let value = |p: Peer| {
+            let v = &r[table][p.key()];
+            k.map_or(v, |k| &v[k]).as_f64().map_or("-".into(), f)
+        };
+        std::iter::once(String::new())
+            .chain(peers.iter().map(|&(p, _)| value(p)))
+            .collect()
+    };
+    let _ = writeln!(
+        out,
         "{} rows, {} train / {} test, {} trees, {} threads",
         r["rows"], r["train_rows"], r["test_rows"], r["trees"], r["threads"]
     );
-    println!(
-        "{:<28}{:>14}{:>14}{:>12}",
-        "", "spamscope", "scikit-learn", "ratio"
-    );
-    for (label, k, d) in [
+    let header: Vec<String> = std::iter::once("spamscope")
+        .chain(peers.iter().map(|(p, _)| p.name()))
+        .map(str::to_string)
+        .collect();
+    push_row(&mut out, "", &header);
+    push_row(&mut out, "version", &cells(&|v| text(v, "version")));
+    for (label, k, digits) in [
         ("fit (s)", "fit_seconds", 2),
         ("batch predict, test set (s)", "predict_seconds", 3),
         ("score all rows (s)", "score_all_seconds", 3),
         ("single row (ms)", "single_row_ms", 3),
-        ("model size (bytes)", "model_bytes", 0),
     ] {
-        println!(
-            "{:<28}{:>14}{:>14}{:>12}",
-            label,
-            f(o, k, d),
-            f(s, k, d),
-            f(&r["ratios_ours_over_sklearn"], k, 4)
-        );
+        push_row(&mut out, label, &cells(&|v| num(v, k, digits)));
+        let ratios = versus("ratios_ours_over", Some(k), &|x| format!("{x:.3}"));
+        push_row(&mut out, "  ours / peer", &ratios);
     }
-    println!(
-        "{:<28}{:>14}{:>14}{:>12}",
-        "ROC-AUC",
-        f(o, "roc_auc", 4),
-        f(s, "roc_auc", 4),
-        r["auc_difference"]
-            .as_f64()
-            .map_or("-".into(), |x| format!("{x:+.4}"))
-    );
+    push_row(&mut out, "ROC-AUC", &cells(&|v| num(v, "roc_auc", 4)));
+    let diff = versus("auc_difference_ours_minus", None, &|x| format!("{x:+.4}"));
+    push_row(&mut out, "  ours - peer", &diff);
     for (label, k) in [
         ("precision at 0.5", "precision"),
         ("recall at 0.5", "recall"),
         ("F1 at 0.5", "f1"),
     ] {
-        println!("{:<28}{:>14}{:>14}", label, f(o, k, 4), f(s, k, 4));
+        push_row(&mut out, label, &cells(&|v| num(v, k, 4)));
     }
-    println!(
-        "all {} rows: {} rows/s (scikit-learn {} rows/s); review queue with 3 reasons per row: {} rows/s",
+    let peak = cells(&|v| mb(v, "fit_peak_rss_bytes"));
+    push_row(&mut out, "peak memory, training (MB)", &peak);
+    let extra = cells(&|v| mb(v, "fit_extra_rss_bytes"));
+    push_row(&mut out, "  of which training (MB)", &extra);
+    push_row(
+        &mut out,
+        "model size (MB)",
+        &cells(&|v| mb(v, "model_bytes")),
+    );
+    for (p, v) in &peers {
+        if let Some(why) = v["missing"].as_str() {
+            let _ = writeln!(out, "{}: missing: {why}", p.name());
+        }
+    }
+    let s = &r["shap"];
+    match s["missing"].as_str() {
+        Some(why) => {
+            let _ = writeln!(
+                out,
+                "shap TreeExplainer: missing: {why}; ours exact TreeSHAP {} ms per account",
+                num(o, "treeshap_ms", 2)
+            );
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "shap {} TreeExplainer (tree_path_dependent) on the scikit-learn forest: {} ms per account (median of {}); ours exact TreeSHAP: {} ms (ours / shap {})",
+                text(s, "version"),
+                num(s, "ms_per_account", 1),
+                s["accounts"],
+                num(o, "treeshap_ms", 2),
+                num(&r["ratios_ours_over"]["shap"], "treeshap_ms", 4),
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "ours exact TreeSHAP in bulk: {} accounts in {} s = {} accounts/s; path attribution: {} ms per account",
+        o["treeshap_bulk_accounts"],
+        num(o, "treeshap_bulk_seconds", 2),
+        num(o, "treeshap_bulk_accounts_per_second", 0),
+        num(o, "path_attribution_ms", 3),
+    );
+    let _ = writeln!(
+        out,
+        "all {} rows: {} rows/s; review queue with 3 reasons per row: {} rows/s; queue / plain {}",
         o["score_all_rows"],
-        f(o, "score_all_rows_per_second", 0),
-        f(s, "score_all_rows_per_second", 0),
-        f(o, "queue_rows_per_second", 0)
+        num(o, "score_all_rows_per_second", 0),
+        num(o, "queue_rows_per_second", 0),
+        num(o, "queue_over_plain", 3),
     );
-    println!(
-        "TreeSHAP one account: {} ms; path attribution: {} ms",
-        f(o, "treeshap_ms", 1),
-        f(o, "path_attribution_ms", 3),
-    );
+    for (label, k, unit) in [
+        ("TreeSHAP per account", "treeshap_ms", " ms"),
+        (
+            "bulk TreeSHAP",
+            "treeshap_bulk_accounts_per_second",
+            " accounts/s",
+        ),
+        ("review queue over plain scoring", "queue_over_plain", ""),
+    ] {
+        let t = &r["targets"][k];
+        let verdict = match t["pass"].as_bool() {
+            Some(true) => "PASS",
+            Some(false) => "FAIL",
+            None => "n/a",
+        };
+        let value = t["value"].as_f64().map_or("-".into(), |x| {
+            if x >= 100.0 {
+                format!("{x:.0}")
+            } else {
+                format!("{x:.3}")
+            }
+        });
+        let _ = writeln!(
+            out,
+            "target {label} {}{unit}: {verdict} ({value}{unit})",
+            t["target"].as_str().unwrap_or("")
+        );
+    }
+    out
 }
 
-/// Writes the split to CSV and runs `benches/sklearn_peer.py` in the bench venv.
-fn run_sklearn(
+fn push_row(out: &mut String, label: &str, cells: &[String]) {
+    use std::fmt::Write;
+    let _ = write!(out, "{label:<30}");
+    for c in cells {
+        let _ = write!(out, "{c:>14}");
+    }
+    out.push('\n');
+}
+
+/// Where the peers' Python comes from and what the venv script said about each peer.
+struct Python {
+    interpreter: PathBuf,
+    /// Peers the venv could not provide, with the reason.
+    not_installed: HashMap<Peer, String>,
+}
+
+/// The bench venv (created or completed by `benches/make_venv.sh`), or the given
+/// interpreter as it is. Never fails: what is wrong becomes each peer's reason.
+fn prepare_python(repo: &Path, python: Option<&Path>) -> Python {
+    if let Some(p) = python {
+        return Python {
+            interpreter: p.to_path_buf(),
+            not_installed: HashMap::new(),
+        };
+    }
+    let venv = std::env::var_os("SPAMSCOPE_BENCH_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo.join("target").join("bench-venv"));
+    eprintln!(
+        "bench: preparing the peers' venv at {} (the first time takes minutes)",
+        venv.display()
+    );
+    let script = repo.join("benches").join("make_venv.sh");
+    let (ok, stdout, last_err) =
+        match run_forwarding_stderr(Command::new("bash").arg(&script).arg(&venv)) {
+            Ok(r) => r,
+            Err(e) => (
+                false,
+                String::new(),
+                format!("cannot run {}: {e}", script.display()),
+            ),
+        };
+    let not_installed = venv_report(ok, &stdout, &last_err);
+    Python {
+        interpreter: venv.join("bin").join("python"),
+        not_installed,
+    }
+}
+
+/// Reads make_venv.sh's lines (`PEER\tok` or `PEER\tmissing\tREASON`); a peer without a
+/// line is missing with the script's last words.
+fn venv_report(ok: bool, stdout: &str, last_err: &str) -> HashMap<Peer, String> {
+    let mut said: HashMap<&str, Option<String>> = HashMap::new();
+    for line in stdout.lines() {
+        let mut parts = line.splitn(3, '\t');
+        match (parts.next(), parts.next()) {
+            (Some(peer), Some("ok")) => {
+                said.insert(peer, None);
+            }
+            (Some(peer), Some("missing")) => {
+                let why = parts.next().unwrap_or("").trim();
+                let why = if why.is_empty() { "not installed" } else { why };
+                said.insert(peer, Some(why.to_string()));
+            }
+            _ => {}
+        }
+    }
+    let fallback = if last_err.is_empty() {
+        format!(
+            "make_venv.sh {}",
+            if ok {
+                "said nothing about it"
+            } else {
+                "failed"
+            }
+        )
+    } else {
+        format!("make_venv.sh failed: {last_err}")
+    };
+    Peer::ALL
+        .iter()
+        .filter_map(|&p| match said.get(p.key()) {
+            Some(None) => None,
+            Some(Some(why)) => Some((p, why.clone())),
+            None => Some((p, fallback.clone())),
+        })
+        .collect()
+}
+
+/// Runs a command with its stderr shown as it comes (pip's progress) and kept: returns
+/// (success, stdout, the last non-empty stderr line).
+fn run_forwarding_stderr(cmd: &mut Command) -> std::io::Result<(bool, String, String)> {
+    use std::io::{BufRead, Read};
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let stderr = child.stderr.take().expect("piped");
+    let forward = std::thread::spawn(move || {
+        let mut last = String::new();
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(|l| l.ok())
+        {
+            eprintln!("{line}");
+            if !line.trim().is_empty() {
+                last = line.trim().to_string();
+            }
+        }
+        last
+    });
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .expect("piped")
+        .read_to_string(&mut stdout)?;
+    let status = child.wait()?;
+    let last = forward.join().unwrap_or_default();
+    Ok((status.success(), stdout, last))
+}
+
+/// Runs every peer on the split, each in its own process: the forests, then shap on the
+/// scikit-learn forest. Every peer gets figures or `{"missing": reason}`.
+fn run_peers(
     d: &Dataset,
     train: &[usize],
     test: &[usize],
     trees: usize,
+    threads: usize,
     python: Option<&Path>,
-) -> Result<Value> {
+) -> HashMap<Peer, Value> {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let python = match python {
-        Some(p) => p.to_path_buf(),
-        None => {
-            let venv = std::env::var_os("SPAMSCOPE_BENCH_VENV")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| repo.join("target").join("bench-venv"));
-            eprintln!(
-                "bench: preparing the scikit-learn venv at {}",
-                venv.display()
-            );
-            let status = std::process::Command::new("bash")
-                .arg(repo.join("benches").join("make_venv.sh"))
-                .arg(&venv)
-                .status()
-                .map_err(|e| Error::Invalid(format!("cannot run make_venv.sh: {e}")))?;
-            if !status.success() {
-                return Err(Error::Invalid(
-                    "creating the scikit-learn venv failed (see above); use --no-sklearn or --python".into(),
-                ));
-            }
-            venv.join("bin").join("python")
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("spamscope-bench-{}-{run}", std::process::id()));
+    let written = std::fs::create_dir_all(&dir)
+        .map_err(|e| Error::io(&dir, e))
+        .and_then(|()| {
+            write_subset(d, train, &dir.join("train.csv"))?;
+            write_subset(d, test, &dir.join("test.csv"))?;
+            write_subset(
+                d,
+                &(0..d.n_rows()).collect::<Vec<_>>(),
+                &dir.join("all.csv"),
+            )
+        });
+    let out = match written {
+        Err(e) => Peer::ALL
+            .iter()
+            .map(|&p| (p, missing(format!("cannot write the split: {e}"))))
+            .collect(),
+        Ok(()) => {
+            let py = prepare_python(repo, python);
+            run_peer_processes(
+                &py,
+                &repo.join("benches").join("peers.py"),
+                &dir,
+                trees,
+                threads,
+            )
         }
     };
-    let dir = std::env::temp_dir().join(format!("spamscope-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-    let train_csv = dir.join("train.csv");
-    let test_csv = dir.join("test.csv");
-    let all_csv = dir.join("all.csv");
-    write_subset(d, train, &train_csv)?;
-    write_subset(d, test, &test_csv)?;
-    write_subset(d, &(0..d.n_rows()).collect::<Vec<_>>(), &all_csv)?;
-    eprintln!("bench: fitting scikit-learn (this takes a while)...");
-    let out = std::process::Command::new(&python)
-        .arg(repo.join("benches").join("sklearn_peer.py"))
-        .arg(&train_csv)
-        .arg(&test_csv)
-        .arg(trees.to_string())
-        .arg(&all_csv)
-        .output()
-        .map_err(|e| Error::Invalid(format!("cannot run {}: {e}", python.display())))?;
     let _ = std::fs::remove_dir_all(&dir);
-    if !out.status.success() {
-        return Err(Error::Invalid(format!(
-            "the scikit-learn peer failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-                .lines()
-                .last()
-                .unwrap_or("")
-        )));
+    out
+}
+
+fn run_peer_processes(
+    py: &Python,
+    script: &Path,
+    dir: &Path,
+    trees: usize,
+    threads: usize,
+) -> HashMap<Peer, Value> {
+    let mut out: HashMap<Peer, Value> = HashMap::new();
+    let model = dir.join("sklearn-forest.pickle");
+    for peer in Peer::ALL {
+        let result = if let Some(why) = py.not_installed.get(&peer) {
+            missing(why.clone())
+        } else if let Some(why) = (peer == Peer::Shap)
+            .then(|| out[&Peer::Sklearn]["missing"].as_str())
+            .flatten()
+        {
+            missing(format!(
+                "needs the scikit-learn forest, which is missing ({why})"
+            ))
+        } else {
+            let mut args: Vec<OsString> = vec![
+                script.into(),
+                "--peer".into(),
+                peer.key().into(),
+                "--test".into(),
+                dir.join("test.csv").into(),
+            ];
+            if peer == Peer::Shap {
+                args.extend([
+                    "--model-in".into(),
+                    model.clone().into(),
+                    "--accounts".into(),
+                    SHAP_ACCOUNTS.to_string().into(),
+                ]);
+                eprintln!("bench: shap's TreeExplainer on the scikit-learn forest...");
+            } else {
+                args.extend([
+                    "--train".into(),
+                    dir.join("train.csv").into(),
+                    "--all".into(),
+                    dir.join("all.csv").into(),
+                    "--trees".into(),
+                    trees.to_string().into(),
+                    "--threads".into(),
+                    threads.to_string().into(),
+                ]);
+                if peer == Peer::Sklearn {
+                    args.extend(["--model-out".into(), model.clone().into()]);
+                }
+                eprintln!("bench: fitting {} (this takes a while)...", peer.name());
+            }
+            run_peer(&py.interpreter, &args)
+        };
+        if let Some(why) = result["missing"].as_str() {
+            eprintln!("bench: {} missing: {why}", peer.name());
+        }
+        out.insert(peer, result);
     }
-    serde_json::from_slice(&out.stdout)
-        .map_err(|e| Error::Invalid(format!("the scikit-learn peer printed no JSON: {e}")))
+    out
+}
+
+/// Runs one peer process: its JSON (the last line of its stdout), or
+/// `{"missing": reason}` with the one line that says why it failed.
+fn run_peer(python: &Path, args: &[OsString]) -> Value {
+    let out = match Command::new(python)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+    {
+        Ok(out) => out,
+        Err(e) => return missing(format!("cannot run {}: {e}", python.display())),
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let last_err = stderr.lines().rev().map(str::trim).find(|l| !l.is_empty());
+    if !out.status.success() {
+        return missing(match last_err {
+            Some(l) => l.to_string(),
+            None => format!(
+                "{} failed ({}) without a message",
+                python.display(),
+                out.status
+            ),
+        });
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
+    match serde_json::from_str::<Value>(last) {
+        Ok(v) if v.is_object() && v.get("missing").is_none() => v,
+        Ok(_) => missing("printed no JSON object"),
+        Err(e) => missing(format!("printed no JSON: {e}")),
+    }
 }
 
 fn write_subset(d: &Dataset, idx: &[usize], path: &Path) -> Result<()> {
@@ -322,4 +766,184 @@ fn write_subset(d: &Dataset, idx: &[usize], path: &Path) -> Result<()> {
         writeln!(w, "{line}").map_err(|e| Error::io(path, e))?;
     }
     w.flush().map_err(|e| Error::io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn small() -> (Dataset, Vec<usize>, Vec<usize>) {
+        let d = default_dataset(SynthParams { rows: 600, seed: 3 });
+        let labels = d.require_both_classes().unwrap().to_vec();
+        let split = stratified_split(&labels, 0.2, 42).unwrap();
+        (d, split.train, split.test)
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_peer_that_cannot_run_is_missing_with_its_reason() {
+        let (d, train, test) = small();
+        for (python, reason) in [
+            (
+                "/bin/false",
+                "/bin/false failed (exit status: 1) without a message",
+            ),
+            (
+                "/nonexistent/python",
+                "cannot run /nonexistent/python: No such file",
+            ),
+        ] {
+            let peers = run_peers(&d, &train, &test, 3, 1, Some(Path::new(python)));
+            for p in Peer::FORESTS {
+                let why = peers[&p]["missing"].as_str().unwrap_or_default();
+                assert!(why.contains(reason), "{p:?}: {}", peers[&p]);
+            }
+            let why = peers[&Peer::Shap]["missing"].as_str().unwrap_or_default();
+            assert!(
+                why.starts_with("needs the scikit-learn forest") && why.contains(reason),
+                "{why}"
+            );
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_peer_that_prints_no_json_is_missing() {
+        // `echo` succeeds and prints its arguments: not a JSON object.
+        let v = run_peer(Path::new("echo"), &["--peer".into(), "ydf".into()]);
+        let why = v["missing"].as_str().unwrap_or_default();
+        assert!(why.starts_with("printed no JSON: "), "{v}");
+        // `sh -c` fails with a message: its last line is the reason.
+        let v = run_peer(
+            Path::new("sh"),
+            &[
+                "-c".into(),
+                "echo first >&2; echo 'No module named ydf' >&2; exit 3".into(),
+            ],
+        );
+        assert_eq!(v["missing"], "No module named ydf");
+        let v = run_peer(
+            Path::new("sh"),
+            &["-c".into(), "echo '{\"fit_seconds\": 2}'".into()],
+        );
+        assert_eq!(v["fit_seconds"], 2);
+    }
+
+    #[test]
+    fn the_venv_script_reports_each_peer() {
+        let out = "sklearn\tok\nxgboost\tmissing\tpip install xgboost-cpu failed: ERROR: no wheel\nshap\tok\n";
+        let r = venv_report(true, out, "");
+        assert_eq!(
+            r[&Peer::Xgboost],
+            "pip install xgboost-cpu failed: ERROR: no wheel"
+        );
+        assert!(!r.contains_key(&Peer::Sklearn) && !r.contains_key(&Peer::Shap));
+        // No line for YDF: the script's own last words.
+        assert_eq!(r[&Peer::Ydf], "make_venv.sh said nothing about it");
+        let r = venv_report(false, "", "make_venv: python3 -m venv failed: no ensurepip");
+        for p in Peer::ALL {
+            assert_eq!(
+                r[&p],
+                "make_venv.sh failed: make_venv: python3 -m venv failed: no ensurepip"
+            );
+        }
+    }
+
+    fn figures(fit: f64, auc: f64) -> Value {
+        json!({
+            "version": "1.2.3",
+            "fit_seconds": fit,
+            "predict_seconds": 0.5,
+            "score_all_seconds": 1.0,
+            "single_row_ms": 2.0,
+            "roc_auc": auc,
+            "precision": 0.8,
+            "recall": 0.7,
+            "f1": 0.75,
+            "fit_peak_rss_bytes": 1_000_000_000u64,
+            "fit_extra_rss_bytes": 700_000_000u64,
+            "model_bytes": 50_000_000u64,
+        })
+    }
+
+    #[test]
+    fn the_table_shows_missing_peers_with_their_reason() {
+        let mut ours = figures(1.0, 0.95);
+        ours["treeshap_ms"] = json!(4.0);
+        ours["treeshap_bulk_accounts_per_second"] = json!(400.0);
+        ours["queue_over_plain"] = json!(0.8);
+        let peers = HashMap::from([
+            (Peer::Sklearn, figures(4.0, 0.94)),
+            (
+                Peer::Xgboost,
+                missing("pip install xgboost-cpu failed: ERROR: no wheel"),
+            ),
+            (Peer::Ydf, figures(2.0, 0.96)),
+            (
+                Peer::Shap,
+                json!({"version": "0.51.0", "ms_per_account": 1400.0, "accounts": 3}),
+            ),
+        ]);
+        let r = build_report(1000, 800, 200, 300, 2, ours, peers);
+        assert_eq!(r["ratios_ours_over"]["sklearn"]["fit_seconds"], 0.25);
+        assert_eq!(r["ratios_ours_over"]["ydf"]["fit_seconds"], 0.5);
+        assert_eq!(r["ratios_ours_over"]["xgboost"]["fit_seconds"], Value::Null);
+        assert_eq!(
+            r["peers"]["xgboost"]["missing"],
+            "pip install xgboost-cpu failed: ERROR: no wheel"
+        );
+        assert!((r["auc_difference_ours_minus"]["sklearn"].as_f64().unwrap() - 0.01).abs() < 1e-9);
+        assert_eq!(r["targets"]["treeshap_ms"]["pass"], true);
+        assert_eq!(
+            r["targets"]["treeshap_bulk_accounts_per_second"]["pass"],
+            false
+        );
+        assert_eq!(r["targets"]["queue_over_plain"]["pass"], true);
+
+        let table = format_report(&r);
+        let header = table.lines().nth(1).unwrap();
+        for name in ["spamscope", "scikit-learn", "XGBoost", "YDF"] {
+            assert!(header.contains(name), "{header}");
+        }
+        let fit = table.lines().find(|l| l.starts_with("fit (s)")).unwrap();
+        assert_eq!(
+            fit.split_whitespace().collect::<Vec<_>>(),
+            ["fit", "(s)", "1.00", "4.00", "missing", "2.00"]
+        );
+        let ratio = table
+            .lines()
+            .skip_while(|l| !l.starts_with("fit (s)"))
+            .nth(1)
+            .unwrap();
+        assert_eq!(
+            ratio.split_whitespace().collect::<Vec<_>>(),
+            ["ours", "/", "peer", "0.250", "-", "0.500"]
+        );
+        let memory = table
+            .lines()
+            .find(|l| l.starts_with("peak memory"))
+            .unwrap();
+        assert_eq!(
+            memory.split_whitespace().collect::<Vec<_>>(),
+            [
+                "peak", "memory,", "training", "(MB)", "1000.0", "1000.0", "missing", "1000.0"
+            ]
+        );
+        assert!(
+            table.contains("XGBoost: missing: pip install xgboost-cpu failed: ERROR: no wheel"),
+            "{table}"
+        );
+        assert!(
+            table.contains("on the scikit-learn forest: 1400.0 ms per account (median of 3)"),
+            "{table}"
+        );
+        assert!(
+            table.contains("target bulk TreeSHAP >= 500 accounts/s: FAIL (400 accounts/s)"),
+            "{table}"
+        );
+        assert!(
+            table.contains("target TreeSHAP per account <= 10 ms: PASS (4.000 ms)"),
+            "{table}"
+        );
+    }
 }

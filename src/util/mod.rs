@@ -1,7 +1,9 @@
 //! Building blocks with no knowledge of accounts or models: seeded random streams,
-//! hashing, progress reporting and cancellation, quoting values in messages.
+//! hashing, progress reporting and cancellation, quoting values in messages, the peak
+//! memory of a step.
 
 pub mod hash;
+pub mod memory;
 pub mod progress;
 pub mod rng;
 pub mod text;
