@@ -53,7 +53,7 @@ impl Forest {
 
     /// Probabilities and path attributions of many rows (row-major, no NaN) from one
     /// walk of the trees, in parallel: blocks of rows go through the trees one tree at
-    /// a time (each tree stays in cache), sixteen rows walking each tree together. The
+    /// a time (each tree stays in cache), 32 rows walking each tree together. The
     /// probabilities equal [`Forest::predict_proba_rows`]' bit for bit (leaf values
     /// summed in tree order), the attributions [`Forest::path_attribution_one`]'s.
     pub fn predict_attributed_rows(&self, rows: &[f64]) -> (Vec<f64>, Vec<f64>) {
