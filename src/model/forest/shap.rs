@@ -95,6 +95,35 @@ impl Forest {
     }
 }
 
+impl Forest {
+    /// The nodes one account's exact TreeSHAP visits (every node with positive mass),
+    /// walked in the same order without any arithmetic: the floor under any exact
+    /// algorithm that visits them per account, which `spamscope bench` times beside
+    /// the real walk. Returns how many nodes were visited.
+    pub fn shap_traversal(&self, x: &[f64]) -> usize {
+        fn visit(t: &Tree, x: &[f64], node: usize) -> usize {
+            if t.is_leaf(node) {
+                return 1;
+            }
+            let (l, r) = t.children(node);
+            // The side x takes, read as the walk reads it.
+            std::hint::black_box(x[t.feature(node)] <= t.threshold(node));
+            let mut n = 1;
+            for c in [l, r] {
+                if t.class_weight[c][1] != 0.0 {
+                    n += visit(t, x, c);
+                }
+            }
+            n
+        }
+        self.trees
+            .iter()
+            .filter(|t| t.class_weight[0][1] != 0.0)
+            .map(|t| visit(t, x, 0))
+            .sum()
+    }
+}
+
 /// Per-thread scratch space of the walks.
 struct Scratch {
     /// One tree's values, added to the chunk's after the tree.
@@ -503,6 +532,21 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The bench's floor walks exactly the nodes the walk can reach: those with
+    /// positive mass (their ancestors have it too).
+    #[test]
+    fn the_traversal_floor_visits_the_nodes_with_positive_mass() {
+        let (f, cols) = forest(7, 12, 9, 13);
+        let x: Vec<f64> = cols.iter().map(|c| c[5]).collect();
+        let positive: usize = f
+            .trees
+            .iter()
+            .map(|t| t.class_weight.iter().filter(|w| w[1] != 0.0).count())
+            .sum();
+        assert!(positive < f.n_nodes());
+        assert_eq!(f.shap_traversal(&x), positive);
     }
 
     /// One account and many accounts give the same bits; the values add up to the
