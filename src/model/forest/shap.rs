@@ -497,8 +497,9 @@ mod tests {
         (f, cols)
     }
 
-    /// The new walk gives the classic recursion's values on forests of every depth the
-    /// quadrature sizes cover (2 to 32 points), up to rounding.
+    /// The new walk gives the classic recursion's values, up to rounding, on forests of
+    /// several depths and feature counts (paths with repeated features included); the
+    /// quadrature test above covers every size the walk may pick.
     #[test]
     fn equals_the_classic_recursion() {
         for (nf, depth, seed) in [
