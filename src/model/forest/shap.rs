@@ -128,14 +128,14 @@ impl Forest {
 struct Scratch {
     /// One tree's values, added to the chunk's after the tree.
     tree: Vec<f64>,
-    merged: Merged,
+    state: WalkState,
 }
 
 impl Scratch {
     fn new(nf: usize) -> Self {
         Scratch {
             tree: vec![0.0; nf],
-            merged: Merged::new(nf),
+            state: WalkState::new(nf),
         }
     }
 
@@ -143,7 +143,7 @@ impl Scratch {
     fn add_chunk(&mut self, trees: &[Tree], x: &[f64], phi: &mut [f64]) {
         for t in trees {
             self.tree.fill(0.0);
-            tree_shap(t, x, &mut self.tree, &mut self.merged);
+            tree_shap(t, x, &mut self.tree, &mut self.state);
             for (a, v) in phi.iter_mut().zip(&self.tree) {
                 *a += v;
             }
@@ -207,24 +207,24 @@ impl<const M: usize> Default for Quadrature<M> {
     }
 }
 
-/// Adds one tree's exact TreeSHAP values for `x` (no NaN) to `phi`. `merged` is
-/// scratch space (see [`Merged`]).
-pub fn tree_shap(t: &Tree, x: &[f64], phi: &mut [f64], merged: &mut Merged) {
+/// Adds one tree's exact TreeSHAP values for `x` (no NaN) to `phi`. `state` is
+/// scratch space (see [`WalkState`]).
+pub fn tree_shap(t: &Tree, x: &[f64], phi: &mut [f64], state: &mut WalkState) {
     // Points needed: P_l / f_i has degree below the number of distinct features on
     // the path.
     let q = quadratures();
     match t.path_features().div_ceil(2) {
-        0..=2 => walk(&q.q2, t, x, phi, merged),
-        3..=4 => walk(&q.q4, t, x, phi, merged),
-        5..=6 => walk(&q.q6, t, x, phi, merged),
-        7 => walk(&q.q7, t, x, phi, merged),
-        8 => walk(&q.q8, t, x, phi, merged),
-        9 => walk(&q.q9, t, x, phi, merged),
-        10 => walk(&q.q10, t, x, phi, merged),
-        11..=12 => walk(&q.q12, t, x, phi, merged),
-        13..=16 => walk(&q.q16, t, x, phi, merged),
-        17..=24 => walk(&q.q24, t, x, phi, merged),
-        _ => walk(&q.q32, t, x, phi, merged),
+        0..=2 => walk(&q.q2, t, x, phi, state),
+        3..=4 => walk(&q.q4, t, x, phi, state),
+        5..=6 => walk(&q.q6, t, x, phi, state),
+        7 => walk(&q.q7, t, x, phi, state),
+        8 => walk(&q.q8, t, x, phi, state),
+        9 => walk(&q.q9, t, x, phi, state),
+        10 => walk(&q.q10, t, x, phi, state),
+        11..=12 => walk(&q.q12, t, x, phi, state),
+        13..=16 => walk(&q.q16, t, x, phi, state),
+        17..=24 => walk(&q.q24, t, x, phi, state),
+        _ => walk(&q.q32, t, x, phi, state),
     }
 }
 
@@ -261,7 +261,7 @@ fn quadratures() -> &'static Quadratures {
 }
 
 /// Scratch space of the walks, left as found by every walk.
-pub struct Merged {
+pub struct WalkState {
     path: Path,
     /// Per feature, `MAX_POINTS` sums before weighting (zeros between walks).
     acc: Vec<f64>,
@@ -278,9 +278,9 @@ struct Path {
 
 const MAX_POINTS: usize = 32;
 
-impl Merged {
+impl WalkState {
     pub fn new(nf: usize) -> Self {
-        Merged {
+        WalkState {
             path: Path {
                 oz: vec![(1.0, 1.0); nf],
                 inv: vec![1.0; nf * MAX_POINTS],
@@ -295,7 +295,7 @@ fn walk<const M: usize>(
     t: &Tree,
     x: &[f64],
     phi: &mut [f64],
-    merged: &mut Merged,
+    state: &mut WalkState,
 ) {
     debug_assert!(t.path_features() <= 2 * M);
     if t.class_weight[0][1] == 0.0 {
@@ -304,12 +304,12 @@ fn walk<const M: usize>(
     let mut walker = Walker {
         t,
         x,
-        acc: &mut merged.acc,
-        merged: &mut merged.path,
+        acc: &mut state.acc,
+        path: &mut state.path,
         q,
     };
     walker.run();
-    for (p, acc) in phi.iter_mut().zip(merged.acc.chunks_exact_mut(MAX_POINTS)) {
+    for (p, acc) in phi.iter_mut().zip(state.acc.chunks_exact_mut(MAX_POINTS)) {
         let mut v = 0.0;
         for k in 0..M {
             v += q.w[k] * acc[k];
@@ -324,7 +324,7 @@ struct Walker<'a, const M: usize> {
     x: &'a [f64],
     /// Per feature and quadrature node, the values before weighting.
     acc: &'a mut [f64],
-    merged: &'a mut Path,
+    path: &'a mut Path,
     q: &'a Quadrature<M>,
 }
 
@@ -356,11 +356,11 @@ macro_rules! visit_fn {
             let inv_cover = 1.0 / t.cover(node);
             // A feature not yet on the path has (o0, z0) = (1, 1), 1 / f0 = 1, and its
             // upper split takes nothing back (o0 - z0 = 0).
-            let (o0, z0) = self.merged.oz[i];
+            let (o0, z0) = self.path.oz[i];
             let d0 = o0 - z0;
             let slot = i * MAX_POINTS..i * MAX_POINTS + M;
             let mut inv0 = [0.0; M];
-            inv0.copy_from_slice(&self.merged.inv[slot.clone()]);
+            inv0.copy_from_slice(&self.path.inv[slot.clone()]);
             let q = self.q;
             for (c, hot) in [(left, goes_left), (right, 1.0 - goes_left)] {
                 // A subtree without positive mass has only zero-valued leaves: S = 0.
@@ -379,8 +379,8 @@ macro_rules! visit_fn {
                     inv[k] = 1.0 / f;
                     pc[k] = p[k] * f * inv0[k];
                 }
-                self.merged.oz[i] = (o, z);
-                self.merged.inv[slot.clone()].copy_from_slice(&inv);
+                self.path.oz[i] = (o, z);
+                self.path.inv[slot.clone()].copy_from_slice(&inv);
                 let sc = if t.nodes[c].feature == super::tree::LEAF {
                     let v = t.nodes[c].value;
                     let mut sc = [0.0; M];
@@ -400,8 +400,8 @@ macro_rules! visit_fn {
                     s[k] += sc[k];
                 }
             }
-            self.merged.oz[i] = (o0, z0);
-            self.merged.inv[slot].copy_from_slice(&inv0);
+            self.path.oz[i] = (o0, z0);
+            self.path.inv[slot].copy_from_slice(&inv0);
             s
         }
     };
@@ -518,11 +518,11 @@ mod tests {
                     let mut want = vec![0.0; nf];
                     classic_tree_shap(t, &x, &mut want);
                     let mut got = vec![0.0; nf];
-                    let mut merged = Merged::new(nf);
-                    tree_shap(t, &x, &mut got, &mut merged);
-                    assert!(merged.path.oz.iter().all(|&m| m == (1.0, 1.0)));
-                    assert!(merged.path.inv.iter().all(|&m| m == 1.0));
-                    assert!(merged.acc.iter().all(|&m| m == 0.0));
+                    let mut state = WalkState::new(nf);
+                    tree_shap(t, &x, &mut got, &mut state);
+                    assert!(state.path.oz.iter().all(|&m| m == (1.0, 1.0)));
+                    assert!(state.path.inv.iter().all(|&m| m == 1.0));
+                    assert!(state.acc.iter().all(|&m| m == 0.0));
                     for (i, (a, b)) in got.iter().zip(&want).enumerate() {
                         assert!(
                             (a - b).abs() < 1e-12,
