@@ -372,15 +372,19 @@ macro_rules! visit_fn {
                 if o == 0.0 && z == 0.0 {
                     continue;
                 }
+                // phi_i += (o - z) ∫ S_c / f, minus the upper split's (o0 - z0) ∫ S_c / f0,
+                // kept per quadrature node (the weights are applied once per tree):
+                // `coef * S_c`.
+                let d = o - z;
                 let mut inv = [0.0; M];
                 let mut pc = [0.0; M];
+                let mut coef = [0.0; M];
                 for k in 0..M {
                     let f = o * q.t[k] + z * q.omt[k];
                     inv[k] = 1.0 / f;
                     pc[k] = p[k] * f * inv0[k];
+                    coef[k] = d * inv[k] - d0 * inv0[k];
                 }
-                self.path.oz[i] = (o, z);
-                self.path.inv[slot.clone()].copy_from_slice(&inv);
                 let sc = if t.nodes[c].feature == super::tree::LEAF {
                     let v = t.nodes[c].value;
                     let mut sc = [0.0; M];
@@ -389,14 +393,14 @@ macro_rules! visit_fn {
                     }
                     sc
                 } else {
+                    // Only a walk below reads the path's state.
+                    self.path.oz[i] = (o, z);
+                    self.path.inv[slot.clone()].copy_from_slice(&inv);
                     self.$name(c, &pc)
                 };
-                // phi_i += (o - z) ∫ S_c / f, minus the upper split's (o0 - z0) ∫ S_c / f0,
-                // kept per quadrature node; the weights are applied once per tree.
                 let acc = &mut self.acc[slot.clone()];
-                let d = o - z;
                 for k in 0..M {
-                    acc[k] += d * sc[k] * inv[k] - d0 * sc[k] * inv0[k];
+                    acc[k] += coef[k] * sc[k];
                     s[k] += sc[k];
                 }
             }
