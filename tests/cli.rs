@@ -801,6 +801,11 @@ fn bench_reports_peers_it_cannot_run_as_missing() {
             .unwrap()
             > 0.0
     );
+    // The floor under exact TreeSHAP: the nodes it visits, walked without arithmetic.
+    assert!(r["ours"]["treeshap_traversal_nodes"].as_u64().unwrap() > 0);
+    assert!(r["ours"]["treeshap_traversal_ms"].as_f64().unwrap() > 0.0);
+    let q = r["ours"]["queue_over_plain"].as_f64().unwrap();
+    assert!(q > 0.0 && q.is_finite(), "{q}");
     for peer in ["sklearn", "xgboost", "ydf"] {
         let why = r["peers"][peer]["missing"].as_str().unwrap();
         assert!(
