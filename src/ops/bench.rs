@@ -218,9 +218,8 @@ fn run_ours(
         None => (Value::Null, Value::Null),
     };
     // The review queue's workload: every account of the file, probabilities only and
-    // with the top three reasons (path attribution).
-    // Three rounds, one after the other, medians: the ratio of the two is what the
-    // target is about, and this machine's speed drifts.
+    // with the top three reasons (path attribution), in three alternating rounds with
+    // medians: their ratio is what the target is about, and this machine's speed drifts.
     let (mut plain, mut with_reasons) = (Vec::new(), Vec::new());
     for _ in 0..3 {
         let t = Instant::now();
