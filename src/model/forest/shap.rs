@@ -65,16 +65,16 @@ impl Forest {
     pub fn tree_shap_rows(&self, rows: &[f64]) -> Vec<f64> {
         let nf = self.n_features;
         let mut out = vec![0.0; rows.len()];
-        out.par_chunks_mut(nf)
-            .zip(rows.par_chunks(nf))
+        out.par_chunks_mut(BATCH * nf)
+            .zip(rows.par_chunks(BATCH * nf))
             .for_each_init(
-                || (Scratch::new(nf), vec![0.0; nf]),
-                |(scratch, part), (phi, x)| {
-                    for chunk in self.trees.chunks(TREES_PER_CHUNK) {
-                        part.fill(0.0);
-                        scratch.add_chunk(chunk, x, part);
-                        for (a, v) in phi.iter_mut().zip(part.iter()) {
-                            *a += v;
+                || Bulk::new(nf),
+                |bulk, (phi, xs)| {
+                    if xs.len() == BATCH * nf {
+                        bulk.batch(&self.trees, xs, phi);
+                    } else {
+                        for (phi, x) in phi.chunks_mut(nf).zip(xs.chunks(nf)) {
+                            bulk.one(&self.trees, x, phi);
                         }
                     }
                     let m = self.trees.len() as f64;
@@ -121,6 +121,57 @@ impl Forest {
             .filter(|t| t.class_weight[0][1] != 0.0)
             .map(|t| visit(t, x, 0))
             .sum()
+    }
+}
+
+/// One thread's scratch space for [`Forest::tree_shap_rows`]: the trees are summed
+/// as [`Forest::tree_shap_one`] sums them (tree by tree into a chunk, chunk by chunk).
+struct Bulk {
+    one: Scratch,
+    batch: BatchState,
+    /// One tree's values for each account of a batch.
+    tree: Vec<f64>,
+    /// One chunk's values for each account (or the one account).
+    part: Vec<f64>,
+}
+
+impl Bulk {
+    fn new(nf: usize) -> Self {
+        Bulk {
+            one: Scratch::new(nf),
+            batch: BatchState::new(nf),
+            tree: vec![0.0; BATCH * nf],
+            part: vec![0.0; BATCH * nf],
+        }
+    }
+
+    fn one(&mut self, trees: &[Tree], x: &[f64], phi: &mut [f64]) {
+        let part = &mut self.part[..phi.len()];
+        for chunk in trees.chunks(TREES_PER_CHUNK) {
+            part.fill(0.0);
+            self.one.add_chunk(chunk, x, part);
+            for (a, v) in phi.iter_mut().zip(part.iter()) {
+                *a += v;
+            }
+        }
+    }
+
+    fn batch(&mut self, trees: &[Tree], xs: &[f64], phi: &mut [f64]) {
+        let nf = phi.len() / BATCH;
+        let rows: [&[f64]; BATCH] = std::array::from_fn(|b| &xs[b * nf..(b + 1) * nf]);
+        for chunk in trees.chunks(TREES_PER_CHUNK) {
+            self.part.fill(0.0);
+            for t in chunk {
+                self.tree.fill(0.0);
+                tree_shap_batch(t, rows, &mut self.tree, &mut self.batch);
+                for (a, v) in self.part.iter_mut().zip(&self.tree) {
+                    *a += v;
+                }
+            }
+            for (a, v) in phi.iter_mut().zip(&self.part) {
+                *a += v;
+            }
+        }
     }
 }
 
@@ -431,6 +482,202 @@ impl<const M: usize> Walker<'_, M> {
     }
 }
 
+/// Accounts walking a tree together in bulk: the walk's control flow (which nodes, in
+/// which order) is the tree's, the same for every account, so its cost (mostly
+/// mispredicted branches) is paid once for the group; each account's arithmetic is the
+/// single walk's, operation for operation, so the values are the same bits.
+pub const BATCH: usize = 4;
+
+/// [`WalkState`] for [`BATCH`] accounts: the merged `z` of a feature on the path is
+/// the tree's (shared), its `o` and reciprocals are each account's.
+pub struct BatchState {
+    z: Vec<f64>,
+    o: Vec<[f64; BATCH]>,
+    /// Per feature, `BATCH` x `MAX_POINTS`.
+    inv: Vec<f64>,
+    /// Per account, as [`WalkState`]'s.
+    acc: Vec<f64>,
+    nf: usize,
+}
+
+impl BatchState {
+    pub fn new(nf: usize) -> Self {
+        BatchState {
+            z: vec![1.0; nf],
+            o: vec![[1.0; BATCH]; nf],
+            inv: vec![1.0; nf * BATCH * MAX_POINTS],
+            acc: vec![0.0; BATCH * nf * MAX_POINTS],
+            nf,
+        }
+    }
+}
+
+/// Adds one tree's exact TreeSHAP values for [`BATCH`] accounts to their `phi`s
+/// (`n_features` each, one after the other): what [`tree_shap`] adds for each.
+pub fn tree_shap_batch(t: &Tree, xs: [&[f64]; BATCH], phi: &mut [f64], state: &mut BatchState) {
+    let q = quadratures();
+    match t.path_features().div_ceil(2) {
+        0..=2 => walk_batch(&q.q2, t, xs, phi, state),
+        3..=4 => walk_batch(&q.q4, t, xs, phi, state),
+        5..=6 => walk_batch(&q.q6, t, xs, phi, state),
+        7 => walk_batch(&q.q7, t, xs, phi, state),
+        8 => walk_batch(&q.q8, t, xs, phi, state),
+        9 => walk_batch(&q.q9, t, xs, phi, state),
+        10 => walk_batch(&q.q10, t, xs, phi, state),
+        11..=12 => walk_batch(&q.q12, t, xs, phi, state),
+        13..=16 => walk_batch(&q.q16, t, xs, phi, state),
+        17..=24 => walk_batch(&q.q24, t, xs, phi, state),
+        _ => walk_batch(&q.q32, t, xs, phi, state),
+    }
+}
+
+fn walk_batch<const M: usize>(
+    q: &Quadrature<M>,
+    t: &Tree,
+    xs: [&[f64]; BATCH],
+    phi: &mut [f64],
+    state: &mut BatchState,
+) {
+    if t.class_weight[0][1] == 0.0 {
+        return;
+    }
+    let nf = state.nf;
+    let mut walker = BatchWalker { t, xs, state, q };
+    walker.run();
+    for b in 0..BATCH {
+        let acc = &mut state.acc[b * nf * MAX_POINTS..(b + 1) * nf * MAX_POINTS];
+        for (p, acc) in phi[b * nf..(b + 1) * nf]
+            .iter_mut()
+            .zip(acc.chunks_exact_mut(MAX_POINTS))
+        {
+            let mut v = 0.0;
+            for k in 0..M {
+                v += q.w[k] * acc[k];
+                acc[k] = 0.0;
+            }
+            *p += v;
+        }
+    }
+}
+
+struct BatchWalker<'a, const M: usize> {
+    t: &'a Tree,
+    xs: [&'a [f64]; BATCH],
+    state: &'a mut BatchState,
+    q: &'a Quadrature<M>,
+}
+
+macro_rules! visit_batch_fn {
+    ($(#[$attr:meta])* $name:ident) => {
+        /// [`Walker`]'s visit for [`BATCH`] accounts at once.
+        $(#[$attr])*
+        fn $name(&mut self, node: usize, p: &[[f64; M]; BATCH]) -> [[f64; M]; BATCH] {
+            let t = self.t;
+            let n = t.nodes[node];
+            let mut s = [[0.0; M]; BATCH];
+            if n.feature == super::tree::LEAF {
+                for b in 0..BATCH {
+                    for k in 0..M {
+                        s[b][k] = p[b][k] * n.value;
+                    }
+                }
+                return s;
+            }
+            let i = n.feature as usize;
+            let nf = self.state.nf;
+            let (left, right) = (node + 1, n.right as usize);
+            let goes_left: [f64; BATCH] =
+                std::array::from_fn(|b| (self.xs[b][i] <= n.value) as u8 as f64);
+            let inv_cover = 1.0 / t.cover(node);
+            let z0 = self.state.z[i];
+            let o0 = self.state.o[i];
+            let d0: [f64; BATCH] = std::array::from_fn(|b| o0[b] - z0);
+            let slot = |b: usize| (i * BATCH + b) * MAX_POINTS..(i * BATCH + b) * MAX_POINTS + M;
+            let mut inv0 = [[0.0; M]; BATCH];
+            for b in 0..BATCH {
+                inv0[b].copy_from_slice(&self.state.inv[slot(b)]);
+            }
+            let q = self.q;
+            for (c, is_left) in [(left, 1.0), (right, 0.0)] {
+                if t.class_weight[c][1] == 0.0 {
+                    continue;
+                }
+                let z = z0 * t.cover(c) * inv_cover;
+                let mut o = [0.0; BATCH];
+                let mut inv = [[0.0; M]; BATCH];
+                let mut pc = [[0.0; M]; BATCH];
+                let mut coef = [[0.0; M]; BATCH];
+                for b in 0..BATCH {
+                    // Which side x takes, as a number (1 - goes_left for the right).
+                    let hot = is_left * goes_left[b] + (1.0 - is_left) * (1.0 - goes_left[b]);
+                    o[b] = o0[b] * hot;
+                    let d = o[b] - z;
+                    for k in 0..M {
+                        let f = o[b] * q.t[k] + z * q.omt[k];
+                        // f = 0 only when x leaves a split no training row took (o = z
+                        // = 0): that subtree adds 0 for this account, as the single walk
+                        // skips it.
+                        inv[b][k] = if f == 0.0 { 0.0 } else { 1.0 / f };
+                        pc[b][k] = p[b][k] * f * inv0[b][k];
+                        coef[b][k] = d * inv[b][k] - d0[b] * inv0[b][k];
+                    }
+                }
+                let sc = if t.nodes[c].feature == super::tree::LEAF {
+                    let v = t.nodes[c].value;
+                    let mut sc = [[0.0; M]; BATCH];
+                    for b in 0..BATCH {
+                        for k in 0..M {
+                            sc[b][k] = pc[b][k] * v;
+                        }
+                    }
+                    sc
+                } else {
+                    self.state.z[i] = z;
+                    self.state.o[i] = o;
+                    for b in 0..BATCH {
+                        self.state.inv[slot(b)].copy_from_slice(&inv[b]);
+                    }
+                    self.$name(c, &pc)
+                };
+                for b in 0..BATCH {
+                    let base = (b * nf + i) * MAX_POINTS;
+                    let acc = &mut self.state.acc[base..base + M];
+                    for k in 0..M {
+                        acc[k] += coef[b][k] * sc[b][k];
+                        s[b][k] += sc[b][k];
+                    }
+                }
+            }
+            self.state.z[i] = z0;
+            self.state.o[i] = o0;
+            for b in 0..BATCH {
+                self.state.inv[slot(b)].copy_from_slice(&inv0[b]);
+            }
+            s
+        }
+    };
+}
+
+impl<const M: usize> BatchWalker<'_, M> {
+    visit_batch_fn!(visit);
+    visit_batch_fn!(
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2")]
+        visit_avx2
+    );
+
+    fn run(&mut self) {
+        let root = [[1.0; M]; BATCH];
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the processor has AVX2 (checked just above).
+            unsafe { self.visit_avx2(0, &root) };
+            return;
+        }
+        self.visit(0, &root);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::{ForestParams, tests::toy};
@@ -560,7 +807,7 @@ mod tests {
     fn bulk_equals_one_by_one_and_adds_up() {
         let (f, cols) = forest(9, 14, 37, 11);
         let nf = 9;
-        let n = 50;
+        let n = 50; // batches of BATCH accounts and a remainder walked one by one
         let rows: Vec<f64> = (0..n)
             .flat_map(|r| cols.iter().map(move |c| c[r]))
             .collect();
