@@ -258,25 +258,65 @@ impl<const M: usize> Default for Quadrature<M> {
     }
 }
 
+/// Runs `$body` with `$q` bound to the quadrature a tree needs: `P_l / f_i` has degree
+/// below the number of distinct features on the path, so half of that many points
+/// (rounded up to a size that is compiled in) integrate it exactly.
+macro_rules! with_quadrature {
+    ($t:expr, $q:ident => $body:expr) => {{
+        let qs = quadratures();
+        match $t.path_features().div_ceil(2) {
+            0..=2 => {
+                let $q = &qs.q2;
+                $body
+            }
+            3..=4 => {
+                let $q = &qs.q4;
+                $body
+            }
+            5..=6 => {
+                let $q = &qs.q6;
+                $body
+            }
+            7 => {
+                let $q = &qs.q7;
+                $body
+            }
+            8 => {
+                let $q = &qs.q8;
+                $body
+            }
+            9 => {
+                let $q = &qs.q9;
+                $body
+            }
+            10 => {
+                let $q = &qs.q10;
+                $body
+            }
+            11..=12 => {
+                let $q = &qs.q12;
+                $body
+            }
+            13..=16 => {
+                let $q = &qs.q16;
+                $body
+            }
+            17..=24 => {
+                let $q = &qs.q24;
+                $body
+            }
+            _ => {
+                let $q = &qs.q32;
+                $body
+            }
+        }
+    }};
+}
+
 /// Adds one tree's exact TreeSHAP values for `x` (no NaN) to `phi`. `state` is
 /// scratch space (see [`WalkState`]).
 pub fn tree_shap(t: &Tree, x: &[f64], phi: &mut [f64], state: &mut WalkState) {
-    // Points needed: P_l / f_i has degree below the number of distinct features on
-    // the path.
-    let q = quadratures();
-    match t.path_features().div_ceil(2) {
-        0..=2 => walk(&q.q2, t, x, phi, state),
-        3..=4 => walk(&q.q4, t, x, phi, state),
-        5..=6 => walk(&q.q6, t, x, phi, state),
-        7 => walk(&q.q7, t, x, phi, state),
-        8 => walk(&q.q8, t, x, phi, state),
-        9 => walk(&q.q9, t, x, phi, state),
-        10 => walk(&q.q10, t, x, phi, state),
-        11..=12 => walk(&q.q12, t, x, phi, state),
-        13..=16 => walk(&q.q16, t, x, phi, state),
-        17..=24 => walk(&q.q24, t, x, phi, state),
-        _ => walk(&q.q32, t, x, phi, state),
-    }
+    with_quadrature!(t, q => walk(q, t, x, phi, state))
 }
 
 /// The quadratures the walks use, computed once.
@@ -515,20 +555,7 @@ impl BatchState {
 /// Adds one tree's exact TreeSHAP values for [`BATCH`] accounts to their `phi`s
 /// (`n_features` each, one after the other): what [`tree_shap`] adds for each.
 pub fn tree_shap_batch(t: &Tree, xs: [&[f64]; BATCH], phi: &mut [f64], state: &mut BatchState) {
-    let q = quadratures();
-    match t.path_features().div_ceil(2) {
-        0..=2 => walk_batch(&q.q2, t, xs, phi, state),
-        3..=4 => walk_batch(&q.q4, t, xs, phi, state),
-        5..=6 => walk_batch(&q.q6, t, xs, phi, state),
-        7 => walk_batch(&q.q7, t, xs, phi, state),
-        8 => walk_batch(&q.q8, t, xs, phi, state),
-        9 => walk_batch(&q.q9, t, xs, phi, state),
-        10 => walk_batch(&q.q10, t, xs, phi, state),
-        11..=12 => walk_batch(&q.q12, t, xs, phi, state),
-        13..=16 => walk_batch(&q.q16, t, xs, phi, state),
-        17..=24 => walk_batch(&q.q24, t, xs, phi, state),
-        _ => walk_batch(&q.q32, t, xs, phi, state),
-    }
+    with_quadrature!(t, q => walk_batch(q, t, xs, phi, state))
 }
 
 fn walk_batch<const M: usize>(
