@@ -155,7 +155,6 @@ impl Tree {
             }
         }
         self.values = self.class_weight.iter().map(|&w| probability(w)).collect();
-
         let mut depth = vec![0usize; self.nodes.len()];
         for i in 0..self.nodes.len() {
             if !self.is_leaf(i) {
