@@ -19,9 +19,9 @@
 //! the tree's depth, so Gauss-Legendre quadrature with `ceil(depth / 2)` nodes is exact.
 //! Summing over leaves, the edge that splits on `i` needs only
 //! `S_c(t) = Σ_{leaves l below} v_l P_l(t)`, which one depth-first walk returns bottom
-//! up: O(quadrature points) work per edge, no per-leaf unwinding. When a feature recurs below an
-//! edge, the deeper edge's factor replaces the upper one for the leaves below it; the
-//! deeper edge takes their share back from the upper edge's sum (the same quadrature
+//! up: O(quadrature points) work per edge, no per-leaf unwinding. When a feature
+//! recurs below an edge, the deeper edge's factor replaces the upper one for the leaves
+//! below it; the deeper edge takes their share back from the upper edge's sum (the same quadrature
 //! of the same numbers, so it cancels to rounding).
 
 // The loops over quadrature nodes index several arrays in step (they vectorise).
