@@ -21,8 +21,8 @@
 //! `S_c(t) = Σ_{leaves l below} v_l P_l(t)`, which one depth-first walk returns bottom
 //! up: O(quadrature points) work per edge, no per-leaf unwinding. When a feature
 //! recurs below an edge, the deeper edge's factor replaces the upper one for the leaves
-//! below it; the deeper edge takes their share back from the upper edge's sum (the same quadrature
-//! of the same numbers, so it cancels to rounding).
+//! below it; the deeper edge takes their share back from the upper edge's sum (the
+//! same quadrature of the same numbers, so it cancels to rounding).
 
 // The loops over quadrature nodes index several arrays in step (they vectorise).
 #![allow(clippy::needless_range_loop)]
