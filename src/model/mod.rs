@@ -333,15 +333,15 @@ impl Model {
         }
     }
 
-    /// Explanations for many rows in parallel.
-    pub fn explain_rows(&self, d: &Dataset, idx: &[usize], method: Method) -> Vec<Explanation> {
+    /// Explanations of many rows (row-major imputed rows, as [`Model::attribution_rows`]
+    /// takes them), in parallel; the same as [`Model::explain_one`] row by row.
+    pub fn explain_rows(&self, rows: &[f64], method: Method) -> Vec<Explanation> {
         match &self.estimator {
             // Exact TreeSHAP in bulk: the rows shared among the threads, each row's trees
             // walked on one (the same values as `explain_one`, bit for bit).
             Estimator::Forest(f) if method == Method::TreeShap => {
-                let rows = self.imputer.transform_rows(&d.columns, idx);
-                let phi = f.tree_shap_rows(&rows);
-                let prediction = f.predict_proba_rows(&rows);
+                let phi = f.tree_shap_rows(rows);
+                let prediction = f.predict_proba_rows(rows);
                 let base = f.expected_value();
                 phi.chunks_exact(N_FEATURES)
                     .zip(prediction)
@@ -353,9 +353,9 @@ impl Model {
                     })
                     .collect()
             }
-            _ => idx
-                .par_iter()
-                .map(|&i| self.explain_one(&d.row(i), method))
+            _ => rows
+                .par_chunks_exact(N_FEATURES)
+                .map(|r| self.explain_one(r, method))
                 .collect(),
         }
     }
@@ -752,7 +752,8 @@ mod tests {
             assert!((e.prediction - m.predict_one(&d.row(3))).abs() < 1e-9);
             // Explanations in bulk are the single-account ones.
             let idx = [2, 3, 17];
-            for (&r, many) in idx.iter().zip(m.explain_rows(&d, &idx, Method::TreeShap)) {
+            let rows = m.imputer.transform_rows(&d.columns, &idx);
+            for (&r, many) in idx.iter().zip(m.explain_rows(&rows, Method::TreeShap)) {
                 assert_eq!(
                     many,
                     m.explain_one(&d.row(r), Method::TreeShap),

@@ -178,7 +178,7 @@ pub fn score_batch(
             Method::TreeShap | Method::LogOdds | Method::Occlusion => {
                 probability.extend(model.predict_rows(&rows));
                 model
-                    .explain_rows(d, chunk, method)
+                    .explain_rows(&rows, method)
                     .into_iter()
                     .flat_map(|e| e.contributions)
                     .collect()
