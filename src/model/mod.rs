@@ -507,11 +507,11 @@ impl CompactTree {
         for i in 0..t.n_nodes() {
             if t.is_leaf(i) {
                 c.feature.push(LEAF_BYTE);
-                c.leaf_mass.push(t.class_weight[i]);
+                c.leaf_mass.push(t.class_weight(i));
             } else {
                 c.feature.push(t.feature(i) as u8);
                 c.threshold.push(t.threshold(i));
-                c.right.push(t.nodes[i].right);
+                c.right.push(t.children(i).1 as u32);
             }
         }
         c

@@ -114,7 +114,7 @@ impl Forest {
             std::hint::black_box(x[t.feature(node)] <= t.threshold(node));
             let mut n = 1;
             for c in [l, r] {
-                if t.class_weight[c][1] != 0.0 {
+                if t.class_weight(c)[1] != 0.0 {
                     n += visit(t, x, c);
                 }
             }
@@ -122,7 +122,7 @@ impl Forest {
         }
         self.trees
             .iter()
-            .filter(|t| t.class_weight[0][1] != 0.0)
+            .filter(|t| t.class_weight(0)[1] != 0.0)
             .map(|t| visit(t, x, 0))
             .sum()
     }
@@ -323,7 +323,7 @@ fn walk<const M: usize, const B: usize>(
     state: &mut WalkState<B>,
 ) {
     debug_assert!(t.path_features() <= 2 * M);
-    if t.class_weight[0][1] == 0.0 {
+    if t.class_weight(0)[1] == 0.0 {
         return;
     }
     let nf = state.nf;
@@ -364,24 +364,24 @@ macro_rules! visit_fn {
         $(#[$attr])*
         fn $name(&mut self, node: usize, p: &[[f64; M]; B]) -> [[f64; M]; B] {
             let t = self.t;
-            let n = t.nodes[node];
+            let n = t.node(node);
             let mut s = [[0.0; M]; B];
-            if n.feature == super::tree::LEAF {
+            if n.is_leaf() {
                 for b in 0..B {
                     for k in 0..M {
-                        s[b][k] = p[b][k] * n.value;
+                        s[b][k] = p[b][k] * n.value();
                     }
                 }
                 return s;
             }
-            let i = n.feature as usize;
+            let i = n.feature() as usize;
             let nf = self.state.nf;
-            let (left, right) = (node + 1, n.right as usize);
+            let (left, right) = (node + 1, n.right());
             // Which way x goes, as a number: the edges below are computed the same way
             // for both children, without branches on the data (mispredicted branches
             // cost more than the arithmetic here).
             let goes_left: [f64; B] =
-                std::array::from_fn(|b| (self.xs[b][i] <= n.value) as u8 as f64);
+                std::array::from_fn(|b| (self.xs[b][i] <= n.value()) as u8 as f64);
             let inv_cover = 1.0 / t.cover(node);
             // A feature not yet on the path has (o0, z0) = (1, 1), 1 / f0 = 1, and its
             // upper split takes nothing back (o0 - z0 = 0).
@@ -396,7 +396,7 @@ macro_rules! visit_fn {
             let q = self.q;
             for (c, is_left) in [(left, 1.0), (right, 0.0)] {
                 // A subtree without positive mass has only zero-valued leaves: S = 0.
-                if t.class_weight[c][1] == 0.0 {
+                if t.class_weight(c)[1] == 0.0 {
                     continue;
                 }
                 let z = z0 * t.cover(c) * inv_cover;
@@ -421,8 +421,8 @@ macro_rules! visit_fn {
                         coef[b][k] = d * inv[b][k] - d0[b] * inv0[b][k];
                     }
                 }
-                let sc = if t.nodes[c].feature == super::tree::LEAF {
-                    let v = t.nodes[c].value;
+                let sc = if t.node(c).is_leaf() {
+                    let v = t.node(c).value();
                     let mut sc = [[0.0; M]; B];
                     for b in 0..B {
                         for k in 0..M {
@@ -780,7 +780,7 @@ mod classic {
             let t = self.t;
             // A subtree with no positive mass has only zero-valued leaves: it adds nothing
             // to any contribution (each leaf's share is proportional to its value).
-            if t.class_weight[node][1] == 0.0 {
+            if t.class_weight(node)[1] == 0.0 {
                 return;
             }
             let inv = self.inv;

@@ -8,25 +8,76 @@ use crate::util::rng::SplitMix64;
 pub const LEAF: u16 = u16::MAX;
 
 /// One node, 16 bytes, so that prediction touches one cache line per level.
+///
+/// Its fields are private to this module: outside it a node can only be read (the
+/// walks below index the nodes unchecked, trusting the child indices, so no code
+/// outside this file may write one).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Node {
     /// Internal node: split threshold (`x <= value` goes left). Leaf: the probability of
     /// the positive class.
-    pub value: f64,
+    value: f64,
     /// Right child of an internal node (the left child is the next node).
-    pub right: u32,
+    right: u32,
     /// Split feature, or [`LEAF`].
-    pub feature: u16,
+    feature: u16,
+}
+
+impl Node {
+    /// Internal node: the split threshold (`x <= value` goes left). Leaf: the
+    /// probability of the positive class.
+    #[inline]
+    pub fn value(self) -> f64 {
+        self.value
+    }
+
+    /// Split feature, or [`LEAF`].
+    #[inline]
+    pub fn feature(self) -> u16 {
+        self.feature
+    }
+
+    /// Right child of an internal node (the left child is the next node).
+    #[inline]
+    pub fn right(self) -> usize {
+        self.right as usize
+    }
+
+    #[inline]
+    pub fn is_leaf(self) -> bool {
+        self.feature == LEAF
+    }
 }
 
 /// A trained tree stored in preorder: the left child of internal node `i` is `i + 1`.
+///
+/// **Invariant** (the unchecked walks below rely on it): every internal node's children
+/// are inside `nodes`, after it, and the nodes form one tree in preorder; `values` and
+/// `class_weight` have one entry per node; `depth` is the depth of the deepest leaf.
+/// The fields are private, so a `Tree` exists only through [`Tree::from_parts`] (training
+/// builds one with it too), which checks the structure and ends in `finish`, which
+/// derives `values` and `depth`. Nothing mutates a tree afterwards.
+///
+/// Code outside this module can neither build a node nor change a tree:
+///
+/// ```compile_fail
+/// fn corrupt(n: &mut spamscope::model::forest::tree::Node) {
+///     n.right = u32::MAX;
+/// }
+/// ```
+///
+/// ```compile_fail
+/// fn corrupt(t: &mut spamscope::model::forest::Tree) {
+///     t.nodes.clear();
+/// }
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tree {
-    pub nodes: Vec<Node>,
+    nodes: Vec<Node>,
     /// Weighted training mass of each class in each node (class weights and bootstrap
     /// counts included): the basis of leaf probabilities and of TreeSHAP covers.
     /// Internal nodes hold the sums of their children.
-    pub class_weight: Vec<[f64; 2]>,
+    class_weight: Vec<[f64; 2]>,
     /// Probability of the positive class in each node (from `class_weight`).
     values: Vec<f64>,
     /// Depth of the deepest leaf (root = 0).
@@ -202,6 +253,19 @@ impl Tree {
         self.nodes.len()
     }
 
+    /// Node `i` (read only).
+    #[inline]
+    pub fn node(&self, i: usize) -> Node {
+        self.nodes[i]
+    }
+
+    /// Weighted training mass of each class in node `i` (internal nodes: the sums of
+    /// their children).
+    #[inline]
+    pub fn class_weight(&self, i: usize) -> [f64; 2] {
+        self.class_weight[i]
+    }
+
     pub fn n_leaves(&self) -> usize {
         self.nodes.iter().filter(|n| n.feature == LEAF).count()
     }
@@ -287,9 +351,9 @@ impl Tree {
             for k in 0..G {
                 let nodes = trees[k].nodes.as_slice();
                 let i = at[k];
-                // SAFETY: as in `accumulate_group`: `i` starts at the root and only
-                // moves to children, which `from_parts` checked to be in range; a
-                // leaf keeps its own index.
+                // SAFETY: as in `accumulate_group`: `i` starts at the root (a tree has
+                // at least one node) and only moves to children, in range by the
+                // `Tree` invariant; a leaf keeps its own index.
                 let n = unsafe { *nodes.get_unchecked(i) };
                 let leaf = n.feature == LEAF;
                 let f = if leaf { 0 } else { n.feature as usize };
@@ -380,9 +444,10 @@ impl Tree {
         for _ in 0..self.depth {
             for k in 0..G {
                 let i = at[k];
-                // SAFETY: `i` starts at the root and only moves to children, which
-                // `from_parts` checked to be in range (`values` has one entry per node);
-                // a leaf keeps its own index.
+                // SAFETY: `i` starts at the root (a tree has at least one node) and
+                // only moves to children, which are in range by the `Tree` invariant
+                // (private fields; established by `from_parts`); a leaf keeps its own
+                // index.
                 let n = unsafe { *nodes.get_unchecked(i) };
                 // Without branching on the data, as `accumulate_group`: a row at its
                 // leaf adds `values[i] - values[i]`, exactly +0.0, to its first
@@ -396,7 +461,8 @@ impl Tree {
                     n.right as usize
                 };
                 let next = if leaf { i } else { next };
-                // SAFETY: as above.
+                // SAFETY: `next` is `i` or a child of `i`, in range as above; `values`
+                // has one entry per node (`finish`).
                 let v = unsafe { *values.get_unchecked(next) };
                 phi[k * nf + f] += v - here[k];
                 here[k] = v;
@@ -418,8 +484,10 @@ impl Tree {
         for _ in 0..self.depth {
             for k in 0..G {
                 let i = at[k];
-                // SAFETY: `i` starts at the root and only moves to children, which
-                // `from_parts` checked to be in range; a leaf keeps its own index.
+                // SAFETY: `i` starts at the root (a tree has at least one node) and
+                // only moves to children, which are in range by the `Tree` invariant
+                // (private fields; established by `from_parts`); a leaf keeps its own
+                // index.
                 let n = unsafe { *nodes.get_unchecked(i) };
                 let leaf = n.feature == LEAF;
                 let f = if leaf { 0 } else { n.feature as usize };
