@@ -16,11 +16,20 @@ pub type UserId = std::sync::Arc<str>;
 /// The longest user id accepted, in bytes of UTF-8 (after trimming).
 pub const MAX_USER_ID_BYTES: usize = 256;
 
-/// Why `id` (already trimmed) is not a valid user id, if it is not: empty, or longer
-/// than [`MAX_USER_ID_BYTES`]. The message quotes at most 80 characters of it.
+/// Why `id` (already trimmed) is not a valid user id, if it is not: empty, longer than
+/// [`MAX_USER_ID_BYTES`], or holding a control character (a NUL truncates the field in
+/// C-based readers of the files we write; a CR or LF splits log lines). The message
+/// quotes at most 80 characters of it, control characters escaped.
 pub fn user_id_problem(id: &str) -> Option<String> {
     if id.is_empty() {
         return Some("user id is empty (or only spaces)".to_string());
+    }
+    if let Some(c) = id.chars().find(|c| c.is_control()) {
+        return Some(format!(
+            "user id {} holds the control character {}; user ids are printable text",
+            quote(id),
+            c.escape_unicode()
+        ));
     }
     if id.len() > MAX_USER_ID_BYTES {
         return Some(format!(
@@ -778,6 +787,28 @@ mod tests {
         );
         // "00123" and "123" are different ids.
         assert!(Dataset::parse_csv(with_ids(&["00123", "123"]), "z.csv").is_ok());
+
+        // A control character (NUL, ESC, tab, DEL, the next-line U+0085) is refused on
+        // its line, escaped in the one-line message. (A CR or LF inside a quoted cell is
+        // refused before, by the CSV reader, as a line with too few fields.)
+        for (id, shown) in [
+            ("12\u{0}34", "\\0"),
+            ("a\u{85}b", "\\u{85}"),
+            ("del\u{7f}", "\\u{7f}"),
+            ("x\u{1b}[31m", "\\u{1b}"),
+            ("tab\there", "\\t"),
+        ] {
+            let e = Dataset::parse_csv(with_ids(&["ok", id]), "c.csv").unwrap_err();
+            assert_eq!(
+                (e.line, e.column.as_deref()),
+                (Some(3), Some("user_id")),
+                "{e}"
+            );
+            let msg = e.to_string();
+            assert!(msg.contains("control character"), "{msg}");
+            assert!(msg.contains(shown), "{msg} lacks {shown}");
+            assert!(!msg.contains(|c: char| c.is_control()), "{msg:?}");
+        }
     }
 
     #[test]
