@@ -82,7 +82,7 @@ pub fn gauge(ui: &mut egui::Ui, probability: f64, threshold: f64) -> egui::Respo
         FontId::proportional(30.0),
         band_color(probability),
     );
-    let (verdict, color) = if probability > threshold {
+    let (verdict, color) = if crate::eval::verdict::is_spam(probability, threshold) {
         ("Likely spammer", RED)
     } else {
         ("Likely legitimate", GREEN)

@@ -362,7 +362,7 @@ impl ScorePanel {
         threshold: f64,
     ) {
         ui.heading("Feedback");
-        let predicted = u8::from(probability > threshold);
+        let predicted = crate::eval::verdict::label(probability, threshold);
         let verdict = if predicted == 1 {
             "spammer"
         } else {

@@ -161,7 +161,10 @@ impl Metrics {
         scores: &[f64],
         threshold: f64,
     ) -> Result<Metrics, MetricsError> {
-        let preds: Vec<u8> = scores.iter().map(|&s| u8::from(s > threshold)).collect();
+        let preds: Vec<u8> = scores
+            .iter()
+            .map(|&s| super::verdict::label(s, threshold))
+            .collect();
         Metrics::from_predictions(labels, &preds, scores)
     }
 
@@ -242,7 +245,9 @@ impl Ranked {
 
     /// Confusion counts when predicting positive for `score > threshold`.
     pub fn confusion_above(&self, threshold: f64) -> Confusion {
-        let k = self.steps.partition_point(|s| s.score > threshold);
+        let k = self
+            .steps
+            .partition_point(|s| super::verdict::is_spam(s.score, threshold));
         let (tp, fp) = if k == 0 {
             (0, 0)
         } else {

@@ -8,10 +8,10 @@ use crate::data::preprocess::SplitError;
 use crate::eval::metrics::MetricsError;
 use crate::model::forest::ForestError;
 use crate::model::{FitError, ModelError};
-use crate::store::StoreError;
 use crate::store::feedback::FeedbackError;
 use crate::store::predictions::PredictionLogError;
 use crate::store::tokens::TokenError;
+use crate::store::{ErrorKind, StoreError};
 use crate::util::progress::Cancelled;
 
 #[derive(Debug, thiserror::Error)]
@@ -37,7 +37,7 @@ pub enum Error {
     #[error(transparent)]
     Tokens(#[from] TokenError),
     #[error(transparent)]
-    Experiment(#[from] crate::ops::experiment::ExperimentError),
+    Experiment(#[from] ExperimentError),
     /// The job was cancelled by its reporter (the user pressed Cancel).
     #[error("cancelled")]
     Cancelled,
@@ -53,6 +53,25 @@ pub enum Error {
 }
 
 impl Error {
+    /// What kind of failure this is, kept from the layer that failed: a front-end
+    /// answers by kind (the service: busy → 503 with `Retry-After`, not found → 404,
+    /// invalid → 400), never by reading the message.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Feedback(e) => e.kind,
+            Error::Store(e) => e.kind(),
+            Error::Tokens(TokenError::LockTimeout { .. }) => ErrorKind::Busy,
+            Error::Tokens(TokenError::Damaged { .. }) => ErrorKind::Corrupt,
+            Error::Tokens(TokenError::Unknown { .. }) => ErrorKind::NotFound,
+            Error::Tokens(TokenError::Duplicate { .. }) => ErrorKind::Conflict,
+            Error::Tokens(TokenError::BadRole(_) | TokenError::BadName(_)) => ErrorKind::Invalid,
+            Error::Data(_) | Error::Split(_) | Error::Invalid(_) => ErrorKind::Invalid,
+            Error::Conflict(_) => ErrorKind::Conflict,
+            Error::Model(_) => ErrorKind::Corrupt,
+            _ => ErrorKind::Other,
+        }
+    }
+
     pub fn io(path: &std::path::Path, e: impl std::fmt::Display) -> Error {
         Error::Io {
             path: path.display().to_string(),
@@ -92,3 +111,45 @@ impl From<ForestError> for Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What a shadow or canary experiment refuses (`ops::experiment`).
+#[derive(Debug, thiserror::Error)]
+pub enum ExperimentError {
+    #[error("mode must be \"shadow\" or \"canary\" (got {0})")]
+    UnknownMode(String),
+    #[error("share must be a number above 0 and at most 1 (got {0})")]
+    BadShare(String),
+    #[error("share is required for a canary: a number above 0 and at most 1")]
+    MissingShare,
+    #[error("version {0} does not exist")]
+    NoSuchVersion(u32),
+    #[error("version {0} is the active version; an experiment runs another version beside it")]
+    IsActive(u32),
+    #[error("experiment {id} (version {candidate}) is already running; stop it first")]
+    AlreadyRunning { id: String, candidate: u32 },
+    #[error("no experiment is running")]
+    NotRunning,
+    #[error("{path}: {message}")]
+    File { path: String, message: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl ExperimentError {
+    /// The request field at fault, if one is.
+    pub fn field(&self) -> Option<&'static str> {
+        match self {
+            ExperimentError::UnknownMode(_) => Some("mode"),
+            ExperimentError::BadShare(_) | ExperimentError::MissingShare => Some("share"),
+            ExperimentError::NoSuchVersion(_) | ExperimentError::IsActive(_) => Some("version"),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn file(path: &std::path::Path, e: impl std::fmt::Display) -> ExperimentError {
+        ExperimentError::File {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        }
+    }
+}

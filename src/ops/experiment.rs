@@ -13,7 +13,9 @@
 //! [`Registry::rollback`], the same step as `POST /model/rollback` and the CLI.
 
 use crate::store::feedback::FeedbackLabel;
-use crate::store::predictions::ExperimentRow;
+use crate::store::predictions::{
+    ExperimentRow, ExperimentTag, PredictionRecord, new_prediction_id,
+};
 use crate::store::{Manifest, Registry, StoreError};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -77,46 +79,7 @@ pub struct StartRequest {
     pub share: Option<f64>,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ExperimentError {
-    #[error("mode must be \"shadow\" or \"canary\" (got {0})")]
-    UnknownMode(String),
-    #[error("share must be a number above 0 and at most 1 (got {0})")]
-    BadShare(String),
-    #[error("share is required for a canary: a number above 0 and at most 1")]
-    MissingShare,
-    #[error("version {0} does not exist")]
-    NoSuchVersion(u32),
-    #[error("version {0} is the active version; an experiment runs another version beside it")]
-    IsActive(u32),
-    #[error("experiment {id} (version {candidate}) is already running; stop it first")]
-    AlreadyRunning { id: String, candidate: u32 },
-    #[error("no experiment is running")]
-    NotRunning,
-    #[error("{path}: {message}")]
-    File { path: String, message: String },
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-impl ExperimentError {
-    /// The request field at fault, if one is.
-    pub fn field(&self) -> Option<&'static str> {
-        match self {
-            ExperimentError::UnknownMode(_) => Some("mode"),
-            ExperimentError::BadShare(_) | ExperimentError::MissingShare => Some("share"),
-            ExperimentError::NoSuchVersion(_) | ExperimentError::IsActive(_) => Some("version"),
-            _ => None,
-        }
-    }
-
-    fn file(path: &std::path::Path, e: impl std::fmt::Display) -> ExperimentError {
-        ExperimentError::File {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        }
-    }
-}
+pub use super::error::ExperimentError;
 
 /// The canary share, checked: required for a canary and within (0, 1]; a shadow's is
 /// ignored (None).
@@ -309,13 +272,22 @@ pub struct Stats {
 
 /// The numbers of experiment `e` from its logged `rows`. A row's label is the newest
 /// moderator label quoting its prediction id, else the newest one on its user id;
-/// `threshold(v)` is version v's threshold (a verdict is spam strictly above it).
-pub fn stats(
+/// `threshold(v)` is version v's threshold, asked once per version the rows name; its
+/// error (a manifest that cannot be read) is the answer: no verdict is made up.
+pub fn stats<E>(
     e: &Experiment,
     rows: &[ExperimentRow],
     labels: &[FeedbackLabel],
-    threshold: impl Fn(u32) -> f64,
-) -> Stats {
+    threshold: impl Fn(u32) -> Result<f64, E>,
+) -> Result<Stats, E> {
+    let mut thresholds: HashMap<u32, f64> = HashMap::new();
+    for r in rows {
+        for v in [r.version, r.other_version] {
+            if let std::collections::hash_map::Entry::Vacant(slot) = thresholds.entry(v) {
+                slot.insert(threshold(v)?);
+            }
+        }
+    }
     let mut by_prediction: HashMap<&str, u8> = HashMap::new();
     let mut by_user: HashMap<&str, u8> = HashMap::new();
     for l in labels {
@@ -336,8 +308,7 @@ pub fn stats(
         correct: u64,
     }
     let mut acc: BTreeMap<u32, Acc> = BTreeMap::new();
-    let mut thresholds: HashMap<u32, f64> = HashMap::new();
-    let mut verdict = |v: u32, p: f64| p > *thresholds.entry(v).or_insert_with(|| threshold(v));
+    let verdict = |v: u32, p: f64| crate::eval::verdict::is_spam(p, thresholds[&v]);
     let mut s = Stats {
         requests: rows.len() as u64,
         answered_by_active: 0,
@@ -394,7 +365,146 @@ pub fn stats(
             accuracy: ratio(a.correct, a.labelled),
         })
         .collect();
-    s
+    Ok(s)
+}
+
+/// A version that can answer: its manifest (number, threshold) and its model.
+#[derive(Clone, Copy)]
+pub struct Served<'a> {
+    pub manifest: &'a Manifest,
+    pub model: &'a crate::model::Model,
+}
+
+/// What answers requests: the active version and, during an experiment, its candidate.
+#[derive(Clone, Copy)]
+pub struct Arms<'a> {
+    pub active: Served<'a>,
+    /// The running experiment and its candidate (ignored when the candidate is the
+    /// active version, as after a promotion).
+    pub experiment: Option<(&'a Experiment, Served<'a>)>,
+}
+
+impl<'a> Arms<'a> {
+    fn running(&self) -> Option<(&'a Experiment, Served<'a>)> {
+        self.experiment
+            .filter(|(_, c)| c.manifest.version != self.active.manifest.version)
+    }
+
+    /// The version that answers `user_id`, and the other one of a running experiment.
+    fn pick(&self, user_id: Option<&str>) -> (Served<'a>, Option<(&'a Experiment, Served<'a>)>) {
+        match self.running() {
+            None => (self.active, None),
+            Some((e, candidate)) => match assign(e, user_id, random_unit) {
+                Arm::Active => (self.active, Some((e, candidate))),
+                Arm::Candidate => (candidate, Some((e, self.active))),
+            },
+        }
+    }
+}
+
+/// When a prediction was made, as the prediction log keeps it.
+fn now_rfc3339() -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+}
+
+/// Scores one account for a caller: the arm of a running experiment answers (sticky by
+/// `user_id`), the other version scores it too, and the record for the prediction log
+/// carries both under a new prediction id. Without an experiment the active version
+/// answers alone. Nothing is written: the caller appends the record
+/// ([`PredictionLog::append`]) once the answer is to be given.
+pub fn serve_one(
+    arms: Arms<'_>,
+    account: &crate::ops::predict::Account,
+    user_id: Option<String>,
+    caller: &str,
+    explain: crate::ops::predict::Explain,
+) -> (crate::ops::predict::Prediction, PredictionRecord) {
+    let (answer, other) = arms.pick(user_id.as_deref());
+    let p = crate::ops::predict::predict(answer.model, answer.manifest, account, explain);
+    let experiment = other.map(|(e, o)| ExperimentTag {
+        experiment: e.id.clone(),
+        other_version: o.manifest.version,
+        other_probability: o.model.predict_one(&account.values),
+    });
+    let record = PredictionRecord {
+        id: new_prediction_id(),
+        created_at: now_rfc3339(),
+        version: p.version,
+        features: account.values.clone(),
+        probability: p.probability,
+        caller: caller.to_string(),
+        user_id,
+        experiment,
+    };
+    (p, record)
+}
+
+/// Scores a batch of accounts for a caller, as [`serve_one`] does each: during an
+/// experiment both versions score every row and each row's arm answers; each row's
+/// record for the prediction log carries the other version's probability beside it.
+/// `explain` contributions per row; `exact` asks each version for its exact method.
+pub fn serve_batch(
+    arms: Arms<'_>,
+    d: &crate::data::Dataset,
+    caller: &str,
+    explain: usize,
+    exact: bool,
+) -> crate::Result<(crate::ops::score::ScoredBatch, Vec<PredictionRecord>)> {
+    use crate::model::explain::Method;
+    let score_with = |v: Served<'_>| {
+        let method = if exact {
+            v.model.detail_method()
+        } else {
+            Method::PathAttribution
+        };
+        crate::ops::score::score_batch(
+            d,
+            v.model,
+            v.manifest.version,
+            v.manifest.threshold,
+            explain,
+            method,
+            &crate::util::progress::NoProgress,
+        )
+    };
+    let base = score_with(arms.active)?;
+    let (b, beside) = match arms.running() {
+        None => (base, None),
+        Some((e, candidate)) => {
+            let cand = score_with(candidate)?;
+            let take: Vec<bool> = (0..d.n_rows())
+                .map(|i| assign(e, Some(&d.user_ids[i]), random_unit) == Arm::Candidate)
+                .collect();
+            let mixed = base.mix(&cand, &take)?;
+            let other: Vec<(u32, f64)> = take
+                .iter()
+                .enumerate()
+                .map(|(i, &c)| {
+                    let o = if c { &base } else { &cand };
+                    (o.version, o.probability[i])
+                })
+                .collect();
+            (mixed, Some((e.id.clone(), other)))
+        }
+    };
+    let now = now_rfc3339();
+    let records = (0..d.n_rows())
+        .map(|i| PredictionRecord {
+            id: new_prediction_id(),
+            created_at: now.clone(),
+            version: b.version_of(i),
+            features: d.row(i),
+            probability: b.probability[i],
+            caller: caller.to_string(),
+            user_id: Some(d.user_ids[i].to_string()),
+            experiment: beside.as_ref().map(|(id, other)| ExperimentTag {
+                experiment: id.clone(),
+                other_version: other[i].0,
+                other_probability: other[i].1,
+            }),
+        })
+        .collect();
+    Ok((b, records))
 }
 
 #[cfg(test)]
@@ -591,8 +701,8 @@ mod tests {
                 label: 0,
             },
         ];
-        let threshold = |v: u32| if v == 2 { 0.2 } else { 0.5 };
-        let s = stats(&e, &rows, &labels, threshold);
+        let threshold = |v: u32| Ok::<_, ()>(if v == 2 { 0.2 } else { 0.5 });
+        let s = stats(&e, &rows, &labels, threshold).unwrap();
         assert_eq!(s.requests, 4);
         assert_eq!((s.answered_by_active, s.answered_by_candidate), (2, 2));
         // p1 agree, p2 (v2 0.3 > 0.2 spam, v1 0.7 spam) agree, p3 (v1 legit, v2 spam)
@@ -618,7 +728,10 @@ mod tests {
         assert_eq!((v1.labelled, v1.correct, v1.accuracy), (2, 1, Some(0.5)));
         assert_eq!((v2.labelled, v2.correct, v2.accuracy), (2, 1, Some(0.5)));
         // Nothing logged yet: the candidate is listed with empty numbers.
-        let s = stats(&e, &[], &[], threshold);
+        let s = stats(&e, &[], &[], threshold).unwrap();
+        // A version whose threshold cannot be read is an error, not a made-up verdict.
+        let unreadable = |v: u32| if v == 2 { Err(v) } else { Ok(0.5) };
+        assert_eq!(stats(&e, &rows, &labels, unreadable).err(), Some(2));
         assert_eq!(s.agreement, None);
         assert_eq!(s.versions.len(), 1);
         assert_eq!(

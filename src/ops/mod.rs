@@ -14,5 +14,6 @@ pub mod report;
 pub mod review;
 pub mod score;
 pub mod train;
+pub mod versions;
 
 pub use error::{Error, Result};

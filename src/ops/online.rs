@@ -221,7 +221,7 @@ fn feedback_eval(model: &Model, records: &[&Feedback], threshold: f64) -> Option
     let accuracy = labels
         .iter()
         .zip(&scores)
-        .filter(|&(&y, &p)| u8::from(p > threshold) == y)
+        .filter(|&(&y, &p)| crate::eval::verdict::label(p, threshold) == y)
         .count() as f64
         / n;
     let roc_auc = Metrics::from_scores(&labels, &scores, threshold)

@@ -192,7 +192,7 @@ pub fn predict(model: &Model, manifest: &Manifest, a: &Account, explain: Explain
     };
     Prediction {
         probability,
-        is_spammer: probability > manifest.threshold,
+        is_spammer: crate::eval::verdict::is_spam(probability, manifest.threshold),
         threshold: manifest.threshold,
         version: manifest.version,
         method,

@@ -73,19 +73,45 @@ pub fn claim_at(
             "ttl_seconds must be between 1 and {MAX_CLAIM_TTL_SECONDS} (got {ttl_seconds})"
         )));
     }
-    let ids = user_ids(ids, "user_ids")?;
-    Ok(FeedbackStore::open_in(registry.root())?.claim_for_review(
-        &ids,
+    claim_in(
+        &mut FeedbackStore::open_in(registry.root())?,
+        ids,
         moderator,
-        Duration::from_secs(ttl_seconds),
+        ttl_seconds,
         now,
-    )?)
+    )
+}
+
+/// [`claim_at`] on an open store (the service keeps one open).
+pub fn claim_in(
+    store: &mut FeedbackStore,
+    ids: &[String],
+    moderator: &str,
+    ttl_seconds: u64,
+    now: SystemTime,
+) -> Result<ClaimOutcome> {
+    if !(1..=MAX_CLAIM_TTL_SECONDS).contains(&ttl_seconds) {
+        return Err(Error::Invalid(format!(
+            "ttl_seconds must be between 1 and {MAX_CLAIM_TTL_SECONDS} (got {ttl_seconds})"
+        )));
+    }
+    let ids = user_ids(ids, "user_ids")?;
+    Ok(store.claim_for_review(&ids, moderator, Duration::from_secs(ttl_seconds), now)?)
 }
 
 /// Gives back `moderator`'s claims on `ids`; returns how many there were.
 pub fn release(registry: &Registry, ids: &[String], moderator: &str) -> Result<usize> {
+    release_in(
+        &mut FeedbackStore::open_in(registry.root())?,
+        ids,
+        moderator,
+    )
+}
+
+/// [`release`] on an open store.
+pub fn release_in(store: &mut FeedbackStore, ids: &[String], moderator: &str) -> Result<usize> {
     let ids = user_ids(ids, "user_ids")?;
-    Ok(FeedbackStore::open_in(registry.root())?.release_review_claims(&ids, moderator)?)
+    Ok(store.release_review_claims(&ids, moderator)?)
 }
 
 /// For each of `ids`: who is reviewing it now, who reviewed it (the feedback records on
@@ -100,15 +126,28 @@ pub fn status_at(
     ids: &[String],
     now: SystemTime,
 ) -> Result<Vec<AccountStatus>> {
+    status_in(&mut FeedbackStore::open_in(registry.root())?, ids, now)
+}
+
+/// [`status_at`] on an open store.
+pub fn status_in(
+    store: &mut FeedbackStore,
+    ids: &[String],
+    now: SystemTime,
+) -> Result<Vec<AccountStatus>> {
     let ids = user_ids(ids, "user_ids")?;
-    Ok(FeedbackStore::open_in(registry.root())?.claims_and_reviews(&ids, now)?)
+    Ok(store.claims_and_reviews(&ids, now)?)
 }
 
 /// One account: its claim, the feedback records on it and its confirmed label.
 pub fn account(registry: &Registry, id: &str) -> Result<AccountStatus> {
+    account_in(&mut FeedbackStore::open_in(registry.root())?, id)
+}
+
+/// [`account`] on an open store.
+pub fn account_in(store: &mut FeedbackStore, id: &str) -> Result<AccountStatus> {
     let id = user_id(id, "user_id")?;
-    let mut all = FeedbackStore::open_in(registry.root())?
-        .claims_and_reviews(std::slice::from_ref(&id), SystemTime::now())?;
+    let mut all = store.claims_and_reviews(std::slice::from_ref(&id), SystemTime::now())?;
     Ok(all.remove(0))
 }
 
@@ -128,6 +167,23 @@ pub fn confirm_label(
     by: &str,
     notes: &str,
 ) -> Result<Confirmation> {
+    confirm_label_in(
+        &mut FeedbackStore::open_in(registry.root())?,
+        id,
+        label,
+        by,
+        notes,
+    )
+}
+
+/// [`confirm_label`] on an open store.
+pub fn confirm_label_in(
+    store: &mut FeedbackStore,
+    id: &str,
+    label: u8,
+    by: &str,
+    notes: &str,
+) -> Result<Confirmation> {
     let id = user_id(id, "user_id")?;
     if label > 1 {
         return Err(Error::Invalid(format!(
@@ -139,7 +195,6 @@ pub fn confirm_label(
             "notes are longer than {MAX_NOTES} characters"
         )));
     }
-    let mut store = FeedbackStore::open_in(registry.root())?;
     let replaced = store
         .confirm_labels(&[(id.clone(), label)], by, notes, SystemTime::now())?
         .remove(0);

@@ -38,7 +38,7 @@ impl ScoredBatch {
         self.probability.is_empty()
     }
     pub fn is_spammer(&self, i: usize) -> bool {
-        self.probability[i] > self.threshold_of(i)
+        crate::eval::verdict::is_spam(self.probability[i], self.threshold_of(i))
     }
     /// The version that scored row `i`.
     pub fn version_of(&self, i: usize) -> u32 {

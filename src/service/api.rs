@@ -155,17 +155,38 @@ pub struct VersionFeedback {
     /// Null for feedback on accounts no version scored.
     pub model_version: Option<u32>,
     pub total: u64,
+    /// Records that carry this version's verdict.
+    #[serde(default)]
+    pub judged: u64,
+    /// Of those, the ones where the verdict matched the moderator.
     pub correct: u64,
+    /// `correct / judged`, null without any judged record.
+    #[serde(default)]
+    pub agreement: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct FeedbackStats {
+    /// Feedback records with the account's features (what `spamscope feedback stats`
+    /// counts as `total`); unlinked feedback is counted beside, in `unlinked_feedback`.
     pub total_feedback: u64,
+    /// Of those, records that carry the model's verdict.
+    #[serde(default)]
+    pub judged: u64,
+    /// Of the judged records, those where the model's verdict matched the moderator.
     pub correct_predictions: u64,
-    /// Share of judged feedback that agreed with the model (0 without any).
+    /// `correct_predictions / judged` (0 without any judged record; the reference's
+    /// field).
     pub accuracy: f64,
-    /// Feedback quoting a prediction id this service never logged.
+    /// The same share, null without any judged record (the CLI's `agreement`).
+    #[serde(default)]
+    pub agreement: Option<f64>,
+    /// Feedback quoting a prediction id this service never logged (no features, no
+    /// verdict of ours): not in the counts above.
     pub unlinked_feedback: u64,
+    /// Of those, the ones saying the model was right.
+    #[serde(default)]
+    pub unlinked_correct: u64,
     /// When the newest version made from feedback was trained (or the active version,
     /// before any retrain): ISO 8601 with an offset.
     pub last_retrain: String,
@@ -590,6 +611,7 @@ pub struct ExperimentStats {
     /// Requests both versions scored, and those where their verdicts agreed.
     pub both_scored: u64,
     pub agreed: u64,
+    #[serde(default)]
     pub agreement: Option<f64>,
     pub versions: Vec<ExperimentVersion>,
 }

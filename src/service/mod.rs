@@ -46,6 +46,9 @@ pub struct Limits {
     pub timeout: Duration,
     /// Most contributions one account's response may carry.
     pub max_explain: usize,
+    /// How long the service's feedback store waits for another process's write lock
+    /// before the request is answered 503 (busy, with `Retry-After`).
+    pub store_busy_wait: Duration,
 }
 
 impl Default for Limits {
@@ -56,6 +59,7 @@ impl Default for Limits {
             max_in_flight: 256,
             timeout: Duration::from_secs(30),
             max_explain: crate::data::catalog::N_FEATURES,
+            store_busy_wait: crate::store::BUSY_WAIT,
         }
     }
 }
@@ -121,8 +125,11 @@ pub struct State {
     pub log: PredictionLog,
     /// Feedback through the service: group commits, one writer.
     pub feedback: crate::ops::feedback::FeedbackQueue,
+    /// The feedback store for everything else (statistics, review claims, confirmed
+    /// labels): opened once, with its tables and migrations, when the service starts.
+    store: std::sync::Mutex<crate::store::feedback::FeedbackStore>,
     pub limits: Limits,
-    slots: tokio::sync::Semaphore,
+    slots: Arc<tokio::sync::Semaphore>,
     started: std::time::SystemTime,
     /// Retrains started through the API, by job id.
     pub(crate) jobs: std::sync::Mutex<Vec<api::Job>>,
@@ -143,8 +150,11 @@ impl State {
         let tokens = TokenStore::open_in(registry.root()).load()?;
         let log = PredictionLog::open(registry.root(), retention)?;
         let feedback = crate::ops::feedback::FeedbackQueue::open(&registry)?;
+        let store = crate::store::feedback::FeedbackStore::open_in(registry.root())?;
+        store.set_busy_wait(limits.store_busy_wait)?;
         let state = Arc::new(State {
             feedback,
+            store: std::sync::Mutex::new(store),
             registry,
             active: RwLock::new(Arc::new(Active { manifest, model })),
             experiment: RwLock::new(None),
@@ -152,7 +162,7 @@ impl State {
             tokens: RwLock::new(tokens),
             open_without_tokens: loopback,
             log,
-            slots: tokio::sync::Semaphore::new(limits.max_in_flight),
+            slots: Arc::new(tokio::sync::Semaphore::new(limits.max_in_flight)),
             limits,
             started: std::time::SystemTime::now(),
             jobs: std::sync::Mutex::new(Vec::new()),
@@ -179,6 +189,24 @@ impl State {
         self.alerts.get()
     }
 
+    /// Runs `f` on the service's feedback store (one connection, opened at start; callers
+    /// are on the blocking pool).
+    pub fn with_store<T>(
+        &self,
+        f: impl FnOnce(&mut crate::store::feedback::FeedbackStore) -> Result<T, crate::Error>,
+    ) -> Result<T, crate::Error> {
+        let mut store = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut store)
+    }
+
+    /// Requests being handled now, with their blocking work (at most
+    /// `limits.max_in_flight`).
+    pub fn in_flight(&self) -> usize {
+        self.limits
+            .max_in_flight
+            .saturating_sub(self.slots.available_permits())
+    }
+
     /// The running experiment, if any.
     pub fn experiment(&self) -> Option<Arc<Running>> {
         self.experiment
@@ -195,23 +223,22 @@ impl State {
     ) -> Result<crate::ops::experiment::Stats, crate::Error> {
         self.log.flush()?;
         let rows = self.log.experiment_rows(&e.id)?;
-        let labels =
-            crate::store::feedback::FeedbackStore::open_in(self.registry.root())?.labels()?;
+        let labels = self.with_store(|s| Ok(s.labels()?))?;
         let active = self.active();
         let running = self.experiment();
-        let threshold = |v: u32| {
+        let threshold = |v: u32| -> Result<f64, crate::Error> {
             if v == active.manifest.version {
-                return active.manifest.threshold;
+                return Ok(active.manifest.threshold);
             }
             if let Some(r) = running
                 .as_ref()
                 .filter(|r| r.candidate.manifest.version == v)
             {
-                return r.candidate.manifest.threshold;
+                return Ok(r.candidate.manifest.threshold);
             }
-            self.registry.manifest(v).map_or(0.5, |m| m.threshold)
+            Ok(self.registry.manifest(v)?.threshold)
         };
-        Ok(crate::ops::experiment::stats(e, &rows, &labels, threshold))
+        crate::ops::experiment::stats(e, &rows, &labels, threshold)
     }
 
     /// Follows the registry's `experiment.json`: loads the candidate of a new

@@ -13,6 +13,7 @@
 
 use crate::data::UserId;
 use crate::data::catalog::{N_FEATURES, catalog};
+use crate::store::{ErrorKind, int, label, opt_int, opt_label};
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OptionalExtension, params_from_iter};
 use serde::Serialize;
@@ -23,6 +24,77 @@ use std::path::{Path, PathBuf};
 pub struct FeedbackError {
     pub path: String,
     pub message: String,
+    /// Busy, corrupt, invalid...: what a front-end answers depends on it.
+    pub kind: ErrorKind,
+}
+
+/// A failure the feedback and review stores report, with its kind: SQLite's errors
+/// keep theirs ([`crate::store::sqlite_kind`]); a message of ours is about the
+/// request (a label that is not 0 or 1, a bad user id).
+pub trait Failure: std::fmt::Display {
+    fn kind(&self) -> ErrorKind;
+}
+
+impl Failure for rusqlite::Error {
+    fn kind(&self) -> ErrorKind {
+        crate::store::sqlite_kind(self)
+    }
+}
+
+impl Failure for String {
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::Invalid
+    }
+}
+
+impl Failure for &str {
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::Invalid
+    }
+}
+
+impl FeedbackError {
+    /// `e` at the store in `path`.
+    pub fn of(path: &str, e: impl Failure) -> FeedbackError {
+        FeedbackError {
+            path: path.to_string(),
+            message: e.to_string(),
+            kind: e.kind(),
+        }
+    }
+
+    /// A failure of the store's machinery (not of SQLite nor of the request).
+    pub fn other(path: &str, message: impl Into<String>) -> FeedbackError {
+        FeedbackError {
+            path: path.to_string(),
+            message: message.into(),
+            kind: ErrorKind::Other,
+        }
+    }
+}
+
+/// How many times each store file was opened (creating tables and migrating), by path:
+/// a long-running process (the service) opens each store once, which a test checks
+/// with [`times_opened`].
+static OPENS: std::sync::Mutex<Vec<(PathBuf, u64)>> = std::sync::Mutex::new(Vec::new());
+
+fn count_open(path: &Path) {
+    let mut opens = OPENS.lock().unwrap_or_else(|p| p.into_inner());
+    match opens.iter_mut().find(|(p, _)| p == path) {
+        Some((_, n)) => *n += 1,
+        None => opens.push((path.to_path_buf(), 1)),
+    }
+}
+
+/// How many times this process opened the feedback store of the registry at
+/// `registry_root` (each open runs table creation and migrations).
+pub fn times_opened(registry_root: &Path) -> u64 {
+    let path = crate::store::layout::Layout::new(registry_root).feedback_db();
+    let opens = OPENS.lock().unwrap_or_else(|p| p.into_inner());
+    opens
+        .iter()
+        .find(|(p, _)| *p == path)
+        .map_or(0, |(_, n)| *n)
 }
 
 /// Where a record came from.
@@ -142,6 +214,13 @@ pub struct VersionStats {
     pub judged: u64,
 }
 
+impl VersionStats {
+    /// [`crate::eval::verdict::agreement`] of this version's records.
+    pub fn agreement(&self) -> Option<f64> {
+        crate::eval::verdict::agreement(self.agreed, self.judged)
+    }
+}
+
 /// One moderator's feedback ([`FeedbackStore::moderator_stats`]).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ModeratorStats {
@@ -174,8 +253,12 @@ pub struct AgreementPoint {
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct FeedbackStats {
     pub total: u64,
-    /// Records where the model's verdict matched the true label, over records that
-    /// carry a verdict (None when there are none).
+    /// Records that carry the model's verdict.
+    pub judged: u64,
+    /// Of those, records where the verdict matched the true label.
+    pub agreed: u64,
+    /// [`crate::eval::verdict::agreement`]: `agreed / judged` (None when nothing is
+    /// judged).
     pub agreement: Option<f64>,
     pub by_version: Vec<VersionStats>,
 }
@@ -464,9 +547,8 @@ impl FeedbackWriter {
                     }
                 }
             })
-            .map_err(|e| FeedbackError {
-                path: path.clone(),
-                message: format!("cannot start the feedback writer: {e}"),
+            .map_err(|e| {
+                FeedbackError::other(&path, format!("cannot start the feedback writer: {e}"))
             })?;
         Ok(FeedbackWriter {
             tx: Some(tx),
@@ -477,10 +559,7 @@ impl FeedbackWriter {
 
     /// Stores `s` and answers once it is committed (or found to be a replay).
     pub fn submit(&self, s: Submission) -> Result<Outcome, FeedbackError> {
-        let stopped = || FeedbackError {
-            path: self.path.clone(),
-            message: "the feedback writer has stopped".into(),
-        };
+        let stopped = || FeedbackError::other(&self.path, "the feedback writer has stopped");
         let (reply, wait) = std::sync::mpsc::sync_channel(1);
         self.tx
             .as_ref()
@@ -503,10 +582,9 @@ impl Drop for FeedbackWriter {
 impl FeedbackStore {
     /// Opens (creating if needed) the store at `path`.
     pub fn open(path: &Path) -> Result<FeedbackStore, FeedbackError> {
-        let err = |e: rusqlite::Error| FeedbackError {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        };
+        count_open(path);
+        let shown = path.display().to_string();
+        let err = |e: rusqlite::Error| FeedbackError::of(&shown, e);
         let conn = crate::store::open_durable(path).map_err(err)?;
         conn.execute_batch(&format!(
             "{};
@@ -588,10 +666,7 @@ impl FeedbackStore {
     /// released first.
     pub fn claim_unused(&mut self, claimant: &Claimant) -> Result<Vec<Feedback>, FeedbackError> {
         let path = self.path.display().to_string();
-        let e = |e: rusqlite::Error| FeedbackError {
-            path: path.clone(),
-            message: e.to_string(),
-        };
+        let e = |e: rusqlite::Error| FeedbackError::of(&path, e);
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -663,10 +738,7 @@ impl FeedbackStore {
         let stamp = |t: std::time::SystemTime| humantime::format_rfc3339_millis(t).to_string();
         let now_text = stamp(now);
         let path = self.path.display().to_string();
-        let err = |e: rusqlite::Error| FeedbackError {
-            path: path.clone(),
-            message: e.to_string(),
-        };
+        let err = |e: rusqlite::Error| FeedbackError::of(&path, e);
         // IMMEDIATE: the write lock is taken before the keys are looked up, so no other
         // connection can store the same key in between.
         let tx = self
@@ -699,9 +771,9 @@ impl FeedbackStore {
                         out.push(Ok(Outcome::KeyReused));
                         continue;
                     }
-                    let label: Option<i64> = if linked {
+                    let label: Option<u8> = if linked {
                         tx.query_row("SELECT true_label FROM feedback WHERE id = ?1", [id], |r| {
-                            r.get(0)
+                            label(r, 0, "true_label")
                         })
                         .optional()
                         .map_err(err)?
@@ -709,17 +781,13 @@ impl FeedbackStore {
                         tx.query_row(
                             "SELECT actual_label FROM unlinked_feedback WHERE id = ?1",
                             [id],
-                            |r| r.get(0),
+                            |r| crate::store::opt_label(r, 0, "actual_label"),
                         )
                         .optional()
                         .map_err(err)?
                         .flatten()
                     };
-                    out.push(Ok(Outcome::Replayed {
-                        id,
-                        linked,
-                        label: label.map(|l| l as u8),
-                    }));
+                    out.push(Ok(Outcome::Replayed { id, linked, label }));
                     continue;
                 }
             }
@@ -793,7 +861,7 @@ impl FeedbackStore {
             .query_row(
                 "SELECT COUNT(*), COALESCE(SUM(is_correct), 0) FROM unlinked_feedback",
                 [],
-                |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+                |r| Ok((int(r, 0, "COUNT(*)")?, int(r, 1, "SUM(is_correct)")?)),
             )
             .map_err(|e| self.err(e))
     }
@@ -814,11 +882,14 @@ impl FeedbackStore {
         FeedbackStore::open(&crate::store::layout::Layout::new(registry_root).feedback_db())
     }
 
-    pub(super) fn err(&self, e: impl std::fmt::Display) -> FeedbackError {
-        FeedbackError {
-            path: self.path.display().to_string(),
-            message: e.to_string(),
-        }
+    /// How long this connection waits for another writer's lock before a busy error
+    /// (default [`crate::store::BUSY_WAIT`]).
+    pub fn set_busy_wait(&self, wait: std::time::Duration) -> Result<(), FeedbackError> {
+        self.conn.busy_timeout(wait).map_err(|e| self.err(e))
+    }
+
+    pub(super) fn err(&self, e: impl Failure) -> FeedbackError {
+        FeedbackError::of(&self.path.display().to_string(), e)
     }
 
     fn validate(&self, r: &NewFeedback) -> Result<(), FeedbackError> {
@@ -882,8 +953,9 @@ impl FeedbackStore {
 
     pub fn count(&self) -> Result<u64, FeedbackError> {
         self.conn
-            .query_row("SELECT COUNT(*) FROM feedback", [], |r| r.get::<_, i64>(0))
-            .map(|n| n as u64)
+            .query_row("SELECT COUNT(*) FROM feedback", [], |r| {
+                int(r, 0, "COUNT(*)")
+            })
             .map_err(|e| self.err(e))
     }
 
@@ -899,7 +971,10 @@ impl FeedbackStore {
             .map_err(|e| self.err(e))?;
         let groups = stmt
             .query_map([], |r| {
-                Ok((r.get::<_, Option<String>>(0)?, r.get::<_, i64>(1)?))
+                Ok((
+                    r.get::<_, Option<String>>(0)?,
+                    int::<u64>(r, 1, "COUNT(*)")?,
+                ))
             })
             .map_err(|e| self.err(e))?
             .collect::<Result<Vec<_>, _>>()
@@ -907,7 +982,7 @@ impl FeedbackStore {
         Ok(groups
             .into_iter()
             .filter(|(holder, _)| holder.as_deref().is_none_or(Claimant::is_stale))
-            .map(|(_, n)| n as u64)
+            .map(|(_, n)| n)
             .sum())
     }
 
@@ -925,10 +1000,10 @@ impl FeedbackStore {
         let rows = stmt
             .query_map([], |r| {
                 Ok((
-                    r.get::<_, Option<i64>>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, i64>(2)?,
-                    r.get::<_, i64>(3)?,
+                    opt_int::<u32>(r, 0, "model_version")?,
+                    int::<u64>(r, 1, "COUNT(*)")?,
+                    int::<u64>(r, 2, "agreed")?,
+                    int::<u64>(r, 3, "judged")?,
                 ))
             })
             .map_err(|e| self.err(e))?;
@@ -936,17 +1011,19 @@ impl FeedbackStore {
         let (mut agreed, mut judged) = (0u64, 0u64);
         for row in rows {
             let (v, total, ok, with_verdict) = row.map_err(|e| self.err(e))?;
-            stats.total += total as u64;
-            agreed += ok as u64;
-            judged += with_verdict as u64;
+            stats.total += total;
+            agreed += ok;
+            judged += with_verdict;
             stats.by_version.push(VersionStats {
-                version: v.map(|v| v as u32),
-                total: total as u64,
-                agreed: ok as u64,
-                judged: with_verdict as u64,
+                version: v,
+                total,
+                agreed: ok,
+                judged: with_verdict,
             });
         }
-        stats.agreement = (judged > 0).then(|| agreed as f64 / judged as f64);
+        stats.agreed = agreed;
+        stats.judged = judged;
+        stats.agreement = crate::eval::verdict::agreement(agreed, judged);
         Ok(stats)
     }
 
@@ -982,13 +1059,13 @@ impl FeedbackStore {
             .query_map([], |r| {
                 Ok(ModeratorStats {
                     moderator: r.get(0)?,
-                    records: r.get::<_, i64>(1)? as u64,
-                    judged: r.get::<_, i64>(2)? as u64,
-                    agreed_with_model: r.get::<_, i64>(3)? as u64,
-                    pairs_with_others: r.get::<_, i64>(4)? as u64,
-                    agreed_with_others: r.get::<_, i64>(5)? as u64,
-                    confirmed: r.get::<_, i64>(6)? as u64,
-                    agreed_with_confirmed: r.get::<_, i64>(7)? as u64,
+                    records: int(r, 1, "records")?,
+                    judged: int(r, 2, "judged")?,
+                    agreed_with_model: int(r, 3, "agreed_with_model")?,
+                    pairs_with_others: int(r, 4, "pairs_with_others")?,
+                    agreed_with_others: int(r, 5, "agreed_with_others")?,
+                    confirmed: int(r, 6, "confirmed")?,
+                    agreed_with_confirmed: int(r, 7, "agreed_with_confirmed")?,
                 })
             })
             .map_err(|e| self.err(e))?;
@@ -1012,10 +1089,10 @@ impl FeedbackStore {
         let rows = stmt
             .query_map([], |r| {
                 Ok(AgreementPoint {
-                    version: r.get::<_, i64>(0)? as u32,
+                    version: int(r, 0, "model_version")?,
                     hour: r.get(1)?,
-                    total: r.get::<_, i64>(2)? as u64,
-                    agreed: r.get::<_, i64>(3)? as u64,
+                    total: int(r, 2, "COUNT(*)")?,
+                    agreed: int(r, 3, "agreed")?,
                 })
             })
             .map_err(|e| self.err(e))?;
@@ -1037,7 +1114,7 @@ impl FeedbackStore {
                 Ok(FeedbackLabel {
                     prediction_id: r.get(0)?,
                     user_id: read_user_id(r, 1)?.map(|u| u.to_string()),
-                    label: r.get::<_, i64>(2)? as u8,
+                    label: label(r, 2, "true_label")?,
                 })
             })
             .map_err(|e| self.err(e))?;
@@ -1068,15 +1145,15 @@ impl FeedbackStore {
                 Ok(Feedback {
                     id: r.get(0)?,
                     created_at: r.get(1)?,
-                    used_in_version: r.get::<_, Option<i64>>(9)?.map(|v| v as u32),
+                    used_in_version: opt_int(r, 9, "used_in_version")?,
                     claimed_by: r.get(10)?,
                     moderator: r.get(11)?,
                     record: NewFeedback {
                         user_id: read_user_id(r, 2)?,
-                        model_version: r.get::<_, Option<i64>>(3)?.map(|v| v as u32),
+                        model_version: opt_int(r, 3, "model_version")?,
                         probability: r.get(4)?,
-                        predicted: r.get::<_, Option<i64>>(5)?.map(|v| v as u8),
-                        true_label: r.get::<_, i64>(6)? as u8,
+                        predicted: opt_label(r, 5, "predicted")?,
+                        true_label: label(r, 6, "true_label")?,
                         notes: r.get(7)?,
                         origin: Origin::parse(&r.get::<_, String>(8)?),
                         features,
@@ -1090,10 +1167,7 @@ impl FeedbackStore {
     /// Marks records as used by the training of `version` (one transaction).
     pub fn mark_used(&mut self, ids: &[i64], version: u32) -> Result<(), FeedbackError> {
         let path = self.path.display().to_string();
-        let e = |e: rusqlite::Error| FeedbackError {
-            path: path.clone(),
-            message: e.to_string(),
-        };
+        let e = |e: rusqlite::Error| FeedbackError::of(&path, e);
         let tx = self.conn.transaction().map_err(e)?;
         {
             let mut stmt = tx

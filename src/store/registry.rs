@@ -72,6 +72,23 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    /// What kind of failure this is (busy, not found, corrupt...).
+    pub fn kind(&self) -> super::ErrorKind {
+        use super::ErrorKind as K;
+        match self {
+            StoreError::Io { .. } => K::Other,
+            StoreError::LockTimeout { .. } => K::Busy,
+            StoreError::NoVersions(_) | StoreError::NoSuchVersion(_) => K::NotFound,
+            StoreError::Manifest { .. }
+            | StoreError::Checksum { .. }
+            | StoreError::Model { .. }
+            | StoreError::DamagedActive { .. }
+            | StoreError::Confinement { .. } => K::Corrupt,
+        }
+    }
+}
+
 fn recovery_hint(fallback: Option<u32>) -> String {
     match fallback {
         Some(v) => format!(
@@ -793,14 +810,15 @@ impl Registry {
         Ok(true)
     }
 
-    /// Rewrites a version's manifest (e.g. a new threshold), atomically.
-    pub fn update_manifest(&self, m: &Manifest) -> Result<(), StoreError> {
+    /// Sets version `v`'s decision threshold and nothing else: the manifest is read
+    /// and rewritten under the registry's lock, so a status another process wrote
+    /// meanwhile (a rollback) is kept. Returns the manifest as written.
+    pub fn set_threshold(&self, v: u32, threshold: f64) -> Result<Manifest, StoreError> {
         let _lock = self.lock()?;
-        self.manifest(m.version)?;
-        write_atomic(
-            &self.layout.manifest(m.version),
-            manifest_text(m).as_bytes(),
-        )
+        let mut m = self.manifest(v)?;
+        m.threshold = threshold;
+        write_atomic(&self.layout.manifest(v), manifest_text(&m).as_bytes())?;
+        Ok(m)
     }
 }
 
@@ -839,6 +857,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Writes a manifest as it is (a test's hand-made or hostile one).
+    fn overwrite_manifest(reg: &Registry, m: &Manifest) {
+        write_atomic(&reg.layout.manifest(m.version), manifest_text(m).as_bytes()).unwrap();
+    }
     use crate::eval::metrics::Metrics;
     use crate::model::test_support::small_model;
 
@@ -922,9 +945,7 @@ mod tests {
         );
         // Again: nothing changes; a new threshold on the server refreshes the manifest.
         mirror.install_version(2, &text, &bin, &hold).unwrap();
-        let mut t = m2.clone();
-        t.threshold = 0.3;
-        server.update_manifest(&t).unwrap();
+        server.set_threshold(2, 0.3).unwrap();
         assert!(mirror.refresh_manifest(2, &file(MANIFEST_FILE)).unwrap());
         assert_eq!(mirror.manifest(2).unwrap().threshold, 0.3);
         assert!(!mirror.refresh_manifest(2, &file(MANIFEST_FILE)).unwrap());
@@ -965,9 +986,14 @@ mod tests {
             Err(StoreError::NoSuchVersion(9))
         ));
         // Threshold updates persist.
-        let mut changed = m2.clone();
-        changed.threshold = 0.3;
-        reg.update_manifest(&changed).unwrap();
+        let changed = reg.set_threshold(2, 0.3).unwrap();
+        assert_eq!(
+            changed,
+            Manifest {
+                threshold: 0.3,
+                ..m2.clone()
+            }
+        );
         assert_eq!(reg.manifest(2).unwrap().threshold, 0.3);
         // Nothing is left in staging, and reopening keeps everything.
         assert_eq!(fs::read_dir(dir.path().join("staging")).unwrap().count(), 0);
@@ -1047,7 +1073,7 @@ mod tests {
         let mut m1 = m.clone();
         m1.holdout_file.sha256 = sha256_hex(&old);
         m1.holdout_file.bytes = old.len() as u64;
-        reg.update_manifest(&m1).unwrap();
+        overwrite_manifest(&reg, &m1);
         let path = reg.layout().manifest(1);
         let text = fs::read_to_string(&path).unwrap();
         let without: String = text
@@ -1064,7 +1090,7 @@ mod tests {
         assert_eq!(h.labels, vec![0, 1, 0, 1]);
 
         m1.holdout_format = 9;
-        reg.update_manifest(&m1).unwrap();
+        overwrite_manifest(&reg, &m1);
         let e = reg.load_holdout(1).unwrap_err().to_string();
         assert!(e.contains("holdout format 9 is not known"), "{e}");
     }
@@ -1084,7 +1110,7 @@ mod tests {
         for name in ["../../../outside.bin", abs.as_str(), "../v0001/model.bin"] {
             let mut bad = m.clone();
             bad.model_file.name = name.to_string();
-            reg.update_manifest(&bad).unwrap();
+            overwrite_manifest(&reg, &bad);
             let err = reg.load(1).unwrap_err();
             assert!(
                 matches!(err, StoreError::Confinement { .. }),
@@ -1104,11 +1130,11 @@ mod tests {
         // A hostile, very long name is quoted, not pasted whole.
         let mut bad = m.clone();
         bad.model_file.name = format!("{}/x", "a".repeat(5000));
-        reg.update_manifest(&bad).unwrap();
+        overwrite_manifest(&reg, &bad);
         let text = reg.load_active().unwrap_err().to_string();
         assert!(text.len() < 400, "{} characters", text.len());
         // A plain name that is a symlink out of the registry.
-        reg.update_manifest(&m).unwrap();
+        overwrite_manifest(&reg, &m);
         fs::remove_file(&model_path).unwrap();
         std::os::unix::fs::symlink(&outside, &model_path).unwrap();
         let err = reg.load(1).unwrap_err();

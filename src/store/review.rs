@@ -86,10 +86,7 @@ fn distinct(ids: &[UserId]) -> Vec<UserId> {
 impl FeedbackStore {
     fn tx_err(&self) -> impl Fn(rusqlite::Error) -> FeedbackError + use<> {
         let path = self.path.display().to_string();
-        move |e| FeedbackError {
-            path: path.clone(),
-            message: e.to_string(),
-        }
+        move |e| FeedbackError::of(&path, e)
     }
 
     fn check_ids(&self, ids: &[UserId]) -> Result<(), FeedbackError> {
@@ -243,11 +240,11 @@ fn records_in(conn: &rusqlite::Connection, u: &str) -> rusqlite::Result<Vec<Acco
         Ok(AccountRecord {
             id: r.get(0)?,
             moderator: r.get(1)?,
-            label: r.get::<_, i64>(2)? as u8,
+            label: crate::store::label(r, 2, "true_label")?,
             created_at: r.get(3)?,
-            predicted: r.get::<_, Option<i64>>(4)?.map(|v| v as u8),
+            predicted: crate::store::opt_label(r, 4, "predicted")?,
             probability: r.get(5)?,
-            model_version: r.get::<_, Option<i64>>(6)?.map(|v| v as u32),
+            model_version: crate::store::opt_int(r, 6, "model_version")?,
         })
     })?;
     rows.collect()
@@ -260,7 +257,7 @@ fn confirmed_in(conn: &rusqlite::Connection, u: &str) -> rusqlite::Result<Option
         |r| {
             Ok(ConfirmedLabel {
                 user_id: UserId::from(u),
-                label: r.get::<_, i64>(0)? as u8,
+                label: crate::store::label(r, 0, "label")?,
                 confirmed_by: r.get(1)?,
                 confirmed_at: r.get(2)?,
                 notes: r.get(3)?,

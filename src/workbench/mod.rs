@@ -890,13 +890,14 @@ impl Workbench {
         let (Some(registry), Some(active)) = (self.registry.clone(), self.active.as_ref()) else {
             return;
         };
-        let mut m = active.manifest.clone();
-        m.threshold = threshold;
+        // Only the number goes to the job: the manifest is re-read under the registry's
+        // lock there, so a rollback another process wrote meanwhile is kept.
+        let version = active.manifest.version;
         self.spawn(JobKind::SaveThreshold, move |ctx| {
-            let result = registry.update_manifest(&m);
+            let result = crate::ops::versions::set_threshold(&registry, version, threshold);
             send_versions(ctx, &registry);
             match result {
-                Ok(()) => {
+                Ok(m) => {
                     ctx.info(format!(
                         "threshold {threshold:.2} saved for version {}",
                         m.version

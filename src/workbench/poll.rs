@@ -179,10 +179,11 @@ impl Workbench {
 /// The service's feedback statistics as the app's own (totals and agreement by version).
 fn team_feedback(t: &crate::service::api::FeedbackStats) -> FeedbackStats {
     use crate::store::feedback::VersionStats;
-    let judged: u64 = t.by_version.iter().map(|v| v.total).sum();
     FeedbackStats {
         total: t.total_feedback,
-        agreement: (judged > 0).then_some(t.accuracy),
+        judged: t.judged,
+        agreed: t.correct_predictions,
+        agreement: crate::eval::verdict::agreement(t.correct_predictions, t.judged),
         by_version: t
             .by_version
             .iter()
@@ -190,7 +191,7 @@ fn team_feedback(t: &crate::service::api::FeedbackStats) -> FeedbackStats {
                 version: v.model_version,
                 total: v.total,
                 agreed: v.correct,
-                judged: v.total,
+                judged: v.judged,
             })
             .collect(),
     }

@@ -628,7 +628,11 @@ mod tests {
         let positive: usize = f
             .trees
             .iter()
-            .map(|t| t.class_weight.iter().filter(|w| w[1] != 0.0).count())
+            .map(|t| {
+                (0..t.n_nodes())
+                    .filter(|&i| t.class_weight(i)[1] != 0.0)
+                    .count()
+            })
             .sum();
         assert!(positive < f.n_nodes());
         assert_eq!(f.shap_traversal(&x), positive);

@@ -1,0 +1,58 @@
+//! The steps on the registry's versions that every front-end takes the same way: roll
+//! back (make another version active) and set a version's decision threshold.
+
+use super::error::{Error, Result};
+use crate::store::{Manifest, Registry};
+
+/// A rollback: the version now active and the one that was.
+#[derive(Debug, Clone)]
+pub struct Rollback {
+    pub manifest: Manifest,
+    pub previous: Option<u32>,
+}
+
+/// Makes version `to` active (after checking it loads); the version that was active is
+/// marked as rolled back. Under the registry's lock, so concurrent writers in any
+/// process see one order.
+pub fn rollback(registry: &Registry, to: u32) -> Result<Rollback> {
+    let previous = registry.active()?;
+    let manifest = registry.rollback(to)?;
+    Ok(Rollback { manifest, previous })
+}
+
+/// Checks a decision threshold: a probability, 0 to 1.
+pub fn check_threshold(t: f64) -> Result<f64> {
+    if (0.0..=1.0).contains(&t) {
+        Ok(t)
+    } else {
+        Err(Error::Invalid(format!(
+            "threshold must be between 0 and 1, got {t}"
+        )))
+    }
+}
+
+/// Saves `threshold` as version `v`'s decision threshold. Only the threshold changes:
+/// the manifest is re-read under the registry's lock, so a rollback written meanwhile
+/// by another process keeps its status. Returns the manifest as saved.
+pub fn set_threshold(registry: &Registry, v: u32, threshold: f64) -> Result<Manifest> {
+    let t = check_threshold(threshold)?;
+    Ok(registry.set_threshold(v, t)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_threshold_out_of_range_is_refused_naming_it() {
+        for t in [-0.1, 1.5, f64::NAN] {
+            let e = check_threshold(t).unwrap_err();
+            assert!(
+                matches!(&e, Error::Invalid(m) if m.starts_with("threshold must be between 0 and 1")),
+                "{e}"
+            );
+        }
+        assert_eq!(check_threshold(0.0).unwrap(), 0.0);
+        assert_eq!(check_threshold(1.0).unwrap(), 1.0);
+    }
+}

@@ -1,0 +1,276 @@
+//! A team's review: the recent traffic queue, confirmed labels, accounts and claims.
+
+use super::extract::*;
+use crate::service::ApiError;
+use crate::service::api::{self, ErrorBody};
+use axum::Json;
+use axum::body::Body;
+use axum::extract::Query;
+use axum::http::{HeaderMap, StatusCode};
+use serde_json::Value;
+
+/// `GET /review/queue`'s query.
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TrafficQuery {
+    /// Accounts to return, 1 to 10,000 (default 2,000).
+    limit: Option<usize>,
+}
+
+/// The team's review queue (role moderator): the accounts this service scored most
+/// recently, newest first, one per user id, with their values, so a moderator's app
+/// can rank and explain them locally.
+#[utoipa::path(get, path = "/review/queue", tag = "review", params(TrafficQuery),
+    responses(
+        (status = 200, body = api::TrafficQueue),
+        (status = 400, body = ErrorBody),
+        AuthErrors,
+    ))]
+pub(super) async fn review_queue(
+    call: Call<Moderator>,
+    q: Result<Query<TrafficQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<api::TrafficQueue>, ApiError> {
+    let s = call.s.clone();
+    let limit = match q {
+        Ok(Query(q)) => q.limit.unwrap_or(2_000),
+        Err(e) => {
+            return Err(
+                ApiError::bad_request("bad_query", e.body_text()).with_field(Some("limit".into()))
+            );
+        }
+    };
+    let s2 = s.clone();
+    let rows = call
+        .read(move || {
+            let _ = s2.log.flush();
+            crate::ops::review::recent_traffic(&s2.log, limit)
+        })
+        .await?;
+    Ok(Json(api::TrafficQueue {
+        accounts: rows
+            .into_iter()
+            .map(|r| api::TrafficAccount {
+                user_id: r.user_id.clone().unwrap_or_else(|| r.id.clone()),
+                prediction_id: r.id,
+                created_at: r.created_at,
+                model_version: r.version,
+                probability: r.probability,
+                features: r
+                    .features
+                    .iter()
+                    .map(|v| v.is_finite().then_some(*v))
+                    .collect(),
+            })
+            .collect(),
+    }))
+}
+
+/// The `user_ids` array of a review request: strings (or numbers, as text). How many
+/// and whether each is a valid id is checked by `ops::review`.
+pub(super) fn user_ids_of(v: &Value) -> Result<Vec<String>, ApiError> {
+    let Some(items) = v.get("user_ids").and_then(Value::as_array) else {
+        return Err(wrong_type("user_ids".into(), "an array of user ids"));
+    };
+    if items.len() > crate::ops::review::MAX_IDS {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_many_ids",
+            format!(
+                "user_ids holds {} ids; at most {} are accepted per request",
+                items.len(),
+                crate::ops::review::MAX_IDS
+            ),
+        )
+        .with_field(Some("user_ids".into())));
+    }
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, x)| match x {
+            Value::String(t) => Ok(t.clone()),
+            Value::Number(n) => Ok(n.to_string()),
+            _ => Err(wrong_type(format!("user_ids[{i}]"), "a string")),
+        })
+        .collect()
+}
+
+/// A user id from the path, checked like everywhere else.
+pub(super) fn path_user_id(id: &str) -> Result<String, ApiError> {
+    crate::ops::review::user_id(id, "user_id")
+        .map(|u| u.to_string())
+        .map_err(|e| ApiError::from(e).with_field(Some("user_id".into())))
+}
+
+/// Confirms an account's final label (role admin): `{"label": 0|1, "notes"?}`, by the
+/// caller. It replaces an earlier confirmation (the answer shows it). Moderators'
+/// trust prefers agreement with confirmed labels.
+#[utoipa::path(post, path = "/accounts/{user_id}/label", tag = "review",
+    params(("user_id" = String, Path, description = "The account's user id (1 to 256 bytes)")),
+    request_body = api::ConfirmLabelRequest,
+    responses(
+        (status = 200, body = api::ConfirmLabelResponse),
+        (status = 400, body = ErrorBody),
+        AuthErrors,
+    ))]
+pub(super) async fn confirm_label(
+    call: Call<Admin>,
+    axum::extract::Path(user_id): axum::extract::Path<String>,
+    body: Body,
+) -> Result<Json<api::ConfirmLabelResponse>, ApiError> {
+    let s = call.s.clone();
+    let caller = call.caller.clone();
+    let user_id = path_user_id(&user_id)?;
+    let v = call.json(body).await?;
+    if !v.is_object() {
+        return Err(wrong_type("body".into(), "an object"));
+    }
+    let Some(label) = label_of(v.get("label"), "label")? else {
+        return Err(
+            ApiError::bad_request("missing_field", "label (0 or 1) is required")
+                .with_field(Some("label".into())),
+        );
+    };
+    let notes = notes_of(v.get("notes"), "notes")?;
+    let s2 = s.clone();
+    let c = call
+        .write(move || {
+            s2.with_store(|st| {
+                crate::ops::review::confirm_label_in(st, &user_id, label, &caller.name, &notes)
+            })
+        })
+        .await?;
+    Ok(Json(api::ConfirmLabelResponse {
+        confirmed: c.confirmed.into(),
+        replaced: c.replaced.map(Into::into),
+    }))
+}
+
+/// One account for the team (role moderator): its confirmed label, who is reviewing it
+/// now and the feedback records on it (who said what, when, and what the model said).
+#[utoipa::path(get, path = "/accounts/{user_id}", tag = "review",
+    params(("user_id" = String, Path, description = "The account's user id (1 to 256 bytes)")),
+    responses(
+        (status = 200, body = api::AccountStatus),
+        (status = 400, body = ErrorBody),
+        AuthErrors,
+    ))]
+pub(super) async fn account(
+    call: Call<Moderator>,
+    axum::extract::Path(user_id): axum::extract::Path<String>,
+) -> Result<Json<api::AccountStatus>, ApiError> {
+    let s = call.s.clone();
+    let user_id = path_user_id(&user_id)?;
+    let s2 = s.clone();
+    let a = call
+        .read(move || s2.with_store(|st| crate::ops::review::account_in(st, &user_id)))
+        .await?;
+    Ok(Json(a.into()))
+}
+
+/// Claims accounts for review by the caller (role moderator), for `ttl_seconds`
+/// (1 to 86,400, default 900): each id is granted (free, expired, or the caller's own,
+/// renewed) or reported as held by someone else. Two moderators claiming at once: each
+/// account goes to exactly one. Feedback by the caller on an account releases its claim.
+#[utoipa::path(post, path = "/review/claims", tag = "review",
+    request_body = api::ClaimRequest,
+    responses(
+        (status = 200, body = api::ClaimResponse),
+        (status = 400, body = ErrorBody),
+        AuthErrors,
+        (status = 413, description = "More than 1,000 ids", body = ErrorBody),
+    ))]
+pub(super) async fn claim(
+    call: Call<Moderator>,
+    _h: HeaderMap,
+    body: Body,
+) -> Result<Json<api::ClaimResponse>, ApiError> {
+    let s = call.s.clone();
+    let caller = call.caller.clone();
+    let v = call.json(body).await?;
+    let ids = user_ids_of(&v)?;
+    let ttl = match v.get("ttl_seconds") {
+        None | Some(Value::Null) => 900,
+        Some(Value::Number(n)) if n.as_u64().is_some() => n.as_u64().unwrap_or_default(),
+        Some(_) => {
+            return Err(wrong_type(
+                "ttl_seconds".into(),
+                "a whole number of seconds, 1 to 86400",
+            ));
+        }
+    };
+    let s2 = s.clone();
+    let out = call
+        .write(move || {
+            s2.with_store(|st| {
+                let now = std::time::SystemTime::now();
+                crate::ops::review::claim_in(st, &ids, &caller.name, ttl, now)
+            })
+        })
+        .await?;
+    Ok(Json(api::ClaimResponse {
+        granted: out.granted.iter().map(|u| u.to_string()).collect(),
+        held: out
+            .held
+            .into_iter()
+            .map(|(u, h)| api::HeldClaim {
+                user_id: u.to_string(),
+                moderator: h.moderator,
+                expires_at: h.expires_at,
+            })
+            .collect(),
+    }))
+}
+
+/// Releases the caller's claims on accounts (role moderator); others' claims stay.
+#[utoipa::path(delete, path = "/review/claims", tag = "review",
+    request_body = api::UserIdsRequest,
+    responses(
+        (status = 200, body = api::ReleaseResponse),
+        (status = 400, body = ErrorBody),
+        AuthErrors,
+        (status = 413, description = "More than 1,000 ids", body = ErrorBody),
+    ))]
+pub(super) async fn release(
+    call: Call<Moderator>,
+    body: Body,
+) -> Result<Json<api::ReleaseResponse>, ApiError> {
+    let s = call.s.clone();
+    let caller = call.caller.clone();
+    let v = call.json(body).await?;
+    let ids = user_ids_of(&v)?;
+    let s2 = s.clone();
+    let released = call
+        .write(move || s2.with_store(|st| crate::ops::review::release_in(st, &ids, &caller.name)))
+        .await?;
+    Ok(Json(api::ReleaseResponse { released }))
+}
+
+/// Accounts' review state (role moderator): for each id, its unexpired claim, who
+/// reviewed it (the feedback records) and its confirmed label.
+#[utoipa::path(post, path = "/review/status", tag = "review",
+    request_body = api::UserIdsRequest,
+    responses(
+        (status = 200, body = api::ReviewStatus),
+        (status = 400, body = ErrorBody),
+        AuthErrors,
+        (status = 413, description = "More than 1,000 ids", body = ErrorBody),
+    ))]
+pub(super) async fn review_status(
+    call: Call<Moderator>,
+    body: Body,
+) -> Result<Json<api::ReviewStatus>, ApiError> {
+    let s = call.s.clone();
+    let v = call.json(body).await?;
+    let ids = user_ids_of(&v)?;
+    let s2 = s.clone();
+    let accounts = call
+        .read(move || {
+            s2.with_store(|st| {
+                crate::ops::review::status_in(st, &ids, std::time::SystemTime::now())
+            })
+        })
+        .await?;
+    Ok(Json(api::ReviewStatus {
+        accounts: accounts.into_iter().map(Into::into).collect(),
+    }))
+}
