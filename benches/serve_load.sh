@@ -4,7 +4,7 @@
 # data, forest parameters and 200 accounts, both driven by wrk from 127.0.0.1 in one run:
 # 16 and 64 connections, explanations off and on, then a soak of spamscope with its
 # resident memory sampled. A benchmark, not a test: the figures go to the closing note
-# and the README as ratios against the peer measured in the same run.
+# and docs/benchmarks.md as ratios against the peer measured in the same run.
 #
 # Usage: benches/serve_load.sh [OUT_DIR]
 # Environment: DURATION (wrk seconds per run, default 20), SOAK (seconds, default 300),
