@@ -1,5 +1,5 @@
 //! The Team view: who said what on the team's service, and how far each moderator's
-//! labels are trusted (the estimate is the service's, documented in the README).
+//! labels are trusted (the estimate is the service's, documented in docs/team.md).
 
 use crate::workbench::Workbench;
 use eframe::egui;
@@ -22,7 +22,7 @@ impl TeamPanel {
             return;
         };
         ui.label(format!(
-            "{} feedback records; the model agreed with {} of the judged ones. Trust: each moderator's agreement with the accounts' confirmed final labels, shrunk toward their agreement with the other moderators on shared accounts, itself shrunk toward the team's, so a few records say little (see the README).",
+            "{} feedback records; the model agreed with {} of the judged ones. Trust: each moderator's agreement with the accounts' confirmed final labels, shrunk toward their agreement with the other moderators on shared accounts, itself shrunk toward the team's, so a few records say little (see docs/team.md).",
             team.total_feedback,
             pct((team.total_feedback > 0).then_some(team.accuracy))
         ));

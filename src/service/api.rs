@@ -213,7 +213,7 @@ pub struct ModeratorFeedback {
     /// Share of those records with the confirmed label.
     pub agreement_with_confirmed: Option<f64>,
     /// 0 to 1: agreement with the confirmed labels, shrunk toward their agreement with
-    /// the others, itself shrunk toward the team's (see the README); null when there
+    /// the others, itself shrunk toward the team's (see docs/team.md); null when there
     /// is nothing to compare.
     pub trust: Option<f64>,
 }

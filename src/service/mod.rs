@@ -33,7 +33,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-/// Limits that protect the service; documented in the README.
+/// Limits that protect the service; documented in docs/service.md.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
     /// Largest request body (bytes).
