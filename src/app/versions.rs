@@ -356,10 +356,7 @@ fn history_table(
                             _ => ui.visuals().text_color(),
                         };
                         let r = ui.colored_label(color, status);
-                        let why = m
-                            .status_reason
-                            .clone()
-                            .or_else(|| m.gate.as_ref().map(|g| g.reason.clone()));
+                        let why = crate::ops::versions::reason(m);
                         if let Some(why) = why {
                             r.on_hover_text(why);
                         }

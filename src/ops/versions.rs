@@ -4,6 +4,55 @@
 use super::error::{Error, Result};
 use crate::store::{Manifest, Registry};
 
+/// One version as every front-end lists it (`spamscope versions --json`, the service's
+/// `GET /model/versions`, the app's Versions tab).
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub version: u32,
+    /// Its manifest, or why it cannot be read.
+    pub manifest: std::result::Result<Manifest, String>,
+    pub active: bool,
+    /// active / previous / rejected / rolled back, or unreadable.
+    pub status: &'static str,
+    /// Why it has its status: the promotion gate's reason, else the operator's (a
+    /// rollback).
+    pub reason: Option<String>,
+}
+
+/// Why a version has its status, as every front-end shows it: the latest word on it
+/// (a rollback's or an operator's reason), else the promotion gate's.
+pub fn reason(m: &Manifest) -> Option<String> {
+    m.status_reason
+        .clone()
+        .or_else(|| m.gate.as_ref().map(|g| g.reason.clone()))
+}
+
+/// Every version of the registry, oldest first, and the active one.
+pub fn list(registry: &Registry) -> Result<(Option<u32>, Vec<Listed>)> {
+    let active = registry.active()?;
+    let rows = registry
+        .list()?
+        .into_iter()
+        .map(|e| match e.manifest {
+            Ok(m) => Listed {
+                version: m.version,
+                active: Some(m.version) == active,
+                status: m.status_name(active),
+                reason: reason(&m),
+                manifest: Ok(m),
+            },
+            Err(err) => Listed {
+                version: e.version,
+                active: Some(e.version) == active,
+                status: "unreadable",
+                reason: None,
+                manifest: Err(err.to_string()),
+            },
+        })
+        .collect();
+    Ok((active, rows))
+}
+
 /// A rollback: the version now active and the one that was.
 #[derive(Debug, Clone)]
 pub struct Rollback {

@@ -239,9 +239,47 @@ pub struct VersionRow {
     /// The gate's or the operator's reason.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// What it was trained on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_rows: Option<usize>,
+    /// Its decision threshold (spam strictly above).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
     /// Why an unreadable version cannot be read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+impl From<&crate::ops::versions::Listed> for VersionRow {
+    /// The one shape of a listed version, for the service and the command line.
+    fn from(l: &crate::ops::versions::Listed) -> VersionRow {
+        match &l.manifest {
+            Ok(m) => VersionRow {
+                version: l.version,
+                status: l.status.to_string(),
+                parent: m.parent,
+                created_at: Some(m.created_at.clone()),
+                active: Some(l.active),
+                model_kind: Some(m.model_kind()),
+                metrics: Some((&m.metrics).into()),
+                feedback_used: Some(m.feedback_used),
+                reason: l.reason.clone(),
+                data: Some(m.data.describe()),
+                train_rows: Some(m.train_rows),
+                threshold: Some(m.threshold),
+                error: None,
+            },
+            Err(e) => VersionRow {
+                version: l.version,
+                status: l.status.to_string(),
+                active: Some(l.active),
+                error: Some(e.clone()),
+                ..Default::default()
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

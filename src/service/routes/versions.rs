@@ -84,34 +84,14 @@ pub(super) async fn versions(call: Call<Moderator>) -> Result<Json<api::Versions
     let s2 = s.clone();
     let rows = call
         .read(move || -> Result<Vec<api::VersionRow>, crate::Error> {
-            let active = s2.registry.active()?;
-            Ok(s2
-                .registry
-                .list()?
-                .into_iter()
-                .map(|e| match e.manifest {
-                    Ok(m) => api::VersionRow {
-                        version: m.version,
-                        status: m.status_name(active).to_string(),
-                        parent: m.parent,
-                        created_at: Some(m.created_at.clone()),
-                        active: Some(Some(m.version) == active),
-                        model_kind: Some(m.model_kind()),
-                        metrics: Some((&m.metrics).into()),
-                        feedback_used: Some(m.feedback_used),
-                        reason: m
-                            .gate
-                            .as_ref()
-                            .map(|g| g.reason.clone())
-                            .or(m.status_reason.clone()),
-                        error: None,
-                    },
-                    Err(err) => api::VersionRow {
-                        version: e.version,
-                        status: "unreadable".into(),
-                        error: Some(err.to_string()),
-                        ..Default::default()
-                    },
+            let (_, listed) = crate::ops::versions::list(&s2.registry)?;
+            Ok(listed
+                .iter()
+                .map(|l| {
+                    let mut row = api::VersionRow::from(l);
+                    // Over HTTP, why a version is unreadable names no absolute path.
+                    row.error = row.error.map(|e| crate::service::error::without_paths(&e));
+                    row
                 })
                 .collect())
         })
