@@ -12,7 +12,10 @@ pub mod online;
 pub mod predict;
 pub mod report;
 pub mod review;
+pub mod schedule;
 pub mod score;
+pub mod settings;
 pub mod train;
+pub mod trust;
 
 pub use error::{Error, Result};

@@ -25,8 +25,8 @@ use crate::eval::monitor::Drift;
 use crate::model::Model;
 use crate::model::explain::{Explanation, Method};
 use crate::ops::compare::{Comparison, Saved};
-use crate::ops::online::OnlineLearningConfig;
 use crate::ops::score::Queue;
+use crate::ops::settings::OnlineLearningConfig;
 use crate::ops::train::{TrainConfig, train_and_register};
 use crate::store::feedback::{FeedbackStats, FeedbackStore, NewFeedback, Origin};
 use crate::store::{Holdout, Manifest, Registry};
@@ -1431,7 +1431,7 @@ fn send_feedback_stats(ctx: &JobCtx, registry: &Registry) {
 mod tests {
     use super::*;
     use crate::model::forest::ForestParams;
-    use crate::ops::online::auto_retrain_due;
+    use crate::ops::schedule::auto_retrain_due;
     use crate::store::feedback::NewFeedback;
     use std::time::Duration;
 
