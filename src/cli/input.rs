@@ -37,6 +37,7 @@ pub fn check_threshold(t: f64) -> Result<f64> {
     }
 }
 
+/// The version to use (given or active), its threshold (or the one given) and the data.
 pub fn version_and_data(
     reg: Option<PathBuf>,
     version: Option<u32>,
@@ -56,6 +57,7 @@ pub fn version_and_data(
     Ok((manifest, model, t, d))
 }
 
+/// Runs `f` on a rayon pool with `threads` workers (or the global pool).
 pub fn with_threads<T: Send>(threads: Option<usize>, f: impl FnOnce() -> T + Send) -> Result<T> {
     match threads {
         None => Ok(f()),

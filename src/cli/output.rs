@@ -8,8 +8,6 @@ pub fn print_json(v: &Value) {
     println!("{v}");
 }
 
-/// The version to use (given or active), its threshold (or the one given) and the data.
-
 pub fn metrics_json(m: &Metrics) -> Value {
     serde_json::to_value(m).expect("metrics serialise")
 }
@@ -22,8 +20,6 @@ pub fn importance_json(importance: &[f64]) -> Value {
         .collect();
     Value::Object(map)
 }
-
-/// Runs `f` on a rayon pool with `threads` workers (or the global pool).
 
 pub fn print_metrics(m: &Metrics) {
     println!(
