@@ -1,7 +1,7 @@
 //! "Settings": the online-learning configuration, validated before it is saved.
 
 use crate::model::forest::{ClassWeight, ForestParams};
-use crate::ops::online::OnlineLearningConfig;
+use crate::ops::settings::OnlineLearningConfig;
 use crate::workbench::Workbench;
 use eframe::egui::{self, RichText};
 

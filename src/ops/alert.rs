@@ -9,6 +9,7 @@
 //! The body: `{"kind": "error_rate", "message": "...", "version": 3, "at": RFC 3339,
 //! "details": {...}}`.
 
+use crate::util::url::UrlError;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -68,17 +69,13 @@ pub enum AlertError {
     Thread(String),
 }
 
-/// Checks a webhook URL: http or https, with a host.
+/// Checks a webhook URL: http or https, with a host (see
+/// [`crate::util::url::check_webhook_url`]).
 pub fn check_url(url: &str) -> Result<(), AlertError> {
-    let quoted = || crate::util::text::quote(url);
-    let lower = url.trim().to_ascii_lowercase();
-    if !(lower.starts_with("http://") || lower.starts_with("https://")) {
-        return Err(AlertError::Scheme(quoted()));
-    }
-    match url.trim().parse::<ureq::http::Uri>() {
-        Ok(u) if u.host().is_some_and(|h| !h.is_empty()) => Ok(()),
-        _ => Err(AlertError::Invalid(quoted())),
-    }
+    crate::util::url::check_webhook_url(url).map_err(|e| match e {
+        UrlError::Scheme(u) => AlertError::Scheme(u),
+        UrlError::Invalid(u) => AlertError::Invalid(u),
+    })
 }
 
 /// How the sender works; [`WebhookConfig::new`] gives the defaults.
@@ -164,11 +161,12 @@ impl WebhookSender {
     }
 
     /// The sender of the webhook in the registry's settings (`webhook_url` in
-    /// `online.ron`), with the default behaviour; None when none is set.
+    /// `online.ron`, see [`crate::ops::settings`]), with the default behaviour; None
+    /// when none is set.
     pub fn from_registry(
         registry: &crate::store::Registry,
     ) -> Result<Option<WebhookSender>, crate::Error> {
-        let cfg = crate::ops::online::OnlineLearningConfig::load(registry)?;
+        let cfg = crate::ops::settings::OnlineLearningConfig::load(registry)?;
         match cfg.webhook_url {
             Some(url) => WebhookSender::start(WebhookConfig::new(url))
                 .map(Some)

@@ -12,8 +12,11 @@ pub mod online;
 pub mod predict;
 pub mod report;
 pub mod review;
+pub mod schedule;
 pub mod score;
+pub mod settings;
 pub mod train;
+pub mod trust;
 pub mod versions;
 
 pub use error::{Error, Result};

@@ -4,7 +4,8 @@
 //! connection over the workbench's channel; it ends when the link is dropped.
 
 use super::poll::Msg;
-use super::{Notice, Notify, load_active, send_versions_to};
+use super::versions::{load_active, send_versions_to};
+use super::{Notice, Notify};
 use crate::remote::mirror::Mirror;
 use crate::remote::outbox::Outbox;
 use crate::remote::{Client, RemoteError};

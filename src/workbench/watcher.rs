@@ -34,7 +34,7 @@ impl Watcher {
                 while let Err(RecvTimeoutError::Timeout) =
                     stopped.recv_timeout(Duration::from_secs(WATCH_SECONDS))
                 {
-                    if let Some(reason) = crate::ops::online::retrain_due_reason(&registry) {
+                    if let Some(reason) = crate::ops::schedule::retrain_due_reason(&registry) {
                         if tx.send(Msg::AutoRetrain(reason)).is_err() {
                             return;
                         }

@@ -1,0 +1,40 @@
+//! `spamscope serve`: the HTTP service.
+
+use super::ServeArgs;
+use spamscope::ops::error::Result;
+use spamscope::store::Registry;
+use spamscope::util::progress::StderrProgress;
+
+/// `spamscope serve`: runs the service until it is stopped.
+pub fn run(args: ServeArgs) -> Result<()> {
+    let ServeArgs {
+        registry: reg,
+        addr,
+        workers,
+        log,
+        webhook,
+    } = args;
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(log)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
+    let workers = workers
+        .filter(|&w| (1..=1024).contains(&w))
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    spamscope::service::run(
+        spamscope::service::ServeConfig {
+            registry_root: reg.unwrap_or_else(Registry::default_root),
+            addr,
+            workers,
+            limits: Default::default(),
+            retention: Default::default(),
+            webhook,
+        },
+        &StderrProgress::new(),
+    )
+    .map_err(|e| match e {
+        spamscope::service::ServeError::Ops(e) => e,
+        e => spamscope::Error::Invalid(e.to_string()),
+    })
+}

@@ -1,0 +1,45 @@
+//! When an automatic retrain is due: enough new feedback records and enough time since
+//! the newest version, as the registry's settings say.
+
+use crate::ops::error::Result;
+use crate::ops::settings::OnlineLearningConfig;
+use crate::store::Registry;
+use crate::store::feedback::FeedbackStore;
+use std::time::SystemTime;
+
+/// Why an automatic retrain is due now (settings as saved in the registry), if it is.
+pub fn retrain_due_reason(registry: &Registry) -> Option<String> {
+    let cfg = OnlineLearningConfig::load(registry).ok()?;
+    match auto_retrain_due(registry, &cfg) {
+        Ok(true) => Some(format!(
+            "at least {} new feedback records and {} s since the last version",
+            cfg.min_samples, cfg.retrain_interval
+        )),
+        _ => None,
+    }
+}
+
+/// Whether an automatic retrain is due: enough new records and enough time since the
+/// newest version was made.
+pub fn auto_retrain_due(registry: &Registry, cfg: &OnlineLearningConfig) -> Result<bool> {
+    if !cfg.auto_retrain || registry.active()?.is_none() {
+        return Ok(false);
+    }
+    let store = FeedbackStore::open_in(registry.root())?;
+    let new = store.count_unused()?;
+    if (new as usize) < cfg.min_samples {
+        return Ok(false);
+    }
+    let newest = registry
+        .list()?
+        .into_iter()
+        .filter_map(|e| e.manifest.ok())
+        .filter_map(|m| humantime::parse_rfc3339(&m.created_at).ok())
+        .max();
+    Ok(match newest {
+        Some(t) => SystemTime::now()
+            .duration_since(t)
+            .is_ok_and(|d| d.as_secs() >= cfg.retrain_interval),
+        None => true,
+    })
+}
