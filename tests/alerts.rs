@@ -144,7 +144,7 @@ fn the_registry_settings_name_the_webhook() {
     use spamscope::ops::online::OnlineLearningConfig;
     let dir = tempfile::tempdir().unwrap();
     let reg = spamscope::store::Registry::open(dir.path()).unwrap();
-    assert!(WebhookSender::from_registry(&reg).unwrap().is_none());
+    assert!(WebhookSender::from_registry(&reg, None).unwrap().is_none());
     // A settings file written before the field loads, without a webhook.
     std::fs::write(
         reg.layout().online_config(),
@@ -166,8 +166,16 @@ fn the_registry_settings_name_the_webhook() {
     }
     .save(&reg)
     .unwrap();
-    let sender = WebhookSender::from_registry(&reg).unwrap().unwrap();
+    let sender = WebhookSender::from_registry(&reg, None).unwrap().unwrap();
     assert_eq!(sender.url(), url);
+    // An explicit URL (the service's --webhook) wins; a bad one names its source.
+    let other = WebhookSender::from_registry(&reg, Some("http://127.0.0.1:9/x")).unwrap();
+    assert_eq!(other.unwrap().url(), "http://127.0.0.1:9/x");
+    let e = WebhookSender::from_registry(&reg, Some("ftp://x"))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.starts_with("--webhook: "), "{e}");
     sender.send(alert(AlertKind::Drift));
     assert_eq!(rx.recv_timeout(PATIENCE).unwrap()["kind"], "drift");
 }

@@ -1038,7 +1038,7 @@ fn compare_every_model_promote_one_and_export_a_report() {
     let v = json(&["versions", "--registry", &reg, "--json"]);
     let v1 = &v["versions"][0];
     assert_eq!(v1["active"], true);
-    assert_eq!(v1["model"], "logistic regression");
+    assert_eq!(v1["model_kind"], "logistic regression");
     assert_eq!(v1["metrics"]["roc_auc"].as_f64().unwrap(), lr_auc);
     let scored = env.path("scored.csv");
     ok(&[

@@ -188,31 +188,41 @@ fn a_threshold_saved_after_another_process_rolled_back_keeps_the_rollback() {
 
     // Both at once: rollbacks back and forth in another process while this one sets
     // thresholds. Every step lands; none undoes another.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_spamscope"))
-        .args(["rollback", "--to", "2", "--registry", &root])
-        .spawn()
-        .unwrap();
-    let mut rounds = 0;
-    for i in 0..40 {
-        if let Some(status) = child.try_wait().unwrap() {
+    let rollback = |to: &str| {
+        Command::new(env!("CARGO_BIN_EXE_spamscope"))
+            .args(["rollback", "--to", to, "--registry", &root])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut child = Some(rollback("2"));
+    let (mut rounds, mut last) = (0, 0.0);
+    let start = std::time::Instant::now();
+    for i in 0.. {
+        if let Some(c) = child.as_mut()
+            && let Some(status) = c.try_wait().unwrap()
+        {
             assert!(status.success());
-            let to = if rounds % 2 == 0 { "1" } else { "2" };
             rounds += 1;
-            child = Command::new(env!("CARGO_BIN_EXE_spamscope"))
-                .args(["rollback", "--to", to, "--registry", &root])
-                .stdout(std::process::Stdio::null())
-                .spawn()
-                .unwrap();
+            child = (rounds < 4).then(|| rollback(if rounds % 2 == 1 { "1" } else { "2" }));
         }
-        let t = f64::from(i) / 100.0;
-        spamscope::ops::versions::set_threshold(&reg, 2, t).unwrap();
-        spamscope::ops::versions::set_threshold(&reg, 1, 1.0 - t).unwrap();
+        if child.is_none() {
+            break;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(120),
+            "rollbacks hang"
+        );
+        last = f64::from(i % 100) / 100.0;
+        spamscope::ops::versions::set_threshold(&reg, 2, last).unwrap();
+        spamscope::ops::versions::set_threshold(&reg, 1, 1.0 - last).unwrap();
+        // Pacing, so the other process gets the registry lock between our writes.
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    assert!(child.wait().unwrap().success());
-    assert!(rounds > 0, "no rollback ran beside the threshold changes");
+    assert_eq!(rounds, 4);
     let active = reg.active().unwrap().unwrap();
     let (m1, m2) = (reg.manifest(1).unwrap(), reg.manifest(2).unwrap());
-    assert_eq!((m2.threshold, m1.threshold), (0.39, 1.0 - 0.39));
+    assert_eq!((m2.threshold, m1.threshold), (last, 1.0 - last));
     // Exactly the active version is active; the other is marked rolled back.
     let other = if active == 1 { &m2 } else { &m1 };
     assert_eq!(other.status_name(Some(active)), "rolled back");

@@ -5,12 +5,11 @@ use super::input::{registry, warn};
 use super::output::print_json;
 use serde_json::{Value, json};
 use spamscope::data::Dataset;
-use spamscope::model::explain::Method;
-use spamscope::ops::error::{Error, Result};
+use spamscope::ops::error::Result;
 use spamscope::util::progress::NoProgress;
 
 pub fn run(cmd: FeedbackCommand) -> Result<()> {
-    use spamscope::store::feedback::{FeedbackStore, Origin};
+    use spamscope::store::feedback::FeedbackStore;
     match cmd {
         FeedbackCommand::Import {
             data,
@@ -19,54 +18,16 @@ pub fn run(cmd: FeedbackCommand) -> Result<()> {
             json,
         } => {
             let registry = registry(reg)?;
-            let batch = match batch {
-                Some(b) => b,
-                None => spamscope::ops::settings::OnlineLearningConfig::load(&registry)?.batch_size,
-            };
-            if batch == 0 {
-                return Err(Error::Invalid("batch must be at least 1".into()));
-            }
             let d = Dataset::load_csv(&data)?;
             warn(&d);
-            let labels = d.require_labels()?;
-            // Score with the active version when there is one, so agreement is known.
-            let scored = match registry.active()? {
-                Some(_) => {
-                    let (m, model) = registry.load_active()?;
-                    Some(spamscope::ops::score::score_batch(
-                        &d,
-                        &model,
-                        m.version,
-                        m.threshold,
-                        0,
-                        Method::PathAttribution,
-                        &NoProgress,
-                    )?)
-                }
-                None => None,
-            };
-            let mut store = FeedbackStore::open_in(registry.root())?;
-            let mut stored = 0usize;
-            let rows: Vec<usize> = (0..d.n_rows()).collect();
-            let notes = format!("imported from {}", data.display());
-            for chunk in rows.chunks(batch) {
-                let records = spamscope::ops::feedback::records(
-                    &d,
-                    chunk,
-                    |i| labels[i],
-                    scored.as_ref(),
-                    &notes,
-                    Origin::Import,
-                );
-                store.add_batch(&records)?;
-                stored += records.len();
-            }
+            let source = data.display().to_string();
+            let out = spamscope::ops::feedback::import(&registry, &d, &source, batch, &NoProgress)?;
             if json {
-                print_json(&json!({ "imported": stored, "total": store.count()? }));
+                print_json(&json!({ "imported": out.stored, "total": out.total }));
             } else {
                 println!(
-                    "imported {stored} feedback records ({} in total)",
-                    store.count()?
+                    "imported {} feedback records ({} in total)",
+                    out.stored, out.total
                 );
             }
             Ok(())
@@ -86,31 +47,37 @@ pub fn run(cmd: FeedbackCommand) -> Result<()> {
                             v.version.map_or("none".to_string(), |v| v.to_string()),
                             json!({
                                 "total": v.total,
+                                "judged": v.judged,
                                 "agreed": v.agreed,
-                                "agreement": (v.version.is_some() && v.total > 0)
-                                    .then(|| v.agreed as f64 / v.total as f64),
+                                "agreement": v.agreement(),
                             }),
                         )
                     })
                     .collect();
                 print_json(&json!({
                     "total": st.total,
+                    "judged": st.judged,
+                    "agreed": st.agreed,
                     "agreement": st.agreement,
                     "by_version": by_version,
                 }));
             } else {
+                let pct =
+                    |a: Option<f64>| a.map_or("-".to_string(), |a| format!("{:.1}%", a * 100.0));
                 println!(
-                    "{} feedback records, agreement {}",
+                    "{} feedback records, {} with the model's verdict, agreement {}",
                     st.total,
-                    st.agreement
-                        .map_or("-".to_string(), |a| format!("{:.1}%", a * 100.0))
+                    st.judged,
+                    pct(st.agreement)
                 );
                 for v in &st.by_version {
                     println!(
-                        "  version {}: {} records, {} agreed",
+                        "  version {}: {} records, {} agreed of {} judged ({})",
                         v.version.map_or("-".to_string(), |v| v.to_string()),
                         v.total,
-                        v.agreed
+                        v.agreed,
+                        v.judged,
+                        pct(v.agreement())
                     );
                 }
             }

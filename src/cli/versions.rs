@@ -1,10 +1,11 @@
 //! `spamscope versions` and `spamscope rollback`: the registered versions, and which one is active.
 
 use super::input::registry;
-use super::output::{metrics_json, print_json};
+use super::output::print_json;
 use super::{RollbackArgs, VersionsArgs};
-use serde_json::{Value, json};
+use serde_json::json;
 use spamscope::ops::error::Result;
+use spamscope::service::api::VersionRow;
 
 /// `spamscope versions`: lists the registered versions.
 pub fn list(args: VersionsArgs) -> Result<()> {
@@ -13,33 +14,10 @@ pub fn list(args: VersionsArgs) -> Result<()> {
         json,
     } = args;
     let registry = registry(reg)?;
-    let active = registry.active()?;
-    let list = registry.list()?;
+    let (active, list) = spamscope::ops::versions::list(&registry)?;
     if json {
-        let versions: Vec<Value> = list
-            .iter()
-            .map(|e| match &e.manifest {
-                Ok(m) => json!({
-                    "version": m.version,
-                    "parent": m.parent,
-                    "created_at": m.created_at,
-                    "active": Some(m.version) == active,
-                    "status": m.status_name(active),
-                    "feedback_used": m.feedback_used,
-                    "gate": m.gate.as_ref().map(|g| g.reason.clone()),
-                    "data": m.data.describe(),
-                    "train_rows": m.train_rows,
-                    "threshold": m.threshold,
-                    "model": m.model_kind(),
-                    "metrics": metrics_json(&m.metrics),
-                }),
-                Err(err) => json!({
-                    "version": e.version,
-                    "active": Some(e.version) == active,
-                    "error": err.to_string(),
-                }),
-            })
-            .collect();
+        // The service's shape (`GET /model/versions`), row for row.
+        let versions: Vec<VersionRow> = list.iter().map(VersionRow::from).collect();
         print_json(&json!({
             "registry": registry.root().display().to_string(),
             "active": active,
@@ -50,20 +28,23 @@ pub fn list(args: VersionsArgs) -> Result<()> {
         if list.is_empty() {
             println!("no versions yet");
         }
-        for e in &list {
-            let mark = if Some(e.version) == active { "*" } else { " " };
-            match &e.manifest {
+        for l in &list {
+            let mark = if l.active { "*" } else { " " };
+            match &l.manifest {
                 Ok(m) => println!(
-                    "{mark} v{}  {}  parent {}  {} rows  AUC {:.4}  F1 {:.4}  {}",
+                    "{mark} v{}  {}  parent {}  {} rows  AUC {:.4}  F1 {:.4}  {}{}",
                     m.version,
                     m.created_at,
                     m.parent.map_or("-".to_string(), |p| format!("v{p}")),
                     m.train_rows,
                     m.metrics.roc_auc,
                     m.metrics.f1,
-                    m.status_name(active)
+                    l.status,
+                    l.reason
+                        .as_ref()
+                        .map_or(String::new(), |r| format!(" ({r})"))
                 ),
-                Err(err) => println!("{mark} v{}  unreadable: {err}", e.version),
+                Err(err) => println!("{mark} v{}  unreadable: {err}", l.version),
             }
         }
     }
@@ -78,8 +59,8 @@ pub fn rollback(args: RollbackArgs) -> Result<()> {
         json,
     } = args;
     let registry = registry(reg)?;
-    let previous = registry.active()?;
-    let m = registry.rollback(to)?;
+    let r = spamscope::ops::versions::rollback(&registry, to)?;
+    let (m, previous) = (r.manifest, r.previous);
     if json {
         print_json(&json!({ "active": m.version, "previous": previous }));
     } else {

@@ -160,19 +160,30 @@ impl WebhookSender {
         })
     }
 
-    /// The sender of the webhook in the registry's settings (`webhook_url` in
-    /// `online.ron`, see [`crate::ops::settings`]), with the default behaviour; None
-    /// when none is set.
+    /// A sender to `url` with the default behaviour (what the app and the service use;
+    /// [`WebhookSender::start`] takes other settings).
+    pub fn to(url: &str) -> Result<WebhookSender, AlertError> {
+        WebhookSender::start(WebhookConfig::new(url.to_string()))
+    }
+
+    /// The sender a process uses: to `explicit` (the service's `--webhook`) when given,
+    /// else to the registry's setting (`webhook_url` in `online.ron`, see
+    /// [`crate::ops::settings`]); None when neither names one. A bad URL is an error
+    /// naming where it came from.
     pub fn from_registry(
         registry: &crate::store::Registry,
+        explicit: Option<&str>,
     ) -> Result<Option<WebhookSender>, crate::Error> {
-        let cfg = crate::ops::settings::OnlineLearningConfig::load(registry)?;
-        match cfg.webhook_url {
-            Some(url) => WebhookSender::start(WebhookConfig::new(url))
-                .map(Some)
-                .map_err(|e| crate::Error::Invalid(e.to_string())),
-            None => Ok(None),
-        }
+        let (url, from) = match explicit {
+            Some(url) => (url.to_string(), "--webhook"),
+            None => match crate::ops::settings::OnlineLearningConfig::load(registry)?.webhook_url {
+                Some(url) => (url, "webhook_url in online.ron"),
+                None => return Ok(None),
+            },
+        };
+        WebhookSender::to(&url)
+            .map(Some)
+            .map_err(|e| crate::Error::Invalid(format!("{from}: {e}")))
     }
 
     pub fn url(&self) -> &str {

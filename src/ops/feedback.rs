@@ -4,7 +4,7 @@
 
 use crate::data::Dataset;
 use crate::ops::error::Result;
-use crate::ops::schedule::retrain_due_reason;
+use crate::ops::schedule::retrain_due_reason_in;
 use crate::ops::score::ScoredBatch;
 use crate::store::Registry;
 use crate::store::feedback::{
@@ -63,10 +63,11 @@ pub fn record_by(
     if let Some(m) = moderator {
         check_moderator_name(m)?;
     }
-    let ids = FeedbackStore::open_in(registry.root())?.add_batch_by(records, moderator)?;
+    let mut store = FeedbackStore::open_in(registry.root())?;
+    let ids = store.add_batch_by(records, moderator)?;
     Ok(Recorded {
         ids,
-        retrain_due: retrain_due_reason(registry),
+        retrain_due: retrain_due_reason_in(registry, &store),
     })
 }
 
@@ -100,7 +101,8 @@ impl Delivery {
 pub struct FeedbackQueue {
     registry: Registry,
     writer: FeedbackWriter,
-    due: Mutex<Option<(Instant, Option<String>)>>,
+    /// The last "retrain due" answer, and the store it is read from (opened once).
+    due: Mutex<(FeedbackStore, Option<(Instant, Option<String>)>)>,
 }
 
 /// How long a "retrain due" answer is reused.
@@ -111,7 +113,7 @@ impl FeedbackQueue {
         Ok(FeedbackQueue {
             registry: registry.clone(),
             writer: FeedbackWriter::open_in(registry.root())?,
-            due: Mutex::new(None),
+            due: Mutex::new((FeedbackStore::open_in(registry.root())?, None)),
         })
     }
 
@@ -178,16 +180,83 @@ impl FeedbackQueue {
     }
 
     fn retrain_due(&self) -> Option<String> {
-        let mut due = self.due.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.due.lock().unwrap_or_else(|p| p.into_inner());
+        let (store, due) = &mut *guard;
         match &*due {
             Some((at, reason)) if at.elapsed() < DUE_FOR => reason.clone(),
             _ => {
-                let reason = retrain_due_reason(&self.registry);
+                let reason = retrain_due_reason_in(&self.registry, store);
                 *due = Some((Instant::now(), reason.clone()));
                 reason
             }
         }
     }
+}
+
+/// What an import stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Imported {
+    pub stored: usize,
+    /// Records in the store afterwards.
+    pub total: u64,
+}
+
+/// Imports the labelled accounts of `d` (read from `source`) as feedback: scored with
+/// the active version when there is one (so the model's verdict and agreement are
+/// known), stored `batch` records per transaction (the settings' `batch_size` when
+/// None). Every front-end imports through it.
+pub fn import(
+    registry: &Registry,
+    d: &Dataset,
+    source: &str,
+    batch: Option<usize>,
+    reporter: &dyn crate::util::progress::Reporter,
+) -> Result<Imported> {
+    let batch = match batch {
+        Some(b) => b,
+        None => crate::ops::settings::OnlineLearningConfig::load(registry)?.batch_size,
+    };
+    if batch == 0 {
+        return Err(crate::Error::Invalid("batch must be at least 1".into()));
+    }
+    let labels = d.require_labels()?;
+    let scored = match registry.active()? {
+        Some(_) => {
+            let (m, model) = registry.load_active()?;
+            Some(crate::ops::score::score_batch(
+                d,
+                &model,
+                m.version,
+                m.threshold,
+                0,
+                crate::model::explain::Method::PathAttribution,
+                reporter,
+            )?)
+        }
+        None => None,
+    };
+    let mut store = FeedbackStore::open_in(registry.root())?;
+    let rows: Vec<usize> = (0..d.n_rows()).collect();
+    let notes = format!("imported from {source}");
+    let mut stored = 0usize;
+    for chunk in rows.chunks(batch) {
+        reporter.stage("storing feedback", stored, rows.len());
+        let recs = records(
+            d,
+            chunk,
+            |i| labels[i],
+            scored.as_ref(),
+            &notes,
+            Origin::Import,
+        );
+        store.add_batch(&recs)?;
+        stored += recs.len();
+    }
+    reporter.stage("storing feedback", stored, rows.len());
+    Ok(Imported {
+        stored,
+        total: store.count()?,
+    })
 }
 
 /// Longest moderator name, in bytes (a token's name has the same limit).

@@ -9,8 +9,15 @@ use std::time::SystemTime;
 
 /// Why an automatic retrain is due now (settings as saved in the registry), if it is.
 pub fn retrain_due_reason(registry: &Registry) -> Option<String> {
+    let store = FeedbackStore::open_in(registry.root()).ok()?;
+    retrain_due_reason_in(registry, &store)
+}
+
+/// [`retrain_due_reason`] with the registry's feedback store already open (a
+/// long-running process keeps one).
+pub fn retrain_due_reason_in(registry: &Registry, store: &FeedbackStore) -> Option<String> {
     let cfg = OnlineLearningConfig::load(registry).ok()?;
-    match auto_retrain_due(registry, &cfg) {
+    match auto_retrain_due_in(registry, &cfg, store) {
         Ok(true) => Some(format!(
             "at least {} new feedback records and {} s since the last version",
             cfg.min_samples, cfg.retrain_interval
@@ -25,7 +32,18 @@ pub fn auto_retrain_due(registry: &Registry, cfg: &OnlineLearningConfig) -> Resu
     if !cfg.auto_retrain || registry.active()?.is_none() {
         return Ok(false);
     }
-    let store = FeedbackStore::open_in(registry.root())?;
+    auto_retrain_due_in(registry, cfg, &FeedbackStore::open_in(registry.root())?)
+}
+
+/// [`auto_retrain_due`] with the registry's feedback store already open.
+pub fn auto_retrain_due_in(
+    registry: &Registry,
+    cfg: &OnlineLearningConfig,
+    store: &FeedbackStore,
+) -> Result<bool> {
+    if !cfg.auto_retrain || registry.active()?.is_none() {
+        return Ok(false);
+    }
     let new = store.count_unused()?;
     if (new as usize) < cfg.min_samples {
         return Ok(false);

@@ -535,19 +535,8 @@ pub fn run(cfg: ServeConfig, reporter: &dyn Reporter) -> Result<(), ServeError> 
         return Err(ServeError::OpenOnNetwork { addr: cfg.addr });
     }
     // A bad webhook URL is refused before anything else happens.
-    let webhook = match cfg.webhook.clone() {
-        Some(url) => Some((url, "--webhook")),
-        None => crate::ops::online::OnlineLearningConfig::load(&registry)?
-            .webhook_url
-            .map(|url| (url, "webhook_url in online.ron")),
-    };
-    let sender = match webhook {
-        Some((url, from)) => Some(
-            crate::ops::alert::WebhookSender::start(crate::ops::alert::WebhookConfig::new(url))
-                .map_err(|e| crate::Error::Invalid(format!("{from}: {e}")))?,
-        ),
-        None => None,
-    };
+    let sender =
+        crate::ops::alert::WebhookSender::from_registry(&registry, cfg.webhook.as_deref())?;
     if registry.active().map_err(crate::Error::from)?.is_none() {
         let data = crate::data::synth::default_dataset(Default::default());
         crate::ops::train::train_and_register(

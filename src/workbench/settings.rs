@@ -45,9 +45,7 @@ impl Workbench {
         }
         self.webhook = match url {
             None => None,
-            Some(u) => match crate::ops::alert::WebhookSender::start(
-                crate::ops::alert::WebhookConfig::new(u.to_string()),
-            ) {
+            Some(u) => match crate::ops::alert::WebhookSender::to(u) {
                 Ok(w) => Some(w),
                 Err(e) => {
                     self.notices

@@ -31,10 +31,7 @@ impl Workbench {
             return;
         };
         self.spawn(JobKind::Rollback, move |ctx| {
-            match registry
-                .rollback(v)
-                .map_err(crate::Error::from)
-                .and_then(|_| load_active(&registry))
+            match crate::ops::versions::rollback(&registry, v).and_then(|_| load_active(&registry))
             {
                 Ok(a) => {
                     ctx.send(Msg::Model(a));
