@@ -520,9 +520,8 @@ impl PredictionLog {
     pub fn count(&self) -> Result<u64, PredictionLogError> {
         self.reader()
             .query_row("SELECT COUNT(*) FROM predictions", [], |r| {
-                r.get::<_, i64>(0)
+                crate::store::int(r, 0, "COUNT(*)")
             })
-            .map(|n| n as u64)
             .map_err(|e| self.db_err(e))
     }
 
