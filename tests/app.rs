@@ -1020,8 +1020,23 @@ fn the_app_joins_a_team_service_and_keeps_working_offline() {
     let lead =
         spamscope::remote::Client::new(&url, Some(tokens.add("lead", TokenRole::Admin).unwrap()))
             .unwrap();
-    std::thread::sleep(Duration::from_millis(1200)); // the service re-reads its tokens
-    lead.start_experiment(1, "shadow", None).unwrap();
+    // The service re-reads its tokens within about a second: until it has, the new
+    // token is refused as unknown (401), and a refused start changes nothing.
+    let start = Instant::now();
+    loop {
+        match lead.start_experiment(1, "shadow", None) {
+            Ok(_) => break,
+            Err(spamscope::remote::RemoteError::Refused { status: 401, .. })
+                if start.elapsed() < Duration::from_secs(30) =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!(
+                "starting the experiment as lead ({:?} after the token was added): {e}",
+                start.elapsed()
+            ),
+        }
+    }
     wait_until(&mut h, "the experiment", |a| {
         a.workbench.experiment.as_ref().is_some_and(|e| e.running)
     });

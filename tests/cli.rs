@@ -881,60 +881,125 @@ fn feedback_import_and_stats() {
     assert!(e.contains("no label column"), "{e}");
 }
 
+#[cfg(unix)]
 #[test]
 fn killing_a_feedback_import_loses_no_committed_record() {
+    use spamscope::store::feedback::FeedbackStore;
+    use std::time::{Duration, Instant};
+    const BATCH: usize = 10;
     let env = Env::new();
-    let data = env.data(20_000);
     let reg = env.registry();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_spamscope"))
-        .args([
-            "feedback",
-            "import",
-            "--data",
-            s(&data),
-            "--registry",
-            &reg,
-            "--batch",
-            "50",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    // Kill it once some batches are committed (or when it is done).
+    spamscope::store::Registry::open(&reg).unwrap();
     let db = Path::new(&reg).join("feedback.sqlite");
-    let start = std::time::Instant::now();
-    loop {
-        let committed = spamscope::store::feedback::FeedbackStore::open(&db)
-            .ok()
-            .and_then(|st| st.count().ok())
-            .unwrap_or(0);
-        if committed >= 100 || start.elapsed().as_secs() > 60 {
-            break;
+    // The test's own reader of the store, made before the import starts (WAL: reading
+    // never blocks the import).
+    let watch = FeedbackStore::open_in(Path::new(&reg)).unwrap();
+    let mut rows = 20_000;
+    // The import is frozen (SIGSTOP) once a few batches are committed, and killed only if
+    // it is then provably mid-import: some batches committed, not all. Should it have
+    // finished first (a very fast disk), the same is done with a bigger file.
+    let (data, before, frozen) = loop {
+        let data = env.data(rows);
+        let before = watch.count().unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_spamscope"))
+            .args([
+                "feedback",
+                "import",
+                "--data",
+                s(&data),
+                "--registry",
+                &reg,
+                "--batch",
+                &BATCH.to_string(),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        // A few batches in, so the kill lands well inside the import; the mark lies
+        // between two batch boundaries, which whole batches jump over (records
+        // committed one by one would stop right after it).
+        while watch.count().unwrap() < before + (5 * BATCH + BATCH / 2) as u64 {
+            if let Some(status) = child.try_wait().unwrap() {
+                let mut err = String::new();
+                let mut stderr = child.stderr.take().unwrap();
+                std::io::Read::read_to_string(&mut stderr, &mut err).unwrap();
+                panic!("the import exited ({status}) before committing 6 batches: {err}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "6 batches not committed within 120 s"
+            );
+            std::thread::sleep(Duration::from_millis(1));
         }
-        if child.try_wait().unwrap().is_some() {
-            break;
+        // SAFETY: kill(2) on our own child's pid, which has not been waited for.
+        assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGSTOP) }, 0);
+        // Stopped for certain (state T, or Z had it finished) before counting.
+        let stat = format!("/proc/{pid}/stat");
+        let state = loop {
+            let text = std::fs::read_to_string(&stat).unwrap();
+            let state = text.rsplit_once(") ").unwrap().1.chars().next().unwrap();
+            if state == 'T' || state == 'Z' {
+                break state;
+            }
+            assert!(Instant::now() < deadline, "the import did not stop: {text}");
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        let frozen = (watch.count().unwrap() - before) as usize;
+        child.kill().unwrap();
+        child.wait().unwrap();
+        if state == 'T' && frozen < rows {
+            break (data, before as usize, frozen);
         }
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    // The store opens, holds only whole batches, and every record is complete.
-    let store = spamscope::store::feedback::FeedbackStore::open(&db).unwrap();
+        // It finished before it could be stopped: again, with a bigger file.
+        rows *= 4;
+        assert!(
+            rows <= 320_000,
+            "the import always finished before it was stopped"
+        );
+    };
+    assert!(frozen > 0 && frozen < rows, "{frozen} of {rows}");
+
+    // The store opens and holds exactly what was committed when the import was frozen:
+    // whole batches, nothing of the batch it was writing, no committed record lost.
+    let store = FeedbackStore::open(&db).unwrap();
     let records = store.records(false).unwrap();
-    assert!(!records.is_empty());
-    assert!(
-        records.len().is_multiple_of(50) || records.len() == 20_000,
-        "{} records: a batch was half-written",
-        records.len()
+    assert_eq!(
+        records.len(),
+        before + frozen,
+        "committed records lost or half a batch kept"
     );
-    for r in &records {
+    assert!(
+        frozen.is_multiple_of(BATCH),
+        "{frozen}: a batch was half-written"
+    );
+    // They are the file's first rows, in order, each complete.
+    let text = std::fs::read_to_string(&data).unwrap();
+    let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
+    let label_col = header.iter().position(|c| *c == "label").unwrap();
+    let user_col = header.iter().position(|c| *c == "user_id").unwrap();
+    for (r, line) in records[before..].iter().zip(text.lines().skip(1)) {
+        let cells: Vec<&str> = line.split(',').collect();
+        assert_eq!(r.record.user_id.as_deref(), Some(cells[user_col]), "{line}");
+        assert_eq!(r.record.true_label.to_string(), cells[label_col], "{line}");
         assert_eq!(r.record.features.len(), 51);
-        assert!(r.record.user_id.is_some());
     }
-    // Importing again works on the same store.
-    let v = json(&["feedback", "stats", "--registry", &reg, "--json"]);
-    assert_eq!(v["total"].as_u64().unwrap() as usize, records.len());
+    drop(store);
+    // The store takes a new import (no lock or half transaction left behind).
+    let small = env.data(100);
+    let v = json(&[
+        "feedback",
+        "import",
+        "--data",
+        s(&small),
+        "--registry",
+        &reg,
+        "--json",
+    ]);
+    assert_eq!(v["imported"], 100);
+    assert_eq!(v["total"].as_u64().unwrap() as usize, before + frozen + 100);
 }
 
 /// PNG width and height from the IHDR chunk (and that the file is a PNG at all).

@@ -66,15 +66,27 @@ fn valid_files() -> &'static [Vec<u8>] {
     })
 }
 
-/// Decodes; a model that loads must also score and explain every way.
+/// Decodes; a model that loads must also score (a finite probability in [0, 1], never
+/// NaN) and explain every way; one that does not load says why in one line.
 fn decode_and_use(bytes: &[u8]) {
-    if let Ok(m) = Model::from_bytes(bytes) {
-        let x = data().row(0);
-        let p = m.predict_one(&x);
-        assert!((0.0..=1.0).contains(&p) || p.is_nan(), "probability {p}");
-        for method in [Method::TreeShap, Method::PathAttribution] {
-            let e = m.explain_one(&x, method);
-            assert_eq!(e.contributions.len(), N_FEATURES);
+    match Model::from_bytes(bytes) {
+        Ok(m) => {
+            for row in 0..3 {
+                let x = data().row(row);
+                let p = m.predict_one(&x);
+                assert!(
+                    p.is_finite() && (0.0..=1.0).contains(&p),
+                    "a loaded model answered probability {p} for row {row}"
+                );
+                for method in [Method::TreeShap, Method::PathAttribution] {
+                    let e = m.explain_one(&x, method);
+                    assert_eq!(e.contributions.len(), N_FEATURES);
+                }
+            }
+        }
+        Err(e) => {
+            let e = e.to_string();
+            assert!(!e.is_empty() && !e.contains('\n'), "one line: {e:?}");
         }
     }
 }

@@ -12,7 +12,6 @@ use spamscope::store::feedback::{FeedbackStore, NewFeedback, Origin};
 use spamscope::store::{Registry, Status};
 use spamscope::util::progress::NoProgress;
 use spamscope::util::rng::SplitMix64;
-use std::collections::HashSet;
 use std::path::Path;
 use std::process::Command;
 
@@ -541,63 +540,190 @@ fn a_candidate_gated_against_a_replaced_version_is_not_promoted() {
     assert_eq!(store.count_unused().unwrap(), 0);
 }
 
-/// Two processes retrain the same registry at once: at most one promotes, and every
-/// feedback record is consumed by exactly one of them.
+/// Opens `fifo` for writing once a reader has opened it, polling until `deadline` (a
+/// plain open would block for ever if the reader never came); fails with the child's
+/// stderr if the child exited instead.
+#[cfg(unix)]
+fn writer_once_read(
+    fifo: &Path,
+    child: &mut std::process::Child,
+    stderr: &std::sync::Arc<std::sync::Mutex<String>>,
+) -> std::fs::File {
+    use std::os::unix::fs::OpenOptionsExt;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        // Without a reader a non-blocking open for writing fails (ENXIO).
+        if let Ok(probe) = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(fifo)
+        {
+            // A reader is there: this blocking open returns at once.
+            let w = std::fs::OpenOptions::new().write(true).open(fifo).unwrap();
+            drop(probe);
+            return w;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!(
+                "the retrain exited ({status}) before reading the base data: {}",
+                stderr.lock().unwrap()
+            );
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the retrain did not open the base data within 120 s: {}",
+            stderr.lock().unwrap()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// Two processes retrain the same registry at once, each with new feedback of its own:
+/// both gate against v1 and both candidates pass the (permissive) gate, yet exactly one
+/// is promoted; the other is refused because the active version moved, gives its
+/// feedback back, and no claim is left behind.
+///
+/// The base data is a FIFO (behind a symlink the test re-points) that the test writes
+/// only once both retrains are reading it: a retrain reads its base data after loading
+/// the active version and claiming its feedback, so both are provably mid-retrain, with
+/// disjoint claims, before either can register.
+#[cfg(unix)]
 #[test]
-fn two_retrains_at_once_promote_at_most_once() {
+fn two_retrains_at_once_promote_exactly_once() {
+    use std::io::{Read, Write};
+    use std::sync::{Arc, Mutex};
     let dir = tempfile::tempdir().unwrap();
-    let reg = setup(dir.path());
-    add_pattern_feedback(dir.path(), 60);
+    let csv = dir.path().join("base.csv");
+    spamscope::data::synth::generate(BASE)
+        .write_csv(std::fs::File::create(&csv).unwrap())
+        .unwrap();
+    let root = dir.path().join("reg");
+    let reg = Registry::open(&root).unwrap();
+    let data = spamscope::data::Dataset::load_csv(&csv).unwrap();
+    let cfg = TrainConfig {
+        params: forest(),
+        ..Default::default()
+    };
+    train(&data, None, &cfg, &NoProgress)
+        .unwrap()
+        .register(&reg, &data, &cfg, true)
+        .unwrap();
     permissive_cfg().save(&reg).unwrap();
-    let children: Vec<_> = (0..2)
-        .map(|_| {
-            Command::new(bin())
-                .args([
-                    "retrain",
-                    "--registry",
-                    dir.path().to_str().unwrap(),
-                    "--json",
-                ])
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
+    let base = std::fs::read(&csv).unwrap();
+    std::fs::remove_file(&csv).unwrap();
+    let fifos = [
+        dir.path().join("base-a.fifo"),
+        dir.path().join("base-b.fifo"),
+    ];
+    for f in &fifos {
+        let made = Command::new("mkfifo").arg(f).status().unwrap();
+        assert!(made.success(), "mkfifo {}", f.display());
+    }
+    let add = |seed: u64| {
+        FeedbackStore::open_in(&root)
+            .unwrap()
+            .add_batch(
+                &pattern_accounts(60, seed)
+                    .into_iter()
+                    .map(|x| record(x, 1))
+                    .collect::<Vec<_>>(),
+            )
+            .unwrap()
+    };
+    let mut children = Vec::new();
+    let mut writers = Vec::new();
+    for (i, fifo) in fifos.iter().enumerate() {
+        // This retrain's own feedback, then its base data path leads to its own FIFO.
+        add(9 + i as u64);
+        let link = dir.path().join("base.csv.new");
+        std::os::unix::fs::symlink(fifo, &link).unwrap();
+        std::fs::rename(&link, &csv).unwrap();
+        let mut child = Command::new(bin())
+            .args(["retrain", "--registry", root.to_str().unwrap(), "--json"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Drained as it comes: progress must never block the retrain.
+        let err = Arc::new(Mutex::new(String::new()));
+        let mut stderr = child.stderr.take().unwrap();
+        let sink = err.clone();
+        let drain = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = stderr.read(&mut buf) {
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        writers.push(writer_once_read(fifo, &mut child, &err));
+        children.push((child, err, drain));
+    }
+    // Both are mid-retrain: every record is claimed, by two different retrains, 60 each.
+    let claims: Vec<Option<String>> = FeedbackStore::open_in(&root)
+        .unwrap()
+        .records(false)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.claimed_by)
+        .collect();
+    assert_eq!(claims.len(), 120);
+    assert!(claims.iter().all(Option::is_some), "{claims:?}");
+    assert_ne!(claims[0], claims[60], "one claim per retrain");
+    assert!(claims[..60].iter().all(|c| *c == claims[0]));
+    assert!(claims[60..].iter().all(|c| *c == claims[60]));
+    assert_eq!(
+        reg.version_numbers().unwrap(),
+        vec![1],
+        "nothing registered yet"
+    );
+
+    // Release both at once.
+    let feeders: Vec<_> = writers
+        .into_iter()
+        .map(|mut w| {
+            let base = base.clone();
+            std::thread::spawn(move || w.write_all(&base).unwrap())
         })
         .collect();
-    let outs: Vec<_> = children
-        .into_iter()
-        .map(|c| c.wait_with_output().unwrap())
-        .collect();
-    let promoted: Vec<Value> = outs
-        .iter()
-        .filter(|o| o.status.success())
-        .map(|o| serde_json::from_slice::<Value>(&o.stdout).unwrap())
-        .filter(|v| v["promoted"] == true)
-        .collect();
-    for o in outs.iter().filter(|o| !o.status.success()) {
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert!(
-            err.contains("new feedback records") && !err.contains("panicked"),
-            "{err}"
-        );
+    for f in feeders {
+        f.join().unwrap();
     }
-    assert!(promoted.len() <= 1, "both promoted: {promoted:?}");
-    let records = FeedbackStore::open_in(dir.path())
+    let outs: Vec<Value> = children
+        .into_iter()
+        .map(|(child, err, drain)| {
+            let out = child.wait_with_output().unwrap();
+            drain.join().unwrap();
+            let err = err.lock().unwrap();
+            assert!(out.status.success(), "{err}");
+            assert!(!err.contains("panicked"), "{err}");
+            serde_json::from_slice(&out.stdout).unwrap()
+        })
+        .collect();
+    let winners: Vec<usize> = (0..2).filter(|&i| outs[i]["promoted"] == true).collect();
+    assert_eq!(winners.len(), 1, "exactly one promotion: {outs:?}");
+    let (w, l) = (winners[0], 1 - winners[0]);
+    let won = outs[w]["candidate_version"].as_u64().unwrap() as u32;
+    let lost = outs[l]["candidate_version"].as_u64().unwrap() as u32;
+    let reason = outs[l]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains(&format!("active version changed from v1 to v{won}")),
+        "{reason}"
+    );
+    assert_eq!(reg.active().unwrap(), Some(won));
+    assert_eq!(reg.manifest(lost).unwrap().status, Status::Rejected);
+    // Both were gated against v1: only the moved version kept one out.
+    for v in [won, lost] {
+        assert_eq!(reg.manifest(v).unwrap().gate.unwrap().against, 1);
+    }
+    // The winner consumed its own records; the loser gave its records back.
+    let records = FeedbackStore::open_in(&root)
         .unwrap()
         .records(false)
         .unwrap();
-    let used: HashSet<Option<u32>> = records.iter().map(|r| r.used_in_version).collect();
-    assert_eq!(
-        used.len(),
-        1,
-        "all records consumed by one candidate: {used:?}"
-    );
     assert!(records.iter().all(|r| r.claimed_by.is_none()));
-    let versions = reg.list().unwrap();
-    let gated: Vec<_> = versions
-        .iter()
-        .filter_map(|e| e.manifest.as_ref().ok())
-        .filter(|m| m.status != Status::Rejected && m.gate.is_some())
-        .collect();
-    assert!(gated.len() <= 1, "{} promoted candidates", gated.len());
+    for (i, r) in records.iter().enumerate() {
+        let expected = (i / 60 == w).then_some(won);
+        assert_eq!(r.used_in_version, expected, "record {}", r.id);
+    }
 }

@@ -626,10 +626,13 @@ fn a_promotion_under_load_swaps_versions_without_a_failed_request() {
     let (req, row) = features(spammer);
     let body = req.to_string();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Answers so far by version (index 1 and 2).
+    let answered: Arc<[std::sync::atomic::AtomicUsize; 3]> = Arc::default();
     let clients: Vec<_> = (0..3)
         .map(|_| {
             let body = body.clone();
             let stop = stop.clone();
+            let answered = answered.clone();
             std::thread::spawn(move || {
                 let mut seen = Vec::new();
                 let start = Instant::now();
@@ -638,27 +641,31 @@ fn a_promotion_under_load_swaps_versions_without_a_failed_request() {
                 {
                     let (status, v) = http(addr, "POST", "/predict", &body);
                     assert_eq!(status, 200, "{v}");
-                    seen.push((
-                        v["model_version"].as_u64().unwrap() as u32,
-                        v["probability"].as_f64().unwrap(),
-                    ));
+                    let version = v["model_version"].as_u64().unwrap() as u32;
+                    seen.push((version, v["probability"].as_f64().unwrap()));
+                    answered[version.min(2) as usize]
+                        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 }
                 seen
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(300));
+    // Waits until the clients have had `n` answers from version `v`.
+    let answers_from = |v: usize, n: usize| {
+        let start = Instant::now();
+        while answered[v].load(std::sync::atomic::Ordering::SeqCst) < n {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "waited 30 s for {n} answers from v{v}; answers by version {answered:?}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    // Under load with v1 before the promotion, and with v2 after it.
+    answers_from(1, 20);
     train_version(&reg, 25, true);
-    // Wait until the service answers with v2, then a little longer.
-    let start = Instant::now();
-    while s.active().manifest.version != 2 {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "v2 never arrived"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    std::thread::sleep(Duration::from_millis(300));
+    answers_from(2, 20);
+    assert_eq!(s.active().manifest.version, 2);
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let seen: Vec<(u32, f64)> = clients
         .into_iter()

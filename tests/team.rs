@@ -157,10 +157,18 @@ fn the_app_works_on_a_team_service_offline_and_online() {
     assert_eq!(records[0].moderator.as_deref(), Some("mia"));
     assert_eq!(records[0].record.user_id.as_deref(), Some("acct-77"));
     assert_eq!(records[0].record.features, x);
-    // A few more rounds send nothing again.
-    std::thread::sleep(spamscope::workbench::POLL * 2);
-    w.poll();
+    // A few more rounds send nothing again: two more exchanges of the link (each one
+    // that succeeds renews the last contact, after its sending), still one record.
+    for round in 1..=2 {
+        let seen = w.remote.as_ref().and_then(|r| r.last_contact);
+        wait_for(
+            &mut w,
+            &format!("round {round} after the outbox emptied"),
+            |w| w.remote.as_ref().and_then(|r| r.last_contact) > seen,
+        );
+    }
     assert_eq!(stored(), 1);
+    assert_eq!(w.remote.as_ref().unwrap().pending, 0);
     // A record whose answer was lost (stored by the service, still in the outbox) is
     // sent again by the link with its key, and the service keeps it once.
     let mia_client = Client::new(&url, Some(mia.clone())).unwrap();

@@ -253,7 +253,8 @@ mod tests {
                 .to_string()
                 .contains("expected X2")
         );
-        assert!(Catalog::parse("Catalog(").is_err());
+        let e = Catalog::parse("Catalog(").unwrap_err().to_string();
+        assert!(e.contains("feature catalog does not parse"), "{e}");
     }
 
     #[test]
@@ -268,7 +269,11 @@ mod tests {
                 .contains("between 2 and 4")
         );
         assert!(x6.check(2.5).unwrap_err().to_string().contains("whole"));
-        assert!(x6.check(f64::NAN).is_err());
+        assert!(
+            matches!(x6.check(f64::NAN), Err(ValueError::NotFinite { .. })),
+            "{:?}",
+            x6.check(f64::NAN)
+        );
         assert_eq!(x6.level_label(4.0), Some("Tier 4: high risk"));
         assert_eq!(x6.level_label(1.0), None);
         let x8 = &c.features[7];

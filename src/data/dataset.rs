@@ -621,7 +621,11 @@ mod tests {
             .collect();
         let d = Dataset::parse_csv(no_label.into_bytes(), "s.csv").unwrap();
         assert_eq!(d.labels, None);
-        assert!(d.require_labels().is_err());
+        let e = d.require_labels().unwrap_err().to_string();
+        assert!(
+            e.contains("s.csv") && e.contains("has no label column"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -230,8 +230,15 @@ mod tests {
 
     #[test]
     fn split_errors() {
-        assert!(stratified_split(&[0, 1, 0, 1], 0.0, 1).is_err());
-        assert!(stratified_split(&[0, 1, 0, 1], 1.0, 1).is_err());
+        for f in [0.0, 1.0] {
+            let e = stratified_split(&[0, 1, 0, 1], f, 1)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("test fraction must be between 0 and 1 (exclusive)"),
+                "{e}"
+            );
+        }
         // One positive cannot be in both parts.
         let e = stratified_split(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 1], 0.2, 1).unwrap_err();
         assert!(e.to_string().contains("class 1"), "{e}");

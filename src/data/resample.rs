@@ -161,6 +161,13 @@ mod tests {
         assert_eq!(again.columns, r.columns);
         let mut one = vec![0u8; 220];
         one[0] = 1;
-        assert!(smote(&[&a, &b], &one, SmoteParams::default()).is_err());
+        let Err(e) = smote(&[&a, &b], &one, SmoteParams::default()) else {
+            panic!("SMOTE with one spammer row was accepted");
+        };
+        let e = e.to_string();
+        assert!(
+            e.contains("at least 2 spammer rows") && e.contains("has 1"),
+            "{e}"
+        );
     }
 }

@@ -823,11 +823,19 @@ mod tests {
     #[test]
     fn bad_parameters_are_refused() {
         let (cols, y) = data(300);
+        let e = BaselineSpec::Knn { k: 0, sample: 10 }
+            .fit(&refs(&cols), &y, 1)
+            .unwrap_err();
         assert!(
-            BaselineSpec::Knn { k: 0, sample: 10 }
-                .fit(&refs(&cols), &y, 1)
-                .is_err()
+            matches!(&e, BaselineError::Param(m) if m.contains("k >= 1")),
+            "{e:?}"
         );
-        assert!(BaselineSpec::Logistic { alpha: -1.0 }.validate().is_err());
+        let e = BaselineSpec::Logistic { alpha: -1.0 }
+            .validate()
+            .unwrap_err();
+        assert!(
+            matches!(&e, BaselineError::Param(m) if m.contains("alpha must be >= 0")),
+            "{e:?}"
+        );
     }
 }

@@ -763,7 +763,11 @@ mod tests {
             }
             // Truncated files are errors, never panics.
             for cut in [8, bytes.len() / 2, bytes.len() - 1] {
-                assert!(Model::from_bytes(&bytes[..cut]).is_err(), "cut at {cut}");
+                let r = Model::from_bytes(&bytes[..cut]);
+                assert!(
+                    matches!(r, Err(ModelError::Corrupt(_))),
+                    "cut at {cut}: {r:?}"
+                );
             }
         }
     }
@@ -774,7 +778,11 @@ mod tests {
         let bytes = m.to_bytes();
         assert_eq!(Model::from_bytes(b"hello"), Err(ModelError::BadMagic));
         for cut in [8, 9, 100, bytes.len() / 2, bytes.len() - 1] {
-            assert!(Model::from_bytes(&bytes[..cut]).is_err(), "cut at {cut}");
+            let r = Model::from_bytes(&bytes[..cut]);
+            assert!(
+                matches!(r, Err(ModelError::Corrupt(_))),
+                "cut at {cut}: {r:?}"
+            );
         }
         // Flip bytes all over the body: every result is an error or a valid model.
         for pos in (8..bytes.len()).step_by(bytes.len() / 97 + 1) {

@@ -1569,7 +1569,13 @@ mod tests {
         assert_eq!(s.count().unwrap(), 3);
         // Keys: 1 to 128 printable ASCII characters.
         for bad in ["", "tab\there", "é", &"k".repeat(129)] {
-            assert!(IdempotencyKey::new(bad, "ann", "h").is_err(), "{bad:?}");
+            let e = IdempotencyKey::new(bad, "ann", "h").unwrap_err();
+            let why = if bad.is_empty() || bad.len() > 128 {
+                "must be 1 to 128 characters"
+            } else {
+                "must be printable ASCII"
+            };
+            assert!(e.starts_with(why), "{bad:?}: {e}");
         }
         assert!(IdempotencyKey::new(&"k".repeat(128), "ann", "h").is_ok());
     }
@@ -1612,10 +1618,19 @@ mod tests {
         let mut s = FeedbackStore::open_in(dir.path()).unwrap();
         let mut bad = rec(1, None, None);
         bad.features.pop();
-        assert!(s.add_batch(&[rec(0, None, None), bad]).is_err());
+        let e = s
+            .add_batch(&[rec(0, None, None), bad])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("a record needs 51 feature values, got 50"),
+            "{e}"
+        );
         assert_eq!(s.count().unwrap(), 0, "nothing of a failed batch is stored");
         let mut bad = rec(3, None, None);
         bad.true_label = 3;
-        assert!(s.add(&bad).is_err());
+        let e = s.add(&bad).unwrap_err().to_string();
+        assert!(e.contains("labels must be 0 or 1"), "{e}");
+        assert_eq!(s.count().unwrap(), 0);
     }
 }

@@ -170,7 +170,11 @@ mod tests {
             "v\0",
             "../v0002/model.bin",
         ] {
-            assert!(l.named_file(1, bad).is_err(), "{bad:?} accepted");
+            assert_eq!(
+                l.named_file(1, bad),
+                Err("is not a plain file name inside its version folder"),
+                "{bad:?}"
+            );
         }
     }
 }

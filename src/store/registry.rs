@@ -918,7 +918,11 @@ mod tests {
         let m2 = register(&server, &model, true);
         let file = |name| server.version_file(2, name).unwrap();
         let (text, bin, hold) = (file(MANIFEST_FILE), file(MODEL_FILE), file(HOLDOUT_FILE));
-        assert!(server.version_file(2, "../ACTIVE").is_err());
+        let e = server.version_file(2, "../ACTIVE");
+        assert!(
+            matches!(&e, Err(StoreError::Confinement { why, .. }) if why.contains("not a file a version shares")),
+            "{e:?}"
+        );
         // A flipped byte, a truncated model, the wrong number, text that is not a
         // manifest: refused before anything is written.
         let mut flipped = bin.clone();
@@ -929,10 +933,22 @@ mod tests {
             mirror.install_version(3, &text, &bin, &hold),
             mirror.install_version(2, b"(version: 2", &bin, &hold),
         ];
-        for r in &refused {
-            assert!(r.is_err(), "{r:?}");
+        for r in &refused[..2] {
+            assert!(
+                matches!(r, Err(StoreError::Checksum { path, .. }) if path.ends_with(MODEL_FILE)),
+                "{r:?}"
+            );
         }
-        assert!(matches!(refused[0], Err(StoreError::Checksum { .. })));
+        assert!(
+            matches!(&refused[2], Err(StoreError::Manifest { message, .. }) if message.contains("it describes version 2, not 3")),
+            "{:?}",
+            refused[2]
+        );
+        assert!(
+            matches!(&refused[3], Err(StoreError::Manifest { path, .. }) if path == "version 2 received"),
+            "{:?}",
+            refused[3]
+        );
         assert!(mirror.version_numbers().unwrap().is_empty());
         let m = mirror.install_version(2, &text, &bin, &hold).unwrap();
         assert_eq!(m, m2);
@@ -956,10 +972,10 @@ mod tests {
         register(&third, &other, true);
         register(&third, &other, true);
         let f3 = |name| third.version_file(2, name).unwrap();
+        let r = mirror.install_version(2, &f3(MANIFEST_FILE), &f3(MODEL_FILE), &f3(HOLDOUT_FILE));
         assert!(
-            mirror
-                .install_version(2, &f3(MANIFEST_FILE), &f3(MODEL_FILE), &f3(HOLDOUT_FILE))
-                .is_err()
+            matches!(&r, Err(StoreError::Manifest { message, .. }) if message.contains("already holds a different version 2")),
+            "{r:?}"
         );
         assert_eq!(mirror.load(2).unwrap().1, model);
     }
@@ -1021,10 +1037,16 @@ mod tests {
         fs::write(&mpath, &text[..text.len() / 3]).unwrap();
         let err = reg.load(1).unwrap_err();
         assert!(err.to_string().contains("manifest.ron"), "{err}");
-        assert!(reg.list().unwrap()[0].manifest.is_err());
+        let listed = reg.list().unwrap();
+        let e = listed[0].manifest.as_ref().unwrap_err().to_string();
+        assert!(e.contains("manifest.ron"), "{e}");
         // A bad active pointer is an error, not a panic.
         fs::write(dir.path().join(crate::store::layout::ACTIVE_FILE), "banana").unwrap();
-        assert!(reg.active().is_err());
+        let e = reg.active();
+        assert!(
+            matches!(&e, Err(StoreError::Manifest { message, .. }) if message.contains("\"banana\" is not a version number")),
+            "{e:?}"
+        );
     }
 
     #[test]

@@ -518,15 +518,16 @@ mod tests {
             .unwrap();
         assert_eq!((boss.confirmed, boss.agreed_with_confirmed), (0, 0));
         // A bad label or id is refused whole.
-        assert!(
-            s.confirm_labels(
+        let e = s
+            .confirm_labels(
                 &[(UserId::from("u5"), 1), (UserId::from("u6"), 2)],
                 "x",
                 "",
-                t0
+                t0,
             )
-            .is_err()
-        );
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("labels must be 0 or 1"), "{e}");
         assert_eq!(s.confirmed_label("u5").unwrap(), None);
     }
 }
