@@ -59,6 +59,7 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Feedback(e) => e.kind,
+            Error::Predictions(PredictionLogError::Db { kind, .. }) => *kind,
             Error::Store(e) => e.kind(),
             Error::Tokens(TokenError::LockTimeout { .. }) => ErrorKind::Busy,
             Error::Tokens(TokenError::Damaged { .. }) => ErrorKind::Corrupt,

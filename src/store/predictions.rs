@@ -35,7 +35,12 @@ pub const PRUNE_EVERY: u64 = 10_000;
 #[derive(Debug, thiserror::Error)]
 pub enum PredictionLogError {
     #[error("{path}: {message}")]
-    Db { path: String, message: String },
+    Db {
+        path: String,
+        message: String,
+        /// Busy, corrupt...: how a front-end answers it.
+        kind: crate::store::ErrorKind,
+    },
     /// The writer thread is gone (it panicked); nothing more can be written.
     #[error("{path}: the prediction log's writer has stopped; appended predictions are not stored")]
     WriterStopped { path: String },
@@ -359,6 +364,7 @@ impl PredictionLog {
         let err = |e: &dyn std::fmt::Display| PredictionLogError::Db {
             path: path.display().to_string(),
             message: e.to_string(),
+            kind: crate::store::ErrorKind::Other,
         };
         std::fs::create_dir_all(registry_root).map_err(|e| err(&e))?;
         let conn = connect(&path).map_err(|e| err(&e))?;
@@ -434,13 +440,18 @@ impl PredictionLog {
         self.inner.tx.send(msg).map_err(|_| stopped())?;
         rx.recv()
             .map_err(|_| stopped())?
-            .map_err(|message| self.db_err(message))
+            .map_err(|message| PredictionLogError::Db {
+                path: self.inner.path.display().to_string(),
+                message,
+                kind: crate::store::ErrorKind::Other,
+            })
     }
 
-    fn db_err(&self, e: impl std::fmt::Display) -> PredictionLogError {
+    fn db_err(&self, e: rusqlite::Error) -> PredictionLogError {
         PredictionLogError::Db {
             path: self.inner.path.display().to_string(),
             message: e.to_string(),
+            kind: crate::store::sqlite_kind(&e),
         }
     }
 
