@@ -307,3 +307,20 @@ pub(super) fn check_batch_size(n: usize, max: usize) -> Result<(), ApiError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Gate;
+
+    #[test]
+    fn the_first_of_enter_and_close_wins_for_good() {
+        let g = Gate::default();
+        assert!(g.enter(), "an open gate lets the work in");
+        assert!(!g.close(), "work that entered is waited for");
+        assert!(g.enter(), "entering twice is still in");
+        let g = Gate::default();
+        assert!(g.close(), "the deadline closes a gate nobody entered");
+        assert!(!g.enter(), "work after the deadline changes nothing");
+        assert!(g.close());
+    }
+}
