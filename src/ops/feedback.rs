@@ -101,9 +101,12 @@ impl Delivery {
 pub struct FeedbackQueue {
     registry: Registry,
     writer: FeedbackWriter,
-    /// The last "retrain due" answer, and the store it is read from (opened once).
-    due: Mutex<(FeedbackStore, Option<(Instant, Option<String>)>)>,
+    /// The store the "retrain due" check reads (opened once), and its last answer.
+    due: Mutex<(FeedbackStore, Option<DueAnswer>)>,
 }
+
+/// When a "retrain due" answer was given, and the answer (the reason, if due).
+type DueAnswer = (Instant, Option<String>);
 
 /// How long a "retrain due" answer is reused.
 const DUE_FOR: Duration = Duration::from_secs(1);
