@@ -27,15 +27,8 @@ pub fn warn(d: &Dataset) {
     }
 }
 
-pub fn check_threshold(t: f64) -> Result<f64> {
-    if (0.0..=1.0).contains(&t) {
-        Ok(t)
-    } else {
-        Err(Error::Invalid(format!(
-            "threshold must be between 0 and 1, got {t}"
-        )))
-    }
-}
+/// The one threshold check ([`spamscope::ops::versions::check_threshold`]).
+pub use spamscope::ops::versions::check_threshold;
 
 /// The version to use (given or active), its threshold (or the one given) and the data.
 pub fn version_and_data(

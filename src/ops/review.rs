@@ -68,11 +68,6 @@ pub fn claim_at(
     ttl_seconds: u64,
     now: SystemTime,
 ) -> Result<ClaimOutcome> {
-    if !(1..=MAX_CLAIM_TTL_SECONDS).contains(&ttl_seconds) {
-        return Err(Error::Invalid(format!(
-            "ttl_seconds must be between 1 and {MAX_CLAIM_TTL_SECONDS} (got {ttl_seconds})"
-        )));
-    }
     claim_in(
         &mut FeedbackStore::open_in(registry.root())?,
         ids,
