@@ -139,6 +139,9 @@ pub fn retrain(
     result
 }
 
+/// One retrain on the `new` records claimed for it: split the feedback, train a
+/// candidate on the base training rows plus feedback, gate it against the active
+/// version, register it and record what happened.
 fn retrain_claimed(
     registry: &Registry,
     cfg: &OnlineLearningConfig,
@@ -181,9 +184,7 @@ fn retrain_claimed(
         cfg,
         (active_manifest, active_model),
         store,
-        new,
         &feedback,
-        (test_set, &split.test),
         fitted,
         gate,
     )
@@ -202,6 +203,8 @@ fn rejected_versions(registry: &Registry) -> Result<HashSet<u32>> {
 
 /// The feedback records a retrain trains on and the ones its gate holds out.
 struct FeedbackSplit<'a> {
+    /// The new records claimed for this retrain.
+    new: &'a [Feedback],
     /// Records accepted versions learned from, then the new records not held out.
     train: Vec<&'a Feedback>,
     /// Every k-th new record (k from `feedback_holdout`).
@@ -231,6 +234,7 @@ fn split_feedback<'a>(
         }
     }
     FeedbackSplit {
+        new,
         train: kept.chain(new_train).collect(),
         holdout,
     }
@@ -385,8 +389,8 @@ fn fit_candidate(
 
 /// The gate's verdict on a candidate, with what it measured.
 struct GateVerdict {
-    test_labels: Vec<u8>,
-    cand_scores: Vec<f64>,
+    /// The base holdout with the candidate's scores.
+    holdout: Holdout,
     cand_metrics: Metrics,
     active_metrics: Metrics,
     fb_cand: Option<FeedbackEval>,
@@ -429,8 +433,14 @@ fn run_gate(
         (&fb_cand, &fb_active),
     );
     Ok(GateVerdict {
-        test_labels,
-        cand_scores,
+        holdout: Holdout {
+            user_ids: base_test
+                .iter()
+                .map(|&i| test_set.user_ids[i].clone())
+                .collect(),
+            labels: test_labels,
+            scores: cand_scores,
+        },
         cand_metrics,
         active_metrics,
         fb_cand,
@@ -482,15 +492,12 @@ fn gate_reason(
 /// Registers the candidate with the gate's verdict (active if promoted), marks the
 /// new records as consumed by it unless it lost the race for promotion (then they
 /// are given back), and says what the retrain did.
-#[allow(clippy::too_many_arguments)]
 fn record_outcome(
     registry: &Registry,
     cfg: &OnlineLearningConfig,
     (active_manifest, active_model): (&Manifest, &Model),
     store: &mut FeedbackStore,
-    new: &[Feedback],
     feedback: &FeedbackSplit<'_>,
-    (test_set, base_test): (&Dataset, &[usize]),
     fitted: Fitted,
     gate: GateVerdict,
 ) -> Result<Outcome> {
@@ -502,8 +509,7 @@ fn record_outcome(
         train_seconds,
     } = fitted;
     let GateVerdict {
-        test_labels,
-        cand_scores,
+        holdout,
         cand_metrics,
         active_metrics,
         fb_cand,
@@ -512,14 +518,6 @@ fn record_outcome(
         reason,
     } = gate;
     let threshold = active_manifest.threshold;
-    let holdout = Holdout {
-        user_ids: base_test
-            .iter()
-            .map(|&i| test_set.user_ids[i].clone())
-            .collect(),
-        labels: test_labels,
-        scores: cand_scores,
-    };
     let manifest = registry.register(
         NewVersion {
             model: &candidate,
@@ -562,7 +560,7 @@ fn record_outcome(
         _ => (promoted, reason),
     };
     if !lost_race {
-        let ids: Vec<i64> = new.iter().map(|r| r.id).collect();
+        let ids: Vec<i64> = feedback.new.iter().map(|r| r.id).collect();
         store.mark_used(&ids, manifest.version)?;
     }
     Ok(Outcome {
