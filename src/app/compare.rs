@@ -39,6 +39,7 @@ fn metric(ui: &mut egui::Ui, v: f64) {
 }
 
 impl ComparePanel {
+    /// The comparison: the models and actions, then the saved run's table and ROC curves.
     pub fn ui(&mut self, ui: &mut egui::Ui, wb: &mut Workbench) -> Option<CompareAction> {
         intro(ui);
         self.model_choice(ui);

@@ -59,6 +59,7 @@ pub struct QueuePanel {
 }
 
 impl QueuePanel {
+    /// The review queue: how to score, the filters, the bulk actions, export, the table.
     pub fn ui(
         &mut self,
         ui: &mut egui::Ui,
