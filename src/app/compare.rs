@@ -3,6 +3,7 @@
 //! curves overlaid, promotion of any model into the registry, report export.
 
 use crate::model::recipe::default_candidates;
+use crate::ops::compare::{Comparison, Saved};
 use crate::workbench::{JobKind, Workbench};
 use eframe::egui::{self, Color32, RichText};
 use egui_plot::{Legend, Line, Plot, PlotPoints};
@@ -38,13 +39,37 @@ fn metric(ui: &mut egui::Ui, v: f64) {
 }
 
 impl ComparePanel {
+    /// The comparison: the models and actions, then the saved run's table and ROC curves.
     pub fn ui(&mut self, ui: &mut egui::Ui, wb: &mut Workbench) -> Option<CompareAction> {
-        let mut action = None;
-        ui.heading("Compare models");
-        ui.label(
-            "Every model is trained on the same stratified 80/20 split of the loaded data, with the same median imputation, and evaluated on the same held-out accounts (metrics at threshold 0.5). On the full default data the whole comparison takes a few minutes on two cores; it runs in the background.",
-        );
-        ui.add_space(4.0);
+        intro(ui);
+        self.model_choice(ui);
+        let action = self.toolbar(ui, wb);
+        ui.separator();
+
+        let Some(saved) = wb.saved_comparison.clone() else {
+            ui.label("No comparison yet. Run one to fill the table.");
+            return action;
+        };
+        let live = wb.comparison.clone();
+        summary(ui, &saved, live.is_some());
+        let mut promote: Option<String> = None;
+        let can_promote = !wb.is_training() && !wb.is_running(JobKind::Promote);
+        ui.horizontal_top(|ui| {
+            ui.vertical(|ui| {
+                promote =
+                    self.results_table(ui, &saved, live.as_ref().map(|(c, _)| &**c), can_promote);
+            });
+            ui.add_space(12.0);
+            ui.vertical(|ui| roc_plot(ui, &saved));
+        });
+        if let Some(name) = promote {
+            wb.promote(&name);
+        }
+        action
+    }
+
+    /// The collapsible list of candidates, each ticked to take part.
+    fn model_choice(&mut self, ui: &mut egui::Ui) {
         egui::CollapsingHeader::new("Models to compare")
             .default_open(false)
             .show(ui, |ui| {
@@ -55,6 +80,12 @@ impl ComparePanel {
                     }
                 }
             });
+    }
+
+    /// The actions row (run or cancel the comparison, export a report) and the last
+    /// report's path; asks for a report folder pick.
+    fn toolbar(&self, ui: &mut egui::Ui, wb: &mut Workbench) -> Option<CompareAction> {
+        let mut action = None;
         ui.horizontal(|ui| {
             let busy = wb.is_training();
             let names: Vec<String> = self
@@ -96,159 +127,163 @@ impl ComparePanel {
         if let Some(p) = &wb.last_report {
             ui.label(format!("Last report: {}", p.display()));
         }
-        ui.separator();
-
-        let Some(saved) = wb.saved_comparison.clone() else {
-            ui.label("No comparison yet. Run one to fill the table.");
-            return action;
-        };
-        let live = wb.comparison.clone();
-        ui.label(format!(
-            "{} on {}: {} training / {} test accounts ({} spammers).",
-            saved.created_at,
-            saved.data_label,
-            saved.train_rows,
-            saved.test_rows,
-            saved.test_positives
-        ));
-        if live.is_none() {
-            ui.label(
-                RichText::new(
-                    "Saved comparison from an earlier session: run it again to promote a model.",
-                )
-                .color(Color32::from_rgb(200, 140, 40)),
-            );
-        }
-        let mut promote: Option<String> = None;
-        let can_promote = !wb.is_training() && !wb.is_running(JobKind::Promote);
-        ui.horizontal_top(|ui| {
-            ui.vertical(|ui| {
-                egui::Grid::new("compare-grid")
-                    .striped(true)
-                    .num_columns(10)
-                    .show(ui, |ui| {
-                        for h in [
-                            "model",
-                            "accuracy",
-                            "precision",
-                            "recall",
-                            "F1",
-                            "ROC-AUC",
-                            "avg precision",
-                            "fit s",
-                            "",
-                            "",
-                        ] {
-                            ui.label(RichText::new(h).strong());
-                        }
-                        ui.end_row();
-                        for r in &saved.rows {
-                            let mut marks = Vec::new();
-                            if saved.best_f1.as_deref() == Some(r.name.as_str()) {
-                                marks.push("best F1");
-                            }
-                            if saved.best_auc.as_deref() == Some(r.name.as_str()) {
-                                marks.push("best AUC");
-                            }
-                            let note = self
-                                .selected
-                                .iter()
-                                .find(|s| s.0 == r.name)
-                                .and_then(|s| s.2.clone());
-                            let name = ui.label(if marks.is_empty() {
-                                RichText::new(&r.name)
-                            } else {
-                                RichText::new(&r.name).strong()
-                            });
-                            if let Some(n) = note {
-                                name.on_hover_text(n);
-                            }
-                            for v in [
-                                r.accuracy,
-                                r.precision,
-                                r.recall,
-                                r.f1,
-                                r.roc_auc,
-                                r.average_precision,
-                            ] {
-                                metric(ui, v);
-                            }
-                            ui.label(format!("{:.1}", r.fit_seconds));
-                            ui.label(
-                                RichText::new(marks.join(" · "))
-                                    .color(Color32::from_rgb(40, 150, 60)),
-                            );
-                            let available = live.as_ref().is_some_and(|(c, _)| {
-                                c.outcomes.iter().any(|o| {
-                                    o.name == r.name
-                                        && o.result.as_ref().is_ok_and(|s| s.trained.is_some())
-                                })
-                            });
-                            if ui
-                                .add_enabled(available && can_promote, egui::Button::new("Promote"))
-                                .on_hover_text(format!(
-                                    "Register {} as a new version and make it active",
-                                    r.name
-                                ))
-                                .clicked()
-                            {
-                                promote = Some(r.name.clone());
-                            }
-                            ui.end_row();
-                        }
-                        for (name, why) in &saved.failed {
-                            ui.label(name);
-                            ui.colored_label(
-                                Color32::from_rgb(200, 60, 50),
-                                format!("failed: {why}"),
-                            );
-                            ui.end_row();
-                        }
-                    });
-            });
-            ui.add_space(12.0);
-            ui.vertical(|ui| {
-                ui.label(RichText::new("ROC curves on the shared holdout").strong());
-                let side = (ui.available_height() - 24.0).clamp(260.0, 560.0);
-                Plot::new("compare-roc")
-                    .legend(Legend::default().position(egui_plot::Corner::RightBottom))
-                    .include_x(0.0)
-                    .include_x(1.0)
-                    .include_y(0.0)
-                    .include_y(1.0)
-                    .x_axis_label("false positive rate")
-                    .y_axis_label("true positive rate")
-                    .width(side)
-                    .height(side)
-                    .allow_drag(false)
-                    .allow_zoom(false)
-                    .allow_scroll(false)
-                    .show(ui, |p| {
-                        p.line(
-                            Line::new("chance", PlotPoints::from(vec![[0.0, 0.0], [1.0, 1.0]]))
-                                .color(Color32::GRAY),
-                        );
-                        for (i, (name, curve)) in saved.roc.iter().enumerate() {
-                            let auc = saved
-                                .rows
-                                .iter()
-                                .find(|r| &r.name == name)
-                                .map_or(f64::NAN, |r| r.roc_auc);
-                            let best = saved.best_auc.as_deref() == Some(name.as_str());
-                            super::charts::curve(
-                                p,
-                                format!("{name} ({auc:.3})"),
-                                curve.clone(),
-                                super::charts::series_color(i),
-                                if best { 3.0 } else { 1.5 },
-                            );
-                        }
-                    });
-            });
-        });
-        if let Some(name) = promote {
-            wb.promote(&name);
-        }
         action
     }
+
+    /// The metrics grid: a row per model (best by F1 and by AUC marked, a Promote
+    /// button for models of this session's comparison), then the failed models.
+    /// Returns the model whose Promote was clicked.
+    fn results_table(
+        &self,
+        ui: &mut egui::Ui,
+        saved: &Saved,
+        live: Option<&Comparison>,
+        can_promote: bool,
+    ) -> Option<String> {
+        let mut promote = None;
+        egui::Grid::new("compare-grid")
+            .striped(true)
+            .num_columns(10)
+            .show(ui, |ui| {
+                for h in [
+                    "model",
+                    "accuracy",
+                    "precision",
+                    "recall",
+                    "F1",
+                    "ROC-AUC",
+                    "avg precision",
+                    "fit s",
+                    "",
+                    "",
+                ] {
+                    ui.label(RichText::new(h).strong());
+                }
+                ui.end_row();
+                for r in &saved.rows {
+                    let mut marks = Vec::new();
+                    if saved.best_f1.as_deref() == Some(r.name.as_str()) {
+                        marks.push("best F1");
+                    }
+                    if saved.best_auc.as_deref() == Some(r.name.as_str()) {
+                        marks.push("best AUC");
+                    }
+                    let note = self
+                        .selected
+                        .iter()
+                        .find(|s| s.0 == r.name)
+                        .and_then(|s| s.2.clone());
+                    let name = ui.label(if marks.is_empty() {
+                        RichText::new(&r.name)
+                    } else {
+                        RichText::new(&r.name).strong()
+                    });
+                    if let Some(n) = note {
+                        name.on_hover_text(n);
+                    }
+                    for v in [
+                        r.accuracy,
+                        r.precision,
+                        r.recall,
+                        r.f1,
+                        r.roc_auc,
+                        r.average_precision,
+                    ] {
+                        metric(ui, v);
+                    }
+                    ui.label(format!("{:.1}", r.fit_seconds));
+                    ui.label(
+                        RichText::new(marks.join(" · ")).color(Color32::from_rgb(40, 150, 60)),
+                    );
+                    let available = live.is_some_and(|c| {
+                        c.outcomes.iter().any(|o| {
+                            o.name == r.name && o.result.as_ref().is_ok_and(|s| s.trained.is_some())
+                        })
+                    });
+                    if ui
+                        .add_enabled(available && can_promote, egui::Button::new("Promote"))
+                        .on_hover_text(format!(
+                            "Register {} as a new version and make it active",
+                            r.name
+                        ))
+                        .clicked()
+                    {
+                        promote = Some(r.name.clone());
+                    }
+                    ui.end_row();
+                }
+                for (name, why) in &saved.failed {
+                    ui.label(name);
+                    ui.colored_label(Color32::from_rgb(200, 60, 50), format!("failed: {why}"));
+                    ui.end_row();
+                }
+            });
+        promote
+    }
+}
+
+/// The heading and what the comparison does.
+fn intro(ui: &mut egui::Ui) {
+    ui.heading("Compare models");
+    ui.label(
+        "Every model is trained on the same stratified 80/20 split of the loaded data, with the same median imputation, and evaluated on the same held-out accounts (metrics at threshold 0.5). On the full default data the whole comparison takes a few minutes on two cores; it runs in the background.",
+    );
+    ui.add_space(4.0);
+}
+
+/// What the comparison was run on, and a note when it is from an earlier session
+/// (`live` false: nothing to promote).
+fn summary(ui: &mut egui::Ui, saved: &Saved, live: bool) {
+    ui.label(format!(
+        "{} on {}: {} training / {} test accounts ({} spammers).",
+        saved.created_at, saved.data_label, saved.train_rows, saved.test_rows, saved.test_positives
+    ));
+    if !live {
+        ui.label(
+            RichText::new(
+                "Saved comparison from an earlier session: run it again to promote a model.",
+            )
+            .color(Color32::from_rgb(200, 140, 40)),
+        );
+    }
+}
+
+/// The models' ROC curves on the shared holdout, overlaid, the best by AUC thicker.
+fn roc_plot(ui: &mut egui::Ui, saved: &Saved) {
+    ui.label(RichText::new("ROC curves on the shared holdout").strong());
+    let side = (ui.available_height() - 24.0).clamp(260.0, 560.0);
+    Plot::new("compare-roc")
+        .legend(Legend::default().position(egui_plot::Corner::RightBottom))
+        .include_x(0.0)
+        .include_x(1.0)
+        .include_y(0.0)
+        .include_y(1.0)
+        .x_axis_label("false positive rate")
+        .y_axis_label("true positive rate")
+        .width(side)
+        .height(side)
+        .allow_drag(false)
+        .allow_zoom(false)
+        .allow_scroll(false)
+        .show(ui, |p| {
+            p.line(
+                Line::new("chance", PlotPoints::from(vec![[0.0, 0.0], [1.0, 1.0]]))
+                    .color(Color32::GRAY),
+            );
+            for (i, (name, curve)) in saved.roc.iter().enumerate() {
+                let auc = saved
+                    .rows
+                    .iter()
+                    .find(|r| &r.name == name)
+                    .map_or(f64::NAN, |r| r.roc_auc);
+                let best = saved.best_auc.as_deref() == Some(name.as_str());
+                super::charts::curve(
+                    p,
+                    format!("{name} ({auc:.3})"),
+                    curve.clone(),
+                    super::charts::series_color(i),
+                    if best { 3.0 } else { 1.5 },
+                );
+            }
+        });
 }

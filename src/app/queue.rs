@@ -4,12 +4,14 @@
 
 use super::gauge::{GREEN, RED, band_color};
 use crate::data::catalog::catalog;
+use crate::ops::score::Queue;
 use crate::workbench::{JobKind, Workbench};
 use eframe::egui::{self, RichText};
 use egui_extras::{Column, TableBuilder};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub enum VerdictFilter {
@@ -57,12 +59,36 @@ pub struct QueuePanel {
 }
 
 impl QueuePanel {
+    /// The review queue: how to score, the filters, the bulk actions, export, the table.
     pub fn ui(
         &mut self,
         ui: &mut egui::Ui,
         state: &mut QueueState,
         wb: &mut Workbench,
     ) -> Option<QueueAction> {
+        let mut action = self.score_toolbar(ui, wb);
+        let Some(q) = wb.queue.clone() else {
+            ui.label("No accounts scored yet.");
+            return action;
+        };
+        summary(ui, &q);
+        filters(ui, state);
+        self.refresh_shown(&q, state);
+        self.selection_actions(ui, &q, wb);
+        self.export_row(ui, &q, wb);
+        ui.weak(
+            "Click a row to open the account on the score screen; tick rows for bulk feedback.",
+        );
+        ui.separator();
+        if let Some(i) = self.table(ui, &q, wb) {
+            action = Some(QueueAction::Open(i));
+        }
+        action
+    }
+
+    /// The row of ways to score accounts (a picked file, a typed path, the loaded
+    /// data, the team's traffic) and the cancel button; asks for a file pick.
+    fn score_toolbar(&mut self, ui: &mut egui::Ui, wb: &mut Workbench) -> Option<QueueAction> {
         let mut action = None;
         let scoring = wb.is_running(JobKind::Queue);
         ui.horizontal(|ui| {
@@ -112,53 +138,19 @@ impl QueuePanel {
                 wb.cancel(JobKind::Queue);
             }
         });
-        let Some(q) = wb.queue.clone() else {
-            ui.label("No accounts scored yet.");
-            return action;
-        };
-        ui.label(format!(
-            "{}: {} accounts scored with v{} (threshold {:.2}) in {:.1} s, {:.0} accounts/s. Reasons: path attribution.",
-            q.data.source.describe(),
-            q.batch.len(),
-            q.batch.version,
-            q.batch.threshold,
-            q.batch.seconds,
-            q.batch.rows_per_second()
-        ));
-        ui.horizontal(|ui| {
-            ui.label("Show:");
-            ui.selectable_value(&mut state.verdict, VerdictFilter::All, "all");
-            ui.selectable_value(
-                &mut state.verdict,
-                VerdictFilter::Spammers,
-                "flagged as spammers",
-            );
-            ui.selectable_value(&mut state.verdict, VerdictFilter::Legitimate, "legitimate");
-            ui.separator();
-            let lo = ui.label("Probability from");
-            ui.add(
-                egui::DragValue::new(&mut state.min_probability)
-                    .range(0.0..=1.0)
-                    .speed(0.01)
-                    .fixed_decimals(2),
-            )
-            .labelled_by(lo.id);
-            let hi = ui.label("to");
-            ui.add(
-                egui::DragValue::new(&mut state.max_probability)
-                    .range(0.0..=1.0)
-                    .speed(0.01)
-                    .fixed_decimals(2),
-            )
-            .labelled_by(hi.id);
-        });
+        action
+    }
+
+    /// Recomputes the shown rows when the queue or the filter changed; a new queue
+    /// clears the selection.
+    fn refresh_shown(&mut self, q: &Arc<Queue>, state: &QueueState) {
         let verdict = match state.verdict {
             VerdictFilter::All => None,
             VerdictFilter::Spammers => Some(true),
             VerdictFilter::Legitimate => Some(false),
         };
         let key = (
-            std::sync::Arc::as_ptr(&q) as usize,
+            Arc::as_ptr(q) as usize,
             state.verdict,
             state.min_probability.to_bits(),
             state.max_probability.to_bits(),
@@ -170,6 +162,11 @@ impl QueuePanel {
             self.shown = q.filtered(verdict, state.min_probability, state.max_probability);
             self.shown_key = Some(key);
         }
+    }
+
+    /// The selection row: counts, select all / clear, bulk feedback on the selected
+    /// accounts, and claiming or releasing them for review.
+    fn selection_actions(&mut self, ui: &mut egui::Ui, q: &Queue, wb: &mut Workbench) {
         ui.horizontal(|ui| {
             ui.label(format!(
                 "{} shown, {} selected.",
@@ -219,6 +216,11 @@ impl QueuePanel {
                 wb.release_reviews(ids(&self.selected));
             }
         });
+    }
+
+    /// The export row: a path (defaulting next to the scored file) and the button
+    /// that writes the shown rows to it.
+    fn export_row(&mut self, ui: &mut egui::Ui, q: &Queue, wb: &mut Workbench) {
         ui.horizontal(|ui| {
             let label = ui.label("Export shown rows to:");
             if self.export_path.is_empty() {
@@ -237,10 +239,13 @@ impl QueuePanel {
                 wb.export_queue(PathBuf::from(self.export_path.trim()), rows);
             }
         });
-        ui.weak(
-            "Click a row to open the account on the score screen; tick rows for bulk feedback.",
-        );
-        ui.separator();
+    }
+
+    /// The ranked table of shown accounts (tick box, rank, id, probability, verdict,
+    /// label if known, review status, top three reasons). Applies a tick to the
+    /// selection, asks for the reviews of the rows on screen, and returns the row
+    /// clicked to open it.
+    fn table(&mut self, ui: &mut egui::Ui, q: &Queue, wb: &mut Workbench) -> Option<usize> {
         let cat = catalog();
         let has_labels = q.data.labels.is_some();
         let mut open = None;
@@ -343,11 +348,52 @@ impl QueuePanel {
         {
             self.selected.insert(i);
         }
-        if let Some(i) = open {
-            action = Some(QueueAction::Open(i));
-        }
-        action
+        open
     }
+}
+
+/// The line saying what was scored, with which version, and how fast.
+fn summary(ui: &mut egui::Ui, q: &Queue) {
+    ui.label(format!(
+        "{}: {} accounts scored with v{} (threshold {:.2}) in {:.1} s, {:.0} accounts/s. Reasons: path attribution.",
+        q.data.source.describe(),
+        q.batch.len(),
+        q.batch.version,
+        q.batch.threshold,
+        q.batch.seconds,
+        q.batch.rows_per_second()
+    ));
+}
+
+/// The filter row: verdict and probability range.
+fn filters(ui: &mut egui::Ui, state: &mut QueueState) {
+    ui.horizontal(|ui| {
+        ui.label("Show:");
+        ui.selectable_value(&mut state.verdict, VerdictFilter::All, "all");
+        ui.selectable_value(
+            &mut state.verdict,
+            VerdictFilter::Spammers,
+            "flagged as spammers",
+        );
+        ui.selectable_value(&mut state.verdict, VerdictFilter::Legitimate, "legitimate");
+        ui.separator();
+        let lo = ui.label("Probability from");
+        ui.add(
+            egui::DragValue::new(&mut state.min_probability)
+                .range(0.0..=1.0)
+                .speed(0.01)
+                .fixed_decimals(2),
+        )
+        .labelled_by(lo.id);
+        let hi = ui.label("to");
+        ui.add(
+            egui::DragValue::new(&mut state.max_probability)
+                .range(0.0..=1.0)
+                .speed(0.01)
+                .fixed_decimals(2),
+        )
+        .labelled_by(hi.id);
+    });
 }
 
 /// Who claimed and who reviewed an account: "claimed by ned", "mia: spammer", ….

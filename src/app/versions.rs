@@ -437,6 +437,8 @@ fn metrics_chart(ui: &mut egui::Ui, manifests: &[Manifest]) {
         });
 }
 
+/// The side-by-side comparison of two versions: the pickers, their metrics, the
+/// features whose importance moved most, and their ROC curves.
 fn compare(
     ui: &mut egui::Ui,
     state: &mut VersionsState,
@@ -446,8 +448,33 @@ fn compare(
 ) {
     ui.heading("Compare two versions");
     let versions: Vec<u32> = manifests.iter().map(|m| m.version).collect();
+    let (mut a, mut b) = compared_pair(state, manifests, &versions, wb.active_version);
+    pair_pickers(ui, &versions, &mut a, &mut b);
+    state.compare = (a, b);
+    let (Some(a), Some(b)) = (a, b) else {
+        ui.label("Two versions are needed.");
+        return;
+    };
+    let get = |v: u32| manifests.iter().find(|m| m.version == v);
+    let (Some(ma), Some(mb)) = (get(a), get(b)) else {
+        return;
+    };
+    metrics_grid(ui, (a, ma), (b, mb));
+    importance_changes(ui, ma, mb);
+    roc_pair(ui, (a, b), wb, roc_cache);
+}
+
+/// The versions to compare: the remembered ones if they still exist, else B the
+/// active (or newest) version and A its parent (or the newest other one); never the
+/// same version twice when there is another.
+fn compared_pair(
+    state: &VersionsState,
+    manifests: &[Manifest],
+    versions: &[u32],
+    active: Option<u32>,
+) -> (Option<u32>, Option<u32>) {
     let newest = versions.last().copied();
-    let default_b = wb.active_version.or(newest);
+    let default_b = active.or(newest);
     let default_a = default_b.and_then(|b| {
         manifests
             .iter()
@@ -461,7 +488,7 @@ fn compare(
                     .find(|&v| Some(v) != default_b)
             })
     });
-    let mut b = state
+    let b = state
         .compare
         .1
         .filter(|v| versions.contains(v))
@@ -475,13 +502,18 @@ fn compare(
         // Comparing a version with itself says nothing: pick another one.
         a = versions.iter().rev().copied().find(|&v| Some(v) != b).or(a);
     }
+    (a, b)
+}
+
+/// The A and B version pickers.
+fn pair_pickers(ui: &mut egui::Ui, versions: &[u32], a: &mut Option<u32>, b: &mut Option<u32>) {
     ui.horizontal(|ui| {
-        for (name, slot) in [("A:", &mut a), ("B:", &mut b)] {
+        for (name, slot) in [("A:", a), ("B:", b)] {
             let label = ui.label(name);
             egui::ComboBox::from_id_salt(("compare", name))
                 .selected_text(slot.map_or("-".into(), |v| format!("v{v}")))
                 .show_ui(ui, |ui| {
-                    for &v in &versions {
+                    for &v in versions {
                         ui.selectable_value(slot, Some(v), format!("v{v}"));
                     }
                 })
@@ -489,15 +521,11 @@ fn compare(
                 .labelled_by(label.id);
         }
     });
-    state.compare = (a, b);
-    let (Some(a), Some(b)) = (a, b) else {
-        ui.label("Two versions are needed.");
-        return;
-    };
-    let get = |v: u32| manifests.iter().find(|m| m.version == v);
-    let (Some(ma), Some(mb)) = (get(a), get(b)) else {
-        return;
-    };
+}
+
+/// The two versions' holdout metrics with B - A (green when B is not worse), their
+/// training rows and feedback used.
+fn metrics_grid(ui: &mut egui::Ui, (a, ma): (u32, &Manifest), (b, mb): (u32, &Manifest)) {
     egui::Grid::new("compare_grid")
         .striped(true)
         .show(ui, |ui| {
@@ -539,7 +567,11 @@ fn compare(
             ui.label("");
             ui.end_row();
         });
-    // Importance changes: the features that moved most.
+}
+
+/// Importance changes: bars for the ten features that moved most from A to B (shown
+/// only when both versions have an importance per feature).
+fn importance_changes(ui: &mut egui::Ui, ma: &Manifest, mb: &Manifest) {
     let imp = |m: &Manifest| -> Vec<f64> { m.importance.iter().map(|(_, v)| *v).collect() };
     let (ia, ib) = (imp(ma), imp(mb));
     if ia.len() == N_FEATURES && ib.len() == N_FEATURES {
@@ -574,7 +606,16 @@ fn compare(
             },
         );
     }
-    // ROC curves on each version's holdout.
+}
+
+/// ROC curves on each version's holdout: asks for the holdouts, computes each
+/// version's curve once (kept in `roc_cache`) and plots the two that are there.
+fn roc_pair(
+    ui: &mut egui::Ui,
+    (a, b): (u32, u32),
+    wb: &mut Workbench,
+    roc_cache: &mut std::collections::HashMap<u32, Vec<[f64; 2]>>,
+) {
     wb.request_holdout(a);
     wb.request_holdout(b);
     for v in [a, b] {

@@ -94,7 +94,6 @@ fn scalar(df: &DataFrame, name: &str) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-/// Computes everything the Explore tab shows.
 /// Why statistics could not be computed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum EdaError {
@@ -106,18 +105,64 @@ pub enum EdaError {
     Cancelled(#[from] crate::util::progress::Cancelled),
 }
 
-// Symmetric matrices read more clearly with (i, j) indices than with iterators.
-#[allow(clippy::needless_range_loop)]
+/// Computes everything the Explore tab shows.
 pub fn compute(d: &Dataset, reporter: &dyn Reporter) -> Result<Eda, EdaError> {
     let n = d.n_rows();
     if n == 0 {
         return Err(EdaError::Empty);
     }
-    let cat = catalog();
     reporter.stage("summary statistics", 0, 4);
     let df = frame(d).map_err(|e| EdaError::Polars(e.to_string()))?;
+    let summary = summary_table(&df)?;
+    reporter.check()?;
 
-    // Summary table: one lazy select with nine expressions per feature.
+    reporter.stage("correlations", 1, 4);
+    let mut names: Vec<String> = catalog().ids().map(str::to_string).collect();
+    if d.labels.is_some() {
+        names.push("label".into());
+    }
+    let corr = correlations(df, &names, &summary)?;
+    let high_pairs = high_pairs(&corr);
+    let label_corr = if d.labels.is_some() {
+        (0..N_FEATURES).map(|i| corr[i][N_FEATURES]).collect()
+    } else {
+        Vec::new()
+    };
+
+    reporter.stage("histograms", 2, 4);
+    let histograms = d
+        .columns
+        .iter()
+        .zip(&summary)
+        .map(|(c, s)| histogram(c, d.labels.as_deref(), s))
+        .collect();
+
+    reporter.stage("PCA", 3, 4);
+    let pca = pca(d, &summary, 3000, 7);
+
+    let typical_legit = typical_legit(d);
+    reporter.stage("done", 4, 4);
+    Ok(Eda {
+        rows: n,
+        class_counts: d.labels.as_ref().map(|l| {
+            let pos = l.iter().filter(|&&v| v == 1).count();
+            [l.len() - pos, pos]
+        }),
+        summary,
+        corr_names: names,
+        corr,
+        label_corr,
+        high_pairs,
+        histograms,
+        pca,
+        typical_legit,
+    })
+}
+
+/// The summary table: one lazy select with nine expressions per feature (count,
+/// missing, mean, std, min, quartiles, max).
+fn summary_table(df: &DataFrame) -> Result<Vec<Summary>, EdaError> {
+    let cat = catalog();
     let mut exprs = Vec::new();
     for f in &cat.features {
         let c = || col(f.id.as_str());
@@ -142,7 +187,7 @@ pub fn compute(d: &Dataset, reporter: &dyn Reporter) -> Result<Eda, EdaError> {
         .select(exprs)
         .collect()
         .map_err(|e| EdaError::Polars(e.to_string()))?;
-    let summary: Vec<Summary> = cat
+    Ok(cat
         .features
         .iter()
         .map(|f| {
@@ -159,16 +204,19 @@ pub fn compute(d: &Dataset, reporter: &dyn Reporter) -> Result<Eda, EdaError> {
                 max: g("max"),
             }
         })
-        .collect();
-    reporter.check()?;
+        .collect())
+}
 
-    // Correlations: missing values are filled with the column median first (X13 has a
-    // handful), then one lazy select of pairwise Pearson coefficients.
-    reporter.stage("correlations", 1, 4);
-    let mut names: Vec<String> = cat.ids().map(str::to_string).collect();
-    if d.labels.is_some() {
-        names.push("label".into());
-    }
+/// The correlation matrix of the columns `names`: missing values are filled with the
+/// column median first (X13 has a handful), then one lazy select of pairwise Pearson
+/// coefficients. The diagonal is 1, NaN for a constant feature.
+// Symmetric matrices read more clearly with (i, j) indices than with iterators.
+#[allow(clippy::needless_range_loop)]
+fn correlations(
+    df: DataFrame,
+    names: &[String],
+    summary: &[Summary],
+) -> Result<Vec<Vec<f64>>, EdaError> {
     let filled = df
         .lazy()
         .with_columns(
@@ -207,39 +255,31 @@ pub fn compute(d: &Dataset, reporter: &dyn Reporter) -> Result<Eda, EdaError> {
             corr[j][i] = r;
         }
     }
+    Ok(corr)
+}
+
+/// The feature pairs with |r| > 0.8: (i, j, r), i < j, by decreasing |r|.
+fn high_pairs(corr: &[Vec<f64>]) -> Vec<(usize, usize, f64)> {
     let mut high_pairs: Vec<(usize, usize, f64)> = (0..N_FEATURES)
         .flat_map(|i| (i + 1..N_FEATURES).map(move |j| (i, j)))
         .map(|(i, j)| (i, j, corr[i][j]))
         .filter(|&(_, _, r)| r.abs() > 0.8)
         .collect();
     high_pairs.sort_by(|a, b| b.2.abs().total_cmp(&a.2.abs()));
-    let label_corr = if d.labels.is_some() {
-        (0..N_FEATURES).map(|i| corr[i][N_FEATURES]).collect()
-    } else {
-        Vec::new()
-    };
+    high_pairs
+}
 
-    reporter.stage("histograms", 2, 4);
-    let histograms = d
-        .columns
-        .iter()
-        .zip(&summary)
-        .map(|(c, s)| histogram(c, d.labels.as_deref(), s))
-        .collect();
-
-    reporter.stage("PCA", 3, 4);
-    let pca = pca(d, &summary, 3000, 7);
-
+/// The typical legitimate account: per-feature medians of the legitimate rows (of
+/// all rows without labels), whole numbers for every kind but continuous ones (a
+/// median of an even count can fall between two integers).
+fn typical_legit(d: &Dataset) -> Vec<f64> {
     let legit: Vec<usize> = match &d.labels {
-        Some(l) => (0..n).filter(|&i| l[i] == 0).collect(),
-        None => (0..n).collect(),
+        Some(l) => (0..d.n_rows()).filter(|&i| l[i] == 0).collect(),
+        None => (0..d.n_rows()).collect(),
     };
-    // Whole numbers for every kind but continuous ones (a median of an even count can
-    // fall between two integers).
-    let typical_legit = d
-        .columns
+    d.columns
         .iter()
-        .zip(&cat.features)
+        .zip(&catalog().features)
         .map(|(c, f)| {
             let m = median(&legit.iter().map(|&i| c[i]).collect::<Vec<_>>());
             if f.kind == crate::data::catalog::Kind::Continuous {
@@ -248,23 +288,7 @@ pub fn compute(d: &Dataset, reporter: &dyn Reporter) -> Result<Eda, EdaError> {
                 m.round()
             }
         })
-        .collect();
-    reporter.stage("done", 4, 4);
-    Ok(Eda {
-        rows: n,
-        class_counts: d.labels.as_ref().map(|l| {
-            let pos = l.iter().filter(|&&v| v == 1).count();
-            [l.len() - pos, pos]
-        }),
-        summary,
-        corr_names: names,
-        corr,
-        label_corr,
-        high_pairs,
-        histograms,
-        pca,
-        typical_legit,
-    })
+        .collect()
 }
 
 fn histogram(values: &[f64], labels: Option<&[u8]>, s: &Summary) -> Histogram {

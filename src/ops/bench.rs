@@ -345,137 +345,209 @@ const RATIO_KEYS: [&str; 7] = [
 
 /// The report as the table `spamscope bench` prints: one column per system.
 fn format_report(r: &Value) -> String {
-    use std::fmt::Write;
     let mut out = String::new();
-    let o = &r["ours"];
-    let num = |v: &Value, k: &str, digits: usize| -> String {
-        if v.get("missing").is_some() {
-            return "missing".into();
-        }
-        v[k].as_f64()
-            .map_or("-".to_string(), |x| format!("{x:.digits$}"))
-    };
-    let mb = |v: &Value, k: &str| -> String {
-        if v.get("missing").is_some() {
-            return "missing".into();
-        }
-        v[k].as_f64()
-            .map_or("-".to_string(), |x| format!("{:.1}", x / 1e6))
-    };
-    let text = |v: &Value, k: &str| -> String {
-        match (v.get("missing"), v[k].as_str()) {
-            (Some(_), _) => "missing".into(),
-            (None, Some(s)) => s.to_string(),
-            (None, None) => "-".into(),
-        }
-    };
-    let peers: Vec<(Peer, &Value)> = Peer::FORESTS
-        .iter()
-        .map(|&p| (p, &r["peers"][p.key()]))
-        .collect();
-    // A value of ours and of each peer; a peer's ratio or difference.
-    let cells = |f: &dyn Fn(&Value) -> String| -> Vec<String> {
-        std::iter::once(f(o))
-            .chain(peers.iter().map(|(_, p)| f(p)))
+    let cols = Columns::of(r);
+    table_heading(&mut out, &cols);
+    speed_rows(&mut out, &cols);
+    quality_rows(&mut out, &cols);
+    footprint_rows(&mut out, &cols);
+    missing_peers(&mut out, &cols);
+    shap_line(&mut out, r);
+    ours_only_lines(&mut out, &r["ours"]);
+    target_lines(&mut out, r);
+    out
+}
+
+/// A number of a system's figures with `digits` decimals ("missing" for a peer that
+/// did not run, "-" when absent).
+fn cell_num(v: &Value, k: &str, digits: usize) -> String {
+    if v.get("missing").is_some() {
+        return "missing".into();
+    }
+    v[k].as_f64()
+        .map_or("-".to_string(), |x| format!("{x:.digits$}"))
+}
+
+/// A byte count of a system's figures in MB (as [`cell_num`] for a missing one).
+fn cell_mb(v: &Value, k: &str) -> String {
+    if v.get("missing").is_some() {
+        return "missing".into();
+    }
+    v[k].as_f64()
+        .map_or("-".to_string(), |x| format!("{:.1}", x / 1e6))
+}
+
+/// A text of a system's figures (as [`cell_num`] for a missing one).
+fn cell_text(v: &Value, k: &str) -> String {
+    match (v.get("missing"), v[k].as_str()) {
+        (Some(_), _) => "missing".into(),
+        (None, Some(s)) => s.to_string(),
+        (None, None) => "-".into(),
+    }
+}
+
+/// The report's columns: ours, then each forest peer.
+struct Columns<'a> {
+    r: &'a Value,
+    peers: Vec<(Peer, &'a Value)>,
+}
+
+impl<'a> Columns<'a> {
+    fn of(r: &'a Value) -> Columns<'a> {
+        let peers = Peer::FORESTS
+            .iter()
+            .map(|&p| (p, &r["peers"][p.key()]))
+            .collect();
+        Columns { r, peers }
+    }
+
+    /// A value of ours and of each peer.
+    fn cells(&self, f: &dyn Fn(&Value) -> String) -> Vec<String> {
+        std::iter::once(f(&self.r["ours"]))
+            .chain(self.peers.iter().map(|(_, p)| f(p)))
             .collect()
-    };
-    let versus = |table: &str, k: Option<&str>, f: &dyn Fn(f64) -> String| -> Vec<String> {
+    }
+
+    /// Each peer's ratio or difference from `table` (the figure `k` of it, if given);
+    /// blank under ours.
+    fn versus(&self, table: &str, k: Option<&str>, f: &dyn Fn(f64) -> String) -> Vec<String> {
         let value = |p: Peer| {
-            let v = &r[table][p.key()];
+            let v = &self.r[table][p.key()];
             k.map_or(v, |k| &v[k]).as_f64().map_or("-".into(), f)
         };
         std::iter::once(String::new())
-            .chain(peers.iter().map(|&(p, _)| value(p)))
+            .chain(self.peers.iter().map(|&(p, _)| value(p)))
             .collect()
-    };
+    }
+}
+
+/// The setup line (rows, split, trees, threads), the systems' names and versions.
+fn table_heading(out: &mut String, cols: &Columns<'_>) {
+    use std::fmt::Write;
+    let r = cols.r;
     let _ = writeln!(
         out,
         "{} rows, {} train / {} test, {} trees, {} threads",
         r["rows"], r["train_rows"], r["test_rows"], r["trees"], r["threads"]
     );
     let header: Vec<String> = std::iter::once("spamscope")
-        .chain(peers.iter().map(|(p, _)| p.name()))
+        .chain(cols.peers.iter().map(|(p, _)| p.name()))
         .map(str::to_string)
         .collect();
-    push_row(&mut out, "", &header);
-    push_row(&mut out, "version", &cells(&|v| text(v, "version")));
+    push_row(out, "", &header);
+    push_row(out, "version", &cols.cells(&|v| cell_text(v, "version")));
+}
+
+/// Fit, predict, score-all and single-row times, each with ours over each peer.
+fn speed_rows(out: &mut String, cols: &Columns<'_>) {
     for (label, k, digits) in [
         ("fit (s)", "fit_seconds", 2),
         ("batch predict, test set (s)", "predict_seconds", 3),
         ("score all rows (s)", "score_all_seconds", 3),
         ("single row (ms)", "single_row_ms", 3),
     ] {
-        push_row(&mut out, label, &cells(&|v| num(v, k, digits)));
-        let ratios = versus("ratios_ours_over", Some(k), &|x| format!("{x:.3}"));
-        push_row(&mut out, "  ours / peer", &ratios);
+        push_row(out, label, &cols.cells(&|v| cell_num(v, k, digits)));
+        let ratios = cols.versus("ratios_ours_over", Some(k), &|x| format!("{x:.3}"));
+        push_row(out, "  ours / peer", &ratios);
     }
-    push_row(&mut out, "ROC-AUC", &cells(&|v| num(v, "roc_auc", 4)));
-    let diff = versus("auc_difference_ours_minus", None, &|x| format!("{x:+.4}"));
-    push_row(&mut out, "  ours - peer", &diff);
+}
+
+/// ROC-AUC (with ours minus each peer) and precision, recall and F1 at 0.5.
+fn quality_rows(out: &mut String, cols: &Columns<'_>) {
+    push_row(out, "ROC-AUC", &cols.cells(&|v| cell_num(v, "roc_auc", 4)));
+    let diff = cols.versus("auc_difference_ours_minus", None, &|x| format!("{x:+.4}"));
+    push_row(out, "  ours - peer", &diff);
     for (label, k) in [
         ("precision at 0.5", "precision"),
         ("recall at 0.5", "recall"),
         ("F1 at 0.5", "f1"),
     ] {
-        push_row(&mut out, label, &cells(&|v| num(v, k, 4)));
+        push_row(out, label, &cols.cells(&|v| cell_num(v, k, 4)));
     }
-    let peak = cells(&|v| mb(v, "fit_peak_rss_bytes"));
-    push_row(&mut out, "peak memory, training (MB)", &peak);
-    let extra = cells(&|v| mb(v, "fit_extra_rss_bytes"));
-    push_row(&mut out, "  of which training (MB)", &extra);
+}
+
+/// Memory while training and the model's size.
+fn footprint_rows(out: &mut String, cols: &Columns<'_>) {
+    let peak = cols.cells(&|v| cell_mb(v, "fit_peak_rss_bytes"));
+    push_row(out, "peak memory, training (MB)", &peak);
+    let extra = cols.cells(&|v| cell_mb(v, "fit_extra_rss_bytes"));
+    push_row(out, "  of which training (MB)", &extra);
     push_row(
-        &mut out,
+        out,
         "model size (MB)",
-        &cells(&|v| mb(v, "model_bytes")),
+        &cols.cells(&|v| cell_mb(v, "model_bytes")),
     );
-    for (p, v) in &peers {
+}
+
+/// A line per peer that did not run, with why.
+fn missing_peers(out: &mut String, cols: &Columns<'_>) {
+    use std::fmt::Write;
+    for (p, v) in &cols.peers {
         if let Some(why) = v["missing"].as_str() {
             let _ = writeln!(out, "{}: missing: {why}", p.name());
         }
     }
+}
+
+/// The shap library's TreeExplainer against our exact TreeSHAP (or why shap is
+/// missing).
+fn shap_line(out: &mut String, r: &Value) {
+    use std::fmt::Write;
+    let o = &r["ours"];
     let s = &r["shap"];
     match s["missing"].as_str() {
         Some(why) => {
             let _ = writeln!(
                 out,
                 "shap TreeExplainer: missing: {why}; ours exact TreeSHAP {} ms per account",
-                num(o, "treeshap_ms", 2)
+                cell_num(o, "treeshap_ms", 2)
             );
         }
         None => {
             let _ = writeln!(
                 out,
                 "shap {} TreeExplainer (tree_path_dependent) on the scikit-learn forest: {} ms per account (median of {}); ours exact TreeSHAP: {} ms (ours / shap {})",
-                text(s, "version"),
-                num(s, "ms_per_account", 1),
+                cell_text(s, "version"),
+                cell_num(s, "ms_per_account", 1),
                 s["accounts"],
-                num(o, "treeshap_ms", 2),
-                num(&r["ratios_ours_over"]["shap"], "treeshap_ms", 4),
+                cell_num(o, "treeshap_ms", 2),
+                cell_num(&r["ratios_ours_over"]["shap"], "treeshap_ms", 4),
             );
         }
     }
+}
+
+/// Our figures with no peer to compare: bulk TreeSHAP and path attribution, the
+/// traversal floor under TreeSHAP, scoring all rows and the review queue.
+fn ours_only_lines(out: &mut String, o: &Value) {
+    use std::fmt::Write;
     let _ = writeln!(
         out,
         "ours exact TreeSHAP in bulk: {} accounts in {} s = {} accounts/s; path attribution: {} ms per account",
         o["treeshap_bulk_accounts"],
-        num(o, "treeshap_bulk_seconds", 2),
-        num(o, "treeshap_bulk_accounts_per_second", 0),
-        num(o, "path_attribution_ms", 3),
+        cell_num(o, "treeshap_bulk_seconds", 2),
+        cell_num(o, "treeshap_bulk_accounts_per_second", 0),
+        cell_num(o, "path_attribution_ms", 3),
     );
     let _ = writeln!(
         out,
         "floor under exact TreeSHAP: walking the {} nodes it visits per account, no arithmetic: {} ms per account on one thread",
         o["treeshap_traversal_nodes"],
-        num(o, "treeshap_traversal_ms", 2),
+        cell_num(o, "treeshap_traversal_ms", 2),
     );
     let _ = writeln!(
         out,
         "all {} rows: {} rows/s; review queue with 3 reasons per row: {} rows/s; queue / plain {}",
         o["score_all_rows"],
-        num(o, "score_all_rows_per_second", 0),
-        num(o, "queue_rows_per_second", 0),
-        num(o, "queue_over_plain", 3),
+        cell_num(o, "score_all_rows_per_second", 0),
+        cell_num(o, "queue_rows_per_second", 0),
+        cell_num(o, "queue_over_plain", 3),
     );
+}
+
+/// Each performance target with PASS, FAIL or n/a and the value measured.
+fn target_lines(out: &mut String, r: &Value) {
+    use std::fmt::Write;
     for (label, k, unit) in [
         ("TreeSHAP per account", "treeshap_ms", " ms"),
         (
@@ -504,7 +576,6 @@ fn format_report(r: &Value) -> String {
             t["target"].as_str().unwrap_or("")
         );
     }
-    out
 }
 
 fn push_row(out: &mut String, label: &str, cells: &[String]) {

@@ -139,6 +139,9 @@ pub fn retrain(
     result
 }
 
+/// One retrain on the `new` records claimed for it: split the feedback, train a
+/// candidate on the base training rows plus feedback, gate it against the active
+/// version, register it and record what happened.
 fn retrain_claimed(
     registry: &Registry,
     cfg: &OnlineLearningConfig,
@@ -148,65 +151,161 @@ fn retrain_claimed(
     new: &[Feedback],
 ) -> Result<Outcome> {
     let records = store.records(false)?;
-    let rejected: HashSet<u32> = registry
-        .list()?
-        .into_iter()
-        .filter_map(|e| e.manifest.ok())
-        .filter(|m| m.status == Status::Rejected)
-        .map(|m| m.version)
-        .collect();
+    let rejected = rejected_versions(registry)?;
     if new.len() < MIN_NEW_RECORDS {
         return Err(Error::Invalid(format!(
             "retraining needs at least {MIN_NEW_RECORDS} new feedback records; there are {}",
             new.len()
         )));
     }
-    // Learned-from records of accepted versions stay in the training set.
-    let kept: Vec<&Feedback> = records
-        .iter()
-        .filter(|r| r.used_in_version.is_some_and(|v| !rejected.contains(&v)))
-        .collect();
-    // Every k-th new record (by id) is held out.
-    let every = (1.0 / cfg.feedback_holdout).round().max(2.0) as usize;
-    let mut holdout_fb: Vec<&Feedback> = Vec::new();
-    let mut new_train: Vec<&Feedback> = Vec::new();
-    for (i, r) in new.iter().enumerate() {
-        if i % every == every - 1 {
-            holdout_fb.push(r);
-        } else {
-            new_train.push(r);
-        }
-    }
+    let feedback = split_feedback(&records, &rejected, new, cfg.feedback_holdout);
 
     reporter.stage("loading base data", 0, 1);
     let base = load_base_data(active_manifest)?;
     let labels = base.require_both_classes()?;
-    let (base_train, base_test, base_test_set): (Vec<usize>, Vec<usize>, Option<Dataset>) =
-        match &active_manifest.evaluation {
-            Evaluation::Split {
-                test_fraction,
-                seed,
-            } => {
-                let s = stratified_split(labels, *test_fraction, *seed)?;
-                (s.train, s.test, None)
-            }
-            Evaluation::TestFile { source } => {
-                let SourceKind::Csv { path } = &source.kind else {
-                    return Err(Error::Invalid(
-                        "unknown test data of the active version".into(),
-                    ));
-                };
-                let t = Dataset::load_csv(std::path::Path::new(path))?;
-                let n = t.n_rows();
-                ((0..base.n_rows()).collect(), (0..n).collect(), Some(t))
-            }
-        };
+    let split = base_split(active_manifest, &base, labels)?;
 
-    // Training set: base rows (weight 1) + feedback rows (weight feedback_weight).
-    let fb_train: Vec<&Feedback> = kept.iter().chain(new_train.iter()).copied().collect();
-    let imputer = Imputer::fit(&base.columns, &base_train);
-    let profiles = crate::eval::monitor::profile(&base.columns, &base_train);
-    let mut cols = imputer.transform_columns(&base.columns, &base_train);
+    let set = training_set(cfg, store, &base, labels, &split.train, &feedback.train)?;
+    let fitted = fit_candidate(active_manifest, cfg, set, reporter)?;
+
+    reporter.stage("evaluating", 0, 1);
+    let test_set = split.test_set.as_ref().unwrap_or(&base);
+    let gate = run_gate(
+        cfg,
+        active_manifest.threshold,
+        (active_model, &fitted.model),
+        (test_set, &split.test),
+        &feedback.holdout,
+    )?;
+
+    reporter.stage("saving", 0, 1);
+    record_outcome(
+        registry,
+        cfg,
+        (active_manifest, active_model),
+        store,
+        &feedback,
+        fitted,
+        gate,
+    )
+}
+
+/// The versions the gate rejected: feedback they learned from goes back into training.
+fn rejected_versions(registry: &Registry) -> Result<HashSet<u32>> {
+    Ok(registry
+        .list()?
+        .into_iter()
+        .filter_map(|e| e.manifest.ok())
+        .filter(|m| m.status == Status::Rejected)
+        .map(|m| m.version)
+        .collect())
+}
+
+/// The feedback records a retrain trains on and the ones its gate holds out.
+struct FeedbackSplit<'a> {
+    /// The new records claimed for this retrain.
+    new: &'a [Feedback],
+    /// Records accepted versions learned from, then the new records not held out.
+    train: Vec<&'a Feedback>,
+    /// Every k-th new record (k from `feedback_holdout`).
+    holdout: Vec<&'a Feedback>,
+}
+
+/// Splits the feedback: learned-from records of accepted (not `rejected`) versions
+/// stay in the training set; every k-th new record (by id) is held out for the gate,
+/// the rest are trained on.
+fn split_feedback<'a>(
+    records: &'a [Feedback],
+    rejected: &HashSet<u32>,
+    new: &'a [Feedback],
+    feedback_holdout: f64,
+) -> FeedbackSplit<'a> {
+    let kept = records
+        .iter()
+        .filter(|r| r.used_in_version.is_some_and(|v| !rejected.contains(&v)));
+    let every = (1.0 / feedback_holdout).round().max(2.0) as usize;
+    let mut holdout: Vec<&Feedback> = Vec::new();
+    let mut new_train: Vec<&Feedback> = Vec::new();
+    for (i, r) in new.iter().enumerate() {
+        if i % every == every - 1 {
+            holdout.push(r);
+        } else {
+            new_train.push(r);
+        }
+    }
+    FeedbackSplit {
+        new,
+        train: kept.chain(new_train).collect(),
+        holdout,
+    }
+}
+
+/// The active version's base rows split as it was evaluated.
+struct BaseSplit {
+    /// Row indices of the base data to train on.
+    train: Vec<usize>,
+    /// Row indices of the test set (the base data, or `test_set`).
+    test: Vec<usize>,
+    /// The active version's separate test file, if it had one.
+    test_set: Option<Dataset>,
+}
+
+/// Splits the base data the way the active version was evaluated: the same
+/// stratified split, or all of it for training and its test file for testing.
+fn base_split(active_manifest: &Manifest, base: &Dataset, labels: &[u8]) -> Result<BaseSplit> {
+    Ok(match &active_manifest.evaluation {
+        Evaluation::Split {
+            test_fraction,
+            seed,
+        } => {
+            let s = stratified_split(labels, *test_fraction, *seed)?;
+            BaseSplit {
+                train: s.train,
+                test: s.test,
+                test_set: None,
+            }
+        }
+        Evaluation::TestFile { source } => {
+            let SourceKind::Csv { path } = &source.kind else {
+                return Err(Error::Invalid(
+                    "unknown test data of the active version".into(),
+                ));
+            };
+            let t = Dataset::load_csv(std::path::Path::new(path))?;
+            let n = t.n_rows();
+            BaseSplit {
+                train: (0..base.n_rows()).collect(),
+                test: (0..n).collect(),
+                test_set: Some(t),
+            }
+        }
+    })
+}
+
+/// The candidate's training data, imputed, with a weight per row.
+struct TrainingSet {
+    imputer: Imputer,
+    profiles: Vec<crate::eval::monitor::FeatureProfile>,
+    cols: Vec<Vec<f64>>,
+    y: Vec<u8>,
+    w: Vec<f64>,
+}
+
+/// Builds the training set: the base training rows (weight 1) followed by the
+/// feedback rows (weight `feedback_weight`, scaled by the moderator's trust when
+/// trust weighting is on), imputed with an imputer fitted on the base rows. Fails
+/// when the result has only one class.
+fn training_set(
+    cfg: &OnlineLearningConfig,
+    store: &FeedbackStore,
+    base: &Dataset,
+    labels: &[u8],
+    base_train: &[usize],
+    fb_train: &[&Feedback],
+) -> Result<TrainingSet> {
+    let imputer = Imputer::fit(&base.columns, base_train);
+    let profiles = crate::eval::monitor::profile(&base.columns, base_train);
+    let mut cols = imputer.transform_columns(&base.columns, base_train);
     let mut y: Vec<u8> = base_train.iter().map(|&i| labels[i]).collect();
     let mut w: Vec<f64> = vec![1.0; base_train.len()];
     let trust = if cfg.trust_weighting {
@@ -214,7 +313,7 @@ fn retrain_claimed(
     } else {
         Default::default()
     };
-    for r in &fb_train {
+    for r in fb_train {
         let mut x = r.record.features.clone();
         imputer.apply_row(&mut x);
         for (c, v) in cols.iter_mut().zip(&x) {
@@ -232,10 +331,43 @@ fn retrain_claimed(
             "the training set has only one class; retraining needs both spammers and legitimate accounts".into(),
         ));
     }
+    Ok(TrainingSet {
+        imputer,
+        profiles,
+        cols,
+        y,
+        w,
+    })
+}
+
+/// A trained candidate and what its registration records of the training.
+struct Fitted {
+    model: Model,
+    recipe: Recipe,
+    profiles: Vec<crate::eval::monitor::FeatureProfile>,
+    /// The training labels (for the row and positive counts).
+    y: Vec<u8>,
+    train_seconds: f64,
+}
+
+/// Fits the candidate on `set`: the same kind of model as the active version;
+/// forests take the configured parameters (Settings), other kinds keep the ones
+/// they were compared with.
+fn fit_candidate(
+    active_manifest: &Manifest,
+    cfg: &OnlineLearningConfig,
+    set: TrainingSet,
+    reporter: &dyn Reporter,
+) -> Result<Fitted> {
+    let TrainingSet {
+        imputer,
+        profiles,
+        cols,
+        y,
+        w,
+    } = set;
     let start = Instant::now();
     let refs: Vec<&[f64]> = cols.iter().map(Vec::as_slice).collect();
-    // The same kind of model as the active version; forests take the configured
-    // parameters (Settings), other kinds keep the ones they were compared with.
     let recipe = match active_manifest.recipe() {
         r if matches!(r.spec, ModelSpec::Forest(_)) => Recipe {
             spec: ModelSpec::Forest(cfg.forest.clone()),
@@ -246,27 +378,85 @@ fn retrain_claimed(
     let estimator = recipe.fit(&refs, &y, Some(&w), reporter)?;
     drop(cols);
     let train_seconds = start.elapsed().as_secs_f64();
-    let candidate = Model { imputer, estimator };
+    Ok(Fitted {
+        model: Model { imputer, estimator },
+        recipe,
+        profiles,
+        y,
+        train_seconds,
+    })
+}
 
-    // Gate: both versions on the same base holdout and the same held-out feedback.
-    reporter.stage("evaluating", 0, 1);
-    let test_set = base_test_set.as_ref().unwrap_or(&base);
+/// The gate's verdict on a candidate, with what it measured.
+struct GateVerdict {
+    /// The base holdout with the candidate's scores.
+    holdout: Holdout,
+    cand_metrics: Metrics,
+    active_metrics: Metrics,
+    fb_cand: Option<FeedbackEval>,
+    fb_active: Option<FeedbackEval>,
+    promoted: bool,
+    reason: String,
+}
+
+/// The gate: both versions on the same base holdout and the same held-out feedback.
+/// The candidate passes if its ROC-AUC is not more than `max_auc_drop` below the
+/// active version's and its feedback Brier score not worse beyond
+/// `feedback_tolerance`.
+fn run_gate(
+    cfg: &OnlineLearningConfig,
+    threshold: f64,
+    (active_model, candidate): (&Model, &Model),
+    (test_set, base_test): (&Dataset, &[usize]),
+    holdout_fb: &[&Feedback],
+) -> Result<GateVerdict> {
     let test_labels: Vec<u8> = {
         let l = test_set.require_labels()?;
         base_test.iter().map(|&i| l[i]).collect()
     };
-    let cand_scores = candidate.predict_dataset(test_set, Some(&base_test));
-    let active_scores = active_model.predict_dataset(test_set, Some(&base_test));
-    let threshold = active_manifest.threshold;
+    let cand_scores = candidate.predict_dataset(test_set, Some(base_test));
+    let active_scores = active_model.predict_dataset(test_set, Some(base_test));
     let cand_metrics = Metrics::from_scores(&test_labels, &cand_scores, threshold)?;
     let active_metrics = Metrics::from_scores(&test_labels, &active_scores, threshold)?;
-    let fb_cand = feedback_eval(&candidate, &holdout_fb, threshold);
-    let fb_active = feedback_eval(active_model, &holdout_fb, threshold);
+    let fb_cand = feedback_eval(candidate, holdout_fb, threshold);
+    let fb_active = feedback_eval(active_model, holdout_fb, threshold);
     let auc_ok = cand_metrics.roc_auc >= active_metrics.roc_auc - cfg.max_auc_drop;
     let fb_ok = match (&fb_cand, &fb_active) {
         (Some(c), Some(a)) => c.brier <= a.brier + cfg.feedback_tolerance,
         _ => true,
     };
+    let promoted = auc_ok && fb_ok;
+    let reason = gate_reason(
+        cfg,
+        (auc_ok, fb_ok),
+        (&cand_metrics, &active_metrics),
+        (&fb_cand, &fb_active),
+    );
+    Ok(GateVerdict {
+        holdout: Holdout {
+            user_ids: base_test
+                .iter()
+                .map(|&i| test_set.user_ids[i].clone())
+                .collect(),
+            labels: test_labels,
+            scores: cand_scores,
+        },
+        cand_metrics,
+        active_metrics,
+        fb_cand,
+        fb_active,
+        promoted,
+        reason,
+    })
+}
+
+/// The gate's reason: what the promoted candidate scored, or each check it failed.
+fn gate_reason(
+    cfg: &OnlineLearningConfig,
+    (auc_ok, fb_ok): (bool, bool),
+    (cand_metrics, active_metrics): (&Metrics, &Metrics),
+    (fb_cand, fb_active): (&Option<FeedbackEval>, &Option<FeedbackEval>),
+) -> String {
     let promoted = auc_ok && fb_ok;
     let mut reasons = Vec::new();
     if !auc_ok {
@@ -275,18 +465,18 @@ fn retrain_claimed(
             active_metrics.roc_auc, cand_metrics.roc_auc, cfg.max_auc_drop
         ));
     }
-    if !fb_ok && let (Some(c), Some(a)) = (&fb_cand, &fb_active) {
+    if !fb_ok && let (Some(c), Some(a)) = (fb_cand, fb_active) {
         reasons.push(format!(
             "worse on the {} held-out feedback records (Brier {:.4} vs {:.4})",
             c.records, c.brier, a.brier
         ));
     }
-    let reason = if promoted {
+    if promoted {
         format!(
             "promoted: base ROC-AUC {:.4} (active {:.4}){}",
             cand_metrics.roc_auc,
             active_metrics.roc_auc,
-            match (&fb_cand, &fb_active) {
+            match (fb_cand, fb_active) {
                 (Some(c), Some(a)) => format!(
                     ", feedback Brier {:.4} (active {:.4}) on {} held-out records",
                     c.brier, a.brier, c.records
@@ -296,17 +486,38 @@ fn retrain_claimed(
         )
     } else {
         format!("rejected: {}", reasons.join("; "))
-    };
+    }
+}
 
-    reporter.stage("saving", 0, 1);
-    let holdout = Holdout {
-        user_ids: base_test
-            .iter()
-            .map(|&i| test_set.user_ids[i].clone())
-            .collect(),
-        labels: test_labels,
-        scores: cand_scores,
-    };
+/// Registers the candidate with the gate's verdict (active if promoted), marks the
+/// new records as consumed by it unless it lost the race for promotion (then they
+/// are given back), and says what the retrain did.
+fn record_outcome(
+    registry: &Registry,
+    cfg: &OnlineLearningConfig,
+    (active_manifest, active_model): (&Manifest, &Model),
+    store: &mut FeedbackStore,
+    feedback: &FeedbackSplit<'_>,
+    fitted: Fitted,
+    gate: GateVerdict,
+) -> Result<Outcome> {
+    let Fitted {
+        model: candidate,
+        recipe,
+        profiles,
+        y,
+        train_seconds,
+    } = fitted;
+    let GateVerdict {
+        holdout,
+        cand_metrics,
+        active_metrics,
+        fb_cand,
+        fb_active,
+        promoted,
+        reason,
+    } = gate;
+    let threshold = active_manifest.threshold;
     let manifest = registry.register(
         NewVersion {
             model: &candidate,
@@ -326,7 +537,7 @@ fn retrain_claimed(
                 Status::Rejected
             },
             status_reason: (!promoted).then(|| reason.clone()),
-            feedback_used: fb_train.len(),
+            feedback_used: feedback.train.len(),
             gate: Some(Gate {
                 against: active_manifest.version,
                 base_auc_active: active_metrics.roc_auc,
@@ -349,7 +560,7 @@ fn retrain_claimed(
         _ => (promoted, reason),
     };
     if !lost_race {
-        let ids: Vec<i64> = new.iter().map(|r| r.id).collect();
+        let ids: Vec<i64> = feedback.new.iter().map(|r| r.id).collect();
         store.mark_used(&ids, manifest.version)?;
     }
     Ok(Outcome {
@@ -358,9 +569,9 @@ fn retrain_claimed(
         promoted,
         reason,
         train_seconds,
-        feedback_train: fb_train.len(),
-        feedback_holdout: holdout_fb.len(),
-        by_moderator: gate_by_moderator(active_model, &candidate, &holdout_fb, threshold),
+        feedback_train: feedback.train.len(),
+        feedback_holdout: feedback.holdout.len(),
+        by_moderator: gate_by_moderator(active_model, &candidate, &feedback.holdout, threshold),
     })
 }
 

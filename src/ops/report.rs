@@ -423,8 +423,23 @@ pub fn model_card(
     charts: &[(&str, &str)],
     scored: &ScoredBatch,
 ) -> String {
-    let m = input.manifest;
-    let cat = catalog();
+    [
+        card_title(input.manifest),
+        card_data(input),
+        card_model(input.manifest),
+        card_holdout(input.manifest),
+        card_importance(input),
+        card_correlations(input),
+        card_comparison(input),
+        card_feedback(input),
+        card_history(input),
+        card_files(input.manifest, charts, scored),
+    ]
+    .concat()
+}
+
+/// The card's title and when and by what it was generated.
+fn card_title(m: &Manifest) -> String {
     let mut s = String::new();
     s += &format!("# spamscope model card: version {}\n\n", m.version);
     s += &format!(
@@ -432,6 +447,13 @@ pub fn model_card(
         humantime::format_rfc3339_seconds(std::time::SystemTime::now()),
         env!("CARGO_PKG_VERSION")
     );
+    s
+}
+
+/// "Data": the training data and its hash, the report's data and its class balance.
+fn card_data(input: &ReportInput<'_>) -> String {
+    let m = input.manifest;
+    let mut s = String::new();
     s += "## Data\n\n";
     s += &format!("- Training data: {}\n", m.data.describe());
     s += &format!("- sha256 of the data: `{}`\n", m.data.sha256);
@@ -449,6 +471,12 @@ pub fn model_card(
         );
     }
     s += "\n![class balance](charts/class_balance.png)\n\n";
+    s
+}
+
+/// "Model": kind, lineage, status, training, imputation and the recipe's parameters.
+fn card_model(m: &Manifest) -> String {
+    let mut s = String::new();
     s += "## Model\n\n";
     s += &format!("- Kind: {}\n", m.model_kind());
     s += &format!(
@@ -474,6 +502,13 @@ pub fn model_card(
     let recipe = ron::ser::to_string_pretty(&m.recipe(), ron::ser::PrettyConfig::default())
         .unwrap_or_else(|e| format!("(cannot print: {e})"));
     s += &format!("- Parameters:\n\n```ron\n{recipe}\n```\n\n");
+    s
+}
+
+/// "Holdout metrics": how the version was evaluated, its metrics table, confusion
+/// counts and charts.
+fn card_holdout(m: &Manifest) -> String {
+    let mut s = String::new();
     s += &format!("## Holdout metrics at threshold {:.2}\n\n", m.threshold);
     let how = match &m.evaluation {
         crate::store::Evaluation::Split {
@@ -507,6 +542,13 @@ pub fn model_card(
         x.tn, x.fp, x.fn_, x.tp
     );
     s += "![ROC and precision-recall](charts/roc_pr.png)\n\n![confusion matrix](charts/confusion.png)\n\n";
+    s
+}
+
+/// "Feature importance": the model's fifteen most important features and the chart.
+fn card_importance(input: &ReportInput<'_>) -> String {
+    let cat = catalog();
+    let mut s = String::new();
     s += "## Feature importance\n\n";
     s += "| rank | feature | name | category | importance |\n|---:|---|---|---|---:|\n";
     let imp = input.model.importance();
@@ -526,6 +568,12 @@ pub fn model_card(
         );
     }
     s += "\n![importance](charts/importance.png)\n\n";
+    s
+}
+
+/// "Correlations": the heatmap and the feature pairs with |r| > 0.8.
+fn card_correlations(input: &ReportInput<'_>) -> String {
+    let mut s = String::new();
     s += "## Correlations\n\n![correlation heatmap](charts/correlation.png)\n\n";
     if input.eda.high_pairs.is_empty() {
         s += "No feature pair has |r| > 0.8.\n\n";
@@ -539,6 +587,12 @@ pub fn model_card(
         }
         s += "\n";
     }
+    s
+}
+
+/// "Model comparison": the registry's last comparison, or how to run one.
+fn card_comparison(input: &ReportInput<'_>) -> String {
+    let mut s = String::new();
     s += "## Model comparison\n\n";
     match input.comparison {
         Some(c) => {
@@ -553,6 +607,12 @@ pub fn model_card(
             s += "No comparison has been run on this registry yet (`spamscope compare`, or the Compare tab).\n\n"
         }
     }
+    s
+}
+
+/// "Feedback": how many moderator decisions, how often the model agreed, by version.
+fn card_feedback(input: &ReportInput<'_>) -> String {
+    let mut s = String::new();
     s += "## Feedback\n\n";
     match &input.feedback {
         Some(f) if f.total > 0 => {
@@ -574,6 +634,13 @@ pub fn model_card(
         }
         _ => s += "No moderator feedback recorded yet.\n\n",
     }
+    s
+}
+
+/// "Version history": a row per version (this one marked) with its gate's reason.
+fn card_history(input: &ReportInput<'_>) -> String {
+    let m = input.manifest;
+    let mut s = String::new();
     s += "## Version history\n\n| version | created | kind | status | ROC-AUC | F1 | feedback used | gate |\n|---:|---|---|---|---:|---:|---:|---|\n";
     for v in &input.versions {
         s += &format!(
@@ -595,6 +662,12 @@ pub fn model_card(
                 .map_or(String::new(), |g| g.reason.replace('|', "/")),
         );
     }
+    s
+}
+
+/// "Files": the scored queue and each chart, with what it holds.
+fn card_files(m: &Manifest, charts: &[(&str, &str)], scored: &ScoredBatch) -> String {
+    let mut s = String::new();
     s += "\n## Files\n\n";
     s += &format!(
         "- `scored_queue.csv`: all {} accounts of the report data scored by version {}, highest probability first, with the three largest contributions ({}).\n",
