@@ -6,7 +6,7 @@ use crate::service::api::{self, ErrorBody};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::Query;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use serde_json::Value;
 
 /// `GET /review/queue`'s query.
@@ -181,7 +181,6 @@ pub(super) async fn account(
     ))]
 pub(super) async fn claim(
     call: Call<Moderator>,
-    _h: HeaderMap,
     body: Body,
 ) -> Result<Json<api::ClaimResponse>, ApiError> {
     let s = call.s.clone();
