@@ -5,7 +5,7 @@ use super::extract::*;
 use crate::data::catalog::catalog;
 use crate::ops::predict::{Account, Explain, Prediction};
 use crate::service::api::{self, ErrorBody, PredictRequest, PredictResponse};
-use crate::service::{Active, ApiError, Caller, Running, State};
+use crate::service::{Active, ApiError, Caller, Running};
 use crate::store::predictions::PredictionRecord;
 use axum::Json;
 use axum::body::{Body, Bytes};
@@ -161,7 +161,6 @@ pub(super) fn parse_request(
 /// builds the response object, with the record to log (both versions during an
 /// experiment): the caller appends it when the answer is given.
 fn score(
-    s: &State,
     active: &Active,
     running: Option<&Running>,
     account: &Account,
@@ -172,7 +171,6 @@ fn score(
     let arms = arms(active, running);
     let (p, record) =
         crate::ops::experiment::serve_one(arms, account, user_id, &caller.name, explain);
-    s.metrics.record_verdict(p.is_spammer);
     // The medians of the version that answered.
     let medians = if p.version == active.manifest.version {
         &active.model.imputer.medians
@@ -269,7 +267,6 @@ pub(super) async fn predict(
         let out = call
             .work(move |gate| {
                 let (out, record) = score(
-                    &s2,
                     &active,
                     running.as_deref(),
                     &account,
@@ -282,13 +279,13 @@ pub(super) async fn predict(
                     return Err(late);
                 }
                 s2.log.append(record);
+                s2.metrics.record_verdict(out.is_spammer);
                 Ok(out)
             })
             .await?;
         return Ok(Json(out));
     }
     let (out, record) = score(
-        &s,
         &active,
         running.as_deref(),
         &account,
@@ -297,6 +294,7 @@ pub(super) async fn predict(
         o.explain,
     );
     s.log.append(record);
+    s.metrics.record_verdict(out.is_spammer);
     Ok(Json(out))
 }
 
@@ -369,17 +367,7 @@ pub(super) async fn predict_batch(
                 .collect::<Result<Vec<_>, _>>()?;
             let (out, records): (Vec<PredictResponse>, Vec<PredictionRecord>) = accounts
                 .into_iter()
-                .map(|(a, user)| {
-                    score(
-                        &s2,
-                        &active,
-                        running.as_deref(),
-                        &a,
-                        user,
-                        &caller,
-                        o.explain,
-                    )
-                })
+                .map(|(a, user)| score(&active, running.as_deref(), &a, user, &caller, o.explain))
                 .unzip();
             // Logged only when the answer is given.
             if !gate.enter() {
@@ -387,6 +375,9 @@ pub(super) async fn predict_batch(
             }
             for r in records {
                 s2.log.append(r);
+            }
+            for o in &out {
+                s2.metrics.record_verdict(o.is_spammer);
             }
             Ok(out)
         })
