@@ -57,8 +57,7 @@ pub(crate) fn int<T: TryFrom<i64>>(
     idx: usize,
     column: &str,
 ) -> rusqlite::Result<T> {
-    let v: i64 = r.get(idx)?;
-    T::try_from(v).map_err(|_| corrupt_value(idx, column, v, std::any::type_name::<T>()))
+    to_int(r.get(idx)?, idx, column)
 }
 
 /// [`int`] of a column that may be NULL.
@@ -67,21 +66,14 @@ pub(crate) fn opt_int<T: TryFrom<i64>>(
     idx: usize,
     column: &str,
 ) -> rusqlite::Result<Option<T>> {
-    match r.get::<_, Option<i64>>(idx)? {
-        None => Ok(None),
-        Some(v) => T::try_from(v)
-            .map(Some)
-            .map_err(|_| corrupt_value(idx, column, v, std::any::type_name::<T>())),
-    }
+    r.get::<_, Option<i64>>(idx)?
+        .map(|v| to_int(v, idx, column))
+        .transpose()
 }
 
 /// A 0/1 label column (a stored 2 or 256 is corrupt, not a spammer).
 pub(crate) fn label(r: &rusqlite::Row<'_>, idx: usize, column: &str) -> rusqlite::Result<u8> {
-    let v: i64 = r.get(idx)?;
-    match v {
-        0 | 1 => Ok(v as u8),
-        _ => Err(corrupt_value(idx, column, v, "a label (0 or 1)")),
-    }
+    to_label(r.get(idx)?, idx, column)
 }
 
 /// [`label`] of a column that may be NULL.
@@ -90,10 +82,19 @@ pub(crate) fn opt_label(
     idx: usize,
     column: &str,
 ) -> rusqlite::Result<Option<u8>> {
-    match r.get::<_, Option<i64>>(idx)? {
-        None => Ok(None),
-        Some(v @ (0 | 1)) => Ok(Some(v as u8)),
-        Some(v) => Err(corrupt_value(idx, column, v, "a label (0 or 1)")),
+    r.get::<_, Option<i64>>(idx)?
+        .map(|v| to_label(v, idx, column))
+        .transpose()
+}
+
+fn to_int<T: TryFrom<i64>>(v: i64, idx: usize, column: &str) -> rusqlite::Result<T> {
+    T::try_from(v).map_err(|_| corrupt_value(idx, column, v, std::any::type_name::<T>()))
+}
+
+fn to_label(v: i64, idx: usize, column: &str) -> rusqlite::Result<u8> {
+    match v {
+        0 | 1 => Ok(v as u8),
+        _ => Err(corrupt_value(idx, column, v, "a label (0 or 1)")),
     }
 }
 

@@ -190,11 +190,8 @@ impl<R> Call<R> {
         T: Send + 'static,
         E: Into<ApiError> + Send + 'static,
     {
-        let late = self.budget.timed_out();
         self.work(move |gate| {
-            if !gate.enter() {
-                return Err(late);
-            }
+            gate.enter()?;
             f().map_err(Into::into)
         })
         .await
@@ -211,28 +208,32 @@ const ENTERED: u8 = 1;
 const CLOSED: u8 = 2;
 
 impl Gate {
-    /// True when the work may go on to change things (the deadline has not closed the
-    /// gate; from now on it cannot).
-    pub(super) fn enter(&self) -> bool {
-        use std::sync::atomic::Ordering::AcqRel;
-        match self
-            .0
-            .compare_exchange(OPEN, ENTERED, AcqRel, std::sync::atomic::Ordering::Acquire)
-        {
-            Ok(_) => true,
-            Err(state) => state == ENTERED,
+    /// Ok when the work may go on to change things (the deadline has not closed the
+    /// gate; from now on it cannot). The error is never seen by a client: the deadline
+    /// that closed the gate has answered already.
+    pub(super) fn enter(&self) -> Result<(), ApiError> {
+        if self.take(ENTERED) {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                "the request's deadline passed before its work changed anything",
+            ))
         }
     }
 
     /// True when the work had not entered: it will change nothing.
     fn close(&self) -> bool {
-        use std::sync::atomic::Ordering::AcqRel;
-        match self
-            .0
-            .compare_exchange(OPEN, CLOSED, AcqRel, std::sync::atomic::Ordering::Acquire)
-        {
+        self.take(CLOSED)
+    }
+
+    /// Moves an open gate to `to`; true if it is (now or already) there.
+    fn take(&self, to: u8) -> bool {
+        use std::sync::atomic::Ordering::{AcqRel, Acquire};
+        match self.0.compare_exchange(OPEN, to, AcqRel, Acquire) {
             Ok(_) => true,
-            Err(state) => state == CLOSED,
+            Err(state) => state == to,
         }
     }
 }
@@ -315,12 +316,16 @@ mod tests {
     #[test]
     fn the_first_of_enter_and_close_wins_for_good() {
         let g = Gate::default();
-        assert!(g.enter(), "an open gate lets the work in");
+        assert!(g.enter().is_ok(), "an open gate lets the work in");
         assert!(!g.close(), "work that entered is waited for");
-        assert!(g.enter(), "entering twice is still in");
+        assert!(g.enter().is_ok(), "entering twice is still in");
         let g = Gate::default();
         assert!(g.close(), "the deadline closes a gate nobody entered");
-        assert!(!g.enter(), "work after the deadline changes nothing");
+        let late = g.enter().unwrap_err();
+        assert_eq!(
+            late.code, "timeout",
+            "work after the deadline changes nothing"
+        );
         assert!(g.close());
     }
 }

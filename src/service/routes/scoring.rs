@@ -5,12 +5,12 @@ use super::extract::*;
 use crate::data::catalog::catalog;
 use crate::ops::predict::{Account, Explain, Prediction};
 use crate::service::api::{self, ErrorBody, PredictRequest, PredictResponse};
-use crate::service::{Active, ApiError, Caller, Running};
+use crate::service::{Active, ApiError, Caller, Running, State};
 use crate::store::predictions::PredictionRecord;
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::Query;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
@@ -260,52 +260,38 @@ pub(super) async fn predict(
     let (account, user_id) = parse_request(&v, "", o.strict)?;
     let active = s.active();
     let running = s.experiment();
-    if matches!(o.explain, Explain::Exact(_)) {
-        // Exact explanations take milliseconds: off the async workers.
-        let s2 = s.clone();
-        let late = late();
-        let out = call
-            .work(move |gate| {
-                let (out, record) = score(
-                    &active,
-                    running.as_deref(),
-                    &account,
-                    user_id,
-                    &caller,
-                    o.explain,
-                );
-                // Logged only when the answer is given.
-                if !gate.enter() {
-                    return Err(late);
-                }
-                s2.log.append(record);
-                s2.metrics.record_verdict(out.is_spammer);
-                Ok(out)
-            })
-            .await?;
+    let scored = move || {
+        score(
+            &active,
+            running.as_deref(),
+            &account,
+            user_id,
+            &caller,
+            o.explain,
+        )
+    };
+    if !matches!(o.explain, Explain::Exact(_)) {
+        let (out, record) = scored();
+        answered(&s, &out, record);
         return Ok(Json(out));
     }
-    let (out, record) = score(
-        &active,
-        running.as_deref(),
-        &account,
-        user_id,
-        &caller,
-        o.explain,
-    );
-    s.log.append(record);
-    s.metrics.record_verdict(out.is_spammer);
+    // Exact explanations take milliseconds: off the async workers.
+    let out = call
+        .work(move |gate| {
+            let (out, record) = scored();
+            gate.enter()?;
+            answered(&s, &out, record);
+            Ok::<_, ApiError>(out)
+        })
+        .await?;
     Ok(Json(out))
 }
 
-/// What work that finds its deadline passed answers (never seen: the deadline's own
-/// 503 goes out first).
-fn late() -> ApiError {
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "timeout",
-        "the request's deadline passed",
-    )
+/// An answer is being given: its prediction goes to the log and its verdict to the
+/// metrics (work past its deadline does neither: see [`Gate::enter`]).
+fn answered(s: &State, out: &PredictResponse, record: PredictionRecord) {
+    s.log.append(record);
+    s.metrics.record_verdict(out.is_spammer);
 }
 
 /// Scores many accounts on one version (role scorer): a JSON array of `/predict`
@@ -369,15 +355,9 @@ pub(super) async fn predict_batch(
                 .into_iter()
                 .map(|(a, user)| score(&active, running.as_deref(), &a, user, &caller, o.explain))
                 .unzip();
-            // Logged only when the answer is given.
-            if !gate.enter() {
-                return Err(late());
-            }
-            for r in records {
-                s2.log.append(r);
-            }
-            for o in &out {
-                s2.metrics.record_verdict(o.is_spammer);
+            gate.enter()?;
+            for (o, r) in out.iter().zip(records) {
+                answered(&s2, o, r);
             }
             Ok(out)
         })
@@ -406,9 +386,7 @@ async fn csv_batch(call: &Call<Scorer>, o: Options, bytes: Bytes) -> Result<Resp
             let (b, records) =
                 crate::ops::experiment::serve_batch(arms, &d, &caller.name, k, exact)?;
             // Logged only when the answer is given.
-            if !gate.enter() {
-                return Err(late());
-            }
+            gate.enter()?;
             for r in records {
                 s2.log.append(r);
             }
