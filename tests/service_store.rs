@@ -85,6 +85,20 @@ async fn until(what: &str, limit: Duration, done: impl Fn() -> bool) {
     }
 }
 
+/// Row `i` of the synthetic data as a request's `features` object.
+fn features(i: usize) -> Value {
+    let row = spamscope::data::synth::default_dataset(DATA).row(i);
+    let cat = spamscope::data::catalog::catalog();
+    let m: serde_json::Map<String, Value> = cat
+        .features
+        .iter()
+        .zip(&row)
+        .filter(|(_, v)| !v.is_nan())
+        .map(|(f, v)| (f.id.clone(), json!(v)))
+        .collect();
+    Value::Object(m)
+}
+
 /// A connection to the registry's feedback store holding its write lock until dropped
 /// or committed.
 fn lock_feedback_store(reg: &Registry) -> rusqlite::Connection {
@@ -101,15 +115,7 @@ async fn the_service_opens_its_feedback_store_once() {
     let s = state(&reg, Limits::default());
     let opened = times_opened(reg.root());
     assert!(opened >= 1, "State::new opens the store");
-    let row = spamscope::data::synth::default_dataset(DATA).row(0);
-    let cat = spamscope::data::catalog::catalog();
-    let features: serde_json::Map<String, Value> = cat
-        .features
-        .iter()
-        .zip(&row)
-        .filter(|(_, v)| !v.is_nan())
-        .map(|(f, v)| (f.id.clone(), json!(v)))
-        .collect();
+    let features = features(0);
     let ids = json!({ "user_ids": ["u1", "u2"] });
     for round in 0..3 {
         for (method, uri, body) in [
@@ -164,6 +170,20 @@ async fn a_locked_feedback_store_answers_503_with_retry_after() {
         !r.text.contains(&root),
         "the answer names the registry: {}",
         r.text
+    );
+    // Feedback goes through the writer thread's own connection: the same wait applies
+    // (the default is 10 s).
+    let started = Instant::now();
+    let body = json!({ "features": features(1), "label": 1 });
+    let r = send(&s, "POST", "/feedback", Some(&body)).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
+    assert_eq!(
+        (r.code(), r.retry_after.as_deref()),
+        ("busy".to_string(), Some("1"))
+    );
+    assert!(
+        started.elapsed() < spamscope::store::BUSY_WAIT,
+        "the feedback writer waited the default, not the service's store_busy_wait"
     );
     // Nothing was claimed; once the other writer is done the same request succeeds.
     lock.execute_batch("COMMIT").unwrap();

@@ -112,11 +112,18 @@ type DueAnswer = (Instant, Option<String>);
 const DUE_FOR: Duration = Duration::from_secs(1);
 
 impl FeedbackQueue {
-    pub fn open(registry: &Registry) -> Result<FeedbackQueue> {
+    /// The queue of `registry`'s feedback store; each of its connections waits at most
+    /// `busy_wait` for another process's write lock before a busy error.
+    pub fn open(registry: &Registry, busy_wait: Duration) -> Result<FeedbackQueue> {
+        let open = || -> Result<FeedbackStore> {
+            let store = FeedbackStore::open_in(registry.root())?;
+            store.set_busy_wait(busy_wait)?;
+            Ok(store)
+        };
         Ok(FeedbackQueue {
             registry: registry.clone(),
-            writer: FeedbackWriter::open_in(registry.root())?,
-            due: Mutex::new((FeedbackStore::open_in(registry.root())?, None)),
+            writer: FeedbackWriter::start(open()?)?,
+            due: Mutex::new((open()?, None)),
         })
     }
 

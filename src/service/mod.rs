@@ -149,7 +149,8 @@ impl State {
         let (manifest, model) = registry.load_active()?;
         let tokens = TokenStore::open_in(registry.root()).load()?;
         let log = PredictionLog::open(registry.root(), retention)?;
-        let feedback = crate::ops::feedback::FeedbackQueue::open(&registry)?;
+        let feedback =
+            crate::ops::feedback::FeedbackQueue::open(&registry, limits.store_busy_wait)?;
         let store = crate::store::feedback::FeedbackStore::open_in(registry.root())?;
         store.set_busy_wait(limits.store_busy_wait)?;
         let state = Arc::new(State {

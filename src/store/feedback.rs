@@ -518,7 +518,11 @@ pub struct FeedbackWriter {
 
 impl FeedbackWriter {
     pub fn open_in(registry_root: &Path) -> Result<FeedbackWriter, FeedbackError> {
-        let mut store = FeedbackStore::open_in(registry_root)?;
+        FeedbackWriter::start(FeedbackStore::open_in(registry_root)?)
+    }
+
+    /// The writer thread on an open store (its busy wait as set).
+    pub fn start(mut store: FeedbackStore) -> Result<FeedbackWriter, FeedbackError> {
         let path = store.path.display().to_string();
         let (tx, rx) = std::sync::mpsc::channel::<(Submission, Reply)>();
         let thread = std::thread::Builder::new()
