@@ -64,8 +64,7 @@ pub struct Rollback {
 /// marked as rolled back. Under the registry's lock, so concurrent writers in any
 /// process see one order.
 pub fn rollback(registry: &Registry, to: u32) -> Result<Rollback> {
-    let previous = registry.active()?;
-    let manifest = registry.rollback(to)?;
+    let (manifest, previous) = registry.rollback_from(to)?;
     Ok(Rollback { manifest, previous })
 }
 

@@ -667,12 +667,18 @@ impl Registry {
     /// Makes an earlier (or any other) version active again. The version that was
     /// active is marked as rolled back; the target's own rolled-back mark is cleared.
     pub fn rollback(&self, to: u32) -> Result<Manifest, StoreError> {
+        self.rollback_from(to).map(|(m, _)| m)
+    }
+
+    /// [`Registry::rollback`], also returning the version that was active, as read
+    /// under the lock.
+    pub fn rollback_from(&self, to: u32) -> Result<(Manifest, Option<u32>), StoreError> {
         // Check the target loads (checksums, structure) before touching anything.
         self.load(to)?;
         let _lock = self.lock()?;
         let previous = self.active()?;
         if previous == Some(to) {
-            return self.manifest(to);
+            return Ok((self.manifest(to)?, previous));
         }
         write_atomic(&self.layout.active(), format!("{to}\n").as_bytes())?;
         let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
@@ -690,7 +696,7 @@ impl Registry {
             target.status_reason = None;
             write_atomic(&self.layout.manifest(to), manifest_text(&target).as_bytes())?;
         }
-        Ok(target)
+        Ok((target, previous))
     }
 
     /// The bytes of one file of version `v` as another registry would install them
