@@ -177,12 +177,7 @@ pub fn train(
     reporter: &dyn Reporter,
 ) -> Result<Trained> {
     cfg.params.validate()?;
-    if !(0.0..=1.0).contains(&cfg.threshold) {
-        return Err(Error::Invalid(format!(
-            "threshold must be between 0 and 1, got {}",
-            cfg.threshold
-        )));
-    }
+    crate::ops::versions::check_threshold(cfg.threshold)?;
     let prep = prepare(data, test, cfg.test_fraction, cfg.params.seed, reporter)?;
     let recipe = cfg
         .recipe
