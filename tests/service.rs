@@ -564,7 +564,7 @@ fn no_tokens_no_network() {
     registry(dir.path());
     let err = spamscope::service::run(
         spamscope::service::ServeConfig {
-            registry_root: dir.path().to_path_buf(),
+            store: spamscope::store::location::Location::Folder(dir.path().to_path_buf()),
             addr: "0.0.0.0:0".parse().unwrap(),
             workers: 1,
             limits: Limits::default(),
@@ -1196,6 +1196,8 @@ async fn openapi_document_matches_the_routes_and_their_answers() {
     let mut expected = vec![
         "GET /",
         "GET /health",
+        "GET /health/live",
+        "GET /health/ready",
         "GET /openapi.json",
         "POST /predict",
         "POST /predict/batch",
@@ -1224,7 +1226,7 @@ async fn openapi_document_matches_the_routes_and_their_answers() {
     ];
     expected.sort();
     assert_eq!(ops, expected);
-    // The security schemes the tokens use; every route but the public three documents
+    // The security schemes the tokens use; every route but the public five documents
     // its 401 and 403 answers.
     assert_eq!(
         doc["components"]["securitySchemes"]["bearer"]["scheme"],
@@ -1233,7 +1235,15 @@ async fn openapi_document_matches_the_routes_and_their_answers() {
     for op in &ops {
         let (method, path) = op.split_once(' ').unwrap();
         let o = &doc["paths"][path][method.to_lowercase()];
-        if ["/", "/health", "/openapi.json"].contains(&path) {
+        if [
+            "/",
+            "/health",
+            "/health/live",
+            "/health/ready",
+            "/openapi.json",
+        ]
+        .contains(&path)
+        {
             assert_eq!(o["security"], json!([{}]), "{op}");
             continue;
         }

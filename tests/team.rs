@@ -277,12 +277,15 @@ fn comparisons_come_from_and_go_to_the_team_service() {
     // An admin's goes to the service: the registry's latest is now it.
     let cache2 = tempfile::tempdir().unwrap();
     let mut w = workbench(cache2.path(), &url, &lead);
-    wait_for(&mut w, "connected", |w| w.active.is_some());
+    // Connected, and the data to compare on loaded (it loads in the background).
+    wait_for(&mut w, "connected", |w| {
+        w.active.is_some() && w.data.is_some()
+    });
     w.run_comparison(vec!["logistic regression".into()]);
     wait_for(&mut w, "the comparison", |w| {
         w.is_idle() && w.comparison.is_some()
     });
-    let latest = spamscope::ops::compare::load_latest(server_dir.path())
+    let latest = spamscope::ops::compare::load_latest(&Registry::open(server_dir.path()).unwrap())
         .unwrap()
         .unwrap();
     assert_eq!(latest.rows.len(), 1);

@@ -37,7 +37,7 @@ pub fn run(cmd: FeedbackCommand) -> Result<()> {
             json,
         } => {
             let registry = registry(reg)?;
-            let st = FeedbackStore::open_in(registry.root())?.stats()?;
+            let st = FeedbackStore::of(&registry)?.stats()?;
             if json {
                 let by_version: serde_json::Map<String, Value> = st
                     .by_version

@@ -5,10 +5,50 @@ use spamscope::data::Dataset;
 use spamscope::data::synth::{SynthParams, default_dataset};
 use spamscope::ops::error::{Error, Result};
 use spamscope::store::Registry;
+use spamscope::store::location::Location;
 use std::path::{Path, PathBuf};
 
+/// The store given with `--store`/`--cache` (or SPAMSCOPE_STORE), for every command.
+static STORE: std::sync::OnceLock<Option<Location>> = std::sync::OnceLock::new();
+
+/// Reads `--store` (else SPAMSCOPE_STORE) and `--cache` once, before a command runs.
+pub fn choose_store(store: Option<String>, cache: Option<PathBuf>) -> Result<()> {
+    let store = store.or_else(|| {
+        std::env::var(spamscope::store::location::STORE_ENV)
+            .ok()
+            .filter(|s| !s.trim().is_empty())
+    });
+    let location = match store {
+        Some(s) => {
+            Some(Location::parse(&s, cache).map_err(|e| Error::Invalid(format!("--store: {e}")))?)
+        }
+        None if cache.is_some() => {
+            return Err(Error::Invalid(
+                "--cache goes with a postgres:// store (--store or SPAMSCOPE_STORE)".into(),
+            ));
+        }
+        None => None,
+    };
+    let _ = STORE.set(location);
+    Ok(())
+}
+
+/// Where a command's registry is: `--registry DIR` when given, else `--store` (or
+/// SPAMSCOPE_STORE), else the default folder.
+pub fn location(dir: Option<PathBuf>) -> Result<Location> {
+    match (dir, STORE.get().cloned().flatten()) {
+        (Some(d), Some(Location::Postgres { .. })) => Err(Error::Invalid(format!(
+            "--registry {} and a postgres:// store are two registries: give one",
+            d.display()
+        ))),
+        (Some(d), _) => Ok(Location::Folder(d)),
+        (None, Some(l)) => Ok(l),
+        (None, None) => Ok(Location::Folder(Registry::default_root())),
+    }
+}
+
 pub fn registry(dir: Option<PathBuf>) -> Result<Registry> {
-    Ok(Registry::open(dir.unwrap_or_else(Registry::default_root))?)
+    Ok(Registry::open_at(&location(dir)?)?)
 }
 
 pub fn load_data(spec: &str) -> Result<Dataset> {

@@ -42,6 +42,15 @@ pub struct Cli {
     /// start without it connects again (File > Work on this computer only leaves).
     #[arg(long, value_name = "URL")]
     pub server: Option<String>,
+    /// Where a command's registry is kept: a folder, or a PostgreSQL database
+    /// (postgres://user:password@host:port/db) shared by many service replicas.
+    /// Default: SPAMSCOPE_STORE, else --registry or the default folder.
+    #[arg(long, global = true, value_name = "FOLDER|URL")]
+    pub store: Option<String>,
+    /// With a postgres:// store: the local folder for downloaded model files, logs
+    /// and reports (default: a folder named after the server in the cache directory).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub cache: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -410,7 +419,7 @@ pub fn main_with_args(args: Vec<std::ffi::OsString>) -> i32 {
             );
             2
         }
-        Some(cmd) => match run(cmd) {
+        Some(cmd) => match input::choose_store(cli.store, cli.cache).and_then(|()| run(cmd)) {
             Ok(()) => 0,
             Err(e) => {
                 eprintln!("error: {}", one_line(&e.to_string()));

@@ -2,7 +2,6 @@
 
 use super::ServeArgs;
 use spamscope::ops::error::Result;
-use spamscope::store::Registry;
 use spamscope::util::progress::StderrProgress;
 
 /// `spamscope serve`: runs the service until it is stopped.
@@ -24,7 +23,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
     spamscope::service::run(
         spamscope::service::ServeConfig {
-            registry_root: reg.unwrap_or_else(Registry::default_root),
+            store: super::input::location(reg)?,
             addr,
             workers,
             limits: Default::default(),

@@ -16,7 +16,7 @@ pub fn run(cmd: TokenCommand) -> Result<()> {
             json,
         } => {
             let role = Role::parse(&role)?;
-            let store = TokenStore::open_in(registry(reg)?.root());
+            let store = TokenStore::of(&registry(reg)?);
             let secret = store.add(&name, role)?;
             let created_at = store
                 .list()?
@@ -42,7 +42,7 @@ pub fn run(cmd: TokenCommand) -> Result<()> {
             registry: reg,
             json,
         } => {
-            let tokens = TokenStore::open_in(registry(reg)?.root()).list()?;
+            let tokens = TokenStore::of(&registry(reg)?).list()?;
             if json {
                 let list: Vec<Value> = tokens
                     .iter()
@@ -62,7 +62,7 @@ pub fn run(cmd: TokenCommand) -> Result<()> {
             name,
             registry: reg,
         } => {
-            TokenStore::open_in(registry(reg)?.root()).revoke(&name)?;
+            TokenStore::of(&registry(reg)?).revoke(&name)?;
             println!("revoked token {name}");
             Ok(())
         }

@@ -6,10 +6,9 @@ use crate::eval::metrics::{Metrics, RocPoint, roc_curve, thin};
 use crate::model::recipe::Candidate;
 use crate::ops::error::Result;
 use crate::ops::train::{TrainConfig, Trained, prepare};
-use crate::store::Registry;
+use crate::store::{Document, Registry};
 use crate::util::progress::Reporter;
 use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
 
 /// One candidate's outcome.
 pub struct Outcome {
@@ -274,31 +273,24 @@ impl Comparison {
     }
 }
 
-fn saved_path(registry_root: &Path) -> PathBuf {
-    crate::store::layout::Layout::new(registry_root).latest_comparison()
-}
-
 /// Saves a comparison as the registry's latest (atomically).
-pub fn save(registry_root: &Path, saved: &Saved) -> Result<()> {
-    let p = saved_path(registry_root);
-    if let Some(d) = p.parent() {
-        std::fs::create_dir_all(d).map_err(|e| crate::Error::io(d, e))?;
-    }
-    let json = serde_json::to_vec_pretty(saved).map_err(|e| crate::Error::io(&p, e))?;
-    crate::store::write_atomic(&p, &json)?;
+pub fn save(registry: &Registry, saved: &Saved) -> Result<()> {
+    let json = serde_json::to_string_pretty(saved).expect("a comparison always serialises");
+    registry.write_document(Document::LatestComparison, &json)?;
     Ok(())
 }
 
-/// The registry's latest comparison, if one was run; a damaged file is an error.
-pub fn load_latest(registry_root: &Path) -> Result<Option<Saved>> {
-    let p = saved_path(registry_root);
-    match std::fs::read(&p) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(crate::Error::io(&p, e)),
-        Ok(b) => serde_json::from_slice(&b)
-            .map(Some)
-            .map_err(|e| crate::Error::io(&p, format!("not a saved comparison: {e}"))),
-    }
+/// The registry's latest comparison, if one was run; a damaged one is an error.
+pub fn load_latest(registry: &Registry) -> Result<Option<Saved>> {
+    let Some(text) = registry.read_document(Document::LatestComparison)? else {
+        return Ok(None);
+    };
+    serde_json::from_str(&text).map(Some).map_err(|e| {
+        crate::Error::at(
+            registry.document_place(Document::LatestComparison),
+            format!("not a saved comparison: {e}"),
+        )
+    })
 }
 
 /// The comparison's candidates named in `names` (case-insensitive, in the table's
@@ -350,7 +342,7 @@ pub fn run(
 ) -> Result<Compared> {
     let comparison = compare(data, candidates, test_fraction, seed, keep_models, reporter)?;
     let saved = comparison.to_saved();
-    let not_saved = save(registry.root(), &saved).err();
+    let not_saved = save(registry, &saved).err();
     Ok(Compared {
         comparison,
         saved,

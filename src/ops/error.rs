@@ -62,6 +62,7 @@ impl Error {
             Error::Predictions(PredictionLogError::Db { kind, .. }) => *kind,
             Error::Store(e) => e.kind(),
             Error::Tokens(TokenError::LockTimeout { .. }) => ErrorKind::Busy,
+            Error::Tokens(TokenError::Database(e)) => e.kind,
             Error::Tokens(TokenError::Damaged { .. }) => ErrorKind::Corrupt,
             Error::Tokens(TokenError::Unknown { .. }) => ErrorKind::NotFound,
             Error::Tokens(TokenError::Duplicate { .. }) => ErrorKind::Conflict,
@@ -74,8 +75,13 @@ impl Error {
     }
 
     pub fn io(path: &std::path::Path, e: impl std::fmt::Display) -> Error {
+        Error::at(path.display().to_string(), e)
+    }
+
+    /// An error at `place` (a file, or a document of a shared store).
+    pub fn at(place: String, e: impl std::fmt::Display) -> Error {
         Error::Io {
-            path: path.display().to_string(),
+            path: place,
             message: e.to_string(),
         }
     }
@@ -147,9 +153,9 @@ impl ExperimentError {
         }
     }
 
-    pub(crate) fn file(path: &std::path::Path, e: impl std::fmt::Display) -> ExperimentError {
+    pub(crate) fn file(place: String, e: impl std::fmt::Display) -> ExperimentError {
         ExperimentError::File {
-            path: path.display().to_string(),
+            path: place,
             message: e.to_string(),
         }
     }

@@ -16,7 +16,7 @@ use crate::store::feedback::FeedbackLabel;
 use crate::store::predictions::{
     ExperimentRow, ExperimentTag, PredictionRecord, new_prediction_id,
 };
-use crate::store::{Manifest, Registry, StoreError};
+use crate::store::{Document, Manifest, Registry, StoreError};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 
@@ -94,14 +94,15 @@ pub fn check_share(mode: Mode, share: Option<f64>) -> Result<Option<f64>, Experi
 
 /// The registry's running experiment, if any.
 pub fn load(registry: &Registry) -> Result<Option<Experiment>, ExperimentError> {
-    let p = registry.layout().experiment();
-    match std::fs::read_to_string(&p) {
-        Ok(text) => serde_json::from_str(&text)
-            .map(Some)
-            .map_err(|e| ExperimentError::file(&p, format!("unreadable experiment: {e}"))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(ExperimentError::file(&p, e)),
-    }
+    let Some(text) = registry.read_document(Document::Experiment)? else {
+        return Ok(None);
+    };
+    serde_json::from_str(&text).map(Some).map_err(|e| {
+        ExperimentError::file(
+            registry.document_place(Document::Experiment),
+            format!("unreadable experiment: {e}"),
+        )
+    })
 }
 
 /// Starts an experiment of `req.version` beside the active version and records it in
@@ -124,7 +125,7 @@ pub fn start(
         Err(e) => return Err(e.into()),
     }
     let Some(active) = registry.active()? else {
-        return Err(StoreError::NoVersions(registry.root().display().to_string()).into());
+        return Err(StoreError::NoVersions(registry.shown()).into());
     };
     if active == req.version {
         return Err(ExperimentError::IsActive(active));
@@ -142,14 +143,18 @@ pub fn start(
         started_at: humantime::format_rfc3339_seconds(now).to_string(),
         started_by: by.to_string(),
     };
-    save(registry, &e)?;
+    let text = serde_json::to_string_pretty(&e).expect("an experiment always serialises");
+    // One experiment at a time, also when two processes start one at once.
+    if !registry.create_document(Document::Experiment, &text)? {
+        return match load(registry)? {
+            Some(other) => Err(ExperimentError::AlreadyRunning {
+                id: other.id,
+                candidate: other.candidate,
+            }),
+            None => Err(ExperimentError::NotRunning),
+        };
+    }
     Ok(e)
-}
-
-fn save(registry: &Registry, e: &Experiment) -> Result<(), ExperimentError> {
-    let text = serde_json::to_string_pretty(e).expect("an experiment always serialises");
-    crate::store::write_atomic(&registry.layout().experiment(), text.as_bytes())?;
-    Ok(())
 }
 
 /// Stops the running experiment; returns it.
@@ -157,12 +162,7 @@ pub fn stop(registry: &Registry) -> Result<Experiment, ExperimentError> {
     let Some(e) = load(registry)? else {
         return Err(ExperimentError::NotRunning);
     };
-    let p = registry.layout().experiment();
-    match std::fs::remove_file(&p) {
-        Ok(()) => {}
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-        Err(err) => return Err(ExperimentError::file(&p, err)),
-    }
+    registry.remove_document(Document::Experiment)?;
     Ok(e)
 }
 

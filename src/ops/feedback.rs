@@ -63,7 +63,7 @@ pub fn record_by(
     if let Some(m) = moderator {
         check_moderator_name(m)?;
     }
-    let mut store = FeedbackStore::open_in(registry.root())?;
+    let mut store = FeedbackStore::of(registry)?;
     let ids = store.add_batch_by(records, moderator)?;
     Ok(Recorded {
         ids,
@@ -116,7 +116,7 @@ impl FeedbackQueue {
     /// `busy_wait` for another process's write lock before a busy error.
     pub fn open(registry: &Registry, busy_wait: Duration) -> Result<FeedbackQueue> {
         let open = || -> Result<FeedbackStore> {
-            let store = FeedbackStore::open_in(registry.root())?;
+            let mut store = FeedbackStore::of(registry)?;
             store.set_busy_wait(busy_wait)?;
             Ok(store)
         };
@@ -245,7 +245,7 @@ pub fn import(
         }
         None => None,
     };
-    let mut store = FeedbackStore::open_in(registry.root())?;
+    let mut store = FeedbackStore::of(registry)?;
     let rows: Vec<usize> = (0..d.n_rows()).collect();
     let notes = format!("imported from {source}");
     let mut stored = 0usize;

@@ -121,7 +121,7 @@ pub fn retrain(
 ) -> Result<Outcome> {
     cfg.validate()?;
     let (active_manifest, active_model) = registry.load_active()?;
-    let mut store = FeedbackStore::open_in(registry.root())?;
+    let mut store = FeedbackStore::of(registry)?;
     // Take the new records for this retrain only; give back what it does not consume.
     let claimant = Claimant::this_process();
     let new = store.claim_unused(&claimant)?;

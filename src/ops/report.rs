@@ -728,13 +728,13 @@ pub fn export(
     let comparison = match known.comparison {
         Some(c) => Some(c),
         None => {
-            loaded_comparison = crate::ops::compare::load_latest(registry.root())?;
+            loaded_comparison = crate::ops::compare::load_latest(registry)?;
             loaded_comparison.as_ref()
         }
     };
     let feedback = match known.feedback {
         Some(f) => f,
-        None => crate::store::feedback::FeedbackStore::open_in(registry.root())?.stats()?,
+        None => crate::store::feedback::FeedbackStore::of(registry)?.stats()?,
     };
     let versions = registry
         .list()?

@@ -69,7 +69,7 @@ pub fn claim_at(
     now: SystemTime,
 ) -> Result<ClaimOutcome> {
     claim_in(
-        &mut FeedbackStore::open_in(registry.root())?,
+        &mut FeedbackStore::of(registry)?,
         ids,
         moderator,
         ttl_seconds,
@@ -96,11 +96,7 @@ pub fn claim_in(
 
 /// Gives back `moderator`'s claims on `ids`; returns how many there were.
 pub fn release(registry: &Registry, ids: &[String], moderator: &str) -> Result<usize> {
-    release_in(
-        &mut FeedbackStore::open_in(registry.root())?,
-        ids,
-        moderator,
-    )
+    release_in(&mut FeedbackStore::of(registry)?, ids, moderator)
 }
 
 /// [`release`] on an open store.
@@ -121,7 +117,7 @@ pub fn status_at(
     ids: &[String],
     now: SystemTime,
 ) -> Result<Vec<AccountStatus>> {
-    status_in(&mut FeedbackStore::open_in(registry.root())?, ids, now)
+    status_in(&mut FeedbackStore::of(registry)?, ids, now)
 }
 
 /// [`status_at`] on an open store.
@@ -136,7 +132,7 @@ pub fn status_in(
 
 /// One account: its claim, the feedback records on it and its confirmed label.
 pub fn account(registry: &Registry, id: &str) -> Result<AccountStatus> {
-    account_in(&mut FeedbackStore::open_in(registry.root())?, id)
+    account_in(&mut FeedbackStore::of(registry)?, id)
 }
 
 /// [`account`] on an open store.
@@ -162,13 +158,7 @@ pub fn confirm_label(
     by: &str,
     notes: &str,
 ) -> Result<Confirmation> {
-    confirm_label_in(
-        &mut FeedbackStore::open_in(registry.root())?,
-        id,
-        label,
-        by,
-        notes,
-    )
+    confirm_label_in(&mut FeedbackStore::of(registry)?, id, label, by, notes)
 }
 
 /// [`confirm_label`] on an open store.
@@ -264,12 +254,7 @@ pub fn import_confirmed(registry: &Registry, path: &Path, by: &str) -> Result<us
         labels.push((user_id(&id, &format!("{} user_id", at()))?, label));
     }
     let notes = format!("imported from {}", path.display());
-    FeedbackStore::open_in(registry.root())?.confirm_labels(
-        &labels,
-        by,
-        &notes,
-        SystemTime::now(),
-    )?;
+    FeedbackStore::of(registry)?.confirm_labels(&labels, by, &notes, SystemTime::now())?;
     Ok(labels.len())
 }
 

@@ -9,7 +9,7 @@ use std::time::SystemTime;
 
 /// Why an automatic retrain is due now (settings as saved in the registry), if it is.
 pub fn retrain_due_reason(registry: &Registry) -> Option<String> {
-    let store = FeedbackStore::open_in(registry.root()).ok()?;
+    let store = FeedbackStore::of(registry).ok()?;
     retrain_due_reason_in(registry, &store)
 }
 
@@ -32,7 +32,7 @@ pub fn auto_retrain_due(registry: &Registry, cfg: &OnlineLearningConfig) -> Resu
     if !cfg.auto_retrain || registry.active()?.is_none() {
         return Ok(false);
     }
-    auto_retrain_due_in(registry, cfg, &FeedbackStore::open_in(registry.root())?)
+    auto_retrain_due_in(registry, cfg, &FeedbackStore::of(registry)?)
 }
 
 /// [`auto_retrain_due`] with the registry's feedback store already open.

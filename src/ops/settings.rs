@@ -4,7 +4,7 @@
 
 use crate::model::forest::ForestParams;
 use crate::ops::error::{Error, Result};
-use crate::store::Registry;
+use crate::store::{Document, Registry};
 use serde::{Deserialize, Serialize};
 
 /// Fewer new records than this make a retrain meaningless.
@@ -113,17 +113,15 @@ impl OnlineLearningConfig {
 
     /// Reads the registry's settings (defaults when the file does not exist yet).
     pub fn load(registry: &Registry) -> Result<OnlineLearningConfig> {
-        let p = registry.layout().online_config();
-        match std::fs::read_to_string(&p) {
-            Ok(text) => {
-                let c: OnlineLearningConfig = ron::from_str(&text)
-                    .map_err(|e| Error::io(&p, format!("unreadable settings: {e}")))?;
-                c.validate().map_err(|e| Error::io(&p, e.to_string()))?;
-                Ok(c)
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
-            Err(e) => Err(Error::io(&p, e)),
-        }
+        let Some(text) = registry.read_document(Document::OnlineSettings)? else {
+            return Ok(Self::default());
+        };
+        let place = || registry.document_place(Document::OnlineSettings);
+        let c: OnlineLearningConfig = ron::from_str(&text)
+            .map_err(|e| Error::at(place(), format!("unreadable settings: {e}")))?;
+        c.validate()
+            .map_err(|e| Error::at(place(), e.to_string()))?;
+        Ok(c)
     }
 
     /// Validates and writes the settings atomically.
@@ -131,7 +129,7 @@ impl OnlineLearningConfig {
         self.validate()?;
         let text = ron::ser::to_string_pretty(self, ron::ser::PrettyConfig::new())
             .expect("settings serialise");
-        crate::store::write_atomic(&registry.layout().online_config(), text.as_bytes())?;
+        registry.write_document(Document::OnlineSettings, &text)?;
         Ok(())
     }
 }

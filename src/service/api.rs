@@ -75,6 +75,20 @@ pub struct Health {
     pub uptime_seconds: f64,
 }
 
+/// `GET /health/ready`: whether this replica should get traffic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Ready {
+    /// `ready`, or `not ready` (answered with 503).
+    pub status: String,
+    /// The version loaded and answering.
+    pub model_version: u32,
+    /// `folder` or `postgres`: where the registry is kept.
+    pub store: String,
+    /// Why it is not ready (the store does not answer...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
 /// A version's metrics on its holdout; ROC-AUC and average precision are null when
 /// the model gives no scores.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

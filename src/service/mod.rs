@@ -29,7 +29,6 @@ use crate::store::predictions::{PredictionLog, Retention};
 use crate::store::tokens::{Role, TokenInfo, TokenStore, Tokens};
 use crate::util::progress::Reporter;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -67,7 +66,8 @@ impl Default for Limits {
 /// How to run the service.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
-    pub registry_root: PathBuf,
+    /// The registry: a folder, or a PostgreSQL database shared with other replicas.
+    pub store: crate::store::location::Location,
     pub addr: SocketAddr,
     /// Threads of the async runtime (scoring runs on them; exact explanations on the
     /// blocking pool).
@@ -132,7 +132,7 @@ pub struct State {
     slots: Arc<tokio::sync::Semaphore>,
     started: std::time::SystemTime,
     /// Retrains started through the API, by job id.
-    pub(crate) jobs: std::sync::Mutex<Vec<api::Job>>,
+    pub(crate) jobs: crate::store::jobs::Jobs,
     pub(crate) metrics: metrics::Metrics,
     /// Where the watcher sends alerts, once set ([`State::set_alerts`]).
     alerts: std::sync::OnceLock<crate::ops::alert::WebhookSender>,
@@ -147,12 +147,13 @@ impl State {
         loopback: bool,
     ) -> Result<Arc<State>, crate::Error> {
         let (manifest, model) = registry.load_active()?;
-        let tokens = TokenStore::open_in(registry.root()).load()?;
-        let log = PredictionLog::open(registry.root(), retention)?;
+        let tokens = TokenStore::of(&registry).load()?;
+        let log = PredictionLog::open_for(&registry, retention)?;
         let feedback =
             crate::ops::feedback::FeedbackQueue::open(&registry, limits.store_busy_wait)?;
-        let store = crate::store::feedback::FeedbackStore::open_in(registry.root())?;
+        let mut store = crate::store::feedback::FeedbackStore::of(&registry)?;
         store.set_busy_wait(limits.store_busy_wait)?;
+        let jobs = crate::store::jobs::Jobs::of(&registry);
         let state = Arc::new(State {
             feedback,
             store: std::sync::Mutex::new(store),
@@ -166,7 +167,7 @@ impl State {
             slots: Arc::new(tokio::sync::Semaphore::new(limits.max_in_flight)),
             limits,
             started: std::time::SystemTime::now(),
-            jobs: std::sync::Mutex::new(Vec::new()),
+            jobs,
             metrics: Default::default(),
             alerts: std::sync::OnceLock::new(),
         });
@@ -325,7 +326,7 @@ impl State {
 
     /// Re-reads the token file.
     pub fn refresh_tokens(&self) {
-        match TokenStore::open_in(self.registry.root()).load() {
+        match TokenStore::of(&self.registry).load() {
             Ok(t) => *self.tokens.write().unwrap_or_else(|p| p.into_inner()) = t,
             Err(e) => tracing::warn!("keeping the tokens loaded before: {e}"),
         }
@@ -415,6 +416,12 @@ impl Default for AlertRules {
 /// [`spawn_watcher`] with its alert rules.
 pub fn spawn_watcher_with(state: &Arc<State>, every: Duration, rules: AlertRules) {
     let weak = Arc::downgrade(state);
+    // On a shared store, a change any replica or command commits (a promotion, an
+    // experiment, a token) wakes the watcher at once; polling stays as the fallback.
+    let wake = Arc::new(tokio::sync::Notify::new());
+    if let Some(db) = state.registry.shared() {
+        listen_for_changes(weak.clone(), db.clone(), wake.clone());
+    }
     tokio::spawn(async move {
         let mut last_summary = (std::time::Instant::now(), (0, 0, 0));
         // Readings of the counters over the last minute, oldest first.
@@ -423,7 +430,10 @@ pub fn spawn_watcher_with(state: &Arc<State>, every: Duration, rules: AlertRules
         let mut last_agreement_check = std::time::Instant::now();
         let mut last_experiment_error = None;
         loop {
-            tokio::time::sleep(every).await;
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = wake.notified() => {}
+            }
             let Some(state) = weak.upgrade() else { break };
             let s = state.clone();
             let res = tokio::task::spawn_blocking(move || {
@@ -498,6 +508,57 @@ pub fn spawn_watcher_with(state: &Arc<State>, every: Duration, rules: AlertRules
     });
 }
 
+/// Listens on the shared store's channel on a thread of its own (a blocking client)
+/// and wakes the watcher on every notification, until the state is dropped. A lost
+/// connection is opened again every second; meanwhile the watcher polls.
+fn listen_for_changes(
+    state: std::sync::Weak<State>,
+    db: crate::store::pg::Db,
+    wake: Arc<tokio::sync::Notify>,
+) {
+    let spawned = std::thread::Builder::new()
+        .name("store-listener".into())
+        .spawn(move || {
+            let channel = crate::store::pg::registry::CHANNEL;
+            let mut said = false;
+            while state.strong_count() > 0 {
+                let mut client = match db.listen(channel) {
+                    Ok(c) => {
+                        said = false;
+                        c
+                    }
+                    Err(e) => {
+                        if !said {
+                            tracing::warn!("not listening for changes (polling): {e}");
+                            said = true;
+                        }
+                        std::thread::sleep(Duration::from_secs(1));
+                        continue;
+                    }
+                };
+                loop {
+                    if state.strong_count() == 0 {
+                        return;
+                    }
+                    match client.next(Duration::from_secs(1)) {
+                        Ok(Some(what)) => {
+                            tracing::debug!("store changed: {what}");
+                            wake.notify_one();
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            tracing::warn!("lost the store's notifications (polling): {e}");
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!("not listening for changes (polling): {e}");
+    }
+}
+
 /// Sends `alert` through the state's sender (never waits) and logs it.
 fn raise(state: &State, alert: crate::ops::alert::Alert) {
     if let Some(sender) = state.alerts() {
@@ -530,9 +591,9 @@ fn summary(state: &State, from: (u64, u64, u64), to: (u64, u64, u64), over: Dura
 /// registry has none, listens on `cfg.addr`, and on the signal stops accepting,
 /// finishes the requests in flight and commits the prediction log.
 pub fn run(cfg: ServeConfig, reporter: &dyn Reporter) -> Result<(), ServeError> {
-    let registry = Registry::open(&cfg.registry_root).map_err(crate::Error::from)?;
+    let registry = Registry::open_at(&cfg.store).map_err(crate::Error::from)?;
     let loopback = cfg.addr.ip().is_loopback();
-    if !loopback && !TokenStore::open_in(registry.root()).exists() {
+    if !loopback && !TokenStore::of(&registry).exists() {
         return Err(ServeError::OpenOnNetwork { addr: cfg.addr });
     }
     // A bad webhook URL is refused before anything else happens.
@@ -561,6 +622,9 @@ pub fn run(cfg: ServeConfig, reporter: &dyn Reporter) -> Result<(), ServeError> 
             addr: cfg.addr,
             message: e.to_string(),
         })?;
+    // Asked before the runtime starts: a shared store is read with blocking calls,
+    // which must not run on the runtime's threads.
+    let protected = TokenStore::of(&state.registry).exists();
     runtime.block_on(async {
         let listener =
             tokio::net::TcpListener::bind(cfg.addr)
@@ -573,7 +637,7 @@ pub fn run(cfg: ServeConfig, reporter: &dyn Reporter) -> Result<(), ServeError> 
         eprintln!(
             "spamscope serve: version {} on http://{addr} ({})",
             state.active().manifest.version,
-            if TokenStore::open_in(state.registry.root()).exists() {
+            if protected {
                 "API tokens required"
             } else {
                 "no API tokens: loopback only"

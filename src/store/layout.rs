@@ -99,6 +99,19 @@ impl Layout {
     pub fn staging_version(&self, v: u32, pid: u32) -> PathBuf {
         self.staging_dir().join(format!("v{v:04}-{pid}"))
     }
+    /// A shared store's cache: files downloaded from the database, by checksum.
+    pub fn cached_files_dir(&self) -> PathBuf {
+        self.root.join("files")
+    }
+    /// Where the cached file with SHA-256 `sha256` is kept (None when `sha256` is not
+    /// 64 lowercase hex digits: a name from a manifest never leads out of the cache).
+    pub fn cached_file(&self, sha256: &str) -> Option<PathBuf> {
+        let hex = sha256.len() == 64
+            && sha256
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        hex.then(|| self.cached_files_dir().join(sha256))
+    }
     pub fn versions_dir(&self) -> PathBuf {
         self.root.join("versions")
     }

@@ -3,11 +3,15 @@
 //! prediction log and API tokens.
 
 pub mod feedback;
+/// Review claims and confirmed labels (tables of the feedback store).
+pub use feedback::review;
+pub mod jobs;
 pub mod layout;
+pub mod location;
 mod lockfile;
+pub mod pg;
 pub mod predictions;
 mod registry;
-pub mod review;
 pub mod tokens;
 
 pub use registry::*;

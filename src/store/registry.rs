@@ -25,6 +25,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::store::layout::{HOLDOUT_FILE, Layout, MANIFEST_FILE, MODEL_FILE};
+use crate::store::location::Location;
+use crate::store::pg;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -63,6 +65,12 @@ pub enum StoreError {
         waited_secs: u64,
         limit_secs: u64,
     },
+    /// The shared database failed (unreachable, busy, a refused write...).
+    #[error("{message}")]
+    Database {
+        message: String,
+        kind: super::ErrorKind,
+    },
     /// A manifest names a file outside its version folder (or a link out of it).
     #[error("{manifest}: the file {name} {why}; refusing to read it")]
     Confinement {
@@ -79,6 +87,7 @@ impl StoreError {
         match self {
             StoreError::Io { .. } => K::Other,
             StoreError::LockTimeout { .. } => K::Busy,
+            StoreError::Database { kind, .. } => *kind,
             StoreError::NoVersions(_) | StoreError::NoSuchVersion(_) => K::NotFound,
             StoreError::Manifest { .. }
             | StoreError::Checksum { .. }
@@ -319,8 +328,50 @@ pub struct NewVersion<'a> {
 
 #[derive(Debug, Clone)]
 pub struct Registry {
+    /// The folder: the registry itself, or for a shared store the local cache (model
+    /// files, logs, reports).
     layout: Layout,
     lock_timeout: std::time::Duration,
+    /// The PostgreSQL database that holds everything shared, if any.
+    shared: Option<pg::Db>,
+}
+
+/// What a registry writer holds while it writes: the folder's lock file, or a
+/// transaction on the shared store with the active pointer's row locked. Reads made
+/// through it see what the writer will build on.
+enum Held<'a, 't> {
+    Folder(#[allow(dead_code)] File),
+    Shared(&'a mut pg::Transaction<'t>),
+}
+
+/// The registry's documents: small texts beside the versions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Document {
+    /// The service's running shadow or canary experiment (JSON).
+    Experiment,
+    /// The online-learning settings (RON).
+    OnlineSettings,
+    /// The latest model comparison (JSON).
+    LatestComparison,
+}
+
+impl Document {
+    fn key(self) -> &'static str {
+        match self {
+            Document::Experiment => "experiment",
+            Document::OnlineSettings => "online_settings",
+            Document::LatestComparison => "latest_comparison",
+        }
+    }
+}
+
+impl From<pg::DbError> for StoreError {
+    fn from(e: pg::DbError) -> StoreError {
+        StoreError::Database {
+            message: e.message,
+            kind: e.kind,
+        }
+    }
 }
 
 impl Registry {
@@ -339,6 +390,7 @@ impl Registry {
         let reg = Registry {
             layout: Layout::new(root),
             lock_timeout: lock_timeout(),
+            shared: None,
         };
         for d in [reg.versions_dir(), reg.staging_dir()] {
             fs::create_dir_all(&d).map_err(|e| io_err(&d, e))?;
@@ -352,18 +404,50 @@ impl Registry {
         Ok(reg)
     }
 
+    /// Opens the registry at `location`: a folder ([`Registry::open`]) or a PostgreSQL
+    /// database (connecting, creating or migrating its schema) with its local cache.
+    pub fn open_at(location: &Location) -> Result<Registry, StoreError> {
+        match location {
+            Location::Folder(root) => Registry::open(root),
+            Location::Postgres { url, cache } => {
+                let db = pg::Db::open(url)?;
+                let files = Layout::new(cache).cached_files_dir();
+                fs::create_dir_all(&files).map_err(|e| io_err(&files, e))?;
+                Ok(Registry {
+                    layout: Layout::new(cache),
+                    lock_timeout: lock_timeout(),
+                    shared: Some(db),
+                })
+            }
+        }
+    }
+
     /// The same registry with another limit on waiting for the write lock.
     pub fn with_lock_timeout(mut self, limit: std::time::Duration) -> Registry {
         self.lock_timeout = limit;
         self
     }
 
+    /// The local folder: the registry itself, or a shared store's cache. What only this
+    /// machine keeps (the operations log, reports, the app's outbox) goes here.
     pub fn root(&self) -> &Path {
         self.layout.root()
     }
-    /// Where everything under the registry lives.
+    /// Where everything in the local folder lives.
     pub fn layout(&self) -> &Layout {
         &self.layout
+    }
+    /// The shared database, when the registry is kept in one.
+    pub fn shared(&self) -> Option<&pg::Db> {
+        self.shared.as_ref()
+    }
+    /// What to call this registry in messages: its folder, or the database's URL
+    /// without the password.
+    pub fn shown(&self) -> String {
+        match &self.shared {
+            Some(db) => db.shown().to_string(),
+            None => self.root().display().to_string(),
+        }
     }
     fn versions_dir(&self) -> PathBuf {
         self.layout.versions_dir()
@@ -373,6 +457,13 @@ impl Registry {
     }
     pub fn version_dir(&self, v: u32) -> PathBuf {
         self.layout.version_dir(v)
+    }
+    /// Where a file of version `v` is, for messages.
+    fn place(&self, v: u32, name: &str) -> String {
+        match &self.shared {
+            Some(db) => format!("{}: version {v}: {name}", db.shown()),
+            None => self.layout.version_dir(v).join(name).display().to_string(),
+        }
     }
 
     /// Exclusive lock for writers (released on drop). Waiting for another process's
@@ -401,16 +492,75 @@ impl Registry {
         })
     }
 
+    /// Runs `f` as the registry's one writer: under the folder's lock, or in one
+    /// transaction of the shared store that first locks the active pointer (committed
+    /// when `f` succeeds, so a promotion and its version are written together or not
+    /// at all).
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&mut Held<'_, '_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        match &self.shared {
+            None => f(&mut Held::Folder(self.lock()?)),
+            Some(db) => {
+                let mut c = db.conn()?;
+                let what = "writing the registry";
+                let mut tx = c.transaction().map_err(db.err(what))?;
+                pg::registry::lock_active(&mut tx, self.lock_timeout).map_err(|e| {
+                    if e.code() == Some(&postgres::error::SqlState::LOCK_NOT_AVAILABLE) {
+                        StoreError::LockTimeout {
+                            path: db.shown().to_string(),
+                            waited_secs: self.lock_timeout.as_secs_f64().round() as u64,
+                            limit_secs: self.lock_timeout.as_secs_f64().round() as u64,
+                        }
+                    } else {
+                        db.err(what)(e).into()
+                    }
+                })?;
+                let out = f(&mut Held::Shared(&mut tx))?;
+                tx.commit().map_err(db.err(what))?;
+                Ok(out)
+            }
+        }
+    }
+
     /// Version numbers present, ascending.
     pub fn version_numbers(&self) -> Result<Vec<u32>, StoreError> {
-        let dir = self.versions_dir();
-        let mut v: Vec<u32> = fs::read_dir(&dir)
-            .map_err(|e| io_err(&dir, e))?
-            .flatten()
-            .filter_map(|e| Layout::parse_version_dir(e.file_name().to_str()?))
-            .collect();
-        v.sort_unstable();
-        Ok(v)
+        match &self.shared {
+            Some(db) => {
+                let mut c = db.conn()?;
+                self.shared_versions(db, &mut *c)
+            }
+            None => {
+                let dir = self.versions_dir();
+                let mut v: Vec<u32> = fs::read_dir(&dir)
+                    .map_err(|e| io_err(&dir, e))?
+                    .flatten()
+                    .filter_map(|e| Layout::parse_version_dir(e.file_name().to_str()?))
+                    .collect();
+                v.sort_unstable();
+                Ok(v)
+            }
+        }
+    }
+
+    fn shared_versions(
+        &self,
+        db: &pg::Db,
+        c: &mut impl pg::GenericClient,
+    ) -> Result<Vec<u32>, StoreError> {
+        pg::registry::version_numbers(c)
+            .map_err(db.err("listing versions"))?
+            .into_iter()
+            .map(|v| self.stored_version(db, v))
+            .collect()
+    }
+
+    fn stored_version(&self, db: &pg::Db, v: i32) -> Result<u32, StoreError> {
+        pg::registry::checked_version(v).map_err(|message| StoreError::Manifest {
+            path: db.shown().to_string(),
+            message,
+        })
     }
 
     /// Every version with its manifest (or the reason it cannot be read).
@@ -426,27 +576,139 @@ impl Registry {
     }
 
     pub fn manifest(&self, v: u32) -> Result<Manifest, StoreError> {
+        match &self.shared {
+            Some(db) => {
+                let mut c = db.conn()?;
+                self.shared_manifest(db, &mut *c, v)
+            }
+            None => self.folder_manifest(v),
+        }
+    }
+
+    fn folder_manifest(&self, v: u32) -> Result<Manifest, StoreError> {
         let dir = self.version_dir(v);
         if !dir.is_dir() {
             return Err(StoreError::NoSuchVersion(v));
         }
         let p = self.layout.manifest(v);
         let text = fs::read_to_string(&p).map_err(|e| io_err(&p, e))?;
-        let m: Manifest = ron::from_str(&text).map_err(|e| StoreError::Manifest {
-            path: p.display().to_string(),
-            message: e.to_string(),
-        })?;
-        if m.version != v {
-            return Err(StoreError::Manifest {
-                path: p.display().to_string(),
-                message: format!("it describes version {}, not {v}", m.version),
-            });
+        parse_manifest(&text, v, &p.display().to_string())
+    }
+
+    fn shared_manifest(
+        &self,
+        db: &pg::Db,
+        c: &mut impl pg::GenericClient,
+        v: u32,
+    ) -> Result<Manifest, StoreError> {
+        let text = pg::registry::manifest_text(c, v)
+            .map_err(db.err("reading a manifest"))?
+            .ok_or(StoreError::NoSuchVersion(v))?;
+        parse_manifest(&text, v, &self.place(v, MANIFEST_FILE))
+    }
+
+    /// The manifest of version `v` as the writer holding `held` sees it.
+    fn held_manifest(&self, held: &mut Held<'_, '_>, v: u32) -> Result<Manifest, StoreError> {
+        match (held, &self.shared) {
+            (Held::Shared(tx), Some(db)) => self.shared_manifest(db, &mut **tx, v),
+            _ => self.folder_manifest(v),
         }
-        Ok(m)
+    }
+
+    /// The active version as the writer holding `held` sees it.
+    fn held_active(&self, held: &mut Held<'_, '_>) -> Result<Option<u32>, StoreError> {
+        match (held, &self.shared) {
+            (Held::Shared(tx), Some(db)) => pg::registry::active(&mut **tx)
+                .map_err(db.err("reading the active version"))?
+                .map(|v| self.stored_version(db, v))
+                .transpose(),
+            _ => self.active(),
+        }
+    }
+
+    /// The highest version number (0: none) as the writer holding `held` sees it.
+    fn held_highest(&self, held: &mut Held<'_, '_>) -> Result<u32, StoreError> {
+        match (held, &self.shared) {
+            (Held::Shared(tx), Some(db)) => {
+                let v = pg::registry::highest(&mut **tx).map_err(db.err("listing versions"))?;
+                self.stored_version(db, v)
+            }
+            _ => Ok(self.version_numbers()?.last().copied().unwrap_or(0)),
+        }
+    }
+
+    /// Points the active pointer at `v`.
+    fn held_set_active(&self, held: &mut Held<'_, '_>, v: u32) -> Result<(), StoreError> {
+        match (held, &self.shared) {
+            (Held::Shared(tx), Some(db)) => {
+                pg::registry::set_active(tx, v).map_err(db.err("setting the active version"))?;
+                Ok(())
+            }
+            _ => write_atomic(&self.layout.active(), format!("{v}\n").as_bytes()),
+        }
+    }
+
+    /// Replaces the manifest of version `v` with `text`.
+    fn held_put_manifest(
+        &self,
+        held: &mut Held<'_, '_>,
+        v: u32,
+        text: &str,
+    ) -> Result<(), StoreError> {
+        match (held, &self.shared) {
+            (Held::Shared(tx), Some(db)) => {
+                pg::registry::put_manifest(tx, v, text).map_err(db.err("writing a manifest"))?;
+                Ok(())
+            }
+            _ => write_atomic(&self.layout.manifest(v), text.as_bytes()),
+        }
+    }
+
+    /// Writes a whole new version `v`: staged and renamed into place in a folder, in
+    /// the writer's transaction in a shared store.
+    fn held_put_version(
+        &self,
+        held: &mut Held<'_, '_>,
+        v: u32,
+        text: &str,
+        model: &[u8],
+        holdout: &[u8],
+    ) -> Result<(), StoreError> {
+        match (held, &self.shared) {
+            (Held::Shared(tx), Some(db)) => {
+                let (m, h) = (sha256_hex(model), sha256_hex(holdout));
+                pg::registry::insert_version(
+                    tx,
+                    v,
+                    text,
+                    &[(MODEL_FILE, &m, model), (HOLDOUT_FILE, &h, holdout)],
+                )
+                .map_err(db.err("writing a version"))?;
+                Ok(())
+            }
+            _ => {
+                let stage = self.layout.staging_version(v, std::process::id());
+                fs::create_dir_all(&stage).map_err(|e| io_err(&stage, e))?;
+                write_synced(&stage.join(MODEL_FILE), model)?;
+                write_synced(&stage.join(HOLDOUT_FILE), holdout)?;
+                write_synced(&stage.join(MANIFEST_FILE), text.as_bytes())?;
+                sync_dir(&stage)?;
+                let dest = self.version_dir(v);
+                fs::rename(&stage, &dest).map_err(|e| io_err(&dest, e))?;
+                sync_dir(&self.versions_dir())
+            }
+        }
     }
 
     /// The active version number, if any.
     pub fn active(&self) -> Result<Option<u32>, StoreError> {
+        if let Some(db) = &self.shared {
+            let mut c = db.conn()?;
+            return pg::registry::active(&mut *c)
+                .map_err(db.err("reading the active version"))?
+                .map(|v| self.stored_version(db, v))
+                .transpose();
+        }
         let p = self.layout.active();
         match fs::read_to_string(&p) {
             Ok(s) => s
@@ -464,13 +726,24 @@ impl Registry {
 
     /// Makes `v` the active version (atomically).
     pub fn set_active(&self, v: u32) -> Result<(), StoreError> {
-        let _lock = self.lock()?;
-        self.manifest(v)?;
-        write_atomic(&self.layout.active(), format!("{v}\n").as_bytes())
+        self.write(|held| {
+            self.held_manifest(held, v)?;
+            self.held_set_active(held, v)
+        })
     }
 
-    /// Reads a file of version `v` and checks it against the manifest's checksum.
+    /// The bytes of a file of version `v`, checked against the manifest's checksum.
     fn read_checked(&self, v: u32, file: &FileRef) -> Result<Vec<u8>, StoreError> {
+        let (bytes, place) = match &self.shared {
+            Some(db) => return self.read_shared(db, v, file),
+            None => (self.read_confined(v, file)?, self.place(v, &file.name)),
+        };
+        check_sum(bytes, file, place)
+    }
+
+    /// A file of a folder registry's version `v`, refused when it lies outside its
+    /// version folder.
+    fn read_confined(&self, v: u32, file: &FileRef) -> Result<Vec<u8>, StoreError> {
         let refuse = |why: &'static str| StoreError::Confinement {
             manifest: self.layout.manifest(v).display().to_string(),
             name: crate::util::text::quote(&file.name),
@@ -486,14 +759,33 @@ impl Registry {
         if !real.starts_with(&real_dir) || !real.starts_with(&real_root) {
             return Err(refuse("leads outside its version folder (a link)"));
         }
-        let bytes = fs::read(&p).map_err(|e| io_err(&p, e))?;
-        let actual = sha256_hex(&bytes);
-        if actual != file.sha256 {
-            return Err(StoreError::Checksum {
-                path: p.display().to_string(),
-                expected: file.sha256.clone(),
-                actual,
-            });
+        fs::read(&p).map_err(|e| io_err(&p, e))
+    }
+
+    /// A file of a shared store's version: from the local cache when a copy with the
+    /// right checksum is there, else downloaded, checked and kept in the cache.
+    fn read_shared(&self, db: &pg::Db, v: u32, file: &FileRef) -> Result<Vec<u8>, StoreError> {
+        let cached = self.layout.cached_file(&file.sha256);
+        if let Some(p) = &cached
+            && let Ok(bytes) = fs::read(p)
+            && sha256_hex(&bytes) == file.sha256
+        {
+            return Ok(bytes);
+        }
+        let mut c = db.conn()?;
+        let place = self.place(v, &file.name);
+        let (_, bytes) = pg::registry::file(&mut *c, v, &file.name)
+            .map_err(db.err("reading a version's file"))?
+            .ok_or_else(|| StoreError::Io {
+                path: place.clone(),
+                message: "the file is missing from the store".into(),
+            })?;
+        let bytes = check_sum(bytes, file, place)?;
+        if let Some(p) = cached {
+            // The cache is a convenience: a full disk only costs a download next time.
+            if let Err(e) = write_atomic(&p, &bytes) {
+                tracing::warn!("cannot keep a model file in the cache: {e}");
+            }
         }
         Ok(bytes)
     }
@@ -503,11 +795,7 @@ impl Registry {
         let m = self.manifest(v)?;
         let bytes = self.read_checked(v, &m.model_file)?;
         let model = Model::from_bytes(&bytes).map_err(|source| StoreError::Model {
-            path: self
-                .layout
-                .version_file(v, MODEL_FILE)
-                .display()
-                .to_string(),
+            path: self.place(v, MODEL_FILE),
             source,
         })?;
         Ok((m, model))
@@ -518,7 +806,7 @@ impl Registry {
     pub fn load_active(&self) -> Result<(Manifest, Model), StoreError> {
         let v = self
             .active()?
-            .ok_or_else(|| StoreError::NoVersions(self.root().display().to_string()))?;
+            .ok_or_else(|| StoreError::NoVersions(self.shown()))?;
         self.load(v).map_err(|e| match e {
             StoreError::Io { .. }
             | StoreError::Manifest { .. }
@@ -555,8 +843,11 @@ impl Registry {
     pub fn load_holdout(&self, v: u32) -> Result<Holdout, StoreError> {
         let m = self.manifest(v)?;
         let bytes = self.read_checked(v, &m.holdout_file)?;
-        let p = self.layout.version_file(v, HOLDOUT_FILE);
-        let corrupted = |e: postcard::Error| io_err(&p, format!("corrupted: {e}"));
+        let place = self.place(v, HOLDOUT_FILE);
+        let corrupted = |e: postcard::Error| StoreError::Io {
+            path: place.clone(),
+            message: format!("corrupted: {e}"),
+        };
         match m.holdout_format {
             HOLDOUT_TEXT_IDS => postcard::from_bytes(&bytes).map_err(corrupted),
             HOLDOUT_INTEGER_IDS => {
@@ -571,12 +862,12 @@ impl Registry {
                     scores: old.scores,
                 })
             }
-            other => Err(io_err(
-                &p,
-                format!(
+            other => Err(StoreError::Io {
+                path: place.clone(),
+                message: format!(
                     "holdout format {other} is not known to this program (it reads {HOLDOUT_INTEGER_IDS} and {HOLDOUT_TEXT_IDS}); a newer spamscope wrote it"
                 ),
-            )),
+            }),
         }
     }
 
@@ -586,82 +877,23 @@ impl Registry {
         let model_bytes = new.model.to_bytes();
         let holdout_bytes =
             postcard::to_allocvec(new.holdout).expect("serialising to memory cannot fail");
-        let _lock = self.lock()?;
-        let version = self.version_numbers()?.last().copied().unwrap_or(0) + 1;
-        let parent = self.active()?;
-        // Compare-and-swap: a candidate gated against one active version is promoted
-        // only if that version is still active now (under the lock); otherwise it is
-        // kept as rejected, with that reason.
-        let mut new = new;
-        let mut activate = activate;
-        if let Some(g) = new.gate.as_mut()
-            && activate
-            && parent != Some(g.against)
-        {
-            let why = format!(
-                "rejected: the active version changed from v{} to {} while this candidate was trained; retrain to gate against it",
-                g.against,
-                parent.map_or("none".to_string(), |p| format!("v{p}"))
-            );
-            g.promoted = false;
-            g.reason = why.clone();
-            new.status = Status::Rejected;
-            new.status_reason = Some(why);
-            activate = false;
-        }
-        let manifest = Manifest {
-            version,
-            parent,
-            created_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
-            data: new.data,
-            train_rows: new.train_rows,
-            train_positives: new.train_positives,
-            test_rows: new.holdout.labels.len(),
-            evaluation: new.evaluation,
-            params: new.params,
-            train_seconds: new.train_seconds,
-            imputation_medians: new.model.imputer.medians.clone(),
-            threshold: new.threshold,
-            metrics: new.metrics,
-            importance: crate::data::catalog::catalog()
-                .ids()
-                .map(str::to_string)
-                .zip(new.model.importance().iter().copied())
-                .collect(),
-            model_file: FileRef {
-                name: MODEL_FILE.into(),
-                sha256: sha256_hex(&model_bytes),
-                bytes: model_bytes.len() as u64,
-            },
-            holdout_file: FileRef {
-                name: HOLDOUT_FILE.into(),
-                sha256: sha256_hex(&holdout_bytes),
-                bytes: holdout_bytes.len() as u64,
-            },
-            holdout_format: HOLDOUT_TEXT_IDS,
-            status: new.status,
-            status_reason: new.status_reason,
-            feedback_used: new.feedback_used,
-            gate: new.gate,
-            profiles: new.profiles,
-            recipe: new.recipe,
-        };
-        let stage = self.layout.staging_version(version, std::process::id());
-        fs::create_dir_all(&stage).map_err(|e| io_err(&stage, e))?;
-        write_synced(&stage.join(MODEL_FILE), &model_bytes)?;
-        write_synced(&stage.join(HOLDOUT_FILE), &holdout_bytes)?;
-        write_synced(
-            &stage.join(MANIFEST_FILE),
-            manifest_text(&manifest).as_bytes(),
-        )?;
-        sync_dir(&stage)?;
-        let dest = self.version_dir(version);
-        fs::rename(&stage, &dest).map_err(|e| io_err(&dest, e))?;
-        sync_dir(&self.versions_dir())?;
-        if activate {
-            write_atomic(&self.layout.active(), format!("{version}\n").as_bytes())?;
-        }
-        Ok(manifest)
+        self.write(|held| {
+            let version = self.held_highest(held)? + 1;
+            let parent = self.held_active(held)?;
+            let (manifest, activate) =
+                new_manifest(new, version, parent, activate, &model_bytes, &holdout_bytes);
+            self.held_put_version(
+                held,
+                version,
+                &manifest_text(&manifest),
+                &model_bytes,
+                &holdout_bytes,
+            )?;
+            if activate {
+                self.held_set_active(held, version)?;
+            }
+            Ok(manifest)
+        })
     }
 
     /// Makes an earlier (or any other) version active again. The version that was
@@ -675,28 +907,29 @@ impl Registry {
     pub fn rollback_from(&self, to: u32) -> Result<(Manifest, Option<u32>), StoreError> {
         // Check the target loads (checksums, structure) before touching anything.
         self.load(to)?;
-        let _lock = self.lock()?;
-        let previous = self.active()?;
-        if previous == Some(to) {
-            return Ok((self.manifest(to)?, previous));
-        }
-        write_atomic(&self.layout.active(), format!("{to}\n").as_bytes())?;
-        let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-        if let Some(p) = previous
-            && let Ok(mut m) = self.manifest(p)
-            && m.status == Status::Registered
-        {
-            m.status = Status::RolledBack;
-            m.status_reason = Some(format!("rolled back to v{to} at {now}"));
-            write_atomic(&self.layout.manifest(p), manifest_text(&m).as_bytes())?;
-        }
-        let mut target = self.manifest(to)?;
-        if target.status == Status::RolledBack {
-            target.status = Status::Registered;
-            target.status_reason = None;
-            write_atomic(&self.layout.manifest(to), manifest_text(&target).as_bytes())?;
-        }
-        Ok((target, previous))
+        self.write(|held| {
+            let previous = self.held_active(held)?;
+            if previous == Some(to) {
+                return Ok((self.held_manifest(held, to)?, previous));
+            }
+            self.held_set_active(held, to)?;
+            let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+            if let Some(p) = previous
+                && let Ok(mut m) = self.held_manifest(held, p)
+                && m.status == Status::Registered
+            {
+                m.status = Status::RolledBack;
+                m.status_reason = Some(format!("rolled back to v{to} at {now}"));
+                self.held_put_manifest(held, p, &manifest_text(&m))?;
+            }
+            let mut target = self.held_manifest(held, to)?;
+            if target.status == Status::RolledBack {
+                target.status = Status::Registered;
+                target.status_reason = None;
+                self.held_put_manifest(held, to, &manifest_text(&target))?;
+            }
+            Ok((target, previous))
+        })
     }
 
     /// The bytes of one file of version `v` as another registry would install them
@@ -706,14 +939,18 @@ impl Registry {
     pub fn version_file(&self, v: u32, name: &str) -> Result<Vec<u8>, StoreError> {
         let m = self.manifest(v)?;
         match name {
-            MANIFEST_FILE => {
-                let p = self.layout.manifest(v);
-                fs::read(&p).map_err(|e| io_err(&p, e))
-            }
+            MANIFEST_FILE => match &self.shared {
+                // What was parsed above is what is stored: the same text.
+                Some(_) => Ok(manifest_text(&m).into_bytes()),
+                None => {
+                    let p = self.layout.manifest(v);
+                    fs::read(&p).map_err(|e| io_err(&p, e))
+                }
+            },
             MODEL_FILE => self.read_checked(v, &m.model_file),
             HOLDOUT_FILE => self.read_checked(v, &m.holdout_file),
             other => Err(StoreError::Confinement {
-                manifest: self.layout.manifest(v).display().to_string(),
+                manifest: self.place(v, MANIFEST_FILE),
                 name: crate::util::text::quote(other),
                 why: "is not a file a version shares",
             }),
@@ -721,11 +958,12 @@ impl Registry {
     }
 
     /// Installs a version made by another registry (the app mirroring a team's
-    /// service) under its own number: the manifest's text and its two files, each
-    /// checked against the manifest's checksums and the model parsed before anything is
-    /// written; then staged and renamed into place like a new version. Installing a
-    /// version already present with the same files only refreshes its manifest (a new
-    /// status or threshold); different files are refused. Does not touch `ACTIVE`.
+    /// service, or a store being copied) under its own number: the manifest's text and
+    /// its two files, each checked against the manifest's checksums and the model
+    /// parsed before anything is written; then written like a new version. Installing
+    /// a version already present with the same files only refreshes its manifest (a
+    /// new status or threshold); different files are refused. Does not touch the
+    /// active pointer.
     pub fn install_version(
         &self,
         v: u32,
@@ -752,42 +990,31 @@ impl Registry {
             )));
         }
         for (file, bytes) in [(&m.model_file, model), (&m.holdout_file, holdout)] {
-            let actual = sha256_hex(bytes);
-            if actual != file.sha256 {
-                return Err(StoreError::Checksum {
-                    path: format!("{origin}: {}", file.name),
-                    expected: file.sha256.clone(),
-                    actual,
-                });
-            }
+            check_sum(bytes.to_vec(), file, format!("{origin}: {}", file.name))?;
         }
         Model::from_bytes(model).map_err(|source| StoreError::Model {
             path: format!("{origin}: {MODEL_FILE}"),
             source,
         })?;
-        let _lock = self.lock()?;
-        let dest = self.version_dir(v);
-        if dest.is_dir() {
-            let have = self.manifest(v)?;
-            if have.model_file != m.model_file || have.holdout_file != m.holdout_file {
-                return Err(bad(format!(
-                    "this registry already holds a different version {v} (other files); refusing to replace it"
-                )));
+        self.write(|held| {
+            match self.held_manifest(held, v) {
+                Ok(have) => {
+                    if have.model_file != m.model_file || have.holdout_file != m.holdout_file {
+                        return Err(bad(format!(
+                            "this registry already holds a different version {v} (other files); refusing to replace it"
+                        )));
+                    }
+                    if have != m {
+                        self.held_put_manifest(held, v, text)?;
+                    }
+                    return Ok(m);
+                }
+                Err(StoreError::NoSuchVersion(_)) => {}
+                Err(e) => return Err(e),
             }
-            if have != m {
-                write_atomic(&self.layout.manifest(v), text.as_bytes())?;
-            }
-            return Ok(m);
-        }
-        let stage = self.layout.staging_version(v, std::process::id());
-        fs::create_dir_all(&stage).map_err(|e| io_err(&stage, e))?;
-        write_synced(&stage.join(MODEL_FILE), model)?;
-        write_synced(&stage.join(HOLDOUT_FILE), holdout)?;
-        write_synced(&stage.join(MANIFEST_FILE), text.as_bytes())?;
-        sync_dir(&stage)?;
-        fs::rename(&stage, &dest).map_err(|e| io_err(&dest, e))?;
-        sync_dir(&self.versions_dir())?;
-        Ok(m)
+            self.held_put_version(held, v, text, model, holdout)?;
+            Ok(m)
+        })
     }
 
     /// Replaces the manifest of an installed version with `manifest_text` when only
@@ -801,31 +1028,211 @@ impl Registry {
         let text = std::str::from_utf8(manifest_text)
             .map_err(|_| bad("the manifest is not UTF-8 text".into()))?;
         let m: Manifest = ron::from_str(text).map_err(|e| bad(e.to_string()))?;
-        let _lock = self.lock()?;
-        let have = self.manifest(v)?;
-        if m.version != v || have.model_file != m.model_file || have.holdout_file != m.holdout_file
-        {
-            return Err(bad(format!(
-                "it does not describe the installed version {v} (other files)"
-            )));
-        }
-        if have == m {
-            return Ok(false);
-        }
-        write_atomic(&self.layout.manifest(v), text.as_bytes())?;
-        Ok(true)
+        self.write(|held| {
+            let have = self.held_manifest(held, v)?;
+            if m.version != v
+                || have.model_file != m.model_file
+                || have.holdout_file != m.holdout_file
+            {
+                return Err(bad(format!(
+                    "it does not describe the installed version {v} (other files)"
+                )));
+            }
+            if have == m {
+                return Ok(false);
+            }
+            self.held_put_manifest(held, v, text)?;
+            Ok(true)
+        })
     }
 
     /// Sets version `v`'s decision threshold and nothing else: the manifest is read
     /// and rewritten under the registry's lock, so a status another process wrote
     /// meanwhile (a rollback) is kept. Returns the manifest as written.
     pub fn set_threshold(&self, v: u32, threshold: f64) -> Result<Manifest, StoreError> {
-        let _lock = self.lock()?;
-        let mut m = self.manifest(v)?;
-        m.threshold = threshold;
-        write_atomic(&self.layout.manifest(v), manifest_text(&m).as_bytes())?;
-        Ok(m)
+        self.write(|held| {
+            let mut m = self.held_manifest(held, v)?;
+            m.threshold = threshold;
+            self.held_put_manifest(held, v, &manifest_text(&m))?;
+            Ok(m)
+        })
     }
+
+    /// The text of document `d`, if there is one.
+    pub fn read_document(&self, d: Document) -> Result<Option<String>, StoreError> {
+        if let Some(db) = &self.shared {
+            let mut c = db.conn()?;
+            return Ok(
+                pg::registry::document(&mut *c, d.key()).map_err(db.err("reading a document"))?
+            );
+        }
+        let p = self.document_path(d);
+        match fs::read_to_string(&p) {
+            Ok(text) => Ok(Some(text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err(&p, e)),
+        }
+    }
+
+    /// Writes document `d` (atomically; replaces what was there).
+    pub fn write_document(&self, d: Document, text: &str) -> Result<(), StoreError> {
+        if let Some(db) = &self.shared {
+            let mut c = db.conn()?;
+            return Ok(pg::registry::put_document(&mut *c, d.key(), text)
+                .map_err(db.err("writing a document"))?);
+        }
+        let p = self.document_path(d);
+        if let Some(dir) = p.parent() {
+            fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+        }
+        write_atomic(&p, text.as_bytes())
+    }
+
+    /// Writes document `d` only if there is none; false when there was one (two
+    /// processes starting an experiment at once: one wins).
+    pub fn create_document(&self, d: Document, text: &str) -> Result<bool, StoreError> {
+        if let Some(db) = &self.shared {
+            let mut c = db.conn()?;
+            return Ok(pg::registry::create_document(&mut *c, d.key(), text)
+                .map_err(db.err("writing a document"))?);
+        }
+        let _lock = self.lock()?;
+        if self.document_path(d).exists() {
+            return Ok(false);
+        }
+        self.write_document(d, text)?;
+        Ok(true)
+    }
+
+    /// Removes document `d`; false when there was none.
+    pub fn remove_document(&self, d: Document) -> Result<bool, StoreError> {
+        if let Some(db) = &self.shared {
+            let mut c = db.conn()?;
+            return Ok(pg::registry::remove_document(&mut *c, d.key())
+                .map_err(db.err("removing a document"))?);
+        }
+        let p = self.document_path(d);
+        match fs::remove_file(&p) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io_err(&p, e)),
+        }
+    }
+
+    /// Where a folder registry keeps document `d` (for messages: the place of a
+    /// document that does not parse).
+    pub fn document_place(&self, d: Document) -> String {
+        match &self.shared {
+            Some(db) => format!("{}: {}", db.shown(), d.key()),
+            None => self.document_path(d).display().to_string(),
+        }
+    }
+
+    fn document_path(&self, d: Document) -> PathBuf {
+        match d {
+            Document::Experiment => self.layout.experiment(),
+            Document::OnlineSettings => self.layout.online_config(),
+            Document::LatestComparison => self.layout.latest_comparison(),
+        }
+    }
+}
+
+/// `bytes` when their SHA-256 is the one `file` names; else a checksum error at `place`.
+fn check_sum(bytes: Vec<u8>, file: &FileRef, place: String) -> Result<Vec<u8>, StoreError> {
+    let actual = sha256_hex(&bytes);
+    if actual != file.sha256 {
+        return Err(StoreError::Checksum {
+            path: place,
+            expected: file.sha256.clone(),
+            actual,
+        });
+    }
+    Ok(bytes)
+}
+
+/// Parses manifest `text`, which should describe version `v` (`place` names it in
+/// errors).
+fn parse_manifest(text: &str, v: u32, place: &str) -> Result<Manifest, StoreError> {
+    let m: Manifest = ron::from_str(text).map_err(|e| StoreError::Manifest {
+        path: place.to_string(),
+        message: e.to_string(),
+    })?;
+    if m.version != v {
+        return Err(StoreError::Manifest {
+            path: place.to_string(),
+            message: format!("it describes version {}, not {v}", m.version),
+        });
+    }
+    Ok(m)
+}
+
+/// The manifest of a new version `version` on `parent`, and whether it is activated.
+/// Compare-and-swap: a candidate gated against one active version is promoted only if
+/// that version is still the active one now (the caller holds the registry's lock);
+/// otherwise it is kept as rejected, with that reason.
+fn new_manifest(
+    new: NewVersion<'_>,
+    version: u32,
+    parent: Option<u32>,
+    activate: bool,
+    model_bytes: &[u8],
+    holdout_bytes: &[u8],
+) -> (Manifest, bool) {
+    let mut new = new;
+    let mut activate = activate;
+    if let Some(g) = new.gate.as_mut()
+        && activate
+        && parent != Some(g.against)
+    {
+        let why = format!(
+            "rejected: the active version changed from v{} to {} while this candidate was trained; retrain to gate against it",
+            g.against,
+            parent.map_or("none".to_string(), |p| format!("v{p}"))
+        );
+        g.promoted = false;
+        g.reason = why.clone();
+        new.status = Status::Rejected;
+        new.status_reason = Some(why);
+        activate = false;
+    }
+    let manifest = Manifest {
+        version,
+        parent,
+        created_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        data: new.data,
+        train_rows: new.train_rows,
+        train_positives: new.train_positives,
+        test_rows: new.holdout.labels.len(),
+        evaluation: new.evaluation,
+        params: new.params,
+        train_seconds: new.train_seconds,
+        imputation_medians: new.model.imputer.medians.clone(),
+        threshold: new.threshold,
+        metrics: new.metrics,
+        importance: crate::data::catalog::catalog()
+            .ids()
+            .map(str::to_string)
+            .zip(new.model.importance().iter().copied())
+            .collect(),
+        model_file: FileRef {
+            name: MODEL_FILE.into(),
+            sha256: sha256_hex(model_bytes),
+            bytes: model_bytes.len() as u64,
+        },
+        holdout_file: FileRef {
+            name: HOLDOUT_FILE.into(),
+            sha256: sha256_hex(holdout_bytes),
+            bytes: holdout_bytes.len() as u64,
+        },
+        holdout_format: HOLDOUT_TEXT_IDS,
+        status: new.status,
+        status_reason: new.status_reason,
+        feedback_used: new.feedback_used,
+        gate: new.gate,
+        profiles: new.profiles,
+        recipe: new.recipe,
+    };
+    (manifest, activate)
 }
 
 fn manifest_text(m: &Manifest) -> String {

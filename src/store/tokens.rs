@@ -80,6 +80,9 @@ pub enum TokenError {
     LockTimeout { path: String, secs: u64 },
     #[error("cannot draw a random secret: {0}")]
     Random(String),
+    /// The shared store failed (unreachable, busy...).
+    #[error("{0}")]
+    Database(#[from] super::pg::DbError),
 }
 
 /// A token as listed (never its secret nor its hash).
@@ -124,20 +127,58 @@ fn is_hex64(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-/// The tokens file of one registry.
+/// The tokens of one registry: its tokens file, or the shared store's table.
 #[derive(Debug, Clone)]
 pub struct TokenStore {
     path: PathBuf,
     lock: PathBuf,
+    shared: Option<super::pg::Db>,
 }
 
 impl TokenStore {
+    /// The tokens file of the registry folder `registry_root`.
     pub fn open_in(registry_root: &Path) -> TokenStore {
         let layout = Layout::new(registry_root);
         TokenStore {
             path: layout.tokens(),
             lock: layout.tokens_lock(),
+            shared: None,
         }
+    }
+
+    /// The tokens of `registry`, wherever it keeps them.
+    pub fn of(registry: &super::Registry) -> TokenStore {
+        TokenStore {
+            shared: registry.shared().cloned(),
+            ..TokenStore::open_in(registry.root())
+        }
+    }
+
+    /// Where the tokens are, for messages.
+    fn place(&self) -> String {
+        match &self.shared {
+            Some(db) => format!("{}: tokens", db.shown()),
+            None => self.path.display().to_string(),
+        }
+    }
+
+    /// The stored tokens of a shared store, checked like the file's.
+    fn shared_entries(&self, db: &super::pg::Db) -> Result<TokensFile, TokenError> {
+        let rows = super::pg::tokens::list(&mut *db.conn()?).map_err(db.err("reading tokens"))?;
+        let mut tokens = Vec::with_capacity(rows.len());
+        for (name, role, created_at, sha256) in rows {
+            let role = Role::parse(&role)
+                .map_err(|_| self.damaged(format!("token {} has an unknown role", quote(&name))))?;
+            tokens.push(Entry {
+                name,
+                role,
+                created_at,
+                sha256,
+            });
+        }
+        let file = TokensFile { tokens };
+        self.check(&file)?;
+        Ok(file)
     }
 
     pub fn path(&self) -> &Path {
@@ -153,7 +194,7 @@ impl TokenStore {
 
     fn damaged(&self, message: impl Into<String>) -> TokenError {
         TokenError::Damaged {
-            path: self.path.display().to_string(),
+            path: self.place(),
             message: message.into(),
         }
     }
@@ -161,6 +202,14 @@ impl TokenStore {
     /// Whether a tokens file with at least one token is there. A file that cannot be
     /// read counts as there (so a server does not start unprotected; `load` reports it).
     pub fn exists(&self) -> bool {
+        if let Some(db) = &self.shared {
+            // A store that cannot be asked counts as protected too.
+            return db
+                .conn()
+                .ok()
+                .and_then(|mut c| super::pg::tokens::any(&mut *c).ok())
+                .unwrap_or(true);
+        }
         match self.read() {
             Ok(f) => !f.tokens.is_empty(),
             Err(_) => self.path.exists(),
@@ -168,6 +217,9 @@ impl TokenStore {
     }
 
     fn read(&self) -> Result<TokensFile, TokenError> {
+        if let Some(db) = &self.shared {
+            return self.shared_entries(db);
+        }
         let f = match File::open(&self.path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -187,6 +239,12 @@ impl TokenStore {
             // The parser's message can repeat file content: keep it short.
             self.damaged(crate::util::text::clip(&one_line(&e.to_string())))
         })?;
+        self.check(&file)?;
+        Ok(file)
+    }
+
+    /// Names valid and unique, hashes of the right shape.
+    fn check(&self, file: &TokensFile) -> Result<(), TokenError> {
         let mut seen = std::collections::HashSet::new();
         for t in &file.tokens {
             if !valid_name(&t.name) {
@@ -202,7 +260,7 @@ impl TokenStore {
                 )));
             }
         }
-        Ok(file)
+        Ok(())
     }
 
     /// Rewrites the file: a temp file created 0600 in the same folder, fsync, rename.
@@ -261,14 +319,37 @@ impl TokenStore {
         if !valid_name(name) {
             return Err(TokenError::BadName(quote(name)));
         }
+        let duplicate = || TokenError::Duplicate {
+            path: self.place(),
+            name: quote(name),
+        };
+        if let Some(db) = &self.shared {
+            let (secret, entry) = new_secret(name, role)?;
+            let added = super::pg::tokens::add(
+                &mut *db.conn()?,
+                &entry.name,
+                entry.role.name(),
+                &entry.created_at,
+                &entry.sha256,
+            )
+            .map_err(db.err("adding a token"))?;
+            return if added { Ok(secret) } else { Err(duplicate()) };
+        }
         let _lock = self.lock()?;
         let mut file = self.read()?;
         if file.tokens.iter().any(|t| t.name == name) {
-            return Err(TokenError::Duplicate {
-                path: self.path.display().to_string(),
-                name: quote(name),
-            });
+            return Err(duplicate());
         }
+        let (secret, entry) = new_secret(name, role)?;
+        file.tokens.push(entry);
+        self.write(&file)?;
+        Ok(secret)
+    }
+}
+
+/// A new random secret for token `name`, and its entry (the secret's hash).
+fn new_secret(name: &str, role: Role) -> Result<(String, Entry), TokenError> {
+    {
         let mut bytes = [0u8; 32];
         getrandom::fill(&mut bytes).map_err(|e| TokenError::Random(e.to_string()))?;
         let mut secret = String::with_capacity(SECRET_PREFIX.len() + 64);
@@ -276,16 +357,17 @@ impl TokenStore {
         for b in bytes {
             secret.push_str(&format!("{b:02x}"));
         }
-        file.tokens.push(Entry {
+        let entry = Entry {
             name: name.to_string(),
             role,
             created_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
             sha256: sha256_hex(secret.as_bytes()),
-        });
-        self.write(&file)?;
-        Ok(secret)
+        };
+        Ok((secret, entry))
     }
+}
 
+impl TokenStore {
     /// The tokens, in the order they were added.
     pub fn list(&self) -> Result<Vec<TokenInfo>, TokenError> {
         Ok(self.read()?.tokens.into_iter().map(info).collect())
@@ -294,6 +376,17 @@ impl TokenStore {
     /// Removes the token `name`; its secret stops working for every server that loads
     /// the file afterwards.
     pub fn revoke(&self, name: &str) -> Result<(), TokenError> {
+        if let Some(db) = &self.shared {
+            let removed = super::pg::tokens::revoke(&mut *db.conn()?, name)
+                .map_err(db.err("revoking a token"))?;
+            if !removed {
+                return Err(TokenError::Unknown {
+                    path: self.place(),
+                    name: quote(name),
+                });
+            }
+            return Ok(());
+        }
         let _lock = self.lock()?;
         let mut file = self.read()?;
         let before = file.tokens.len();

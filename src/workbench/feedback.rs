@@ -78,8 +78,7 @@ pub(super) fn store_feedback(
 }
 
 pub(super) fn send_feedback_stats(ctx: &JobCtx, registry: &Registry) {
-    let read = FeedbackStore::open_in(registry.root())
-        .and_then(|s| Ok((s.stats()?, s.agreement_over_time()?)));
+    let read = FeedbackStore::of(registry).and_then(|s| Ok((s.stats()?, s.agreement_over_time()?)));
     match read {
         Ok((stats, over_time)) => {
             ctx.send(Msg::FeedbackStats(stats));

@@ -367,7 +367,7 @@ fn load_at_start(ctx: &JobCtx, registry: Registry, config: WorkbenchConfig, remo
     }
     send_feedback_stats(ctx, &registry);
     send_versions(ctx, &registry);
-    match crate::ops::compare::load_latest(registry.root()) {
+    match crate::ops::compare::load_latest(&registry) {
         Ok(Some(s)) => ctx.send(Msg::SavedComparison(Arc::new(s))),
         Ok(None) => {}
         Err(e) => ctx.error(format!("the saved model comparison cannot be read: {e}")),

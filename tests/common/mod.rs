@@ -2,6 +2,8 @@
 //! process on a loopback socket) or receive its alerts (a webhook receiver).
 #![allow(dead_code)]
 
+pub mod pg;
+
 use serde_json::Value;
 use spamscope::data::synth::{SynthParams, default_dataset};
 use spamscope::model::forest::ForestParams;

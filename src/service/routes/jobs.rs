@@ -8,33 +8,34 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 
-/// Reports a job's progress into the state's job table.
+/// Reports a job's progress into the service's jobs (the store's, on a shared one:
+/// other replicas follow it there).
 pub(super) struct JobProgress {
     state: Arc<State>,
     id: u64,
+    /// When progress was last written (a shared store is written at most every
+    /// [`PROGRESS_EVERY`], besides stage changes).
+    last: std::sync::Mutex<(std::time::Instant, String)>,
 }
+
+/// How often a job's progress is written at most, within one stage.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
 impl crate::util::progress::Reporter for JobProgress {
     fn stage(&self, stage: &str, done: usize, total: usize) {
-        let mut jobs = s_jobs(&self.state);
-        if let Some(j) = jobs.iter_mut().find(|j| j.id == self.id) {
-            j.stage = stage.to_string();
-            j.done = done;
-            j.total = total;
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if last.1 == stage && last.0.elapsed() < PROGRESS_EVERY && done < total {
+            return;
         }
+        *last = (std::time::Instant::now(), stage.to_string());
+        self.state.jobs.progress(self.id, stage, done, total);
     }
 }
 
-pub(super) fn s_jobs(s: &State) -> std::sync::MutexGuard<'_, Vec<api::Job>> {
-    s.jobs.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Most finished jobs kept for `GET /jobs/{id}`.
-pub(super) const KEEP_JOBS: usize = 100;
-
 /// Retrains from the stored feedback (role admin): the online-learning path with its
 /// promotion gate, on a worker thread. Answers at once with a job id; follow it at
-/// `/jobs/{id}`. One retrain at a time per service (409).
+/// `/jobs/{id}` (on any replica). One retrain at a time per service, across all its
+/// replicas (409).
 #[utoipa::path(post, path = "/model/retrain", tag = "model",
     responses(
         (status = 202, body = api::JobAccepted),
@@ -43,74 +44,74 @@ pub(super) const KEEP_JOBS: usize = 100;
     ))]
 pub(super) async fn retrain(call: Call<Admin>) -> Result<Response, ApiError> {
     let s = call.s.clone();
-    let caller = call.caller.clone();
-    let id = {
-        let mut jobs = s_jobs(&s);
-        if let Some(j) = jobs.iter().find(|j| j.state == "running") {
+    let by = call.caller.name.clone();
+    let started = call
+        .write(move || s.jobs.start("retrain", &by).map_err(crate::Error::from))
+        .await?;
+    let id = match started {
+        crate::store::jobs::Started::New(id) => id,
+        crate::store::jobs::Started::Running(id) => {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 "busy",
-                format!("retrain job {} is still running", j.id),
+                format!("retrain job {id} is still running"),
             ));
         }
-        let id = jobs.last().map_or(1, |j| j.id + 1);
-        jobs.push(api::Job {
-            id,
-            kind: "retrain".into(),
-            state: "running".into(),
-            stage: "starting".into(),
-            done: 0,
-            total: 1,
-            started_by: caller.name.clone(),
-            result: None,
-            error: None,
-        });
-        let finished = jobs.len().saturating_sub(KEEP_JOBS);
-        jobs.drain(..finished);
-        id
     };
-    let s2 = s.clone();
+    let s2 = call.s.clone();
     std::thread::spawn(move || {
+        // The job's heartbeat, while it runs (a shared store: other replicas see it
+        // alive; a replica killed mid-job leaves it to read as failed).
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let beat = {
+            let s3 = s2.clone();
+            std::thread::spawn(move || {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(crate::store::jobs::HEARTBEAT)
+                {
+                    s3.jobs.beat(id);
+                }
+            })
+        };
         let progress = JobProgress {
             state: s2.clone(),
             id,
+            last: std::sync::Mutex::new((std::time::Instant::now(), String::new())),
         };
         let outcome = crate::ops::online::OnlineLearningConfig::load(&s2.registry)
             .and_then(|cfg| crate::ops::online::retrain(&s2.registry, &cfg, &progress));
+        drop(stop);
+        let _ = beat.join();
         if let Err(e) = s2.refresh_active() {
             tracing::warn!("after the retrain: {e}");
         }
-        let mut jobs = s_jobs(&s2);
-        if let Some(j) = jobs.iter_mut().find(|j| j.id == id) {
-            match outcome {
-                Ok(o) => {
-                    j.state = "succeeded".into();
-                    j.result = Some(api::RetrainResult {
-                        candidate_version: o.candidate.version,
-                        promoted: o.promoted,
-                        reason: o.reason,
-                        feedback_train: o.feedback_train,
-                        feedback_holdout: o.feedback_holdout,
-                        metrics: (&o.candidate.metrics).into(),
-                        by_moderator: o
-                            .by_moderator
-                            .iter()
-                            .map(|m| api::ModeratorGate {
-                                moderator: m.moderator.clone(),
-                                records: m.candidate.records,
-                                accuracy_active: m.active.accuracy,
-                                accuracy_candidate: m.candidate.accuracy,
-                                brier_active: m.active.brier,
-                                brier_candidate: m.candidate.brier,
-                            })
-                            .collect(),
-                    });
-                }
-                Err(e) => {
-                    j.state = "failed".into();
-                    j.error = Some(e.to_string());
-                }
-            }
+        let outcome = outcome
+            .map(|o| {
+                let r = api::RetrainResult {
+                    candidate_version: o.candidate.version,
+                    promoted: o.promoted,
+                    reason: o.reason,
+                    feedback_train: o.feedback_train,
+                    feedback_holdout: o.feedback_holdout,
+                    metrics: (&o.candidate.metrics).into(),
+                    by_moderator: o
+                        .by_moderator
+                        .iter()
+                        .map(|m| api::ModeratorGate {
+                            moderator: m.moderator.clone(),
+                            records: m.candidate.records,
+                            accuracy_active: m.active.accuracy,
+                            accuracy_candidate: m.candidate.accuracy,
+                            brier_active: m.active.brier,
+                            brier_candidate: m.candidate.brier,
+                        })
+                        .collect(),
+                };
+                serde_json::to_string(&r).expect("a retrain result always serialises")
+            })
+            .map_err(|e| e.to_string());
+        if let Err(e) = s2.jobs.finish(id, outcome) {
+            tracing::error!("retrain job {id}: its end was not recorded: {e}");
         }
     });
     Ok((
@@ -142,13 +143,39 @@ pub(super) async fn job(
         ApiError::bad_request("bad_path", "the job id must be a number")
             .with_field(Some("id".into()))
     })?;
-    let jobs = s_jobs(&s);
-    let Some(j) = jobs.iter().find(|j| j.id == id) else {
+    let found = call
+        .read(move || s.jobs.get(id).map_err(crate::Error::from))
+        .await?;
+    let Some(j) = found else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "no_such_job",
             format!("no job {id}"),
         ));
     };
-    Ok(Json(j.clone()))
+    let result = match j
+        .result
+        .as_deref()
+        .map(serde_json::from_str::<api::RetrainResult>)
+    {
+        None => None,
+        Some(Ok(r)) => Some(r),
+        Some(Err(e)) => {
+            return Err(crate::Error::Invalid(format!(
+                "job {id}: its stored result is unreadable: {e}"
+            ))
+            .into());
+        }
+    };
+    Ok(Json(api::Job {
+        id: j.id,
+        kind: j.kind,
+        state: j.state,
+        stage: j.stage,
+        done: j.done,
+        total: j.total,
+        started_by: j.started_by,
+        result,
+        error: j.error,
+    }))
 }

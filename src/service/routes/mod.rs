@@ -58,7 +58,7 @@ type Q = Result<Query<ScoreQuery>, axum::extract::rejection::QueryRejection>;
 struct ApiDoc;
 
 /// Tokens: `Authorization: Bearer TOKEN` or `X-API-Key: TOKEN`, on every route but
-/// `/`, `/health` and `/openapi.json`.
+/// `/`, `/health`, `/health/live`, `/health/ready` and `/openapi.json`.
 struct Security;
 
 impl utoipa::Modify for Security {
@@ -87,6 +87,8 @@ fn api() -> OpenApiRouter<Arc<State>> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(root))
         .routes(routes!(health))
+        .routes(routes!(health_live))
+        .routes(routes!(health_ready))
         .routes(routes!(predict))
         .routes(routes!(predict_batch))
         .routes(routes!(model_version))
@@ -230,6 +232,60 @@ async fn health(Ax(s): S) -> Json<api::Health> {
         model_version: a.manifest.version,
         uptime_seconds: s.started.elapsed().map_or(0.0, |d| d.as_secs_f64()),
     })
+}
+
+/// The process runs and answers (for a load balancer's or Kubernetes' liveness probe;
+/// no token needed).
+#[utoipa::path(get, path = "/health/live", tag = "service", security(()),
+    responses((status = 200, body = api::Message)))]
+async fn health_live() -> Json<api::Message> {
+    Json(api::Message {
+        message: "live".into(),
+    })
+}
+
+/// Whether this replica should get traffic: a model is loaded and the store answers
+/// (the shared database within 2 s). 503 otherwise, with the reason (no token needed).
+#[utoipa::path(get, path = "/health/ready", tag = "service", security(()),
+    responses((status = 200, body = api::Ready), (status = 503, body = api::Ready)))]
+async fn health_ready(Ax(s): S) -> Response {
+    let model_version = s.active().manifest.version;
+    let store = if s.registry.shared().is_some() {
+        "postgres"
+    } else {
+        "folder"
+    };
+    let s2 = s.clone();
+    let check = tokio::task::spawn_blocking(move || match s2.registry.shared() {
+        Some(db) => db.ping().map_err(|e| e.message),
+        None => s2.registry.active().map(|_| ()).map_err(|e| e.to_string()),
+    });
+    let reason = match tokio::time::timeout(std::time::Duration::from_secs(2), check).await {
+        Ok(Ok(Ok(()))) => None,
+        Ok(Ok(Err(e))) => Some(crate::service::error::without_paths(&e)),
+        Ok(Err(_)) => Some("the check failed".to_string()),
+        Err(_) => Some("the store did not answer within 2 s".to_string()),
+    };
+    let code = if reason.is_none() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let status = if reason.is_none() {
+        "ready"
+    } else {
+        "not ready"
+    };
+    (
+        code,
+        Json(api::Ready {
+            status: status.into(),
+            model_version,
+            store: store.into(),
+            reason,
+        }),
+    )
+        .into_response()
 }
 
 /// This document.

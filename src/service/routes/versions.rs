@@ -178,7 +178,7 @@ pub(super) async fn comparison_get(call: Call<Moderator>) -> Result<Response, Ap
     let s = call.s.clone();
     let s2 = s.clone();
     let saved = call
-        .read(move || crate::ops::compare::load_latest(s2.registry.root()))
+        .read(move || crate::ops::compare::load_latest(&s2.registry))
         .await?;
     match saved {
         Some(c) => Ok(Json(c).into_response()),
@@ -218,7 +218,7 @@ pub(super) async fn comparison_put(
     })?;
     let s2 = s.clone();
     let rows = saved.rows.len();
-    call.write(move || crate::ops::compare::save(s2.registry.root(), &saved))
+    call.write(move || crate::ops::compare::save(&s2.registry, &saved))
         .await?;
     tracing::info!("{} stored a comparison of {rows} models", caller.name);
     Ok(Json(api::Message {

@@ -11,6 +11,9 @@
 //! are rebuilt with a TEXT column when first opened (one transaction; integer values
 //! become their decimal text). Reading accepts integer values too.
 
+pub mod review;
+mod shared;
+
 use crate::data::UserId;
 use crate::data::catalog::{N_FEATURES, catalog};
 use crate::store::{ErrorKind, int, label, opt_int, opt_label};
@@ -263,7 +266,20 @@ pub struct FeedbackStats {
     pub by_version: Vec<VersionStats>,
 }
 
+/// The feedback store of a registry: its SQLite file, or the tables of a shared
+/// PostgreSQL store. Both keep the same guarantees (one transaction per submission
+/// group, idempotency keys, disjoint claims); callers never see which one it is.
 pub struct FeedbackStore {
+    backend: Backend,
+}
+
+enum Backend {
+    Local(Local),
+    Shared(shared::Shared),
+}
+
+/// The SQLite store of a registry folder.
+pub(crate) struct Local {
     pub(super) conn: Connection,
     pub(super) path: PathBuf,
 }
@@ -399,6 +415,29 @@ fn insert_record(
     Ok(())
 }
 
+/// Why record `r` cannot be stored, if it cannot: 51 values, none infinite (NaN is
+/// missing), labels 0 or 1, a valid user id. Both stores check it before a write.
+fn check_record(r: &NewFeedback) -> Result<(), String> {
+    if r.features.len() != N_FEATURES {
+        return Err(format!(
+            "a record needs {N_FEATURES} feature values, got {}",
+            r.features.len()
+        ));
+    }
+    if let Some(i) = r.features.iter().position(|v| v.is_infinite()) {
+        return Err(format!("feature X{} is not finite", i + 1));
+    }
+    if r.true_label > 1 || r.predicted.is_some_and(|p| p > 1) {
+        return Err("labels must be 0 or 1".into());
+    }
+    if let Some(u) = &r.user_id
+        && let Some(problem) = crate::data::user_id_problem(u.trim())
+    {
+        return Err(problem);
+    }
+    Ok(())
+}
+
 /// Feedback given through the service.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Submission {
@@ -523,7 +562,7 @@ impl FeedbackWriter {
 
     /// The writer thread on an open store (its busy wait as set).
     pub fn start(mut store: FeedbackStore) -> Result<FeedbackWriter, FeedbackError> {
-        let path = store.path.display().to_string();
+        let path = store.shown();
         let (tx, rx) = std::sync::mpsc::channel::<(Submission, Reply)>();
         let thread = std::thread::Builder::new()
             .name("feedback-writer".into())
@@ -583,9 +622,9 @@ impl Drop for FeedbackWriter {
     }
 }
 
-impl FeedbackStore {
+impl Local {
     /// Opens (creating if needed) the store at `path`.
-    pub fn open(path: &Path) -> Result<FeedbackStore, FeedbackError> {
+    pub fn open(path: &Path) -> Result<Local, FeedbackError> {
         count_open(path);
         let shown = path.display().to_string();
         let err = |e: rusqlite::Error| FeedbackError::of(&shown, e);
@@ -658,7 +697,7 @@ impl FeedbackStore {
             );",
         )
         .map_err(err)?;
-        Ok(FeedbackStore {
+        Ok(Local {
             conn,
             path: path.to_path_buf(),
         })
@@ -713,15 +752,6 @@ impl FeedbackStore {
     /// key's UNIQUE constraint holds in the same transaction), unless the key is known:
     /// then it is a replay (same body) or refused (another body). A moderator's record
     /// on an account releases their review claim on it.
-    pub fn add_submissions(
-        &mut self,
-        subs: &[Submission],
-    ) -> Result<Vec<Result<Outcome, FeedbackError>>, FeedbackError> {
-        self.add_submissions_at(subs, std::time::SystemTime::now())
-    }
-
-    /// [`FeedbackStore::add_submissions`] at time `now` (keys older than
-    /// [`IDEMPOTENCY_RETENTION`] before it are forgotten first).
     pub fn add_submissions_at(
         &mut self,
         subs: &[Submission],
@@ -881,11 +911,6 @@ impl FeedbackStore {
             .map_err(|e| self.err(e))
     }
 
-    /// The store of a registry directory.
-    pub fn open_in(registry_root: &Path) -> Result<FeedbackStore, FeedbackError> {
-        FeedbackStore::open(&crate::store::layout::Layout::new(registry_root).feedback_db())
-    }
-
     /// How long this connection waits for another writer's lock before a busy error
     /// (default [`crate::store::BUSY_WAIT`]).
     pub fn set_busy_wait(&self, wait: std::time::Duration) -> Result<(), FeedbackError> {
@@ -897,62 +922,7 @@ impl FeedbackStore {
     }
 
     fn validate(&self, r: &NewFeedback) -> Result<(), FeedbackError> {
-        if r.features.len() != N_FEATURES {
-            return Err(self.err(format!(
-                "a record needs {N_FEATURES} feature values, got {}",
-                r.features.len()
-            )));
-        }
-        if let Some(i) = r.features.iter().position(|v| v.is_infinite()) {
-            return Err(self.err(format!("feature X{} is not finite", i + 1)));
-        }
-        if r.true_label > 1 || r.predicted.is_some_and(|p| p > 1) {
-            return Err(self.err("labels must be 0 or 1"));
-        }
-        if let Some(u) = &r.user_id
-            && let Some(problem) = crate::data::user_id_problem(u.trim())
-        {
-            return Err(self.err(problem));
-        }
-        Ok(())
-    }
-
-    /// Stores one record in its own transaction; returns its id.
-    pub fn add(&mut self, r: &NewFeedback) -> Result<i64, FeedbackError> {
-        Ok(self.add_batch(std::slice::from_ref(r))?[0])
-    }
-
-    /// Stores records in one transaction (all or none); returns their ids.
-    pub fn add_batch(&mut self, records: &[NewFeedback]) -> Result<Vec<i64>, FeedbackError> {
-        self.add_batch_by(records, None)
-    }
-
-    /// [`FeedbackStore::add_batch`], each record given by `moderator` (the name set in
-    /// the app's settings; None: nobody named).
-    pub fn add_batch_by(
-        &mut self,
-        records: &[NewFeedback],
-        moderator: Option<&str>,
-    ) -> Result<Vec<i64>, FeedbackError> {
-        for r in records {
-            self.validate(r)?;
-        }
-        let subs: Vec<Submission> = records
-            .iter()
-            .map(|r| Submission::Linked {
-                record: r.clone(),
-                moderator: moderator.map(str::to_string),
-                prediction_id: None,
-                key: None,
-            })
-            .collect();
-        self.add_submissions(&subs)?
-            .into_iter()
-            .map(|r| match r? {
-                Outcome::Stored(id) | Outcome::Replayed { id, .. } => Ok(id),
-                Outcome::KeyReused => Err(self.err("an idempotency key was reused")),
-            })
-            .collect()
+        check_record(r).map_err(|e| self.err(e))
     }
 
     pub fn count(&self) -> Result<u64, FeedbackError> {
@@ -1187,6 +1157,285 @@ impl FeedbackStore {
     }
 }
 
+/// Runs `$call` on whichever store `$self` is.
+macro_rules! on_either {
+    ($self:ident, $s:ident => $call:expr) => {
+        match &$self.backend {
+            Backend::Local($s) => $call,
+            Backend::Shared($s) => $call,
+        }
+    };
+    (mut $self:ident, $s:ident => $call:expr) => {
+        match &mut $self.backend {
+            Backend::Local($s) => $call,
+            Backend::Shared($s) => $call,
+        }
+    };
+}
+
+impl FeedbackStore {
+    /// Opens (creating if needed) the SQLite store at `path`.
+    pub fn open(path: &Path) -> Result<FeedbackStore, FeedbackError> {
+        Ok(FeedbackStore {
+            backend: Backend::Local(Local::open(path)?),
+        })
+    }
+
+    /// The SQLite store of a registry folder.
+    pub fn open_in(registry_root: &Path) -> Result<FeedbackStore, FeedbackError> {
+        FeedbackStore::open(&crate::store::layout::Layout::new(registry_root).feedback_db())
+    }
+
+    /// The store of `registry`, wherever it keeps it: its folder's SQLite file, or the
+    /// tables of its shared database.
+    pub fn of(registry: &crate::store::Registry) -> Result<FeedbackStore, FeedbackError> {
+        match registry.shared() {
+            Some(db) => Ok(FeedbackStore {
+                backend: Backend::Shared(shared::Shared::new(db.clone())),
+            }),
+            None => FeedbackStore::open_in(registry.root()),
+        }
+    }
+
+    /// The SQLite store (tests of the file's own format).
+    #[cfg(test)]
+    fn local(&self) -> &Local {
+        match &self.backend {
+            Backend::Local(l) => l,
+            Backend::Shared(_) => panic!("not a SQLite store"),
+        }
+    }
+
+    /// What to call the store in messages: its file, or the database (no password).
+    pub fn shown(&self) -> String {
+        match &self.backend {
+            Backend::Local(l) => l.path.display().to_string(),
+            Backend::Shared(s) => s.shown(),
+        }
+    }
+
+    fn err(&self, e: impl Failure) -> FeedbackError {
+        FeedbackError::of(&self.shown(), e)
+    }
+
+    /// How long a write waits for another writer's lock before a busy error (default
+    /// [`crate::store::BUSY_WAIT`]).
+    pub fn set_busy_wait(&mut self, wait: std::time::Duration) -> Result<(), FeedbackError> {
+        on_either!(mut self, s => s.set_busy_wait(wait))
+    }
+
+    /// Claims every record that no training used and no other live retrain claimed, in
+    /// one transaction, and returns them (oldest first): each record is taken by
+    /// exactly one retrain. Claims of processes that are gone are released first.
+    pub fn claim_unused(&mut self, claimant: &Claimant) -> Result<Vec<Feedback>, FeedbackError> {
+        on_either!(mut self, s => s.claim_unused(claimant))
+    }
+
+    /// Stores feedback given through the service in one transaction: records with
+    /// features (with who gave them and on which logged prediction) and records on
+    /// predictions never logged here. Each submission gets its outcome or why it was
+    /// refused; the error is the transaction's if it could not be committed.
+    ///
+    /// A submission with an idempotency key is stored together with its key, unless
+    /// the key is known: then it is a replay (same body) or refused (another body),
+    /// also when two processes deliver the same key at once. A moderator's record on
+    /// an account releases their review claim on it.
+    pub fn add_submissions(
+        &mut self,
+        subs: &[Submission],
+    ) -> Result<Vec<Result<Outcome, FeedbackError>>, FeedbackError> {
+        self.add_submissions_at(subs, std::time::SystemTime::now())
+    }
+
+    /// [`FeedbackStore::add_submissions`] at time `now` (keys older than
+    /// [`IDEMPOTENCY_RETENTION`] before it are forgotten first).
+    pub fn add_submissions_at(
+        &mut self,
+        subs: &[Submission],
+        now: std::time::SystemTime,
+    ) -> Result<Vec<Result<Outcome, FeedbackError>>, FeedbackError> {
+        on_either!(mut self, s => s.add_submissions_at(subs, now))
+    }
+
+    /// Stores one record in its own transaction; returns its id.
+    pub fn add(&mut self, r: &NewFeedback) -> Result<i64, FeedbackError> {
+        Ok(self.add_batch(std::slice::from_ref(r))?[0])
+    }
+
+    /// Stores records in one transaction (all or none); returns their ids.
+    pub fn add_batch(&mut self, records: &[NewFeedback]) -> Result<Vec<i64>, FeedbackError> {
+        self.add_batch_by(records, None)
+    }
+
+    /// [`FeedbackStore::add_batch`], each record given by `moderator` (the name set in
+    /// the app's settings; None: nobody named).
+    pub fn add_batch_by(
+        &mut self,
+        records: &[NewFeedback],
+        moderator: Option<&str>,
+    ) -> Result<Vec<i64>, FeedbackError> {
+        for r in records {
+            check_record(r).map_err(|e| self.err(e))?;
+        }
+        let subs: Vec<Submission> = records
+            .iter()
+            .map(|r| Submission::Linked {
+                record: r.clone(),
+                moderator: moderator.map(str::to_string),
+                prediction_id: None,
+                key: None,
+            })
+            .collect();
+        self.add_submissions(&subs)?
+            .into_iter()
+            .map(|r| match r? {
+                Outcome::Stored(id) | Outcome::Replayed { id, .. } => Ok(id),
+                Outcome::KeyReused => Err(self.err("an idempotency key was reused")),
+            })
+            .collect()
+    }
+
+    /// Unlinked feedback: (records, records saying the model was right).
+    pub fn unlinked_counts(&self) -> Result<(u64, u64), FeedbackError> {
+        on_either!(self, s => s.unlinked_counts())
+    }
+
+    /// Gives back what `claimant` claimed and did not use.
+    pub fn release(&mut self, claimant: &Claimant) -> Result<(), FeedbackError> {
+        on_either!(mut self, s => s.release(claimant))
+    }
+
+    pub fn count(&self) -> Result<u64, FeedbackError> {
+        on_either!(self, s => s.count())
+    }
+
+    /// Records not yet used by any training run nor claimed by a running one (a claim
+    /// of a process that is gone counts as no claim: the next retrain takes them).
+    pub fn count_unused(&self) -> Result<u64, FeedbackError> {
+        on_either!(self, s => s.count_unused())
+    }
+
+    /// Totals and agreement, overall and per model version.
+    pub fn stats(&self) -> Result<FeedbackStats, FeedbackError> {
+        on_either!(self, s => s.stats())
+    }
+
+    /// Who said what: per moderator (None: records without one, from the app or an
+    /// import), their records, how often the model's verdict agreed with them, and how
+    /// often they agreed with the other moderators' labels on the same accounts (every
+    /// pair of records on one user id by two different moderators counts once for each),
+    /// and with the confirmed labels of the accounts that have one (a moderator's
+    /// records on accounts they confirmed themselves are not counted).
+    pub fn moderator_stats(&self) -> Result<Vec<ModeratorStats>, FeedbackError> {
+        on_either!(self, s => s.moderator_stats())
+    }
+
+    /// Agreement between the model's verdict and the moderators per version and hour
+    /// (records that carry a verdict), oldest first.
+    pub fn agreement_over_time(&self) -> Result<Vec<AgreementPoint>, FeedbackError> {
+        on_either!(self, s => s.agreement_over_time())
+    }
+
+    /// Every record's label with what it is about (the logged prediction it quotes,
+    /// the account's user id), oldest first; records with neither are left out.
+    pub fn labels(&self) -> Result<Vec<FeedbackLabel>, FeedbackError> {
+        on_either!(self, s => s.labels())
+    }
+
+    /// Records, oldest first; only those not yet used for training when `unused_only`.
+    pub fn records(&self, unused_only: bool) -> Result<Vec<Feedback>, FeedbackError> {
+        on_either!(self, s => s.records(unused_only))
+    }
+
+    /// Marks records as used by the training of `version` (one transaction).
+    pub fn mark_used(&mut self, ids: &[i64], version: u32) -> Result<(), FeedbackError> {
+        on_either!(mut self, s => s.mark_used(ids, version))
+    }
+
+    /// Confirms the final label of each account in `labels`, by `by` at `now`, in one
+    /// transaction; a confirmation replaces the one before (the new confirmer and time
+    /// are kept). Returns the confirmations replaced, in order.
+    pub fn confirm_labels(
+        &mut self,
+        labels: &[(UserId, u8)],
+        by: &str,
+        notes: &str,
+        now: std::time::SystemTime,
+    ) -> Result<Vec<Option<review::ConfirmedLabel>>, FeedbackError> {
+        check_ids(labels.iter().map(|(u, _)| u)).map_err(|e| self.err(e))?;
+        if labels.iter().any(|(_, l)| *l > 1) {
+            return Err(self.err("labels must be 0 or 1"));
+        }
+        on_either!(mut self, s => s.confirm_labels(labels, by, notes, now))
+    }
+
+    /// The confirmed label of `user_id`, if any.
+    pub fn confirmed_label(
+        &self,
+        user_id: &str,
+    ) -> Result<Option<review::ConfirmedLabel>, FeedbackError> {
+        on_either!(self, s => s.confirmed_label(user_id.trim()))
+    }
+
+    /// The feedback records on `user_id`, oldest first.
+    pub fn account_records(
+        &self,
+        user_id: &str,
+    ) -> Result<Vec<review::AccountRecord>, FeedbackError> {
+        on_either!(self, s => s.account_records(user_id.trim()))
+    }
+
+    /// Claims `ids` for review by `moderator` until `now + ttl`, in one transaction: an
+    /// id nobody holds, whose claim expired, or that `moderator` holds already (renewed)
+    /// is granted; the others are reported with their holder. Two moderators claiming
+    /// at once (on one machine or two): each id goes to exactly one.
+    pub fn claim_for_review(
+        &mut self,
+        ids: &[UserId],
+        moderator: &str,
+        ttl: std::time::Duration,
+        now: std::time::SystemTime,
+    ) -> Result<review::ClaimOutcome, FeedbackError> {
+        check_ids(ids).map_err(|e| self.err(e))?;
+        let ids = review::distinct(ids);
+        on_either!(mut self, s => s.claim_for_review(&ids, moderator, ttl, now))
+    }
+
+    /// Gives back `moderator`'s claims on `ids` (others' claims stay); returns how many
+    /// were released.
+    pub fn release_review_claims(
+        &mut self,
+        ids: &[UserId],
+        moderator: &str,
+    ) -> Result<usize, FeedbackError> {
+        check_ids(ids).map_err(|e| self.err(e))?;
+        let ids = review::distinct(ids);
+        on_either!(mut self, s => s.release_review_claims(&ids, moderator))
+    }
+
+    /// For each of `ids` (each once, in order): its unexpired claim at `now`, the
+    /// feedback records on it and its confirmed label, read consistently.
+    pub fn claims_and_reviews(
+        &mut self,
+        ids: &[UserId],
+        now: std::time::SystemTime,
+    ) -> Result<Vec<review::AccountStatus>, FeedbackError> {
+        check_ids(ids).map_err(|e| self.err(e))?;
+        let ids = review::distinct(ids);
+        on_either!(mut self, s => s.claims_and_reviews(&ids, now))
+    }
+}
+
+/// The first user id of `ids` that is not a valid one, and why.
+fn check_ids<'a>(ids: impl IntoIterator<Item = &'a UserId>) -> Result<(), String> {
+    for u in ids {
+        if let Some(problem) = crate::data::user_id_problem(u.trim()) {
+            return Err(problem);
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1241,6 +1490,7 @@ mod tests {
         assert_eq!(s.count().unwrap(), 1);
         assert_eq!(s.unlinked_counts().unwrap(), (1, 0));
         let (who, pid): (Option<String>, Option<String>) = s
+            .local()
             .conn
             .query_row("SELECT moderator, prediction_id FROM feedback", [], |r| {
                 Ok((r.get(0)?, r.get(1)?))
@@ -1473,7 +1723,7 @@ mod tests {
             assert_eq!(user_id_type(&conn).unwrap(), "INTEGER");
         }
         let mut s = FeedbackStore::open(&path).unwrap();
-        assert_eq!(user_id_type(&s.conn).unwrap(), "TEXT");
+        assert_eq!(user_id_type(&s.local().conn).unwrap(), "TEXT");
         let all = s.records(false).unwrap();
         assert_eq!(all.len(), 2);
         assert_eq!(all[0].record.user_id.as_deref(), Some("10000007"));

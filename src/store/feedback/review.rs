@@ -6,8 +6,8 @@
 //! Times are passed in (`now`), so expiry is decided by the caller's clock and tests
 //! need not sleep.
 
+use super::{FeedbackError, Local};
 use crate::data::UserId;
-use crate::store::feedback::{FeedbackError, FeedbackStore};
 use rusqlite::OptionalExtension;
 use serde::Serialize;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -64,18 +64,18 @@ pub struct AccountStatus {
     pub confirmed: Option<ConfirmedLabel>,
 }
 
-fn millis(t: SystemTime) -> i64 {
+pub(super) fn millis(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-fn rfc3339(ms: i64) -> String {
+pub(super) fn rfc3339(ms: i64) -> String {
     let t = UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
     humantime::format_rfc3339_millis(t).to_string()
 }
 
 /// `ids` trimmed, each once, in their first order.
-fn distinct(ids: &[UserId]) -> Vec<UserId> {
+pub(super) fn distinct(ids: &[UserId]) -> Vec<UserId> {
     let mut seen = std::collections::HashSet::new();
     ids.iter()
         .map(|u| UserId::from(u.trim()))
@@ -83,19 +83,10 @@ fn distinct(ids: &[UserId]) -> Vec<UserId> {
         .collect()
 }
 
-impl FeedbackStore {
+impl Local {
     fn tx_err(&self) -> impl Fn(rusqlite::Error) -> FeedbackError + use<> {
         let path = self.path.display().to_string();
         move |e| FeedbackError::of(&path, e)
-    }
-
-    fn check_ids(&self, ids: &[UserId]) -> Result<(), FeedbackError> {
-        for u in ids {
-            if let Some(problem) = crate::data::user_id_problem(u.trim()) {
-                return Err(self.err(problem));
-            }
-        }
-        Ok(())
     }
 
     /// Confirms the final label of each account in `labels`, by `by` at `now`, in one
@@ -108,11 +99,6 @@ impl FeedbackStore {
         notes: &str,
         now: SystemTime,
     ) -> Result<Vec<Option<ConfirmedLabel>>, FeedbackError> {
-        let ids: Vec<UserId> = labels.iter().map(|(u, _)| u.clone()).collect();
-        self.check_ids(&ids)?;
-        if labels.iter().any(|(_, l)| *l > 1) {
-            return Err(self.err("labels must be 0 or 1"));
-        }
         let at = humantime::format_rfc3339_millis(now).to_string();
         let err = self.tx_err();
         let tx = self
@@ -155,7 +141,6 @@ impl FeedbackStore {
         ttl: Duration,
         now: SystemTime,
     ) -> Result<ClaimOutcome, FeedbackError> {
-        self.check_ids(ids)?;
         let now_ms = millis(now);
         let until = millis(now + ttl);
         let err = self.tx_err();
@@ -164,7 +149,7 @@ impl FeedbackStore {
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(&err)?;
         let mut out = ClaimOutcome::default();
-        for u in distinct(ids) {
+        for u in ids.iter().cloned() {
             match claim_in(&tx, &u, now_ms).map_err(&err)? {
                 Some(holder) if holder.moderator != moderator => out.held.push((u, holder)),
                 _ => {
@@ -189,15 +174,14 @@ impl FeedbackStore {
         ids: &[UserId],
         moderator: &str,
     ) -> Result<usize, FeedbackError> {
-        self.check_ids(ids)?;
         let err = self.tx_err();
         let tx = self.conn.transaction().map_err(&err)?;
         let mut n = 0;
-        for u in distinct(ids) {
+        for u in ids {
             n += tx
                 .execute(
                     "DELETE FROM review_claims WHERE user_id = ?1 AND moderator = ?2",
-                    (&*u, moderator),
+                    (u, moderator),
                 )
                 .map_err(&err)?;
         }
@@ -213,12 +197,11 @@ impl FeedbackStore {
         ids: &[UserId],
         now: SystemTime,
     ) -> Result<Vec<AccountStatus>, FeedbackError> {
-        self.check_ids(ids)?;
         let now_ms = millis(now);
         let err = self.tx_err();
         let tx = self.conn.transaction().map_err(&err)?;
         let mut out = Vec::new();
-        for u in distinct(ids) {
+        for u in ids.iter().cloned() {
             out.push(AccountStatus {
                 claim: claim_in(&tx, &u, now_ms).map_err(&err)?,
                 confirmed: confirmed_in(&tx, &u).map_err(&err)?,
@@ -292,7 +275,7 @@ fn claim_in(
 mod tests {
     use super::*;
     use crate::data::catalog::N_FEATURES;
-    use crate::store::feedback::{NewFeedback, Origin, Submission};
+    use crate::store::feedback::{FeedbackStore, NewFeedback, Origin, Submission};
 
     fn ids(range: std::ops::Range<usize>) -> Vec<UserId> {
         range

@@ -9,6 +9,8 @@
 //! every [`PRUNE_EVERY`] appends. Readers use their own connection (WAL lets them read
 //! while the writer writes).
 
+mod shared;
+
 use crate::data::catalog::N_FEATURES;
 use rusqlite::{Connection, OptionalExtension, params_from_iter};
 use std::path::{Path, PathBuf};
@@ -167,9 +169,11 @@ struct Counters {
 
 struct Inner {
     path: PathBuf,
+    /// What to call the log in messages: its file, or the shared database.
+    shown: String,
     tx: SyncSender<Msg>,
     counters: Arc<Counters>,
-    reader: Mutex<Connection>,
+    reader: Reader,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -187,6 +191,32 @@ impl Drop for Inner {
         }
     }
 }
+
+/// Where reads go: the file's reader connection, or the shared database's pool.
+enum Reader {
+    Local(Mutex<Connection>),
+    Shared(crate::store::pg::Db),
+}
+
+/// Where the writer commits.
+enum Sink {
+    Local(Connection),
+    Shared {
+        db: crate::store::pg::Db,
+        /// Day partitions this writer has made sure exist.
+        known: Vec<String>,
+        /// While the database does not answer: when to try the held rows again.
+        retry_at: Option<Instant>,
+    },
+}
+
+/// While the shared database does not answer, the writer holds at most this many rows
+/// (beyond them, records are dropped and counted) and tries again this often.
+const HOLD_WHILE_DOWN: usize = MAX_PENDING;
+const RETRY_EVERY: Duration = Duration::from_millis(500);
+/// How often the writer applies the retention limits to a shared log (dropping whole
+/// day partitions; counting the newest ones costs a read).
+const SHARED_PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 /// The prediction log of one registry. Cheap to clone (all clones share one writer);
 /// when the last clone is dropped, the writer commits what is pending and its thread
@@ -371,24 +401,75 @@ impl PredictionLog {
         create_table(&conn).map_err(|e| err(&e))?;
         prune(&conn, retention).map_err(|e| err(&e))?;
         let reader = connect(&path).map_err(|e| err(&e))?;
+        let shown = path.display().to_string();
+        PredictionLog::start(
+            path.clone(),
+            shown,
+            Sink::Local(conn),
+            Reader::Local(Mutex::new(reader)),
+            retention,
+        )
+        .map_err(|e| err(&e))
+    }
+
+    /// The log of `registry`, wherever it keeps it: its folder's SQLite file, or the
+    /// partitioned table of its shared database (the local cache holds no log then).
+    pub fn open_for(
+        registry: &crate::store::Registry,
+        retention: Retention,
+    ) -> Result<PredictionLog, PredictionLogError> {
+        let Some(db) = registry.shared() else {
+            return PredictionLog::open(registry.root(), retention);
+        };
+        let shown = format!("{}: predictions", db.shown());
+        if let Err(e) = shared::prune(db, retention) {
+            // A log that cannot be pruned now still logs; the writer tries again.
+            tracing::warn!("{shown}: {e}");
+        }
+        PredictionLog::start(
+            PathBuf::from(&shown),
+            shown,
+            Sink::Shared {
+                db: db.clone(),
+                known: Vec::new(),
+                retry_at: None,
+            },
+            Reader::Shared(db.clone()),
+            retention,
+        )
+        .map_err(|e| PredictionLogError::Db {
+            path: format!("{}: predictions", db.shown()),
+            message: e.to_string(),
+            kind: crate::store::ErrorKind::Other,
+        })
+    }
+
+    fn start(
+        path: PathBuf,
+        shown: String,
+        sink: Sink,
+        reader: Reader,
+        retention: Retention,
+    ) -> std::io::Result<PredictionLog> {
         let counters = Arc::new(Counters::default());
         let (tx, rx) = sync_channel(MAX_PENDING);
         let writer = Writer {
-            conn,
+            sink,
+            last_prune: Instant::now(),
             retention,
             counters: counters.clone(),
-            path: path.clone(),
+            shown: shown.clone(),
         };
         let handle = std::thread::Builder::new()
             .name("prediction-log".into())
-            .spawn(move || writer.run(rx))
-            .map_err(|e| err(&e))?;
+            .spawn(move || writer.run(rx))?;
         Ok(PredictionLog {
             inner: Arc::new(Inner {
                 path,
+                shown,
                 tx,
                 counters,
-                reader: Mutex::new(reader),
+                reader,
                 writer: Mutex::new(Some(handle)),
             }),
         })
@@ -435,13 +516,13 @@ impl PredictionLog {
 
     fn ask<T>(&self, msg: Msg, rx: Receiver<Result<T, String>>) -> Result<T, PredictionLogError> {
         let stopped = || PredictionLogError::WriterStopped {
-            path: self.inner.path.display().to_string(),
+            path: self.inner.shown.clone(),
         };
         self.inner.tx.send(msg).map_err(|_| stopped())?;
         rx.recv()
             .map_err(|_| stopped())?
             .map_err(|message| PredictionLogError::Db {
-                path: self.inner.path.display().to_string(),
+                path: self.inner.shown.clone(),
                 message,
                 kind: crate::store::ErrorKind::Other,
             })
@@ -449,14 +530,43 @@ impl PredictionLog {
 
     fn db_err(&self, e: rusqlite::Error) -> PredictionLogError {
         PredictionLogError::Db {
-            path: self.inner.path.display().to_string(),
+            path: self.inner.shown.clone(),
             message: e.to_string(),
             kind: crate::store::sqlite_kind(&e),
         }
     }
 
-    fn reader(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.inner.reader.lock().unwrap_or_else(|e| e.into_inner())
+    /// The file's reader connection, or the shared store (`Err`).
+    fn reader(&self) -> Result<std::sync::MutexGuard<'_, Connection>, &crate::store::pg::Db> {
+        match &self.inner.reader {
+            Reader::Local(c) => Ok(c.lock().unwrap_or_else(|e| e.into_inner())),
+            Reader::Shared(db) => Err(db),
+        }
+    }
+
+    /// Runs a read on the shared store.
+    fn shared_read<T>(
+        &self,
+        db: &crate::store::pg::Db,
+        f: impl FnOnce(&mut crate::store::pg::Conn) -> Result<T, shared::ReadError>,
+    ) -> Result<T, PredictionLogError> {
+        let mut c = db.conn().map_err(|e| PredictionLogError::Db {
+            path: self.inner.shown.clone(),
+            message: e.message,
+            kind: e.kind,
+        })?;
+        f(&mut c).map_err(|e| match e {
+            shared::ReadError::Db(e) => PredictionLogError::Db {
+                path: self.inner.shown.clone(),
+                message: crate::store::pg::message(&e),
+                kind: crate::store::pg::kind(&e),
+            },
+            shared::ReadError::Corrupt(message) => PredictionLogError::Db {
+                path: self.inner.shown.clone(),
+                message,
+                kind: crate::store::ErrorKind::Corrupt,
+            },
+        })
     }
 
     /// The record with id `id`, including records appended before the call and not yet
@@ -476,7 +586,10 @@ impl PredictionLog {
     }
 
     fn lookup(&self, id: &str) -> Result<Option<PredictionRecord>, PredictionLogError> {
-        let conn = self.reader();
+        let conn = match self.reader() {
+            Ok(c) => c,
+            Err(db) => return self.shared_read(db, |c| shared::get(&mut **c, id)),
+        };
         let mut stmt = conn
             .prepare_cached(&select_sql("WHERE id = ?1"))
             .map_err(|e| self.db_err(e))?;
@@ -488,7 +601,10 @@ impl PredictionLog {
     /// The newest `n` committed records, newest first (records appended in the last
     /// [`BATCH_WAIT`] may not be there yet; [`PredictionLog::flush`] first to include them).
     pub fn recent(&self, n: usize) -> Result<Vec<PredictionRecord>, PredictionLogError> {
-        let conn = self.reader();
+        let conn = match self.reader() {
+            Ok(c) => c,
+            Err(db) => return self.shared_read(db, |c| shared::recent(&mut **c, n)),
+        };
         let mut stmt = conn
             .prepare_cached(&select_sql("ORDER BY rowid DESC LIMIT ?1"))
             .map_err(|e| self.db_err(e))?;
@@ -505,7 +621,12 @@ impl PredictionLog {
         &self,
         experiment: &str,
     ) -> Result<Vec<ExperimentRow>, PredictionLogError> {
-        let conn = self.reader();
+        let conn = match self.reader() {
+            Ok(c) => c,
+            Err(db) => {
+                return self.shared_read(db, |c| shared::experiment_rows(&mut **c, experiment));
+            }
+        };
         let mut stmt = conn
             .prepare_cached(
                 "SELECT id, user_id, version, probability, other_version, other_probability
@@ -529,11 +650,16 @@ impl PredictionLog {
 
     /// Committed records (see [`PredictionLog::recent`] about the newest ones).
     pub fn count(&self) -> Result<u64, PredictionLogError> {
-        self.reader()
-            .query_row("SELECT COUNT(*) FROM predictions", [], |r| {
-                crate::store::int(r, 0, "COUNT(*)")
-            })
-            .map_err(|e| self.db_err(e))
+        let conn = match self.reader() {
+            Ok(c) => c,
+            Err(db) => {
+                return self.shared_read(db, |c| Ok(shared::count(&mut **c)?));
+            }
+        };
+        conn.query_row("SELECT COUNT(*) FROM predictions", [], |r| {
+            crate::store::int(r, 0, "COUNT(*)")
+        })
+        .map_err(|e| self.db_err(e))
     }
 
     /// Records queued for the writer since the log was opened (stored or about to be).
@@ -563,10 +689,11 @@ fn lower_priority() {
 }
 
 struct Writer {
-    conn: Connection,
+    sink: Sink,
+    last_prune: Instant,
     retention: Retention,
     counters: Arc<Counters>,
-    path: PathBuf,
+    shown: String,
 }
 
 impl Writer {
@@ -606,14 +733,19 @@ impl Writer {
                 if let Err(e) = self.commit(&sql, batch) {
                     failure = Some(e);
                 }
-                if *since_prune >= PRUNE_EVERY {
-                    *since_prune = 0;
-                    if let Err(e) = prune(&self.conn, self.retention) {
-                        tracing::error!("{}: pruning failed: {e}", self.path.display());
-                    }
+                if self.prune_due(since_prune)
+                    && let Err(e) = self.prune()
+                {
+                    tracing::error!("{}: pruning failed: {e}", self.shown);
                 }
             };
             match msg {
+                Ok(Msg::Record(_)) if batch.len() >= HOLD_WHILE_DOWN => {
+                    // The shared database has not answered for a while: hold no more.
+                    let c = &self.counters;
+                    c.dropped.fetch_add(1, Ordering::Relaxed);
+                    c.processed.fetch_add(1, Ordering::SeqCst);
+                }
                 Ok(Msg::Record(r)) => {
                     if batch.is_empty() {
                         deadline = Instant::now() + BATCH_WAIT;
@@ -629,8 +761,7 @@ impl Writer {
                 }
                 Ok(Msg::Prune(reply)) => {
                     commit(&mut batch, &mut since_prune);
-                    let _ =
-                        reply.send(prune(&self.conn, self.retention).map_err(|e| e.to_string()));
+                    let _ = reply.send(self.prune());
                 }
                 Err(RecvTimeoutError::Timeout) => commit(&mut batch, &mut since_prune),
                 Ok(Msg::Shutdown) | Err(RecvTimeoutError::Disconnected) => {
@@ -641,12 +772,100 @@ impl Writer {
         }
     }
 
-    /// Inserts `batch` in one transaction and empties it; a failure is logged, its rows
-    /// counted as dropped, and returned.
+    /// Whether the retention limits are due: every [`PRUNE_EVERY`] appends for a file,
+    /// every [`SHARED_PRUNE_EVERY`] for a shared log.
+    fn prune_due(&mut self, since_prune: &mut u64) -> bool {
+        match &self.sink {
+            Sink::Local(_) if *since_prune >= PRUNE_EVERY => {
+                *since_prune = 0;
+                true
+            }
+            Sink::Shared { .. } if self.last_prune.elapsed() >= SHARED_PRUNE_EVERY => {
+                self.last_prune = Instant::now();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn prune(&mut self) -> Result<u64, String> {
+        match &self.sink {
+            Sink::Local(conn) => prune(conn, self.retention).map_err(|e| e.to_string()),
+            Sink::Shared { db, .. } => shared::prune(db, self.retention).map_err(|e| e.message),
+        }
+    }
+
+    /// Commits `batch`. A file takes it in one transaction and empties it (a failure is
+    /// logged, its rows counted as dropped, and returned). A shared store takes it in
+    /// transactions of [`BATCH_ROWS`]; while the database does not answer, the rows
+    /// are held (and tried again every [`RETRY_EVERY`]), never dropped.
     fn commit(&mut self, sql: &str, batch: &mut Vec<PredictionRecord>) -> Result<(), String> {
+        let Sink::Shared {
+            db,
+            known,
+            retry_at,
+        } = &mut self.sink
+        else {
+            return self.commit_local(sql, batch);
+        };
+        if retry_at.is_some_and(|t| Instant::now() < t) {
+            return Err(format!(
+                "the database does not answer; {} predictions are held",
+                batch.len()
+            ));
+        }
+        let c = &self.counters;
+        while !batch.is_empty() {
+            let n = batch.len().min(BATCH_ROWS);
+            let result = db
+                .conn()
+                .map_err(|e| (e.kind, e.message))
+                .and_then(|mut conn| {
+                    shared::insert(&mut *conn, &batch[..n], known)
+                        .map_err(|e| (crate::store::pg::kind(&e), crate::store::pg::message(&e)))
+                });
+            match result {
+                Ok(stored) => {
+                    batch.drain(..n);
+                    c.dropped
+                        .fetch_add(n as u64 - stored.min(n as u64), Ordering::Relaxed);
+                    c.processed.fetch_add(n as u64, Ordering::SeqCst);
+                    *retry_at = None;
+                }
+                Err((crate::store::ErrorKind::Busy, message)) => {
+                    if retry_at.is_none() {
+                        tracing::warn!(
+                            "{}: holding {} predictions until the database answers: {message}",
+                            self.shown,
+                            batch.len()
+                        );
+                    }
+                    *retry_at = Some(Instant::now() + RETRY_EVERY);
+                    return Err(format!(
+                        "the database does not answer ({message}); {} predictions are held",
+                        batch.len()
+                    ));
+                }
+                Err((_, message)) => {
+                    batch.drain(..n);
+                    let msg = format!("{n} predictions were not stored: {message}");
+                    tracing::error!("{}: {msg}", self.shown);
+                    c.dropped.fetch_add(n as u64, Ordering::Relaxed);
+                    c.processed.fetch_add(n as u64, Ordering::SeqCst);
+                    return Err(msg);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn commit_local(&mut self, sql: &str, batch: &mut Vec<PredictionRecord>) -> Result<(), String> {
+        let Sink::Local(conn) = &mut self.sink else {
+            unreachable!("commit_local is called for a file's log")
+        };
         let n = batch.len() as u64;
         let result = (|| -> Result<u64, rusqlite::Error> {
-            let tx = self.conn.transaction()?;
+            let tx = conn.transaction()?;
             let mut stored = 0;
             {
                 let mut stmt = tx.prepare_cached(sql)?;
@@ -682,7 +901,7 @@ impl Writer {
                 if stored < n {
                     tracing::warn!(
                         "{}: {} predictions had an id already stored; kept the first",
-                        self.path.display(),
+                        self.shown,
                         n - stored
                     );
                     c.dropped.fetch_add(n - stored, Ordering::Relaxed);
@@ -691,7 +910,7 @@ impl Writer {
             }
             Err(e) => {
                 let msg = format!("{n} predictions were not stored: {e}");
-                tracing::error!("{}: {msg}", self.path.display());
+                tracing::error!("{}: {msg}", self.shown);
                 c.dropped.fetch_add(n, Ordering::Relaxed);
                 Err(msg)
             }

@@ -1,0 +1,303 @@
+//! The prediction log in a shared PostgreSQL store: one table partitioned by day
+//! (`predictions_YYYYMMDD`), so retention drops whole partitions instead of deleting
+//! rows one by one at thousands of inserts a second. Every replica's writer inserts its
+//! batches (one statement of many rows each) and creates the day's partition when it
+//! first needs it; any replica reads what any other logged.
+
+use super::{ExperimentRow, ExperimentTag, PredictionRecord, Retention};
+use crate::data::catalog::N_FEATURES;
+use crate::store::pg::{self, Db};
+use postgres::GenericClient;
+use std::time::{Duration, SystemTime};
+
+/// Serialises partition creation and removal between replicas (any number).
+const PARTITION_LOCK: i64 = 0x5350_5052_4544_4c47; // "SPPREDLG"
+
+const COLUMNS: &str = "id, created_at, version, probability, caller, user_id, features, \
+                       experiment, other_version, other_probability";
+
+/// The day (UTC) of an RFC 3339 time: its first ten characters, if they are a date.
+fn day_of(created_at: &str) -> Option<&str> {
+    let d = created_at.get(..10)?;
+    let b = d.as_bytes();
+    let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
+    (digits(0..4) && b[4] == b'-' && digits(5..7) && b[7] == b'-' && digits(8..10)).then_some(d)
+}
+
+fn partition_name(day: &str) -> String {
+    format!("predictions_{}", day.replace('-', ""))
+}
+
+/// Creates the partitions of `days` that do not exist yet.
+pub fn ensure_partitions(c: &mut impl GenericClient, days: &[&str]) -> Result<(), postgres::Error> {
+    let mut tx = c.transaction()?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PARTITION_LOCK])?;
+    for day in days {
+        // `day` is checked to be YYYY-MM-DD ([`day_of`]): safe to write into the DDL.
+        tx.batch_execute(&format!(
+            "CREATE TABLE IF NOT EXISTS {} PARTITION OF predictions
+             FOR VALUES FROM ('{day}') TO (date '{day}' + 1)",
+            partition_name(day)
+        ))?;
+    }
+    tx.commit()
+}
+
+/// Inserts `batch` in one statement; returns how many rows were new (an id already
+/// stored is kept once). Creates missing day partitions first (`known` remembers those
+/// made already by this writer).
+pub fn insert(
+    c: &mut impl GenericClient,
+    batch: &[PredictionRecord],
+    known: &mut Vec<String>,
+) -> Result<u64, postgres::Error> {
+    let mut days: Vec<&str> = batch
+        .iter()
+        .map(|r| day_of(&r.created_at).unwrap_or("1970-01-01"))
+        .filter(|d| !known.iter().any(|k| k == d))
+        .collect();
+    days.sort_unstable();
+    days.dedup();
+    if !days.is_empty() {
+        ensure_partitions(c, &days)?;
+        known.extend(days.iter().map(|d| d.to_string()));
+    }
+    let versions: Vec<i32> = batch
+        .iter()
+        .map(|r| i32::try_from(r.version).unwrap_or(i32::MAX))
+        .collect();
+    let days: Vec<String> = batch
+        .iter()
+        .map(|r| day_of(&r.created_at).unwrap_or("1970-01-01").to_string())
+        .collect();
+    let other: Vec<Option<i32>> = batch
+        .iter()
+        .map(|r| {
+            r.experiment
+                .as_ref()
+                .map(|t| i32::try_from(t.other_version).unwrap_or(i32::MAX))
+        })
+        .collect();
+    let experiments: Vec<Option<&str>> = batch
+        .iter()
+        .map(|r| r.experiment.as_ref().map(|t| t.experiment.as_str()))
+        .collect();
+    let other_probabilities: Vec<Option<f64>> = batch
+        .iter()
+        .map(|r| r.experiment.as_ref().map(|t| t.other_probability))
+        .collect();
+    const PER_ROW: usize = 11;
+    let mut sql = format!("INSERT INTO predictions ({COLUMNS}, logged_on) VALUES ");
+    let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> =
+        Vec::with_capacity(batch.len() * PER_ROW);
+    for (i, r) in batch.iter().enumerate() {
+        let b = i * PER_ROW;
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push('(');
+        for k in 1..=PER_ROW {
+            if k > 1 {
+                sql.push(',');
+            }
+            sql.push_str(&format!("${}", b + k));
+        }
+        sql.push_str("::text::date)");
+        params.push(&r.id);
+        params.push(&r.created_at);
+        params.push(&versions[i]);
+        params.push(&r.probability);
+        params.push(&r.caller);
+        params.push(&r.user_id);
+        params.push(&r.features);
+        params.push(&experiments[i]);
+        params.push(&other[i]);
+        params.push(&other_probabilities[i]);
+        params.push(&days[i]);
+    }
+    sql.push_str(" ON CONFLICT DO NOTHING");
+    c.execute(&sql, &params)
+}
+
+fn from_row(r: &postgres::Row) -> Result<PredictionRecord, String> {
+    let features: Vec<f64> = r.get(6);
+    if features.len() != N_FEATURES {
+        return Err(format!(
+            "prediction {} holds {} feature values, not {N_FEATURES}",
+            r.get::<_, String>(0),
+            features.len()
+        ));
+    }
+    let version = |v: i32| u32::try_from(v).map_err(|_| format!("version {v} is not a version"));
+    let experiment = match (
+        r.get::<_, Option<String>>(7),
+        r.get::<_, Option<i32>>(8),
+        r.get::<_, Option<f64>>(9),
+    ) {
+        (Some(experiment), Some(v), Some(other_probability)) => Some(ExperimentTag {
+            experiment,
+            other_version: version(v)?,
+            other_probability,
+        }),
+        _ => None,
+    };
+    Ok(PredictionRecord {
+        id: r.get(0),
+        created_at: r.get(1),
+        version: version(r.get(2))?,
+        probability: r.get(3),
+        caller: r.get(4),
+        user_id: r.get(5),
+        features,
+        experiment,
+    })
+}
+
+/// What a read found: rows, or a database failure, or a stored row that is damaged.
+pub enum ReadError {
+    Db(postgres::Error),
+    Corrupt(String),
+}
+
+impl From<postgres::Error> for ReadError {
+    fn from(e: postgres::Error) -> ReadError {
+        ReadError::Db(e)
+    }
+}
+
+pub fn get(c: &mut impl GenericClient, id: &str) -> Result<Option<PredictionRecord>, ReadError> {
+    c.query_opt(
+        &format!("SELECT {COLUMNS} FROM predictions WHERE id = $1"),
+        &[&id],
+    )?
+    .map(|r| from_row(&r).map_err(ReadError::Corrupt))
+    .transpose()
+}
+
+pub fn recent(c: &mut impl GenericClient, n: usize) -> Result<Vec<PredictionRecord>, ReadError> {
+    let n = i64::try_from(n).unwrap_or(i64::MAX);
+    c.query(
+        &format!("SELECT {COLUMNS} FROM predictions ORDER BY seq DESC LIMIT $1"),
+        &[&n],
+    )?
+    .iter()
+    .map(|r| from_row(r).map_err(ReadError::Corrupt))
+    .collect()
+}
+
+pub fn experiment_rows(
+    c: &mut impl GenericClient,
+    experiment: &str,
+) -> Result<Vec<ExperimentRow>, ReadError> {
+    c.query(
+        "SELECT id, user_id, version, probability, other_version, other_probability
+         FROM predictions WHERE experiment = $1 ORDER BY seq",
+        &[&experiment],
+    )?
+    .iter()
+    .map(|r| {
+        let version =
+            |v: i32| u32::try_from(v).map_err(|_| format!("version {v} is not a version"));
+        Ok(ExperimentRow {
+            id: r.get(0),
+            user_id: r.get(1),
+            version: version(r.get(2)).map_err(ReadError::Corrupt)?,
+            probability: r.get(3),
+            other_version: version(r.get(4)).map_err(ReadError::Corrupt)?,
+            other_probability: r.get(5),
+        })
+    })
+    .collect()
+}
+
+pub fn count(c: &mut impl GenericClient) -> Result<u64, postgres::Error> {
+    let n: i64 = c.query_one("SELECT count(*) FROM predictions", &[])?.get(0);
+    Ok(n.max(0) as u64)
+}
+
+/// The day partitions, oldest first: (table name, day).
+fn partitions(c: &mut impl GenericClient) -> Result<Vec<(String, String)>, postgres::Error> {
+    let mut out: Vec<(String, String)> = c
+        .query(
+            "SELECT c.relname FROM pg_inherits i
+             JOIN pg_class c ON c.oid = i.inhrelid
+             JOIN pg_class p ON p.oid = i.inhparent
+             WHERE p.relname = 'predictions'",
+            &[],
+        )?
+        .iter()
+        .filter_map(|r| {
+            let name: String = r.get(0);
+            let d = name.strip_prefix("predictions_")?;
+            (d.len() == 8 && d.bytes().all(|b| b.is_ascii_digit())).then(|| {
+                (
+                    name.clone(),
+                    format!("{}-{}-{}", &d[..4], &d[4..6], &d[6..]),
+                )
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.1.cmp(&b.1));
+    Ok(out)
+}
+
+/// Applies `retention` by dropping whole day partitions: those older than `max_days`,
+/// and those older than the newest days that together hold `max_rows` rows (today's
+/// partition always stays). Returns the rows the dropped partitions held.
+pub fn prune(db: &Db, retention: Retention) -> Result<u64, pg::DbError> {
+    let mut c = db.conn()?;
+    let fail = db.err("pruning the prediction log");
+    let parts = partitions(&mut *c).map_err(&fail)?;
+    let mut drop_before: Option<String> = None;
+    if retention.max_days > 0 {
+        let cutoff = SystemTime::now()
+            .checked_sub(Duration::from_secs(u64::from(retention.max_days) * 86_400))
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let cutoff = humantime::format_rfc3339_seconds(cutoff).to_string();
+        drop_before = Some(cutoff[..10].to_string());
+    }
+    if retention.max_rows > 0 {
+        // Count from the newest day back until the limit is reached: older days go.
+        let mut kept = 0u64;
+        for (name, day) in parts.iter().rev() {
+            if kept >= retention.max_rows {
+                let keep_from = parts.iter().find(|(_, d)| d > day).map(|(_, d)| d.clone());
+                if let Some(k) = keep_from
+                    && drop_before.as_ref().is_none_or(|b| &k > b)
+                {
+                    drop_before = Some(k);
+                }
+                break;
+            }
+            let need = i64::try_from(retention.max_rows - kept).unwrap_or(i64::MAX);
+            let n: i64 = c
+                .query_one(
+                    &format!("SELECT count(*) FROM (SELECT 1 FROM {name} LIMIT $1) s"),
+                    &[&need],
+                )
+                .map_err(&fail)?
+                .get(0);
+            kept += n.max(0) as u64;
+        }
+    }
+    let Some(before) = drop_before else {
+        return Ok(0);
+    };
+    let today = humantime::format_rfc3339_seconds(SystemTime::now()).to_string()[..10].to_string();
+    let mut removed = 0u64;
+    for (name, day) in parts.iter().filter(|(_, d)| *d < before && *d < today) {
+        let mut tx = c.transaction().map_err(&fail)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PARTITION_LOCK])
+            .map_err(&fail)?;
+        let n: i64 = tx
+            .query_one(&format!("SELECT count(*) FROM {name}"), &[])
+            .map_err(&fail)?
+            .get(0);
+        tx.batch_execute(&format!("DROP TABLE IF EXISTS {name}"))
+            .map_err(&fail)?;
+        tx.commit().map_err(&fail)?;
+        tracing::info!("prediction log: dropped the partition of {day} ({n} rows)");
+        removed += n.max(0) as u64;
+    }
+    Ok(removed)
+}

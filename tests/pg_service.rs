@@ -1,0 +1,338 @@
+//! `spamscope serve` as replicas on one PostgreSQL (issue 22), over loopback HTTP: what
+//! one replica logs another reads, idempotency keys hold across them, a promotion made
+//! anywhere reaches every replica within a second through LISTEN/NOTIFY (their polling
+//! is set to 30 s here, so only the notification can do it), and a database that stops
+//! and comes back: scoring goes on, writes answer 503 with Retry-After, readiness fails,
+//! then everything resumes without a restart.
+
+mod common;
+
+use common::pg::TempPg;
+use serde_json::{Value, json};
+use spamscope::data::synth::SynthParams;
+use spamscope::service::{Limits, State, router, spawn_watcher};
+use spamscope::store::Registry;
+use spamscope::store::location::Location;
+use spamscope::store::predictions::Retention;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+const DATA: SynthParams = SynthParams {
+    rows: 2000,
+    seed: 11,
+};
+
+fn open(pg: &TempPg, cache: &std::path::Path) -> Registry {
+    Registry::open_at(&Location::Postgres {
+        url: pg.url(),
+        cache: cache.to_path_buf(),
+    })
+    .unwrap()
+}
+
+/// A replica on a free loopback port whose watcher polls only every 30 s.
+fn replica(reg: &Registry) -> (tokio::runtime::Runtime, SocketAddr) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let limits = Limits {
+        store_busy_wait: Duration::from_secs(2),
+        ..Limits::default()
+    };
+    let state = State::new(reg.clone(), limits, Retention::default(), true).unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind(("127.0.0.1", 0)))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    {
+        let _in = rt.enter();
+        spawn_watcher(&state, Duration::from_secs(30));
+    }
+    rt.spawn(async move { axum::serve(listener, router(state)).await });
+    (rt, addr)
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(20)))
+        .build()
+        .into()
+}
+
+/// (status, Retry-After, JSON body).
+fn call(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+    key: Option<&str>,
+) -> (u16, Option<String>, Value) {
+    let url = format!("http://{addr}{path}");
+    let a = agent();
+    let res = match (method, body) {
+        ("GET", _) => a.get(&url).call(),
+        (_, Some(b)) => {
+            let mut r = a.post(&url);
+            if let Some(k) = key {
+                r = r.header("Idempotency-Key", k);
+            }
+            r.send_json(b)
+        }
+        _ => a.post(&url).send_empty(),
+    };
+    let mut res = res.unwrap();
+    let retry = res
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_string());
+    let status = res.status().as_u16();
+    let body: Value = res.body_mut().read_json().unwrap_or(Value::Null);
+    (status, retry, body)
+}
+
+fn account(i: usize) -> Value {
+    static DATA_ROWS: std::sync::OnceLock<spamscope::data::Dataset> = std::sync::OnceLock::new();
+    let data = DATA_ROWS.get_or_init(|| spamscope::data::synth::default_dataset(DATA));
+    let cat = spamscope::data::catalog::catalog();
+    let mut m = serde_json::Map::new();
+    for (f, v) in cat.features.iter().zip(data.row(i)) {
+        if !v.is_nan() {
+            m.insert(f.id.clone(), json!(v));
+        }
+    }
+    json!({"features": m, "user_id": format!("acct{i}")})
+}
+
+fn until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !ok() {
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    start.elapsed()
+}
+
+#[test]
+fn replicas_on_one_database_act_as_one_service() {
+    let pg = TempPg::start();
+    let caches: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let cli = open(&pg, caches[2].path());
+    common::train_version(&cli, DATA, 5);
+    let (rt_a, a) = replica(&open(&pg, caches[0].path()));
+    let (rt_b, b) = replica(&open(&pg, caches[1].path()));
+
+    // A prediction made on A is found by B (the log is shared): linked feedback.
+    let (st, _, p) = call(a, "POST", "/predict", Some(&account(1)), None);
+    assert_eq!(st, 200, "{p}");
+    let id = p["prediction_id"].as_str().unwrap().to_string();
+    until(
+        "A's log reaching the database",
+        Duration::from_secs(5),
+        || {
+            pg.psql(&format!(
+                "SELECT count(*) FROM predictions WHERE id = '{id}'"
+            )) == "1"
+        },
+    );
+    let fb = json!({"prediction_id": id, "is_correct": false, "feedback_notes": "malware brief"});
+    let (st, _, first) = call(b, "POST", "/feedback", Some(&fb), Some("delivery-1"));
+    assert_eq!(st, 200, "{first}");
+    assert_eq!(first["linked"], true, "{first}");
+    // The same delivery again, through the other replica: the first answer, nothing new.
+    let (st, _, again) = call(a, "POST", "/feedback", Some(&fb), Some("delivery-1"));
+    assert_eq!(st, 200, "{again}");
+    assert_eq!(
+        again["feedback_id"], first["feedback_id"],
+        "{again} vs {first}"
+    );
+    assert_eq!(pg.psql("SELECT count(*) FROM feedback"), "1");
+
+    // A promotion from anywhere (here a command's registry) reaches both within 1 s.
+    common::train_version(&cli, DATA, 6);
+    for r in [a, b] {
+        let took = until("the promotion", Duration::from_secs(1), || {
+            call(r, "GET", "/health", None, None).2["model_version"] == 2
+        });
+        eprintln!("{r}: version 2 after {took:?}");
+    }
+    let (_, _, p) = call(b, "POST", "/predict", Some(&account(2)), None);
+    assert_eq!(p["model_version"], 2);
+
+    // An experiment started on A runs on B at once; stopped on B, it stops on A; a
+    // rollback through B is what A serves; both list the same versions.
+    let (st, _, e) = call(
+        a,
+        "POST",
+        "/model/experiment",
+        Some(&json!({"version": 1, "mode": "shadow"})),
+        None,
+    );
+    assert_eq!(st, 200, "{e}");
+    until("the experiment on B", Duration::from_secs(1), || {
+        call(b, "GET", "/model/experiment", None, None).2["running"] == true
+    });
+    let (_, _, p) = call(b, "POST", "/predict", Some(&account(5)), None);
+    assert_eq!(p["model_version"], 2, "{p}");
+    let res = agent()
+        .delete(&format!("http://{b}/model/experiment"))
+        .call()
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    until("the experiment's end on A", Duration::from_secs(1), || {
+        call(a, "GET", "/model/experiment", None, None).2["running"] == false
+    });
+    let (st, _, r) = call(b, "POST", "/model/rollback", Some(&json!({"to": 1})), None);
+    assert_eq!(st, 200, "{r}");
+    until("the rollback on A", Duration::from_secs(1), || {
+        call(a, "GET", "/health", None, None).2["model_version"] == 1
+    });
+    assert_eq!(
+        call(a, "GET", "/model/versions", None, None).2,
+        call(b, "GET", "/model/versions", None, None).2
+    );
+
+    // A retrain started on A is followed from B; B cannot start another meanwhile.
+    let (st, _, job) = call(a, "POST", "/model/retrain", Some(&json!({})), None);
+    assert_eq!(st, 202, "{job}");
+    let job_id = job["job_id"].as_u64().unwrap();
+    let (st, _, other) = call(b, "POST", "/model/retrain", Some(&json!({})), None);
+    let (_, _, seen) = call(b, "GET", &format!("/jobs/{job_id}"), None, None);
+    assert_eq!(seen["id"], job_id, "{seen}");
+    if seen["state"] == "running" {
+        assert_eq!(st, 409, "{other}");
+    }
+    until(
+        "the retrain's end, seen from B",
+        Duration::from_secs(120),
+        || call(b, "GET", &format!("/jobs/{job_id}"), None, None).2["state"] != "running",
+    );
+    // It may have promoted a version 3: both replicas serve the same one.
+    let va = call(a, "GET", "/health", None, None).2["model_version"].clone();
+    until("the same version on both", Duration::from_secs(1), || {
+        call(b, "GET", "/health", None, None).2["model_version"] == va
+    });
+
+    // The database stops: scoring goes on; writes say 503 and when to retry; not ready.
+    assert_eq!(call(a, "GET", "/health/ready", None, None).0, 200);
+    pg.stop();
+    let (st, _, ready) = call(a, "GET", "/health/ready", None, None);
+    assert_eq!(st, 503, "{ready}");
+    assert_eq!(ready["status"], "not ready");
+    assert_eq!(call(a, "GET", "/health/live", None, None).0, 200);
+    let (st, _, p) = call(a, "POST", "/predict", Some(&account(3)), None);
+    assert_eq!(st, 200, "{p}");
+    let held = p["prediction_id"].as_str().unwrap().to_string();
+    let fb2 = json!({"features": account(4)["features"], "label": 1, "user_id": "acct4"});
+    let (st, retry, body) = call(b, "POST", "/feedback", Some(&fb2), Some("delivery-2"));
+    assert_eq!(st, 503, "{body}");
+    assert_eq!(retry.as_deref(), Some("1"));
+    // It comes back: everything resumes, the held prediction is written, the refused
+    // feedback goes through when sent again.
+    pg.start_again();
+    until("readiness", Duration::from_secs(10), || {
+        call(a, "GET", "/health/ready", None, None).0 == 200
+    });
+    until("the held prediction", Duration::from_secs(10), || {
+        pg.psql(&format!(
+            "SELECT count(*) FROM predictions WHERE id = '{held}'"
+        )) == "1"
+    });
+    let (st, _, body) = call(b, "POST", "/feedback", Some(&fb2), Some("delivery-2"));
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(pg.psql("SELECT count(*) FROM feedback"), "2");
+    drop((rt_a, rt_b));
+}
+
+/// A replica killed with SIGKILL under feedback load loses no acknowledged record: every
+/// key answered 200 is in the database with its record.
+#[test]
+fn a_replica_killed_under_feedback_load_loses_no_acknowledged_record() {
+    let pg = TempPg::start();
+    let cache = tempfile::tempdir().unwrap();
+    common::train_version(&open(&pg, cache.path()), DATA, 5);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_spamscope"))
+        .args(["serve", "--store", &pg.url(), "--cache"])
+        .arg(cache.path())
+        .args(["--addr", &format!("127.0.0.1:{port}"), "--log", "warn"])
+        .stderr(std::fs::File::create(cache.path().join("serve.err")).unwrap())
+        .spawn()
+        .unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let start = Instant::now();
+    while !agent()
+        .get(&format!("http://{addr}/health"))
+        .call()
+        .is_ok_and(|r| r.status() == 200)
+    {
+        let said = std::fs::read_to_string(cache.path().join("serve.err")).unwrap_or_default();
+        assert!(
+            start.elapsed() < Duration::from_secs(60) && child.try_wait().unwrap().is_none(),
+            "the replica did not start: {said}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let acknowledged: Vec<String> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..4)
+            .map(|t| {
+                let stop = &stop;
+                scope.spawn(move || {
+                    let mut acked = Vec::new();
+                    let a = agent();
+                    for i in 0.. {
+                        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                            break;
+                        }
+                        let key = format!("t{t}-{i}");
+                        let body = json!({"features": account(i % 50)["features"], "label": 1});
+                        let res = a
+                            .post(&format!("http://{addr}/feedback"))
+                            .header("Idempotency-Key", &key)
+                            .send_json(&body);
+                        match res {
+                            Ok(r) if r.status() == 200 => acked.push(key),
+                            Ok(_) => {}
+                            Err(_) => break,
+                        }
+                    }
+                    acked
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(1500));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    });
+    assert!(
+        acknowledged.len() > 20,
+        "only {} acknowledged",
+        acknowledged.len()
+    );
+    let stored = pg.psql(
+        "SELECT string_agg(k.key, ',') FROM feedback_keys k JOIN feedback f ON f.id = k.feedback_id",
+    );
+    let stored: std::collections::HashSet<&str> = stored.split(',').collect();
+    let lost: Vec<&String> = acknowledged
+        .iter()
+        .filter(|k| !stored.contains(k.as_str()))
+        .collect();
+    assert!(lost.is_empty(), "acknowledged but not stored: {lost:?}");
+    eprintln!(
+        "{} acknowledged before SIGKILL, all stored ({} records in all)",
+        acknowledged.len(),
+        pg.psql("SELECT count(*) FROM feedback")
+    );
+}

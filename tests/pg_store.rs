@@ -1,0 +1,586 @@
+//! The registry kept in PostgreSQL (issue 22), against a real throwaway server: versions
+//! and their files, the active pointer and its compare-and-swap, the local cache and its
+//! checksums, documents, tokens, the schema's migrations, and the CLI's `--store`.
+
+mod common;
+
+use common::pg::TempPg;
+use spamscope::data::synth::SynthParams;
+use spamscope::store::location::Location;
+use spamscope::store::tokens::{Role, TokenStore};
+use spamscope::store::{Document, ErrorKind, Registry, StoreError};
+use std::path::Path;
+use std::process::Command;
+
+const DATA: SynthParams = SynthParams {
+    rows: 2000,
+    seed: 11,
+};
+
+fn open(pg: &TempPg, cache: &Path) -> Registry {
+    Registry::open_at(&Location::Postgres {
+        url: pg.url(),
+        cache: cache.to_path_buf(),
+    })
+    .unwrap()
+}
+
+/// Two processes' worth of handles on one database, each with its own cache: what one
+/// registers, promotes, rolls back or sets is what the other reads; model files come
+/// down once, are checked, and a damaged cached copy is fetched again.
+#[test]
+fn two_handles_share_versions_active_pointer_and_documents() {
+    let pg = TempPg::start();
+    let (c1, c2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = open(&pg, c1.path());
+    let b = open(&pg, c2.path());
+    assert_eq!(b.active().unwrap(), None);
+    assert!(matches!(b.load_active(), Err(StoreError::NoVersions(_))));
+
+    common::train_version(&a, DATA, 5);
+    common::train_version(&a, DATA, 6);
+    assert_eq!(b.version_numbers().unwrap(), vec![1, 2]);
+    assert_eq!(b.active().unwrap(), Some(2));
+    let (m, model) = b.load_active().unwrap();
+    assert_eq!(m.version, 2);
+    assert_eq!(m.parent, Some(1));
+    let (_, from_a) = a.load(2).unwrap();
+    assert_eq!(model.to_bytes(), from_a.to_bytes());
+    // Kept in b's cache under its checksum.
+    let cached = c2.path().join("files").join(&m.model_file.sha256);
+    assert_eq!(std::fs::read(&cached).unwrap(), model.to_bytes());
+    // A damaged cached copy is not used: it is fetched and checked again.
+    std::fs::write(&cached, b"not a model").unwrap();
+    let (_, again) = b.load(2).unwrap();
+    assert_eq!(again.to_bytes(), model.to_bytes());
+    assert_eq!(std::fs::read(&cached).unwrap(), model.to_bytes());
+    assert_eq!(b.load_holdout(2).unwrap().labels.len(), m.test_rows);
+
+    // A rollback through one handle: the other sees the pointer and both statuses.
+    let (target, previous) = b.rollback_from(1).unwrap();
+    assert_eq!((target.version, previous), (1, Some(2)));
+    assert_eq!(a.active().unwrap(), Some(1));
+    assert_eq!(
+        a.manifest(2).unwrap().status,
+        spamscope::store::Status::RolledBack
+    );
+    a.set_threshold(1, 0.37).unwrap();
+    assert_eq!(b.manifest(1).unwrap().threshold, 0.37);
+    assert_eq!(
+        b.manifest(1).unwrap().status,
+        spamscope::store::Status::Registered
+    );
+
+    // Documents: one experiment at a time, whoever starts it.
+    assert_eq!(b.read_document(Document::Experiment).unwrap(), None);
+    assert!(
+        a.create_document(Document::Experiment, "{\"x\":1}")
+            .unwrap()
+    );
+    assert!(
+        !b.create_document(Document::Experiment, "{\"x\":2}")
+            .unwrap()
+    );
+    assert_eq!(
+        b.read_document(Document::Experiment).unwrap().as_deref(),
+        Some("{\"x\":1}")
+    );
+    assert!(b.remove_document(Document::Experiment).unwrap());
+    assert!(!a.remove_document(Document::Experiment).unwrap());
+
+    // A damaged file in the database is reported, never loaded.
+    pg.psql(
+        "UPDATE version_files SET content = 'x'::bytea WHERE version = 1 AND name = 'model.bin'",
+    );
+    // (Opened with a password in the URL: no message repeats it.)
+    let c3 = tempfile::tempdir().unwrap();
+    let fresh = Registry::open_at(&Location::Postgres {
+        url: pg.url().replace("postgres@", "postgres:sekrit@"),
+        cache: c3.path().to_path_buf(),
+    })
+    .unwrap();
+    let err = fresh.load(1).unwrap_err();
+    assert!(matches!(err, StoreError::Checksum { .. }), "{err}");
+    assert!(
+        !err.to_string().contains("sekrit"),
+        "shows the password: {err}"
+    );
+    assert!(matches!(
+        fresh.load_active(),
+        Err(StoreError::DamagedActive { version: 1, .. })
+    ));
+    assert!(fresh.load(2).is_ok());
+}
+
+/// The compare-and-swap of a gated promotion: a candidate gated against version 1 is
+/// kept as rejected when another process made version 2 active meanwhile.
+#[test]
+fn a_promotion_gated_against_a_replaced_version_is_rejected() {
+    let pg = TempPg::start();
+    let (c1, c2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = open(&pg, c1.path());
+    let b = open(&pg, c2.path());
+    common::train_version(&a, DATA, 5);
+    // A candidate trained against v1...
+    let data = spamscope::data::synth::default_dataset(DATA);
+    let cfg = spamscope::ops::train::TrainConfig {
+        params: spamscope::model::forest::ForestParams {
+            n_trees: 4,
+            max_depth: Some(6),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let trained =
+        spamscope::ops::train::train(&data, None, &cfg, &spamscope::util::progress::NoProgress)
+            .unwrap();
+    // ...while another process promotes v2.
+    common::train_version(&b, DATA, 6);
+    let gate = spamscope::store::Gate {
+        against: 1,
+        base_auc_active: 0.9,
+        base_auc_candidate: 0.9,
+        max_auc_drop: 0.01,
+        feedback_active: None,
+        feedback_candidate: None,
+        promoted: true,
+        reason: "better".into(),
+    };
+    let m = a
+        .register(
+            spamscope::store::NewVersion {
+                model: &trained.model,
+                holdout: &trained.holdout,
+                data: data.source.clone(),
+                train_rows: trained.train_rows,
+                train_positives: trained.train_positives,
+                evaluation: trained.evaluation.clone(),
+                params: cfg.params.clone(),
+                train_seconds: trained.train_seconds,
+                threshold: 0.5,
+                metrics: trained.metrics,
+                status: spamscope::store::Status::Registered,
+                status_reason: None,
+                feedback_used: 0,
+                gate: Some(gate),
+                profiles: None,
+                recipe: None,
+            },
+            true,
+        )
+        .unwrap();
+    assert_eq!(m.version, 3);
+    assert_eq!(m.status, spamscope::store::Status::Rejected);
+    assert_eq!(b.active().unwrap(), Some(2));
+}
+
+/// Tokens keep only hashes; what one handle adds or revokes, another sees at once.
+#[test]
+fn tokens_are_shared_and_only_hashes_are_stored() {
+    let pg = TempPg::start();
+    let (c1, c2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = TokenStore::of(&open(&pg, c1.path()));
+    let b = TokenStore::of(&open(&pg, c2.path()));
+    assert!(!b.exists());
+    let secret = a.add("mia", Role::Moderator).unwrap();
+    assert!(b.exists());
+    assert_eq!(b.load().unwrap().verify(&secret).unwrap().name, "mia");
+    let stored = pg.psql("SELECT string_agg(sha256, ',') FROM api_tokens");
+    assert!(!stored.contains(&secret) && !secret.is_empty());
+    let dup = b.add("mia", Role::Admin).unwrap_err();
+    assert!(dup.to_string().contains("already exists"), "{dup}");
+    b.revoke("mia").unwrap();
+    assert!(a.load().unwrap().verify(&secret).is_none());
+    assert!(
+        a.revoke("mia")
+            .unwrap_err()
+            .to_string()
+            .contains("no token named")
+    );
+}
+
+/// The schema is created once and recorded; a database migrated by a newer spamscope
+/// is refused in one line; an unreachable server is a one-line busy error.
+#[test]
+fn schema_is_versioned_and_a_newer_one_is_refused() {
+    let pg = TempPg::start();
+    let c = tempfile::tempdir().unwrap();
+    drop(open(&pg, c.path()));
+    drop(open(&pg, c.path()));
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM spamscope_schema"),
+        spamscope::store::pg::schema::current().to_string()
+    );
+    pg.psql("INSERT INTO spamscope_schema (version, description) VALUES (999, 'from the future')");
+    let err = Registry::open_at(&Location::Postgres {
+        url: pg.url(),
+        cache: c.path().to_path_buf(),
+    })
+    .unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("schema is version 999"), "{text}");
+    assert!(!text.contains('\n'), "{text}");
+
+    let port = pg.port;
+    drop(pg);
+    let err = Registry::open_at(&Location::Postgres {
+        url: format!("postgres://postgres@127.0.0.1:{port}/spamscope"),
+        cache: c.path().to_path_buf(),
+    })
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Busy, "{err}");
+    assert!(err.to_string().contains("cannot connect"), "{err}");
+}
+
+fn spamscope(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_spamscope"));
+    c.args(args).env_remove("SPAMSCOPE_STORE");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+/// The CLI on a database: `--store` (or SPAMSCOPE_STORE) on any command; a wrong
+/// password or database is one line and exit 1; `--registry` with a database is refused.
+#[test]
+fn commands_take_the_store_from_the_flag_or_the_environment() {
+    let pg = TempPg::start();
+    let cache = tempfile::tempdir().unwrap();
+    let url = pg.url();
+    let cache_arg = cache.path().to_str().unwrap();
+    let csv = cache.path().join("small.csv");
+    let out = spamscope(
+        &["gen-data", "--rows", "2000", "--out", csv.to_str().unwrap()],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = spamscope(
+        &[
+            "train",
+            "--data",
+            csv.to_str().unwrap(),
+            "--trees",
+            "3",
+            "--max-depth",
+            "4",
+            "--store",
+            &url,
+            "--cache",
+            cache_arg,
+        ],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = spamscope(
+        &["versions", "--json", "--cache", cache_arg],
+        &[("SPAMSCOPE_STORE", &url)],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["active"], 1, "{v}");
+
+    let out = spamscope(
+        &[
+            "token", "add", "--name", "ops", "--role", "admin", "--store", &url, "--cache",
+            cache_arg,
+        ],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(pg.psql("SELECT name FROM api_tokens"), "ops");
+
+    let out = spamscope(
+        &[
+            "versions",
+            "--store",
+            &format!("postgres://postgres@127.0.0.1:{}/nosuchdb", pg.port),
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("nosuchdb") && err.lines().count() == 1,
+        "{err}"
+    );
+
+    let out = spamscope(&["versions", "--store", &url, "--registry", cache_arg], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("two registries"));
+}
+
+use spamscope::data::UserId;
+use spamscope::data::catalog::N_FEATURES;
+use spamscope::store::feedback::{
+    Claimant, FeedbackStore, IdempotencyKey, NewFeedback, Origin, Submission,
+};
+use std::time::{Duration, SystemTime};
+
+fn record(user: &str, label: u8, predicted: Option<u8>, version: Option<u32>) -> NewFeedback {
+    let mut features: Vec<f64> = (0..N_FEATURES).map(|i| i as f64 * 0.5).collect();
+    features[7] = f64::NAN;
+    NewFeedback {
+        user_id: Some(UserId::from(user)),
+        features,
+        true_label: label,
+        probability: predicted.map(|p| if p == 1 { 0.8 } else { 0.2 }),
+        model_version: version,
+        predicted,
+        notes: format!("on {user}"),
+        origin: Origin::Service,
+    }
+}
+
+fn linked(r: NewFeedback, moderator: &str, key: Option<&str>) -> Submission {
+    Submission::Linked {
+        key: key.map(|k| IdempotencyKey::new(k, moderator, &format!("{r:?}")).unwrap()),
+        record: r,
+        moderator: Some(moderator.into()),
+        prediction_id: Some("p-1".into()),
+    }
+}
+
+/// Every operation of the feedback store, done the same way on a registry folder
+/// (SQLite) and on PostgreSQL, answers the same: outcomes, replays, refusals,
+/// statistics, records (NaN kept), claims, confirmations.
+#[test]
+fn the_feedback_store_answers_alike_on_both_backends() {
+    let pg = TempPg::start();
+    let (folder, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let stores = [
+        FeedbackStore::of(&Registry::open(folder.path()).unwrap()).unwrap(),
+        FeedbackStore::of(&open(&pg, cache.path())).unwrap(),
+    ];
+    let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let mut answers: Vec<Vec<String>> = Vec::new();
+    for mut s in stores {
+        let mut a = Vec::new();
+        let mut say = |x: String| a.push(x);
+        let subs = vec![
+            linked(record("u1", 1, Some(0), Some(1)), "mia", Some("k1")),
+            linked(record("u2", 0, Some(0), Some(1)), "mia", None),
+            linked(record("u1", 1, Some(1), Some(2)), "ben", Some("k1")),
+            linked(record("u3", 7, None, None), "ben", None),
+            Submission::Unlinked {
+                prediction_id: "ext-9".into(),
+                is_correct: true,
+                actual_label: Some(0),
+                notes: String::new(),
+                moderator: "ben".into(),
+                key: Some(IdempotencyKey::new("k2", "ben", "h").unwrap()),
+            },
+        ];
+        say(format!("{:?}", s.add_submissions_at(&subs, t0).unwrap()));
+        // Replays: the same key and body, another body, an unlinked replay.
+        let again = vec![
+            subs[0].clone(),
+            linked(record("u1", 0, Some(0), Some(1)), "mia", Some("k1")),
+            subs[4].clone(),
+        ];
+        say(format!(
+            "{:?}",
+            s.add_submissions_at(&again, t0 + Duration::from_secs(4000))
+                .unwrap()
+        ));
+        say(format!("{:?}", s.stats().unwrap()));
+        say(format!("{:?}", s.unlinked_counts().unwrap()));
+        say(format!("{:?}", s.agreement_over_time().unwrap()));
+        say(format!("{:?}", s.labels().unwrap()));
+        say(format!("{:?}", s.count().unwrap()));
+        let records = s.records(false).unwrap();
+        assert!(records[0].record.features[7].is_nan());
+        say(format!(
+            "{:?}",
+            records
+                .iter()
+                .map(|r| (
+                    r.id,
+                    &r.created_at,
+                    &r.moderator,
+                    &r.record.user_id,
+                    r.record.true_label
+                ))
+                .collect::<Vec<_>>()
+        ));
+        // Review: claims, confirmations, the team's view.
+        let ids: Vec<UserId> = ["u1", "u2", "u3", "u1 "]
+            .iter()
+            .map(|u| UserId::from(*u))
+            .collect();
+        let ttl = Duration::from_secs(600);
+        say(format!(
+            "{:?}",
+            s.claim_for_review(&ids, "mia", ttl, t0).unwrap()
+        ));
+        say(format!(
+            "{:?}",
+            s.claim_for_review(&ids[1..], "ben", ttl, t0).unwrap()
+        ));
+        say(format!(
+            "{:?}",
+            s.claim_for_review(&ids[1..2], "ben", ttl, t0 + Duration::from_secs(601))
+                .unwrap()
+        ));
+        say(format!(
+            "{:?}",
+            s.release_review_claims(&ids, "mia").unwrap()
+        ));
+        say(format!(
+            "{:?}",
+            s.confirm_labels(&[(UserId::from("u1"), 1)], "lead", "sure", t0)
+                .unwrap()
+        ));
+        say(format!(
+            "{:?}",
+            s.confirm_labels(&[(UserId::from("u1"), 0)], "ben", "", t0)
+                .unwrap()
+        ));
+        say(format!("{:?}", s.moderator_stats().unwrap()));
+        say(format!("{:?}", s.claims_and_reviews(&ids, t0).unwrap()));
+        say(format!("{:?}", s.account_records("u2").unwrap()));
+        // A retrain's claim, use and release.
+        let me = Claimant::this_process();
+        let claimed = s.claim_unused(&me).unwrap();
+        say(format!("{} {}", claimed.len(), s.count_unused().unwrap()));
+        s.mark_used(&[claimed[0].id], 3).unwrap();
+        s.release(&me).unwrap();
+        say(format!("{}", s.count_unused().unwrap()));
+        let shown = s.shown();
+        answers.push(a.into_iter().map(|x| x.replace(&shown, "STORE")).collect());
+    }
+    for (i, (sqlite, pg)) in answers[0].iter().zip(&answers[1]).enumerate() {
+        assert_eq!(sqlite, pg, "answer {i} differs");
+    }
+    assert!(answers[0][0].contains("Stored(1)") && answers[0][1].contains("KeyReused"));
+}
+
+/// Two replicas deliver the same keyed feedback at the same moment: each record is
+/// stored once and both answers name it; two moderators claiming the same accounts on
+/// two replicas get disjoint sets that cover them all.
+#[test]
+fn keys_and_claims_hold_across_processes_at_once() {
+    let pg = TempPg::start();
+    let caches = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let regs: Vec<Registry> = caches.iter().map(|c| open(&pg, c.path())).collect();
+    let barrier = std::sync::Barrier::new(2);
+    let ids: Vec<UserId> = (0..200)
+        .map(|i| UserId::from(format!("acct{i}").as_str()))
+        .collect();
+    let results: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = regs
+            .iter()
+            .enumerate()
+            .map(|(n, reg)| {
+                let (barrier, ids) = (&barrier, &ids);
+                scope.spawn(move || {
+                    let mut s = FeedbackStore::of(reg).unwrap();
+                    barrier.wait();
+                    let mut outcomes = Vec::new();
+                    for i in 0..60 {
+                        let sub = linked(
+                            record(&format!("acct{i}"), 1, None, None),
+                            "mia",
+                            Some(&format!("key{i}")),
+                        );
+                        outcomes.push(s.add_submissions(&[sub]).unwrap().remove(0).unwrap());
+                    }
+                    let mut rev = ids.clone();
+                    if n == 1 {
+                        rev.reverse();
+                    }
+                    let mut granted = Vec::new();
+                    for chunk in rev.chunks(10) {
+                        granted.extend(
+                            s.claim_for_review(
+                                chunk,
+                                &format!("mod{n}"),
+                                Duration::from_secs(600),
+                                SystemTime::now(),
+                            )
+                            .unwrap()
+                            .granted,
+                        );
+                    }
+                    (outcomes, granted)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(pg.psql("SELECT count(*) FROM feedback"), "60");
+    for i in 0..60 {
+        let (a, b) = (&results[0].0[i], &results[1].0[i]);
+        assert_eq!(a.id(), b.id(), "key{i}: {a:?} {b:?}");
+        let stored = [a, b]
+            .iter()
+            .filter(|o| matches!(o, spamscope::store::feedback::Outcome::Stored(_)))
+            .count();
+        assert_eq!(stored, 1, "key{i}: {a:?} {b:?}");
+    }
+    let (g0, g1) = (&results[0].1, &results[1].1);
+    assert!(
+        g0.iter().all(|u| !g1.contains(u)),
+        "an account went to both"
+    );
+    assert_eq!(g0.len() + g1.len(), ids.len());
+}
+
+/// A job started through one replica is seen by the others; a second start of the
+/// same kind anywhere is refused while it runs; a job whose process stopped beating
+/// reads as failed and no longer blocks.
+#[test]
+fn jobs_are_shared_and_one_runs_at_a_time_across_replicas() {
+    use spamscope::store::jobs::{Jobs, Started};
+    let pg = TempPg::start();
+    let (c1, c2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = Jobs::of(&open(&pg, c1.path()));
+    let b = Jobs::of(&open(&pg, c2.path()));
+    let Started::New(first) = a.start("retrain", "ops").unwrap() else {
+        panic!("nothing was running")
+    };
+    assert_eq!(b.start("retrain", "lead").unwrap(), Started::Running(first));
+    a.progress(first, "training", 3, 10);
+    let seen = b.get(first).unwrap().unwrap();
+    assert_eq!(
+        (
+            seen.state.as_str(),
+            seen.stage.as_str(),
+            seen.done,
+            seen.started_by.as_str()
+        ),
+        ("running", "training", 3, "ops")
+    );
+    a.finish(first, Ok("{\"promoted\": true}".into())).unwrap();
+    let done = b.get(first).unwrap().unwrap();
+    assert_eq!(done.state, "succeeded");
+    assert_eq!(done.result.as_deref(), Some("{\"promoted\": true}"));
+    // A replica killed mid-job: its job stops beating, reads as failed, blocks nothing.
+    let Started::New(second) = b.start("retrain", "lead").unwrap() else {
+        panic!("the first job has finished")
+    };
+    pg.psql(&format!(
+        "UPDATE jobs SET heartbeat = now() - interval '1 minute' WHERE id = {second}"
+    ));
+    let dead = a.get(second).unwrap().unwrap();
+    assert_eq!(dead.state, "failed");
+    assert!(dead.error.unwrap().contains("stopped"));
+    assert!(matches!(a.start("retrain", "ops").unwrap(), Started::New(n) if n > second));
+    assert_eq!(a.get(999).unwrap(), None);
+}
