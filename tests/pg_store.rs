@@ -584,3 +584,80 @@ fn jobs_are_shared_and_one_runs_at_a_time_across_replicas() {
     assert!(matches!(a.start("retrain", "ops").unwrap(), Started::New(n) if n > second));
     assert_eq!(a.get(999).unwrap(), None);
 }
+
+/// The shared prediction log: what one replica appends another reads (NaN kept); a
+/// repeated id is kept once; retention drops whole day partitions, never today's.
+#[test]
+fn the_prediction_log_is_shared_partitioned_and_pruned_by_day() {
+    use spamscope::store::predictions::{
+        ExperimentTag, PredictionLog, PredictionRecord, Retention, new_prediction_id,
+    };
+    let pg = TempPg::start();
+    let (c1, c2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let keep = Retention {
+        max_rows: 0,
+        max_days: 0,
+    };
+    let a = PredictionLog::open_for(&open(&pg, c1.path()), keep).unwrap();
+    let b = PredictionLog::open_for(&open(&pg, c2.path()), keep).unwrap();
+    let at = |days_ago: u64| {
+        humantime::format_rfc3339_millis(SystemTime::now() - Duration::from_secs(days_ago * 86_400))
+            .to_string()
+    };
+    let rec = |days_ago: u64, exp: bool| {
+        let mut features: Vec<f64> = (0..N_FEATURES).map(|i| i as f64 / 7.0).collect();
+        features[3] = f64::NAN;
+        PredictionRecord {
+            id: new_prediction_id(),
+            created_at: at(days_ago),
+            version: 2,
+            features,
+            probability: 0.625,
+            caller: "svc".into(),
+            user_id: Some("u1".into()),
+            experiment: exp.then(|| ExperimentTag {
+                experiment: "x1".into(),
+                other_version: 3,
+                other_probability: 0.25,
+            }),
+        }
+    };
+    let now = rec(0, true);
+    a.append(now.clone());
+    a.append(rec(40, false));
+    a.append(rec(10, false));
+    a.flush().unwrap();
+    let got = b.get(&now.id).unwrap().unwrap();
+    assert_eq!((got.probability, &got.experiment), (0.625, &now.experiment));
+    assert!(got.features[3].is_nan() && got.features[4] == 4.0 / 7.0);
+    assert_eq!(b.experiment_rows("x1").unwrap().len(), 1);
+    assert_eq!(b.recent(1).unwrap()[0].id, rec_id(&b.recent(3).unwrap(), 0));
+    // The same id again: kept once, counted as dropped.
+    a.append(now.clone());
+    a.flush().unwrap();
+    assert_eq!(b.count().unwrap(), 3);
+    assert_eq!(a.dropped(), 1);
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'predictions'"),
+        "3"
+    );
+    // 30 days: the 40-day-old partition goes, whole.
+    let month = Retention {
+        max_rows: 0,
+        max_days: 30,
+    };
+    let pruned = PredictionLog::open_for(&open(&pg, c1.path()), month).unwrap();
+    assert_eq!(pruned.count().unwrap(), 2);
+    // At most 1 row: every day before the newest that holds it goes; today stays.
+    let one = Retention {
+        max_rows: 1,
+        max_days: 0,
+    };
+    let pruned = PredictionLog::open_for(&open(&pg, c1.path()), one).unwrap();
+    assert_eq!(pruned.count().unwrap(), 1);
+    assert!(pruned.get(&now.id).unwrap().is_some());
+}
+
+fn rec_id(rows: &[spamscope::store::predictions::PredictionRecord], i: usize) -> String {
+    rows[i].id.clone()
+}

@@ -203,17 +203,17 @@ impl Shared {
         // the same keys wait for one another instead of deadlocking.
         owners.sort();
         self.write(|tx| {
+            // Each statement is prepared once per group (a round trip), then only run.
+            let mut prepared = Prepared::default();
             let mut reserved = std::collections::HashSet::new();
             for &(caller, key, i) in &owners {
                 let k = subs[i].key().expect("an owner has a key");
                 let linked = matches!(subs[i], Submission::Linked { .. });
+                let stmt = prepared
+                    .get(tx, 0, RESERVE_KEY)
+                    .map_err(self.fail("reserving an idempotency key"))?;
                 let n = tx
-                    .execute(
-                        "INSERT INTO feedback_keys
-                            (caller, key, body_hash, linked, feedback_id, created_at)
-                         VALUES ($1, $2, $3, $4, 0, $5) ON CONFLICT DO NOTHING",
-                        &[&caller, &key, &k.body_hash, &linked, &now_text],
-                    )
+                    .execute(&stmt, &[&caller, &key, &k.body_hash, &linked, &now_text])
                     .map_err(self.fail("reserving an idempotency key"))?;
                 if n == 1 {
                     reserved.insert(i);
@@ -240,14 +240,17 @@ impl Shared {
                         prediction_id,
                         ..
                     } => {
-                        let id = insert_record(tx, &now_text, record, moderator, prediction_id)
+                        let stmt = prepared
+                            .get(tx, 1, INSERT_RECORD)
+                            .map_err(self.fail("storing feedback"))?;
+                        let id = insert_record(tx, &stmt, &now_text, record, moderator, prediction_id)
                             .map_err(self.fail("storing feedback"))?;
                         if let (Some(m), Some(u)) = (moderator, &record.user_id) {
-                            tx.execute(
-                                "DELETE FROM review_claims WHERE user_id = $1 AND moderator = $2",
-                                &[&u.trim(), m],
-                            )
-                            .map_err(self.fail("releasing a review claim"))?;
+                            let stmt = prepared
+                                .get(tx, 2, RELEASE_CLAIM)
+                                .map_err(self.fail("releasing a review claim"))?;
+                            tx.execute(&stmt, &[&u.trim(), m])
+                                .map_err(self.fail("releasing a review claim"))?;
                         }
                         id
                     }
@@ -276,11 +279,11 @@ impl Shared {
                         .get(0),
                 };
                 if let Some(k) = sub.key() {
-                    tx.execute(
-                        "UPDATE feedback_keys SET feedback_id = $3 WHERE caller = $1 AND key = $2",
-                        &[&k.caller, &k.key, &id],
-                    )
-                    .map_err(self.fail("recording an idempotency key"))?;
+                    let stmt = prepared
+                        .get(tx, 3, RECORD_KEY)
+                        .map_err(self.fail("recording an idempotency key"))?;
+                    tx.execute(&stmt, &[&k.caller, &k.key, &id])
+                        .map_err(self.fail("recording an idempotency key"))?;
                 }
                 out.push(Ok(Outcome::Stored(id)));
             }
@@ -760,9 +763,39 @@ impl Shared {
     }
 }
 
-/// Inserts one record; its id.
+const RESERVE_KEY: &str = "INSERT INTO feedback_keys
+    (caller, key, body_hash, linked, feedback_id, created_at)
+    VALUES ($1, $2, $3, $4, 0, $5) ON CONFLICT DO NOTHING";
+const INSERT_RECORD: &str = "INSERT INTO feedback (created_at, user_id, model_version,
+    probability, predicted, true_label, notes, origin, moderator, prediction_id, features)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id";
+const RELEASE_CLAIM: &str = "DELETE FROM review_claims WHERE user_id = $1 AND moderator = $2";
+const RECORD_KEY: &str = "UPDATE feedback_keys SET feedback_id = $3 WHERE caller = $1 AND key = $2";
+
+/// Statements of one submission group, each prepared when first needed.
+#[derive(Default)]
+struct Prepared([Option<postgres::Statement>; 4]);
+
+impl Prepared {
+    fn get(
+        &mut self,
+        tx: &mut pg::Transaction<'_>,
+        slot: usize,
+        sql: &str,
+    ) -> Result<postgres::Statement, postgres::Error> {
+        if let Some(s) = &self.0[slot] {
+            return Ok(s.clone());
+        }
+        let s = tx.prepare(sql)?;
+        self.0[slot] = Some(s.clone());
+        Ok(s)
+    }
+}
+
+/// Inserts one record with the prepared [`INSERT_RECORD`]; its id.
 fn insert_record(
     tx: &mut pg::Transaction<'_>,
+    stmt: &postgres::Statement,
     now: &str,
     r: &NewFeedback,
     moderator: &Option<String>,
@@ -773,9 +806,7 @@ fn insert_record(
         .map(|v| i32::try_from(v).unwrap_or(i32::MAX));
     Ok(tx
         .query_one(
-            "INSERT INTO feedback (created_at, user_id, model_version, probability, predicted,
-                true_label, notes, origin, moderator, prediction_id, features)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+            stmt,
             &[
                 &now,
                 &r.user_id.as_deref(),

@@ -111,8 +111,8 @@ CREATE TABLE review_claims (
 CREATE TABLE predictions (
     id                 text NOT NULL,
     created_at         text NOT NULL,
-    -- The day (UTC) of created_at: the partition key.
-    logged_on          date NOT NULL,
+    -- The day (UTC) of created_at, in days since 1970-01-01: the partition key.
+    logged_day         integer NOT NULL,
     version            integer NOT NULL,
     probability        double precision NOT NULL,
     caller             text NOT NULL,
@@ -124,8 +124,8 @@ CREATE TABLE predictions (
     other_probability  double precision,
     -- Order of arrival across replicas (the newest rows, an experiment's rows in order).
     seq                bigserial NOT NULL,
-    PRIMARY KEY (id, logged_on)
-) PARTITION BY RANGE (logged_on);
+    PRIMARY KEY (id, logged_day)
+) PARTITION BY RANGE (logged_day);
 CREATE INDEX predictions_seq ON predictions (seq);
 CREATE INDEX predictions_experiment ON predictions (experiment) WHERE experiment IS NOT NULL;
 "#,

@@ -203,8 +203,8 @@ enum Sink {
     Local(Connection),
     Shared {
         db: crate::store::pg::Db,
-        /// Day partitions this writer has made sure exist.
-        known: Vec<String>,
+        /// Day partitions (days since 1970-01-01) this writer has made sure exist.
+        known: Vec<i32>,
         /// While the database does not answer: when to try the held rows again.
         retry_at: Option<Instant>,
     },

@@ -16,59 +16,65 @@ const PARTITION_LOCK: i64 = 0x5350_5052_4544_4c47; // "SPPREDLG"
 const COLUMNS: &str = "id, created_at, version, probability, caller, user_id, features, \
                        experiment, other_version, other_probability";
 
-/// The day (UTC) of an RFC 3339 time: its first ten characters, if they are a date.
-fn day_of(created_at: &str) -> Option<&str> {
-    let d = created_at.get(..10)?;
-    let b = d.as_bytes();
-    let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
-    (digits(0..4) && b[4] == b'-' && digits(5..7) && b[7] == b'-' && digits(8..10)).then_some(d)
+/// The day (UTC) of an RFC 3339 time, in days since 1970-01-01.
+fn day_of(created_at: &str) -> i32 {
+    humantime::parse_rfc3339_weak(created_at)
+        .ok()
+        .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+        .map_or(0, |d| (d.as_secs() / 86_400) as i32)
 }
 
-fn partition_name(day: &str) -> String {
-    format!("predictions_{}", day.replace('-', ""))
+/// `YYYY-MM-DD` of day number `day`.
+fn date_of(day: i32) -> String {
+    let t = SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(day).unwrap_or(0) * 86_400);
+    humantime::format_rfc3339_seconds(t).to_string()[..10].to_string()
+}
+
+fn partition_name(day: i32) -> String {
+    format!("predictions_{}", date_of(day).replace('-', ""))
 }
 
 /// Creates the partitions of `days` that do not exist yet.
-pub fn ensure_partitions(c: &mut impl GenericClient, days: &[&str]) -> Result<(), postgres::Error> {
+pub fn ensure_partitions(c: &mut impl GenericClient, days: &[i32]) -> Result<(), postgres::Error> {
     let mut tx = c.transaction()?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PARTITION_LOCK])?;
-    for day in days {
-        // `day` is checked to be YYYY-MM-DD ([`day_of`]): safe to write into the DDL.
+    for &day in days {
         tx.batch_execute(&format!(
             "CREATE TABLE IF NOT EXISTS {} PARTITION OF predictions
-             FOR VALUES FROM ('{day}') TO (date '{day}' + 1)",
-            partition_name(day)
+             FOR VALUES FROM ({day}) TO ({})",
+            partition_name(day),
+            day + 1
         ))?;
     }
     tx.commit()
 }
 
-/// Inserts `batch` in one statement; returns how many rows were new (an id already
-/// stored is kept once). Creates missing day partitions first (`known` remembers those
-/// made already by this writer).
+/// Writes `batch`; returns how many rows were new (an id already stored is kept
+/// once). Creates missing day partitions first (`known` remembers those made already by
+/// this writer). Binary COPY, the server's cheapest way in; a batch whose COPY meets an
+/// id already stored (ids are random: practically never) is inserted row by row,
+/// skipping it.
 pub fn insert(
     c: &mut impl GenericClient,
     batch: &[PredictionRecord],
-    known: &mut Vec<String>,
+    known: &mut Vec<i32>,
 ) -> Result<u64, postgres::Error> {
-    let mut days: Vec<&str> = batch
+    use postgres::types::Type;
+    let days: Vec<i32> = batch.iter().map(|r| day_of(&r.created_at)).collect();
+    let mut missing: Vec<i32> = days
         .iter()
-        .map(|r| day_of(&r.created_at).unwrap_or("1970-01-01"))
-        .filter(|d| !known.iter().any(|k| k == d))
+        .copied()
+        .filter(|d| !known.contains(d))
         .collect();
-    days.sort_unstable();
-    days.dedup();
-    if !days.is_empty() {
-        ensure_partitions(c, &days)?;
-        known.extend(days.iter().map(|d| d.to_string()));
+    missing.sort_unstable();
+    missing.dedup();
+    if !missing.is_empty() {
+        ensure_partitions(c, &missing)?;
+        known.extend(missing);
     }
     let versions: Vec<i32> = batch
         .iter()
         .map(|r| i32::try_from(r.version).unwrap_or(i32::MAX))
-        .collect();
-    let days: Vec<String> = batch
-        .iter()
-        .map(|r| day_of(&r.created_at).unwrap_or("1970-01-01").to_string())
         .collect();
     let other: Vec<Option<i32>> = batch
         .iter()
@@ -86,37 +92,67 @@ pub fn insert(
         .iter()
         .map(|r| r.experiment.as_ref().map(|t| t.other_probability))
         .collect();
-    const PER_ROW: usize = 11;
-    let mut sql = format!("INSERT INTO predictions ({COLUMNS}, logged_on) VALUES ");
-    let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> =
-        Vec::with_capacity(batch.len() * PER_ROW);
-    for (i, r) in batch.iter().enumerate() {
-        let b = i * PER_ROW;
-        if i > 0 {
-            sql.push(',');
+    let row = |i: usize| -> [&(dyn postgres::types::ToSql + Sync); 11] {
+        let r = &batch[i];
+        [
+            &r.id,
+            &r.created_at,
+            &versions[i],
+            &r.probability,
+            &r.caller,
+            &r.user_id,
+            &r.features,
+            &experiments[i],
+            &other[i],
+            &other_probabilities[i],
+            &days[i],
+        ]
+    };
+    let mut tx = c.transaction()?;
+    let copied = (|| {
+        let sink = tx.copy_in(&format!(
+            "COPY predictions ({COLUMNS}, logged_day) FROM STDIN (FORMAT binary)"
+        ))?;
+        let types = [
+            Type::TEXT,
+            Type::TEXT,
+            Type::INT4,
+            Type::FLOAT8,
+            Type::TEXT,
+            Type::TEXT,
+            Type::FLOAT8_ARRAY,
+            Type::TEXT,
+            Type::INT4,
+            Type::FLOAT8,
+            Type::INT4,
+        ];
+        let mut w = postgres::binary_copy::BinaryCopyInWriter::new(sink, &types);
+        for i in 0..batch.len() {
+            w.write(&row(i))?;
         }
-        sql.push('(');
-        for k in 1..=PER_ROW {
-            if k > 1 {
-                sql.push(',');
+        w.finish()
+    })();
+    match copied {
+        Ok(n) => {
+            tx.commit()?;
+            Ok(n)
+        }
+        Err(e) if e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION) => {
+            drop(tx);
+            let mut tx = c.transaction()?;
+            let stmt = tx.prepare(&format!(
+                "INSERT INTO predictions ({COLUMNS}, logged_day)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING"
+            ))?;
+            let mut stored = 0;
+            for i in 0..batch.len() {
+                stored += tx.execute(&stmt, &row(i))?;
             }
-            sql.push_str(&format!("${}", b + k));
+            tx.commit()?;
+            Ok(stored)
         }
-        sql.push_str("::text::date)");
-        params.push(&r.id);
-        params.push(&r.created_at);
-        params.push(&versions[i]);
-        params.push(&r.probability);
-        params.push(&r.caller);
-        params.push(&r.user_id);
-        params.push(&r.features);
-        params.push(&experiments[i]);
-        params.push(&other[i]);
-        params.push(&other_probabilities[i]);
-        params.push(&days[i]);
+        Err(e) => Err(e),
     }
-    sql.push_str(" ON CONFLICT DO NOTHING");
-    c.execute(&sql, &params)
 }
 
 fn from_row(r: &postgres::Row) -> Result<PredictionRecord, String> {
