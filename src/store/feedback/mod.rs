@@ -438,6 +438,18 @@ fn check_record(r: &NewFeedback) -> Result<(), String> {
     Ok(())
 }
 
+/// Why submission `s` cannot be stored, if it cannot ([`check_record`], or an unlinked
+/// label that is not 0 or 1).
+fn check_submission(s: &Submission) -> Result<(), String> {
+    match s {
+        Submission::Linked { record, .. } => check_record(record),
+        Submission::Unlinked { actual_label, .. } if actual_label.is_some_and(|l| l > 1) => {
+            Err("labels must be 0 or 1".into())
+        }
+        Submission::Unlinked { .. } => Ok(()),
+    }
+}
+
 /// Feedback given through the service.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Submission {
@@ -759,15 +771,7 @@ impl Local {
     ) -> Result<Vec<Result<Outcome, FeedbackError>>, FeedbackError> {
         let checked: Vec<Result<(), FeedbackError>> = subs
             .iter()
-            .map(|s| match s {
-                Submission::Linked { record, .. } => self.validate(record),
-                Submission::Unlinked { actual_label, .. }
-                    if actual_label.is_some_and(|l| l > 1) =>
-                {
-                    Err(self.err("labels must be 0 or 1"))
-                }
-                Submission::Unlinked { .. } => Ok(()),
-            })
+            .map(|s| check_submission(s).map_err(|e| self.err(e)))
             .collect();
         let stamp = |t: std::time::SystemTime| humantime::format_rfc3339_millis(t).to_string();
         let now_text = stamp(now);
@@ -919,10 +923,6 @@ impl Local {
 
     pub(super) fn err(&self, e: impl Failure) -> FeedbackError {
         FeedbackError::of(&self.path.display().to_string(), e)
-    }
-
-    fn validate(&self, r: &NewFeedback) -> Result<(), FeedbackError> {
-        check_record(r).map_err(|e| self.err(e))
     }
 
     pub fn count(&self) -> Result<u64, FeedbackError> {

@@ -15,7 +15,7 @@ use super::review::{
 use super::{
     AgreementPoint, Claimant, Feedback, FeedbackError, FeedbackLabel, FeedbackStats,
     IDEMPOTENCY_RETENTION, ModeratorStats, NewFeedback, Origin, Outcome, Submission, VersionStats,
-    check_record,
+    check_submission,
 };
 use crate::data::UserId;
 use crate::data::catalog::N_FEATURES;
@@ -167,18 +167,7 @@ impl Shared {
             message: m,
             kind: ErrorKind::Invalid,
         };
-        let checked: Vec<Result<(), String>> = subs
-            .iter()
-            .map(|sub| match sub {
-                Submission::Linked { record, .. } => check_record(record),
-                Submission::Unlinked { actual_label, .. }
-                    if actual_label.is_some_and(|l| l > 1) =>
-                {
-                    Err("labels must be 0 or 1".to_string())
-                }
-                Submission::Unlinked { .. } => Ok(()),
-            })
-            .collect();
+        let checked: Vec<Result<(), String>> = subs.iter().map(check_submission).collect();
         if subs.iter().any(|s| s.key().is_some()) {
             // Its own statement, before the group: replicas pruning at once wait for
             // one another here, never inside a group.
