@@ -336,3 +336,74 @@ fn a_replica_killed_under_feedback_load_loses_no_acknowledged_record() {
         pg.psql("SELECT count(*) FROM feedback")
     );
 }
+
+/// A replica started against a database that is down: at once, one line and exit 1;
+/// with `--wait-for-store`, it waits (saying so once) and serves when the database
+/// comes up.
+#[test]
+fn a_replica_waits_for_its_database_only_when_asked() {
+    let pg = TempPg::start();
+    let cache = tempfile::tempdir().unwrap();
+    common::train_version(&open(&pg, cache.path()), DATA, 5);
+    pg.stop();
+    let bin = env!("CARGO_BIN_EXE_spamscope");
+    let out = std::process::Command::new(bin)
+        .args([
+            "serve",
+            "--store",
+            &pg.url(),
+            "--addr",
+            "127.0.0.1:0",
+            "--cache",
+        ])
+        .arg(cache.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot connect") && err.lines().count() == 1,
+        "{err}"
+    );
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let log = cache.path().join("serve.err");
+    let mut child = std::process::Command::new(bin)
+        .args([
+            "serve",
+            "--store",
+            &pg.url(),
+            "--wait-for-store",
+            "60",
+            "--cache",
+        ])
+        .arg(cache.path())
+        .args(["--addr", &format!("127.0.0.1:{port}"), "--log", "warn"])
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    until(
+        "the replica saying it waits",
+        Duration::from_secs(30),
+        || {
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains("waiting for the store")
+        },
+    );
+    assert!(child.try_wait().unwrap().is_none(), "it gave up");
+    pg.start_again();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    until("the replica serving", Duration::from_secs(30), || {
+        agent()
+            .get(&format!("http://{addr}/health/ready"))
+            .call()
+            .is_ok_and(|r| r.status() == 200)
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

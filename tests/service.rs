@@ -565,6 +565,7 @@ fn no_tokens_no_network() {
     let err = spamscope::service::run(
         spamscope::service::ServeConfig {
             store: spamscope::store::location::Location::Folder(dir.path().to_path_buf()),
+            wait_for_store: None,
             addr: "0.0.0.0:0".parse().unwrap(),
             workers: 1,
             limits: Limits::default(),

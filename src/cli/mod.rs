@@ -269,6 +269,11 @@ pub struct ServeArgs {
     /// http(s) URL; default: `webhook_url` in the registry's online.ron, if set.
     #[arg(long)]
     pub webhook: Option<String>,
+    /// With a postgres:// store that does not answer yet (starting with it, say): try
+    /// again every second for at most this many seconds (1-3600) before giving up.
+    /// Default: give up at once, in one line.
+    #[arg(long, value_name = "SECONDS")]
+    pub wait_for_store: Option<u64>,
 }
 
 #[derive(Args, Debug)]

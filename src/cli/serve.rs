@@ -12,7 +12,17 @@ pub fn run(args: ServeArgs) -> Result<()> {
         workers,
         log,
         webhook,
+        wait_for_store,
     } = args;
+    let wait_for_store = match wait_for_store {
+        None => None,
+        Some(s @ 1..=3600) => Some(std::time::Duration::from_secs(s)),
+        Some(s) => {
+            return Err(spamscope::Error::Invalid(format!(
+                "--wait-for-store must be 1 to 3600 seconds (got {s})"
+            )));
+        }
+    };
     let _ = tracing_subscriber::fmt()
         .with_max_level(log)
         .with_writer(std::io::stderr)
@@ -29,6 +39,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
             limits: Default::default(),
             retention: Default::default(),
             webhook,
+            wait_for_store,
         },
         &StderrProgress::new(),
     )

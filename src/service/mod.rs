@@ -77,6 +77,8 @@ pub struct ServeConfig {
     /// Where to POST alerts (error rate, an experiment's agreement); None: the
     /// registry's `webhook_url` setting, if any.
     pub webhook: Option<String>,
+    /// How long to keep trying a store that does not answer at start (None: not at all).
+    pub wait_for_store: Option<Duration>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -591,7 +593,11 @@ fn summary(state: &State, from: (u64, u64, u64), to: (u64, u64, u64), over: Dura
 /// registry has none, listens on `cfg.addr`, and on the signal stops accepting,
 /// finishes the requests in flight and commits the prediction log.
 pub fn run(cfg: ServeConfig, reporter: &dyn Reporter) -> Result<(), ServeError> {
-    let registry = Registry::open_at(&cfg.store).map_err(crate::Error::from)?;
+    let registry =
+        Registry::open_waiting(&cfg.store, cfg.wait_for_store.unwrap_or_default(), |e| {
+            eprintln!("spamscope serve: waiting for the store: {e}");
+        })
+        .map_err(crate::Error::from)?;
     let loopback = cfg.addr.ip().is_loopback();
     if !loopback && !TokenStore::of(&registry).exists() {
         return Err(ServeError::OpenOnNetwork { addr: cfg.addr });

@@ -422,6 +422,34 @@ impl Registry {
         }
     }
 
+    /// [`Registry::open_at`], trying again every second for up to `wait` while the
+    /// store does not answer (a database starting, restarting or out of connections);
+    /// `on_wait` hears the first such failure. Any other failure, or the last one, is
+    /// returned.
+    pub fn open_waiting(
+        location: &Location,
+        wait: std::time::Duration,
+        on_wait: impl FnOnce(&StoreError),
+    ) -> Result<Registry, StoreError> {
+        let until = std::time::Instant::now() + wait;
+        let mut on_wait = Some(on_wait);
+        loop {
+            match Registry::open_at(location) {
+                Err(e)
+                    if e.kind() == super::ErrorKind::Busy
+                        && std::time::Instant::now() + std::time::Duration::from_secs(1)
+                            <= until =>
+                {
+                    if let Some(f) = on_wait.take() {
+                        f(&e);
+                    }
+                    std::thread::sleep(std::time::Duration::from_secs(1));
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// The same registry with another limit on waiting for the write lock.
     pub fn with_lock_timeout(mut self, limit: std::time::Duration) -> Registry {
         self.lock_timeout = limit;
