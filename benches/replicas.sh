@@ -7,7 +7,10 @@
 #   2. feedback: acknowledged records/s on one replica at 16 connections, every request
 #      a labelled account, synchronous_commit on (the server's default);
 #   3. promotion: 20 rollbacks made by the CLI on the database, alternating two
-#      versions, each timed until all three replicas answer with it (p50, p99, max).
+#      versions, each timed until all three replicas answer with it (p50, p99, max);
+#   4. three replicas, requests spread round-robin (replicas_mixed.py), while the CLI
+#      changes the active version every second: errors, and answers whose probability
+#      is not the one the version they name gives that account.
 # A benchmark, not a test: the figures go to docs/benchmarks.md and the README.
 #
 # Usage: benches/replicas.sh [OUT_DIR]      Environment: DURATION (wrk seconds, default 20),
@@ -115,6 +118,11 @@ for i in $(seq 1 20); do
   done
   echo "$(echo "$(date +%s.%N) - $start" | bc)" >>"$out/promotions.txt"
 done
+log "three replicas, round-robin, under load while the active version changes every second"
+mixed=$(python3 "$root/benches/replicas_mixed.py" "$bin" "$url" "$out/cache0" "$out/bodies.jsonl" 18181 18182 18183 --seconds "$duration")
+log "mixed: $mixed"
+echo "$mixed" >"$out/mixed.json"
+
 python3 - "$results" "$out/promotions.txt" "$stored" "$(cat "$out/log_size.txt")" <<'PY' | tee "$out/summary.txt"
 import json, sys
 rs = [json.loads(l) for l in open(sys.argv[1])]
@@ -130,6 +138,10 @@ print(f"feedback, one replica, 16 connections: {fb['rps']:,.0f} acknowledged/s "
       f"(p99 {fb['p99_ms']:.1f} ms, non-2xx {fb['errors']['status']}, stored {sys.argv[3]})")
 print(f"promotion to all 3 replicas over {len(times)}: p50 {q(times, .5) * 1e3:.0f} ms, "
       f"p99 {q(times, .99) * 1e3:.0f} ms, max {times[-1] * 1e3:.0f} ms")
+m = json.load(open(sys.argv[1].rsplit("/", 1)[0] + "/mixed.json"))
+print(f"3 replicas round-robin, {m['seconds']} s, {m['promotions']} promotions: {m['requests']:,} requests, "
+      f"{m['non_200']} not 200, {m['mismatched']} probabilities not of the version named "
+      f"(answered by version: {m['by_version']})")
 n, size = (int(x) for x in sys.argv[4].split("|"))
 per = size / n
 print(f"prediction log: {n:,} rows in {size / 2**20:,.0f} MiB = {per:,.0f} bytes a row with its indexes; "
