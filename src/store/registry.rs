@@ -13,6 +13,11 @@
 //! name. Model and holdout files are checked against the SHA-256 in the manifest on
 //! every load: a truncated or corrupted file is reported, never loaded. See
 //! `models/README.md` for the format.
+//!
+//! The same registry can live in a shared PostgreSQL store ([`Registry::open_at`] with
+//! a `postgres://` location, tables in [`crate::store::pg::registry`]): every writer then
+//! works in one transaction that first locks the active pointer's row, and the folder
+//! is only the local cache of model files (by checksum), logs and reports.
 
 use crate::data::DataSource;
 use crate::eval::metrics::Metrics;

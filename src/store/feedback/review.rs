@@ -1,7 +1,8 @@
 //! A moderation team on one store: accounts' confirmed final labels, who reviewed an
 //! account, and review claims (who is looking at an account now, until when). The
 //! tables live in the feedback store (`feedback.sqlite`, created by
-//! [`FeedbackStore::open`]); every change is one transaction.
+//! [`super::FeedbackStore::open`], or a shared store's tables: `shared.rs` beside this
+//! file); every change is one transaction.
 //!
 //! Times are passed in (`now`), so expiry is decided by the caller's clock and tests
 //! need not sleep.
