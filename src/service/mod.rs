@@ -421,8 +421,8 @@ pub fn spawn_watcher_with(state: &Arc<State>, every: Duration, rules: AlertRules
     // On a shared store, a change any replica or command commits (a promotion, an
     // experiment, a token) wakes the watcher at once; polling stays as the fallback.
     let wake = Arc::new(tokio::sync::Notify::new());
-    if let Some(db) = state.registry.shared() {
-        listen_for_changes(weak.clone(), db.clone(), wake.clone());
+    if state.registry.has_changes() {
+        listen_for_changes(weak.clone(), state.registry.clone(), wake.clone());
     }
     tokio::spawn(async move {
         let mut last_summary = (std::time::Instant::now(), (0, 0, 0));
@@ -515,16 +515,18 @@ pub fn spawn_watcher_with(state: &Arc<State>, every: Duration, rules: AlertRules
 /// connection is opened again every second; meanwhile the watcher polls.
 fn listen_for_changes(
     state: std::sync::Weak<State>,
-    db: crate::store::pg::Db,
+    registry: Registry,
     wake: Arc<tokio::sync::Notify>,
 ) {
     let spawned = std::thread::Builder::new()
         .name("store-listener".into())
         .spawn(move || {
-            let channel = crate::store::pg::registry::CHANNEL;
             let mut said = false;
             while state.strong_count() > 0 {
-                let mut client = match db.listen(channel) {
+                let Some(feed) = registry.changes() else {
+                    return;
+                };
+                let mut client = match feed {
                     Ok(c) => {
                         said = false;
                         c

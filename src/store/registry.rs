@@ -349,6 +349,17 @@ enum Held<'a, 't> {
     Shared(&'a mut pg::Transaction<'t>),
 }
 
+/// Changes committed to a shared registry by any process ([`Registry::changes`]).
+pub struct Changes(pg::Listener);
+
+impl Changes {
+    /// What changed next (`active`, `versions`, `tokens`, a document's name), waiting
+    /// at most `wait` (None: nothing came); an error when the feed is lost.
+    pub fn next(&mut self, wait: std::time::Duration) -> Result<Option<String>, StoreError> {
+        Ok(self.0.next(wait)?)
+    }
+}
+
 /// The registry's documents: small texts beside the versions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Document {
@@ -474,6 +485,40 @@ impl Registry {
     pub fn shared(&self) -> Option<&pg::Db> {
         self.shared.as_ref()
     }
+    /// `folder` or `postgres`: where this registry is kept (for a readiness answer).
+    pub fn backend_name(&self) -> &'static str {
+        match self.shared {
+            Some(_) => "postgres",
+            None => "folder",
+        }
+    }
+
+    /// Whether the store answers now: the shared database a query, the folder a read
+    /// of its active pointer.
+    pub fn check_ready(&self) -> Result<(), StoreError> {
+        match &self.shared {
+            Some(db) => Ok(db.ping()?),
+            None => self.active().map(|_| ()),
+        }
+    }
+
+    /// Whether [`Registry::changes`] has a feed to open (no I/O).
+    pub fn has_changes(&self) -> bool {
+        self.shared.is_some()
+    }
+
+    /// The feed of changes other processes commit (a promotion, an experiment, a
+    /// token...), when the store has one: a shared store's notifications. None for a
+    /// folder (its readers poll).
+    pub fn changes(&self) -> Option<Result<Changes, StoreError>> {
+        let db = self.shared.as_ref()?;
+        Some(
+            db.listen(pg::registry::CHANNEL)
+                .map(Changes)
+                .map_err(StoreError::from),
+        )
+    }
+
     /// What to call this registry in messages: its folder, or the database's URL
     /// without the password.
     pub fn shown(&self) -> String {

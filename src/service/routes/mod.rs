@@ -250,16 +250,10 @@ async fn health_live() -> Json<api::Message> {
     responses((status = 200, body = api::Ready), (status = 503, body = api::Ready)))]
 async fn health_ready(Ax(s): S) -> Response {
     let model_version = s.active().manifest.version;
-    let store = if s.registry.shared().is_some() {
-        "postgres"
-    } else {
-        "folder"
-    };
+    let store = s.registry.backend_name();
     let s2 = s.clone();
-    let check = tokio::task::spawn_blocking(move || match s2.registry.shared() {
-        Some(db) => db.ping().map_err(|e| e.message),
-        None => s2.registry.active().map(|_| ()).map_err(|e| e.to_string()),
-    });
+    let check =
+        tokio::task::spawn_blocking(move || s2.registry.check_ready().map_err(|e| e.to_string()));
     let reason = match tokio::time::timeout(std::time::Duration::from_secs(2), check).await {
         Ok(Ok(Ok(()))) => None,
         Ok(Ok(Err(e))) => Some(crate::service::error::without_paths(&e)),
