@@ -161,21 +161,41 @@ pub struct Feedback {
     pub moderator: Option<String>,
 }
 
-/// Who claims feedback for a retrain: this process (`pid:PID:NANOS`). A claim whose
-/// process no longer runs is stale and released by the next claim.
+/// Who claims feedback for a retrain: this process on this host
+/// (`pid:PID:NANOS:HOST`). A claim whose process no longer runs is stale and released by
+/// the next claim.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claimant(String);
+
+/// A claim older than this is stale wherever its process ran.
+const CLAIM_MAX_AGE_NANOS: u128 = 24 * 3600 * 1_000_000_000;
+
+/// This host's name (no `:`), as claims name it.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().replace(':', "_"))
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
 
 impl Claimant {
     pub fn this_process() -> Claimant {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
-        Claimant(format!("pid:{}:{nanos}", std::process::id()))
+        Claimant(format!(
+            "pid:{}:{nanos}:{}",
+            std::process::id(),
+            host_name()
+        ))
     }
 
-    /// Whether the process behind claim `text` is gone (on systems without /proc, a
-    /// claim older than a day).
+    /// Whether the process behind claim `text` is gone: on this host, when no process
+    /// has its pid (on systems without /proc, and for a claim made on another host
+    /// sharing the store, whose processes cannot be seen from here, when the claim is
+    /// older than a day). Claims written before they named a host are this host's.
     fn is_stale(text: &str) -> bool {
         let mut parts = text.split(':');
         let (Some("pid"), Some(pid), Some(nanos)) = (parts.next(), parts.next(), parts.next())
@@ -185,17 +205,18 @@ impl Claimant {
         let Ok(pid) = pid.parse::<u32>() else {
             return true;
         };
-        if pid == std::process::id() {
+        let here = parts.next().is_none_or(|h| h == host_name());
+        if here && pid == std::process::id() {
             return false;
         }
-        if Path::new("/proc/self").exists() {
+        if here && Path::new("/proc/self").exists() {
             return !Path::new(&format!("/proc/{pid}")).exists();
         }
         let age = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos())
             .saturating_sub(nanos.parse().unwrap_or(0));
-        age > 24 * 3600 * 1_000_000_000
+        age > CLAIM_MAX_AGE_NANOS
     }
 }
 
@@ -1439,6 +1460,33 @@ fn check_ids<'a>(ids: impl IntoIterator<Item = &'a UserId>) -> Result<(), String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A claim made on another host sharing the store cannot be checked from here: it
+    /// stays live for a day (never taken from a retrain running there), then is stale.
+    /// Here, a claim is stale when its process is gone.
+    #[test]
+    fn claims_of_other_hosts_are_live_for_a_day() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let me = Claimant::this_process();
+        assert!(!Claimant::is_stale(&me.0));
+        assert!(me.0.ends_with(&format!(":{}", host_name())));
+        assert!(!Claimant::is_stale(&format!(
+            "pid:999999999:{now}:another-host"
+        )));
+        let old = now - CLAIM_MAX_AGE_NANOS - 1;
+        assert!(Claimant::is_stale(&format!(
+            "pid:999999999:{old}:another-host"
+        )));
+        // This host's, of a process that is gone (pids stay below 2^22 on Linux).
+        assert!(Claimant::is_stale(&format!(
+            "pid:999999999:{now}:{}",
+            host_name()
+        )));
+        assert!(Claimant::is_stale(&format!("pid:999999999:{now}")));
+    }
 
     fn rec(label: u8, predicted: Option<u8>, version: Option<u32>) -> NewFeedback {
         let mut features: Vec<f64> = (0..N_FEATURES).map(|i| i as f64).collect();
