@@ -736,11 +736,9 @@ impl Local {
         })
     }
 
-    /// Claims every record that no training used and no other live retrain claimed, in
-    /// one transaction, and returns them (oldest first): each record is taken by
-    /// exactly one retrain. Claims of processes that are gone (crashed, killed) are
-    /// released first.
-    pub fn claim_unused(&mut self, claimant: &Claimant) -> Result<Vec<Feedback>, FeedbackError> {
+    /// Claims, in one transaction, every record that no training used and no other
+    /// live retrain claimed, after releasing the claims of processes that are gone.
+    pub fn claim_unused(&mut self, claimant: &Claimant) -> Result<(), FeedbackError> {
         let path = self.path.display().to_string();
         let e = |e: rusqlite::Error| FeedbackError::of(&path, e);
         let tx = self
@@ -768,12 +766,7 @@ impl Local {
             [&claimant.0],
         )
         .map_err(e)?;
-        tx.commit().map_err(e)?;
-        Ok(self
-            .records(true)?
-            .into_iter()
-            .filter(|r| r.claimed_by.as_deref() == Some(claimant.0.as_str()))
-            .collect())
+        tx.commit().map_err(e)
     }
 
     /// Stores feedback given through the service in one transaction: records with
@@ -1249,7 +1242,12 @@ impl FeedbackStore {
     /// one transaction, and returns them (oldest first): each record is taken by
     /// exactly one retrain. Claims of processes that are gone are released first.
     pub fn claim_unused(&mut self, claimant: &Claimant) -> Result<Vec<Feedback>, FeedbackError> {
-        on_either!(mut self, s => s.claim_unused(claimant))
+        on_either!(mut self, s => s.claim_unused(claimant))?;
+        Ok(self
+            .records(true)?
+            .into_iter()
+            .filter(|r| r.claimed_by.as_deref() == Some(claimant.0.as_str()))
+            .collect())
     }
 
     /// Stores feedback given through the service in one transaction: records with

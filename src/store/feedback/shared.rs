@@ -121,7 +121,7 @@ impl Shared {
         u64::try_from(v).map_err(|_| self.corrupt(format!("{column} is {v}, which is not a count")))
     }
 
-    pub fn claim_unused(&mut self, claimant: &Claimant) -> Result<Vec<Feedback>, FeedbackError> {
+    pub fn claim_unused(&mut self, claimant: &Claimant) -> Result<(), FeedbackError> {
         self.write(|tx| {
             let holders: Vec<String> = tx
                 .query(
@@ -147,12 +147,7 @@ impl Shared {
             )
             .map_err(self.fail("claiming feedback"))?;
             Ok(())
-        })?;
-        Ok(self
-            .records(true)?
-            .into_iter()
-            .filter(|r| r.claimed_by.as_deref() == Some(claimant.0.as_str()))
-            .collect())
+        })
     }
 
     pub fn add_submissions_at(
