@@ -504,9 +504,12 @@ fn review_queue_scores_filters_opens_gives_bulk_feedback_and_exports() {
         assert_eq!(r.record.model_version, Some(1));
     }
 
-    freeze(&mut h);
     h.get_by_label("flagged as spammers").click();
     h.run_steps(2);
+    // The filter refreshes the shown rows' review claims in the background: wait for
+    // it, or a slow machine snapshots its "review claims: starting" status.
+    settle(&mut h);
+    freeze(&mut h);
     h.snapshot("queue");
 
     // Export the shown rows.
