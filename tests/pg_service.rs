@@ -54,6 +54,16 @@ fn replica(reg: &Registry) -> (tokio::runtime::Runtime, SocketAddr) {
     (rt, addr)
 }
 
+/// A `spamscope serve` child process, killed when dropped (also when a test fails).
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -258,13 +268,15 @@ fn a_replica_killed_under_feedback_load_loses_no_acknowledged_record() {
         .local_addr()
         .unwrap()
         .port();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_spamscope"))
-        .args(["serve", "--store", &pg.url(), "--cache"])
-        .arg(cache.path())
-        .args(["--addr", &format!("127.0.0.1:{port}"), "--log", "warn"])
-        .stderr(std::fs::File::create(cache.path().join("serve.err")).unwrap())
-        .spawn()
-        .unwrap();
+    let mut child = Killed(
+        std::process::Command::new(env!("CARGO_BIN_EXE_spamscope"))
+            .args(["serve", "--store", &pg.url(), "--cache"])
+            .arg(cache.path())
+            .args(["--addr", &format!("127.0.0.1:{port}"), "--log", "warn"])
+            .stderr(std::fs::File::create(cache.path().join("serve.err")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let start = Instant::now();
     while !agent()
@@ -274,7 +286,7 @@ fn a_replica_killed_under_feedback_load_loses_no_acknowledged_record() {
     {
         let said = std::fs::read_to_string(cache.path().join("serve.err")).unwrap_or_default();
         assert!(
-            start.elapsed() < Duration::from_secs(60) && child.try_wait().unwrap().is_none(),
+            start.elapsed() < Duration::from_secs(60) && child.0.try_wait().unwrap().is_none(),
             "the replica did not start: {said}"
         );
         std::thread::sleep(Duration::from_millis(50));
@@ -308,8 +320,8 @@ fn a_replica_killed_under_feedback_load_loses_no_acknowledged_record() {
             })
             .collect();
         std::thread::sleep(Duration::from_millis(1500));
-        child.kill().unwrap();
-        child.wait().unwrap();
+        child.0.kill().unwrap();
+        child.0.wait().unwrap();
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         workers
             .into_iter()
@@ -372,20 +384,22 @@ fn a_replica_waits_for_its_database_only_when_asked() {
         .unwrap()
         .port();
     let log = cache.path().join("serve.err");
-    let mut child = std::process::Command::new(bin)
-        .args([
-            "serve",
-            "--store",
-            &pg.url(),
-            "--wait-for-store",
-            "60",
-            "--cache",
-        ])
-        .arg(cache.path())
-        .args(["--addr", &format!("127.0.0.1:{port}"), "--log", "warn"])
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut child = Killed(
+        std::process::Command::new(bin)
+            .args([
+                "serve",
+                "--store",
+                &pg.url(),
+                "--wait-for-store",
+                "60",
+                "--cache",
+            ])
+            .arg(cache.path())
+            .args(["--addr", &format!("127.0.0.1:{port}"), "--log", "warn"])
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
     until(
         "the replica saying it waits",
         Duration::from_secs(30),
@@ -395,7 +409,7 @@ fn a_replica_waits_for_its_database_only_when_asked() {
                 .contains("waiting for the store")
         },
     );
-    assert!(child.try_wait().unwrap().is_none(), "it gave up");
+    assert!(child.0.try_wait().unwrap().is_none(), "it gave up");
     pg.start_again();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     until("the replica serving", Duration::from_secs(30), || {
@@ -404,6 +418,5 @@ fn a_replica_waits_for_its_database_only_when_asked() {
             .call()
             .is_ok_and(|r| r.status() == 200)
     });
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(child);
 }
