@@ -812,11 +812,14 @@ impl Registry {
 
     /// The bytes of a file of version `v`, checked against the manifest's checksum.
     fn read_checked(&self, v: u32, file: &FileRef) -> Result<Vec<u8>, StoreError> {
-        let (bytes, place) = match &self.shared {
-            Some(db) => return self.read_shared(db, v, file),
-            None => (self.read_confined(v, file)?, self.place(v, &file.name)),
-        };
-        check_sum(bytes, file, place)
+        match &self.shared {
+            Some(db) => self.read_shared(db, v, file),
+            None => check_sum(
+                self.read_confined(v, file)?,
+                file,
+                self.place(v, &file.name),
+            ),
+        }
     }
 
     /// A file of a folder registry's version `v`, refused when it lies outside its

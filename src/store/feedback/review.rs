@@ -121,14 +121,14 @@ impl Local {
         Ok(before)
     }
 
-    /// The confirmed label of `user_id`, if any.
+    /// The confirmed label of `user_id` (trimmed by [`super::FeedbackStore`]), if any.
     pub fn confirmed_label(&self, user_id: &str) -> Result<Option<ConfirmedLabel>, FeedbackError> {
-        confirmed_in(&self.conn, user_id.trim()).map_err(|e| self.err(e))
+        confirmed_in(&self.conn, user_id).map_err(|e| self.err(e))
     }
 
-    /// The feedback records on `user_id`, oldest first.
+    /// The feedback records on `user_id` (trimmed by [`super::FeedbackStore`]), oldest first.
     pub fn account_records(&self, user_id: &str) -> Result<Vec<AccountRecord>, FeedbackError> {
-        records_in(&self.conn, user_id.trim()).map_err(|e| self.err(e))
+        records_in(&self.conn, user_id).map_err(|e| self.err(e))
     }
 
     /// Claims `ids` for review by `moderator` until `now + ttl`, in one transaction: an

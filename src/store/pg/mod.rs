@@ -224,24 +224,15 @@ impl Db {
 
     /// A connection from the pool; a server that does not answer within
     /// [`CONNECT_TIMEOUT`] is [`ErrorKind::Busy`].
+    /// (The pool checks a connection as it hands it out: one the server closed is
+    /// replaced, never handed out.)
     pub fn conn(&self) -> Result<Conn, DbError> {
-        let mut c = self.pool.get().map_err(|e| {
+        self.pool.get().map_err(|e| {
             DbError::new(
                 ErrorKind::Busy,
                 format!("{}: the database does not answer ({e})", self.shown),
             )
-        })?;
-        // A connection the server closed (a restart) is replaced, not handed out.
-        if c.is_closed() {
-            drop(c);
-            c = self.pool.get().map_err(|e| {
-                DbError::new(
-                    ErrorKind::Busy,
-                    format!("{}: the database does not answer ({e})", self.shown),
-                )
-            })?;
-        }
-        Ok(c)
+        })
     }
 
     /// The error of a statement, as one line naming the server and `what` was done.

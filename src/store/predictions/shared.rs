@@ -164,7 +164,7 @@ fn from_row(r: &postgres::Row) -> Result<PredictionRecord, String> {
             features.len()
         ));
     }
-    let version = |v: i32| u32::try_from(v).map_err(|_| format!("version {v} is not a version"));
+    let version = crate::store::pg::registry::checked_version;
     let experiment = match (
         r.get::<_, Option<String>>(7),
         r.get::<_, Option<i32>>(8),
@@ -232,8 +232,7 @@ pub fn experiment_rows(
     )?
     .iter()
     .map(|r| {
-        let version =
-            |v: i32| u32::try_from(v).map_err(|_| format!("version {v} is not a version"));
+        let version = crate::store::pg::registry::checked_version;
         Ok(ExperimentRow {
             id: r.get(0),
             user_id: r.get(1),
