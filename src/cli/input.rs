@@ -11,8 +11,28 @@ use std::path::{Path, PathBuf};
 /// The store given with `--store`/`--cache` (or SPAMSCOPE_STORE), for every command.
 static STORE: std::sync::OnceLock<Option<Location>> = std::sync::OnceLock::new();
 
+/// `--cache` as given.
+static CACHE: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+
+/// `--cache` as given (`store migrate` applies it to whichever side is a database).
+pub fn cache_dir() -> Option<PathBuf> {
+    CACHE.get().cloned().flatten()
+}
+
 /// Reads `--store` (else SPAMSCOPE_STORE) and `--cache` once, before a command runs.
-pub fn choose_store(store: Option<String>, cache: Option<PathBuf>) -> Result<()> {
+/// `two_stores`: the command names its stores itself (`store migrate`), so `--store`
+/// does not go with it and `--cache` goes alone.
+pub fn choose_store(store: Option<String>, cache: Option<PathBuf>, two_stores: bool) -> Result<()> {
+    if two_stores {
+        if store.is_some() {
+            return Err(Error::Invalid(
+                "store migrate names its two stores with --from and --to; --store does not go with it".into(),
+            ));
+        }
+        let _ = CACHE.set(cache);
+        return Ok(());
+    }
+    let _ = CACHE.set(cache.clone());
     let store = store.or_else(|| {
         std::env::var(spamscope::store::location::STORE_ENV)
             .ok()

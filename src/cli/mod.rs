@@ -18,6 +18,7 @@ mod report;
 mod retrain;
 mod score;
 mod serve;
+mod store;
 mod token;
 mod train;
 mod versions;
@@ -93,6 +94,9 @@ pub enum Command {
     /// Accounts' confirmed final labels: confirm one, or import a file of them.
     #[command(subcommand)]
     Label(LabelCommand),
+    /// The store itself: copy a registry between a folder and a PostgreSQL database.
+    #[command(subcommand)]
+    Store(StoreCommand),
     /// Benchmark our forest against scikit-learn, XGBoost and YDF (and our TreeSHAP
     /// against shap's) on the same data and split.
     Bench(BenchArgs),
@@ -394,6 +398,24 @@ pub enum TokenCommand {
     },
 }
 
+#[derive(Subcommand, Debug)]
+pub enum StoreCommand {
+    /// Copy a registry whole (versions, active version, documents, tokens, feedback,
+    /// prediction log) into another store, then verify counts and checksums. The
+    /// target must be empty (or a copy cut short, which this completes); stop every
+    /// service and command writing to the source first.
+    Migrate {
+        /// The registry to copy: a folder or a postgres:// URL.
+        #[arg(long, value_name = "FOLDER|URL")]
+        from: String,
+        /// Where to copy it: a folder or a postgres:// URL (created if needed).
+        #[arg(long, value_name = "FOLDER|URL")]
+        to: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 /// Parses arguments and runs; returns the process exit code.
 pub fn main_with_args(args: Vec<std::ffi::OsString>) -> i32 {
     let cli = match Cli::try_parse_from(args) {
@@ -424,13 +446,17 @@ pub fn main_with_args(args: Vec<std::ffi::OsString>) -> i32 {
             );
             2
         }
-        Some(cmd) => match input::choose_store(cli.store, cli.cache).and_then(|()| run(cmd)) {
-            Ok(()) => 0,
-            Err(e) => {
-                eprintln!("error: {}", one_line(&e.to_string()));
-                1
+        Some(cmd) => {
+            match input::choose_store(cli.store, cli.cache, matches!(cmd, Command::Store(_)))
+                .and_then(|()| run(cmd))
+            {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("error: {}", one_line(&e.to_string()));
+                    1
+                }
             }
-        },
+        }
     }
 }
 
@@ -484,6 +510,7 @@ pub fn run(cmd: Command) -> Result<()> {
         Command::Feedback(cmd) => feedback::run(cmd),
         Command::Token(cmd) => token::run(cmd),
         Command::Label(cmd) => label::run(cmd),
+        Command::Store(cmd) => store::run(cmd),
         Command::Bench(a) => bench::run(a),
     }
 }

@@ -38,6 +38,7 @@ pub enum Error {
     Tokens(#[from] TokenError),
     #[error(transparent)]
     Experiment(#[from] ExperimentError),
+
     /// The job was cancelled by its reporter (the user pressed Cancel).
     #[error("cancelled")]
     Cancelled,
@@ -107,6 +108,19 @@ impl From<EdaError> for Error {
         match e {
             EdaError::Cancelled(_) => Error::Cancelled,
             e => Error::Statistics(e),
+        }
+    }
+}
+
+impl From<crate::store::copy::CopyError> for Error {
+    fn from(e: crate::store::copy::CopyError) -> Error {
+        use crate::store::copy::CopyError as C;
+        match e {
+            C::Store(e) => Error::Store(e),
+            C::Feedback(e) => Error::Feedback(e),
+            C::Predictions(e) => Error::Predictions(e),
+            C::Tokens(e) => Error::Tokens(e),
+            C::Conflict(m) => Error::Conflict(m),
         }
     }
 }

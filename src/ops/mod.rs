@@ -8,6 +8,7 @@ pub mod compare;
 pub mod error;
 pub mod experiment;
 pub mod feedback;
+pub mod migrate;
 pub mod online;
 pub mod predict;
 pub mod report;

@@ -2,6 +2,7 @@
 //! active pointer), the moderators' feedback store, and for the scoring service its
 //! prediction log and API tokens.
 
+pub mod copy;
 pub mod feedback;
 /// Review claims and confirmed labels (tables of the feedback store).
 pub use feedback::review;

@@ -372,6 +372,13 @@ pub enum Document {
 }
 
 impl Document {
+    /// Every document a registry may hold.
+    pub const ALL: [Document; 3] = [
+        Document::Experiment,
+        Document::OnlineSettings,
+        Document::LatestComparison,
+    ];
+
     fn key(self) -> &'static str {
         match self {
             Document::Experiment => "experiment",

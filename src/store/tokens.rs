@@ -413,6 +413,73 @@ impl TokenStore {
     }
 }
 
+/// A stored token as a copy of the store carries it: the hash of its secret, never
+/// the secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredToken {
+    pub name: String,
+    pub role: Role,
+    pub created_at: String,
+    pub sha256: String,
+}
+
+impl TokenStore {
+    /// Every token with its hash, in the order they were added.
+    pub fn export(&self) -> Result<Vec<StoredToken>, TokenError> {
+        Ok(self
+            .read()?
+            .tokens
+            .into_iter()
+            .map(|t| StoredToken {
+                name: t.name,
+                role: t.role,
+                created_at: t.created_at,
+                sha256: t.sha256,
+            })
+            .collect())
+    }
+
+    /// Writes `tokens` (checked like a tokens file) into this store, whose callers can
+    /// then use the same secrets. Refused when this store holds a token already.
+    pub fn import(&self, tokens: &[StoredToken]) -> Result<(), TokenError> {
+        let file = TokensFile {
+            tokens: tokens
+                .iter()
+                .map(|t| Entry {
+                    name: t.name.clone(),
+                    role: t.role,
+                    created_at: t.created_at.clone(),
+                    sha256: t.sha256.clone(),
+                })
+                .collect(),
+        };
+        self.check(&file)?;
+        let occupied =
+            || self.damaged("holds tokens already; a copy goes into a store without tokens");
+        if let Some(db) = &self.shared {
+            let rows: Vec<super::pg::tokens::Row> = file
+                .tokens
+                .iter()
+                .map(|t| {
+                    let role = t.role.name().to_string();
+                    (t.name.clone(), role, t.created_at.clone(), t.sha256.clone())
+                })
+                .collect();
+            let done = db
+                .transaction("copying tokens", |tx| {
+                    super::pg::tokens::import(tx, &rows).map_err(db.err("copying tokens"))
+                })
+                .map_err(TokenError::from)?;
+            return if done { Ok(()) } else { Err(occupied()) };
+        }
+        let _lock = self.lock()?;
+        if !self.read()?.tokens.is_empty() {
+            return Err(occupied());
+        }
+        self.write(&file)
+    }
+}
+
 fn info(t: Entry) -> TokenInfo {
     TokenInfo {
         name: t.name,

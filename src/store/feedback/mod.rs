@@ -11,6 +11,8 @@
 //! are rebuilt with a TEXT column when first opened (one transaction; integer values
 //! become their decimal text). Reading accepts integer values too.
 
+mod dump;
+pub use dump::{Tables, Value};
 pub mod review;
 mod shared;
 

@@ -47,7 +47,10 @@ impl Shared {
     }
 
     /// A failure of `what`, in the store's words.
-    fn fail(&self, what: &'static str) -> impl Fn(postgres::Error) -> FeedbackError + '_ {
+    pub(super) fn fail(
+        &self,
+        what: &'static str,
+    ) -> impl Fn(postgres::Error) -> FeedbackError + '_ {
         move |e| FeedbackError {
             path: self.shown(),
             message: format!("{what}: {}", pg::message(&e)),
@@ -76,7 +79,7 @@ impl Shared {
         }
     }
 
-    fn conn(&self) -> Result<pg::Conn, FeedbackError> {
+    pub(super) fn conn(&self) -> Result<pg::Conn, FeedbackError> {
         self.db.conn().map_err(|e| self.db_fail(e))
     }
 

@@ -51,3 +51,22 @@ pub fn revoke(c: &mut impl GenericClient, name: &str) -> Result<bool, postgres::
     }
     Ok(n == 1)
 }
+
+/// Writes `rows` (a copy of another store's tokens) in their order; false, writing
+/// nothing, when the table holds a token already.
+pub fn import(c: &mut impl GenericClient, rows: &[Row]) -> Result<bool, postgres::Error> {
+    c.execute("LOCK TABLE api_tokens IN EXCLUSIVE MODE", &[])?;
+    if any(c)? {
+        return Ok(false);
+    }
+    for (name, role, created_at, sha256) in rows {
+        c.execute(
+            "INSERT INTO api_tokens (name, role, created_at, sha256) VALUES ($1, $2, $3, $4)",
+            &[name, role, created_at, sha256],
+        )?;
+    }
+    if !rows.is_empty() {
+        super::registry::notify(c, "tokens")?;
+    }
+    Ok(true)
+}

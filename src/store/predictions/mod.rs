@@ -615,6 +615,33 @@ impl PredictionLog {
             .map_err(|e| self.db_err(e))
     }
 
+    /// Up to `n` committed records after position `after` (0: from the start), in
+    /// order of arrival, each with its position: the whole log, read page by page
+    /// (what a copy of the store reads).
+    pub fn page(
+        &self,
+        after: i64,
+        n: usize,
+    ) -> Result<Vec<(i64, PredictionRecord)>, PredictionLogError> {
+        let conn = match self.reader() {
+            Ok(c) => c,
+            Err(db) => return self.shared_read(db, |c| shared::page(&mut **c, after, n)),
+        };
+        let sql = format!(
+            "SELECT {COLUMNS}, {}, {}, rowid FROM predictions WHERE rowid > ?1
+             ORDER BY rowid LIMIT ?2",
+            feature_columns().join(", "),
+            experiment_columns()
+        );
+        let mut stmt = conn.prepare_cached(&sql).map_err(|e| self.db_err(e))?;
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        let last = 6 + N_FEATURES + EXPERIMENT_COLUMNS.len();
+        stmt.query_map([after, n], |r| Ok((r.get(last)?, from_row(r)?)))
+            .map_err(|e| self.db_err(e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.db_err(e))
+    }
+
     /// The committed predictions of experiment `experiment`, oldest first, without
     /// their features (flush first to include the newest).
     pub fn experiment_rows(

@@ -13,8 +13,10 @@ use std::time::{Duration, SystemTime};
 /// Serialises partition creation and removal between replicas (any number).
 const PARTITION_LOCK: i64 = 0x5350_5052_4544_4c47; // "SPPREDLG"
 
+/// The columns every read selects (`from_row` reads them in this order).
 const COLUMNS: &str = "id, created_at, version, probability, caller, user_id, features, \
                        experiment, other_version, other_probability";
+const COLUMN_COUNT: usize = 10;
 
 /// The day (UTC) of an RFC 3339 time, in days since 1970-01-01.
 fn day_of(created_at: &str) -> i32 {
@@ -218,6 +220,26 @@ pub fn recent(c: &mut impl GenericClient, n: usize) -> Result<Vec<PredictionReco
     )?
     .iter()
     .map(|r| from_row(r).map_err(ReadError::Corrupt))
+    .collect()
+}
+
+/// Up to `n` records after position `after` in order of arrival, each with its
+/// position (`seq`): a whole log read page by page.
+pub fn page(
+    c: &mut impl GenericClient,
+    after: i64,
+    n: usize,
+) -> Result<Vec<(i64, PredictionRecord)>, ReadError> {
+    let n = i64::try_from(n).unwrap_or(i64::MAX);
+    c.query(
+        &format!("SELECT {COLUMNS}, seq FROM predictions WHERE seq > $1 ORDER BY seq LIMIT $2"),
+        &[&after, &n],
+    )?
+    .iter()
+    .map(|r| {
+        let seq: i64 = r.get(COLUMN_COUNT);
+        from_row(r).map(|p| (seq, p)).map_err(ReadError::Corrupt)
+    })
     .collect()
 }
 
