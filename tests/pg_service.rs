@@ -3,7 +3,8 @@
 //! anywhere reaches every replica within a second through LISTEN/NOTIFY (their polling
 //! is set to 30 s here, so only the notification can do it), and a database that stops
 //! and comes back: scoring goes on, writes answer 503 with Retry-After, readiness fails,
-//! then everything resumes without a restart.
+//! then everything resumes without a restart. Revocations, review claims, canary
+//! stickiness and alert de-duplication hold across replicas too.
 
 mod common;
 
@@ -419,4 +420,148 @@ fn a_replica_waits_for_its_database_only_when_asked() {
             .is_ok_and(|r| r.status() == 200)
     });
     drop(child);
+}
+
+/// (status, JSON body) of a call with a token.
+fn call_as(addr: SocketAddr, token: &str, method: &str, path: &str, body: &Value) -> (u16, Value) {
+    let url = format!("http://{addr}{path}");
+    let a = agent();
+    let auth = format!("Bearer {token}");
+    let res = match method {
+        "GET" => a.get(&url).header("Authorization", &auth).call(),
+        _ => a.post(&url).header("Authorization", &auth).send_json(body),
+    };
+    let mut res = res.unwrap();
+    let status = res.status().as_u16();
+    (status, res.body_mut().read_json().unwrap_or(Value::Null))
+}
+
+/// What holds per request or per account holds across replicas: a token revoked
+/// through the CLI stops working on every replica within a second (the replicas poll
+/// every 30 s: only the notification can do it); two moderators claiming the same
+/// accounts on two replicas at once get disjoint sets; a canary answers each user with
+/// the same version on every replica; an alert kind is sent once per window by all the
+/// replicas together.
+#[test]
+fn tokens_claims_canary_and_alerts_hold_across_replicas() {
+    use spamscope::store::tokens::{Role, TokenStore};
+    let pg = TempPg::start();
+    let caches: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let cli = open(&pg, caches[2].path());
+    common::train_version(&cli, DATA, 4);
+    common::train_version(&cli, DATA, 5);
+    let tokens = TokenStore::of(&cli);
+    let admin = tokens.add("ops", Role::Admin).unwrap();
+    let mod_a = tokens.add("mod-a", Role::Moderator).unwrap();
+    let mod_b = tokens.add("mod-b", Role::Moderator).unwrap();
+    let (ra, rb) = (open(&pg, caches[0].path()), open(&pg, caches[1].path()));
+    let (rt_a, a) = replica(&ra);
+    let (rt_b, b) = replica(&rb);
+
+    // Claims: the same 200 accounts, claimed at once through A and through B.
+    let ids: Vec<String> = (0..200).map(|i| format!("{}", 40_000_000 + i)).collect();
+    let body = json!({"user_ids": ids});
+    let (ga, gb) = std::thread::scope(|s| {
+        let ta = s.spawn(|| call_as(a, &mod_a, "POST", "/review/claims", &body));
+        let tb = s.spawn(|| call_as(b, &mod_b, "POST", "/review/claims", &body));
+        (ta.join().unwrap(), tb.join().unwrap())
+    });
+    assert_eq!((ga.0, gb.0), (200, 200), "{ga:?} {gb:?}");
+    let granted = |v: &Value| -> std::collections::BTreeSet<String> {
+        v["granted"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_str().unwrap().to_string())
+            .collect()
+    };
+    let (sa, sb) = (granted(&ga.1), granted(&gb.1));
+    assert!(sa.is_disjoint(&sb), "an account went to both");
+    assert_eq!(sa.len() + sb.len(), 200, "every account went to one");
+
+    // Canary: half the users on version 1; each user gets one version on both.
+    let (st, e) = call_as(
+        a,
+        &admin,
+        "POST",
+        "/model/experiment",
+        &json!({"version": 1, "mode": "canary", "share": 0.5}),
+    );
+    assert_eq!(st, 200, "{e}");
+    until("the canary on B", Duration::from_secs(1), || {
+        call_as(b, &admin, "GET", "/model/experiment", &Value::Null).1["running"] == true
+    });
+    let mut versions = std::collections::BTreeSet::new();
+    for i in 0..40 {
+        let acct = account(i);
+        let va = call_as(a, &admin, "POST", "/predict", &acct).1["model_version"].clone();
+        let vb = call_as(b, &admin, "POST", "/predict", &acct).1["model_version"].clone();
+        assert_eq!(va, vb, "user acct{i}: {va} on A, {vb} on B");
+        versions.insert(va.to_string());
+    }
+    assert_eq!(
+        versions.len(),
+        2,
+        "both arms answer some users: {versions:?}"
+    );
+
+    // Revocation through the CLI: refused on both replicas within a second.
+    assert_eq!(
+        call_as(b, &mod_b, "GET", "/review/queue", &Value::Null).0,
+        200
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_spamscope"))
+        .args(["token", "revoke", "mod-b", "--store", &pg.url(), "--cache"])
+        .arg(caches[2].path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    for r in [a, b] {
+        let took = until("the revocation", Duration::from_secs(1), || {
+            call_as(r, &mod_b, "GET", "/review/queue", &Value::Null).0 == 401
+        });
+        eprintln!("{r}: mod-b refused after {took:?}");
+        assert_eq!(
+            call_as(r, &mod_a, "GET", "/review/queue", &Value::Null).0,
+            200
+        );
+    }
+    drop((rt_a, rt_b));
+
+    // Alerts: the same kind raised on two replicas is delivered once per window.
+    use spamscope::ops::alert::{Alert, AlertKind, WebhookSender};
+    let (url, bodies) = common::receiver(Vec::new());
+    let senders: Vec<WebhookSender> = [&ra, &rb]
+        .iter()
+        .map(|r| {
+            WebhookSender::from_registry(r, Some(&url))
+                .unwrap()
+                .unwrap()
+        })
+        .collect();
+    let alert = Alert {
+        kind: AlertKind::Drift,
+        message: "features moved".into(),
+        version: Some(2),
+        details: json!({}),
+    };
+    for s in &senders {
+        s.send(alert.clone());
+    }
+    let settled = |s: &WebhookSender| s.delivered() + s.duplicates() + s.failed();
+    until("both senders done", Duration::from_secs(10), || {
+        senders.iter().map(settled).sum::<u64>() == 2
+    });
+    let delivered: u64 = senders.iter().map(|s| s.delivered()).sum();
+    assert_eq!(delivered, 1, "one delivery between the replicas");
+    assert_eq!(senders.iter().map(|s| s.duplicates()).sum::<u64>(), 1);
+    assert_eq!(bodies.try_iter().count(), 1);
+    // Another kind is not held back by it.
+    senders[1].send(Alert {
+        kind: AlertKind::ErrorRate,
+        ..alert
+    });
+    until("the other kind", Duration::from_secs(10), || {
+        senders[1].delivered() == 1 + u64::from(senders[0].delivered() == 0)
+    });
 }

@@ -138,6 +138,17 @@ pub struct WebhookSender {
 impl WebhookSender {
     /// Checks the URL and starts the thread.
     pub fn start(cfg: WebhookConfig) -> Result<WebhookSender, AlertError> {
+        WebhookSender::start_shared(cfg, None)
+    }
+
+    /// [`WebhookSender::start`], with the window kept in `ledger` as well when it is a
+    /// shared store: then each kind is sent once per window by all the replicas
+    /// together (the first to take it sends; the others count a duplicate). A store
+    /// that does not answer does not hold an alert back.
+    pub fn start_shared(
+        cfg: WebhookConfig,
+        ledger: Option<crate::store::Registry>,
+    ) -> Result<WebhookSender, AlertError> {
         check_url(&cfg.url)?;
         let (tx, rx) = sync_channel(cfg.queue.max(1));
         let counters = Arc::new(Counters::default());
@@ -146,6 +157,8 @@ impl WebhookSender {
             timeout: cfg.timeout,
             backoff: cfg.backoff.clone(),
             counters: counters.clone(),
+            dedup: cfg.dedup,
+            ledger: ledger.filter(|r| r.shared().is_some()),
         };
         std::thread::Builder::new()
             .name("alert-webhook".into())
@@ -181,7 +194,7 @@ impl WebhookSender {
                 None => return Ok(None),
             },
         };
-        WebhookSender::to(&url)
+        WebhookSender::start_shared(WebhookConfig::new(url), Some(registry.clone()))
             .map(Some)
             .map_err(|e| crate::Error::Invalid(format!("{from}: {e}")))
     }
@@ -234,7 +247,8 @@ impl WebhookSender {
     pub fn dropped(&self) -> u64 {
         self.counters.dropped.load(Ordering::Relaxed)
     }
-    /// Alerts not sent because their kind was sent within the window.
+    /// Alerts not sent because their kind was sent within the window (by this sender,
+    /// or by another replica sharing the store).
     pub fn duplicates(&self) -> u64 {
         self.counters.duplicates.load(Ordering::Relaxed)
     }
@@ -245,6 +259,9 @@ struct Poster {
     timeout: Duration,
     backoff: Vec<Duration>,
     counters: Arc<Counters>,
+    dedup: Duration,
+    /// A shared store keeping the window for every replica.
+    ledger: Option<crate::store::Registry>,
 }
 
 /// What one try came to.
@@ -262,11 +279,30 @@ impl Poster {
             .build()
             .into();
         while let Ok(p) = rx.recv() {
-            self.deliver(&agent, &p);
+            let kind = p.alert.kind.name();
+            let claimed = match &self.ledger {
+                None => true,
+                Some(r) => r.claim_alert(kind, self.dedup).unwrap_or_else(|e| {
+                    tracing::warn!("alert {kind}: sent without the replicas' window: {e}");
+                    true
+                }),
+            };
+            if !claimed {
+                // Another replica sent this kind within the window.
+                self.counters.duplicates.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            if !self.deliver(&agent, &p)
+                && let Some(r) = &self.ledger
+                && let Err(e) = r.release_alert(kind)
+            {
+                tracing::warn!("alert {kind}: {e}");
+            }
         }
     }
 
-    fn deliver(&self, agent: &ureq::Agent, p: &Payload) {
+    /// Posts `p` (trying again as configured); whether it was delivered.
+    fn deliver(&self, agent: &ureq::Agent, p: &Payload) -> bool {
         let mut waits = self.backoff.iter();
         let mut tries = 0;
         loop {
@@ -288,7 +324,7 @@ impl Poster {
             let why = match outcome {
                 Try::Done => {
                     self.counters.delivered.fetch_add(1, Ordering::Relaxed);
-                    return;
+                    return true;
                 }
                 Try::Retry(why) => match waits.next() {
                     Some(wait) => {
@@ -310,7 +346,7 @@ impl Poster {
                 self.url,
                 p.alert.kind.name()
             );
-            return;
+            return false;
         }
     }
 }

@@ -526,6 +526,27 @@ impl Registry {
         )
     }
 
+    /// Takes the right to send an alert of `kind` now, for every process sharing this
+    /// store: false when one was sent less than `window` ago. A folder is one machine's:
+    /// each process's own sender keeps its window, so this always answers true.
+    pub fn claim_alert(&self, kind: &str, window: std::time::Duration) -> Result<bool, StoreError> {
+        let Some(db) = &self.shared else {
+            return Ok(true);
+        };
+        let ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+        Ok(pg::registry::claim_alert(&mut *db.conn()?, kind, ms)
+            .map_err(db.err("recording an alert"))?)
+    }
+
+    /// Gives back [`Registry::claim_alert`]'s right (the alert was not delivered).
+    pub fn release_alert(&self, kind: &str) -> Result<(), StoreError> {
+        let Some(db) = &self.shared else {
+            return Ok(());
+        };
+        Ok(pg::registry::release_alert(&mut *db.conn()?, kind)
+            .map_err(db.err("releasing an alert"))?)
+    }
+
     /// What to call this registry in messages: its folder, or the database's URL
     /// without the password.
     pub fn shown(&self) -> String {

@@ -180,3 +180,28 @@ pub fn notify(c: &mut impl GenericClient, what: &str) -> Result<(), postgres::Er
 pub fn checked_version(v: i32) -> Result<u32, String> {
     u32::try_from(v).map_err(|_| format!("version {v} is not a version number"))
 }
+
+/// Takes the right to send an alert of `kind` now: true unless one was sent (by any
+/// replica) less than `window_ms` ago. One statement: two replicas asking at once get
+/// one true between them (the row lock orders them).
+pub fn claim_alert(
+    c: &mut impl GenericClient,
+    kind: &str,
+    window_ms: i64,
+) -> Result<bool, postgres::Error> {
+    let rows = c.query(
+        "INSERT INTO alerts_sent (kind, sent_at) VALUES ($1, clock_timestamp())
+         ON CONFLICT (kind) DO UPDATE SET sent_at = excluded.sent_at
+         WHERE alerts_sent.sent_at < excluded.sent_at - make_interval(secs => $2::float8 / 1000)
+         RETURNING kind",
+        &[&kind, &(window_ms as f64)],
+    )?;
+    Ok(!rows.is_empty())
+}
+
+/// Gives the right back (an alert that could not be delivered): another replica may
+/// send its kind at once.
+pub fn release_alert(c: &mut impl GenericClient, kind: &str) -> Result<(), postgres::Error> {
+    c.execute("DELETE FROM alerts_sent WHERE kind = $1", &[&kind])
+        .map(|_| ())
+}

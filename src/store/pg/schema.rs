@@ -150,6 +150,16 @@ CREATE TABLE jobs (
 CREATE INDEX jobs_running ON jobs (kind) WHERE state = 'running';
 "#,
     ),
+    (
+        5,
+        "alerts sent, so that replicas send each kind once per window",
+        r#"
+CREATE TABLE alerts_sent (
+    kind     text PRIMARY KEY,
+    sent_at  timestamptz NOT NULL
+);
+"#,
+    ),
 ];
 
 /// The newest schema this program knows.
