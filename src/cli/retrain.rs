@@ -15,7 +15,17 @@ pub fn run(args: RetrainArgs) -> Result<()> {
     } = args;
     let registry = registry(reg)?;
     let cfg = spamscope::ops::settings::OnlineLearningConfig::load(&registry)?;
-    let o = spamscope::ops::online::retrain(&registry, &cfg, &StderrProgress::new())?;
+    // A job of the store: with a shared store, one retrain at a time across the
+    // replicas and commands, and followed from any replica.
+    let by = format!(
+        "cli:{}",
+        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+    );
+    let o =
+        spamscope::ops::online::retrain_job(&registry, &cfg, &by, &StderrProgress::new(), |o| {
+            serde_json::to_string(&spamscope::service::api::RetrainResult::from(o))
+                .expect("a retrain result always serialises")
+        })?;
     let gate = o.candidate.gate.as_ref();
     if json {
         print_json(&json!({

@@ -113,6 +113,38 @@ fn feedback_eval(model: &Model, records: &[&Feedback], threshold: f64) -> Option
     })
 }
 
+/// [`retrain`] as a job of the registry's store, as a command runs it: refused while
+/// another retrain runs in any process sharing the store (a service replica's or
+/// another command's), followed from any replica (`GET /jobs/{id}`) while it runs;
+/// its end is recorded with `describe`'s text of the outcome.
+pub fn retrain_job(
+    registry: &Registry,
+    cfg: &OnlineLearningConfig,
+    by: &str,
+    reporter: &dyn Reporter,
+    describe: impl FnOnce(&Outcome) -> String,
+) -> Result<Outcome> {
+    use crate::store::jobs::{Jobs, Started};
+    let jobs = Jobs::of(registry);
+    let id = match jobs.start("retrain", by)? {
+        Started::New(id) => id,
+        Started::Running(id) => {
+            return Err(crate::Error::Conflict(format!(
+                "retrain job {id} is running (started by a service replica or another command); wait for it to finish"
+            )));
+        }
+    };
+    let outcome = jobs.while_running(id, || retrain(registry, cfg, reporter));
+    let end = match &outcome {
+        Ok(o) => Ok(describe(o)),
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(e) = jobs.finish(id, end) {
+        tracing::warn!("retrain job {id}: its end was not recorded: {e}");
+    }
+    outcome
+}
+
 /// Retrains from feedback and registers the candidate (active if promoted).
 pub fn retrain(
     registry: &Registry,

@@ -388,6 +388,31 @@ pub struct RetrainResult {
     pub by_moderator: Vec<ModeratorGate>,
 }
 
+impl From<&crate::ops::online::Outcome> for RetrainResult {
+    fn from(o: &crate::ops::online::Outcome) -> RetrainResult {
+        RetrainResult {
+            candidate_version: o.candidate.version,
+            promoted: o.promoted,
+            reason: o.reason.clone(),
+            feedback_train: o.feedback_train,
+            feedback_holdout: o.feedback_holdout,
+            metrics: (&o.candidate.metrics).into(),
+            by_moderator: o
+                .by_moderator
+                .iter()
+                .map(|m| ModeratorGate {
+                    moderator: m.moderator.clone(),
+                    records: m.candidate.records,
+                    accuracy_active: m.active.accuracy,
+                    accuracy_candidate: m.candidate.accuracy,
+                    brier_active: m.active.brier,
+                    brier_candidate: m.candidate.brier,
+                })
+                .collect(),
+        }
+    }
+}
+
 /// One moderator's held-out feedback in a retrain's gate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ModeratorGate {

@@ -66,6 +66,25 @@ impl Jobs {
         }
     }
 
+    /// Runs `work` while beating job `id`'s heartbeat every [`HEARTBEAT`] (on a shared
+    /// store the other processes see the job alive; a process killed mid-job stops
+    /// beating and its job reads as failed).
+    pub fn while_running<T>(&self, id: u64, work: impl FnOnce() -> T) -> T {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(HEARTBEAT)
+                {
+                    self.beat(id);
+                }
+            });
+            let out = work();
+            drop(stop);
+            out
+        })
+    }
+
     fn memory(m: &Mutex<Vec<JobRow>>) -> std::sync::MutexGuard<'_, Vec<JobRow>> {
         m.lock().unwrap_or_else(|p| p.into_inner())
     }

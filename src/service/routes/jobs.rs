@@ -60,54 +60,22 @@ pub(super) async fn retrain(call: Call<Admin>) -> Result<Response, ApiError> {
     };
     let s2 = call.s.clone();
     std::thread::spawn(move || {
-        // The job's heartbeat, while it runs (a shared store: other replicas see it
-        // alive; a replica killed mid-job leaves it to read as failed).
-        let (stop, stopped) = std::sync::mpsc::channel::<()>();
-        let beat = {
-            let s3 = s2.clone();
-            std::thread::spawn(move || {
-                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
-                    stopped.recv_timeout(crate::store::jobs::HEARTBEAT)
-                {
-                    s3.jobs.beat(id);
-                }
-            })
-        };
         let progress = JobProgress {
             state: s2.clone(),
             id,
             last: std::sync::Mutex::new((std::time::Instant::now(), String::new())),
         };
-        let outcome = crate::ops::online::OnlineLearningConfig::load(&s2.registry)
-            .and_then(|cfg| crate::ops::online::retrain(&s2.registry, &cfg, &progress));
-        drop(stop);
-        let _ = beat.join();
+        let outcome = s2.jobs.while_running(id, || {
+            crate::ops::online::OnlineLearningConfig::load(&s2.registry)
+                .and_then(|cfg| crate::ops::online::retrain(&s2.registry, &cfg, &progress))
+        });
         if let Err(e) = s2.refresh_active() {
             tracing::warn!("after the retrain: {e}");
         }
         let outcome = outcome
             .map(|o| {
-                let r = api::RetrainResult {
-                    candidate_version: o.candidate.version,
-                    promoted: o.promoted,
-                    reason: o.reason,
-                    feedback_train: o.feedback_train,
-                    feedback_holdout: o.feedback_holdout,
-                    metrics: (&o.candidate.metrics).into(),
-                    by_moderator: o
-                        .by_moderator
-                        .iter()
-                        .map(|m| api::ModeratorGate {
-                            moderator: m.moderator.clone(),
-                            records: m.candidate.records,
-                            accuracy_active: m.active.accuracy,
-                            accuracy_candidate: m.candidate.accuracy,
-                            brier_active: m.active.brier,
-                            brier_candidate: m.candidate.brier,
-                        })
-                        .collect(),
-                };
-                serde_json::to_string(&r).expect("a retrain result always serialises")
+                serde_json::to_string(&api::RetrainResult::from(&o))
+                    .expect("a retrain result always serialises")
             })
             .map_err(|e| e.to_string());
         if let Err(e) = s2.jobs.finish(id, outcome) {
