@@ -175,6 +175,8 @@ struct Inner {
     counters: Arc<Counters>,
     reader: Reader,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// A shared log's pruner thread ends when this is dropped.
+    _pruner: Option<std::sync::mpsc::Sender<()>>,
 }
 
 impl Drop for Inner {
@@ -423,12 +425,12 @@ impl PredictionLog {
         };
         let shown = format!("{}: predictions", db.shown());
         if let Err(e) = shared::prune(db, retention) {
-            // A log that cannot be pruned now still logs; the writer tries again.
+            // A log that cannot be pruned now still logs; the pruner tries again.
             tracing::warn!("{shown}: {e}");
         }
-        PredictionLog::start(
+        let mut log = PredictionLog::start(
             PathBuf::from(&shown),
-            shown,
+            shown.clone(),
             Sink::Shared {
                 db: db.clone(),
                 known: Vec::new(),
@@ -441,7 +443,33 @@ impl PredictionLog {
             path: format!("{}: predictions", db.shown()),
             message: e.to_string(),
             kind: crate::store::ErrorKind::Other,
-        })
+        })?;
+        // Retention on a thread of its own: dropping a partition waits for the
+        // partition lock and reads statistics, which must not hold up the writer
+        // (whose queue would fill at full load).
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let (db, place) = (db.clone(), shown.clone());
+        std::thread::Builder::new()
+            .name("prediction-log-prune".into())
+            .spawn(move || {
+                lower_priority();
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(SHARED_PRUNE_EVERY)
+                {
+                    if let Err(e) = shared::prune(&db, retention) {
+                        tracing::error!("{place}: pruning failed: {e}");
+                    }
+                }
+            })
+            .map_err(|e| PredictionLogError::Db {
+                path: shown,
+                message: e.to_string(),
+                kind: crate::store::ErrorKind::Other,
+            })?;
+        if let Some(inner) = Arc::get_mut(&mut log.inner) {
+            inner._pruner = Some(stop);
+        }
+        Ok(log)
     }
 
     fn start(
@@ -455,7 +483,6 @@ impl PredictionLog {
         let (tx, rx) = sync_channel(MAX_PENDING);
         let writer = Writer {
             sink,
-            last_prune: Instant::now(),
             retention,
             counters: counters.clone(),
             shown: shown.clone(),
@@ -471,6 +498,7 @@ impl PredictionLog {
                 counters,
                 reader,
                 writer: Mutex::new(Some(handle)),
+                _pruner: None,
             }),
         })
     }
@@ -717,7 +745,6 @@ fn lower_priority() {
 
 struct Writer {
     sink: Sink,
-    last_prune: Instant,
     retention: Retention,
     counters: Arc<Counters>,
     shown: String,
@@ -799,18 +826,15 @@ impl Writer {
         }
     }
 
-    /// Whether the retention limits are due: every [`PRUNE_EVERY`] appends for a file,
-    /// every [`SHARED_PRUNE_EVERY`] for a shared log.
+    /// Whether the retention limits are due: every [`PRUNE_EVERY`] appends for a file
+    /// (a shared log's own thread prunes it every [`SHARED_PRUNE_EVERY`]).
     fn prune_due(&mut self, since_prune: &mut u64) -> bool {
         match &self.sink {
             Sink::Local(_) if *since_prune >= PRUNE_EVERY => {
                 *since_prune = 0;
                 true
             }
-            Sink::Shared { .. } if self.last_prune.elapsed() >= SHARED_PRUNE_EVERY => {
-                self.last_prune = Instant::now();
-                true
-            }
+            // A shared log is pruned by its own thread (see `open_for`).
             _ => false,
         }
     }

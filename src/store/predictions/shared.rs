@@ -300,7 +300,8 @@ fn partitions(c: &mut impl GenericClient) -> Result<Vec<(String, String)>, postg
 
 /// Applies `retention` by dropping whole day partitions: those older than `max_days`,
 /// and those older than the newest days that together hold `max_rows` rows (today's
-/// partition always stays). Returns the rows the dropped partitions held.
+/// partition always stays). Returns the rows the dropped partitions held (estimated for
+/// analysed partitions, see [`rows_in`]).
 pub fn prune(db: &Db, retention: Retention) -> Result<u64, pg::DbError> {
     let mut c = db.conn()?;
     let fail = db.err("pruning the prediction log");
@@ -326,15 +327,8 @@ pub fn prune(db: &Db, retention: Retention) -> Result<u64, pg::DbError> {
                 }
                 break;
             }
-            let need = i64::try_from(retention.max_rows - kept).unwrap_or(i64::MAX);
-            let n: i64 = c
-                .query_one(
-                    &format!("SELECT count(*) FROM (SELECT 1 FROM {name} LIMIT $1) s"),
-                    &[&need],
-                )
-                .map_err(&fail)?
-                .get(0);
-            kept += n.max(0) as u64;
+            let need = retention.max_rows - kept;
+            kept += rows_in(&mut *c, name, Some(need)).map_err(&fail)?;
         }
     }
     let Some(before) = drop_before else {
@@ -346,15 +340,41 @@ pub fn prune(db: &Db, retention: Retention) -> Result<u64, pg::DbError> {
         let mut tx = c.transaction().map_err(&fail)?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PARTITION_LOCK])
             .map_err(&fail)?;
-        let n: i64 = tx
-            .query_one(&format!("SELECT count(*) FROM {name}"), &[])
-            .map_err(&fail)?
-            .get(0);
+        let n = rows_in(&mut tx, name, None).map_err(&fail)?;
         tx.batch_execute(&format!("DROP TABLE IF EXISTS {name}"))
             .map_err(&fail)?;
         tx.commit().map_err(&fail)?;
         tracing::info!("prediction log: dropped the partition of {day} ({n} rows)");
-        removed += n.max(0) as u64;
+        removed += n;
     }
     Ok(removed)
+}
+
+/// The rows of partition `name` (at most `limit`): the planner's estimate when the
+/// partition has been analysed (a day of traffic is, by autovacuum: counting hundreds
+/// of millions of rows every minute would cost more than the inserts), else counted.
+fn rows_in(
+    c: &mut impl GenericClient,
+    name: &str,
+    limit: Option<u64>,
+) -> Result<u64, postgres::Error> {
+    let estimate: f32 = c
+        .query_opt(
+            "SELECT reltuples FROM pg_class WHERE relname = $1",
+            &[&name],
+        )?
+        .map_or(-1.0, |r| r.get(0));
+    let cap = limit.unwrap_or(u64::MAX);
+    if estimate > 0.0 {
+        return Ok((estimate as u64).min(cap));
+    }
+    // Never analysed (or analysed while empty): count, stopping at the limit.
+    let cap = i64::try_from(cap).unwrap_or(i64::MAX);
+    let n: i64 = c
+        .query_one(
+            &format!("SELECT count(*) FROM (SELECT 1 FROM {name} LIMIT $1) s"),
+            &[&cap],
+        )?
+        .get(0);
+    Ok(n.max(0) as u64)
 }
