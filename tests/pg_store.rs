@@ -697,3 +697,67 @@ fn the_prediction_log_is_shared_partitioned_and_pruned_by_day() {
 fn rec_id(rows: &[spamscope::store::predictions::PredictionRecord], i: usize) -> String {
     rows[i].id.clone()
 }
+
+/// TLS to the database as libpq's sslmode says, against a server that refuses
+/// connections without it: the default (prefer) and `require` encrypt without checking
+/// the certificate; `verify-ca` checks it against `sslrootcert`; `verify-full` also
+/// checks the name (the certificate names db.internal, the URL 127.0.0.1: refused);
+/// `disable`, an unknown authority or a missing file are one line each, and not taken
+/// for a server that is down.
+#[test]
+fn tls_to_the_database_as_sslmode_says() {
+    let pg = TempPg::start();
+    let ca = pg.require_tls("DNS:db.internal");
+    let cache = tempfile::tempdir().unwrap();
+    let at = |query: &str| {
+        Registry::open_at(&Location::Postgres {
+            url: format!("{}{query}", pg.url()),
+            cache: cache.path().to_path_buf(),
+        })
+    };
+    let encrypted = |reg: &Registry| {
+        // One statement on a pooled connection, then ask the server how it came in.
+        reg.active().unwrap();
+        pg.psql(
+            "SELECT bool_and(s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+             WHERE a.application_name = 'spamscope'",
+        )
+    };
+    let reg = at("").unwrap();
+    assert_eq!(encrypted(&reg), "t");
+    common::train_version(&reg, DATA, 3);
+    drop(reg);
+    let ca_q = ca.display().to_string().replace('/', "%2F");
+    for q in [
+        "?sslmode=require".to_string(),
+        format!("?sslmode=verify-ca&sslrootcert={ca_q}"),
+    ] {
+        let reg = at(&q).unwrap_or_else(|e| panic!("{q}: {e}"));
+        assert_eq!(reg.load_active().unwrap().0.version, 1, "{q}");
+        assert_eq!(encrypted(&reg), "t", "{q}");
+    }
+    // A replica's LISTEN connection goes the same way.
+    let reg = at(&format!("?sslmode=verify-ca&sslrootcert={ca_q}")).unwrap();
+    let mut changes = reg.changes().unwrap().unwrap();
+    reg.set_threshold(1, 0.4).unwrap();
+    assert!(changes.next(Duration::from_secs(5)).unwrap().is_some());
+
+    let refused = |q: &str, says: &str| {
+        let err = at(q).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains(says), "{q}: {text}");
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert_ne!(err.kind(), ErrorKind::Busy, "{q}: {text}");
+    };
+    refused("?sslmode=disable", "no encryption");
+    refused(
+        &format!("?sslmode=verify-full&sslrootcert={ca_q}"),
+        "certificate",
+    );
+    refused("?sslmode=verify-full", "certificate");
+    refused(
+        "?sslmode=verify-ca&sslrootcert=%2Fnonexistent.pem",
+        "sslrootcert /nonexistent.pem",
+    );
+    refused("?sslmode=sometimes", "sslmode \"sometimes\"");
+}

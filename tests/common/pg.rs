@@ -188,6 +188,111 @@ impl TempPg {
     }
 }
 
+impl TempPg {
+    /// Turns TLS on (a server certificate for `san`, e.g. `DNS:db.internal`, signed by
+    /// a new authority) and refuses connections without it; returns the authority's
+    /// certificate (PEM).
+    pub fn require_tls(&self, san: &str) -> PathBuf {
+        let dir = self.dir.path().join("tls");
+        std::fs::create_dir_all(&dir).unwrap();
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(&dir)
+                .output()
+                .expect("openssl");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=spamscope test CA",
+        ]);
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=db",
+        ]);
+        std::fs::write(dir.join("ext.cnf"), format!("subjectAltName={san}\n")).unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ]);
+        let data = self.dir.path().join("data");
+        for f in ["server.pem", "server.key"] {
+            std::fs::copy(dir.join(f), data.join(f)).unwrap();
+            if is_root() {
+                let uid = users_id("postgres");
+                std::os::unix::fs::chown(data.join(f), Some(uid.0), Some(uid.1)).unwrap();
+            }
+        }
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            data.join("server.key"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+        let mut conf = std::fs::read_to_string(data.join("postgresql.conf")).unwrap();
+        conf.push_str("\nssl = on\nssl_cert_file = 'server.pem'\nssl_key_file = 'server.key'\n");
+        std::fs::write(data.join("postgresql.conf"), conf).unwrap();
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all all trust\n\
+             hostssl all all 127.0.0.1/32 trust\n\
+             hostnossl all all 127.0.0.1/32 reject\n",
+        )
+        .unwrap();
+        let out = as_server_user(&self.bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(&data)
+            .args(["-w", "reload"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "reload: {out:?}");
+        // The reload is applied by the postmaster shortly after: wait for TLS to be on.
+        let start = std::time::Instant::now();
+        while self.psql("SHOW ssl") != "on" {
+            assert!(start.elapsed().as_secs() < 20, "TLS did not come on");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        dir.join("ca.pem")
+    }
+}
+
 impl Drop for TempPg {
     fn drop(&mut self) {
         self.stop();

@@ -12,6 +12,7 @@
 
 pub mod registry;
 pub mod schema;
+pub mod tls;
 pub mod tokens;
 
 use super::ErrorKind;
@@ -20,7 +21,8 @@ use std::time::Duration;
 
 pub use postgres::{GenericClient, Transaction};
 
-type Manager = r2d2_postgres::PostgresConnectionManager<postgres::NoTls>;
+type Tls = tokio_postgres_rustls::MakeRustlsConnect;
+type Manager = r2d2_postgres::PostgresConnectionManager<Tls>;
 /// A connection taken from the pool (back to it on drop).
 pub type Conn = r2d2::PooledConnection<Manager>;
 
@@ -56,8 +58,13 @@ pub fn kind(e: &postgres::Error) -> ErrorKind {
         return ErrorKind::Busy;
     }
     let Some(code) = e.code() else {
-        // No SQL state: the connection failed (refused, reset, timed out).
-        return ErrorKind::Busy;
+        // No SQL state: the connection failed (refused, reset, timed out), or TLS
+        // did: a certificate refused will be refused again.
+        return if tls_refused(e) {
+            ErrorKind::Invalid
+        } else {
+            ErrorKind::Busy
+        };
     };
     match code {
         c if *c == S::UNIQUE_VIOLATION => ErrorKind::Conflict,
@@ -79,6 +86,26 @@ pub fn kind(e: &postgres::Error) -> ErrorKind {
         c if [S::DATA_CORRUPTED, S::INDEX_CORRUPTED].contains(c) => ErrorKind::Corrupt,
         _ => ErrorKind::Other,
     }
+}
+
+/// Whether `e` comes from the TLS handshake (rustls refused the server's certificate or
+/// the server's TLS): somewhere in its sources, possibly inside an I/O error.
+fn tls_refused(e: &postgres::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(err) = source {
+        if err.is::<rustls::Error>() {
+            return true;
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && io
+                .get_ref()
+                .is_some_and(|inner| inner.is::<rustls::Error>())
+        {
+            return true;
+        }
+        source = err.source();
+    }
+    false
 }
 
 /// The server's own message of `e` (its first line), without the driver's prefix.
@@ -128,6 +155,7 @@ pub struct Db {
     pool: r2d2::Pool<Manager>,
     /// For connections outside the pool (a replica's LISTEN).
     config: std::sync::Arc<postgres::Config>,
+    tls: Tls,
     /// `postgres://user@host:port/db`: the URL without its password, for messages.
     shown: String,
 }
@@ -140,6 +168,7 @@ impl std::fmt::Debug for Db {
 
 /// `url` without its password (and without options), for messages and logs.
 pub fn shown_url(url: &str) -> String {
+    let url = tls::split(url).map_or_else(|_| url.to_string(), |(rest, _)| rest);
     match url.parse::<postgres::Config>() {
         Ok(c) => describe(&c),
         Err(_) => "postgres://(unreadable URL)".into(),
@@ -174,12 +203,18 @@ impl Db {
 
     /// [`Db::open`] with at most `size` connections.
     pub fn open_with(url: &str, size: u32) -> Result<Db, DbError> {
+        let invalid = |m: String| DbError::new(ErrorKind::Invalid, m);
+        let (url, tls_options) =
+            tls::split(url).map_err(|e| invalid(format!("the store URL: {e}")))?;
         let mut config: postgres::Config = url.parse().map_err(|e: postgres::Error| {
-            DbError::new(
-                ErrorKind::Invalid,
-                format!("the store URL is not a PostgreSQL URL: {}", message(&e)),
-            )
+            invalid(format!(
+                "the store URL is not a PostgreSQL URL: {}",
+                message(&e)
+            ))
         })?;
+        config.ssl_mode(tls::library_mode(tls_options.mode));
+        let tls =
+            tls::connector(&tls_options).map_err(|e| invalid(format!("the store URL: {e}")))?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
@@ -189,7 +224,7 @@ impl Db {
         let shown = describe(&config);
         // One connection first, so a wrong password or database is said as the
         // server says it, not as a pool timeout.
-        let mut first = config.connect(postgres::NoTls).map_err(|e| {
+        let mut first = config.connect(tls.clone()).map_err(|e| {
             DbError::new(
                 kind(&e),
                 format!("cannot connect to {shown}: {}", message(&e)),
@@ -208,11 +243,12 @@ impl Db {
             .error_handler(Box::new(r2d2::NopErrorHandler))
             .build_unchecked(r2d2_postgres::PostgresConnectionManager::new(
                 config.clone(),
-                postgres::NoTls,
+                tls.clone(),
             ));
         Ok(Db {
             pool,
             config: std::sync::Arc::new(config),
+            tls,
             shown,
         })
     }
@@ -259,7 +295,7 @@ impl Db {
     pub fn listen(&self, channel: &str) -> Result<Listener, DbError> {
         let mut c = self
             .config
-            .connect(postgres::NoTls)
+            .connect(self.tls.clone())
             .map_err(self.err("listening"))?;
         // `channel` is one of ours (an identifier), never input.
         c.batch_execute(&format!("LISTEN {channel}"))
