@@ -761,3 +761,45 @@ fn tls_to_the_database_as_sslmode_says() {
     );
     refused("?sslmode=sometimes", "sslmode \"sometimes\"");
 }
+
+/// A retrain's claim on feedback lives exactly as long as its process's connection:
+/// while it runs, another replica neither counts nor takes the records; once it is gone
+/// without giving them back (killed: its connection closes), the next retrain anywhere
+/// takes them at once (no pid to look up on another host, no day to wait).
+#[test]
+fn a_claim_lives_as_long_as_its_retrain() {
+    let pg = TempPg::start();
+    let (c1, c2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (r1, r2) = (open(&pg, c1.path()), open(&pg, c2.path()));
+    let mut a = FeedbackStore::of(&r1).unwrap();
+    for i in 0..3 {
+        a.add(&record(&format!("5000000{i}"), 1, None, None))
+            .unwrap();
+    }
+    let claimed = a.claim_unused(&Claimant::this_process()).unwrap();
+    assert_eq!(claimed.len(), 3);
+    let mut b = FeedbackStore::of(&r2).unwrap();
+    assert_eq!(b.count_unused().unwrap(), 0);
+    assert!(
+        b.claim_unused(&Claimant::this_process())
+            .unwrap()
+            .is_empty()
+    );
+    b.release(&Claimant::this_process()).unwrap();
+    // The first retrain dies holding its claims.
+    drop(a);
+    let mut c = FeedbackStore::of(&r2).unwrap();
+    until_true(|| c.count_unused().unwrap() == 3);
+    let taken = c.claim_unused(&Claimant::this_process()).unwrap();
+    assert_eq!(taken.len(), 3);
+}
+
+/// Polls `ok` for up to 10 s (the server notices a closed connection at once on
+/// loopback; this only bounds the test).
+fn until_true(mut ok: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !ok() {
+        assert!(start.elapsed() < Duration::from_secs(10), "not within 10 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

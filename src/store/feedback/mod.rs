@@ -165,7 +165,9 @@ pub struct Feedback {
 
 /// Who claims feedback for a retrain: this process on this host
 /// (`pid:PID:NANOS:HOST`). A claim whose process no longer runs is stale and released by
-/// the next claim.
+/// the next claim. In a folder, that is judged by the process id; in a shared store,
+/// by an advisory lock the claiming retrain holds on a connection of its own (exact on
+/// any host: the server drops it with the connection).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claimant(String);
 

@@ -27,6 +27,32 @@ pub(crate) struct Shared {
     db: Db,
     /// How long a write waits for another's row lock before a busy error.
     wait: Duration,
+    /// While this store's retrain holds claims: a connection of its own holding the
+    /// claimant's advisory lock. The server releases it when the connection ends (the
+    /// process exits or is killed, its host disappears), which is how any replica knows
+    /// a claim is stale, exactly and on any host.
+    presence: Option<Box<postgres::Client>>,
+}
+
+/// The first key of the claimants' advisory locks (the second is the claimant's).
+const CLAIMANT_LOCKS: i32 = 0x5353_4643; // "SSFC"
+
+/// The second key of `claimant`'s advisory lock.
+fn claimant_key(claimant: &str) -> i32 {
+    let h = crate::util::hash::sha256_hex(claimant.as_bytes());
+    u32::from_str_radix(&h[..8], 16).map_or(0, |v| v as i32)
+}
+
+/// Whether the process that made claim `holder` is gone: nobody holds its lock. (Held
+/// by this transaction until it ends, which changes nothing: claims are only released
+/// inside it.)
+fn claim_is_stale(tx: &mut impl GenericClient, holder: &str) -> Result<bool, postgres::Error> {
+    Ok(tx
+        .query_one(
+            "SELECT pg_try_advisory_xact_lock($1, $2)",
+            &[&CLAIMANT_LOCKS, &claimant_key(holder)],
+        )?
+        .get(0))
 }
 
 impl Shared {
@@ -34,6 +60,7 @@ impl Shared {
         Shared {
             db,
             wait: crate::store::BUSY_WAIT,
+            presence: None,
         }
     }
 
@@ -125,6 +152,17 @@ impl Shared {
     }
 
     pub fn claim_unused(&mut self, claimant: &Claimant) -> Result<(), FeedbackError> {
+        // Hold the claimant's lock first (before any record bears its name), on a
+        // connection kept until the claims are given back or this store is dropped.
+        if self.presence.is_none() {
+            let mut c = self.db.dedicated().map_err(|e| self.db_fail(e))?;
+            c.execute(
+                "SELECT pg_advisory_lock($1, $2)",
+                &[&CLAIMANT_LOCKS, &claimant_key(&claimant.0)],
+            )
+            .map_err(self.fail("announcing the retrain"))?;
+            self.presence = Some(Box::new(c));
+        }
         self.write(|tx| {
             let holders: Vec<String> = tx
                 .query(
@@ -136,7 +174,12 @@ impl Shared {
                 .iter()
                 .map(|r| r.get(0))
                 .collect();
-            for h in holders.iter().filter(|h| Claimant::is_stale(h)) {
+            for h in &holders {
+                if h == &claimant.0
+                    || !claim_is_stale(&mut *tx, h).map_err(self.fail("checking claims"))?
+                {
+                    continue;
+                }
                 tx.execute(
                     "UPDATE feedback SET claimed_by = NULL WHERE claimed_by = $1",
                     &[h],
@@ -338,7 +381,10 @@ impl Shared {
             )
             .map(|_| ())
             .map_err(self.fail("releasing claims"))
-        })
+        })?;
+        // Its lock goes with its connection.
+        self.presence = None;
+        Ok(())
     }
 
     pub fn count(&self) -> Result<u64, FeedbackError> {
@@ -351,8 +397,9 @@ impl Shared {
     }
 
     pub fn count_unused(&self) -> Result<u64, FeedbackError> {
-        let rows = self
-            .conn()?
+        let mut c = self.conn()?;
+        let mut tx = c.transaction().map_err(self.fail("counting feedback"))?;
+        let rows = tx
             .query(
                 "SELECT claimed_by, count(*) FROM feedback WHERE used_in_version IS NULL
                  GROUP BY claimed_by",
@@ -362,7 +409,11 @@ impl Shared {
         let mut n = 0;
         for r in rows {
             let holder: Option<String> = r.get(0);
-            if holder.as_deref().is_none_or(Claimant::is_stale) {
+            let stale = match holder.as_deref() {
+                None => true,
+                Some(h) => claim_is_stale(&mut tx, h).map_err(self.fail("checking claims"))?,
+            };
+            if stale {
                 n += self.count_of(r.get(1), "count")?;
             }
         }

@@ -306,6 +306,14 @@ impl Db {
         })
     }
 
+    /// A connection of its own, outside the pool (for a session that must last: a
+    /// lock held for a process's work).
+    pub fn dedicated(&self) -> Result<postgres::Client, DbError> {
+        self.config
+            .connect(self.tls.clone())
+            .map_err(self.err("connecting"))
+    }
+
     /// Whether the server answers a query now (for `/health/ready`).
     pub fn ping(&self) -> Result<(), DbError> {
         self.conn()?
