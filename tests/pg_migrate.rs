@@ -389,9 +389,14 @@ fn a_copy_cut_short_is_completed_and_a_target_with_other_data_is_refused() {
     );
 
     // Bad arguments: one line each.
-    let out = migrate(src_str, src_str, &cache);
+    let out = spamscope(&["store", "migrate", "--from", src_str, "--to", src_str]);
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("are the same store"),
+        "{out:?}"
+    );
+    let out = migrate(src_str, work.path().join("f2").to_str().unwrap(), &cache);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--cache goes with a postgres:// side"),
         "{out:?}"
     );
     let missing = work.path().join("nowhere");
