@@ -11,10 +11,6 @@ mod common;
 use common::pg::TempPg;
 use serde_json::{Value, json};
 use spamscope::data::synth::SynthParams;
-use spamscope::service::{Limits, State, router, spawn_watcher};
-use spamscope::store::Registry;
-use spamscope::store::location::Location;
-use spamscope::store::predictions::Retention;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -22,38 +18,6 @@ const DATA: SynthParams = SynthParams {
     rows: 2000,
     seed: 11,
 };
-
-fn open(pg: &TempPg, cache: &std::path::Path) -> Registry {
-    Registry::open_at(&Location::Postgres {
-        url: pg.url(),
-        cache: cache.to_path_buf(),
-    })
-    .unwrap()
-}
-
-/// A replica on a free loopback port whose watcher polls only every 30 s.
-fn replica(reg: &Registry) -> (tokio::runtime::Runtime, SocketAddr) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let limits = Limits {
-        store_busy_wait: Duration::from_secs(2),
-        ..Limits::default()
-    };
-    let state = State::new(reg.clone(), limits, Retention::default(), true).unwrap();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind(("127.0.0.1", 0)))
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    {
-        let _in = rt.enter();
-        spawn_watcher(&state, Duration::from_secs(30));
-    }
-    rt.spawn(async move { axum::serve(listener, router(state)).await });
-    (rt, addr)
-}
 
 /// A `spamscope serve` child process, killed when dropped (also when a test fails).
 struct Killed(std::process::Child);
@@ -130,10 +94,10 @@ fn until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) -> Duration 
 fn replicas_on_one_database_act_as_one_service() {
     let pg = TempPg::start();
     let caches: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let cli = open(&pg, caches[2].path());
+    let cli = pg.registry(caches[2].path());
     common::train_version(&cli, DATA, 5);
-    let (rt_a, a) = replica(&open(&pg, caches[0].path()));
-    let (rt_b, b) = replica(&open(&pg, caches[1].path()));
+    let (rt_a, a) = common::replica(&pg.registry(caches[0].path()));
+    let (rt_b, b) = common::replica(&pg.registry(caches[1].path()));
 
     // A prediction made on A is found by B (the log is shared): linked feedback.
     let (st, _, p) = call(a, "POST", "/predict", Some(&account(1)), None);
@@ -263,7 +227,7 @@ fn replicas_on_one_database_act_as_one_service() {
 fn a_replica_killed_under_feedback_load_loses_no_acknowledged_record() {
     let pg = TempPg::start();
     let cache = tempfile::tempdir().unwrap();
-    common::train_version(&open(&pg, cache.path()), DATA, 5);
+    common::train_version(&pg.registry(cache.path()), DATA, 5);
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -357,7 +321,7 @@ fn a_replica_killed_under_feedback_load_loses_no_acknowledged_record() {
 fn a_replica_waits_for_its_database_only_when_asked() {
     let pg = TempPg::start();
     let cache = tempfile::tempdir().unwrap();
-    common::train_version(&open(&pg, cache.path()), DATA, 5);
+    common::train_version(&pg.registry(cache.path()), DATA, 5);
     pg.stop();
     let bin = env!("CARGO_BIN_EXE_spamscope");
     let out = std::process::Command::new(bin)
@@ -447,16 +411,16 @@ fn tokens_claims_canary_and_alerts_hold_across_replicas() {
     use spamscope::store::tokens::{Role, TokenStore};
     let pg = TempPg::start();
     let caches: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let cli = open(&pg, caches[2].path());
+    let cli = pg.registry(caches[2].path());
     common::train_version(&cli, DATA, 4);
     common::train_version(&cli, DATA, 5);
     let tokens = TokenStore::of(&cli);
     let admin = tokens.add("ops", Role::Admin).unwrap();
     let mod_a = tokens.add("mod-a", Role::Moderator).unwrap();
     let mod_b = tokens.add("mod-b", Role::Moderator).unwrap();
-    let (ra, rb) = (open(&pg, caches[0].path()), open(&pg, caches[1].path()));
-    let (rt_a, a) = replica(&ra);
-    let (rt_b, b) = replica(&rb);
+    let (ra, rb) = (pg.registry(caches[0].path()), pg.registry(caches[1].path()));
+    let (rt_a, a) = common::replica(&ra);
+    let (rt_b, b) = common::replica(&rb);
 
     // Claims: the same 200 accounts, claimed at once through A and through B.
     let ids: Vec<String> = (0..200).map(|i| format!("{}", 40_000_000 + i)).collect();

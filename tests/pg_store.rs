@@ -9,21 +9,12 @@ use spamscope::data::synth::SynthParams;
 use spamscope::store::location::Location;
 use spamscope::store::tokens::{Role, TokenStore};
 use spamscope::store::{Document, ErrorKind, Registry, StoreError};
-use std::path::Path;
 use std::process::Command;
 
 const DATA: SynthParams = SynthParams {
     rows: 2000,
     seed: 11,
 };
-
-fn open(pg: &TempPg, cache: &Path) -> Registry {
-    Registry::open_at(&Location::Postgres {
-        url: pg.url(),
-        cache: cache.to_path_buf(),
-    })
-    .unwrap()
-}
 
 /// Two processes' worth of handles on one database, each with its own cache: what one
 /// registers, promotes, rolls back or sets is what the other reads; model files come
@@ -32,8 +23,8 @@ fn open(pg: &TempPg, cache: &Path) -> Registry {
 fn two_handles_share_versions_active_pointer_and_documents() {
     let pg = TempPg::start();
     let (c1, c2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = open(&pg, c1.path());
-    let b = open(&pg, c2.path());
+    let a = pg.registry(c1.path());
+    let b = pg.registry(c2.path());
     assert_eq!(b.active().unwrap(), None);
     assert!(matches!(b.load_active(), Err(StoreError::NoVersions(_))));
 
@@ -118,8 +109,8 @@ fn two_handles_share_versions_active_pointer_and_documents() {
 fn a_promotion_gated_against_a_replaced_version_is_rejected() {
     let pg = TempPg::start();
     let (c1, c2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = open(&pg, c1.path());
-    let b = open(&pg, c2.path());
+    let a = pg.registry(c1.path());
+    let b = pg.registry(c2.path());
     common::train_version(&a, DATA, 5);
     // A candidate trained against v1...
     let data = spamscope::data::synth::default_dataset(DATA);
@@ -179,8 +170,8 @@ fn a_promotion_gated_against_a_replaced_version_is_rejected() {
 fn tokens_are_shared_and_only_hashes_are_stored() {
     let pg = TempPg::start();
     let (c1, c2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = TokenStore::of(&open(&pg, c1.path()));
-    let b = TokenStore::of(&open(&pg, c2.path()));
+    let a = TokenStore::of(&pg.registry(c1.path()));
+    let b = TokenStore::of(&pg.registry(c2.path()));
     assert!(!b.exists());
     let secret = a.add("mia", Role::Moderator).unwrap();
     assert!(b.exists());
@@ -205,8 +196,8 @@ fn tokens_are_shared_and_only_hashes_are_stored() {
 fn schema_is_versioned_and_a_newer_one_is_refused() {
     let pg = TempPg::start();
     let c = tempfile::tempdir().unwrap();
-    drop(open(&pg, c.path()));
-    drop(open(&pg, c.path()));
+    drop(pg.registry(c.path()));
+    drop(pg.registry(c.path()));
     assert_eq!(
         pg.psql("SELECT count(*) FROM spamscope_schema"),
         spamscope::store::pg::schema::current().to_string()
@@ -366,7 +357,7 @@ fn the_feedback_store_answers_alike_on_both_backends() {
     let (folder, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let stores = [
         FeedbackStore::of(&Registry::open(folder.path()).unwrap()).unwrap(),
-        FeedbackStore::of(&open(&pg, cache.path())).unwrap(),
+        FeedbackStore::of(&pg.registry(cache.path())).unwrap(),
     ];
     let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
     let mut answers: Vec<Vec<String>> = Vec::new();
@@ -478,7 +469,7 @@ fn the_feedback_store_answers_alike_on_both_backends() {
 fn keys_and_claims_hold_across_processes_at_once() {
     let pg = TempPg::start();
     let caches = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
-    let regs: Vec<Registry> = caches.iter().map(|c| open(&pg, c.path())).collect();
+    let regs: Vec<Registry> = caches.iter().map(|c| pg.registry(c.path())).collect();
     let barrier = std::sync::Barrier::new(2);
     let ids: Vec<UserId> = (0..200)
         .map(|i| UserId::from(format!("acct{i}").as_str()))
@@ -550,8 +541,8 @@ fn jobs_are_shared_and_one_runs_at_a_time_across_replicas() {
     use spamscope::store::jobs::{Jobs, Started};
     let pg = TempPg::start();
     let (c1, c2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = Jobs::of(&open(&pg, c1.path()));
-    let b = Jobs::of(&open(&pg, c2.path()));
+    let a = Jobs::of(&pg.registry(c1.path()));
+    let b = Jobs::of(&pg.registry(c2.path()));
     let Started::New(first) = a.start("retrain", "ops").unwrap() else {
         panic!("nothing was running")
     };
@@ -634,8 +625,8 @@ fn the_prediction_log_is_shared_partitioned_and_pruned_by_day() {
         max_rows: 0,
         max_days: 0,
     };
-    let a = PredictionLog::open_for(&open(&pg, c1.path()), keep).unwrap();
-    let b = PredictionLog::open_for(&open(&pg, c2.path()), keep).unwrap();
+    let a = PredictionLog::open_for(&pg.registry(c1.path()), keep).unwrap();
+    let b = PredictionLog::open_for(&pg.registry(c2.path()), keep).unwrap();
     let at = |days_ago: u64| {
         humantime::format_rfc3339_millis(SystemTime::now() - Duration::from_secs(days_ago * 86_400))
             .to_string()
@@ -682,14 +673,14 @@ fn the_prediction_log_is_shared_partitioned_and_pruned_by_day() {
         max_rows: 0,
         max_days: 30,
     };
-    let pruned = PredictionLog::open_for(&open(&pg, c1.path()), month).unwrap();
+    let pruned = PredictionLog::open_for(&pg.registry(c1.path()), month).unwrap();
     assert_eq!(pruned.count().unwrap(), 2);
     // At most 1 row: every day before the newest that holds it goes; today stays.
     let one = Retention {
         max_rows: 1,
         max_days: 0,
     };
-    let pruned = PredictionLog::open_for(&open(&pg, c1.path()), one).unwrap();
+    let pruned = PredictionLog::open_for(&pg.registry(c1.path()), one).unwrap();
     assert_eq!(pruned.count().unwrap(), 1);
     assert!(pruned.get(&now.id).unwrap().is_some());
 }
@@ -770,7 +761,7 @@ fn tls_to_the_database_as_sslmode_says() {
 fn a_claim_lives_as_long_as_its_retrain() {
     let pg = TempPg::start();
     let (c1, c2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (r1, r2) = (open(&pg, c1.path()), open(&pg, c2.path()));
+    let (r1, r2) = (pg.registry(c1.path()), pg.registry(c2.path()));
     let mut a = FeedbackStore::of(&r1).unwrap();
     for i in 0..3 {
         a.add(&record(&format!("5000000{i}"), 1, None, None))

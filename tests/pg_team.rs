@@ -11,11 +11,7 @@ use common::pg::TempPg;
 use serde_json::{Value, json};
 use spamscope::data::synth::{SynthParams, default_dataset};
 use spamscope::ops::train::TrainConfig;
-use spamscope::service::{Limits, State, router, spawn_watcher};
-use spamscope::store::Registry;
 use spamscope::store::feedback::{NewFeedback, Origin};
-use spamscope::store::location::Location;
-use spamscope::store::predictions::Retention;
 use spamscope::store::tokens::{Role, TokenStore};
 use spamscope::workbench::{RemoteConfig, Workbench, WorkbenchConfig};
 use std::net::SocketAddr;
@@ -27,43 +23,6 @@ const DATA: SynthParams = SynthParams {
     rows: 2000,
     seed: 7,
 };
-
-fn open(pg: &TempPg, cache: &Path) -> Registry {
-    Registry::open_at(&Location::Postgres {
-        url: pg.url(),
-        cache: cache.to_path_buf(),
-    })
-    .unwrap()
-}
-
-/// A replica on a free loopback port (its watcher polls every 30 s: changes reach it
-/// by notification).
-fn replica(reg: &Registry) -> (tokio::runtime::Runtime, SocketAddr) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let state = State::new(reg.clone(), Limits::default(), Retention::default(), true).unwrap();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind(("127.0.0.1", 0)))
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    {
-        let _in = rt.enter();
-        spawn_watcher(&state, Duration::from_secs(30));
-    }
-    rt.spawn(async move { axum::serve(listener, router(state)).await });
-    (rt, addr)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// HAProxy in the foreground, killed when dropped.
 struct Haproxy(std::process::Child);
@@ -150,33 +109,16 @@ fn until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
     }
 }
 
-fn wait_for(w: &mut Workbench, what: &str, mut done: impl FnMut(&Workbench) -> bool) {
-    let start = Instant::now();
-    loop {
-        w.poll();
-        if done(w) {
-            return;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "waited 60 s for {what}; status {:?}, notices {:?}",
-            w.remote,
-            w.notices
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn the_app_works_through_a_load_balancer_in_front_of_two_replicas() {
     let pg = TempPg::start();
     let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
-    let cli = open(&pg, dirs[2].path());
+    let cli = pg.registry(dirs[2].path());
     common::train_version(&cli, DATA, 5);
     let mia = TokenStore::of(&cli).add("mia", Role::Moderator).unwrap();
-    let (rt_a, a) = replica(&open(&pg, dirs[0].path()));
-    let (rt_b, b) = replica(&open(&pg, dirs[1].path()));
-    let (port, stats) = (free_port(), free_port());
+    let (rt_a, a) = common::replica(&pg.registry(dirs[0].path()));
+    let (rt_b, b) = common::replica(&pg.registry(dirs[1].path()));
+    let (port, stats) = (common::pg::free_port(), common::pg::free_port());
     let _lb = haproxy(dirs[3].path(), port, stats, &[a, b]);
     let url = format!("http://127.0.0.1:{port}");
     until(
@@ -211,7 +153,7 @@ fn the_app_works_through_a_load_balancer_in_front_of_two_replicas() {
         Arc::new(|| {}),
     );
     w.start();
-    wait_for(&mut w, "version 1 copied", |w| {
+    common::wait_for(&mut w, "version 1 copied", |w| {
         w.active.as_ref().map(|a| a.manifest.version) == Some(1)
             && w.remote.as_ref().is_some_and(|r| r.connected)
     });
@@ -232,7 +174,7 @@ fn the_app_works_through_a_load_balancer_in_front_of_two_replicas() {
             origin: Origin::App,
         });
     }
-    wait_for(&mut w, "the outbox to empty", |w| {
+    common::wait_for(&mut w, "the outbox to empty", |w| {
         w.is_idle()
             && w.remote
                 .as_ref()
@@ -243,13 +185,13 @@ fn the_app_works_through_a_load_balancer_in_front_of_two_replicas() {
         pg.psql("SELECT count(*) FROM feedback WHERE moderator = 'mia'"),
         "3"
     );
-    wait_for(&mut w, "the team's statistics", |w| {
+    common::wait_for(&mut w, "the team's statistics", |w| {
         w.feedback.as_ref().is_some_and(|f| f.total == 3)
     });
 
     // A promotion from the command line reaches the app through either replica.
     common::train_version(&cli, DATA, 6);
-    wait_for(&mut w, "version 2", |w| {
+    common::wait_for(&mut w, "version 2", |w| {
         w.active.as_ref().map(|a| a.manifest.version) == Some(2)
     });
     let x = data.row(20);

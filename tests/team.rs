@@ -14,7 +14,6 @@ use spamscope::store::tokens::{Role, TokenStore};
 use spamscope::workbench::{Notice, RemoteConfig, Workbench, WorkbenchConfig};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 const DATA: SynthParams = SynthParams {
     rows: 3000,
@@ -22,7 +21,7 @@ const DATA: SynthParams = SynthParams {
 };
 
 mod common;
-use common::serve;
+use common::{serve, wait_for};
 
 fn train_version(reg: &Registry, trees: usize) {
     common::train_version(reg, DATA, trees)
@@ -44,24 +43,6 @@ fn workbench(cache: &Path, url: &str, token: &str) -> Workbench {
     );
     w.start();
     w
-}
-
-/// Polls `w` until `done` holds (panics after 60 s, showing the notices).
-fn wait_for(w: &mut Workbench, what: &str, mut done: impl FnMut(&Workbench) -> bool) {
-    let start = Instant::now();
-    loop {
-        w.poll();
-        if done(w) {
-            return;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "waited 60 s for {what}; status {:?}, notices {:?}",
-            w.remote,
-            w.notices
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn features_json(x: &[f64]) -> Value {

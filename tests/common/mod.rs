@@ -37,22 +37,65 @@ pub fn train_version(reg: &Registry, data: SynthParams, trees: usize) {
 /// `spamscope serve` on `port` (0: any) of 127.0.0.1, in this process, following the
 /// registry's active version every 200 ms; dropping the runtime stops it.
 pub fn serve(reg: &Registry, port: u16) -> (tokio::runtime::Runtime, SocketAddr) {
+    serve_with(reg, port, Limits::default(), Duration::from_millis(200))
+}
+
+/// A replica on a shared store, on a free loopback port: its watcher polls only every
+/// 30 s (changes reach it by notification), a write waits 2 s for a lock.
+pub fn replica(reg: &Registry) -> (tokio::runtime::Runtime, SocketAddr) {
+    let limits = Limits {
+        store_busy_wait: Duration::from_secs(2),
+        ..Limits::default()
+    };
+    serve_with(reg, 0, limits, Duration::from_secs(30))
+}
+
+fn serve_with(
+    reg: &Registry,
+    port: u16,
+    limits: Limits,
+    poll: Duration,
+) -> (tokio::runtime::Runtime, SocketAddr) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    let state = State::new(reg.clone(), Limits::default(), Retention::default(), true).unwrap();
+    let state = State::new(reg.clone(), limits, Retention::default(), true).unwrap();
     let listener = rt
         .block_on(tokio::net::TcpListener::bind(("127.0.0.1", port)))
         .unwrap();
     let addr = listener.local_addr().unwrap();
     {
         let _in = rt.enter();
-        spawn_watcher(&state, Duration::from_millis(200));
+        spawn_watcher(&state, poll);
     }
     rt.spawn(async move { axum::serve(listener, router(state)).await });
     (rt, addr)
+}
+
+/// Polls the workbench `w` until `done` holds (panics after 60 s, showing its link's
+/// status and notices).
+#[cfg(feature = "gui")]
+pub fn wait_for(
+    w: &mut spamscope::workbench::Workbench,
+    what: &str,
+    mut done: impl FnMut(&spamscope::workbench::Workbench) -> bool,
+) {
+    let start = std::time::Instant::now();
+    loop {
+        w.poll();
+        if done(w) {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "waited 60 s for {what}; status {:?}, notices {:?}",
+            w.remote,
+            w.notices
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// A receiver on 127.0.0.1 answering the statuses of `script` in turn (then 200); each

@@ -62,7 +62,7 @@ fn as_server_user(program: &Path) -> Command {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -125,6 +125,15 @@ impl TempPg {
             String::from_utf8_lossy(&out.stderr)
         );
         pg
+    }
+
+    /// A registry on this server, with its own local cache.
+    pub fn registry(&self, cache: &Path) -> spamscope::store::Registry {
+        spamscope::store::Registry::open_at(&spamscope::store::location::Location::Postgres {
+            url: self.url(),
+            cache: cache.to_path_buf(),
+        })
+        .unwrap()
     }
 
     /// `postgres://postgres@127.0.0.1:PORT/spamscope`.
