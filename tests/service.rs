@@ -949,15 +949,20 @@ async fn metrics_in_prometheus_text_format() {
     let dir = tempfile::tempdir().unwrap();
     let reg = registry(dir.path());
     let s = state(&reg, Limits::default());
+    let mut ids = Vec::new();
     for i in 0..20 {
-        assert_eq!(
-            post(&s, "/predict", &features(i).0).await.status,
-            StatusCode::OK
-        );
+        let r = post(&s, "/predict", &features(i).0).await;
+        assert_eq!(r.status, StatusCode::OK);
+        ids.push(r.body["prediction_id"].as_str().unwrap().to_string());
     }
     post(&s, "/predict", &json!({"features": {"X6": 9}})).await;
     get(&s, "/nowhere").await;
     s.log.flush().unwrap();
+    // Moderators: two of the model's verdicts confirmed, one contradicted.
+    for (id, right) in ids.iter().zip([true, true, false]) {
+        let fb = json!({"prediction_id": id, "is_correct": right});
+        assert_eq!(post(&s, "/feedback", &fb).await.status, StatusCode::OK);
+    }
     let req = Request::builder()
         .uri("/metrics")
         .body(Body::empty())
@@ -970,6 +975,13 @@ async fn metrics_in_prometheus_text_format() {
         "spamscope_request_seconds_count{route=\"/predict\"} 21",
         "spamscope_active_version 1",
         "spamscope_feedback_total{linked=\"false\"} 0",
+        "spamscope_feedback_total{linked=\"true\"} 3",
+        "spamscope_feedback_judged{version=\"1\"} 3",
+        "spamscope_feedback_agreed{version=\"1\"} 2",
+        "spamscope_score_count 20",
+        "spamscope_score_bucket{le=\"+Inf\"} 20",
+        "# TYPE spamscope_score histogram",
+        "# TYPE spamscope_predictions_dropped_total counter",
     ] {
         assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
     }
@@ -979,6 +991,18 @@ async fn metrics_in_prometheus_text_format() {
         .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
         .sum();
     assert_eq!(verdicts, 20);
+    // The score buckets are cumulative and hold every answered prediction.
+    let buckets: Vec<u64> = text
+        .lines()
+        .filter(|l| l.starts_with("spamscope_score_bucket{"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(buckets.len(), 11);
+    assert!(buckets.windows(2).all(|w| w[0] <= w[1]), "{buckets:?}");
+    assert_eq!(
+        buckets[9], 20,
+        "every probability is at most 1: {buckets:?}"
+    );
     let psi = text
         .lines()
         .filter(|l| l.starts_with("spamscope_feature_psi{"))

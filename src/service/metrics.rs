@@ -1,5 +1,6 @@
 //! The service's own counters for `GET /metrics` (Prometheus text format 0.0.4):
-//! requests by route and status, latency histograms by route, predictions by verdict.
+//! requests by route and status, latency histograms by route, predictions by verdict
+//! and their scores' distribution.
 //! Written by hand: a handful of counters under one mutex, cheaper to read and keep than
 //! a metrics crate's registry for this few series.
 
@@ -19,11 +20,18 @@ struct Histogram {
     sum: f64,
 }
 
+/// Upper bounds of the score buckets (probabilities).
+pub const SCORE_BUCKETS: [f64; 10] = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0];
+
 #[derive(Default)]
 struct Inner {
     requests: BTreeMap<(String, u16), u64>,
     latency: BTreeMap<String, Histogram>,
     verdicts: [u64; 2],
+    /// Cumulative counts per score bucket, their number and sum.
+    scores: [u64; SCORE_BUCKETS.len()],
+    scored: u64,
+    score_sum: f64,
 }
 
 #[derive(Default)]
@@ -59,9 +67,17 @@ impl Metrics {
             })
     }
 
-    pub fn record_verdict(&self, spammer: bool) {
+    /// One answered prediction: its verdict and its score (probability).
+    pub fn record_prediction(&self, probability: f64, spammer: bool) {
         let mut m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         m.verdicts[usize::from(spammer)] += 1;
+        for (i, b) in SCORE_BUCKETS.iter().enumerate() {
+            if probability <= *b {
+                m.scores[i] += 1;
+            }
+        }
+        m.scored += 1;
+        m.score_sum += probability;
     }
 
     /// The counters in Prometheus text format.
@@ -123,6 +139,17 @@ impl Metrics {
             "spamscope_predictions_total{{verdict=\"spammer\"}} {}",
             m.verdicts[1]
         );
+        let _ = writeln!(
+            out,
+            "# HELP spamscope_score Scores (spam probabilities) of the answered predictions."
+        );
+        let _ = writeln!(out, "# TYPE spamscope_score histogram");
+        for (b, n) in SCORE_BUCKETS.iter().zip(&m.scores) {
+            let _ = writeln!(out, "spamscope_score_bucket{{le=\"{b}\"}} {n}");
+        }
+        let _ = writeln!(out, "spamscope_score_bucket{{le=\"+Inf\"}} {}", m.scored);
+        let _ = writeln!(out, "spamscope_score_sum {}", m.score_sum);
+        let _ = writeln!(out, "spamscope_score_count {}", m.scored);
     }
 }
 

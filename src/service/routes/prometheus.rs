@@ -27,13 +27,35 @@ pub(super) async fn prometheus(call: Call<Scorer>) -> Result<Response, ApiError>
         let a = s2.active();
         out.push_str("# HELP spamscope_active_version The model version answering requests.\n# TYPE spamscope_active_version gauge\n");
         out.push_str(&format!("spamscope_active_version {}\n", a.manifest.version));
-        let (linked, unlinked, unused) = s2.with_store(|store| {
-            Ok((store.count()?, store.unlinked_counts()?.0, store.count_unused()?))
+        let (linked, unlinked, unused, stats) = s2.with_store(|store| {
+            Ok((
+                store.count()?,
+                store.unlinked_counts()?.0,
+                store.count_unused()?,
+                store.stats()?,
+            ))
         })?;
         out.push_str("# HELP spamscope_feedback_total Feedback records stored.\n# TYPE spamscope_feedback_total gauge\n");
         out.push_str(&format!("spamscope_feedback_total{{linked=\"true\"}} {linked}\n"));
         out.push_str(&format!("spamscope_feedback_total{{linked=\"false\"}} {unlinked}\n"));
         out.push_str(&format!("spamscope_feedback_unused {unused}\n"));
+        // The model's agreement with moderators per version: agreed / judged.
+        out.push_str("# HELP spamscope_feedback_judged Feedback records on a version's verdicts.\n# TYPE spamscope_feedback_judged gauge\n");
+        for v in stats.by_version.iter().filter(|v| v.version.is_some()) {
+            let version = v.version.unwrap_or(0);
+            out.push_str(&format!(
+                "spamscope_feedback_judged{{version=\"{version}\"}} {}\n",
+                v.judged
+            ));
+        }
+        out.push_str("# HELP spamscope_feedback_agreed Of those, records whose label matched the verdict.\n# TYPE spamscope_feedback_agreed gauge\n");
+        for v in stats.by_version.iter().filter(|v| v.version.is_some()) {
+            let version = v.version.unwrap_or(0);
+            out.push_str(&format!(
+                "spamscope_feedback_agreed{{version=\"{version}\"}} {}\n",
+                v.agreed
+            ));
+        }
         if let Some(t) = last_retrain(&s2.registry)?
             .and_then(|t| humantime::parse_rfc3339_weak(&t).ok())
         {
@@ -43,6 +65,7 @@ pub(super) async fn prometheus(call: Call<Scorer>) -> Result<Response, ApiError>
             out.push_str("# HELP spamscope_last_retrain_timestamp_seconds When the newest version made from feedback was trained.\n# TYPE spamscope_last_retrain_timestamp_seconds gauge\n");
             out.push_str(&format!("spamscope_last_retrain_timestamp_seconds {secs}\n"));
         }
+        out.push_str("# HELP spamscope_predictions_dropped_total Predictions the log did not store (queue full, database away beyond its bound).\n# TYPE spamscope_predictions_dropped_total counter\n");
         out.push_str(&format!("spamscope_predictions_dropped_total {}\n", s2.log.dropped()));
         out.push_str("# HELP spamscope_requests_in_flight Requests being handled, with their blocking work.\n# TYPE spamscope_requests_in_flight gauge\n");
         out.push_str(&format!("spamscope_requests_in_flight {}\n", s2.in_flight()));

@@ -291,7 +291,7 @@ pub(super) async fn predict(
 /// metrics (work past its deadline does neither: see [`Gate::enter`]).
 fn answered(s: &State, out: &PredictResponse, record: PredictionRecord) {
     s.log.append(record);
-    s.metrics.record_verdict(out.is_spammer);
+    s.metrics.record_prediction(out.probability, out.is_spammer);
 }
 
 /// Scores many accounts on one version (role scorer): a JSON array of `/predict`
@@ -391,7 +391,8 @@ async fn csv_batch(call: &Call<Scorer>, o: Options, bytes: Bytes) -> Result<Resp
                 s2.log.append(r);
             }
             for i in 0..d.n_rows() {
-                s2.metrics.record_verdict(b.is_spammer(i));
+                s2.metrics
+                    .record_prediction(b.probability[i], b.is_spammer(i));
             }
             Ok(crate::ops::score::batch_csv(&d, &b, None))
         })
