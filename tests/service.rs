@@ -976,8 +976,8 @@ async fn metrics_in_prometheus_text_format() {
         "spamscope_active_version 1",
         "spamscope_feedback_total{linked=\"false\"} 0",
         "spamscope_feedback_total{linked=\"true\"} 3",
-        "spamscope_feedback_judged{version=\"1\"} 3",
-        "spamscope_feedback_agreed{version=\"1\"} 2",
+        "spamscope_feedback_judged{version=\"1\",active=\"true\"} 3",
+        "spamscope_feedback_agreed{version=\"1\",active=\"true\"} 2",
         "spamscope_score_count 20",
         "spamscope_score_bucket{le=\"+Inf\"} 20",
         "# TYPE spamscope_score histogram",
@@ -2488,4 +2488,79 @@ async fn a_canary_answers_csv_rows_by_their_users_arm() {
     let st = get(&s, "/model/experiment").await.body["stats"].clone();
     assert_eq!(st["requests"], 400);
     assert_eq!(st["answered_by_candidate"], 2 * by_candidate);
+}
+
+/// The metric names in a text, whole (`spamscope_` and what follows of a name; a
+/// recording rule's `spamscope:` names are not the service's).
+fn metric_names(text: &str) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    let bytes = text.as_bytes();
+    let ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b':';
+    let mut from = 0;
+    while let Some(at) = text[from..].find("spamscope_") {
+        let start = from + at;
+        let mut end = start + "spamscope_".len();
+        while end < bytes.len() && (bytes[end].is_ascii_alphanumeric() || bytes[end] == b'_') {
+            end += 1;
+        }
+        if start == 0 || !ident(bytes[start - 1]) {
+            out.insert(text[start..end].to_string());
+        }
+        from = end;
+    }
+    out
+}
+
+/// The Grafana dashboard and the Prometheus rules in `deploy/` name only metrics the
+/// service exports: every name they use is in `/metrics` of a service that has scored,
+/// taken feedback and retrained (so every conditional family is there).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_and_rules_name_only_exported_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = registry(dir.path());
+    quick_lenient_retrains(&reg);
+    let s = state(&reg, Limits::default());
+    for i in 0..30 {
+        let (req, _) = features(100 + i);
+        let body = json!({"features": req["features"], "label": 1, "user_id": format!("d-{i}")});
+        assert_eq!(post(&s, "/feedback", &body).await.status, StatusCode::OK);
+    }
+    let r = post(&s, "/model/retrain", &json!({})).await;
+    let done = wait_job(&s, r.body["job_id"].as_u64().unwrap()).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let r = post(&s, "/predict", &features(1).0).await;
+    let id = r.body["prediction_id"].as_str().unwrap().to_string();
+    s.log.flush().unwrap();
+    let fb = json!({"prediction_id": id, "is_correct": true});
+    assert_eq!(post(&s, "/feedback", &fb).await.status, StatusCode::OK);
+    let req = Request::builder()
+        .uri("/metrics")
+        .body(Body::empty())
+        .unwrap();
+    let text = text_reply(&s, req, "text/plain").await;
+    let exported: std::collections::BTreeSet<String> = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.split(['{', ' ']).next().unwrap().to_string())
+        .collect();
+    for family in [
+        "spamscope_last_retrain_timestamp_seconds",
+        "spamscope_feature_psi",
+        "spamscope_feedback_judged",
+        "spamscope_score_bucket",
+    ] {
+        assert!(exported.contains(family), "{family} not exported:\n{text}");
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+    for file in ["grafana/spamscope.json", "prometheus/rules.yml"] {
+        let used = metric_names(&std::fs::read_to_string(root.join(file)).unwrap());
+        assert!(used.len() >= 5, "{file}: {used:?}");
+        let unknown: Vec<_> = used.difference(&exported).collect();
+        assert!(unknown.is_empty(), "{file} uses {unknown:?}, not exported");
+    }
+    // The check itself sees a name the service does not export.
+    assert!(
+        metric_names("rate(spamscope_nonexistent_total[5m])")
+            .contains("spamscope_nonexistent_total")
+    );
 }

@@ -39,12 +39,14 @@ pub(super) async fn prometheus(call: Call<Scorer>) -> Result<Response, ApiError>
         out.push_str(&format!("spamscope_feedback_total{{linked=\"true\"}} {linked}\n"));
         out.push_str(&format!("spamscope_feedback_total{{linked=\"false\"}} {unlinked}\n"));
         out.push_str(&format!("spamscope_feedback_unused {unused}\n"));
-        // The model's agreement with moderators per version: agreed / judged.
+        // The model's agreement with moderators per version: agreed / judged (the
+        // active version marked, for alert rules).
         out.push_str("# HELP spamscope_feedback_judged Feedback records on a version's verdicts.\n# TYPE spamscope_feedback_judged gauge\n");
         for v in stats.by_version.iter().filter(|v| v.version.is_some()) {
             let version = v.version.unwrap_or(0);
             out.push_str(&format!(
-                "spamscope_feedback_judged{{version=\"{version}\"}} {}\n",
+                "spamscope_feedback_judged{{version=\"{version}\",active=\"{}\"}} {}\n",
+                version == a.manifest.version,
                 v.judged
             ));
         }
@@ -52,7 +54,8 @@ pub(super) async fn prometheus(call: Call<Scorer>) -> Result<Response, ApiError>
         for v in stats.by_version.iter().filter(|v| v.version.is_some()) {
             let version = v.version.unwrap_or(0);
             out.push_str(&format!(
-                "spamscope_feedback_agreed{{version=\"{version}\"}} {}\n",
+                "spamscope_feedback_agreed{{version=\"{version}\",active=\"{}\"}} {}\n",
+                version == a.manifest.version,
                 v.agreed
             ));
         }
