@@ -102,3 +102,129 @@ fn the_grafana_dashboard_is_a_dashboard_on_a_prometheus_source() {
     let annotations = d["annotations"]["list"].as_array().unwrap();
     assert_eq!(annotations.len(), 3, "promotions, rollbacks, retrains");
 }
+
+/// A virtual environment with the validators from PyPI (made once per target folder):
+/// check-jsonschema carries the compose specification's schema, kubernetes-validate
+/// the Kubernetes API's.
+fn validators() -> PathBuf {
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("deploy-venv");
+    let bin = venv.join("bin");
+    if bin.join("kubernetes-validate").exists() && bin.join("check-jsonschema").exists() {
+        return bin;
+    }
+    let python = ["python3", "python"]
+        .into_iter()
+        .find(|p| Command::new(p).arg("--version").output().is_ok())
+        .expect("python3");
+    let out = Command::new(python)
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "venv: {out:?}");
+    let out = Command::new(bin.join("pip"))
+        .args([
+            "install",
+            "-q",
+            "check-jsonschema==0.39.0",
+            "kubernetes-validate==1.37.0",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "pip: {out:?}");
+    bin
+}
+
+/// The Kubernetes manifests against the Kubernetes 1.30 schemas (strict: no unknown
+/// field), the compose file against the compose specification, HAProxy's configuration
+/// with haproxy, Prometheus' with promtool; and the manifests say what the service
+/// needs: three replicas, probes on the routes it answers, limits, a budget, an
+/// autoscaler, the store's URL from a Secret.
+#[test]
+fn deployment_files_validate_with_their_tools() {
+    let bin = validators();
+    let dir = deploy();
+    let run_tool = |mut c: Command| {
+        let out = c.output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{c:?}:\n{text}");
+        text
+    };
+    let mut k = Command::new(bin.join("kubernetes-validate"));
+    k.args(["-k", "1.30.0", "--strict"])
+        .arg(dir.join("kubernetes/spamscope.yaml"));
+    let text = run_tool(k);
+    for kind in [
+        "deployment/spamscope",
+        "service/spamscope",
+        "poddisruptionbudget/spamscope",
+        "horizontalpodautoscaler/spamscope",
+        "secret/spamscope-store",
+        "job/spamscope-init",
+    ] {
+        assert!(
+            text.contains(&format!("passed for resource {kind}")),
+            "{text}"
+        );
+    }
+    let mut c = Command::new(bin.join("check-jsonschema"));
+    c.args(["--builtin-schema", "vendor.compose-spec"])
+        .arg(dir.join("docker-compose.yml"));
+    run_tool(c);
+
+    let haproxy = ["/usr/sbin/haproxy", "/usr/local/sbin/haproxy"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .unwrap_or("haproxy");
+    let mut h = Command::new(haproxy);
+    h.arg("-c").arg("-f").arg(dir.join("haproxy/haproxy.cfg"));
+    assert!(run_tool(h).contains("Configuration file is valid"));
+
+    // promtool checks the scrape token file exists: point it at one.
+    let tmp = tempfile::tempdir().unwrap();
+    let token = tmp.path().join("token");
+    std::fs::write(&token, "ssk_x\n").unwrap();
+    let config = std::fs::read_to_string(dir.join("prometheus/prometheus.yml"))
+        .unwrap()
+        .replace("/run/scrape/token", token.to_str().unwrap());
+    std::fs::write(tmp.path().join("prometheus.yml"), config).unwrap();
+    std::fs::copy(
+        dir.join("prometheus/rules.yml"),
+        tmp.path().join("rules.yml"),
+    )
+    .unwrap();
+    let mut p = promtool();
+    p.current_dir(tmp.path())
+        .args(["check", "config", "prometheus.yml"]);
+    assert!(run_tool(p).contains("SUCCESS"));
+
+    let k8s = std::fs::read_to_string(dir.join("kubernetes/spamscope.yaml")).unwrap();
+    for want in [
+        "replicas: 3",
+        "path: /health/live",
+        "path: /health/ready",
+        "limits: {cpu: \"2\", memory: 512Mi}",
+        "kind: PodDisruptionBudget",
+        "kind: HorizontalPodAutoscaler",
+        "secretKeyRef: {name: spamscope-store, key: url}",
+        "prometheus.io/scrape: \"true\"",
+        "runAsNonRoot: true",
+    ] {
+        assert!(k8s.contains(want), "the manifests lack {want}");
+    }
+    let docker = std::fs::read_to_string(dir.join("Dockerfile")).unwrap();
+    assert!(docker.matches("\nFROM ").count() + usize::from(docker.starts_with("FROM ")) >= 2);
+    for want in [
+        "--no-default-features",
+        "--locked",
+        "USER 10001",
+        "HEALTHCHECK",
+        "/health/live",
+    ] {
+        assert!(docker.contains(want), "the Dockerfile lacks {want}");
+    }
+}
