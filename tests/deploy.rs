@@ -1,4 +1,5 @@
-//! The deployment files in `deploy/`, checked with the tools that read them: the
+//! The deployment files in `deploy/`, checked with the tools that read them, and the
+//! local topology script run end to end. The
 //! Prometheus rules with Debian's `promtool` (syntax, then their unit tests: each alert
 //! fires on the series that should raise it and stays quiet on a healthy service), and
 //! the Grafana dashboard parsed as a dashboard. (That they name only metrics the service
@@ -227,4 +228,107 @@ fn deployment_files_validate_with_their_tools() {
     ] {
         assert!(docker.contains(want), "the Dockerfile lacks {want}");
     }
+}
+
+/// Stops the local topology when the test ends, also when it fails.
+struct Topology(PathBuf);
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        let _ = Command::new(deploy().join("local.sh"))
+            .args(["stop", "--dir"])
+            .arg(&self.0)
+            .output();
+    }
+}
+
+fn get_json(url: &str) -> serde_json::Value {
+    ureq::get(url)
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_json()
+        .unwrap()
+}
+
+/// `deploy/local.sh` runs the compose file's topology as plain processes: PostgreSQL,
+/// three replicas, HAProxy, Prometheus with the rules. Requests through HAProxy reach
+/// all three replicas; Prometheus sees the three targets up, has loaded both rule
+/// groups, and counts each replica's requests.
+#[test]
+fn the_local_topology_runs_end_to_end() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("local");
+    // A free block of ports: the script uses PORT..PORT+20.
+    let first = 20_000 + (std::process::id() % 1_000) as u16 * 20;
+    let port = (0..1_000u16)
+        .map(|k| 20_000 + (first - 20_000 + k * 20) % 40_000)
+        .find(|&p| (0..=20).all(|i| std::net::TcpListener::bind(("127.0.0.1", p + i)).is_ok()))
+        .expect("a free block of 21 ports");
+    let _topology = Topology(dir.clone());
+    let out = Command::new(deploy().join("local.sh"))
+        .args(["start", "--quick", "--port", &port.to_string(), "--dir"])
+        .arg(&dir)
+        .arg("--bin")
+        .arg(env!("CARGO_BIN_EXE_spamscope"))
+        .env_remove("SPAMSCOPE_STORE")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = std::fs::read_to_string(dir.join("admin-token")).unwrap();
+    let token = token.trim();
+    assert!(text.contains(token), "{text}");
+    let lb = format!("http://127.0.0.1:{port}");
+    for i in 0..30 {
+        let r = ureq::post(format!("{lb}/predict"))
+            .header("Authorization", format!("Bearer {token}"))
+            .send_json(
+                serde_json::json!({"features": {"X1": i, "X6": 2}, "user_id": format!("u{i}")}),
+            )
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let prom = format!("http://127.0.0.1:{}", port + 10);
+    let start = std::time::Instant::now();
+    let per_replica = loop {
+        let targets = get_json(&format!("{prom}/api/v1/targets"));
+        let up = targets["data"]["activeTargets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["health"] == "up")
+            .count();
+        let q = get_json(&format!(
+            "{prom}/api/v1/query?query=sum%20by%20(instance)(spamscope_requests_total%7Broute%3D%22%2Fpredict%22%7D)"
+        ));
+        let counts: Vec<u64> = q["data"]["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["value"][1].as_str().unwrap().parse().unwrap())
+            .collect();
+        if up == 3 && counts.len() == 3 && counts.iter().sum::<u64>() == 30 {
+            break counts;
+        }
+        assert!(
+            start.elapsed().as_secs() < 60,
+            "Prometheus: {up} targets up, /predict counts {counts:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    };
+    assert!(per_replica.iter().all(|&n| n > 0), "{per_replica:?}");
+    let rules = get_json(&format!("{prom}/api/v1/rules"));
+    let groups: Vec<&str> = rules["data"]["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(groups.len(), 2, "{groups:?}");
+    assert!(groups.contains(&"spamscope.alerts"), "{groups:?}");
 }
