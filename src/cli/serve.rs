@@ -23,15 +23,34 @@ pub fn run(args: ServeArgs) -> Result<()> {
             )));
         }
     };
-    let _ = tracing_subscriber::fmt()
-        .with_max_level(log)
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .try_init();
+    // Traces over OTLP when the standard environment asks for them (kept until the
+    // service stops: dropping it sends what is queued).
+    let telemetry = spamscope::service::telemetry::from_env().map_err(spamscope::Error::Invalid)?;
+    {
+        use spamscope::service::telemetry::TARGET;
+        use tracing_subscriber::filter::{LevelFilter, Targets};
+        use tracing_subscriber::prelude::*;
+        // The log lines: the trace spans are not theirs.
+        let fmt = tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(false)
+            .with_filter(
+                Targets::new()
+                    .with_default(log)
+                    .with_target(TARGET, LevelFilter::OFF),
+            );
+        let _ = tracing_subscriber::registry()
+            .with(fmt)
+            .with(telemetry.as_ref().map(|t| t.layer()))
+            .try_init();
+    }
+    if telemetry.is_some() {
+        tracing::info!("traces go to the OTLP collector set in OTEL_EXPORTER_OTLP_*");
+    }
     let workers = workers
         .filter(|&w| (1..=1024).contains(&w))
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-    spamscope::service::run(
+    let result = spamscope::service::run(
         spamscope::service::ServeConfig {
             store: super::input::location(reg)?,
             addr,
@@ -46,5 +65,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
     .map_err(|e| match e {
         spamscope::service::ServeError::Ops(e) => e,
         e => spamscope::Error::Invalid(e.to_string()),
-    })
+    });
+    drop(telemetry);
+    result
 }

@@ -19,6 +19,7 @@ pub mod api;
 mod error;
 mod metrics;
 mod routes;
+pub mod telemetry;
 
 pub use error::ApiError;
 
@@ -199,6 +200,7 @@ impl State {
         &self,
         f: impl FnOnce(&mut crate::store::feedback::FeedbackStore) -> Result<T, crate::Error>,
     ) -> Result<T, crate::Error> {
+        let _span = tracing::info_span!(target: telemetry::TARGET, "store").entered();
         let mut store = self.store.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut store)
     }

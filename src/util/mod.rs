@@ -8,3 +8,7 @@ pub mod progress;
 pub mod rng;
 pub mod text;
 pub mod url;
+
+/// The `tracing` target of the service's trace spans (exported over OTLP when tracing
+/// is on, recorded by nothing otherwise).
+pub const TRACE_TARGET: &str = "spamscope::trace";

@@ -151,8 +151,11 @@ impl<R> Call<R> {
         let gate = Gate::default();
         let inner = gate.clone();
         let slot = self.budget.slot.clone();
+        // The request's span goes with its work (child spans nest under it).
+        let span = tracing::Span::current();
         let mut task = tokio::task::spawn_blocking(move || {
             let _slot = slot;
+            let _in = span.enter();
             f(&inner)
         });
         let joined = tokio::select! {

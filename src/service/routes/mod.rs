@@ -146,6 +146,19 @@ async fn guard(Ax(s): S, req: Request, next: Next) -> Response {
         .map_or("unmatched", |m| m.as_str())
         .to_string();
     let start = std::time::Instant::now();
+    // The request's trace span (recorded only when tracing is on; see `telemetry`).
+    let span = tracing::info_span!(
+        target: crate::service::telemetry::TARGET,
+        "request",
+        otel.name = %format_args!("{method} {route}"),
+        otel.kind = "server",
+        http.request.method = %method,
+        http.route = %route,
+        http.response.status_code = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+        spamscope.model_version = tracing::field::Empty,
+        spamscope.explanation = tracing::field::Empty,
+    );
     let limit = s.limits.timeout;
     let deadline = tokio::time::Instant::now() + limit;
     // The slot is waited for until the deadline; the handler then keeps to the deadline
@@ -159,7 +172,7 @@ async fn guard(Ax(s): S, req: Request, next: Next) -> Response {
                 timeout: limit,
                 slot: Arc::new(slot),
             });
-            next.run(req).await
+            tracing::Instrument::instrument(next.run(req), span.clone()).await
         }
         _ => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -173,6 +186,10 @@ async fn guard(Ax(s): S, req: Request, next: Next) -> Response {
     };
     let ms = start.elapsed().as_secs_f64() * 1e3;
     let status = res.status().as_u16();
+    span.record("http.response.status_code", status);
+    if status >= 500 {
+        span.record("otel.status_code", "ERROR");
+    }
     s.metrics.record_request(&route, status, ms / 1e3);
     if status >= 400 {
         tracing::info!("{method} {path} {status} {ms:.2} ms");

@@ -290,6 +290,12 @@ pub(super) async fn predict(
 /// An answer is being given: its prediction goes to the log and its verdict to the
 /// metrics (work past its deadline does neither: see [`Gate::enter`]).
 fn answered(s: &State, out: &PredictResponse, record: PredictionRecord) {
+    // On the request's trace span: which version answered, and how it explained.
+    let span = tracing::Span::current();
+    span.record("spamscope.model_version", out.model_version);
+    if let Some(m) = &out.explanation_method {
+        span.record("spamscope.explanation", m.as_str());
+    }
     s.log.append(record);
     s.metrics.record_prediction(out.probability, out.is_spammer);
 }
