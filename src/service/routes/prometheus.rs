@@ -70,6 +70,19 @@ pub(super) async fn prometheus(call: Call<Scorer>) -> Result<Response, ApiError>
         }
         out.push_str("# HELP spamscope_predictions_dropped_total Predictions the log did not store (queue full, database away beyond its bound).\n# TYPE spamscope_predictions_dropped_total counter\n");
         out.push_str(&format!("spamscope_predictions_dropped_total {}\n", s2.log.dropped()));
+        if let Some(t) = crate::service::telemetry::counts() {
+            use std::sync::atomic::Ordering::Relaxed;
+            out.push_str("# HELP spamscope_traces_spans_total Trace spans by what became of them (exported, dropped: queue full, failed: the collector refused).\n# TYPE spamscope_traces_spans_total counter\n");
+            for (outcome, n) in [
+                ("exported", t.exported.load(Relaxed)),
+                ("dropped", t.dropped.load(Relaxed)),
+                ("failed", t.failed.load(Relaxed)),
+            ] {
+                out.push_str(&format!(
+                    "spamscope_traces_spans_total{{outcome=\"{outcome}\"}} {n}\n"
+                ));
+            }
+        }
         out.push_str("# HELP spamscope_requests_in_flight Requests being handled, with their blocking work.\n# TYPE spamscope_requests_in_flight gauge\n");
         out.push_str(&format!("spamscope_requests_in_flight {}\n", s2.in_flight()));
         // Drift of recent requests against the active version's training data.
