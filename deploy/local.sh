@@ -150,6 +150,13 @@ echo $! >> "$dir/pids"
 
 for i in 1 2 3; do wait_http "http://127.0.0.1:$((port + i))/health/ready" 60; done
 wait_http "http://127.0.0.1:$port/health" 20
+# HAProxy sends to a replica once its checks passed: wait until all three are in.
+for _ in $(seq 1 100); do
+  up=$(curl -fsS "http://127.0.0.1:$((port + 11))/stats;csv" 2>/dev/null | grep -c '^replicas,api-[0-9],.*,UP,' || true)
+  [ "$up" = 3 ] && break
+  sleep 0.2
+done
+[ "$up" = 3 ] || { echo "HAProxy sees $up of 3 replicas up" >&2; false; }
 wait_http "http://127.0.0.1:$((port + 10))/-/ready" 30
 trap - ERR
 cat <<EOF
