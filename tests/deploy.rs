@@ -22,10 +22,11 @@ fn promtool() -> Command {
     c
 }
 
+/// Runs a tool (installed by scripts/test) and returns what it printed; it must succeed.
 fn run(mut c: Command) -> String {
     let out = c
         .output()
-        .expect("promtool is installed (scripts/test installs Debian's prometheus)");
+        .unwrap_or_else(|e| panic!("{c:?}: {e} (scripts/test installs the tools)"));
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -145,20 +146,10 @@ fn validators() -> PathBuf {
 fn deployment_files_validate_with_their_tools() {
     let bin = validators();
     let dir = deploy();
-    let run_tool = |mut c: Command| {
-        let out = c.output().unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(out.status.success(), "{c:?}:\n{text}");
-        text
-    };
     let mut k = Command::new(bin.join("kubernetes-validate"));
     k.args(["-k", "1.30.0", "--strict"])
         .arg(dir.join("kubernetes/spamscope.yaml"));
-    let text = run_tool(k);
+    let text = run(k);
     for kind in [
         "deployment/spamscope",
         "service/spamscope",
@@ -175,7 +166,7 @@ fn deployment_files_validate_with_their_tools() {
     let mut c = Command::new(bin.join("check-jsonschema"));
     c.args(["--builtin-schema", "vendor.compose-spec"])
         .arg(dir.join("docker-compose.yml"));
-    run_tool(c);
+    run(c);
 
     let haproxy = ["/usr/sbin/haproxy", "/usr/local/sbin/haproxy"]
         .into_iter()
@@ -183,7 +174,7 @@ fn deployment_files_validate_with_their_tools() {
         .unwrap_or("haproxy");
     let mut h = Command::new(haproxy);
     h.arg("-c").arg("-f").arg(dir.join("haproxy/haproxy.cfg"));
-    assert!(run_tool(h).contains("Configuration file is valid"));
+    assert!(run(h).contains("Configuration file is valid"));
 
     // promtool checks the scrape token file exists: point it at one.
     let tmp = tempfile::tempdir().unwrap();
@@ -201,7 +192,7 @@ fn deployment_files_validate_with_their_tools() {
     let mut p = promtool();
     p.current_dir(tmp.path())
         .args(["check", "config", "prometheus.yml"]);
-    assert!(run_tool(p).contains("SUCCESS"));
+    assert!(run(p).contains("SUCCESS"));
 
     let k8s = std::fs::read_to_string(dir.join("kubernetes/spamscope.yaml")).unwrap();
     for want in [

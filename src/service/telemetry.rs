@@ -158,15 +158,8 @@ impl Drop for Telemetry {
 
 /// A closed span, as the request path leaves it for the exporting thread.
 struct Finished {
-    name: Cow<'static, str>,
-    kind: SpanKind,
-    trace_id: u128,
-    span_id: u64,
-    parent_id: u64,
-    start: SystemTime,
+    span: Open,
     end: SystemTime,
-    attributes: Vec<KeyValue>,
-    error: bool,
 }
 
 enum Msg {
@@ -303,15 +296,8 @@ where
             return;
         };
         let done = Finished {
-            name: o.name,
-            kind: o.kind,
-            trace_id: o.trace_id,
-            span_id: o.span_id,
-            parent_id: o.parent_id,
-            start: o.start,
+            span: o,
             end: SystemTime::now(),
-            attributes: o.attributes,
-            error: o.error,
         };
         // Full queue, or the thread gone: dropped, counted.
         if self.tx.try_send(Msg::Span(Box::new(done))).is_err() {
@@ -320,7 +306,8 @@ where
     }
 }
 
-fn span_data(f: Finished, scope: &InstrumentationScope) -> SpanData {
+fn span_data(done: Finished, scope: &InstrumentationScope) -> SpanData {
+    let (f, end) = (done.span, done.end);
     SpanData {
         span_context: SpanContext::new(
             TraceId::from(f.trace_id),
@@ -338,7 +325,7 @@ fn span_data(f: Finished, scope: &InstrumentationScope) -> SpanData {
         span_kind: f.kind,
         name: f.name,
         start_time: f.start,
-        end_time: f.end,
+        end_time: end,
         attributes: f.attributes,
         dropped_attributes_count: 0,
         events: Default::default(),

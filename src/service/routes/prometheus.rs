@@ -41,23 +41,23 @@ pub(super) async fn prometheus(call: Call<Scorer>) -> Result<Response, ApiError>
         out.push_str(&format!("spamscope_feedback_unused {unused}\n"));
         // The model's agreement with moderators per version: agreed / judged (the
         // active version marked, for alert rules).
-        out.push_str("# HELP spamscope_feedback_judged Feedback records on a version's verdicts.\n# TYPE spamscope_feedback_judged gauge\n");
-        for v in stats.by_version.iter().filter(|v| v.version.is_some()) {
-            let version = v.version.unwrap_or(0);
+        type Count = fn(&crate::store::feedback::VersionStats) -> u64;
+        let families: [(&str, &str, Count); 2] = [
+            ("judged", "Feedback records on a version's verdicts.", |v| v.judged),
+            ("agreed", "Of those, records whose label matched the verdict.", |v| v.agreed),
+        ];
+        for (name, help, count) in families {
             out.push_str(&format!(
-                "spamscope_feedback_judged{{version=\"{version}\",active=\"{}\"}} {}\n",
-                version == a.manifest.version,
-                v.judged
+                "# HELP spamscope_feedback_{name} {help}\n# TYPE spamscope_feedback_{name} gauge\n"
             ));
-        }
-        out.push_str("# HELP spamscope_feedback_agreed Of those, records whose label matched the verdict.\n# TYPE spamscope_feedback_agreed gauge\n");
-        for v in stats.by_version.iter().filter(|v| v.version.is_some()) {
-            let version = v.version.unwrap_or(0);
-            out.push_str(&format!(
-                "spamscope_feedback_agreed{{version=\"{version}\",active=\"{}\"}} {}\n",
-                version == a.manifest.version,
-                v.agreed
-            ));
+            for v in &stats.by_version {
+                let Some(version) = v.version else { continue };
+                out.push_str(&format!(
+                    "spamscope_feedback_{name}{{version=\"{version}\",active=\"{}\"}} {}\n",
+                    version == a.manifest.version,
+                    count(v)
+                ));
+            }
         }
         if let Some(t) = last_retrain(&s2.registry)?
             .and_then(|t| humantime::parse_rfc3339_weak(&t).ok())
