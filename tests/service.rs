@@ -963,11 +963,7 @@ async fn metrics_in_prometheus_text_format() {
         let fb = json!({"prediction_id": id, "is_correct": right});
         assert_eq!(post(&s, "/feedback", &fb).await.status, StatusCode::OK);
     }
-    let req = Request::builder()
-        .uri("/metrics")
-        .body(Body::empty())
-        .unwrap();
-    let text = text_reply(&s, req, "text/plain").await;
+    let text = metrics_text(&s).await;
     for line in [
         "spamscope_requests_total{route=\"/predict\",status=\"200\"} 20",
         "spamscope_requests_total{route=\"/predict\",status=\"400\"} 1",
@@ -1091,6 +1087,15 @@ async fn csv_batches_answer_in_csv() {
 }
 
 /// Sends `req`, expects 200 with a body of `content_type`, returns the body.
+/// `GET /metrics` as text.
+async fn metrics_text(s: &Arc<State>) -> String {
+    let req = Request::builder()
+        .uri("/metrics")
+        .body(Body::empty())
+        .unwrap();
+    text_reply(s, req, "text/plain").await
+}
+
 async fn text_reply(s: &Arc<State>, req: Request<Body>, content_type: &str) -> String {
     let res = router(s.clone()).oneshot(req).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
@@ -2533,11 +2538,7 @@ async fn the_dashboard_and_rules_name_only_exported_metrics() {
     s.log.flush().unwrap();
     let fb = json!({"prediction_id": id, "is_correct": true});
     assert_eq!(post(&s, "/feedback", &fb).await.status, StatusCode::OK);
-    let req = Request::builder()
-        .uri("/metrics")
-        .body(Body::empty())
-        .unwrap();
-    let text = text_reply(&s, req, "text/plain").await;
+    let text = metrics_text(&s).await;
     let exported: std::collections::BTreeSet<String> = text
         .lines()
         .filter(|l| !l.starts_with('#'))

@@ -176,15 +176,11 @@ pub struct Prediction {
 /// strictly above is a spammer).
 pub fn predict(model: &Model, manifest: &Manifest, a: &Account, explain: Explain) -> Prediction {
     // Trace spans (the service's; recorded only when tracing is on).
-    let span = |name: &'static str| match name {
-        "score" => tracing::info_span!(target: crate::util::TRACE_TARGET, "score"),
-        "explain" => tracing::info_span!(target: crate::util::TRACE_TARGET, "explain"),
-        _ => tracing::info_span!(target: crate::util::TRACE_TARGET, "score_and_explain"),
-    };
+    use crate::util::TRACE_TARGET as T;
     let (probability, method, contributions) = match explain {
         Explain::Top(k) if k > 0 && model.bulk_reasons() => {
             // Probability and reasons from one walk of the trees.
-            let _s = span("score_and_explain").entered();
+            let _s = tracing::info_span!(target: T, "score_and_explain").entered();
             let (p, phi) = model.predict_attributed(&a.values);
             let top = crate::ops::score::top_k(&phi, k)
                 .map(|(f, c)| (usize::from(f), c))
@@ -192,13 +188,14 @@ pub fn predict(model: &Model, manifest: &Manifest, a: &Account, explain: Explain
             (p, Some(model.bulk_method(Method::PathAttribution)), top)
         }
         Explain::Exact(k) if k > 0 => {
-            let e =
-                span("explain").in_scope(|| model.explain_one(&a.values, model.detail_method()));
-            let p = span("score").in_scope(|| model.predict_one(&a.values));
+            let e = tracing::info_span!(target: T, "explain")
+                .in_scope(|| model.explain_one(&a.values, model.detail_method()));
+            let p =
+                tracing::info_span!(target: T, "score").in_scope(|| model.predict_one(&a.values));
             (p, Some(e.method), e.top(k))
         }
         _ => (
-            span("score").in_scope(|| model.predict_one(&a.values)),
+            tracing::info_span!(target: T, "score").in_scope(|| model.predict_one(&a.values)),
             None,
             Vec::new(),
         ),

@@ -137,14 +137,6 @@ impl Telemetry {
             tracing_subscriber::filter::Targets::new().with_target(TARGET, tracing::Level::TRACE),
         )
     }
-
-    /// Sends what is queued now (waits up to 10 s).
-    pub fn flush(&self) {
-        let (done, wait) = sync_channel(1);
-        if self.tx.send(Msg::Flush(done)).is_ok() {
-            let _ = wait.recv_timeout(Duration::from_secs(10));
-        }
-    }
 }
 
 impl Drop for Telemetry {
@@ -164,7 +156,6 @@ struct Finished {
 
 enum Msg {
     Span(Box<Finished>),
-    Flush(SyncSender<()>),
     Shutdown,
 }
 
@@ -369,10 +360,6 @@ fn export_loop<E: SpanExporter>(exporter: E, rx: Receiver<Msg>, counts: &SpanCou
                     if batch.len() >= BATCH {
                         send(&mut batch);
                     }
-                }
-                Ok(Msg::Flush(done)) => {
-                    send(&mut batch);
-                    let _ = done.send(());
                 }
                 Err(TryRecvError::Empty) => {
                     send(&mut batch);

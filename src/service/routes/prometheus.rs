@@ -27,14 +27,15 @@ pub(super) async fn prometheus(call: Call<Scorer>) -> Result<Response, ApiError>
         let a = s2.active();
         out.push_str("# HELP spamscope_active_version The model version answering requests.\n# TYPE spamscope_active_version gauge\n");
         out.push_str(&format!("spamscope_active_version {}\n", a.manifest.version));
-        let (linked, unlinked, unused, stats) = s2.with_store(|store| {
+        let (unlinked, unused, stats) = s2.with_store(|store| {
             Ok((
-                store.count()?,
                 store.unlinked_counts()?.0,
                 store.count_unused()?,
                 store.stats()?,
             ))
         })?;
+        // The statistics count every linked record (by version, with or without one).
+        let linked = stats.total;
         out.push_str("# HELP spamscope_feedback_total Feedback records stored.\n# TYPE spamscope_feedback_total gauge\n");
         out.push_str(&format!("spamscope_feedback_total{{linked=\"true\"}} {linked}\n"));
         out.push_str(&format!("spamscope_feedback_total{{linked=\"false\"}} {unlinked}\n"));
