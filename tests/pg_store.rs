@@ -416,6 +416,7 @@ fn the_feedback_store_answers_alike_on_both_backends() {
             .map(|u| UserId::from(*u))
             .collect();
         let ttl = Duration::from_secs(600);
+        say(format!("{:?}", s.open_review_claims(t0).unwrap()));
         say(format!(
             "{:?}",
             s.claim_for_review(&ids, "mia", ttl, t0).unwrap()
@@ -433,6 +434,15 @@ fn the_feedback_store_answers_alike_on_both_backends() {
             "{:?}",
             s.release_review_claims(&ids, "mia").unwrap()
         ));
+        // Open: ben's claim on u2, taken at t0 + 601 s once mia's had expired.
+        let at = |secs| t0 + Duration::from_secs(secs);
+        let open = s.open_review_claims(at(700)).unwrap();
+        assert_eq!(
+            (open.open, open.oldest_age(at(700))),
+            (1, Some(Duration::from_secs(99)))
+        );
+        say(format!("{open:?}"));
+        say(format!("{:?}", s.open_review_claims(at(1201)).unwrap()));
         say(format!(
             "{:?}",
             s.confirm_labels(&[(UserId::from("u1"), 1)], "lead", "sure", t0)

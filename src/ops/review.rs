@@ -8,7 +8,7 @@ use crate::ops::error::{Error, Result};
 use crate::store::Registry;
 use crate::store::feedback::FeedbackStore;
 pub use crate::store::review::{
-    AccountRecord, AccountStatus, ClaimHolder, ClaimOutcome, ConfirmedLabel,
+    AccountRecord, AccountStatus, ClaimHolder, ClaimOutcome, ConfirmedLabel, OpenClaims,
 };
 use std::path::Path;
 use std::time::{Duration, SystemTime};

@@ -1436,6 +1436,16 @@ impl FeedbackStore {
         on_either!(mut self, s => s.release_review_claims(&ids, moderator))
     }
 
+    /// The review claims open at `now`: unexpired ones (a claim is deleted when released
+    /// or when its holder gives feedback on the account), how many and the oldest's
+    /// time. One query, whatever the number of claims.
+    pub fn open_review_claims(
+        &self,
+        now: std::time::SystemTime,
+    ) -> Result<review::OpenClaims, FeedbackError> {
+        on_either!(self, s => s.open_review_claims(now))
+    }
+
     /// For each of `ids` (each once, in order): its unexpired claim at `now`, the
     /// feedback records on it and its confirmed label, read consistently.
     pub fn claims_and_reviews(

@@ -65,14 +65,38 @@ pub struct AccountStatus {
     pub confirmed: Option<ConfirmedLabel>,
 }
 
+/// The review claims open at a moment: unexpired, so neither released, nor given up by
+/// their holder's feedback on the account (which deletes the claim), nor past their
+/// time. How many, and when the oldest of them was taken (or last renewed: a renewal
+/// takes the claim anew).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct OpenClaims {
+    pub open: u64,
+    /// None when no claim is open.
+    pub oldest_claimed_at: Option<SystemTime>,
+}
+
+impl OpenClaims {
+    /// The age of the oldest open claim at `now` (zero for a claim stamped after
+    /// `now`, as another host's clock may), None when no claim is open.
+    pub fn oldest_age(&self, now: SystemTime) -> Option<Duration> {
+        self.oldest_claimed_at
+            .map(|t| now.duration_since(t).unwrap_or(Duration::ZERO))
+    }
+}
+
+/// The time `ms` milliseconds after the epoch (the claims' stamps; none is before it).
+pub(super) fn at_millis(ms: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
 pub(super) fn millis(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 pub(super) fn rfc3339(ms: i64) -> String {
-    let t = UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
-    humantime::format_rfc3339_millis(t).to_string()
+    humantime::format_rfc3339_millis(at_millis(ms)).to_string()
 }
 
 /// `ids` trimmed, each once, in their first order.
@@ -188,6 +212,22 @@ impl Local {
         }
         tx.commit().map_err(&err)?;
         Ok(n)
+    }
+
+    /// The claims open at `now` ([`OpenClaims`]), in one query.
+    pub fn open_review_claims(&self, now: SystemTime) -> Result<OpenClaims, FeedbackError> {
+        self.conn
+            .query_row(
+                "SELECT COUNT(*), MIN(claimed_at) FROM review_claims WHERE expires_at > ?1",
+                [millis(now)],
+                |r| {
+                    Ok(OpenClaims {
+                        open: crate::store::int(r, 0, "COUNT(*)")?,
+                        oldest_claimed_at: r.get::<_, Option<i64>>(1)?.map(at_millis),
+                    })
+                },
+            )
+            .map_err(|e| self.err(e))
     }
 
     /// For each of `ids` (each once, in order): its unexpired claim at `now`, the
@@ -420,6 +460,61 @@ mod tests {
             .claim_for_review(&[UserId::from(" ")], "ann", ttl, t0)
             .unwrap_err();
         assert!(err.message.contains("empty"), "{err}");
+    }
+
+    /// The open claims: unexpired ones, counted and the oldest dated, as claims are
+    /// taken, renewed, given up by feedback or release, and expire.
+    #[test]
+    fn open_claims_count_unexpired_ones_and_date_the_oldest() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = FeedbackStore::open_in(dir.path()).unwrap();
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let at = |secs: u64| t0 + Duration::from_secs(secs);
+        let none = OpenClaims::default();
+        assert_eq!(s.open_review_claims(t0).unwrap(), none);
+        assert_eq!(none.oldest_age(t0), None);
+        let ttl = Duration::from_secs(600);
+        let a = ids(0..5);
+        s.claim_for_review(&a[..3], "ann", ttl, t0).unwrap();
+        s.claim_for_review(&a[3..], "ben", ttl, at(60)).unwrap();
+        let open = s.open_review_claims(at(120)).unwrap();
+        assert_eq!(
+            open,
+            OpenClaims {
+                open: 5,
+                oldest_claimed_at: Some(t0)
+            }
+        );
+        assert_eq!(open.oldest_age(at(120)), Some(Duration::from_secs(120)));
+        // A claim stamped after `now` (another host's clock) is zero seconds old.
+        assert_eq!(
+            open.oldest_age(t0 - Duration::from_secs(1)),
+            Some(Duration::ZERO)
+        );
+        // Ann renews u0 (taken anew), gives feedback on u1 and releases u2: ben's two
+        // claims at t0 + 60 s are the oldest open ones.
+        s.claim_for_review(&a[..1], "ann", ttl, at(200)).unwrap();
+        assert!(s.add_submissions(&[on("u1", "ann", 1)]).unwrap()[0].is_ok());
+        assert_eq!(s.release_review_claims(&a[2..3], "ann").unwrap(), 1);
+        assert_eq!(
+            s.open_review_claims(at(300)).unwrap(),
+            OpenClaims {
+                open: 3,
+                oldest_claimed_at: Some(at(60))
+            }
+        );
+        // Feedback by someone else does not end ben's claim on u3; expiry does (a claim
+        // expiring at `now` is no longer open).
+        assert!(s.add_submissions(&[on("u3", "ann", 0)]).unwrap()[0].is_ok());
+        assert_eq!(s.open_review_claims(at(659)).unwrap().open, 3);
+        assert_eq!(
+            s.open_review_claims(at(660)).unwrap(),
+            OpenClaims {
+                open: 1,
+                oldest_claimed_at: Some(at(200))
+            }
+        );
+        assert_eq!(s.open_review_claims(at(800)).unwrap(), none);
     }
 
     /// Confirmed labels: one per account, re-confirming replaces it (new confirmer and

@@ -10,7 +10,8 @@
 //!   account: the row lock gives each account to exactly one moderator.
 
 use super::review::{
-    AccountRecord, AccountStatus, ClaimHolder, ClaimOutcome, ConfirmedLabel, millis, rfc3339,
+    AccountRecord, AccountStatus, ClaimHolder, ClaimOutcome, ConfirmedLabel, OpenClaims, at_millis,
+    millis, rfc3339,
 };
 use super::{
     AgreementPoint, Claimant, Feedback, FeedbackError, FeedbackLabel, FeedbackStats,
@@ -770,6 +771,20 @@ impl Shared {
             )
             .map(|n| n as usize)
             .map_err(self.fail("releasing review claims"))
+        })
+    }
+
+    pub fn open_review_claims(&self, now: SystemTime) -> Result<OpenClaims, FeedbackError> {
+        let r = self
+            .conn()?
+            .query_one(
+                "SELECT count(*), min(claimed_at) FROM review_claims WHERE expires_at > $1",
+                &[&millis(now)],
+            )
+            .map_err(self.fail("counting open review claims"))?;
+        Ok(OpenClaims {
+            open: self.count_of(r.get(0), "count")?,
+            oldest_claimed_at: r.get::<_, Option<i64>>(1).map(at_millis),
         })
     }
 
