@@ -2495,6 +2495,201 @@ async fn a_canary_answers_csv_rows_by_their_users_arm() {
     assert_eq!(st["answered_by_candidate"], 2 * by_candidate);
 }
 
+/// The value of `series` (its name and labels as `/metrics` prints them) in a
+/// `/metrics` text.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// `/metrics` during a canary: the numbers `GET /model/experiment` gives (requests
+/// scored by both versions, their agreement, per version the labelled requests and
+/// correct verdicts), computed at most once a minute for scrapes (the newest numbers
+/// computed, by a scrape or by the experiment routes, are reused within the minute);
+/// nothing without an experiment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_carry_the_running_experiments_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = two_versions(dir.path());
+    let s = state(&reg, Limits::default());
+    let data = default_dataset(DATA);
+    assert!(!metrics_text(&s).await.contains("spamscope_experiment_"));
+    let r = post(
+        &s,
+        "/model/experiment",
+        &json!({"version": 2, "mode": "canary", "share": 0.5}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let mut ids = Vec::new();
+    for i in 0..60 {
+        let r = post(
+            &s,
+            "/predict",
+            &request_of(&data, i, Some(&format!("m{i}"))),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        ids.push(r.body["prediction_id"].as_str().unwrap().to_string());
+    }
+    s.log.flush().unwrap();
+    // Moderators label 16 of the accounts, half of them spammers.
+    for (k, id) in ids.iter().take(16).enumerate() {
+        let fb = json!({"prediction_id": id, "is_correct": false, "actual_label": k % 2});
+        assert_eq!(post(&s, "/feedback", &fb).await.status, StatusCode::OK);
+    }
+    // (Starting the experiment computed its numbers: a scrape within the minute would
+    // reuse them; `GET /model/experiment` computes them afresh, and scrapes follow.)
+    let st = get(&s, "/model/experiment").await.body["stats"].clone();
+    let text = metrics_text(&s).await;
+    let n = |v: &Value| v.as_u64().unwrap() as f64;
+    assert_eq!(n(&st["both_scored"]), 60.0);
+    assert_eq!(
+        sample(&text, "spamscope_experiment_scored"),
+        Some(n(&st["both_scored"])),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "spamscope_experiment_agreed"),
+        Some(n(&st["agreed"]))
+    );
+    let versions = st["versions"].as_array().unwrap();
+    assert_eq!(versions.len(), 2);
+    let mut correct = 0.0;
+    for v in versions {
+        let arm = if v["candidate"] == true {
+            "candidate"
+        } else {
+            "active"
+        };
+        let labels = format!("{{version=\"{}\",arm=\"{arm}\"}}", v["version"]);
+        assert_eq!(n(&v["labelled"]), 16.0, "{v}");
+        for family in ["labelled", "correct"] {
+            assert_eq!(
+                sample(&text, &format!("spamscope_experiment_{family}{labels}")),
+                Some(n(&v[family])),
+                "{family}{labels}:\n{text}"
+            );
+        }
+        correct += n(&v["correct"]);
+    }
+    assert!(correct > 0.0, "{st}");
+    for family in ["scored", "agreed", "labelled", "correct"] {
+        let line = format!("# TYPE spamscope_experiment_{family} gauge");
+        assert!(text.lines().any(|l| l == line), "{line}");
+    }
+    // A scrape within the minute reuses the numbers; `GET /model/experiment` computes
+    // them afresh, and the scrapes follow.
+    for i in 60..70 {
+        post(&s, "/predict", &request_of(&data, i, None)).await;
+    }
+    s.log.flush().unwrap();
+    let text = metrics_text(&s).await;
+    assert_eq!(sample(&text, "spamscope_experiment_scored"), Some(60.0));
+    let st = get(&s, "/model/experiment").await.body["stats"].clone();
+    assert_eq!(st["both_scored"], 70);
+    let text = metrics_text(&s).await;
+    assert_eq!(sample(&text, "spamscope_experiment_scored"), Some(70.0));
+    // Numbers older than the bound are computed again.
+    for i in 70..75 {
+        post(&s, "/predict", &request_of(&data, i, None)).await;
+    }
+    let e = s.experiment().unwrap().experiment.clone();
+    let minute = Duration::from_secs(60);
+    assert_eq!(
+        s.experiment_stats_within(&e, minute).unwrap().both_scored,
+        70
+    );
+    assert_eq!(
+        s.experiment_stats_within(&e, Duration::ZERO)
+            .unwrap()
+            .both_scored,
+        75
+    );
+    let text = metrics_text(&s).await;
+    assert_eq!(sample(&text, "spamscope_experiment_scored"), Some(75.0));
+    // Stopped: no experiment numbers.
+    let r = call(&s, "DELETE", "/model/experiment", None, None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(!metrics_text(&s).await.contains("spamscope_experiment_"));
+}
+
+/// `/metrics` counts the open review claims and dates the oldest: claims taken through
+/// the service and by a moderator ten minutes ago, then given up by feedback and by a
+/// release.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_open_review_claims_and_date_the_oldest() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = registry(dir.path());
+    let s = state(&reg, Limits::default());
+    let open = "spamscope_review_claims_open";
+    let oldest = "spamscope_review_oldest_claim_seconds";
+    let text = metrics_text(&s).await;
+    assert_eq!(
+        (sample(&text, open), sample(&text, oldest)),
+        (Some(0.0), Some(0.0))
+    );
+    for line in [
+        "# TYPE spamscope_review_claims_open gauge",
+        "# TYPE spamscope_review_oldest_claim_seconds gauge",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line}");
+    }
+    // Three accounts claimed through the service now (the anonymous caller)...
+    let r = post(
+        &s,
+        "/review/claims",
+        &json!({"user_ids": ["q1", "q2", "q3"]}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["granted"].as_array().unwrap().len(), 3);
+    let text = metrics_text(&s).await;
+    assert_eq!(sample(&text, open), Some(3.0));
+    let age = sample(&text, oldest).unwrap();
+    assert!((0.0..30.0).contains(&age), "{age}");
+    // ... and two by ann ten minutes ago, for an hour: the oldest is ten minutes old.
+    let ann: Vec<String> = vec!["q4".into(), "q5".into()];
+    let ten_minutes_ago = std::time::SystemTime::now() - Duration::from_secs(600);
+    let out = spamscope::ops::review::claim_at(&reg, &ann, "ann", 3600, ten_minutes_ago).unwrap();
+    assert_eq!(out.granted.len(), 2);
+    // An expired claim is not open.
+    let long_ago = std::time::SystemTime::now() - Duration::from_secs(7200);
+    spamscope::ops::review::claim_at(&reg, &["q6".into()], "ann", 60, long_ago).unwrap();
+    let text = metrics_text(&s).await;
+    assert_eq!(sample(&text, open), Some(5.0));
+    let age = sample(&text, oldest).unwrap();
+    assert!((600.0..630.0).contains(&age), "{age}");
+    // Ann's feedback on q4 ends her claim on it, her release the one on q5: the
+    // service's claims, taken just now, are the oldest again.
+    let record = NewFeedback {
+        user_id: Some("q4".into()),
+        features: features(3).1,
+        true_label: 1,
+        probability: None,
+        model_version: None,
+        predicted: None,
+        notes: String::new(),
+        origin: Origin::Service,
+    };
+    let mut store = FeedbackStore::of(&reg).unwrap();
+    let sub = spamscope::store::feedback::Submission::Linked {
+        record,
+        moderator: Some("ann".into()),
+        prediction_id: None,
+        key: None,
+    };
+    assert!(store.add_submissions(&[sub]).unwrap()[0].is_ok());
+    assert_eq!(
+        spamscope::ops::review::release(&reg, &["q5".into()], "ann").unwrap(),
+        1
+    );
+    let text = metrics_text(&s).await;
+    assert_eq!(sample(&text, open), Some(3.0));
+    let age = sample(&text, oldest).unwrap();
+    assert!((0.0..30.0).contains(&age), "{age}");
+}
+
 /// The metric names in a text, whole (`spamscope_` and what follows of a name; a
 /// recording rule's `spamscope:` names are not the service's).
 fn metric_names(text: &str) -> std::collections::BTreeSet<String> {
@@ -2533,6 +2728,19 @@ async fn the_dashboard_and_rules_name_only_exported_metrics() {
     let r = post(&s, "/model/retrain", &json!({})).await;
     let done = wait_job(&s, r.body["job_id"].as_u64().unwrap()).await;
     assert_eq!(done["state"], "succeeded", "{done}");
+    // An experiment runs (the version not active beside the active one) and an
+    // account is claimed for review.
+    let active = s.active().manifest.version;
+    let other = if active == 1 { 2 } else { 1 };
+    let r = post(
+        &s,
+        "/model/experiment",
+        &json!({"version": other, "mode": "shadow"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = post(&s, "/review/claims", &json!({"user_ids": ["d-1"]})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let r = post(&s, "/predict", &features(1).0).await;
     let id = r.body["prediction_id"].as_str().unwrap().to_string();
     s.log.flush().unwrap();
@@ -2549,6 +2757,9 @@ async fn the_dashboard_and_rules_name_only_exported_metrics() {
         "spamscope_feature_psi",
         "spamscope_feedback_judged",
         "spamscope_score_bucket",
+        "spamscope_experiment_agreed",
+        "spamscope_experiment_labelled",
+        "spamscope_review_oldest_claim_seconds",
     ] {
         assert!(exported.contains(family), "{family} not exported:\n{text}");
     }

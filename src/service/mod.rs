@@ -139,6 +139,16 @@ pub struct State {
     pub(crate) metrics: metrics::Metrics,
     /// Where the watcher sends alerts, once set ([`State::set_alerts`]).
     alerts: std::sync::OnceLock<crate::ops::alert::WebhookSender>,
+    /// The newest experiment numbers computed here: when, and of which experiment
+    /// ([`State::experiment_stats_within`]).
+    experiment_numbers: std::sync::Mutex<Option<ExperimentNumbers>>,
+}
+
+/// Experiment numbers as computed at a moment.
+struct ExperimentNumbers {
+    at: std::time::Instant,
+    experiment: String,
+    stats: crate::ops::experiment::Stats,
 }
 
 impl State {
@@ -173,6 +183,7 @@ impl State {
             jobs,
             metrics: Default::default(),
             alerts: std::sync::OnceLock::new(),
+            experiment_numbers: std::sync::Mutex::new(None),
         });
         if let Err(e) = state.refresh_experiment() {
             tracing::warn!("no experiment running: {e}");
@@ -222,7 +233,8 @@ impl State {
     }
 
     /// The numbers of experiment `e` from the prediction log (committing what is
-    /// pending first) and the moderators' labels.
+    /// pending first) and the moderators' labels; kept for
+    /// [`State::experiment_stats_within`].
     pub fn experiment_stats(
         &self,
         e: &crate::ops::experiment::Experiment,
@@ -244,7 +256,36 @@ impl State {
             }
             Ok(self.registry.manifest(v)?.threshold)
         };
-        crate::ops::experiment::stats(e, &rows, &labels, threshold)
+        let stats = crate::ops::experiment::stats(e, &rows, &labels, threshold)?;
+        *self
+            .experiment_numbers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(ExperimentNumbers {
+            at: std::time::Instant::now(),
+            experiment: e.id.clone(),
+            stats: stats.clone(),
+        });
+        Ok(stats)
+    }
+
+    /// [`State::experiment_stats`], or the numbers of the same experiment computed here
+    /// less than `max_age` ago: they read every logged row of the experiment and every
+    /// label, too much to do on each scrape of `/metrics`.
+    pub fn experiment_stats_within(
+        &self,
+        e: &crate::ops::experiment::Experiment,
+        max_age: Duration,
+    ) -> Result<crate::ops::experiment::Stats, crate::Error> {
+        if let Some(n) = &*self
+            .experiment_numbers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            && n.experiment == e.id
+            && n.at.elapsed() < max_age
+        {
+            return Ok(n.stats.clone());
+        }
+        self.experiment_stats(e)
     }
 
     /// Follows the registry's `experiment.json`: loads the candidate of a new

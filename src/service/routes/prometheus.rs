@@ -10,9 +10,16 @@ use axum::response::{IntoResponse, Response};
 /// How many of the newest logged predictions the drift gauges are computed on.
 pub(super) const DRIFT_WINDOW: usize = 5_000;
 
+/// How old a running experiment's numbers may be when scraped: computing them reads
+/// every logged row of the experiment and every label (as `GET /model/experiment`
+/// does), so a replica does it at most once a minute for `/metrics`.
+pub(super) const EXPERIMENT_NUMBERS_MAX_AGE: std::time::Duration =
+    std::time::Duration::from_secs(60);
+
 /// Prometheus text format (role scorer): requests by route and status, latency
-/// histograms, verdicts, active version, feedback counts, last retrain, and the
-/// population stability index of recent requests per feature.
+/// histograms, verdicts, active version, feedback counts, a running experiment's
+/// agreement and accuracy, open review claims, last retrain, and the population
+/// stability index of recent requests per feature.
 #[utoipa::path(get, path = "/metrics", tag = "service",
     responses(
         (status = 200, description = "Prometheus exposition format 0.0.4", body = String, content_type = "text/plain"),
@@ -27,11 +34,13 @@ pub(super) async fn prometheus(call: Call<Scorer>) -> Result<Response, ApiError>
         let a = s2.active();
         out.push_str("# HELP spamscope_active_version The model version answering requests.\n# TYPE spamscope_active_version gauge\n");
         out.push_str(&format!("spamscope_active_version {}\n", a.manifest.version));
-        let (unlinked, unused, stats) = s2.with_store(|store| {
+        let now = std::time::SystemTime::now();
+        let (unlinked, unused, stats, claims) = s2.with_store(|store| {
             Ok((
                 store.unlinked_counts()?.0,
                 store.count_unused()?,
                 store.stats()?,
+                store.open_review_claims(now)?,
             ))
         })?;
         // The statistics count every linked record (by version, with or without one).
@@ -60,6 +69,39 @@ pub(super) async fn prometheus(call: Call<Scorer>) -> Result<Response, ApiError>
                 ));
             }
         }
+        // The running experiment's numbers, those of `GET /model/experiment`.
+        if let Some(r) = s2.experiment() {
+            let x = s2.experiment_stats_within(&r.experiment, EXPERIMENT_NUMBERS_MAX_AGE)?;
+            out.push_str("# HELP spamscope_experiment_scored Requests of the running experiment scored by both versions.\n# TYPE spamscope_experiment_scored gauge\n");
+            out.push_str(&format!("spamscope_experiment_scored {}\n", x.both_scored));
+            out.push_str("# HELP spamscope_experiment_agreed Of those, requests on which both versions' verdicts (each by its own threshold) agreed.\n# TYPE spamscope_experiment_agreed gauge\n");
+            out.push_str(&format!("spamscope_experiment_agreed {}\n", x.agreed));
+            type Count = fn(&crate::ops::experiment::VersionStats) -> u64;
+            let families: [(&str, &str, Count); 2] = [
+                ("labelled", "Requests of the running experiment a version scored whose account a moderator labelled (by prediction id, else user id).", |v| v.labelled),
+                ("correct", "Of those, requests the version's verdict got right.", |v| v.correct),
+            ];
+            for (name, help, count) in families {
+                out.push_str(&format!(
+                    "# HELP spamscope_experiment_{name} {help}\n# TYPE spamscope_experiment_{name} gauge\n"
+                ));
+                for v in &x.versions {
+                    out.push_str(&format!(
+                        "spamscope_experiment_{name}{{version=\"{}\",arm=\"{}\"}} {}\n",
+                        v.version,
+                        if v.candidate { "candidate" } else { "active" },
+                        count(v)
+                    ));
+                }
+            }
+        }
+        // The review claims open now (unexpired, not released, not ended by the
+        // holder's feedback) and the oldest one's age.
+        out.push_str("# HELP spamscope_review_claims_open Review claims open: taken by a moderator and not yet expired, released, or ended by the holder's feedback on the account.\n# TYPE spamscope_review_claims_open gauge\n");
+        out.push_str(&format!("spamscope_review_claims_open {}\n", claims.open));
+        let oldest = claims.oldest_age(now).unwrap_or_default().as_secs_f64();
+        out.push_str("# HELP spamscope_review_oldest_claim_seconds Age of the oldest open review claim, since it was taken or last renewed (0 when none is open).\n# TYPE spamscope_review_oldest_claim_seconds gauge\n");
+        out.push_str(&format!("spamscope_review_oldest_claim_seconds {oldest}\n"));
         if let Some(t) = last_retrain(&s2.registry)?
             .and_then(|t| humantime::parse_rfc3339_weak(&t).ok())
         {
