@@ -69,6 +69,17 @@ fn the_grafana_dashboard_is_a_dashboard_on_a_prometheus_source() {
     assert_eq!(d["uid"], "spamscope-overview");
     let panels = d["panels"].as_array().unwrap();
     let mut ids = std::collections::HashSet::new();
+    // No two panels share a cell of the grid.
+    let mut cells = std::collections::HashMap::new();
+    for p in panels {
+        let g = &p["gridPos"];
+        let [x, y, w, h] = ["x", "y", "w", "h"].map(|k| g[k].as_u64().unwrap());
+        for cell in (x..x + w).flat_map(|x| (y..y + h).map(move |y| (x, y))) {
+            if let Some(other) = cells.insert(cell, &p["title"]) {
+                panic!("{} overlaps {other} at {cell:?}", p["title"]);
+            }
+        }
+    }
     for p in panels {
         assert!(
             ids.insert(p["id"].as_u64().unwrap()),
@@ -98,6 +109,10 @@ fn the_grafana_dashboard_is_a_dashboard_on_a_prometheus_source() {
         "Score distribution (last hour)",
         "Agreement with moderators by version",
         "PSI of the most drifted features",
+        "Experiment: agreement between versions",
+        "Experiment: accuracy on labelled requests by arm",
+        "Review queue: oldest open claim",
+        "Review queue: open claims",
     ] {
         assert!(titles.contains(&want), "no panel {want}: {titles:?}");
     }
