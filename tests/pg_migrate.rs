@@ -84,6 +84,15 @@ fn fill(dir: &Path) -> Vec<String> {
         .unwrap();
     reg.write_document(Document::LatestComparison, "{\"rows\":[]}")
         .unwrap();
+    // Two comparisons kept for MLflow.
+    assert!(
+        reg.keep_comparison("20261201T100000Z-aa", "{\"a\":1}")
+            .unwrap()
+    );
+    assert!(
+        reg.keep_comparison("20261202T100000Z-bb", "{\"b\":2}")
+            .unwrap()
+    );
     let tokens = TokenStore::of(&reg);
     let secrets = vec![
         tokens.add("svc-a", Role::Scorer).unwrap(),
@@ -154,6 +163,7 @@ struct Contents {
     models: Vec<Vec<u8>>,
     active: Option<u32>,
     documents: Vec<Option<String>>,
+    comparisons: Vec<(String, Option<String>)>,
     tokens: Vec<spamscope::store::tokens::StoredToken>,
     feedback: Vec<(&'static str, spamscope::util::hash::Tally)>,
     /// Debug text: NaN features compare equal.
@@ -184,6 +194,15 @@ fn contents(reg: &Registry) -> Contents {
         documents: Document::ALL
             .iter()
             .map(|&d| reg.read_document(d).unwrap())
+            .collect(),
+        comparisons: reg
+            .comparison_ids()
+            .unwrap()
+            .into_iter()
+            .map(|id| {
+                let text = reg.read_comparison(&id).unwrap();
+                (id, text)
+            })
             .collect(),
         tokens: TokenStore::of(reg).export().unwrap(),
         feedback: fb.export_tables().unwrap().summary(),
@@ -257,6 +276,7 @@ fn a_folder_goes_into_postgresql_and_back_with_nothing_lost() {
     assert_eq!(count_of(&c, "versions"), 2);
     assert_eq!(count_of(&c, "active version: v1"), 1);
     assert_eq!(count_of(&c, "documents"), 3);
+    assert_eq!(count_of(&c, "comparisons kept"), 2);
     assert_eq!(count_of(&c, "API tokens"), 2);
     assert_eq!(count_of(&c, "feedback table feedback"), 3);
     assert_eq!(count_of(&c, "feedback table unlinked_feedback"), 1);

@@ -105,6 +105,97 @@ fn two_handles_share_versions_active_pointer_and_documents() {
 
 /// The compare-and-swap of a gated promotion: a candidate gated against version 1 is
 /// kept as rejected when another process made version 2 active meanwhile.
+/// The history of comparisons (for MLflow) and a task one process runs at a time
+/// (an MLflow sync), alike on a folder and on the database: a comparison is kept once,
+/// listed in time order; the task's holder excludes every other handle until it drops
+/// its guard, or its session ends.
+#[test]
+fn comparisons_are_kept_and_a_task_runs_once_on_both_backends() {
+    let pg = TempPg::start();
+    let folder = tempfile::tempdir().unwrap();
+    let (c1, c2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let both = [
+        (
+            Registry::open(folder.path()).unwrap(),
+            Registry::open(folder.path()).unwrap(),
+        ),
+        (pg.registry(c1.path()), pg.registry(c2.path())),
+    ];
+    for (a, b) in &both {
+        assert_eq!(a.comparison_ids().unwrap(), Vec::<String>::new());
+        assert!(
+            a.keep_comparison("20261202T100000Z-bb", "{\"b\":2}")
+                .unwrap()
+        );
+        assert!(
+            a.keep_comparison("20261201T100000Z-aa", "{\"a\":1}")
+                .unwrap()
+        );
+        // Kept once: the second keeping of an id changes nothing.
+        assert!(
+            !b.keep_comparison("20261201T100000Z-aa", "{\"other\":1}")
+                .unwrap()
+        );
+        assert_eq!(
+            b.comparison_ids().unwrap(),
+            vec!["20261201T100000Z-aa", "20261202T100000Z-bb"]
+        );
+        assert_eq!(
+            b.read_comparison("20261201T100000Z-aa").unwrap().as_deref(),
+            Some("{\"a\":1}")
+        );
+        assert_eq!(b.read_comparison("20991231T000000Z-zz").unwrap(), None);
+        let e = b.read_comparison("../escape").unwrap_err().to_string();
+        assert!(e.contains("not a comparison id"), "{e}");
+
+        let held = a
+            .exclusive("mlflow-sync", Duration::ZERO)
+            .unwrap()
+            .expect("free at first");
+        let start = std::time::Instant::now();
+        assert!(
+            b.exclusive("mlflow-sync", Duration::from_millis(300))
+                .unwrap()
+                .is_none()
+        );
+        assert!(start.elapsed() >= Duration::from_millis(300));
+        // Another task's name is another lock.
+        assert!(b.exclusive("other", Duration::ZERO).unwrap().is_some());
+        drop(held);
+        assert!(
+            b.exclusive("mlflow-sync", Duration::ZERO)
+                .unwrap()
+                .is_some()
+        );
+    }
+    // A process killed while it holds the task gives it up (its session ends): a sync
+    // held up by an MLflow that accepts connections and never answers.
+    let (_, b) = &both[1];
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_spamscope"))
+        .args(["mlflow", "sync", "--mlflow"])
+        .arg(format!("http://{}", silent.local_addr().unwrap()))
+        .env("SPAMSCOPE_STORE", pg.url())
+        .arg("--cache")
+        .arg(c1.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    until_true(|| {
+        b.exclusive("mlflow-sync", Duration::ZERO)
+            .unwrap()
+            .is_none()
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        b.exclusive("mlflow-sync", Duration::from_secs(10))
+            .unwrap()
+            .is_some()
+    );
+}
+
 #[test]
 fn a_promotion_gated_against_a_replaced_version_is_rejected() {
     let pg = TempPg::start();

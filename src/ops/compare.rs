@@ -273,11 +273,41 @@ impl Comparison {
     }
 }
 
-/// Saves a comparison as the registry's latest (atomically).
+/// Saves a comparison as the registry's latest (atomically), and keeps it in the
+/// registry's history of comparisons (each is logged to MLflow once).
 pub fn save(registry: &Registry, saved: &Saved) -> Result<()> {
     let json = serde_json::to_string_pretty(saved).expect("a comparison always serialises");
     registry.write_document(Document::LatestComparison, &json)?;
+    registry.keep_comparison(&history_id(saved, &json), &json)?;
     Ok(())
+}
+
+/// A kept comparison's id: its time (digits only, so ids sort by time) and the start of
+/// its text's SHA-256.
+pub fn history_id(saved: &Saved, json: &str) -> String {
+    let time: String = saved
+        .created_at
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(40)
+        .collect();
+    format!(
+        "{time}-{}",
+        &crate::util::hash::sha256_hex(json.as_bytes())[..12]
+    )
+}
+
+/// The kept comparison `id`; a damaged one is an error naming it.
+pub fn load_kept(registry: &Registry, id: &str) -> Result<Option<Saved>> {
+    let Some(text) = registry.read_comparison(id)? else {
+        return Ok(None);
+    };
+    serde_json::from_str(&text).map(Some).map_err(|e| {
+        crate::Error::at(
+            format!("comparison {id}"),
+            format!("not a saved comparison: {e}"),
+        )
+    })
 }
 
 /// The registry's latest comparison, if one was run; a damaged one is an error.

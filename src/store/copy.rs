@@ -1,7 +1,8 @@
 //! A whole registry copied into another store: a folder into a PostgreSQL database
 //! when a team outgrows one machine, or back. Everything a registry keeps goes: the
 //! versions (manifests and files, checked against their SHA-256), the active pointer,
-//! the documents (experiment, online-learning settings, latest comparison), the API
+//! the documents (experiment, online-learning settings, latest comparison), every
+//! comparison kept, the API
 //! tokens (their hashes: the same secrets keep working), the feedback store's tables
 //! (ids kept, so idempotency keys still name their records) and the prediction log.
 //!
@@ -94,6 +95,15 @@ pub fn copy(
         .iter()
         .map(|&d| Ok((d, from.read_document(d)?)))
         .collect::<Result<_, StoreError>>()?;
+    let comparisons: Vec<(String, String)> = from
+        .comparison_ids()?
+        .into_iter()
+        .filter_map(|id| match from.read_comparison(&id) {
+            Ok(Some(text)) => Some(Ok((id, text))),
+            Ok(None) => None,
+            Err(e) => Some(Err(e)),
+        })
+        .collect::<Result<_, StoreError>>()?;
     let from_tokens = TokenStore::of(from);
     let tokens = from_tokens.export()?;
     let from_feedback = FeedbackStore::of(from)?;
@@ -132,6 +142,15 @@ pub fn copy(
         if have.is_some() && have != *text {
             return Err(mismatch(
                 &to.document_place(*d),
+                "the target holds another one".into(),
+            ));
+        }
+    }
+    for (id, text) in &comparisons {
+        let have = to.read_comparison(id)?;
+        if have.as_ref().is_some_and(|h| h != text) {
+            return Err(mismatch(
+                &format!("comparison {id}"),
                 "the target holds another one".into(),
             ));
         }
@@ -182,6 +201,9 @@ pub fn copy(
         if let Some(text) = text {
             to.write_document(*d, text)?;
         }
+    }
+    for (id, text) in &comparisons {
+        to.keep_comparison(id, text)?;
     }
     if have_tokens.is_empty() && !tokens.is_empty() {
         to_tokens.import(&tokens)?;
@@ -247,6 +269,21 @@ pub fn copy(
         name: "documents (experiment, online settings, latest comparison)".into(),
         count: doc_count,
         check: docs.hex(),
+    });
+    if from.comparison_ids()? != to.comparison_ids()? {
+        return Err(changed("comparisons"));
+    }
+    let mut kept = Tally::default();
+    for (id, text) in &comparisons {
+        if to.read_comparison(id)?.as_ref() != Some(text) {
+            return Err(changed(&format!("comparison {id}")));
+        }
+        kept.add(format!("{id}/{}", sha256_hex(text.as_bytes())).as_bytes());
+    }
+    parts.push(Part {
+        name: "comparisons kept (for MLflow)".into(),
+        count: comparisons.len() as u64,
+        check: kept.hex(),
     });
     let (a, b) = (from_tokens.export()?, to_tokens.export()?);
     if a != b {

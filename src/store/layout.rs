@@ -87,6 +87,14 @@ impl Layout {
     pub fn latest_comparison(&self) -> PathBuf {
         self.comparisons_dir().join("latest.json")
     }
+    /// Every comparison run, one file each (`ID.json`), kept for MLflow.
+    pub fn comparison_history(&self) -> PathBuf {
+        self.comparisons_dir().join("history")
+    }
+    /// The lock file of a process-wide exclusive task named `name`.
+    pub fn task_lock(&self, name: &str) -> PathBuf {
+        self.root.join(format!("{name}.lock"))
+    }
     /// Where a report on version `v`, written at `stamp`, goes by default.
     pub fn report_dir(&self, v: u32, stamp: &str) -> PathBuf {
         self.root.join("reports").join(format!("v{v}-{stamp}"))

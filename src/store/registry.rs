@@ -1228,6 +1228,118 @@ impl Registry {
         }
     }
 
+    /// Keeps comparison `id` (its JSON) in the registry's history of comparisons, once:
+    /// false when one with that id is kept already. Ids are letters, digits and `-`.
+    pub fn keep_comparison(&self, id: &str, text: &str) -> Result<bool, StoreError> {
+        check_comparison_id(id)?;
+        if let Some(db) = &self.shared {
+            let mut c = db.conn()?;
+            return Ok(pg::registry::create_document(
+                &mut *c,
+                &format!("{COMPARISON_PREFIX}{id}"),
+                text,
+            )
+            .map_err(db.err("keeping a comparison"))?);
+        }
+        let dir = self.layout.comparison_history();
+        fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
+        let p = dir.join(format!("{id}.json"));
+        let _lock = self.lock()?;
+        if p.exists() {
+            return Ok(false);
+        }
+        write_atomic(&p, text.as_bytes())?;
+        Ok(true)
+    }
+
+    /// The ids of the kept comparisons, oldest first (ids begin with their time).
+    pub fn comparison_ids(&self) -> Result<Vec<String>, StoreError> {
+        if let Some(db) = &self.shared {
+            let mut c = db.conn()?;
+            let names = pg::registry::document_names(&mut *c, COMPARISON_PREFIX)
+                .map_err(db.err("listing comparisons"))?;
+            return Ok(names
+                .into_iter()
+                .filter_map(|n| n.strip_prefix(COMPARISON_PREFIX).map(str::to_string))
+                .collect());
+        }
+        let dir = self.layout.comparison_history();
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err(&dir, e)),
+        };
+        let mut ids = Vec::new();
+        for e in entries {
+            let e = e.map_err(|e| io_err(&dir, e))?;
+            let name = e.file_name();
+            if let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".json"))
+                && check_comparison_id(id).is_ok()
+            {
+                ids.push(id.to_string());
+            }
+        }
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// The JSON of kept comparison `id`, if there is one.
+    pub fn read_comparison(&self, id: &str) -> Result<Option<String>, StoreError> {
+        check_comparison_id(id)?;
+        if let Some(db) = &self.shared {
+            let mut c = db.conn()?;
+            return Ok(
+                pg::registry::document(&mut *c, &format!("{COMPARISON_PREFIX}{id}"))
+                    .map_err(db.err("reading a comparison"))?,
+            );
+        }
+        let p = self.layout.comparison_history().join(format!("{id}.json"));
+        match fs::read_to_string(&p) {
+            Ok(text) => Ok(Some(text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err(&p, e)),
+        }
+    }
+
+    /// Runs a task named `name` that only one process sharing this store may run at a
+    /// time (sending the registry to MLflow): `None` when another process still held it
+    /// after `wait`. The task is exclusive while the returned guard lives (a process that
+    /// dies gives it up: its lock file is unlocked, its database session ends).
+    pub fn exclusive(
+        &self,
+        name: &str,
+        wait: std::time::Duration,
+    ) -> Result<Option<Exclusive>, StoreError> {
+        let start = std::time::Instant::now();
+        if let Some(db) = &self.shared {
+            let mut c = db.dedicated()?;
+            loop {
+                if pg::registry::try_named_lock(&mut c, name)
+                    .map_err(db.err("taking a task's lock"))?
+                {
+                    return Ok(Some(Exclusive {
+                        _file: None,
+                        _session: Some(Box::new(c)),
+                    }));
+                }
+                if start.elapsed() >= wait {
+                    return Ok(None);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
+        use crate::store::lockfile::{LockFailure, lock_with_timeout};
+        let p = self.layout.task_lock(name);
+        match lock_with_timeout(&p, wait, wait, || {}) {
+            Ok(f) => Ok(Some(Exclusive {
+                _file: Some(f),
+                _session: None,
+            })),
+            Err(LockFailure::Timeout(_)) => Ok(None),
+            Err(LockFailure::Io(e)) => Err(io_err(&p, e)),
+        }
+    }
+
     /// Where a folder registry keeps document `d` (for messages: the place of a
     /// document that does not parse).
     pub fn document_place(&self, d: Document) -> String {
@@ -1244,6 +1356,33 @@ impl Registry {
             Document::LatestComparison => self.layout.latest_comparison(),
         }
     }
+}
+
+/// Where a database keeps comparison `ID`: the document `comparison/ID`.
+const COMPARISON_PREFIX: &str = "comparison/";
+
+fn check_comparison_id(id: &str) -> Result<(), StoreError> {
+    if !id.is_empty()
+        && id.len() <= 100
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    {
+        Ok(())
+    } else {
+        Err(StoreError::Io {
+            path: "comparison".into(),
+            message: format!(
+                "{} is not a comparison id (letters, digits and -)",
+                crate::util::text::quote(id)
+            ),
+        })
+    }
+}
+
+/// A task only one process runs at a time ([`Registry::exclusive`]), while this lives.
+pub struct Exclusive {
+    /// The locked file (a folder registry), or the session holding the advisory lock.
+    _file: Option<File>,
+    _session: Option<Box<postgres::Client>>,
 }
 
 /// `bytes` when their SHA-256 is the one `file` names; else a checksum error at `place`.

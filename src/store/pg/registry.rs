@@ -170,6 +170,29 @@ pub fn remove_document(c: &mut impl GenericClient, name: &str) -> Result<bool, p
     Ok(n == 1)
 }
 
+/// The names of the documents starting with `prefix`, in order.
+pub fn document_names(
+    c: &mut impl GenericClient,
+    prefix: &str,
+) -> Result<Vec<String>, postgres::Error> {
+    Ok(c.query(
+        "SELECT name FROM documents WHERE starts_with(name, $1) ORDER BY name",
+        &[&prefix],
+    )?
+    .into_iter()
+    .map(|r| r.get(0))
+    .collect())
+}
+
+/// Takes the session-level advisory lock named `name` if nobody holds it (it lasts as
+/// long as the connection, or until released).
+pub fn try_named_lock(c: &mut impl GenericClient, name: &str) -> Result<bool, postgres::Error> {
+    Ok(
+        c.query_one("SELECT pg_try_advisory_lock(hashtext($1))", &[&name])?
+            .get(0),
+    )
+}
+
 /// Announces a change on [`CHANNEL`] (delivered when the transaction commits).
 pub fn notify(c: &mut impl GenericClient, what: &str) -> Result<(), postgres::Error> {
     c.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &what])
