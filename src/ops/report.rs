@@ -428,11 +428,11 @@ pub fn model_card(
         card_data(input),
         card_model(input.manifest),
         card_holdout(input.manifest),
-        card_importance(input),
+        card_importance(input.model.importance()),
         card_correlations(input),
         card_comparison(input),
-        card_feedback(input),
-        card_history(input),
+        card_feedback(input.feedback.as_ref()),
+        card_history(input.manifest, &input.versions),
         card_files(input.manifest, charts, scored),
     ]
     .concat()
@@ -455,8 +455,7 @@ fn card_data(input: &ReportInput<'_>) -> String {
     let m = input.manifest;
     let mut s = String::new();
     s += "## Data\n\n";
-    s += &format!("- Training data: {}\n", m.data.describe());
-    s += &format!("- sha256 of the data: `{}`\n", m.data.sha256);
+    s += &card_training_data(m);
     s += &format!(
         "- Report data (scored queue, charts): {}\n",
         input.data.source.describe()
@@ -472,6 +471,53 @@ fn card_data(input: &ReportInput<'_>) -> String {
     }
     s += "\n![class balance](charts/class_balance.png)\n\n";
     s
+}
+
+/// The training data and its hash.
+fn card_training_data(m: &Manifest) -> String {
+    format!(
+        "- Training data: {}\n- sha256 of the data: `{}`\n",
+        m.data.describe(),
+        m.data.sha256
+    )
+}
+
+/// The model card of version `m` as an MLflow run carries it, with its charts, written
+/// to `dir` (`model_card.md`, `charts/roc_pr.png`, `charts/confusion.png`,
+/// `charts/importance.png`): what a full report says of the version itself, without
+/// the report data's sections (those need the data, and scoring it takes seconds).
+pub fn write_version_card(
+    dir: &Path,
+    m: &Manifest,
+    holdout: &Holdout,
+    feedback: Option<&FeedbackStats>,
+    versions: &[Manifest],
+) -> Result<Vec<PathBuf>> {
+    let charts_dir = dir.join("charts");
+    std::fs::create_dir_all(&charts_dir).map_err(|e| Error::io(&charts_dir, e))?;
+    let importance: Vec<f64> = m.importance.iter().map(|(_, v)| *v).collect();
+    let mut files = vec![
+        charts_dir.join("roc_pr.png"),
+        charts_dir.join("confusion.png"),
+        charts_dir.join("importance.png"),
+    ];
+    roc_pr_chart(&files[0], holdout, &m.metrics, m.threshold)?;
+    confusion_chart(&files[1], &m.metrics, m.threshold)?;
+    importance_chart(&files[2], &importance, 20)?;
+    let card = [
+        card_title(m),
+        format!("## Data\n\n{}\n", card_training_data(m)),
+        card_model(m),
+        card_holdout(m),
+        card_importance(&importance),
+        card_feedback(feedback),
+        card_history(m, versions),
+    ]
+    .concat();
+    let p = dir.join("model_card.md");
+    std::fs::write(&p, card).map_err(|e| Error::io(&p, e))?;
+    files.push(p);
+    Ok(files)
 }
 
 /// "Model": kind, lineage, status, training, imputation and the recipe's parameters.
@@ -546,12 +592,11 @@ fn card_holdout(m: &Manifest) -> String {
 }
 
 /// "Feature importance": the model's fifteen most important features and the chart.
-fn card_importance(input: &ReportInput<'_>) -> String {
+fn card_importance(imp: &[f64]) -> String {
     let cat = catalog();
     let mut s = String::new();
     s += "## Feature importance\n\n";
     s += "| rank | feature | name | category | importance |\n|---:|---|---|---|---:|\n";
-    let imp = input.model.importance();
     for (rank, f) in crate::model::explain::rank_by_magnitude(imp)
         .into_iter()
         .take(15)
@@ -611,10 +656,10 @@ fn card_comparison(input: &ReportInput<'_>) -> String {
 }
 
 /// "Feedback": how many moderator decisions, how often the model agreed, by version.
-fn card_feedback(input: &ReportInput<'_>) -> String {
+fn card_feedback(feedback: Option<&FeedbackStats>) -> String {
     let mut s = String::new();
     s += "## Feedback\n\n";
-    match &input.feedback {
+    match feedback {
         Some(f) if f.total > 0 => {
             s += &format!(
                 "{} moderator decisions recorded; the model's verdict agreed with {}.\n\n| version | decisions | agreed |\n|---|---:|---:|\n",
@@ -638,11 +683,10 @@ fn card_feedback(input: &ReportInput<'_>) -> String {
 }
 
 /// "Version history": a row per version (this one marked) with its gate's reason.
-fn card_history(input: &ReportInput<'_>) -> String {
-    let m = input.manifest;
+fn card_history(m: &Manifest, versions: &[Manifest]) -> String {
     let mut s = String::new();
     s += "## Version history\n\n| version | created | kind | status | ROC-AUC | F1 | feedback used | gate |\n|---:|---|---|---|---:|---:|---:|---|\n";
-    for v in &input.versions {
+    for v in versions {
         s += &format!(
             "| {}{} | {} | {} | {:?} | {} | {} | {} | {} |\n",
             v.version,
