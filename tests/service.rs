@@ -571,6 +571,7 @@ fn no_tokens_no_network() {
             limits: Limits::default(),
             retention: Retention::default(),
             webhook: None,
+            mlflow: None,
         },
         &NoProgress,
     )

@@ -69,5 +69,6 @@ pub fn run(args: CompareArgs) -> Result<()> {
             );
         }
     }
+    super::input::log_to_mlflow(&registry);
     Ok(())
 }

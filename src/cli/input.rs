@@ -14,6 +14,36 @@ static STORE: std::sync::OnceLock<Option<Location>> = std::sync::OnceLock::new()
 /// `--cache` as given.
 static CACHE: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
 
+/// The MLflow tracking server given with `--mlflow` (or MLFLOW_TRACKING_URI).
+static MLFLOW: std::sync::OnceLock<Option<spamscope::ops::mlflow::Tracking>> =
+    std::sync::OnceLock::new();
+
+/// Reads `--mlflow` (else MLFLOW_TRACKING_URI) once, before a command runs: a bad
+/// setting fails the command before it trains.
+pub fn choose_mlflow(url: Option<String>) -> Result<()> {
+    let t = spamscope::ops::mlflow::Tracking::from_setting(url.as_deref())
+        .map_err(|e| Error::Invalid(format!("--mlflow: {e}")))?;
+    let _ = MLFLOW.set(t);
+    Ok(())
+}
+
+/// Where runs are logged, when MLflow is configured.
+pub fn mlflow() -> Option<spamscope::ops::mlflow::Tracking> {
+    MLFLOW.get().cloned().flatten()
+}
+
+/// After a command changed `registry` (trained, retrained, compared, rolled back):
+/// with MLflow configured, sends what MLflow lacks and says what happened (or that
+/// nothing is lost), on stderr. Never fails the command.
+pub fn log_to_mlflow(registry: &Registry) {
+    if let Some(t) = mlflow() {
+        eprintln!(
+            "{}",
+            spamscope::ops::mlflow::sync_after_change(registry, &t)
+        );
+    }
+}
+
 /// `--cache` as given (`store migrate` applies it to whichever side is a database).
 pub fn cache_dir() -> Option<PathBuf> {
     CACHE.get().cloned().flatten()

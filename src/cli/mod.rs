@@ -13,6 +13,7 @@ mod evaluate;
 mod feedback;
 mod input;
 mod label;
+mod mlflow;
 mod output;
 mod report;
 mod retrain;
@@ -52,6 +53,12 @@ pub struct Cli {
     /// and reports (default: a folder named after the server in the cache directory).
     #[arg(long, global = true, value_name = "DIR")]
     pub cache: Option<PathBuf>,
+    /// An MLflow tracking server (http://host:port) to log every training, retraining,
+    /// comparison and the `production` alias to (experiment and registered model:
+    /// MLFLOW_EXPERIMENT_NAME, else spamscope). Default: MLFLOW_TRACKING_URI. A server
+    /// that does not answer loses nothing: the next sync sends what it lacks.
+    #[arg(long, global = true, value_name = "URL")]
+    pub mlflow: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -97,6 +104,10 @@ pub enum Command {
     /// The store itself: copy a registry between a folder and a PostgreSQL database.
     #[command(subcommand)]
     Store(StoreCommand),
+    /// MLflow tracking: send the registry's versions, comparisons and the production
+    /// alias to the MLflow server of --mlflow (or MLFLOW_TRACKING_URI).
+    #[command(subcommand)]
+    Mlflow(MlflowCommand),
     /// Benchmark our forest against scikit-learn, XGBoost and YDF (and our TreeSHAP
     /// against shap's) on the same data and split.
     Bench(BenchArgs),
@@ -416,6 +427,20 @@ pub enum StoreCommand {
     },
 }
 
+#[derive(Subcommand, Debug)]
+pub enum MlflowCommand {
+    /// Log to MLflow every version and comparison it lacks (made while it was down,
+    /// or before it was configured), move the production alias to the active version
+    /// and bring logged runs' feedback metrics up to date. A running `spamscope serve
+    /// --mlflow` does this by itself.
+    Sync {
+        #[arg(long)]
+        registry: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 /// Parses arguments and runs; returns the process exit code.
 pub fn main_with_args(args: Vec<std::ffi::OsString>) -> i32 {
     let cli = match Cli::try_parse_from(args) {
@@ -448,6 +473,7 @@ pub fn main_with_args(args: Vec<std::ffi::OsString>) -> i32 {
         }
         Some(cmd) => {
             match input::choose_store(cli.store, cli.cache, matches!(cmd, Command::Store(_)))
+                .and_then(|()| input::choose_mlflow(cli.mlflow))
                 .and_then(|()| run(cmd))
             {
                 Ok(()) => 0,
@@ -511,6 +537,7 @@ pub fn run(cmd: Command) -> Result<()> {
         Command::Token(cmd) => token::run(cmd),
         Command::Label(cmd) => label::run(cmd),
         Command::Store(cmd) => store::run(cmd),
+        Command::Mlflow(cmd) => mlflow::run(cmd),
         Command::Bench(a) => bench::run(a),
     }
 }

@@ -61,5 +61,6 @@ pub fn run(args: RetrainArgs) -> Result<()> {
         }
         print_metrics(&o.candidate.metrics);
     }
+    super::input::log_to_mlflow(&registry);
     Ok(())
 }

@@ -59,6 +59,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
             retention: Default::default(),
             webhook,
             wait_for_store,
+            mlflow: super::input::mlflow(),
         },
         &StderrProgress::new(),
     )

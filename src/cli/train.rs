@@ -81,5 +81,6 @@ pub fn run(args: TrainArgs) -> Result<()> {
         );
         print_metrics(m);
     }
+    super::input::log_to_mlflow(&registry);
     Ok(())
 }

@@ -70,5 +70,6 @@ pub fn rollback(args: RollbackArgs) -> Result<()> {
             previous.map_or("none".into(), |p| format!("v{p}"))
         );
     }
+    super::input::log_to_mlflow(&registry);
     Ok(())
 }

@@ -9,6 +9,7 @@ pub mod error;
 pub mod experiment;
 pub mod feedback;
 pub mod migrate;
+pub mod mlflow;
 pub mod online;
 pub mod predict;
 pub mod report;

@@ -80,6 +80,8 @@ pub struct ServeConfig {
     pub webhook: Option<String>,
     /// How long to keep trying a store that does not answer at start (None: not at all).
     pub wait_for_store: Option<Duration>,
+    /// Where to log versions, comparisons and the production alias (None: nowhere).
+    pub mlflow: Option<crate::ops::mlflow::Tracking>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -665,6 +667,15 @@ pub fn run(cfg: ServeConfig, reporter: &dyn Reporter) -> Result<(), ServeError> 
         eprintln!("spamscope serve: alerts to {}", sender.url());
         let _ = state.set_alerts(sender);
     }
+    // Sends the registry to MLflow beside the service (stopped when it returns).
+    let _tracker = cfg.mlflow.clone().map(|t| {
+        eprintln!(
+            "spamscope serve: versions, comparisons and the production alias to MLflow at {} (experiment {})",
+            t.url(),
+            t.experiment
+        );
+        crate::ops::mlflow::Tracker::start(state.registry.clone(), t)
+    });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cfg.workers.max(1))
         .enable_all()
