@@ -39,6 +39,7 @@ fn config_with(dir: &Path, dataset: Option<&Path>, synth: SynthParams) -> AppCon
                 ..Default::default()
             },
             remote: None,
+            mlflow: None,
         },
         persist: false,
         server: None,

@@ -781,3 +781,63 @@ fn a_running_service_logs_what_others_train_and_waits_out_an_mlflow_outage() {
     let text = serve_log();
     assert!(text.contains("answers again"), "{text}");
 }
+
+/// The desktop app working on its own registry logs its training too (MLflow's
+/// variables, as for the commands), and says so in its notices.
+#[cfg(feature = "gui")]
+#[test]
+fn the_app_logs_what_it_trains() {
+    use spamscope::model::forest::ForestParams;
+    use spamscope::ops::train::TrainConfig;
+    use spamscope::workbench::{Notice, Workbench, WorkbenchConfig};
+    let tmp = tempfile::tempdir().unwrap();
+    venv();
+    let mut server = Mlflow::new(tmp.path());
+    server.start();
+    // The app reads MLFLOW_TRACKING_URI into this setting; the experiment is named by
+    // MLFLOW_EXPERIMENT_NAME, left unset here: the default.
+    let mut tracking = spamscope::ops::mlflow::Tracking::new(&server.url()).unwrap();
+    tracking.experiment = "from-the-app".into();
+    let mut w = Workbench::new(
+        WorkbenchConfig {
+            registry_root: tmp.path().join("registry"),
+            dataset: None,
+            synth: spamscope::data::synth::SynthParams {
+                rows: 3000,
+                seed: 5,
+            },
+            train: TrainConfig {
+                params: ForestParams {
+                    n_trees: 5,
+                    max_depth: Some(8),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+            remote: None,
+            mlflow: Some(tracking),
+        },
+        std::sync::Arc::new(|| {}),
+    );
+    w.start();
+    let said = |w: &Workbench, text: &str| {
+        w.notices
+            .iter()
+            .any(|n| matches!(n, Notice::Info(t) if t.contains(text)))
+    };
+    common::wait_for(&mut w, "the first version logged", |w| {
+        said(w, "logged version 1 (train, active)")
+    });
+    w.train_now();
+    common::wait_for(&mut w, "the second version logged", |w| {
+        said(w, "logged version 2 (train, active)")
+    });
+    let runs = server.runs("from-the-app");
+    assert_eq!(version_runs(&runs, 1).len(), 1);
+    assert_eq!(version_runs(&runs, 2).len(), 1);
+    let mvs = server.model_versions("from-the-app");
+    assert_eq!(
+        server.production("from-the-app"),
+        Some(model_version_of(&mvs, 2))
+    );
+}

@@ -149,6 +149,7 @@ fn the_app_works_through_a_load_balancer_in_front_of_two_replicas() {
                 url: url.clone(),
                 token: Some(mia.clone()),
             }),
+            mlflow: None,
         },
         Arc::new(|| {}),
     );

@@ -38,6 +38,7 @@ fn workbench(cache: &Path, url: &str, token: &str) -> Workbench {
                 url: url.to_string(),
                 token: Some(token.to_string()),
             }),
+            mlflow: None,
         },
         Arc::new(|| {}),
     );

@@ -100,6 +100,13 @@ impl AppConfig {
                     ..Default::default()
                 },
                 remote: None,
+                mlflow: match crate::ops::mlflow::Tracking::from_setting(None) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        eprintln!("warning: {e}; the app does not log to MLflow");
+                        None
+                    }
+                },
             },
             persist: true,
             server: None,

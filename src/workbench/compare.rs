@@ -63,6 +63,10 @@ impl Workbench {
                             String::new()
                         }
                     ));
+                    // On a team's service, the service sends its comparisons.
+                    if client.is_none() {
+                        ctx.log_to_mlflow(&registry);
+                    }
                 }
                 Err(e) => ctx.failed(e, "comparison cancelled", "comparison failed"),
             }
@@ -97,6 +101,7 @@ impl Workbench {
                         holdout: Some(Arc::new(t.holdout.clone())),
                     }));
                     ctx.info(format!("{name} registered as version {v} and activated"));
+                    ctx.log_to_mlflow(&registry);
                 }
                 Err(e) => ctx.error(format!("{name} was not registered: {e}")),
             }

@@ -135,6 +135,8 @@ pub(super) struct JobCtx {
     pub(super) reporter: ChannelReporter,
     tx: Sender<Msg>,
     notify: Notify,
+    /// Where a job that changes the registry logs it ([`JobCtx::log_to_mlflow`]).
+    mlflow: Option<crate::ops::mlflow::Tracking>,
 }
 
 impl JobCtx {
@@ -149,6 +151,13 @@ impl JobCtx {
     pub(super) fn info(&self, text: String) {
         tracing::info!(job = self.kind.label(), "{text}");
         self.send(Msg::Notice(Notice::Info(text)));
+    }
+    /// With MLflow configured ([`super::WorkbenchConfig::mlflow`]), sends what this job
+    /// changed in `registry` and says what was sent, or that nothing is lost.
+    pub(super) fn log_to_mlflow(&self, registry: &crate::store::Registry) {
+        if let Some(t) = &self.mlflow {
+            self.info(crate::ops::mlflow::sync_after_change(registry, t));
+        }
     }
     /// Reports a failed step: a cancellation as the notice `cancelled`, anything else
     /// as the error "`failed`: reason".
@@ -186,6 +195,7 @@ impl Workbench {
             },
             tx: self.tx.clone(),
             notify: self.notify.clone(),
+            mlflow: self.config.mlflow.clone(),
         };
         let spawned = std::thread::Builder::new()
             .name(format!("job-{id}"))

@@ -73,6 +73,9 @@ pub struct WorkbenchConfig {
     /// Work on a team's service instead of the registry alone: `registry_root` then
     /// holds the local copy of the service's versions and the feedback outbox.
     pub remote: Option<RemoteConfig>,
+    /// An MLflow tracking server to log training, retraining, comparisons and
+    /// rollbacks made here to (the app: MLFLOW_TRACKING_URI, as for the commands).
+    pub mlflow: Option<crate::ops::mlflow::Tracking>,
 }
 
 /// A team's service and the token to call it with.
@@ -403,6 +406,7 @@ mod tests {
                 ..Default::default()
             },
             remote: None,
+            mlflow: None,
         }
     }
 

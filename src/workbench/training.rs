@@ -55,6 +55,7 @@ impl Workbench {
                     "retraining failed",
                 ),
             }
+            ctx.log_to_mlflow(&registry);
             send_versions(ctx, &registry);
             send_feedback_stats(ctx, &registry);
         });
@@ -197,6 +198,7 @@ pub(super) fn train_new_version(
                 "version {v} trained in {:.1} s and activated",
                 t.train_seconds
             ));
+            ctx.log_to_mlflow(registry);
         }
         Err(e) => ctx.failed(
             e,

@@ -36,6 +36,7 @@ impl Workbench {
                 Ok(a) => {
                     ctx.send(Msg::Model(a));
                     ctx.info(format!("version {v} is active"));
+                    ctx.log_to_mlflow(&registry);
                 }
                 Err(e) => ctx.error(format!("could not activate version {v}: {e}")),
             }
