@@ -780,6 +780,22 @@ fn a_running_service_logs_what_others_train_and_waits_out_an_mlflow_outage() {
     }
     let text = serve_log();
     assert!(text.contains("answers again"), "{text}");
+    // Its /metrics counts the syncs: the failed ones of the outage, three runs logged.
+    let metrics = ureq::get(format!("http://127.0.0.1:{port}/metrics"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {metrics}"))
+    };
+    assert!(value("spamscope_mlflow_syncs_total{outcome=\"failed\"}") >= 1.0);
+    assert!(value("spamscope_mlflow_syncs_total{outcome=\"ok\"}") >= 3.0);
+    assert_eq!(value("spamscope_mlflow_runs_logged_total"), 3.0);
 }
 
 /// The desktop app working on its own registry logs its training too (MLflow's

@@ -2747,6 +2747,8 @@ async fn the_dashboard_and_rules_name_only_exported_metrics() {
     s.log.flush().unwrap();
     let fb = json!({"prediction_id": id, "is_correct": true});
     assert_eq!(post(&s, "/feedback", &fb).await.status, StatusCode::OK);
+    // As `spamscope serve --mlflow` does with its tracker's counts.
+    s.set_mlflow(Default::default());
     let text = metrics_text(&s).await;
     let exported: std::collections::BTreeSet<String> = text
         .lines()
@@ -2761,6 +2763,7 @@ async fn the_dashboard_and_rules_name_only_exported_metrics() {
         "spamscope_experiment_agreed",
         "spamscope_experiment_labelled",
         "spamscope_review_oldest_claim_seconds",
+        "spamscope_mlflow_syncs_total",
     ] {
         assert!(exported.contains(family), "{family} not exported:\n{text}");
     }

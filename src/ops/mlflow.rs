@@ -400,6 +400,20 @@ pub fn sync_after_change(registry: &Registry, tracking: &Tracking) -> String {
 pub struct Tracker {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
+    counts: std::sync::Arc<TrackerCounts>,
+}
+
+/// What a tracker's syncs came to (for `/metrics`).
+#[derive(Debug, Default)]
+pub struct TrackerCounts {
+    /// Syncs that finished (MLflow holds everything the registry had).
+    pub ok: std::sync::atomic::AtomicU64,
+    /// Syncs that failed (MLflow away or refusing): the registry keeps what waits.
+    pub failed: std::sync::atomic::AtomicU64,
+    /// Syncs left to another process sharing the store (it held the lock).
+    pub elsewhere: std::sync::atomic::AtomicU64,
+    /// Runs logged (versions and comparisons).
+    pub logged: std::sync::atomic::AtomicU64,
 }
 
 /// What a tracker compares to notice a change worth a sync.
@@ -418,6 +432,8 @@ impl Tracker {
         use std::sync::atomic::Ordering;
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = stop.clone();
+        let counts = std::sync::Arc::new(TrackerCounts::default());
+        let count = counts.clone();
         let thread = std::thread::Builder::new()
             .name("mlflow".into())
             .spawn(move || {
@@ -432,6 +448,10 @@ impl Tracker {
                     if changed || std::time::Instant::now() >= due {
                         match sync(&registry, &tracking, Duration::ZERO, &crate::util::progress::NoProgress) {
                             Ok(Some(s)) => {
+                                count.ok.fetch_add(1, Ordering::Relaxed);
+                                count
+                                    .logged
+                                    .fetch_add(s.logged.len() as u64, Ordering::Relaxed);
                                 if failing.take().is_some() {
                                     tracing::info!("MLflow at {} answers again", tracking.url);
                                 }
@@ -446,10 +466,12 @@ impl Tracker {
                             }
                             // Another process is syncing: look again soon.
                             Ok(None) => {
+                                count.elsewhere.fetch_add(1, Ordering::Relaxed);
                                 last = now_seen;
                                 due = std::time::Instant::now() + Duration::from_secs(5);
                             }
                             Err(e) => {
+                                count.failed.fetch_add(1, Ordering::Relaxed);
                                 let text = e.to_string();
                                 if failing.as_deref() != Some(text.as_str()) {
                                     tracing::warn!(
@@ -473,7 +495,16 @@ impl Tracker {
                 }
             })
             .ok();
-        Tracker { stop, thread }
+        Tracker {
+            stop,
+            thread,
+            counts,
+        }
+    }
+
+    /// What its syncs came to so far.
+    pub fn counts(&self) -> std::sync::Arc<TrackerCounts> {
+        self.counts.clone()
     }
 }
 

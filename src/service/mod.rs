@@ -141,6 +141,8 @@ pub struct State {
     pub(crate) metrics: metrics::Metrics,
     /// Where the watcher sends alerts, once set ([`State::set_alerts`]).
     alerts: std::sync::OnceLock<crate::ops::alert::WebhookSender>,
+    /// The MLflow tracker's counts, when the service sends its registry to MLflow.
+    mlflow: std::sync::OnceLock<Arc<crate::ops::mlflow::TrackerCounts>>,
     /// The newest experiment numbers computed here: when, and of which experiment
     /// ([`State::experiment_stats_within`]).
     experiment_numbers: std::sync::Mutex<Option<ExperimentNumbers>>,
@@ -185,6 +187,7 @@ impl State {
             jobs,
             metrics: Default::default(),
             alerts: std::sync::OnceLock::new(),
+            mlflow: std::sync::OnceLock::new(),
             experiment_numbers: std::sync::Mutex::new(None),
         });
         if let Err(e) = state.refresh_experiment() {
@@ -200,6 +203,16 @@ impl State {
         sender: crate::ops::alert::WebhookSender,
     ) -> Result<(), crate::ops::alert::WebhookSender> {
         self.alerts.set(sender)
+    }
+
+    /// Exports an MLflow tracker's counts on `/metrics` (once).
+    pub fn set_mlflow(&self, counts: Arc<crate::ops::mlflow::TrackerCounts>) {
+        let _ = self.mlflow.set(counts);
+    }
+
+    /// The MLflow tracker's counts, if the service runs one.
+    pub fn mlflow(&self) -> Option<&crate::ops::mlflow::TrackerCounts> {
+        self.mlflow.get().map(|c| &**c)
     }
 
     /// The alert sender, if one is set.
@@ -674,7 +687,9 @@ pub fn run(cfg: ServeConfig, reporter: &dyn Reporter) -> Result<(), ServeError> 
             t.url(),
             t.experiment
         );
-        crate::ops::mlflow::Tracker::start(state.registry.clone(), t)
+        let tracker = crate::ops::mlflow::Tracker::start(state.registry.clone(), t);
+        state.set_mlflow(tracker.counts());
+        tracker
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cfg.workers.max(1))

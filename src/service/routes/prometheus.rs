@@ -126,6 +126,24 @@ pub(super) async fn prometheus(call: Call<Scorer>) -> Result<Response, ApiError>
                 ));
             }
         }
+        if let Some(m) = s2.mlflow() {
+            use std::sync::atomic::Ordering::Relaxed;
+            out.push_str("# HELP spamscope_mlflow_syncs_total Syncs of the registry to MLflow by outcome (ok; failed: MLflow away or refusing, nothing lost; elsewhere: another replica was syncing).\n# TYPE spamscope_mlflow_syncs_total counter\n");
+            for (outcome, n) in [
+                ("ok", m.ok.load(Relaxed)),
+                ("failed", m.failed.load(Relaxed)),
+                ("elsewhere", m.elsewhere.load(Relaxed)),
+            ] {
+                out.push_str(&format!(
+                    "spamscope_mlflow_syncs_total{{outcome=\"{outcome}\"}} {n}\n"
+                ));
+            }
+            out.push_str("# HELP spamscope_mlflow_runs_logged_total Runs this replica logged to MLflow (versions and comparisons).\n# TYPE spamscope_mlflow_runs_logged_total counter\n");
+            out.push_str(&format!(
+                "spamscope_mlflow_runs_logged_total {}\n",
+                m.logged.load(Relaxed)
+            ));
+        }
         out.push_str("# HELP spamscope_requests_in_flight Requests being handled, with their blocking work.\n# TYPE spamscope_requests_in_flight gauge\n");
         out.push_str(&format!("spamscope_requests_in_flight {}\n", s2.in_flight()));
         // Drift of recent requests against the active version's training data.
