@@ -282,6 +282,54 @@ fn ok(out: Output) -> (String, String) {
     (o, e)
 }
 
+/// `spamscope train` of a small forest on `data` into `reg`, with `more` arguments.
+fn train(reg: &str, data: &Path, trees: u32, more: &[&str], env: &[(&str, &str)]) -> String {
+    let trees = trees.to_string();
+    let mut args = vec![
+        "train",
+        "--registry",
+        reg,
+        "--data",
+        data.to_str().unwrap(),
+        "--trees",
+        &trees,
+    ];
+    args.extend(more);
+    ok(spamscope(&args, env)).1
+}
+
+/// `spamscope feedback import` of a labelled CSV into `reg`.
+fn import_feedback(reg: &str, data: &Path) {
+    ok(spamscope(
+        &[
+            "feedback",
+            "import",
+            "--registry",
+            reg,
+            "--data",
+            data.to_str().unwrap(),
+        ],
+        &[],
+    ));
+}
+
+/// `spamscope mlflow sync --json` of `reg` to `url`: what it printed.
+fn sync(reg: &str, url: &str, env: &[(&str, &str)]) -> Value {
+    let (out, _) = ok(spamscope(
+        &[
+            "mlflow",
+            "sync",
+            "--registry",
+            reg,
+            "--json",
+            "--mlflow",
+            url,
+        ],
+        env,
+    ));
+    serde_json::from_str(&out).unwrap()
+}
+
 /// A labelled CSV of `rows` synthetic accounts; `poison`: every other label flipped.
 fn data(dir: &Path, name: &str, rows: usize, seed: u64, poison: bool) -> PathBuf {
     let p = dir.join(name);
@@ -333,54 +381,21 @@ fn every_version_and_comparison_reaches_mlflow_even_when_it_was_down() {
     let poison = data(dir, "poison.csv", 2000, 11, true);
 
     // MLflow is down: training succeeds and says nothing is lost.
-    let (_, err) = ok(spamscope(
-        &[
-            "train",
-            "--registry",
-            reg,
-            "--data",
-            small.to_str().unwrap(),
-            "--trees",
-            "10",
-            "--mlflow",
-            &url,
-        ],
-        &env,
-    ));
+    let err = train(reg, &small, 10, &["--mlflow", &url], &env);
     assert!(err.contains("did not answer"), "{err}");
     assert!(err.contains("nothing is lost"), "{err}");
     venv();
     server.start();
 
     // Retrained twice: promoted on honest feedback, rejected on poisoned labels.
-    ok(spamscope(
-        &[
-            "feedback",
-            "import",
-            "--registry",
-            reg,
-            "--data",
-            feedback.to_str().unwrap(),
-        ],
-        &[],
-    ));
+    import_feedback(reg, &feedback);
     let (_, err) = ok(spamscope(
         &["retrain", "--registry", reg, "--mlflow", &url],
         &env,
     ));
     assert!(err.contains("logged version 1 (train"), "{err}");
     assert!(err.contains("logged version 2 (retrain, active)"), "{err}");
-    ok(spamscope(
-        &[
-            "feedback",
-            "import",
-            "--registry",
-            reg,
-            "--data",
-            poison.to_str().unwrap(),
-        ],
-        &[],
-    ));
+    import_feedback(reg, &poison);
     let (_, err) = ok(spamscope(
         &["retrain", "--registry", reg],
         &[
@@ -565,35 +580,12 @@ fn every_version_and_comparison_reaches_mlflow_even_when_it_was_down() {
 
     // Nothing new: a sync logs nothing twice.
     let before = server.runs(exp).len();
-    let (out, _) = ok(spamscope(
-        &[
-            "mlflow",
-            "sync",
-            "--registry",
-            reg,
-            "--json",
-            "--mlflow",
-            &url,
-        ],
-        &env,
-    ));
-    let synced: Value = serde_json::from_str(&out).unwrap();
+    let synced = sync(reg, &url, &env);
     assert_eq!(synced["logged"], json!([]), "{synced}");
     assert_eq!(server.runs(exp).len(), before);
 
     // A sync cut short (a run left unfinished) is redone; the unfinished run deleted.
-    ok(spamscope(
-        &[
-            "train",
-            "--registry",
-            reg,
-            "--data",
-            small.to_str().unwrap(),
-            "--trees",
-            "7",
-        ],
-        &[],
-    ));
+    train(reg, &small, 7, &[], &[]);
     let exp_id = server.experiment_id(exp);
     let partial = server.post(
         "runs/create",
@@ -604,19 +596,7 @@ fn every_version_and_comparison_reaches_mlflow_even_when_it_was_down() {
         .as_str()
         .unwrap()
         .to_string();
-    let (out, _) = ok(spamscope(
-        &[
-            "mlflow",
-            "sync",
-            "--registry",
-            reg,
-            "--json",
-            "--mlflow",
-            &url,
-        ],
-        &env,
-    ));
-    let synced: Value = serde_json::from_str(&out).unwrap();
+    let synced = sync(reg, &url, &env);
     assert_eq!(synced["logged"][0]["version"], 4, "{synced}");
     let gone = server.get("runs/get", &[("run_id", &partial_id)]);
     assert_eq!(gone["run"]["info"]["lifecycle_stage"], "deleted");
@@ -670,18 +650,7 @@ fn a_running_service_logs_what_others_train_and_waits_out_an_mlflow_outage() {
     let reg_dir = dir.join("registry");
     let reg = reg_dir.to_str().unwrap();
     let small = data(dir, "small.csv", 3000, 2, false);
-    ok(spamscope(
-        &[
-            "train",
-            "--registry",
-            reg,
-            "--data",
-            small.to_str().unwrap(),
-            "--trees",
-            "5",
-        ],
-        &[],
-    ));
+    train(reg, &small, 5, &[], &[]);
     venv();
     let mut server = Mlflow::new(dir);
     server.start();
@@ -725,18 +694,7 @@ fn a_running_service_logs_what_others_train_and_waits_out_an_mlflow_outage() {
         || logged(&server, 1),
     );
     // Trained by a command that knows nothing of MLflow: the service logs it.
-    ok(spamscope(
-        &[
-            "train",
-            "--registry",
-            reg,
-            "--data",
-            small.to_str().unwrap(),
-            "--trees",
-            "6",
-        ],
-        &[],
-    ));
+    train(reg, &small, 6, &[], &[]);
     wait_until(
         "the service to log version 2",
         Duration::from_secs(60),
@@ -747,18 +705,7 @@ fn a_running_service_logs_what_others_train_and_waits_out_an_mlflow_outage() {
     );
     // MLflow goes away; a version is made meanwhile; MLflow comes back: it is sent.
     server.stop();
-    ok(spamscope(
-        &[
-            "train",
-            "--registry",
-            reg,
-            "--data",
-            small.to_str().unwrap(),
-            "--trees",
-            "7",
-        ],
-        &[],
-    ));
+    train(reg, &small, 7, &[], &[]);
     let serve_log = || std::fs::read_to_string(dir.join("serve.log")).unwrap();
     wait_until(
         "the service to find MLflow away",

@@ -3,9 +3,8 @@
 use super::MlflowCommand;
 use super::input::{mlflow, registry};
 use super::output::print_json;
-use serde_json::json;
 use spamscope::ops::error::{Error, Result};
-use spamscope::ops::mlflow::{Logged, sync};
+use spamscope::ops::mlflow::sync;
 use spamscope::util::progress::StderrProgress;
 
 pub fn run(cmd: MlflowCommand) -> Result<()> {
@@ -43,34 +42,7 @@ pub fn run(cmd: MlflowCommand) -> Result<()> {
             ))
         })?;
     if json {
-        let logged: Vec<_> = synced
-            .logged
-            .iter()
-            .map(|l| match l {
-                Logged::Version {
-                    version,
-                    kind,
-                    status,
-                    run_id,
-                    model_version,
-                } => json!({
-                    "version": version, "kind": kind, "status": status,
-                    "run_id": run_id, "model_version": model_version,
-                }),
-                Logged::Comparison { id, run_id, models } => json!({
-                    "comparison": id, "kind": "comparison", "run_id": run_id, "models": models,
-                }),
-            })
-            .collect();
-        print_json(&json!({
-            "experiment_id": synced.experiment_id,
-            "logged": logged,
-            "refreshed": synced.refreshed,
-            "alias": synced.alias.as_ref().map(|a| json!({
-                "version": a.version, "model_version": a.model_version, "previous": a.previous,
-            })),
-            "skipped": synced.skipped,
-        }));
+        print_json(&serde_json::to_value(&synced).expect("a sync's account always serialises"));
     } else {
         for line in synced.lines() {
             println!("{line}");

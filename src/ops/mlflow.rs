@@ -142,8 +142,8 @@ impl Tracking {
     }
 }
 
-/// What one sync did.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// What one sync did (`spamscope mlflow sync --json` prints it).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct Synced {
     pub experiment_id: String,
     /// Runs logged now, oldest first.
@@ -156,7 +156,8 @@ pub struct Synced {
     pub skipped: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(untagged)]
 pub enum Logged {
     Version {
         version: u32,
@@ -166,13 +167,14 @@ pub enum Logged {
         model_version: String,
     },
     Comparison {
+        #[serde(rename = "comparison")]
         id: String,
         run_id: String,
         models: usize,
     },
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct AliasMove {
     pub version: u32,
     pub model_version: String,
