@@ -88,9 +88,8 @@ impl Tracking {
             .or_else(|| url.strip_prefix("https://"))
             .ok_or_else(|| {
                 MlflowError::Setting(format!(
-                    "MLflow tracking URI {}: spamscope logs to a tracking server (http:// or https://), not to {}",
-                    crate::util::text::quote(url),
-                    url.split(':').next().unwrap_or("it")
+                    "MLflow tracking URI {}: give a tracking server's http:// or https:// URL (spamscope logs through MLflow's REST API only)",
+                    crate::util::text::quote(url)
                 ))
             })?;
         if rest.is_empty() || rest.starts_with('/') || rest.contains(char::is_whitespace) {
