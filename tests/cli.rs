@@ -1406,3 +1406,94 @@ fn serve_refuses_a_bad_webhook_url_at_once() {
     // Nothing was trained.
     assert!(!Path::new(&reg).join("ACTIVE").exists());
 }
+
+/// `compare --folds K`: every model's metrics over the same K stratified folds, as mean,
+/// standard deviation and each fold's value; nothing registered; bad K in one line.
+#[test]
+fn compare_cross_validates_over_stratified_folds() {
+    let env = Env::new();
+    let data = env.data(3000);
+    let reg = env.registry();
+    let out = json(&[
+        "compare",
+        "--data",
+        s(&data),
+        "--registry",
+        &reg,
+        "--folds",
+        "3",
+        "--only",
+        "decision tree,logistic regression",
+        "--json",
+    ]);
+    assert_eq!(out["folds"], 3);
+    let sizes: Vec<u64> = out["fold_rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert_eq!(sizes.iter().sum::<u64>(), 3000);
+    assert!(sizes.iter().max().unwrap() - sizes.iter().min().unwrap() <= 1);
+    let rows = out["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    for r in rows {
+        for k in [
+            "accuracy",
+            "precision",
+            "recall",
+            "f1",
+            "roc_auc",
+            "average_precision",
+        ] {
+            let folds: Vec<f64> = r[k]["folds"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect();
+            assert_eq!(folds.len(), 3, "{k}");
+            let mean = folds.iter().sum::<f64>() / 3.0;
+            assert!((r[k]["mean"].as_f64().unwrap() - mean).abs() < 1e-12, "{k}");
+            assert!(
+                folds.iter().all(|v| (0.0..=1.0).contains(v)),
+                "{k}: {folds:?}"
+            );
+        }
+    }
+    assert!(
+        rows[1]["roc_auc"]["mean"].as_f64().unwrap() > 0.8,
+        "{}",
+        rows[1]
+    );
+    // Cross-validation registers nothing.
+    assert!(
+        spamscope::store::Registry::open(&reg)
+            .unwrap()
+            .version_numbers()
+            .unwrap()
+            .is_empty()
+    );
+    let e = fails(&[
+        "compare",
+        "--data",
+        s(&data),
+        "--registry",
+        &reg,
+        "--folds",
+        "1",
+    ]);
+    assert!(e.contains("at least 2"), "{e}");
+    let e = fails(&[
+        "compare",
+        "--data",
+        s(&data),
+        "--registry",
+        &reg,
+        "--folds",
+        "3",
+        "--promote",
+        "decision tree",
+    ]);
+    assert!(e.contains("--promote goes with a single split"), "{e}");
+}

@@ -171,6 +171,10 @@ pub struct CompareArgs {
     /// Register the model of this name as a new version and make it active.
     #[arg(long)]
     pub promote: Option<String>,
+    /// Cross-validate over K stratified folds (the same for every model) instead of one
+    /// split: every metric as mean ± standard deviation over the folds.
+    #[arg(long, value_name = "K")]
+    pub folds: Option<usize>,
     #[arg(long)]
     pub registry: Option<PathBuf>,
     #[arg(long)]

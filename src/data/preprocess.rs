@@ -146,6 +146,36 @@ pub fn stratified_split(labels: &[u8], test_fraction: f64, seed: u64) -> Result<
     Ok(Split { train, test })
 }
 
+/// Stratified k-fold: the rows of each class shuffled (from `seed`) and dealt to the
+/// `k` folds in turn, so every fold holds each class's rows within one of an equal
+/// share. Each fold's test rows, sorted; together they are every row once.
+pub fn stratified_folds(labels: &[u8], k: usize, seed: u64) -> Result<Vec<Vec<usize>>, SplitError> {
+    if k < 2 {
+        return Err(SplitError(format!("folds must be at least 2, got {k}")));
+    }
+    let mut rng = SplitMix64::new(seed);
+    let mut folds = vec![Vec::new(); k];
+    let mut next = 0;
+    for c in [0u8, 1] {
+        let mut rows: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == c).collect();
+        if rows.len() < k {
+            return Err(SplitError(format!(
+                "class {c} has {} rows: too few for {k} folds (each fold's test part needs one of each class)",
+                rows.len()
+            )));
+        }
+        rng.shuffle(&mut rows);
+        for r in rows {
+            folds[next].push(r);
+            next = (next + 1) % k;
+        }
+    }
+    for f in &mut folds {
+        f.sort_unstable();
+    }
+    Ok(folds)
+}
+
 /// z-scores with the training mean and standard deviation (1 for constant features).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Standardizer {
@@ -178,6 +208,28 @@ impl Standardizer {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn stratified_folds_partition_rows_and_keep_class_shares() {
+        let labels: Vec<u8> = (0..103).map(|i| u8::from(i % 10 == 0)).collect();
+        let folds = stratified_folds(&labels, 5, 7).unwrap();
+        let mut all: Vec<usize> = folds.iter().flatten().copied().collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..103).collect::<Vec<_>>());
+        let positives: Vec<usize> = folds
+            .iter()
+            .map(|f| f.iter().filter(|&&i| labels[i] == 1).count())
+            .collect();
+        let sizes: Vec<usize> = folds.iter().map(Vec::len).collect();
+        assert!(positives.iter().max().unwrap() - positives.iter().min().unwrap() <= 1);
+        assert!(sizes.iter().max().unwrap() - sizes.iter().min().unwrap() <= 1);
+        assert_eq!(folds, stratified_folds(&labels, 5, 7).unwrap());
+        assert_ne!(folds, stratified_folds(&labels, 5, 8).unwrap());
+        assert!(stratified_folds(&labels, 1, 7).is_err());
+        let e = stratified_folds(&labels, 12, 7).unwrap_err().to_string();
+        assert!(e.contains("too few for 12 folds"), "{e}");
+    }
+
     use super::*;
 
     #[test]

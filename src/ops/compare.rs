@@ -198,6 +198,172 @@ fn compare(
     })
 }
 
+/// A metric over the folds of a cross-validation: each fold's value, their mean and
+/// standard deviation (population, numpy's default `std`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OverFolds {
+    pub mean: f64,
+    pub std: f64,
+    pub folds: Vec<f64>,
+}
+
+impl OverFolds {
+    fn of(values: Vec<f64>) -> OverFolds {
+        let n = values.len().max(1) as f64;
+        let mean = values.iter().sum::<f64>() / n;
+        let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
+        OverFolds {
+            mean,
+            std: var.sqrt(),
+            folds: values,
+        }
+    }
+}
+
+/// A model's cross-validated row: every metric (at threshold 0.5) over the folds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CvRow {
+    pub name: String,
+    pub accuracy: OverFolds,
+    pub precision: OverFolds,
+    pub recall: OverFolds,
+    pub f1: OverFolds,
+    pub roc_auc: OverFolds,
+    pub average_precision: OverFolds,
+    pub fit_seconds: OverFolds,
+}
+
+/// A stratified k-fold cross-validation of the comparison's models: the same folds for
+/// every model, each fold's imputation fitted on its training part.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CrossValidation {
+    pub folds: usize,
+    pub seed: u64,
+    pub data_label: String,
+    /// Rows and spammers in each fold's test part.
+    pub fold_rows: Vec<usize>,
+    pub fold_positives: Vec<usize>,
+    pub rows: Vec<CvRow>,
+    /// Models that failed on some fold, with the first reason.
+    pub failed: Vec<(String, String)>,
+}
+
+impl CrossValidation {
+    /// The table in Markdown: mean ± standard deviation over the folds.
+    pub fn markdown(&self) -> String {
+        let mut s = String::from(
+            "| model | accuracy | precision | recall | F1 | ROC-AUC | average precision | fit s |\n|---|---:|---:|---:|---:|---:|---:|---:|\n",
+        );
+        let f = |m: &OverFolds| format!("{:.4} ± {:.4}", m.mean, m.std);
+        for r in &self.rows {
+            s += &format!(
+                "| {} | {} | {} | {} | {} | {} | {} | {:.2} |\n",
+                r.name,
+                f(&r.accuracy),
+                f(&r.precision),
+                f(&r.recall),
+                f(&r.f1),
+                f(&r.roc_auc),
+                f(&r.average_precision),
+                r.fit_seconds.mean
+            );
+        }
+        for (name, why) in &self.failed {
+            s += &format!("\n{name} failed: {why}\n");
+        }
+        s
+    }
+}
+
+/// Cross-validates `candidates` on `data` over `k` stratified folds (from `seed`):
+/// fold by fold, every model trained on the other folds and scored on this one.
+pub fn cross_validate(
+    data: &Dataset,
+    candidates: &[Candidate],
+    k: usize,
+    seed: u64,
+    reporter: &dyn Reporter,
+) -> Result<CrossValidation> {
+    let labels = data.require_both_classes()?;
+    let folds = crate::data::preprocess::stratified_folds(labels, k, seed)?;
+    let mut per_model: Vec<Vec<Metrics>> = vec![Vec::new(); candidates.len()];
+    let mut seconds: Vec<Vec<f64>> = vec![Vec::new(); candidates.len()];
+    let mut failed: Vec<Option<String>> = vec![None; candidates.len()];
+    for (f, test_idx) in folds.iter().enumerate() {
+        let mut in_test = vec![false; labels.len()];
+        for &i in test_idx {
+            in_test[i] = true;
+        }
+        let train_idx: Vec<usize> = (0..labels.len()).filter(|&i| !in_test[i]).collect();
+        let prep = crate::ops::train::prepare_rows(
+            data,
+            &train_idx,
+            data,
+            test_idx.clone(),
+            crate::store::Evaluation::Split {
+                test_fraction: 1.0 / k as f64,
+                seed,
+            },
+            reporter,
+        )?;
+        for (m, c) in candidates.iter().enumerate() {
+            if reporter.cancelled() {
+                return Err(crate::Error::Cancelled);
+            }
+            if failed[m].is_some() {
+                continue;
+            }
+            let prefix = format!("fold {}/{k}, {}", f + 1, c.name);
+            match prep.fit(
+                &c.recipe,
+                0.5,
+                &Prefixed {
+                    inner: reporter,
+                    prefix: &prefix,
+                },
+            ) {
+                Ok(t) => {
+                    per_model[m].push(t.metrics);
+                    seconds[m].push(t.train_seconds);
+                }
+                Err(crate::Error::Cancelled) => return Err(crate::Error::Cancelled),
+                Err(e) => failed[m] = Some(format!("fold {}: {e}", f + 1)),
+            }
+        }
+    }
+    let mut rows = Vec::new();
+    let mut failures = Vec::new();
+    for (m, c) in candidates.iter().enumerate() {
+        if let Some(why) = failed[m].take() {
+            failures.push((c.name.clone(), why));
+            continue;
+        }
+        let over = |get: fn(&Metrics) -> f64| OverFolds::of(per_model[m].iter().map(get).collect());
+        rows.push(CvRow {
+            name: c.name.clone(),
+            accuracy: over(|x| x.accuracy),
+            precision: over(|x| x.precision),
+            recall: over(|x| x.recall),
+            f1: over(|x| x.f1),
+            roc_auc: over(|x| x.roc_auc),
+            average_precision: over(|x| x.average_precision),
+            fit_seconds: OverFolds::of(seconds[m].clone()),
+        });
+    }
+    Ok(CrossValidation {
+        folds: k,
+        seed,
+        data_label: data.source.describe(),
+        fold_rows: folds.iter().map(Vec::len).collect(),
+        fold_positives: folds
+            .iter()
+            .map(|f| f.iter().filter(|&&i| labels[i] == 1).count())
+            .collect(),
+        rows,
+        failed: failures,
+    })
+}
+
 /// Stage names prefixed with the candidate's name ("forest 300 trees: trees 12/300").
 struct Prefixed<'a> {
     inner: &'a dyn Reporter,
@@ -428,4 +594,80 @@ pub fn promote<'c>(
         ..TrainConfig::default()
     };
     Ok((trained.register(registry, data, &cfg, true)?, trained))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::synth::{SynthParams, default_dataset};
+    use crate::util::progress::NoProgress;
+
+    /// Every model sees the same folds (a model listed twice scores alike on each), a
+    /// fold's numbers are those of training on the other folds and scoring it, and the
+    /// summary is the folds' mean and population standard deviation.
+    #[test]
+    fn cross_validation_uses_one_set_of_folds_and_summarises_them() {
+        let data = default_dataset(SynthParams {
+            rows: 3000,
+            seed: 3,
+        });
+        let all = crate::model::recipe::default_candidates(9);
+        let pick = |name: &str| all.iter().find(|c| c.name == name).unwrap().clone();
+        let mut twice = pick("decision tree");
+        twice.name = "decision tree again".into();
+        let candidates = vec![pick("decision tree"), twice, pick("logistic regression")];
+        let cv = cross_validate(&data, &candidates, 4, 11, &NoProgress).unwrap();
+        assert_eq!(cv.rows.len(), 3);
+        assert_eq!(cv.fold_rows.iter().sum::<usize>(), 3000);
+        assert_eq!(cv.rows[0].roc_auc.folds, cv.rows[1].roc_auc.folds);
+        assert_ne!(cv.rows[0].roc_auc.folds, cv.rows[2].roc_auc.folds);
+        // Fold 3 by hand.
+        let labels = data.require_labels().unwrap();
+        let folds = crate::data::preprocess::stratified_folds(labels, 4, 11).unwrap();
+        let test: std::collections::HashSet<usize> = folds[2].iter().copied().collect();
+        let train: Vec<usize> = (0..3000).filter(|i| !test.contains(i)).collect();
+        let prep = crate::ops::train::prepare_rows(
+            &data,
+            &train,
+            &data,
+            folds[2].clone(),
+            crate::store::Evaluation::Split {
+                test_fraction: 0.25,
+                seed: 11,
+            },
+            &NoProgress,
+        )
+        .unwrap();
+        let t = prep.fit(&candidates[2].recipe, 0.5, &NoProgress).unwrap();
+        assert_eq!(cv.rows[2].f1.folds[2], t.metrics.f1);
+        assert_eq!(
+            cv.rows[2].average_precision.folds[2],
+            t.metrics.average_precision
+        );
+        let f = &cv.rows[2].roc_auc;
+        let mean = f.folds.iter().sum::<f64>() / 4.0;
+        let std = (f.folds.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / 4.0).sqrt();
+        assert!((f.mean - mean).abs() < 1e-12 && (f.std - std).abs() < 1e-12);
+        assert!(f.std > 0.0);
+    }
+
+    #[test]
+    fn cross_validation_stops_when_cancelled() {
+        struct Cancel;
+        impl Reporter for Cancel {
+            fn stage(&self, _: &str, _: usize, _: usize) {}
+            fn cancelled(&self) -> bool {
+                true
+            }
+        }
+        let data = default_dataset(SynthParams {
+            rows: 1000,
+            seed: 3,
+        });
+        let c = crate::model::recipe::default_candidates(9);
+        assert!(matches!(
+            cross_validate(&data, &c[..1], 3, 1, &Cancel),
+            Err(crate::Error::Cancelled)
+        ));
+    }
 }

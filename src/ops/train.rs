@@ -98,10 +98,24 @@ pub fn prepare<'a>(
             )
         }
     };
+    prepare_rows(data, &train_idx, test_set, test_idx, evaluation, reporter)
+}
+
+/// Fits the imputer on rows `train_idx` of `data` and imputes them; the model is to be
+/// evaluated on rows `test_idx` of `test_set` (a fold of cross-validation, a split).
+pub fn prepare_rows<'a>(
+    data: &'a Dataset,
+    train_idx: &[usize],
+    test_set: &'a Dataset,
+    test_idx: Vec<usize>,
+    evaluation: Evaluation,
+    reporter: &dyn Reporter,
+) -> Result<Prepared<'a>> {
+    let labels = data.require_both_classes()?;
     reporter.stage("imputing", 0, 1);
-    let imputer = Imputer::fit(&data.columns, &train_idx);
-    let profiles = crate::eval::monitor::profile(&data.columns, &train_idx);
-    let columns = imputer.transform_columns(&data.columns, &train_idx);
+    let imputer = Imputer::fit(&data.columns, train_idx);
+    let profiles = crate::eval::monitor::profile(&data.columns, train_idx);
+    let columns = imputer.transform_columns(&data.columns, train_idx);
     Ok(Prepared {
         test_set,
         test_idx,
