@@ -96,6 +96,13 @@ fn freeze(h: &mut Harness<'_, SpamscopeApp>) {
             m.train_seconds = 1.0;
         }
     }
+    if let Some(cv) = app.workbench.cross_validation.as_ref() {
+        let mut cv = (**cv).clone();
+        for r in &mut cv.rows {
+            r.fit_seconds.mean = 1.0;
+        }
+        app.workbench.cross_validation = Some(std::sync::Arc::new(cv));
+    }
     h.run_steps(2);
 }
 
@@ -1068,4 +1075,58 @@ fn the_app_joins_a_team_service_and_keeps_working_offline() {
     assert_eq!(reg.active().unwrap(), Some(1));
     drop(h);
     drop(rt);
+}
+
+/// The Compare tab cross-validates the selected models over the folds chosen (mean ±
+/// standard deviation shown per model), as a cancellable job that registers nothing.
+#[test]
+fn compare_tab_cross_validates_the_selected_models() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = harness(dir.path(), None);
+    settle(&mut h);
+    h.get_by_label("Compare models").click();
+    h.run_steps(2);
+    // Two models only: untick all but the decision tree and the logistic regression.
+    h.get_by_label("Models to compare").click();
+    h.run_steps(2);
+    let keep = ["decision tree", "logistic regression"];
+    let names: Vec<String> = spamscope::model::recipe::default_candidates(42)
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    for n in names.iter().filter(|n| !keep.contains(&n.as_str())) {
+        h.get_by_label(n).click_accesskit();
+        h.run_steps(1);
+    }
+    h.get_by_label("Cross-validate").click_accesskit();
+    h.run_steps(2);
+    assert!(h.state().workbench.is_training(), "it runs as a job");
+    settle(&mut h);
+    let cv = h
+        .state()
+        .workbench
+        .cross_validation
+        .clone()
+        .expect("a cross-validation");
+    assert_eq!(cv.folds, 5, "five folds by default");
+    let rows: Vec<&str> = cv.rows.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(rows, keep, "failed: {:?}", cv.failed);
+    for r in &cv.rows {
+        assert_eq!(r.roc_auc.folds.len(), 5);
+    }
+    assert!(
+        h.query_by_label_contains("Cross-validation: 5 stratified folds")
+            .is_some()
+    );
+    let lr = &cv.rows[1].roc_auc;
+    assert!(
+        h.query_by_label(&format!("{:.4} ± {:.4}", lr.mean, lr.std))
+            .is_some(),
+        "the table shows the mean ± std"
+    );
+    freeze(&mut h);
+    h.snapshot("compare_cv");
+    // Nothing was registered beyond the first version trained at start.
+    let reg = spamscope::store::Registry::open(dir.path()).unwrap();
+    assert_eq!(reg.version_numbers().unwrap(), vec![1]);
 }

@@ -1,9 +1,10 @@
 //! "Compare models": the reference report's comparison on the loaded data (one
 //! stratified split): the table with the best-by-F1 and best-by-AUC marked, the ROC
-//! curves overlaid, promotion of any model into the registry, report export.
+//! curves overlaid, promotion of any model into the registry, report export; and the
+//! same models cross-validated over k stratified folds (mean ± standard deviation).
 
 use crate::model::recipe::default_candidates;
-use crate::ops::compare::{Comparison, Saved};
+use crate::ops::compare::{Comparison, CrossValidation, OverFolds, Saved};
 use crate::workbench::{JobKind, Workbench};
 use eframe::egui::{self, Color32, RichText};
 use egui_plot::{Legend, Line, Plot, PlotPoints};
@@ -11,6 +12,8 @@ use egui_plot::{Legend, Line, Plot, PlotPoints};
 /// Which candidates to run (by name); all by default.
 pub struct ComparePanel {
     selected: Vec<(String, bool, Option<String>)>,
+    /// Folds of a cross-validation (2-10).
+    folds: usize,
 }
 
 impl Default for ComparePanel {
@@ -20,6 +23,7 @@ impl Default for ComparePanel {
                 .into_iter()
                 .map(|c| (c.name, true, c.note))
                 .collect(),
+            folds: 5,
         }
     }
 }
@@ -45,6 +49,10 @@ impl ComparePanel {
         self.model_choice(ui);
         let action = self.toolbar(ui, wb);
         ui.separator();
+        if let Some(cv) = wb.cross_validation.clone() {
+            cv_table(ui, &cv);
+            ui.separator();
+        }
 
         let Some(saved) = wb.saved_comparison.clone() else {
             ui.label("No comparison yet. Run one to fill the table.");
@@ -84,7 +92,7 @@ impl ComparePanel {
 
     /// The actions row (run or cancel the comparison, export a report) and the last
     /// report's path; asks for a report folder pick.
-    fn toolbar(&self, ui: &mut egui::Ui, wb: &mut Workbench) -> Option<CompareAction> {
+    fn toolbar(&mut self, ui: &mut egui::Ui, wb: &mut Workbench) -> Option<CompareAction> {
         let mut action = None;
         ui.horizontal(|ui| {
             let busy = wb.is_training();
@@ -102,7 +110,22 @@ impl ComparePanel {
                 .on_hover_text("Train and evaluate the selected models on the loaded data")
                 .clicked()
             {
-                wb.run_comparison(names);
+                wb.run_comparison(names.clone());
+            }
+            ui.add(
+                egui::DragValue::new(&mut self.folds)
+                    .range(2..=10)
+                    .prefix("folds: "),
+            );
+            if ui
+                .add_enabled(
+                    !busy && !names.is_empty() && wb.data.is_some(),
+                    egui::Button::new("Cross-validate"),
+                )
+                .on_hover_text("Train and score the selected models on each of the stratified folds in turn (the same folds for every model): mean ± standard deviation, nothing registered")
+                .clicked()
+            {
+                wb.run_cross_validation(names, self.folds);
             }
             if wb.is_running(JobKind::Compare) && ui.button("Cancel comparison").clicked() {
                 wb.cancel(JobKind::Compare);
@@ -223,10 +246,70 @@ impl ComparePanel {
 }
 
 /// The heading and what the comparison does.
+/// The cross-validated table: a row per model, each metric as mean ± standard deviation
+/// over the folds (the best mean ROC-AUC in bold).
+fn cv_table(ui: &mut egui::Ui, cv: &CrossValidation) {
+    ui.strong(format!(
+        "Cross-validation: {} stratified folds (seed {}), {} accounts, metrics at threshold 0.5, mean ± standard deviation",
+        cv.folds,
+        cv.seed,
+        cv.fold_rows.iter().sum::<usize>()
+    ));
+    let best = cv
+        .rows
+        .iter()
+        .map(|r| r.roc_auc.mean)
+        .fold(f64::NEG_INFINITY, f64::max);
+    let cell = |ui: &mut egui::Ui, m: &OverFolds, strong: bool| {
+        let text = if m.mean.is_finite() {
+            format!("{:.4} ± {:.4}", m.mean, m.std)
+        } else {
+            "n/a".into()
+        };
+        ui.label(if strong {
+            RichText::new(text).strong()
+        } else {
+            RichText::new(text)
+        });
+    };
+    egui::Grid::new("cv_table").striped(true).show(ui, |ui| {
+        for h in [
+            "model",
+            "ROC-AUC",
+            "average precision",
+            "F1",
+            "precision",
+            "recall",
+            "accuracy",
+            "fit s",
+        ] {
+            ui.strong(h);
+        }
+        ui.end_row();
+        for r in &cv.rows {
+            ui.label(&r.name);
+            cell(ui, &r.roc_auc, r.roc_auc.mean == best);
+            cell(ui, &r.average_precision, false);
+            cell(ui, &r.f1, false);
+            cell(ui, &r.precision, false);
+            cell(ui, &r.recall, false);
+            cell(ui, &r.accuracy, false);
+            ui.label(format!("{:.2}", r.fit_seconds.mean));
+            ui.end_row();
+        }
+    });
+    for (name, why) in &cv.failed {
+        ui.colored_label(
+            Color32::from_rgb(200, 60, 50),
+            format!("{name} failed: {why}"),
+        );
+    }
+}
+
 fn intro(ui: &mut egui::Ui) {
     ui.heading("Compare models");
     ui.label(
-        "Every model is trained on the same stratified 80/20 split of the loaded data, with the same median imputation, and evaluated on the same held-out accounts (metrics at threshold 0.5). On the full default data the whole comparison takes a few minutes on two cores; it runs in the background.",
+        "Every model is trained on the same stratified 80/20 split of the loaded data, with the same median imputation, and evaluated on the same held-out accounts (metrics at threshold 0.5). On the full default data the whole comparison takes a few minutes on two cores; it runs in the background. Cross-validate trains the same models on each of k stratified folds in turn instead (mean ± standard deviation over the folds; nothing is registered, and it takes about k times as long).",
     );
     ui.add_space(4.0);
 }

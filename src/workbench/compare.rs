@@ -73,6 +73,42 @@ impl Workbench {
         });
     }
 
+    /// Cross-validates the named comparison candidates (all when `names` is empty) over
+    /// `folds` stratified folds of the loaded data (a job of the Compare kind: one at a
+    /// time, cancellable); nothing is registered.
+    pub fn run_cross_validation(&mut self, names: Vec<String>, folds: usize) {
+        let Some(data) = self.data.clone() else {
+            self.notices
+                .push(Notice::Error("no data loaded to cross-validate on".into()));
+            return;
+        };
+        if !self.may_train() {
+            return;
+        }
+        let seed = self.config.train.params.seed;
+        self.spawn(JobKind::Compare, move |ctx| {
+            let run = crate::ops::compare::select_candidates(seed, &names).and_then(|c| {
+                crate::ops::compare::cross_validate(&data, &c, folds, seed, &ctx.reporter)
+            });
+            match run {
+                Ok(cv) => {
+                    let best = cv
+                        .rows
+                        .iter()
+                        .max_by(|a, b| a.roc_auc.mean.total_cmp(&b.roc_auc.mean))
+                        .map(|r| format!(", best mean ROC-AUC {} ({:.4})", r.name, r.roc_auc.mean))
+                        .unwrap_or_default();
+                    ctx.info(format!(
+                        "cross-validation finished: {} models over {folds} folds{best}",
+                        cv.rows.len()
+                    ));
+                    ctx.send(Msg::CrossValidated(Arc::new(cv)));
+                }
+                Err(e) => ctx.failed(e, "cross-validation cancelled", "cross-validation failed"),
+            }
+        });
+    }
+
     /// Registers the compared model `name` as a new version and activates it.
     pub fn promote(&mut self, name: &str) {
         if self.refused_on_team("versions are promoted on the team's service") {

@@ -164,6 +164,8 @@ pub struct Workbench {
     /// The latest comparison's table and curves (this session's, or the registry's
     /// saved one after a restart).
     pub saved_comparison: Option<Arc<Saved>>,
+    /// This session's last cross-validation of the comparison's models.
+    pub cross_validation: Option<Arc<crate::ops::compare::CrossValidation>>,
     /// The last report folder written.
     pub last_report: Option<PathBuf>,
     /// The active version is damaged (until a version loads again).
@@ -221,6 +223,7 @@ impl Workbench {
             agreement: Vec::new(),
             comparison: None,
             saved_comparison: None,
+            cross_validation: None,
             last_report: None,
             damaged: None,
             moderator: None,

@@ -40,6 +40,8 @@ pub(super) enum Msg {
     Failed(JobKind, String),
     Drift(u64, Arc<Drift>),
     Agreement(Vec<AgreementPoint>),
+    /// A finished cross-validation of the comparison's models.
+    CrossValidated(Arc<crate::ops::compare::CrossValidation>),
     /// A finished comparison (with its models) and the data it ran on.
     Compared(Arc<Comparison>, Arc<Dataset>, Arc<Saved>),
     /// The registry's latest saved comparison (table and curves, no models).
@@ -135,6 +137,7 @@ impl Workbench {
                     }
                 }
                 Msg::Agreement(a) => self.agreement = a,
+                Msg::CrossValidated(cv) => self.cross_validation = Some(cv),
                 Msg::Compared(c, d, saved) => {
                     self.comparison = Some((c, d));
                     self.saved_comparison = Some(saved);
