@@ -1474,6 +1474,20 @@ fn compare_cross_validates_over_stratified_folds() {
             .unwrap()
             .is_empty()
     );
+    // `--folds` alone: five.
+    let five = json(&[
+        "compare",
+        "--data",
+        s(&data),
+        "--registry",
+        &reg,
+        "--folds",
+        "--only",
+        "decision tree",
+        "--json",
+    ]);
+    assert_eq!(five["folds"], 5);
+    assert_eq!(five["rows"][0]["f1"]["folds"].as_array().unwrap().len(), 5);
     let e = fails(&[
         "compare",
         "--data",

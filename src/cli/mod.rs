@@ -171,9 +171,9 @@ pub struct CompareArgs {
     /// Register the model of this name as a new version and make it active.
     #[arg(long)]
     pub promote: Option<String>,
-    /// Cross-validate over K stratified folds (the same for every model) instead of one
-    /// split: every metric as mean ± standard deviation over the folds.
-    #[arg(long, value_name = "K")]
+    /// Cross-validate over K stratified folds (the same for every model; `--folds`
+    /// alone: 5) instead of one split: every metric as mean ± standard deviation.
+    #[arg(long, value_name = "K", num_args = 0..=1, default_missing_value = "5")]
     pub folds: Option<usize>,
     #[arg(long)]
     pub registry: Option<PathBuf>,
