@@ -482,7 +482,7 @@ pub fn main_with_args(args: Vec<std::ffi::OsString>) -> i32 {
             {
                 Ok(()) => 0,
                 Err(e) => {
-                    eprintln!("error: {}", one_line(&e.to_string()));
+                    eprintln!("error: {}", spamscope::util::text::one_line(&e.to_string()));
                     1
                 }
             }
@@ -502,7 +502,7 @@ fn open_app(server: Option<String>) -> i32 {
         Err(e) => {
             eprintln!(
                 "error: cannot open the app window: {}",
-                one_line(&e.to_string())
+                spamscope::util::text::one_line(&e.to_string())
             );
             1
         }
@@ -517,10 +517,6 @@ fn open_app(_server: Option<String>) -> i32 {
          or run `spamscope --help` for the commands"
     );
     2
-}
-
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Runs one command.

@@ -83,21 +83,17 @@ impl Tracking {
     /// [`DEFAULT_EXPERIMENT`], credentials from MLflow's variables.
     pub fn new(url: &str) -> Result<Tracking, MlflowError> {
         let url = url.trim().trim_end_matches('/');
-        let rest = url
-            .strip_prefix("http://")
-            .or_else(|| url.strip_prefix("https://"))
-            .ok_or_else(|| {
-                MlflowError::Setting(format!(
-                    "MLflow tracking URI {}: give a tracking server's http:// or https:// URL (spamscope logs through MLflow's REST API only)",
-                    crate::util::text::quote(url)
-                ))
-            })?;
-        if rest.is_empty() || rest.starts_with('/') || rest.contains(char::is_whitespace) {
-            return Err(MlflowError::Setting(format!(
-                "MLflow tracking URI {}: no host",
-                crate::util::text::quote(url)
-            )));
-        }
+        let quoted = crate::util::text::quote(url);
+        crate::util::url::check_http_url(url).map_err(|e| {
+            MlflowError::Setting(match e {
+                crate::util::url::UrlError::Scheme(_) => format!(
+                    "MLflow tracking URI {quoted}: give a tracking server's http:// or https:// URL (spamscope logs through MLflow's REST API only)"
+                ),
+                crate::util::url::UrlError::Invalid(_) => {
+                    format!("MLflow tracking URI {quoted}: not a URL with a host")
+                }
+            })
+        })?;
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
         let experiment = env(EXPERIMENT_ENV).unwrap_or_else(|| DEFAULT_EXPERIMENT.to_string());
         if experiment.chars().count() > MAX_KEY {
@@ -430,71 +426,12 @@ fn seen(registry: &Registry) -> Result<Seen, StoreError> {
 
 impl Tracker {
     pub fn start(registry: Registry, tracking: Tracking) -> Tracker {
-        use std::sync::atomic::Ordering;
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = stop.clone();
         let counts = std::sync::Arc::new(TrackerCounts::default());
-        let count = counts.clone();
+        let (flag, count) = (stop.clone(), counts.clone());
         let thread = std::thread::Builder::new()
             .name("mlflow".into())
-            .spawn(move || {
-                const PERIOD: Duration = Duration::from_secs(60);
-                let mut last: Option<Seen> = None;
-                let mut due = std::time::Instant::now();
-                let mut backoff = Duration::from_secs(5);
-                let mut failing: Option<String> = None;
-                while !flag.load(Ordering::Relaxed) {
-                    let now_seen = seen(&registry).ok();
-                    let changed = now_seen.is_some() && now_seen != last;
-                    if changed || std::time::Instant::now() >= due {
-                        match sync(&registry, &tracking, Duration::ZERO, &crate::util::progress::NoProgress) {
-                            Ok(Some(s)) => {
-                                count.ok.fetch_add(1, Ordering::Relaxed);
-                                count
-                                    .logged
-                                    .fetch_add(s.logged.len() as u64, Ordering::Relaxed);
-                                if failing.take().is_some() {
-                                    tracing::info!("MLflow at {} answers again", tracking.url);
-                                }
-                                if s.logged.is_empty() && s.alias.is_none() {
-                                    tracing::debug!("MLflow: {}", s.lines().join("; "));
-                                } else {
-                                    tracing::info!("MLflow: {}", s.lines().join("; "));
-                                }
-                                last = now_seen;
-                                due = std::time::Instant::now() + PERIOD;
-                                backoff = Duration::from_secs(5);
-                            }
-                            // Another process is syncing: look again soon.
-                            Ok(None) => {
-                                count.elsewhere.fetch_add(1, Ordering::Relaxed);
-                                last = now_seen;
-                                due = std::time::Instant::now() + Duration::from_secs(5);
-                            }
-                            Err(e) => {
-                                count.failed.fetch_add(1, Ordering::Relaxed);
-                                let text = e.to_string();
-                                if failing.as_deref() != Some(text.as_str()) {
-                                    tracing::warn!(
-                                        "{text}; nothing is lost: trying again (every {} s at most)",
-                                        PERIOD.as_secs()
-                                    );
-                                    failing = Some(text);
-                                }
-                                last = now_seen;
-                                due = std::time::Instant::now() + backoff;
-                                backoff = (backoff * 2).min(PERIOD);
-                            }
-                        }
-                    }
-                    for _ in 0..10 {
-                        if flag.load(Ordering::Relaxed) {
-                            break;
-                        }
-                        std::thread::sleep(Duration::from_millis(100));
-                    }
-                }
-            })
+            .spawn(move || track(&registry, &tracking, &flag, &count))
             .ok();
         Tracker {
             stop,
@@ -506,6 +443,76 @@ impl Tracker {
     /// What its syncs came to so far.
     pub fn counts(&self) -> std::sync::Arc<TrackerCounts> {
         self.counts.clone()
+    }
+}
+
+/// A tracker's loop, until `stop` is set.
+fn track(
+    registry: &Registry,
+    tracking: &Tracking,
+    stop: &std::sync::atomic::AtomicBool,
+    count: &TrackerCounts,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
+    use std::time::Instant;
+    const PERIOD: Duration = Duration::from_secs(60);
+    const FIRST_RETRY: Duration = Duration::from_secs(5);
+    let mut last: Option<Seen> = None;
+    let mut due = Instant::now();
+    let mut backoff = FIRST_RETRY;
+    let mut failing: Option<String> = None;
+    while !stop.load(Relaxed) {
+        let now_seen = seen(registry).ok();
+        let changed = now_seen.is_some() && now_seen != last;
+        if changed || Instant::now() >= due {
+            last = now_seen;
+            match sync(
+                registry,
+                tracking,
+                Duration::ZERO,
+                &crate::util::progress::NoProgress,
+            ) {
+                Ok(Some(s)) => {
+                    count.ok.fetch_add(1, Relaxed);
+                    count.logged.fetch_add(s.logged.len() as u64, Relaxed);
+                    if failing.take().is_some() {
+                        tracing::info!("MLflow at {} answers again", tracking.url);
+                    }
+                    if s.logged.is_empty() && s.alias.is_none() {
+                        tracing::debug!("MLflow: {}", s.lines().join("; "));
+                    } else {
+                        tracing::info!("MLflow: {}", s.lines().join("; "));
+                    }
+                    due = Instant::now() + PERIOD;
+                    backoff = FIRST_RETRY;
+                }
+                // Another process is syncing: look again soon.
+                Ok(None) => {
+                    count.elsewhere.fetch_add(1, Relaxed);
+                    due = Instant::now() + FIRST_RETRY;
+                }
+                Err(e) => {
+                    count.failed.fetch_add(1, Relaxed);
+                    let text = e.to_string();
+                    if failing.as_deref() != Some(text.as_str()) {
+                        tracing::warn!(
+                            "{text}; nothing is lost: trying again (every {} s at most)",
+                            PERIOD.as_secs()
+                        );
+                        failing = Some(text);
+                    }
+                    due = Instant::now() + backoff;
+                    backoff = (backoff * 2).min(PERIOD);
+                }
+            }
+        }
+        // A second between looks, stopping within a tenth of one.
+        for _ in 0..10 {
+            if stop.load(Relaxed) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 }
 
@@ -538,14 +545,11 @@ fn kind_of(m: &Manifest) -> &'static str {
     if m.gate.is_some() { "retrain" } else { "train" }
 }
 
-fn millis(t: SystemTime) -> i64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
 /// Milliseconds since the epoch of an RFC 3339 time (now when it does not parse).
 fn millis_of(rfc3339: &str) -> i64 {
-    millis(humantime::parse_rfc3339_weak(rfc3339).unwrap_or_else(|_| SystemTime::now()))
+    crate::util::unix_millis(
+        humantime::parse_rfc3339_weak(rfc3339).unwrap_or_else(|_| SystemTime::now()),
+    )
 }
 
 /// A key MLflow accepts: letters, digits, `_ - . / space`, at most [`MAX_KEY`].
@@ -685,6 +689,15 @@ fn version_note(m: &Manifest, status: &str) -> String {
     s
 }
 
+/// The `{"key", "value"}` items of an MLflow list (a run's tags, metrics, a model
+/// version's tags).
+fn key_values(list: Option<&Value>) -> impl Iterator<Item = (String, &Value)> {
+    list.and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|kv| Some((kv.get("key")?.as_str()?.to_string(), kv.get("value")?)))
+}
+
 /// A run as a search returns it.
 #[derive(Debug, Clone)]
 struct Run {
@@ -703,22 +716,7 @@ impl Run {
 
     fn parse(v: &Value) -> Option<Run> {
         let info = v.get("info")?;
-        let pairs = |field: &str| -> Vec<(String, Value)> {
-            v.get("data")
-                .and_then(|d| d.get(field))
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|kv| {
-                            Some((
-                                kv.get("key")?.as_str()?.to_string(),
-                                kv.get("value")?.clone(),
-                            ))
-                        })
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
+        let pairs = |field: &str| key_values(v.get("data").and_then(|d| d.get(field)));
         Some(Run {
             id: info.get("run_id")?.as_str()?.to_string(),
             finished: info.get("status").and_then(Value::as_str) == Some("FINISHED"),
@@ -729,11 +727,9 @@ impl Run {
                 .unwrap_or_default()
                 .to_string(),
             tags: pairs("tags")
-                .into_iter()
                 .filter_map(|(k, v)| Some((k, v.as_str()?.to_string())))
                 .collect(),
             metrics: pairs("metrics")
-                .into_iter()
                 .filter_map(|(k, v)| Some((k, v.as_f64()?)))
                 .collect(),
         })
@@ -797,7 +793,10 @@ impl<'t> Api<'t> {
                     if message.is_empty() {
                         String::new()
                     } else {
-                        format!(": {}", crate::util::text::clip(&one_line(&message)))
+                        format!(
+                            ": {}",
+                            crate::util::text::clip(&crate::util::text::one_line(&message))
+                        )
                     }
                 ),
             },
@@ -842,6 +841,14 @@ impl<'t> Api<'t> {
         })
     }
 
+    /// `req` with the credentials, if any.
+    fn authorized<B>(&self, req: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match &self.t.auth {
+            Some(a) => req.header("Authorization", a),
+            None => req,
+        }
+    }
+
     fn get(&self, path: &str, query: &[(&str, &str)]) -> Result<Value, Failure> {
         let mut req = self
             .agent
@@ -849,20 +856,35 @@ impl<'t> Api<'t> {
         for (k, v) in query {
             req = req.query(*k, *v);
         }
-        if let Some(a) = &self.t.auth {
-            req = req.header("Authorization", a);
-        }
-        Self::answer(req.call())
+        Self::answer(self.authorized(req).call())
     }
 
     fn post(&self, path: &str, body: &Value) -> Result<Value, Failure> {
-        let mut req = self
+        let req = self
             .agent
             .post(format!("{}/api/2.0/mlflow/{path}", self.t.url));
-        if let Some(a) = &self.t.auth {
-            req = req.header("Authorization", a);
+        Self::answer(self.authorized(req).send_json(body))
+    }
+
+    /// Every page of a search: `fetch(token)` for each (no token first) until MLflow
+    /// gives no next page.
+    fn pages(
+        mut fetch: impl FnMut(Option<&str>) -> Result<Value, MlflowError>,
+    ) -> Result<Vec<Value>, MlflowError> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let v = fetch(token.as_deref())?;
+            token = v
+                .get("next_page_token")
+                .and_then(Value::as_str)
+                .filter(|t| !t.is_empty())
+                .map(str::to_string);
+            out.push(v);
+            if token.is_none() {
+                return Ok(out);
+            }
         }
-        Self::answer(req.send_json(body))
     }
 
     /// The experiment's id, created when missing. Its artifacts must be proxied by the
@@ -917,32 +939,28 @@ impl<'t> Api<'t> {
     /// Every run of the experiment, deleted ones too (a run deleted in MLflow is not
     /// logged again).
     fn runs(&self, exp: &str) -> Result<Vec<Run>, MlflowError> {
-        let mut out = Vec::new();
-        let mut token = String::new();
-        loop {
+        let pages = Self::pages(|token| {
             let mut body = json!({
                 "experiment_ids": [exp],
                 "max_results": 500,
                 "run_view_type": "ALL",
             });
-            if !token.is_empty() {
-                body["page_token"] = json!(token);
+            if let Some(t) = token {
+                body["page_token"] = json!(t);
             }
-            let v = self
-                .post("runs/search", &body)
-                .map_err(|f| self.error("a search of runs", f))?;
-            out.extend(
+            self.post("runs/search", &body)
+                .map_err(|f| self.error("a search of runs", f))
+        })?;
+        Ok(pages
+            .iter()
+            .flat_map(|v| {
                 v.get("runs")
                     .and_then(Value::as_array)
                     .into_iter()
                     .flatten()
-                    .filter_map(Run::parse),
-            );
-            match v.get("next_page_token").and_then(Value::as_str) {
-                Some(t) if !t.is_empty() => token = t.to_string(),
-                _ => return Ok(out),
-            }
-        }
+            })
+            .filter_map(Run::parse)
+            .collect())
     }
 
     fn registered_model(&self, name: &str) -> Result<(), MlflowError> {
@@ -966,49 +984,33 @@ impl<'t> Api<'t> {
 
     fn model_versions(&self, name: &str) -> Result<Vec<ModelVersion>, MlflowError> {
         let filter = format!("name='{}'", name.replace('\'', "\\'"));
-        let mut out = Vec::new();
-        let mut token = String::new();
-        loop {
+        let pages = Self::pages(|token| {
             let mut q = vec![("filter", filter.as_str()), ("max_results", "200")];
-            if !token.is_empty() {
-                q.push(("page_token", token.as_str()));
+            if let Some(t) = token {
+                q.push(("page_token", t));
             }
-            let v = self
-                .get("model-versions/search", &q)
-                .map_err(|f| self.error("a search of model versions", f))?;
-            for mv in v
-                .get("model_versions")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                let s = |k: &str| mv.get(k).and_then(Value::as_str).map(str::to_string);
-                let (Some(version), Some(run_id)) = (s("version"), s("run_id")) else {
-                    continue;
-                };
-                let tags = mv
-                    .get("tags")
+            self.get("model-versions/search", &q)
+                .map_err(|f| self.error("a search of model versions", f))
+        })?;
+        Ok(pages
+            .iter()
+            .flat_map(|v| {
+                v.get("model_versions")
                     .and_then(Value::as_array)
                     .into_iter()
                     .flatten()
-                    .filter_map(|kv| {
-                        Some((
-                            kv.get("key")?.as_str()?.to_string(),
-                            kv.get("value")?.as_str()?.to_string(),
-                        ))
-                    })
-                    .collect();
-                out.push(ModelVersion {
-                    version,
-                    run_id,
-                    tags,
-                });
-            }
-            match v.get("next_page_token").and_then(Value::as_str) {
-                Some(t) if !t.is_empty() => token = t.to_string(),
-                _ => return Ok(out),
-            }
-        }
+            })
+            .filter_map(|mv| {
+                let s = |k: &str| mv.get(k).and_then(Value::as_str).map(str::to_string);
+                Some(ModelVersion {
+                    version: s("version")?,
+                    run_id: s("run_id")?,
+                    tags: key_values(mv.get("tags"))
+                        .filter_map(|(k, v)| Some((k, v.as_str()?.to_string())))
+                        .collect(),
+                })
+            })
+            .collect())
     }
 
     fn create_run(
@@ -1044,7 +1046,7 @@ impl<'t> Api<'t> {
         metrics: &[(String, f64)],
         step: i64,
     ) -> Result<(), MlflowError> {
-        let now = millis(SystemTime::now());
+        let now = crate::util::unix_millis(SystemTime::now());
         let metrics: Vec<Value> = metrics
             .iter()
             .filter(|(_, v)| v.is_finite())
@@ -1102,16 +1104,31 @@ impl<'t> Api<'t> {
             )));
         };
         let path = path.trim_start_matches('/');
-        let mut req = self.agent.put(format!(
+        let req = self.agent.put(format!(
             "{}/api/2.0/mlflow-artifacts/artifacts/{path}/{name}",
             self.t.url
         ));
-        if let Some(a) = &self.t.auth {
-            req = req.header("Authorization", a);
-        }
-        Self::answer(req.send(bytes))
+        Self::answer(self.authorized(req).send(bytes))
             .map(|_| ())
             .map_err(|f| self.error(&format!("artifact {name}"), f))
+    }
+
+    /// Draws files into the scratch folder `dir` with `draw` and uploads them all as
+    /// artifacts of `run`; the folder is removed afterwards, uploaded or not. A drawing
+    /// that fails is a `what` error.
+    fn upload_drawn(
+        &self,
+        run: &Run,
+        dir: &Path,
+        what: &str,
+        draw: impl FnOnce(&Path) -> Result<(), String>,
+    ) -> Result<(), MlflowError> {
+        let _ = std::fs::remove_dir_all(dir);
+        let uploaded = draw(dir)
+            .map_err(|e| MlflowError::Content(format!("{what}: {e}")))
+            .and_then(|()| self.upload_dir(run, dir));
+        let _ = std::fs::remove_dir_all(dir);
+        uploaded
     }
 
     /// Uploads every file under `dir` as artifacts named by their relative path.
@@ -1192,18 +1209,17 @@ impl<'t> Api<'t> {
             feedback.map_or(0, |(j, _)| j as i64),
         )?;
         // The card and charts, drawn into a scratch folder of this process.
-        let dir = scratch(registry).join(format!("v{v}"));
-        let _ = std::fs::remove_dir_all(&dir);
-        let drawn = (|| {
-            let holdout = registry.load_holdout(v).map_err(|e| e.to_string())?;
-            crate::ops::report::write_version_card(&dir, m, &holdout, Some(stats), all)
-                .map_err(|e| e.to_string())
-        })();
-        let uploaded = drawn
-            .map_err(|e| MlflowError::Content(format!("version {v}'s model card: {e}")))
-            .and_then(|_| self.upload_dir(&run, &dir));
-        let _ = std::fs::remove_dir_all(&dir);
-        uploaded?;
+        self.upload_drawn(
+            &run,
+            &scratch(registry).join(format!("v{v}")),
+            &format!("version {v}'s model card"),
+            |dir| {
+                let holdout = registry.load_holdout(v).map_err(|e| e.to_string())?;
+                crate::ops::report::write_version_card(dir, m, &holdout, Some(stats), all)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            },
+        )?;
         for file in [MODEL_FILE, MANIFEST_FILE] {
             let bytes = registry.version_file(v, file)?;
             self.upload(&run, &format!("model/{file}"), &bytes)?;
@@ -1383,25 +1399,26 @@ impl<'t> Api<'t> {
             ),
         ];
         self.log(&parent.id, &params, &[], 0)?;
-        let dir = scratch(registry).join(id);
-        let _ = std::fs::remove_dir_all(&dir);
-        let drawn = (|| {
-            std::fs::create_dir_all(dir.join("charts")).map_err(|e| e.to_string())?;
-            crate::ops::report::comparison_roc_chart(&dir.join("charts/comparison_roc.png"), saved)
+        self.upload_drawn(
+            &parent,
+            &scratch(registry).join(id),
+            &format!("comparison {id}'s charts"),
+            |dir| {
+                std::fs::create_dir_all(dir.join("charts")).map_err(|e| e.to_string())?;
+                crate::ops::report::comparison_roc_chart(
+                    &dir.join("charts/comparison_roc.png"),
+                    saved,
+                )
                 .map_err(|e| e.to_string())?;
-            std::fs::write(dir.join("comparison.md"), &saved.markdown)
-                .map_err(|e| e.to_string())?;
-            std::fs::write(
-                dir.join("comparison.json"),
-                serde_json::to_string_pretty(saved).unwrap_or_default(),
-            )
-            .map_err(|e| e.to_string())
-        })();
-        let uploaded = drawn
-            .map_err(|e| MlflowError::Content(format!("comparison {id}'s charts: {e}")))
-            .and_then(|()| self.upload_dir(&parent, &dir));
-        let _ = std::fs::remove_dir_all(&dir);
-        uploaded?;
+                std::fs::write(dir.join("comparison.md"), &saved.markdown)
+                    .map_err(|e| e.to_string())?;
+                std::fs::write(
+                    dir.join("comparison.json"),
+                    serde_json::to_string_pretty(saved).unwrap_or_default(),
+                )
+                .map_err(|e| e.to_string())
+            },
+        )?;
         for row in &saved.rows {
             let child = self.create_run(
                 exp,
@@ -1431,13 +1448,9 @@ impl<'t> Api<'t> {
             )?;
             self.finish(&child.id, start + (row.fit_seconds * 1000.0) as i64)?;
         }
-        self.finish(&parent.id, millis(SystemTime::now()))?;
+        self.finish(&parent.id, crate::util::unix_millis(SystemTime::now()))?;
         Ok(parent.id)
     }
-}
-
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]

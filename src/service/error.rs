@@ -90,7 +90,7 @@ pub fn without_paths(s: &str) -> String {
 
 /// One line, and at most a few hundred characters of it.
 fn one_line(s: &str) -> String {
-    let s = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    let s = crate::util::text::one_line(s);
     if s.chars().count() > 400 {
         let cut: String = s.chars().take(400).collect();
         format!("{cut}…")

@@ -237,7 +237,9 @@ impl TokenStore {
         let text = String::from_utf8(bytes).map_err(|_| self.damaged("not UTF-8 text"))?;
         let file: TokensFile = ron::from_str(&text).map_err(|e| {
             // The parser's message can repeat file content: keep it short.
-            self.damaged(crate::util::text::clip(&one_line(&e.to_string())))
+            self.damaged(crate::util::text::clip(&crate::util::text::one_line(
+                &e.to_string(),
+            )))
         })?;
         self.check(&file)?;
         Ok(file)
@@ -486,10 +488,6 @@ fn info(t: Entry) -> TokenInfo {
         role: t.role,
         created_at: t.created_at,
     }
-}
-
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Loaded tokens: checks secrets against the stored hashes.

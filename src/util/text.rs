@@ -4,6 +4,11 @@
 /// Characters of a value a message quotes at most.
 pub const QUOTE_CHARS: usize = 80;
 
+/// `s` on one line: every run of whitespace (newlines too) as one space.
+pub fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 /// `value` in quotes (escaped like Rust's `{:?}`); longer than [`QUOTE_CHARS`]
 /// characters, its start and how long it was.
 pub fn quote(value: &str) -> String {

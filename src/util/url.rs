@@ -1,5 +1,5 @@
-//! Checking a URL given in settings or on the command line (a webhook's): http or
-//! https, with a host.
+//! Checking a URL given in settings or on the command line (a webhook's, an MLflow
+//! server's): http or https, with a host.
 
 /// Why a webhook URL was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -10,8 +10,15 @@ pub enum UrlError {
     Invalid(String),
 }
 
-/// Checks a webhook URL: http or https, with a host.
+/// Checks a webhook URL: http or https, with a host ([`check_http_url`]; its errors
+/// name the webhook).
 pub fn check_webhook_url(url: &str) -> Result<(), UrlError> {
+    check_http_url(url)
+}
+
+/// Checks a URL given in settings or on the command line (a webhook's, an MLflow
+/// server's): http or https (any case), with a host.
+pub fn check_http_url(url: &str) -> Result<(), UrlError> {
     let quoted = || crate::util::text::quote(url);
     let lower = url.trim().to_ascii_lowercase();
     if !(lower.starts_with("http://") || lower.starts_with("https://")) {

@@ -90,10 +90,7 @@ pub(super) fn at_millis(ms: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
 }
 
-pub(super) fn millis(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
+pub(super) use crate::util::unix_millis as millis;
 
 pub(super) fn rfc3339(ms: i64) -> String {
     humantime::format_rfc3339_millis(at_millis(ms)).to_string()
