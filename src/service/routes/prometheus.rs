@@ -32,7 +32,7 @@ pub(super) async fn prometheus(call: Call<Scorer>) -> Result<Response, ApiError>
         let mut out = String::new();
         s2.metrics.render(&mut out);
         let a = s2.active();
-        out.push_str("# HELP spamscope_active_version The model version answering requests.\n# TYPE spamscope_active_version gauge\n");
+        family(&mut out, "spamscope_active_version", "gauge", "The model version answering requests.");
         out.push_str(&format!("spamscope_active_version {}\n", a.manifest.version));
         let now = std::time::SystemTime::now();
         let (unlinked, unused, stats, claims) = s2.with_store(|store| {
@@ -45,7 +45,7 @@ pub(super) async fn prometheus(call: Call<Scorer>) -> Result<Response, ApiError>
         })?;
         // The statistics count every linked record (by version, with or without one).
         let linked = stats.total;
-        out.push_str("# HELP spamscope_feedback_total Feedback records stored.\n# TYPE spamscope_feedback_total gauge\n");
+        family(&mut out, "spamscope_feedback_total", "gauge", "Feedback records stored.");
         out.push_str(&format!("spamscope_feedback_total{{linked=\"true\"}} {linked}\n"));
         out.push_str(&format!("spamscope_feedback_total{{linked=\"false\"}} {unlinked}\n"));
         out.push_str(&format!("spamscope_feedback_unused {unused}\n"));
@@ -57,9 +57,7 @@ pub(super) async fn prometheus(call: Call<Scorer>) -> Result<Response, ApiError>
             ("agreed", "Of those, records whose label matched the verdict.", |v| v.agreed),
         ];
         for (name, help, count) in families {
-            out.push_str(&format!(
-                "# HELP spamscope_feedback_{name} {help}\n# TYPE spamscope_feedback_{name} gauge\n"
-            ));
+            family(&mut out, &format!("spamscope_feedback_{name}"), "gauge", help);
             for v in &stats.by_version {
                 let Some(version) = v.version else { continue };
                 out.push_str(&format!(
@@ -72,9 +70,9 @@ pub(super) async fn prometheus(call: Call<Scorer>) -> Result<Response, ApiError>
         // The running experiment's numbers, those of `GET /model/experiment`.
         if let Some(r) = s2.experiment() {
             let x = s2.experiment_stats_within(&r.experiment, EXPERIMENT_NUMBERS_MAX_AGE)?;
-            out.push_str("# HELP spamscope_experiment_scored Requests of the running experiment scored by both versions.\n# TYPE spamscope_experiment_scored gauge\n");
+            family(&mut out, "spamscope_experiment_scored", "gauge", "Requests of the running experiment scored by both versions.");
             out.push_str(&format!("spamscope_experiment_scored {}\n", x.both_scored));
-            out.push_str("# HELP spamscope_experiment_agreed Of those, requests on which both versions' verdicts (each by its own threshold) agreed.\n# TYPE spamscope_experiment_agreed gauge\n");
+            family(&mut out, "spamscope_experiment_agreed", "gauge", "Of those, requests on which both versions' verdicts (each by its own threshold) agreed.");
             out.push_str(&format!("spamscope_experiment_agreed {}\n", x.agreed));
             type Count = fn(&crate::ops::experiment::VersionStats) -> u64;
             let families: [(&str, &str, Count); 2] = [
@@ -82,9 +80,7 @@ pub(super) async fn prometheus(call: Call<Scorer>) -> Result<Response, ApiError>
                 ("correct", "Of those, requests the version's verdict got right.", |v| v.correct),
             ];
             for (name, help, count) in families {
-                out.push_str(&format!(
-                    "# HELP spamscope_experiment_{name} {help}\n# TYPE spamscope_experiment_{name} gauge\n"
-                ));
+                family(&mut out, &format!("spamscope_experiment_{name}"), "gauge", help);
                 for v in &x.versions {
                     out.push_str(&format!(
                         "spamscope_experiment_{name}{{version=\"{}\",arm=\"{}\"}} {}\n",
@@ -97,10 +93,10 @@ pub(super) async fn prometheus(call: Call<Scorer>) -> Result<Response, ApiError>
         }
         // The review claims open now (unexpired, not released, not ended by the
         // holder's feedback) and the oldest one's age.
-        out.push_str("# HELP spamscope_review_claims_open Review claims open: taken by a moderator and not yet expired, released, or ended by the holder's feedback on the account.\n# TYPE spamscope_review_claims_open gauge\n");
+        family(&mut out, "spamscope_review_claims_open", "gauge", "Review claims open: taken by a moderator and not yet expired, released, or ended by the holder's feedback on the account.");
         out.push_str(&format!("spamscope_review_claims_open {}\n", claims.open));
         let oldest = claims.oldest_age(now).unwrap_or_default().as_secs_f64();
-        out.push_str("# HELP spamscope_review_oldest_claim_seconds Age of the oldest open review claim, since it was taken or last renewed (0 when none is open).\n# TYPE spamscope_review_oldest_claim_seconds gauge\n");
+        family(&mut out, "spamscope_review_oldest_claim_seconds", "gauge", "Age of the oldest open review claim, since it was taken or last renewed (0 when none is open).");
         out.push_str(&format!("spamscope_review_oldest_claim_seconds {oldest}\n"));
         if let Some(t) = last_retrain(&s2.registry)?
             .and_then(|t| humantime::parse_rfc3339_weak(&t).ok())
@@ -108,14 +104,14 @@ pub(super) async fn prometheus(call: Call<Scorer>) -> Result<Response, ApiError>
             let secs = t
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0.0, |d| d.as_secs_f64());
-            out.push_str("# HELP spamscope_last_retrain_timestamp_seconds When the newest version made from feedback was trained.\n# TYPE spamscope_last_retrain_timestamp_seconds gauge\n");
+            family(&mut out, "spamscope_last_retrain_timestamp_seconds", "gauge", "When the newest version made from feedback was trained.");
             out.push_str(&format!("spamscope_last_retrain_timestamp_seconds {secs}\n"));
         }
-        out.push_str("# HELP spamscope_predictions_dropped_total Predictions the log did not store (queue full, database away beyond its bound).\n# TYPE spamscope_predictions_dropped_total counter\n");
+        family(&mut out, "spamscope_predictions_dropped_total", "counter", "Predictions the log did not store (queue full, database away beyond its bound).");
         out.push_str(&format!("spamscope_predictions_dropped_total {}\n", s2.log.dropped()));
         if let Some(t) = crate::service::telemetry::counts() {
             use std::sync::atomic::Ordering::Relaxed;
-            out.push_str("# HELP spamscope_traces_spans_total Trace spans by what became of them (exported, dropped: queue full, failed: the collector refused).\n# TYPE spamscope_traces_spans_total counter\n");
+            family(&mut out, "spamscope_traces_spans_total", "counter", "Trace spans by what became of them (exported, dropped: queue full, failed: the collector refused).");
             for (outcome, n) in [
                 ("exported", t.exported.load(Relaxed)),
                 ("dropped", t.dropped.load(Relaxed)),
@@ -128,7 +124,7 @@ pub(super) async fn prometheus(call: Call<Scorer>) -> Result<Response, ApiError>
         }
         if let Some(m) = s2.mlflow() {
             use std::sync::atomic::Ordering::Relaxed;
-            out.push_str("# HELP spamscope_mlflow_syncs_total Syncs of the registry to MLflow by outcome (ok; failed: MLflow away or refusing, nothing lost; elsewhere: another replica was syncing).\n# TYPE spamscope_mlflow_syncs_total counter\n");
+            family(&mut out, "spamscope_mlflow_syncs_total", "counter", "Syncs of the registry to MLflow by outcome (ok; failed: MLflow away or refusing, nothing lost; elsewhere: another replica was syncing).");
             for (outcome, n) in [
                 ("ok", m.ok.load(Relaxed)),
                 ("failed", m.failed.load(Relaxed)),
@@ -138,13 +134,13 @@ pub(super) async fn prometheus(call: Call<Scorer>) -> Result<Response, ApiError>
                     "spamscope_mlflow_syncs_total{{outcome=\"{outcome}\"}} {n}\n"
                 ));
             }
-            out.push_str("# HELP spamscope_mlflow_runs_logged_total Runs this replica logged to MLflow (versions and comparisons).\n# TYPE spamscope_mlflow_runs_logged_total counter\n");
+            family(&mut out, "spamscope_mlflow_runs_logged_total", "counter", "Runs this replica logged to MLflow (versions and comparisons).");
             out.push_str(&format!(
                 "spamscope_mlflow_runs_logged_total {}\n",
                 m.logged.load(Relaxed)
             ));
         }
-        out.push_str("# HELP spamscope_requests_in_flight Requests being handled, with their blocking work.\n# TYPE spamscope_requests_in_flight gauge\n");
+        family(&mut out, "spamscope_requests_in_flight", "gauge", "Requests being handled, with their blocking work.");
         out.push_str(&format!("spamscope_requests_in_flight {}\n", s2.in_flight()));
         // Drift of recent requests against the active version's training data.
         let recent = s2.log.recent(DRIFT_WINDOW)?;
@@ -154,7 +150,7 @@ pub(super) async fn prometheus(call: Call<Scorer>) -> Result<Response, ApiError>
                 .map(|f| recent.iter().map(|r| r.features[f]).collect())
                 .collect();
             let psi = crate::eval::monitor::drift(profiles, &columns);
-            out.push_str("# HELP spamscope_feature_psi Population stability index of the recent requests per feature.\n# TYPE spamscope_feature_psi gauge\n");
+            family(&mut out, "spamscope_feature_psi", "gauge", "Population stability index of the recent requests per feature.");
             for (f, v) in cat.features.iter().zip(&psi) {
                 if v.is_finite() {
                     out.push_str(&format!("spamscope_feature_psi{{feature=\"{}\"}} {v}\n", f.id));
@@ -172,4 +168,9 @@ pub(super) async fn prometheus(call: Call<Scorer>) -> Result<Response, ApiError>
         text,
     )
         .into_response())
+}
+
+/// A metric family's `# HELP` and `# TYPE` lines.
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
 }
