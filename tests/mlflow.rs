@@ -189,16 +189,16 @@ impl Mlflow {
             .unwrap()
     }
 
-    /// The artifacts' paths (files only) under `path` of `run`.
-    fn artifact_files(&self, run_id: &str, path: &str) -> Vec<(String, u64)> {
+    /// The paths of `run_id`'s artifact files under `path` ("": all of them).
+    fn artifact_paths(&self, run_id: &str, path: &str) -> Vec<String> {
         let v = self.get("artifacts/list", &[("run_id", run_id), ("path", path)]);
         let mut out = Vec::new();
         for f in v["files"].as_array().cloned().unwrap_or_default() {
             let p = f["path"].as_str().unwrap().to_string();
             if f["is_dir"] == true {
-                out.extend(self.artifact_files(run_id, &p));
+                out.extend(self.artifact_paths(run_id, &p));
             } else {
-                out.push((p, f["file_size"].as_u64().unwrap_or(0)));
+                out.push(p);
             }
         }
         out
@@ -445,11 +445,7 @@ fn every_version_and_comparison_reaches_mlflow_even_when_it_was_down() {
         );
         // The model card, the charts and the model file, byte for byte.
         let run_id = run["info"]["run_id"].as_str().unwrap();
-        let files: Vec<String> = server
-            .artifact_files(run_id, "")
-            .into_iter()
-            .map(|(p, _)| p)
-            .collect();
+        let files = server.artifact_paths(run_id, "");
         for want in [
             "model_card.md",
             "charts/roc_pr.png",
@@ -578,11 +574,7 @@ fn every_version_and_comparison_reaches_mlflow_even_when_it_was_down() {
         assert_eq!(metric(child, "roc_auc"), row["roc_auc"].as_f64());
         assert_eq!(metric(child, "f1"), row["f1"].as_f64());
     }
-    let files: Vec<String> = server
-        .artifact_files(parent_id, "")
-        .into_iter()
-        .map(|(p, _)| p)
-        .collect();
+    let files = server.artifact_paths(parent_id, "");
     for want in [
         "comparison.md",
         "comparison.json",
