@@ -134,9 +134,21 @@ fn gauge_shows_the_models_probability_for_the_typed_inputs() {
     assert_eq!(inputs[18], 7.0, "the typed value reached the model input");
     let model = app.workbench.active.as_ref().unwrap().model.clone();
     let expected = model.predict_one(&inputs);
-    assert_eq!(app.score.shown_probability(), Some(expected));
-    // The number is on screen, for people and screen readers.
-    h.get_by_label_contains(&format!("Spam probability: {:.1}%", expected * 100.0));
+    assert_eq!(app.score.shown_score(), Some(expected));
+    // The calibrated probability is on screen, for people and screen readers, and
+    // the raw score beside it.
+    let calibration = model
+        .calibration
+        .as_ref()
+        .expect("a new version is calibrated");
+    h.get_by_label_contains(&format!(
+        "Spam probability: {:.1}%",
+        model.probability(expected) * 100.0
+    ));
+    h.get_by_label_contains(&format!(
+        "Raw score {expected:.3}, spammer above 0.50; calibrated ({})",
+        calibration.method()
+    ));
 
     // An out-of-range value is refused with a reason and does not reach the model.
     h.get_by_role_and_label(Role::SpinButton, "Urgent messages")
@@ -215,6 +227,42 @@ fn every_screen_renders_and_matches_its_snapshot() {
     h.get_by_label("Evaluate model").click();
     h.run_steps(3);
     h.snapshot("evaluate");
+    // The calibration section: the raw score's error and the calibrated one's.
+    h.get_by_label_contains("Raw score: expected calibration error");
+    h.get_by_label_contains(
+        "Calibrated (isotonic; each half of the holdout calibrated on the other)",
+    );
+
+    // A threshold found from a target precision: the working threshold moves to the
+    // point `eval::threshold` chooses on the holdout, and the tab says what it gives.
+    h.get_by_role_and_label(Role::SpinButton, "precision at least")
+        .set_value_accesskit(0.8);
+    h.run_steps(2);
+    h.get_by_label("Find").click();
+    h.run_steps(3);
+    let active = h.state().workbench.active.clone().unwrap();
+    let holdout = active.holdout.clone().unwrap();
+    let want = spamscope::eval::threshold::choose(
+        &holdout.labels,
+        &holdout.scores,
+        spamscope::eval::threshold::Criterion::Precision(0.8),
+        20_000.0,
+    )
+    .unwrap();
+    assert!(want.precision >= 0.8);
+    assert_eq!(
+        h.state().state.evaluate.working,
+        Some((active.manifest.version, want.threshold))
+    );
+    h.get_by_label_contains(&format!(
+        "By target precision: threshold {:.4} gives precision {:.3}",
+        want.threshold, want.precision
+    ));
+    h.get_by_label_contains(&format!(
+        "A raw score of {:.4} is a calibrated probability of",
+        want.threshold
+    ));
+    h.snapshot("evaluate_threshold");
 }
 
 #[test]
@@ -475,10 +523,12 @@ fn review_queue_scores_filters_opens_gives_bulk_feedback_and_exports() {
         .map(|&i| q.batch.probability[i as usize])
         .collect();
     assert!(p.windows(2).all(|w| w[0] >= w[1]));
-    // The probabilities are the active model's.
+    // The scores are the active model's, the probabilities their calibration.
     let model = h.state().workbench.active.as_ref().unwrap().model.clone();
     for i in [0usize, 17, 4321] {
-        assert_eq!(q.batch.probability[i], model.predict_one(&q.data.row(i)));
+        let score = model.predict_one(&q.data.row(i));
+        assert_eq!(q.batch.score[i], score);
+        assert_eq!(q.batch.probability[i], model.probability(score));
     }
 
     // Filter to flagged accounts.
@@ -530,7 +580,9 @@ fn review_queue_scores_filters_opens_gives_bulk_feedback_and_exports() {
     settle(&mut h);
     let text = std::fs::read_to_string(&out).unwrap();
     assert_eq!(text.lines().count(), flagged + 1);
-    assert!(text.starts_with("user_id,probability,is_spammer,model_version,explanation_method"));
+    assert!(
+        text.starts_with("user_id,probability,is_spammer,model_version,score,explanation_method")
+    );
 
     // Clicking a row opens the account on the score screen.
     let top = q.ranked[0] as usize;
@@ -913,7 +965,7 @@ fn the_app_joins_a_team_service_and_keeps_working_offline() {
     let (_, model) = reg.load(1).unwrap();
     let inputs = h.state().state.score.raw();
     assert_eq!(
-        h.state().score.shown_probability(),
+        h.state().score.shown_score(),
         Some(model.predict_one(&inputs))
     );
 

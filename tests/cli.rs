@@ -182,25 +182,28 @@ fn train_eval_score_versions_round_trip() {
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
     assert_eq!(
-        &header[..5],
+        &header[..6],
         &[
             "user_id",
             "probability",
             "is_spammer",
             "model_version",
+            "score",
             "explanation_method"
         ]
     );
-    assert_eq!(header.len(), 5 + 9);
+    assert_eq!(header.len(), 6 + 9);
     let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
     assert_eq!(rows.len(), 6000);
     for r in rows.iter().take(50) {
         let p: f64 = r[1].parse().unwrap();
+        let score: f64 = r[4].parse().unwrap();
         assert!((0.0..=1.0).contains(&p));
-        assert_eq!(r[2], if p > 0.5 { "1" } else { "0" });
+        // The verdict is the raw score's.
+        assert_eq!(r[2], if score > 0.5 { "1" } else { "0" });
         assert_eq!(r[3], "2");
-        assert_eq!(r[4], "path_attribution");
-        assert!(r[5].starts_with('X'));
+        assert_eq!(r[5], "path_attribution");
+        assert!(r[6].starts_with('X'));
     }
     // Exact TreeSHAP on a few rows of a scoring file without labels.
     let small = env.path("nolabel.csv");
@@ -229,7 +232,20 @@ fn train_eval_score_versions_round_trip() {
     let text = std::fs::read_to_string(&out2).unwrap();
     assert_eq!(text.lines().count(), 6);
     assert!(
-        text.lines().nth(1).unwrap().contains(",1,treeshap,X"),
+        // version 1, its raw score, then the method and the reasons.
+        text.lines()
+            .nth(1)
+            .unwrap()
+            .split(',')
+            .skip(3)
+            .take(4)
+            .enumerate()
+            .all(|(k, c)| match k {
+                0 => c == "1",
+                1 => c.parse::<f64>().is_ok(),
+                2 => c == "treeshap",
+                _ => c.starts_with('X'),
+            }),
         "{text}"
     );
 }
@@ -1510,4 +1526,142 @@ fn compare_cross_validates_over_stratified_folds() {
         "decision tree",
     ]);
     assert!(e.contains("--promote goes with a single split"), "{e}");
+}
+
+/// `threshold`: a version's threshold chosen by a target precision, a review capacity
+/// or the costs of errors, on its holdout; the same point the library chooses; saved
+/// only when asked; bad settings in one line. `score` writes the calibrated probability
+/// beside the raw score that decides.
+#[test]
+fn thresholds_from_precision_capacity_or_costs() {
+    use spamscope::eval::threshold::{Criterion, choose};
+    let env = Env::new();
+    let data = env.data(6000);
+    let reg = env.registry();
+    env.train(&data, &["--trees", "30"]);
+    let registry = spamscope::store::Registry::open(&reg).unwrap();
+    let (manifest, model) = registry.load_active().unwrap();
+    let holdout = registry.load_holdout(1).unwrap();
+    assert!(
+        manifest
+            .calibration
+            .as_deref()
+            .unwrap()
+            .starts_with("Platt on 1200 held-out accounts")
+    );
+
+    let out = json(&[
+        "threshold",
+        "--registry",
+        &reg,
+        "--precision",
+        "0.8",
+        "--json",
+    ]);
+    let want = choose(
+        &holdout.labels,
+        &holdout.scores,
+        Criterion::Precision(0.8),
+        20_000.0,
+    )
+    .unwrap();
+    assert_eq!(out["chosen"]["threshold"].as_f64().unwrap(), want.threshold);
+    assert!(out["chosen"]["precision"].as_f64().unwrap() >= 0.8);
+    assert_eq!(
+        out["probability_at_threshold"].as_f64().unwrap(),
+        model.probability(want.threshold)
+    );
+    assert_eq!(out["current"]["threshold"], 0.5);
+    assert_eq!(out["saved"], false);
+    assert_eq!(registry.manifest(1).unwrap().threshold, 0.5, "not saved");
+
+    // Capacity: no more flagged a day than the team reviews.
+    let out = json(&[
+        "threshold",
+        "--registry",
+        &reg,
+        "--capacity",
+        "15",
+        "--daily-volume",
+        "1000",
+        "--json",
+    ]);
+    let per_day = out["chosen"]["flagged_per_day"].as_f64().unwrap();
+    assert!(per_day <= 15.0 && per_day > 5.0, "{out}");
+
+    // Costs, saved: the version decides by it from now on.
+    let out = json(&[
+        "threshold",
+        "--registry",
+        &reg,
+        "--cost-missed",
+        "30",
+        "--cost-blocked",
+        "1",
+        "--save",
+        "--json",
+    ]);
+    let t = out["chosen"]["threshold"].as_f64().unwrap();
+    let want = choose(
+        &holdout.labels,
+        &holdout.scores,
+        Criterion::Cost {
+            missed: 30.0,
+            blocked: 1.0,
+        },
+        20_000.0,
+    )
+    .unwrap();
+    assert_eq!(t, want.threshold);
+    assert!(t < 0.5, "a missed spammer is dear: flag more");
+    assert_eq!(registry.manifest(1).unwrap().threshold, t);
+    let text = ok(&["threshold", "--registry", &reg, "--precision", "0.7"]);
+    assert!(text.contains("calibrated probability of"), "{text}");
+
+    // Bad settings: one line each.
+    let e = fails(&["threshold", "--registry", &reg, "--precision", "1.5"]);
+    assert!(
+        e.contains("target precision must be above 0 and at most 1"),
+        "{e}"
+    );
+    let e = fails(&[
+        "threshold",
+        "--registry",
+        &reg,
+        "--capacity",
+        "10",
+        "--daily-volume",
+        "0",
+    ]);
+    assert!(e.contains("daily volume must be a positive number"), "{e}");
+    fails(&["threshold", "--registry", &reg]);
+    fails(&["threshold", "--registry", &reg, "--cost-missed", "3"]);
+
+    // The score file: the calibrated probability, and the raw score the verdict uses.
+    let scored = env.path("scored.csv");
+    ok(&[
+        "score",
+        "--data",
+        s(&data),
+        "--registry",
+        &reg,
+        "--out",
+        s(&scored),
+    ]);
+    let text = std::fs::read_to_string(&scored).unwrap();
+    let mut lines = text.lines();
+    assert!(
+        lines
+            .next()
+            .unwrap()
+            .starts_with("user_id,probability,is_spammer,model_version,score")
+    );
+    let d = spamscope::data::Dataset::load_csv(&data).unwrap();
+    for (i, line) in lines.take(50).enumerate() {
+        let cells: Vec<&str> = line.split(',').collect();
+        let score = model.predict_one(&d.row(i));
+        assert_eq!(cells[4].parse::<f64>().unwrap(), score);
+        assert_eq!(cells[1].parse::<f64>().unwrap(), model.probability(score));
+        assert_eq!(cells[2], if score > t { "1" } else { "0" });
+    }
 }

@@ -115,7 +115,15 @@ fn feedback_teaches_a_pattern_the_base_data_lacks() {
     assert_eq!(reg.active().unwrap(), Some(o.candidate.version));
     assert_eq!(o.candidate.parent, Some(1));
     assert_eq!(o.feedback_train + o.feedback_holdout, 400);
-    let (_, v2) = reg.load_active().unwrap();
+    let (m2, v2) = reg.load_active().unwrap();
+    // Recalibrated on the base holdout: a calibration of its own, not v1's.
+    let (c1, c2) = (
+        v1.calibration.as_ref().unwrap(),
+        v2.calibration.as_ref().unwrap(),
+    );
+    assert_ne!(c1, c2);
+    assert_eq!(c2.rows, m2.test_rows);
+    assert_eq!(m2.calibration, Some(c2.describe()));
     let after: Vec<f64> = probe.iter().map(|x| v2.predict_one(x)).collect();
     assert!(
         mean(&after) > 0.5 && mean(&after) > mean(&before) + 0.4,

@@ -138,7 +138,7 @@ fn fill(dir: &Path) -> Vec<String> {
             .to_string(),
             version: 1 + (i % 2) as u32,
             features,
-            probability: (i % 100) as f64 / 100.0,
+            score: (i % 100) as f64 / 100.0,
             caller: "svc-a".into(),
             user_id: (i % 3 != 0).then(|| format!("{}", 30_000_000 + i)),
             experiment: (i % 5 == 0).then(|| ExperimentTag {

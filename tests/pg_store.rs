@@ -740,7 +740,7 @@ fn the_prediction_log_is_shared_partitioned_and_pruned_by_day() {
             created_at: at(days_ago),
             version: 2,
             features,
-            probability: 0.625,
+            score: 0.625,
             caller: "svc".into(),
             user_id: Some("u1".into()),
             experiment: exp.then(|| ExperimentTag {
@@ -756,7 +756,7 @@ fn the_prediction_log_is_shared_partitioned_and_pruned_by_day() {
     a.append(rec(10, false));
     a.flush().unwrap();
     let got = b.get(&now.id).unwrap().unwrap();
-    assert_eq!((got.probability, &got.experiment), (0.625, &now.experiment));
+    assert_eq!((got.score, &got.experiment), (0.625, &now.experiment));
     assert!(got.features[3].is_nan() && got.features[4] == 4.0 / 7.0);
     assert_eq!(b.experiment_rows("x1").unwrap().len(), 1);
     assert_eq!(b.recent(1).unwrap()[0].id, rec_id(&b.recent(3).unwrap(), 0));

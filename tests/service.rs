@@ -127,10 +127,16 @@ async fn reference_routes_answer_like_the_reference_and_more() {
     let (req, row) = features(17);
     let r = post(&s, "/predict", &req).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    // The raw score decides; the probability is its calibration (fitted on the
+    // version's holdout), which the balanced forest needs: its score over-states spam.
+    let score = r.body["score"].as_f64().unwrap();
+    assert_eq!(score, model.predict_one(&row));
     let p = r.body["probability"].as_f64().unwrap();
-    assert_eq!(p, model.predict_one(&row));
-    assert_eq!(r.body["is_spammer"], json!(p > 0.5));
-    assert_eq!(r.body["prediction"], json!(u8::from(p > 0.5)));
+    assert_eq!(p, model.probability(score));
+    assert_eq!(r.body["calibrated"], json!(true));
+    assert!(model.calibration.is_some());
+    assert_eq!(r.body["is_spammer"], json!(score > 0.5));
+    assert_eq!(r.body["prediction"], json!(u8::from(score > 0.5)));
     assert_eq!(r.body["model_version"], 1);
     assert!(r.body["prediction_id"].as_str().unwrap().len() > 8);
     assert_eq!(r.body["contributions"].as_array().unwrap().len(), 3);
@@ -147,7 +153,7 @@ async fn reference_routes_answer_like_the_reference_and_more() {
         .unwrap()
         .expect("the prediction is in the log");
     assert_eq!(logged.version, 1);
-    assert_eq!(logged.probability, p);
+    assert_eq!(logged.score, score);
 
     // Exact explanations: the model's own TreeSHAP values.
     let r = post(&s, "/predict?explain=exact:5", &req).await;
@@ -182,9 +188,11 @@ async fn reference_routes_answer_like_the_reference_and_more() {
     let items = r.body.as_array().unwrap();
     assert_eq!(items.len(), 3);
     for (k, item) in items.iter().enumerate() {
+        let score = model.predict_one(&features(k + 1).1);
+        assert_eq!(item["score"].as_f64().unwrap(), score);
         assert_eq!(
             item["probability"].as_f64().unwrap(),
-            model.predict_one(&features(k + 1).1)
+            model.probability(score)
         );
     }
 
@@ -644,7 +652,7 @@ fn a_promotion_under_load_swaps_versions_without_a_failed_request() {
                     let (status, v) = http(addr, "POST", "/predict", &body);
                     assert_eq!(status, 200, "{v}");
                     let version = v["model_version"].as_u64().unwrap() as u32;
-                    seen.push((version, v["probability"].as_f64().unwrap()));
+                    seen.push((version, v["score"].as_f64().unwrap()));
                     answered[version.min(2) as usize]
                         .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 }
@@ -1050,7 +1058,7 @@ async fn csv_batches_answer_in_csv() {
     let lines: Vec<&str> = text.lines().collect();
     assert!(
         lines[0].starts_with(
-            "user_id,probability,is_spammer,model_version,explanation_method,reason1_feature"
+            "user_id,probability,is_spammer,model_version,score,explanation_method,reason1_feature"
         ),
         "{}",
         lines[0]
@@ -1060,8 +1068,10 @@ async fn csv_batches_answer_in_csv() {
     assert!(lines[2].starts_with("'=HYPERLINK(1),"), "{}", lines[2]);
     assert!(lines[3].starts_with("00123,"));
     for (k, l) in lines[1..].iter().enumerate() {
-        let p: f64 = l.split(',').nth(1).unwrap().parse().unwrap();
-        assert_eq!(p, model.predict_one(&data.row(k)));
+        let cells: Vec<&str> = l.split(',').collect();
+        let score = model.predict_one(&data.row(k));
+        assert_eq!(cells[4].parse::<f64>().unwrap(), score);
+        assert_eq!(cells[1].parse::<f64>().unwrap(), model.probability(score));
     }
     s.log.flush().unwrap();
     assert_eq!(s.log.count().unwrap(), 3);
@@ -1942,7 +1952,7 @@ async fn shadow_experiment_logs_both_versions_and_answers_with_the_active() {
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
         assert_eq!(r.body["model_version"], 1);
         assert_eq!(
-            r.body["probability"].as_f64().unwrap(),
+            r.body["score"].as_f64().unwrap(),
             model1.predict_one(&data.row(i))
         );
         ids.push((r.body["prediction_id"].as_str().unwrap().to_string(), i));
@@ -1982,7 +1992,7 @@ async fn shadow_experiment_logs_both_versions_and_answers_with_the_active() {
     for (k, line) in text.lines().skip(1).enumerate() {
         let cells: Vec<&str> = line.split(',').collect();
         assert_eq!(cells[3], "1", "{line}");
-        let p: f64 = cells[1].parse().unwrap();
+        let p: f64 = cells[4].parse().unwrap();
         assert_eq!(p, model1.predict_one(&data.row(40 + k)));
     }
 
@@ -2091,7 +2101,7 @@ async fn canary_sends_a_sticky_share_of_users_to_the_candidate() {
     let mut counted = (0u64, 0u64, 0u64); // (by active, by candidate, agreed)
     let mut check = |item: &Value, row: &[f64]| -> u32 {
         let v = item["model_version"].as_u64().unwrap() as u32;
-        let p = item["probability"].as_f64().unwrap();
+        let p = item["score"].as_f64().unwrap();
         let (mine, other, mt, ot) = match v {
             1 => (&model1, &model2, m1.threshold, m2.threshold),
             2 => (&model2, &model1, m2.threshold, m1.threshold),
@@ -2461,7 +2471,7 @@ async fn a_canary_answers_csv_rows_by_their_users_arm() {
     for (i, line) in text.lines().skip(1).enumerate() {
         let cells: Vec<&str> = line.split(',').collect();
         assert_eq!(cells[0], format!("acct-{i}"));
-        let p: f64 = cells[1].parse().unwrap();
+        let p: f64 = cells[4].parse().unwrap();
         let v: u32 = cells[3].parse().unwrap();
         let (model, threshold) = if v == 2 {
             (&model2, m2.threshold)
@@ -2469,10 +2479,16 @@ async fn a_canary_answers_csv_rows_by_their_users_arm() {
             (&model1, m1.threshold)
         };
         assert_eq!(p, model.predict_one(&data.row(i)), "{line}");
+        // Its calibration, by the answering version's own.
+        assert_eq!(
+            cells[1].parse::<f64>().unwrap(),
+            model.probability(p),
+            "{line}"
+        );
         // The verdict by the answering version's own threshold.
         assert_eq!(cells[2], if p > threshold { "1" } else { "0" }, "{line}");
         // Two reasons each, whichever version answered.
-        assert_eq!(cells.len(), 5 + 2 * 3, "{line}");
+        assert_eq!(cells.len(), 6 + 2 * 3, "{line}");
         versions.push(v);
     }
     assert_eq!(versions.len(), 200);

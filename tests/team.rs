@@ -87,7 +87,7 @@ fn the_app_works_on_a_team_service_offline_and_online() {
         .body_mut()
         .read_json()
         .unwrap();
-    assert_eq!(answer["probability"].as_f64().unwrap(), local);
+    assert_eq!(answer["score"].as_f64().unwrap(), local);
     // Steps the service owns are refused here with a reason, not done locally.
     w.train_now();
     assert!(

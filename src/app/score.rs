@@ -3,6 +3,7 @@
 
 use super::gauge::{self, GREEN, RED};
 use crate::data::catalog::{Kind, N_FEATURES, catalog};
+use crate::model::explain::Explanation;
 use crate::store::feedback::{NewFeedback, Origin};
 use crate::util::rng::SplitMix64;
 use crate::workbench::{JobKind, Workbench};
@@ -62,14 +63,14 @@ pub struct ScorePanel {
     invalid: Vec<Option<(f64, String)>>,
     feedback: FeedbackDraft,
     rng: Option<SplitMix64>,
-    /// The probability the gauge showed in the last frame, and for which inputs.
+    /// The raw score behind the gauge in the last frame, and for which inputs.
     shown: Option<f64>,
     shown_key: Option<u64>,
 }
 
 impl ScorePanel {
-    /// The probability on the gauge in the last frame (None before a model exists).
-    pub fn shown_probability(&self) -> Option<f64> {
+    /// The raw score behind the gauge in the last frame (None before a model exists).
+    pub fn shown_score(&self) -> Option<f64> {
         self.shown
     }
 
@@ -129,7 +130,7 @@ impl ScorePanel {
         // Score again only when the inputs (or the version) changed; each scoring is
         // recorded for monitoring.
         let key = crate::workbench::explain_key(&raw, active.manifest.version);
-        let probability = match (self.shown_key == Some(key), self.shown) {
+        let score = match (self.shown_key == Some(key), self.shown) {
             (true, Some(p)) => p,
             _ => {
                 let p = wb
@@ -139,9 +140,10 @@ impl ScorePanel {
                 p
             }
         };
-        self.shown = Some(probability);
+        self.shown = Some(score);
         wb.request_explanation(&raw);
         let threshold = active.manifest.threshold;
+        let probability = active.model.probability(score);
 
         ui.columns(2, |cols| {
             egui::ScrollArea::vertical()
@@ -155,15 +157,29 @@ impl ScorePanel {
                 .id_salt("results")
                 .show(&mut cols[1], |ui| {
                     ui.vertical_centered(|ui| {
-                        gauge::gauge(ui, probability, threshold);
+                        // The gauge reads in probability: the threshold is shown where
+                        // the calibration puts it.
+                        gauge::gauge(ui, probability, active.model.probability(threshold));
                         ui.label(
                             RichText::new(format!(
-                                "Spam probability: {:.1}% (version {}, threshold {:.2})",
+                                "Spam probability: {:.1}% (version {})",
                                 probability * 100.0,
                                 active.manifest.version,
-                                threshold
                             ))
                             .strong(),
+                        );
+                        ui.label(
+                            RichText::new(match &active.model.calibration {
+                                Some(c) => format!(
+                                    "Raw score {score:.3}, spammer above {threshold:.2}; calibrated ({}) — the average account is {:.1}% likely to be a spammer",
+                                    c.method(),
+                                    100.0 * c.base_rate
+                                ),
+                                None => format!(
+                                    "Raw score {score:.3}, spammer above {threshold:.2}; this version has no calibration (trained before calibration existed): the score is not a probability"
+                                ),
+                            })
+                            .weak(),
                         );
                     });
                     ui.label(RichText::new(format!("Account: {}", state.loaded)).weak());
@@ -172,7 +188,7 @@ impl ScorePanel {
                     ui.separator();
                     version_panel(ui, wb);
                     ui.separator();
-                    self.feedback_form(ui, state, wb, probability, threshold);
+                    self.feedback_form(ui, state, wb, (score, probability), threshold);
                 });
         });
     }
@@ -358,11 +374,11 @@ impl ScorePanel {
         ui: &mut egui::Ui,
         state: &ScoreState,
         wb: &mut Workbench,
-        probability: f64,
+        (score, probability): (f64, f64),
         threshold: f64,
     ) {
         ui.heading("Feedback");
-        let predicted = crate::eval::verdict::label(probability, threshold);
+        let predicted = crate::eval::verdict::label(score, threshold);
         let verdict = if predicted == 1 {
             "spammer"
         } else {
@@ -412,7 +428,7 @@ impl ScorePanel {
                 user_id,
                 features: state.raw(),
                 true_label,
-                probability: Some(probability),
+                probability: Some(score),
                 model_version: wb.active.as_ref().map(|a| a.manifest.version),
                 predicted: Some(predicted),
                 notes: std::mem::take(&mut self.feedback.notes),
@@ -485,6 +501,27 @@ fn format_value(f: &crate::data::catalog::Feature, v: f64) -> String {
     }
 }
 
+/// What the contributions add up to, said plainly: they explain the raw score, from the
+/// model's own average (under balanced weights spammers count as much as legitimate
+/// accounts, so that average is far above the real share), not the calibrated
+/// probability.
+fn explanation_sum(e: &Explanation, model: Option<&crate::model::Model>) -> String {
+    let raw = format!(
+        "Contributions ({}) add up to the raw score {:.1}% from the model's training average {:.1}%. Red pushes toward spam, green away.",
+        e.method.name(),
+        e.prediction * 100.0,
+        e.base * 100.0
+    );
+    match model.and_then(|m| Some((m, m.calibration.as_ref()?))) {
+        Some((m, c)) => format!(
+            "{raw} Calibrated, that score is a {:.1}% chance of spam; the average account's is {:.1}%.",
+            m.probability(e.prediction) * 100.0,
+            c.base_rate * 100.0
+        ),
+        None => raw,
+    }
+}
+
 /// The explanation (TreeSHAP for forests) as a diverging bar chart plus the published risk flags.
 fn risk_factors(ui: &mut egui::Ui, state: &ScoreState, wb: &Workbench, raw: &[f64]) {
     let cat = catalog();
@@ -498,10 +535,9 @@ fn risk_factors(ui: &mut egui::Ui, state: &ScoreState, wb: &Workbench, raw: &[f6
         }
         Some(e) => {
             let top = e.top(10);
-            ui.label(format!(
-                "Contributions to the probability ({}); the average account scores {:.1}%. Red pushes toward spam, green away.",
-                e.method.name(),
-                e.base * 100.0
+            ui.label(explanation_sum(
+                e,
+                wb.active.as_ref().map(|a| a.model.as_ref()),
             ));
             let names: Vec<String> = top
                 .iter()

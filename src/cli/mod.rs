@@ -92,6 +92,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// Make an earlier version active again.
     Rollback(RollbackArgs),
+    /// Choose a version's decision threshold from a target precision, a review capacity
+    /// or the costs of errors, on its holdout; show what it gives (and save it).
+    Threshold(ThresholdArgs),
     /// Moderator feedback: import labelled accounts, show statistics.
     #[command(subcommand)]
     Feedback(FeedbackCommand),
@@ -300,6 +303,36 @@ pub struct RollbackArgs {
     /// The version to activate.
     #[arg(long)]
     pub to: u32,
+    #[arg(long)]
+    pub registry: Option<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("by").required(true).args(["precision", "capacity", "cost_missed"])))]
+pub struct ThresholdArgs {
+    /// The lowest threshold whose precision on the holdout is at least this (0-1).
+    #[arg(long)]
+    pub precision: Option<f64>,
+    /// At most this many accounts flagged for review per day (at --daily-volume).
+    #[arg(long)]
+    pub capacity: Option<f64>,
+    /// The cost of a missed spammer (with --cost-blocked): the cheapest threshold.
+    #[arg(long, requires = "cost_blocked")]
+    pub cost_missed: Option<f64>,
+    /// The cost of a legitimate account wrongly flagged.
+    #[arg(long, requires = "cost_missed")]
+    pub cost_blocked: Option<f64>,
+    /// Accounts scored per day, for the daily review load.
+    #[arg(long, default_value_t = 20_000.0)]
+    pub daily_volume: f64,
+    /// The version (default: the active one).
+    #[arg(long)]
+    pub version: Option<u32>,
+    /// Save the chosen threshold as the version's.
+    #[arg(long)]
+    pub save: bool,
     #[arg(long)]
     pub registry: Option<PathBuf>,
     #[arg(long)]
@@ -533,6 +566,7 @@ pub fn run(cmd: Command) -> Result<()> {
         Command::Retrain(a) => retrain::run(a),
         Command::Serve(a) => serve::run(a),
         Command::Rollback(a) => versions::rollback(a),
+        Command::Threshold(a) => versions::threshold(a),
         Command::Feedback(cmd) => feedback::run(cmd),
         Command::Token(cmd) => token::run(cmd),
         Command::Label(cmd) => label::run(cmd),

@@ -1,8 +1,9 @@
-//! `spamscope versions` and `spamscope rollback`: the registered versions, and which one is active.
+//! `spamscope versions`, `spamscope rollback` and `spamscope threshold`: the registered
+//! versions, which one is active, and the threshold each decides by.
 
 use super::input::registry;
 use super::output::print_json;
-use super::{RollbackArgs, VersionsArgs};
+use super::{RollbackArgs, ThresholdArgs, VersionsArgs};
 use serde_json::json;
 use spamscope::ops::error::Result;
 use spamscope::service::api::VersionRow;
@@ -71,5 +72,68 @@ pub fn rollback(args: RollbackArgs) -> Result<()> {
         );
     }
     super::input::log_to_mlflow(&registry);
+    Ok(())
+}
+
+/// `spamscope threshold`: a threshold chosen by precision, capacity or costs.
+pub fn threshold(args: ThresholdArgs) -> Result<()> {
+    use spamscope::eval::threshold::{Criterion, OperatingPoint};
+    let criterion = match (
+        args.precision,
+        args.capacity,
+        args.cost_missed,
+        args.cost_blocked,
+    ) {
+        (Some(p), _, _, _) => Criterion::Precision(p),
+        (_, Some(per_day), _, _) => Criterion::Capacity { per_day },
+        (_, _, Some(missed), Some(blocked)) => Criterion::Cost { missed, blocked },
+        _ => unreachable!("clap requires one criterion"),
+    };
+    let registry = registry(args.registry)?;
+    let c = spamscope::ops::versions::choose_version_threshold(
+        &registry,
+        args.version,
+        criterion,
+        args.daily_volume,
+        args.save,
+    )?;
+    if args.json {
+        print_json(&json!({
+            "version": c.version,
+            "chosen": c.chosen,
+            "probability_at_threshold": c.probability,
+            "current": c.current,
+            "daily_volume": args.daily_volume,
+            "saved": args.save,
+        }));
+    } else {
+        let line = |name: &str, p: &OperatingPoint| {
+            println!(
+                "{name:<8} threshold {:.4}: precision {:.3}, recall {:.3}, {:.2}% flagged = {:.0} a day of {}",
+                p.threshold,
+                p.precision,
+                p.recall,
+                100.0 * p.flagged_share,
+                p.flagged_per_day,
+                args.daily_volume
+            )
+        };
+        println!("version {} on its holdout:", c.version);
+        line("chosen", &c.chosen);
+        line("current", &c.current);
+        match c.probability {
+            Some(p) => println!(
+                "the chosen threshold is a calibrated probability of {:.1}%",
+                100.0 * p
+            ),
+            None => println!("this version has no calibration; thresholds are on its raw score"),
+        }
+        if args.save {
+            println!("saved as version {}'s threshold", c.version);
+        }
+    }
+    if args.save {
+        super::input::log_to_mlflow(&registry);
+    }
     Ok(())
 }

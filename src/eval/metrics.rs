@@ -178,7 +178,7 @@ impl Metrics {
     }
 }
 
-fn check(labels: &[u8], scores: &[f64]) -> Result<(), MetricsError> {
+pub(crate) fn check(labels: &[u8], scores: &[f64]) -> Result<(), MetricsError> {
     if labels.is_empty() {
         return Err(MetricsError::Empty);
     }

@@ -11,6 +11,7 @@
 
 pub mod baselines;
 pub mod boosting;
+pub mod calibrate;
 pub mod explain;
 pub mod forest;
 pub mod recipe;
@@ -20,6 +21,7 @@ use crate::data::catalog::{N_FEATURES, catalog};
 use crate::data::preprocess::Imputer;
 use crate::model::baselines::{Baseline, BaselineError, BaselineSpec};
 use crate::model::boosting::{BoostError, BoostParams, Boosted};
+use crate::model::calibrate::Calibration;
 use crate::model::explain::{Explanation, Method};
 use crate::model::forest::{Forest, ForestError, ForestParams, Tree, tree::LEAF};
 use crate::util::progress::{Cancelled, Reporter};
@@ -31,6 +33,10 @@ pub const MAGIC: &[u8; 8] = b"SPSCRF01";
 pub const MAGIC_BASELINE: &[u8; 8] = b"SPSCBL01";
 /// Gradient boosting: postcard of the boosting crate's JSON dump and our importance.
 pub const MAGIC_BOOSTED: &[u8; 8] = b"SPSCGB01";
+/// A calibrated model: this magic, the calibration's length (u32, little-endian), the
+/// postcard-encoded [`Calibration`], then the model's own file. Files without it are
+/// uncalibrated models (every version saved before calibration existed).
+pub const MAGIC_CALIBRATED: &[u8; 8] = b"SPSCCA01";
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ModelError {
@@ -177,6 +183,9 @@ pub enum Estimator {
 pub struct Model {
     pub imputer: Imputer,
     pub estimator: Estimator,
+    /// Raw score → probability, fitted on held-out accounts; None for versions saved
+    /// before calibration existed (their score is shown as it is).
+    pub calibration: Option<Calibration>,
 }
 
 impl Model {
@@ -184,7 +193,29 @@ impl Model {
         Model {
             imputer,
             estimator: Estimator::Forest(forest),
+            calibration: None,
         }
+    }
+
+    /// The calibrated probability of a raw score (the score itself when the version
+    /// has no calibration).
+    pub fn probability(&self, score: f64) -> f64 {
+        self.calibration.as_ref().map_or(score, |c| c.apply(score))
+    }
+
+    /// Calibrated probabilities of raw scores.
+    pub fn probabilities(&self, scores: &[f64]) -> Vec<f64> {
+        scores.iter().map(|&s| self.probability(s)).collect()
+    }
+
+    /// Fits the calibration on held-out raw scores and labels.
+    pub fn calibrate(
+        &mut self,
+        scores: &[f64],
+        labels: &[u8],
+    ) -> Result<(), calibrate::CalibrationError> {
+        self.calibration = Some(Calibration::fit(scores, labels)?);
+        Ok(())
     }
 
     /// The forest, for forest models.
@@ -391,12 +422,37 @@ impl Model {
                 }),
             ),
         };
-        let mut out = magic.to_vec();
+        let mut out = Vec::new();
+        if let Some(c) = &self.calibration {
+            let cal = postcard::to_allocvec(c).expect("serialising to memory cannot fail");
+            out.extend_from_slice(MAGIC_CALIBRATED);
+            out.extend_from_slice(&(cal.len() as u32).to_le_bytes());
+            out.extend(cal);
+        }
+        out.extend_from_slice(magic);
         out.extend(body.expect("serialising to memory cannot fail"));
         out
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Model, ModelError> {
+        let Some(rest) = bytes.strip_prefix(MAGIC_CALIBRATED) else {
+            return Model::from_bytes_uncalibrated(bytes);
+        };
+        let short = || ModelError::Corrupt("truncated calibration".into());
+        let len = rest.get(..4).ok_or_else(short)?;
+        let len = u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize;
+        let cal = rest.get(4..4 + len).ok_or_else(short)?;
+        let calibration: Calibration = postcard::from_bytes(cal)
+            .map_err(|e| ModelError::Corrupt(format!("calibration: {e}")))?;
+        calibration
+            .validate()
+            .map_err(|e| ModelError::Corrupt(e.to_string()))?;
+        let mut model = Model::from_bytes_uncalibrated(&rest[4 + len..])?;
+        model.calibration = Some(calibration);
+        Ok(model)
+    }
+
+    fn from_bytes_uncalibrated(bytes: &[u8]) -> Result<Model, ModelError> {
         let corrupt = |e: postcard::Error| ModelError::Corrupt(e.to_string());
         let ids: Vec<&str> = catalog().ids().collect();
         let check = |feature_ids: &[String], medians: &[f64]| -> Result<Imputer, ModelError> {
@@ -419,6 +475,7 @@ impl Model {
             return Ok(Model {
                 imputer,
                 estimator: Estimator::Baseline(file.baseline),
+                calibration: None,
             });
         }
         if let Some(body) = bytes.strip_prefix(MAGIC_BOOSTED) {
@@ -435,6 +492,7 @@ impl Model {
             return Ok(Model {
                 imputer,
                 estimator: Estimator::Boosted(b),
+                calibration: None,
             });
         }
         let body = bytes.strip_prefix(MAGIC).ok_or(ModelError::BadMagic)?;
@@ -688,10 +746,16 @@ mod tests {
                 smote_k: None,
                 seed: 1,
             };
-            let m = Model {
+            let mut m = Model {
                 imputer: forest_model.imputer.clone(),
                 estimator: recipe.fit(&refs, y, None, &NoProgress).unwrap(),
+                calibration: None,
             };
+            // Calibrated and not: both round-trip.
+            let scores = m.predict_dataset(&d, None);
+            let uncalibrated = Model::from_bytes(&m.to_bytes()).unwrap();
+            assert_eq!(uncalibrated, m);
+            m.calibrate(&scores, y).unwrap();
             let bytes = m.to_bytes();
             let back = Model::from_bytes(&bytes).unwrap();
             assert_eq!(back, m, "{}", recipe.describe());

@@ -6,6 +6,8 @@ use crate::data::DataError;
 use crate::data::eda::EdaError;
 use crate::data::preprocess::SplitError;
 use crate::eval::metrics::MetricsError;
+use crate::eval::threshold::ThresholdError;
+use crate::model::calibrate::CalibrationError;
 use crate::model::forest::ForestError;
 use crate::model::{FitError, ModelError};
 use crate::store::feedback::FeedbackError;
@@ -26,6 +28,10 @@ pub enum Error {
     Fit(FitError),
     #[error(transparent)]
     Model(#[from] ModelError),
+    #[error(transparent)]
+    Calibration(#[from] CalibrationError),
+    #[error(transparent)]
+    Threshold(#[from] ThresholdError),
     #[error(transparent)]
     Metrics(#[from] MetricsError),
     #[error(transparent)]
@@ -68,7 +74,11 @@ impl Error {
             Error::Tokens(TokenError::Unknown { .. }) => ErrorKind::NotFound,
             Error::Tokens(TokenError::Duplicate { .. }) => ErrorKind::Conflict,
             Error::Tokens(TokenError::BadRole(_) | TokenError::BadName(_)) => ErrorKind::Invalid,
-            Error::Data(_) | Error::Split(_) | Error::Invalid(_) => ErrorKind::Invalid,
+            Error::Data(_)
+            | Error::Split(_)
+            | Error::Invalid(_)
+            | Error::Calibration(_)
+            | Error::Threshold(_) => ErrorKind::Invalid,
             Error::Conflict(_) => ErrorKind::Conflict,
             Error::Model(_) => ErrorKind::Corrupt,
             _ => ErrorKind::Other,

@@ -431,7 +431,7 @@ pub fn serve_one(
         created_at: now_rfc3339(),
         version: p.version,
         features: account.values.clone(),
-        probability: p.probability,
+        score: p.score,
         caller: caller.to_string(),
         user_id,
         experiment,
@@ -481,7 +481,7 @@ pub fn serve_batch(
                 .enumerate()
                 .map(|(i, &c)| {
                     let o = if c { &base } else { &cand };
-                    (o.version, o.probability[i])
+                    (o.version, o.score[i])
                 })
                 .collect();
             (mixed, Some((e.id.clone(), other)))
@@ -494,7 +494,7 @@ pub fn serve_batch(
             created_at: now.clone(),
             version: b.version_of(i),
             features: d.row(i),
-            probability: b.probability[i],
+            score: b.score[i],
             caller: caller.to_string(),
             user_id: Some(d.user_ids[i].to_string()),
             experiment: beside.as_ref().map(|(id, other)| ExperimentTag {

@@ -31,7 +31,7 @@ pub fn records(
             user_id: Some(data.user_ids[i].clone()),
             features: data.row(i),
             true_label: label(i),
-            probability: scored.map(|s| s.probability[i]),
+            probability: scored.map(|s| s.score[i]),
             model_version: scored.map(|s| s.version),
             predicted: scored.map(|s| u8::from(s.is_spammer(i))),
             notes: notes.to_string(),

@@ -602,6 +602,9 @@ fn version_params(m: &Manifest) -> Vec<(String, String)> {
     );
     p.push(("model_kind".into(), param_value(&m.model_kind())));
     p.push(("threshold".into(), m.threshold.to_string()));
+    if let Some(c) = &m.calibration {
+        p.push(("calibration".into(), param_value(c)));
+    }
     p.push(("data".into(), param_value(&m.data.describe())));
     p.push(("data_sha256".into(), m.data.sha256.clone()));
     p.push(("train_rows".into(), m.train_rows.to_string()));

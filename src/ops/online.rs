@@ -90,10 +90,12 @@ fn feedback_eval(model: &Model, records: &[&Feedback], threshold: f64) -> Option
         .map(|r| model.predict_one(&r.record.features))
         .collect();
     let n = labels.len() as f64;
+    // Brier on what the version answers (its calibrated probability); the verdicts and
+    // the ranking on its raw score.
     let brier = labels
         .iter()
         .zip(&scores)
-        .map(|(&y, &p)| (p - f64::from(y)).powi(2))
+        .map(|(&y, &s)| (model.probability(s) - f64::from(y)).powi(2))
         .sum::<f64>()
         / n;
     let accuracy = labels
@@ -198,10 +200,19 @@ fn retrain_claimed(
     let split = base_split(active_manifest, &base, labels)?;
 
     let set = training_set(cfg, store, &base, labels, &split.train, &feedback.train)?;
-    let fitted = fit_candidate(active_manifest, cfg, set, reporter)?;
+    let mut fitted = fit_candidate(active_manifest, cfg, set, reporter)?;
+
+    // Recalibrated on the base holdout, as training calibrates a new version.
+    reporter.stage("calibrating", 0, 1);
+    let test_set = split.test_set.as_ref().unwrap_or(&base);
+    let test_labels: Vec<u8> = {
+        let l = test_set.require_labels()?;
+        split.test.iter().map(|&i| l[i]).collect()
+    };
+    let scores = fitted.model.predict_dataset(test_set, Some(&split.test));
+    fitted.model.calibrate(&scores, &test_labels)?;
 
     reporter.stage("evaluating", 0, 1);
-    let test_set = split.test_set.as_ref().unwrap_or(&base);
     let gate = run_gate(
         cfg,
         active_manifest.threshold,
@@ -411,7 +422,11 @@ fn fit_candidate(
     drop(cols);
     let train_seconds = start.elapsed().as_secs_f64();
     Ok(Fitted {
-        model: Model { imputer, estimator },
+        model: Model {
+            imputer,
+            estimator,
+            calibration: None,
+        },
         recipe,
         profiles,
         y,

@@ -160,7 +160,13 @@ pub enum Explain {
 /// A scored account.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Prediction {
+    /// The model's raw score; the verdict compares it with the threshold.
+    pub score: f64,
+    /// The calibrated probability of spam (the raw score for a version without
+    /// calibration).
     pub probability: f64,
+    /// Whether `probability` is calibrated.
+    pub calibrated: bool,
     pub is_spammer: bool,
     pub threshold: f64,
     pub version: u32,
@@ -177,7 +183,7 @@ pub struct Prediction {
 pub fn predict(model: &Model, manifest: &Manifest, a: &Account, explain: Explain) -> Prediction {
     // Trace spans (the service's; recorded only when tracing is on).
     use crate::util::TRACE_TARGET as T;
-    let (probability, method, contributions) = match explain {
+    let (score, method, contributions) = match explain {
         Explain::Top(k) if k > 0 && model.bulk_reasons() => {
             // Probability and reasons from one walk of the trees.
             let _s = tracing::info_span!(target: T, "score_and_explain").entered();
@@ -201,8 +207,10 @@ pub fn predict(model: &Model, manifest: &Manifest, a: &Account, explain: Explain
         ),
     };
     Prediction {
-        probability,
-        is_spammer: crate::eval::verdict::is_spam(probability, manifest.threshold),
+        score,
+        probability: model.probability(score),
+        calibrated: model.calibration.is_some(),
+        is_spammer: crate::eval::verdict::is_spam(score, manifest.threshold),
         threshold: manifest.threshold,
         version: manifest.version,
         method,

@@ -545,6 +545,12 @@ fn card_model(m: &Manifest) -> String {
         m.train_rows, m.train_positives, m.train_seconds, m.feedback_used
     );
     s += "- Median imputation of missing values (medians of the training rows)\n";
+    s += &format!(
+        "- Calibration: {}\n",
+        m.calibration
+            .as_deref()
+            .unwrap_or("none (saved before calibration existed: its score is not a probability)")
+    );
     let recipe = ron::ser::to_string_pretty(&m.recipe(), ron::ser::PrettyConfig::default())
         .unwrap_or_else(|e| format!("(cannot print: {e})"));
     s += &format!("- Parameters:\n\n```ron\n{recipe}\n```\n\n");
@@ -854,11 +860,7 @@ pub fn write_report(
         reporter,
     )?;
     let mut order: Vec<usize> = (0..scored.len()).collect();
-    order.sort_by(|&a, &b| {
-        scored.probability[b]
-            .total_cmp(&scored.probability[a])
-            .then(a.cmp(&b))
-    });
+    order.sort_by(|&a, &b| scored.score[b].total_cmp(&scored.score[a]).then(a.cmp(&b)));
     let p = dir.join("scored_queue.csv");
     write_batch_csv(input.data, &scored, Some(&order), &p)?;
     files.push(p);

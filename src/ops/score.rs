@@ -10,14 +10,17 @@ use polars::prelude::*;
 use std::io::Write;
 use std::path::Path;
 
-/// A scored table: probabilities and, optionally, each account's largest
-/// contributions, in the data's row order.
+/// A scored table: raw scores, calibrated probabilities and, optionally, each account's
+/// largest contributions, in the data's row order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScoredBatch {
     pub version: u32,
     pub threshold: f64,
     /// How `reasons` were computed (None when no explanations were asked for).
     pub method: Option<Method>,
+    /// The model's raw scores (verdicts compare them with the threshold).
+    pub score: Vec<f64>,
+    /// Calibrated probabilities (the raw scores for a version without calibration).
     pub probability: Vec<f64>,
     /// Contributions kept per row.
     pub k: usize,
@@ -32,13 +35,13 @@ pub struct ScoredBatch {
 
 impl ScoredBatch {
     pub fn len(&self) -> usize {
-        self.probability.len()
+        self.score.len()
     }
     pub fn is_empty(&self) -> bool {
-        self.probability.is_empty()
+        self.score.is_empty()
     }
     pub fn is_spammer(&self, i: usize) -> bool {
-        crate::eval::verdict::is_spam(self.probability[i], self.threshold_of(i))
+        crate::eval::verdict::is_spam(self.score[i], self.threshold_of(i))
     }
     /// The version that scored row `i`.
     pub fn version_of(&self, i: usize) -> u32 {
@@ -65,6 +68,7 @@ impl ScoredBatch {
             version: self.version,
             threshold: self.threshold,
             method: if k > 0 { self.method } else { None },
+            score: Vec::with_capacity(self.len()),
             probability: Vec::with_capacity(self.len()),
             k,
             reasons: Vec::with_capacity(self.len() * k),
@@ -73,6 +77,7 @@ impl ScoredBatch {
         };
         for (i, &from_b) in take_b.iter().enumerate() {
             let src = if from_b { b } else { self };
+            out.score.push(src.score[i]);
             out.probability.push(src.probability[i]);
             out.reasons.extend_from_slice(&src.reasons(i)[..k]);
             if let Some(r) = out.per_row.as_mut() {
@@ -95,7 +100,7 @@ impl ScoredBatch {
 pub struct Queue {
     pub data: std::sync::Arc<Dataset>,
     pub batch: ScoredBatch,
-    /// Row indices by decreasing probability (ties: file order).
+    /// Row indices by decreasing score (ties: file order).
     pub ranked: Vec<u32>,
 }
 
@@ -103,8 +108,8 @@ impl Queue {
     pub fn new(data: std::sync::Arc<Dataset>, batch: ScoredBatch) -> Queue {
         let mut ranked: Vec<u32> = (0..batch.len() as u32).collect();
         ranked.sort_by(|&a, &b| {
-            batch.probability[b as usize]
-                .total_cmp(&batch.probability[a as usize])
+            batch.score[b as usize]
+                .total_cmp(&batch.score[a as usize])
                 .then(a.cmp(&b))
         });
         Queue {
@@ -147,7 +152,7 @@ pub fn score_batch(
     } else {
         0
     };
-    let mut probability = Vec::with_capacity(n);
+    let mut score = Vec::with_capacity(n);
     let mut reasons = Vec::with_capacity(n * k);
     // Exact explanations take milliseconds per account: small chunks keep progress
     // and cancelling prompt.
@@ -166,17 +171,17 @@ pub fn score_batch(
         let nf = crate::data::catalog::N_FEATURES;
         let contributions: Vec<f64> = match method {
             _ if k == 0 => {
-                probability.extend(model.predict_rows(&rows));
+                score.extend(model.predict_rows(&rows));
                 Vec::new()
             }
             // Probability and reasons from one walk of the trees.
             Method::PathAttribution => {
                 let (p, phi) = model.predict_attributed_rows(&rows);
-                probability.extend(p);
+                score.extend(p);
                 phi
             }
             Method::TreeShap | Method::LogOdds | Method::Occlusion => {
-                probability.extend(model.predict_rows(&rows));
+                score.extend(model.predict_rows(&rows));
                 model
                     .explain_rows(&rows, method)
                     .into_iter()
@@ -187,13 +192,14 @@ pub fn score_batch(
         for phi in contributions.chunks(nf) {
             reasons.extend(top_k(phi, k));
         }
-        reporter.stage("scoring", probability.len(), n);
+        reporter.stage("scoring", score.len(), n);
     }
     Ok(ScoredBatch {
         version,
         threshold,
         method: (k > 0).then(|| model.bulk_method(method)),
-        probability,
+        probability: model.probabilities(&score),
+        score,
         k,
         reasons,
         seconds: start.elapsed().as_secs_f64(),
@@ -229,7 +235,7 @@ pub(crate) fn top_k(phi: &[f64], k: usize) -> impl Iterator<Item = (u16, f64)> +
     best.into_iter().take(len)
 }
 
-/// Writes `user_id,probability,is_spammer,model_version` (+ explanation columns) for
+/// Writes `user_id,probability,is_spammer,model_version,score` (+ explanation columns) for
 /// the rows `order` (all rows in file order when None) to `out`, atomically.
 pub fn write_batch_csv(
     d: &Dataset,
@@ -258,7 +264,7 @@ pub fn batch_csv(d: &Dataset, b: &ScoredBatch, order: Option<&[usize]>) -> Strin
         }
     };
     let mut text = String::with_capacity(order.len() * (40 + b.k * 40));
-    text.push_str("user_id,probability,is_spammer,model_version");
+    text.push_str("user_id,probability,is_spammer,model_version,score");
     if b.method.is_some() {
         text.push_str(",explanation_method");
         for r in 1..=b.k {
@@ -280,11 +286,12 @@ pub fn batch_csv(d: &Dataset, b: &ScoredBatch, order: Option<&[usize]>) -> Strin
     // names this program formats itself (a contribution such as -0.0123 stays a number).
     for &i in order {
         text.push_str(&format!(
-            "{},{},{},{}",
+            "{},{},{},{},{}",
             crate::util::text::csv_cell(&d.user_ids[i]),
             b.probability[i],
             u8::from(b.is_spammer(i)),
-            b.version_of(i)
+            b.version_of(i),
+            b.score[i]
         ));
         if b.method.is_some() {
             text.push(',');

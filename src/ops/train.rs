@@ -134,9 +134,10 @@ impl Prepared<'_> {
         let refs: Vec<&[f64]> = self.columns.iter().map(Vec::as_slice).collect();
         let estimator = recipe.fit(&refs, &self.labels, None, reporter)?;
         let train_seconds = start.elapsed().as_secs_f64();
-        let model = Model {
+        let mut model = Model {
             imputer: self.imputer.clone(),
             estimator,
+            calibration: None,
         };
         // Scored in blocks with progress (KNN takes minutes on a big holdout).
         let test_labels = self.test_set.require_labels()?;
@@ -168,6 +169,8 @@ impl Prepared<'_> {
             )));
         }
         let metrics = Metrics::from_scores(&holdout.labels, &holdout.scores, threshold)?;
+        // Calibrated on the holdout: accounts the model never saw while fitting.
+        model.calibrate(&holdout.scores, &holdout.labels)?;
         Ok(Trained {
             model,
             profiles: self.profiles.clone(),

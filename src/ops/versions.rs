@@ -1,8 +1,10 @@
 //! The steps on the registry's versions that every front-end takes the same way: roll
-//! back (make another version active) and set a version's decision threshold.
+//! back (make another version active), choose and set a version's decision threshold.
 
 use super::error::{Error, Result};
-use crate::store::{Manifest, Registry};
+use crate::eval::threshold::{Criterion, OperatingPoint};
+use crate::model::Model;
+use crate::store::{Holdout, Manifest, Registry};
 
 /// One version as every front-end lists it (`spamscope versions --json`, the service's
 /// `GET /model/versions`, the app's Versions tab).
@@ -103,4 +105,65 @@ mod tests {
         assert_eq!(check_threshold(0.0).unwrap(), 0.0);
         assert_eq!(check_threshold(1.0).unwrap(), 1.0);
     }
+}
+
+/// A threshold chosen for a version on its holdout.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ChosenThreshold {
+    pub version: u32,
+    /// The chosen point: threshold (on the raw score), precision, recall, review load.
+    pub chosen: OperatingPoint,
+    /// The calibrated probability at the chosen threshold (None: the version has no
+    /// calibration).
+    pub probability: Option<f64>,
+    /// The version's saved threshold and what it gives, for comparison.
+    pub current: OperatingPoint,
+}
+
+/// Chooses a threshold for `model` on its `holdout` by `criterion` at `daily_volume`
+/// accounts a day; `current` is the version's saved threshold.
+pub fn choose_threshold(
+    version: u32,
+    model: &Model,
+    holdout: &Holdout,
+    current: f64,
+    criterion: Criterion,
+    daily_volume: f64,
+) -> Result<ChosenThreshold> {
+    use crate::eval::threshold::{at, choose};
+    let chosen = choose(&holdout.labels, &holdout.scores, criterion, daily_volume)?;
+    Ok(ChosenThreshold {
+        version,
+        probability: model
+            .calibration
+            .as_ref()
+            .map(|c| c.apply(chosen.threshold)),
+        current: at(&holdout.labels, &holdout.scores, current, daily_volume)?,
+        chosen,
+    })
+}
+
+/// [`choose_threshold`] for version `v` of the registry (the active one when None),
+/// saved as its threshold when `save`.
+pub fn choose_version_threshold(
+    registry: &Registry,
+    v: Option<u32>,
+    criterion: Criterion,
+    daily_volume: f64,
+    save: bool,
+) -> Result<ChosenThreshold> {
+    let (manifest, model) = registry.load_version(v)?;
+    let holdout = registry.load_holdout(manifest.version)?;
+    let chosen = choose_threshold(
+        manifest.version,
+        &model,
+        &holdout,
+        manifest.threshold,
+        criterion,
+        daily_volume,
+    )?;
+    if save {
+        set_threshold(registry, manifest.version, chosen.chosen.threshold)?;
+    }
+    Ok(chosen)
 }

@@ -41,8 +41,13 @@ pub struct Contribution {
 pub struct PredictResponse {
     /// 1: spammer, 0: legitimate.
     pub prediction: u8,
-    /// Probability of being a spammer.
+    /// Probability of being a spammer, calibrated on the version's held-out accounts
+    /// (the raw score for a version trained before calibration: see `calibrated`).
     pub probability: f64,
+    /// The model's raw score; the verdict is `score > threshold`.
+    pub score: f64,
+    /// Whether `probability` is calibrated.
+    pub calibrated: bool,
     pub is_spammer: bool,
     /// The published risk indicators this account meets.
     pub risk_factors: Vec<RiskFactor>,
@@ -50,7 +55,7 @@ pub struct PredictResponse {
     pub prediction_id: String,
     /// The version that produced this answer.
     pub model_version: u32,
-    /// Strictly above it is a spammer.
+    /// A raw score strictly above it is a spammer.
     pub threshold: f64,
     /// Top contributions by magnitude (`?explain=`).
     pub contributions: Vec<Contribution>,
@@ -514,7 +519,12 @@ pub struct TrafficAccount {
     /// RFC 3339, UTC.
     pub created_at: String,
     pub model_version: u32,
+    /// The calibrated probability when the version is being served (active or in an
+    /// experiment), else the raw score (see `calibrated`).
     pub probability: f64,
+    /// The raw score logged when it was scored.
+    pub score: f64,
+    pub calibrated: bool,
     /// The 51 values `X1`..`X51` as requested (null: missing).
     pub features: Vec<Option<f64>>,
 }

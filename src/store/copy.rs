@@ -415,7 +415,7 @@ fn encode(r: &PredictionRecord, out: &mut Vec<u8>) {
     text(out, Some(&r.id));
     text(out, Some(&r.created_at));
     out.extend(r.version.to_le_bytes());
-    out.extend(real(r.probability));
+    out.extend(real(r.score));
     text(out, Some(&r.caller));
     text(out, r.user_id.as_deref());
     for &x in &r.features {

@@ -234,6 +234,11 @@ pub struct Manifest {
     /// those are forests with `params`.
     #[serde(default)]
     pub recipe: Option<crate::model::recipe::Recipe>,
+    /// How its scores are calibrated (method, holdout, the average account's
+    /// probability), as its model file holds it; None for versions saved before
+    /// calibration existed.
+    #[serde(default)]
+    pub calibration: Option<String>,
 }
 
 impl Manifest {
@@ -1479,6 +1484,7 @@ fn new_manifest(
         gate: new.gate,
         profiles: new.profiles,
         recipe: new.recipe,
+        calibration: new.model.calibration.as_ref().map(|c| c.describe()),
     };
     (manifest, activate)
 }

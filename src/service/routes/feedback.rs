@@ -151,13 +151,13 @@ pub(super) async fn feedback(
                     .manifest(rec.version)
                     .map_err(crate::Error::from)?
                     .threshold;
-                let predicted = crate::eval::verdict::label(rec.probability, threshold);
+                let predicted = crate::eval::verdict::label(rec.score, threshold);
                 let label = actual.unwrap_or(if is_correct { predicted } else { 1 - predicted });
                 let record = crate::store::feedback::NewFeedback {
                     user_id: rec.user_id.as_deref().map(crate::data::UserId::from),
                     features: rec.features,
                     true_label: label,
-                    probability: Some(rec.probability),
+                    probability: Some(rec.score),
                     model_version: Some(rec.version),
                     predicted: Some(predicted),
                     notes,
@@ -200,7 +200,7 @@ pub(super) async fn feedback(
                 user_id: user_id.as_deref().map(crate::data::UserId::from),
                 features: account.values.clone(),
                 true_label: label,
-                probability: Some(p.probability),
+                probability: Some(p.score),
                 model_version: Some(p.version),
                 predicted: Some(u8::from(p.is_spammer)),
                 notes,

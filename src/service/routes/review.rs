@@ -40,6 +40,16 @@ pub(super) async fn review_queue(
         }
     };
     let s2 = s.clone();
+    let (active, running) = (s.active(), s.experiment());
+    // A logged score in probability: through the calibration of its version when that
+    // version is being served.
+    let served = |version: u32| {
+        std::iter::once(active.as_ref())
+            .chain(running.as_deref().map(|r| &r.candidate))
+            .find(|a| a.manifest.version == version)
+            .filter(|a| a.model.calibration.is_some())
+            .map(|a| &a.model)
+    };
     let rows = call
         .read(move || {
             let _ = s2.log.flush();
@@ -51,10 +61,12 @@ pub(super) async fn review_queue(
             .into_iter()
             .map(|r| api::TrafficAccount {
                 user_id: r.user_id.clone().unwrap_or_else(|| r.id.clone()),
+                probability: served(r.version).map_or(r.score, |m| m.probability(r.score)),
+                calibrated: served(r.version).is_some(),
+                score: r.score,
                 prediction_id: r.id,
                 created_at: r.created_at,
                 model_version: r.version,
-                probability: r.probability,
                 features: r
                     .features
                     .iter()

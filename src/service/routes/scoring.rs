@@ -209,6 +209,8 @@ pub(super) fn response(
     PredictResponse {
         prediction: u8::from(p.is_spammer),
         probability: p.probability,
+        score: p.score,
+        calibrated: p.calibrated,
         is_spammer: p.is_spammer,
         risk_factors: p.risk_factors,
         prediction_id: id,
@@ -297,7 +299,7 @@ fn answered(s: &State, out: &PredictResponse, record: PredictionRecord) {
         span.record("spamscope.explanation", m.as_str());
     }
     s.log.append(record);
-    s.metrics.record_prediction(out.probability, out.is_spammer);
+    s.metrics.record_prediction(out.score, out.is_spammer);
 }
 
 /// Scores many accounts on one version (role scorer): a JSON array of `/predict`
@@ -397,8 +399,7 @@ async fn csv_batch(call: &Call<Scorer>, o: Options, bytes: Bytes) -> Result<Resp
                 s2.log.append(r);
             }
             for i in 0..d.n_rows() {
-                s2.metrics
-                    .record_prediction(b.probability[i], b.is_spammer(i));
+                s2.metrics.record_prediction(b.score[i], b.is_spammer(i));
             }
             Ok(crate::ops::score::batch_csv(&d, &b, None))
         })

@@ -59,7 +59,9 @@ pub struct PredictionRecord {
     pub version: u32,
     /// The 51 raw feature values (NaN = missing).
     pub features: Vec<f64>,
-    pub probability: f64,
+    /// The model's raw score (the verdict is `score > threshold`; the column keeps its
+    /// first name, `probability`).
+    pub score: f64,
     /// The token name of whoever asked.
     pub caller: String,
     pub user_id: Option<String>,
@@ -74,6 +76,7 @@ pub struct PredictionRecord {
 pub struct ExperimentTag {
     pub experiment: String,
     pub other_version: u32,
+    /// Its raw score.
     pub other_probability: f64,
 }
 
@@ -83,11 +86,12 @@ pub struct ExperimentTag {
 pub struct ExperimentRow {
     pub id: String,
     pub user_id: Option<String>,
-    /// The version that answered, and its probability.
+    /// The version that answered, and its raw score.
     pub version: u32,
     pub probability: f64,
     /// The version that scored the request beside it.
     pub other_version: u32,
+    /// Its raw score.
     pub other_probability: f64,
 }
 
@@ -356,7 +360,7 @@ fn from_row(r: &rusqlite::Row<'_>) -> Result<PredictionRecord, rusqlite::Error> 
         id: r.get(0)?,
         created_at: r.get(1)?,
         version: r.get(2)?,
-        probability: r.get(3)?,
+        score: r.get(3)?,
         caller: r.get(4)?,
         user_id: r.get(5)?,
         features,
@@ -927,7 +931,7 @@ impl Writer {
                     values.push(r.id.clone().into());
                     values.push(r.created_at.clone().into());
                     values.push(i64::from(r.version).into());
-                    values.push(r.probability.into());
+                    values.push(r.score.into());
                     values.push(r.caller.clone().into());
                     values.push(r.user_id.clone().into());
                     values.extend(
@@ -993,7 +997,7 @@ mod tests {
                     }
                 })
                 .collect(),
-            probability: (i % 100) as f64 / 100.0,
+            score: (i % 100) as f64 / 100.0,
             caller: "svc".into(),
             user_id: i.is_multiple_of(2).then(|| format!("u{i}")),
             experiment: i.is_multiple_of(3).then(|| ExperimentTag {
@@ -1008,7 +1012,7 @@ mod tests {
         assert_eq!(a.id, b.id);
         assert_eq!(a.created_at, b.created_at);
         assert_eq!(a.version, b.version);
-        assert_eq!(a.probability.to_bits(), b.probability.to_bits());
+        assert_eq!(a.score.to_bits(), b.score.to_bits());
         assert_eq!(a.caller, b.caller);
         assert_eq!(a.user_id, b.user_id);
         assert_eq!(a.experiment, b.experiment);
@@ -1100,7 +1104,7 @@ mod tests {
             let t = r.experiment.as_ref().unwrap();
             assert_eq!(row.id, r.id);
             assert_eq!(row.user_id, r.user_id);
-            assert_eq!((row.version, row.probability), (r.version, r.probability));
+            assert_eq!((row.version, row.probability), (r.version, r.score));
             assert_eq!(
                 (row.other_version, row.other_probability),
                 (t.other_version, t.other_probability)
@@ -1130,7 +1134,7 @@ mod tests {
         let r = record(2);
         log.append(r.clone());
         let mut again = r.clone();
-        again.probability = 0.99;
+        again.score = 0.99;
         log.append(again);
         log.flush().unwrap();
         assert_eq!(log.count().unwrap(), 1);
