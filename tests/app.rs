@@ -103,6 +103,16 @@ fn freeze(h: &mut Harness<'_, SpamscopeApp>) {
         }
         app.workbench.cross_validation = Some(std::sync::Arc::new(cv));
     }
+    if let Some(t) = app.workbench.tuning.as_ref() {
+        let mut t = (**t).clone();
+        t.seconds = 6.0;
+        for trial in &mut t.trials {
+            if let Some(c) = trial.cv.as_mut() {
+                c.fit_seconds.mean = 1.0;
+            }
+        }
+        app.workbench.tuning = Some(std::sync::Arc::new(t));
+    }
     h.run_steps(2);
 }
 
@@ -1181,4 +1191,58 @@ fn compare_tab_cross_validates_the_selected_models() {
     // Nothing was registered beyond the first version trained at start.
     let reg = spamscope::store::Registry::open(dir.path()).unwrap();
     assert_eq!(reg.version_numbers().unwrap(), vec![1]);
+}
+
+/// Tune in the Compare tab: a random search over gradient boosting's parameters runs as
+/// a job, every trial lands in the table with its cross-validated average precision,
+/// and "Promote best trial" registers the best one's recipe as the active version.
+#[test]
+fn compare_tab_tunes_and_promotes_the_best_trial() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = harness(dir.path(), None);
+    settle(&mut h);
+    h.get_by_label("Compare models").click();
+    h.run_steps(2);
+    h.get_by_label("gradient boosting").click();
+    h.get_by_role_and_label(Role::SpinButton, "trials")
+        .set_value_accesskit(3.0);
+    h.run_steps(2);
+    h.get_by_label("Tune").click_accesskit();
+    h.run_steps(2);
+    assert!(h.state().workbench.is_training(), "it runs as a job");
+    settle(&mut h);
+    let t = h.state().workbench.tuning.clone().expect("a search");
+    assert_eq!(t.trials.len(), 3);
+    assert_eq!(t.folds, 5, "the toolbar's folds");
+    assert_eq!(t.space, spamscope::ops::tune::Space::Boosting);
+    let best = t.best_trial().unwrap();
+    for trial in &t.trials {
+        assert!(matches!(
+            trial.recipe.spec,
+            spamscope::model::recipe::ModelSpec::Boosted(_)
+        ));
+        assert!(
+            trial.cv.as_ref().unwrap().average_precision.mean
+                <= best.cv.as_ref().unwrap().average_precision.mean
+        );
+    }
+    let ap = &best.cv.as_ref().unwrap().average_precision;
+    assert!(
+        h.query_by_label(&format!("{:.4} ± {:.4}", ap.mean, ap.std))
+            .is_some(),
+        "the table shows the best trial's mean ± std"
+    );
+    h.get_by_label_contains(&format!("{} (best)", best.number));
+    freeze(&mut h);
+    h.snapshot("compare_tune");
+
+    h.get_by_label("Promote best trial").click_accesskit();
+    h.run_steps(2);
+    settle(&mut h);
+    let active = h.state().workbench.active.clone().unwrap();
+    assert_eq!(active.manifest.version, 2);
+    assert_eq!(active.manifest.recipe(), best.recipe);
+    assert!(active.model.calibration.is_some(), "promoted calibrated");
+    let reg = spamscope::store::Registry::open(dir.path()).unwrap();
+    assert_eq!(reg.active().unwrap(), Some(2));
 }

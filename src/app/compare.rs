@@ -1,10 +1,13 @@
 //! "Compare models": the reference report's comparison on the loaded data (one
 //! stratified split): the table with the best-by-F1 and best-by-AUC marked, the ROC
 //! curves overlaid, promotion of any model into the registry, report export; and the
-//! same models cross-validated over k stratified folds (mean ± standard deviation).
+//! same models cross-validated over k stratified folds (mean ± standard deviation);
+//! and a search for the forest's or gradient boosting's best parameters (Tune), every
+//! trial in a table, the best one promotable.
 
 use crate::model::recipe::default_candidates;
 use crate::ops::compare::{Comparison, CrossValidation, OverFolds, Saved};
+use crate::ops::tune::{Space, Tuning};
 use crate::workbench::{JobKind, Workbench};
 use eframe::egui::{self, Color32, RichText};
 use egui_plot::{Legend, Line, Plot, PlotPoints};
@@ -12,8 +15,11 @@ use egui_plot::{Legend, Line, Plot, PlotPoints};
 /// Which candidates to run (by name); all by default.
 pub struct ComparePanel {
     selected: Vec<(String, bool, Option<String>)>,
-    /// Folds of a cross-validation (2-10).
+    /// Folds of a cross-validation or of each tuning trial (2-10).
     folds: usize,
+    /// What a search draws from, and at most how many trials.
+    space: Space,
+    trials: usize,
 }
 
 impl Default for ComparePanel {
@@ -24,6 +30,8 @@ impl Default for ComparePanel {
                 .map(|c| (c.name, true, c.note))
                 .collect(),
             folds: 5,
+            space: Space::Forest,
+            trials: 20,
         }
     }
 }
@@ -49,6 +57,14 @@ impl ComparePanel {
         self.model_choice(ui);
         let action = self.toolbar(ui, wb);
         ui.separator();
+        self.tune_row(ui, wb);
+        if let Some(t) = wb.tuning.clone() {
+            let promote = !wb.is_training() && !wb.is_running(JobKind::Promote);
+            if tuning_table(ui, &t, promote) {
+                wb.promote_tuned();
+            }
+            ui.separator();
+        }
         if let Some(cv) = wb.cross_validation.clone() {
             cv_table(ui, &cv);
             ui.separator();
@@ -153,6 +169,34 @@ impl ComparePanel {
         action
     }
 
+    /// Tune: the search space, the number of trials and the button (the folds are the
+    /// toolbar's).
+    fn tune_row(&mut self, ui: &mut egui::Ui, wb: &mut Workbench) {
+        ui.horizontal(|ui| {
+            ui.label("Tune the parameters of");
+            for (space, name) in [
+                (Space::Forest, "the forest"),
+                (Space::Boosting, "gradient boosting"),
+                (Space::Both, "both"),
+            ] {
+                ui.radio_value(&mut self.space, space, name);
+            }
+            let label = ui.label("trials");
+            ui.add(egui::DragValue::new(&mut self.trials).range(1..=200))
+                .labelled_by(label.id);
+            if ui
+                .add_enabled(
+                    !wb.is_training() && wb.data.is_some(),
+                    egui::Button::new("Tune"),
+                )
+                .on_hover_text("Random search: each trial's parameters drawn from the seed, cross-validated over the folds above and scored by mean average precision (the class is rare); every trial is kept, the best can be promoted")
+                .clicked()
+            {
+                wb.run_tuning(self.space, self.trials, self.folds);
+            }
+        });
+    }
+
     /// The metrics grid: a row per model (best by F1 and by AUC marked, a Promote
     /// button for models of this session's comparison), then the failed models.
     /// Returns the model whose Promote was clicked.
@@ -248,6 +292,86 @@ impl ComparePanel {
 /// The heading and what the comparison does.
 /// The cross-validated table: a row per model, each metric as mean ± standard deviation
 /// over the folds (the best mean ROC-AUC in bold).
+/// Every trial of the search, best first (by mean average precision over the folds);
+/// true when "Promote best trial" was clicked.
+fn tuning_table(ui: &mut egui::Ui, t: &Tuning, can_promote: bool) -> bool {
+    ui.strong(format!(
+        "Tuning: {} trials ({:?}), each over {} stratified folds (seed {}), stopped by {}, {:.0} s; mean ± standard deviation",
+        t.trials.len(),
+        t.space,
+        t.folds,
+        t.seed,
+        t.stopped_by,
+        t.seconds
+    ));
+    let mut order: Vec<usize> = (0..t.trials.len()).collect();
+    let ap = |i: usize| {
+        t.trials[i]
+            .cv
+            .as_ref()
+            .map_or(f64::NEG_INFINITY, |c| c.average_precision.mean)
+    };
+    order.sort_by(|&a, &b| ap(b).total_cmp(&ap(a)));
+    let cell = |ui: &mut egui::Ui, m: &OverFolds, strong: bool| {
+        let text = format!("{:.4} ± {:.4}", m.mean, m.std);
+        ui.label(if strong {
+            RichText::new(text).strong()
+        } else {
+            RichText::new(text)
+        });
+    };
+    egui::ScrollArea::vertical()
+        .id_salt("tuning")
+        .max_height(220.0)
+        .show(ui, |ui| {
+            egui::Grid::new("tuning_table")
+                .striped(true)
+                .show(ui, |ui| {
+                    for h in [
+                        "trial",
+                        "model",
+                        "average precision",
+                        "ROC-AUC",
+                        "F1",
+                        "fit s",
+                    ] {
+                        ui.strong(h);
+                    }
+                    ui.end_row();
+                    for i in order {
+                        let trial = &t.trials[i];
+                        let best = Some(i) == t.best;
+                        ui.label(if best {
+                            format!("{} (best)", trial.number)
+                        } else {
+                            trial.number.to_string()
+                        });
+                        ui.label(&trial.name);
+                        match &trial.cv {
+                            Some(c) => {
+                                cell(ui, &c.average_precision, best);
+                                cell(ui, &c.roc_auc, false);
+                                cell(ui, &c.f1, false);
+                                ui.label(format!("{:.2}", c.fit_seconds.mean));
+                            }
+                            None => {
+                                ui.colored_label(
+                                    Color32::from_rgb(200, 60, 50),
+                                    trial.error.as_deref().unwrap_or("failed"),
+                                );
+                            }
+                        }
+                        ui.end_row();
+                    }
+                });
+        });
+    t.best.is_some()
+        && ui
+            .add_enabled(can_promote, egui::Button::new("Promote best trial"))
+            .on_hover_text("Train the best trial's parameters on the loaded data (the usual holdout, calibrated) and make it the active version")
+            .clicked()
+}
+
 fn cv_table(ui: &mut egui::Ui, cv: &CrossValidation) {
     ui.strong(format!(
         "Cross-validation: {} stratified folds (seed {}), {} accounts, metrics at threshold 0.5, mean ± standard deviation",

@@ -1,8 +1,9 @@
-//! `spamscope compare`: the comparison of model kinds, and promoting one of them.
+//! `spamscope compare`: the comparison of model kinds, and promoting one of them;
+//! `spamscope tune`: the search for a model's best parameters.
 
-use super::CompareArgs;
 use super::input::{load_data, registry, warn};
 use super::output::print_json;
+use super::{CompareArgs, TuneArgs};
 use serde_json::json;
 use spamscope::ops::compare;
 use spamscope::ops::error::Result;
@@ -103,4 +104,61 @@ fn chosen(seed: u64, only: Option<&str>) -> Result<Vec<spamscope::model::recipe:
         .map(|o| o.split(',').map(str::to_string).collect())
         .unwrap_or_default();
     compare::select_candidates(seed, &names)
+}
+
+/// `spamscope tune`: the trials table (best first), and the best trial registered with
+/// `--promote`.
+pub fn tune(args: TuneArgs) -> Result<()> {
+    use spamscope::ops::tune;
+    let cfg = tune::TuneConfig {
+        space: tune::Space::parse(&args.space)?,
+        trials: args.trials,
+        budget: args.time.map(Into::into),
+        folds: args.folds,
+        seed: args.seed,
+    };
+    // The registry is opened first: a bad one fails before minutes of search.
+    let registry = if args.promote {
+        Some(registry(args.registry)?)
+    } else {
+        None
+    };
+    let d = load_data(&args.data)?;
+    warn(&d);
+    let progress = StderrProgress::new();
+    let t = tune::tune(&d, &cfg, &progress)?;
+    let promoted = match &registry {
+        Some(r) => Some(tune::promote_best(r, &d, &t, args.test_fraction, &progress)?.1),
+        None => None,
+    };
+    if args.json {
+        print_json(&json!({
+            "tuning": t,
+            "best_trial": t.best_trial().map(|b| b.number),
+            "promoted_version": promoted.as_ref().map(|m| m.version),
+        }));
+    } else {
+        println!(
+            "{} trials of {} ({:?} space, {} folds, seed {}; stopped by {}) in {:.1} s\n",
+            t.trials.len(),
+            args.trials,
+            t.space,
+            t.folds,
+            t.seed,
+            t.stopped_by,
+            t.seconds
+        );
+        print!("{}", t.markdown());
+        if let Some(m) = &promoted {
+            println!(
+                "\nregistered the best trial ({}) as version {} (active)",
+                m.model_kind(),
+                m.version
+            );
+        }
+    }
+    if let Some(r) = &registry {
+        super::input::log_to_mlflow(r);
+    }
+    Ok(())
 }

@@ -76,6 +76,9 @@ pub enum Command {
     /// Train the comparison's models on one stratified split and print their metrics
     /// (the table is kept in the registry for the Compare tab and reports).
     Compare(CompareArgs),
+    /// Search the forest's (or gradient boosting's) parameters by cross-validated
+    /// average precision; list every trial; register the best one with --promote.
+    Tune(TuneArgs),
     /// Export a report folder: Markdown model card, PNG charts, scored queue (CSV).
     Report(ReportArgs),
     /// Evaluate a registered version on a labelled CSV.
@@ -178,6 +181,37 @@ pub struct CompareArgs {
     /// alone: 5) instead of one split: every metric as mean ± standard deviation.
     #[arg(long, value_name = "K", num_args = 0..=1, default_missing_value = "5")]
     pub folds: Option<usize>,
+    #[arg(long)]
+    pub registry: Option<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct TuneArgs {
+    /// Labelled CSV, or `synthetic` for the built-in data.
+    #[arg(long)]
+    pub data: String,
+    /// What to search: forest, boosting, or both (alternating trials).
+    #[arg(long, default_value = "forest")]
+    pub space: String,
+    /// At most this many trials.
+    #[arg(long, default_value_t = 20)]
+    pub trials: usize,
+    /// Start no trial after this long (e.g. 10m, 1h).
+    #[arg(long)]
+    pub time: Option<humantime::Duration>,
+    /// Stratified folds each trial is cross-validated over.
+    #[arg(long, default_value_t = 3)]
+    pub folds: usize,
+    /// Draws the trials and the folds: the same seed, the same search.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Train the best trial (holdout of --test-fraction) and make it the active version.
+    #[arg(long)]
+    pub promote: bool,
+    #[arg(long, default_value_t = 0.2)]
+    pub test_fraction: f64,
     #[arg(long)]
     pub registry: Option<PathBuf>,
     #[arg(long)]
@@ -567,6 +601,7 @@ pub fn run(cmd: Command) -> Result<()> {
         Command::Serve(a) => serve::run(a),
         Command::Rollback(a) => versions::rollback(a),
         Command::Threshold(a) => versions::threshold(a),
+        Command::Tune(a) => compare::tune(a),
         Command::Feedback(cmd) => feedback::run(cmd),
         Command::Token(cmd) => token::run(cmd),
         Command::Label(cmd) => label::run(cmd),

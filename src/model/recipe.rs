@@ -71,6 +71,32 @@ impl Recipe {
         format!("{kind}{weights}{smote}")
     }
 
+    /// [`Recipe::describe`] with the parameters a search varies (a tuning trial's
+    /// name).
+    pub fn describe_params(&self) -> String {
+        match &self.spec {
+            ModelSpec::Forest(p) => format!(
+                "{}; depth {}, split {}, leaf {}, features {}",
+                self.describe(),
+                p.max_depth
+                    .map_or("unlimited".to_string(), |d| d.to_string()),
+                p.min_samples_split,
+                p.min_samples_leaf,
+                match p.max_features {
+                    MaxFeatures::Sqrt => "sqrt".to_string(),
+                    MaxFeatures::All => "all".to_string(),
+                    MaxFeatures::Count(k) => k.to_string(),
+                }
+            ),
+            ModelSpec::Boosted(p) => format!(
+                "{}{}",
+                self.describe(),
+                if p.balanced { "" } else { ", unweighted" }
+            ),
+            ModelSpec::Baseline(_) => self.describe(),
+        }
+    }
+
     pub fn validate(&self) -> Result<(), FitError> {
         match &self.spec {
             ModelSpec::Forest(p) => Estimate::validate(p)?,

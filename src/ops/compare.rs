@@ -365,9 +365,9 @@ pub fn cross_validate(
 }
 
 /// Stage names prefixed with the candidate's name ("forest 300 trees: trees 12/300").
-struct Prefixed<'a> {
-    inner: &'a dyn Reporter,
-    prefix: &'a str,
+pub(crate) struct Prefixed<'a> {
+    pub(crate) inner: &'a dyn Reporter,
+    pub(crate) prefix: &'a str,
 }
 
 impl Reporter for Prefixed<'_> {

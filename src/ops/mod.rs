@@ -1,6 +1,7 @@
 //! Every step a user can take, once, for every front-end (the app, the command line,
 //! the service): train, score, retrain from feedback, compare and promote, report,
-//! benchmark, run a candidate beside the active version (experiment), send alerts.
+//! benchmark, tune hyperparameters, run a candidate beside the active version
+//! (experiment), send alerts.
 
 pub mod alert;
 pub mod bench;
@@ -19,6 +20,7 @@ pub mod score;
 pub mod settings;
 pub mod train;
 pub mod trust;
+pub mod tune;
 pub mod versions;
 
 pub use error::{Error, Result};

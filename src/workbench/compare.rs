@@ -109,6 +109,94 @@ impl Workbench {
         });
     }
 
+    /// Searches `space`'s parameters over at most `trials` trials, each cross-validated
+    /// over `folds` stratified folds of the loaded data (a job of the Compare kind:
+    /// cancellable); nothing is registered until the best trial is promoted.
+    pub fn run_tuning(&mut self, space: crate::ops::tune::Space, trials: usize, folds: usize) {
+        let Some(data) = self.data.clone() else {
+            self.notices
+                .push(Notice::Error("no data loaded to tune on".into()));
+            return;
+        };
+        if !self.may_train() {
+            return;
+        }
+        let cfg = crate::ops::tune::TuneConfig {
+            space,
+            trials,
+            budget: None,
+            folds,
+            seed: self.config.train.params.seed,
+        };
+        self.spawn(JobKind::Compare, move |ctx| {
+            match crate::ops::tune::tune(&data, &cfg, &ctx.reporter) {
+                Ok(t) => {
+                    let best = t
+                        .best_trial()
+                        .and_then(|b| Some((b.number, b.cv.as_ref()?.average_precision.mean)))
+                        .map(|(n, ap)| format!(", best trial {n} (average precision {ap:.4})"))
+                        .unwrap_or_default();
+                    ctx.info(format!(
+                        "tuning finished: {} trials over {} folds{best}",
+                        t.trials.len(),
+                        t.folds
+                    ));
+                    ctx.send(Msg::Tuned(Arc::new(t)));
+                }
+                Err(e) => ctx.failed(e, "tuning cancelled", "tuning failed"),
+            }
+        });
+    }
+
+    /// Trains the last search's best trial on the loaded data and registers it as the
+    /// active version.
+    pub fn promote_tuned(&mut self) {
+        if self.refused_on_team("versions are promoted on the team's service") {
+            return;
+        }
+        let (Some(registry), Some(tuning), Some(data)) = (
+            self.registry.clone(),
+            self.tuning.clone(),
+            self.data.clone(),
+        ) else {
+            self.notices
+                .push(Notice::Error("tune on the loaded data first".into()));
+            return;
+        };
+        if self.is_running(JobKind::Promote) || !self.may_train() {
+            return;
+        }
+        let test_fraction = self.config.train.test_fraction;
+        self.spawn(JobKind::Promote, move |ctx| {
+            match crate::ops::tune::promote_best(
+                &registry,
+                &data,
+                &tuning,
+                test_fraction,
+                &ctx.reporter,
+            ) {
+                Ok((t, manifest)) => {
+                    let v = manifest.version;
+                    ctx.send(Msg::Model(ActiveModel {
+                        manifest,
+                        model: Arc::new(t.model),
+                        holdout: Some(Arc::new(t.holdout)),
+                    }));
+                    ctx.info(format!(
+                        "the best trial was registered as version {v} and activated"
+                    ));
+                    ctx.log_to_mlflow(&registry);
+                }
+                Err(e) => ctx.failed(
+                    e,
+                    "promotion cancelled",
+                    "the best trial was not registered",
+                ),
+            }
+            send_versions(ctx, &registry);
+        });
+    }
+
     /// Registers the compared model `name` as a new version and activates it.
     pub fn promote(&mut self, name: &str) {
         if self.refused_on_team("versions are promoted on the team's service") {

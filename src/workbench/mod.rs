@@ -166,6 +166,8 @@ pub struct Workbench {
     pub saved_comparison: Option<Arc<Saved>>,
     /// This session's last cross-validation of the comparison's models.
     pub cross_validation: Option<Arc<crate::ops::compare::CrossValidation>>,
+    /// The last hyperparameter search of this session.
+    pub tuning: Option<Arc<crate::ops::tune::Tuning>>,
     /// The last report folder written.
     pub last_report: Option<PathBuf>,
     /// The active version is damaged (until a version loads again).
@@ -224,6 +226,7 @@ impl Workbench {
             comparison: None,
             saved_comparison: None,
             cross_validation: None,
+            tuning: None,
             last_report: None,
             damaged: None,
             moderator: None,

@@ -42,6 +42,7 @@ pub(super) enum Msg {
     Agreement(Vec<AgreementPoint>),
     /// A finished cross-validation of the comparison's models.
     CrossValidated(Arc<crate::ops::compare::CrossValidation>),
+    Tuned(Arc<crate::ops::tune::Tuning>),
     /// A finished comparison (with its models) and the data it ran on.
     Compared(Arc<Comparison>, Arc<Dataset>, Arc<Saved>),
     /// The registry's latest saved comparison (table and curves, no models).
@@ -138,6 +139,7 @@ impl Workbench {
                 }
                 Msg::Agreement(a) => self.agreement = a,
                 Msg::CrossValidated(cv) => self.cross_validation = Some(cv),
+                Msg::Tuned(t) => self.tuning = Some(t),
                 Msg::Compared(c, d, saved) => {
                     self.comparison = Some((c, d));
                     self.saved_comparison = Some(saved);
