@@ -1203,7 +1203,7 @@ fn compare_tab_tunes_and_promotes_the_best_trial() {
     settle(&mut h);
     h.get_by_label("Compare models").click();
     h.run_steps(2);
-    h.get_by_label("gradient boosting").click();
+    h.get_by_label("boosting").click();
     h.get_by_role_and_label(Role::SpinButton, "trials")
         .set_value_accesskit(3.0);
     h.run_steps(2);

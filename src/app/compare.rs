@@ -176,7 +176,7 @@ impl ComparePanel {
             ui.label("Tune the parameters of");
             for (space, name) in [
                 (Space::Forest, "the forest"),
-                (Space::Boosting, "gradient boosting"),
+                (Space::Boosting, "boosting"),
                 (Space::Both, "both"),
             ] {
                 ui.radio_value(&mut self.space, space, name);
