@@ -735,6 +735,11 @@ mod tests {
             ModelSpec::Baseline(BaselineSpec::GaussianNb),
             ModelSpec::Baseline(BaselineSpec::BernoulliNb { binarize: 0.0 }),
             ModelSpec::Baseline(BaselineSpec::Knn { k: 5, sample: 500 }),
+            ModelSpec::Baseline(BaselineSpec::Ridge { alpha: 1.0 }),
+            ModelSpec::Baseline(BaselineSpec::Sgd {
+                alpha: 1e-4,
+                epochs: 50,
+            }),
             ModelSpec::Boosted(BoostParams {
                 iterations: 20,
                 ..BoostParams::default()

@@ -56,11 +56,16 @@ impl Recipe {
             ModelSpec::Baseline(BaselineSpec::Knn { k, sample }) => {
                 format!("KNN (k = {k}, {sample} sampled rows)")
             }
+            ModelSpec::Baseline(BaselineSpec::Ridge { .. }) => "Ridge classifier".into(),
+            ModelSpec::Baseline(BaselineSpec::Sgd { .. }) => "SGD classifier (hinge)".into(),
             ModelSpec::Boosted(p) => format!("gradient boosting ({})", p.describe()),
         };
         let weights = match &self.spec {
             ModelSpec::Forest(p) if p.class_weight == ClassWeight::Balanced => ", balanced weights",
             ModelSpec::Boosted(p) if p.balanced => ", balanced weights",
+            ModelSpec::Baseline(BaselineSpec::Ridge { .. } | BaselineSpec::Sgd { .. }) => {
+                ", balanced weights"
+            }
             _ => "",
         };
         let smote = if self.smote_k.is_some() {
@@ -279,6 +284,34 @@ pub fn default_candidates(seed: u64) -> Vec<Candidate> {
             }),
             None,
             Some(KNN_NOTE),
+        ),
+        c(
+            "KNN (k = 10)",
+            ModelSpec::Baseline(BaselineSpec::Knn {
+                k: 10,
+                sample: KNN_SAMPLE,
+            }),
+            None,
+            Some(KNN_NOTE),
+        ),
+        c(
+            "Ridge classifier",
+            ModelSpec::Baseline(BaselineSpec::Ridge { alpha: 1.0 }),
+            None,
+            Some(
+                "fitted by spamscope (least squares on ±1 targets, standardised features, alpha 1, balanced weights); score = logistic of the decision value",
+            ),
+        ),
+        c(
+            "SGD classifier",
+            ModelSpec::Baseline(BaselineSpec::Sgd {
+                alpha: 1e-4,
+                epochs: 50,
+            }),
+            None,
+            Some(
+                "fitted by spamscope (hinge loss, L2 alpha 1e-4, optimal learning rate, standardised features, balanced weights); score = logistic of the decision value",
+            ),
         ),
     ]
 }
