@@ -1324,7 +1324,7 @@ impl Registry {
                 {
                     return Ok(Some(Exclusive {
                         _file: None,
-                        _session: Some(Box::new(c)),
+                        _session: Some((Box::new(c), name.to_string())),
                     }));
                 }
                 if start.elapsed() >= wait {
@@ -1385,9 +1385,24 @@ fn check_comparison_id(id: &str) -> Result<(), StoreError> {
 
 /// A task only one process runs at a time ([`Registry::exclusive`]), while this lives.
 pub struct Exclusive {
-    /// The locked file (a folder registry), or the session holding the advisory lock.
+    /// The locked file (a folder registry), or the session holding the advisory lock
+    /// and the lock's name.
     _file: Option<File>,
-    _session: Option<Box<postgres::Client>>,
+    _session: Option<(Box<postgres::Client>, String)>,
+}
+
+impl Drop for Exclusive {
+    /// The advisory lock is given up before its session closes: a closed connection
+    /// frees it too, but only once the server has noticed, so another process asking
+    /// at once could still find it held. (A killed process's lock goes with its
+    /// session.)
+    fn drop(&mut self) {
+        if let Some((c, name)) = self._session.as_mut()
+            && let Err(e) = pg::registry::named_unlock(c.as_mut(), name)
+        {
+            tracing::debug!("giving up the task lock {name}: {e}");
+        }
+    }
 }
 
 /// `bytes` when their SHA-256 is the one `file` names; else a checksum error at `place`.
