@@ -2796,3 +2796,34 @@ async fn the_dashboard_and_rules_name_only_exported_metrics() {
             .contains("spamscope_nonexistent_total")
     );
 }
+
+/// A version saved before calibration existed (its model file has no calibration, its
+/// manifest says none) keeps answering: `probability` is its score, and `calibrated`
+/// says it is not a probability.
+#[tokio::test]
+async fn a_version_without_calibration_keeps_answering_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Registry::open(dir.path()).unwrap();
+    let data = default_dataset(DATA);
+    let cfg = TrainConfig {
+        params: ForestParams {
+            n_trees: 10,
+            max_depth: Some(10),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let mut trained = train(&data, None, &cfg, &NoProgress).unwrap();
+    trained.model.calibration = None;
+    trained.register(&reg, &data, &cfg, true).unwrap();
+    let (manifest, model) = reg.load_active().unwrap();
+    assert!(model.calibration.is_none() && manifest.calibration.is_none());
+    let s = state(&reg, Limits::default());
+    let (req, row) = features(3);
+    let r = post(&s, "/predict", &req).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["calibrated"], json!(false));
+    let score = model.predict_one(&row);
+    assert_eq!(r.body["score"].as_f64().unwrap(), score);
+    assert_eq!(r.body["probability"].as_f64().unwrap(), score);
+}

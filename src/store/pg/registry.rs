@@ -195,9 +195,10 @@ pub fn try_named_lock(c: &mut impl GenericClient, name: &str) -> Result<bool, po
 
 /// Gives up the advisory lock [`try_named_lock`] took on this session.
 pub fn named_unlock(c: &mut impl GenericClient, name: &str) -> Result<bool, postgres::Error> {
-    Ok(c
-        .query_one("SELECT pg_advisory_unlock(hashtext($1))", &[&name])?
-        .get(0))
+    Ok(
+        c.query_one("SELECT pg_advisory_unlock(hashtext($1))", &[&name])?
+            .get(0),
+    )
 }
 
 /// Announces a change on [`CHANNEL`] (delivered when the transaction commits).
