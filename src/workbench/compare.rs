@@ -177,11 +177,7 @@ impl Workbench {
             ) {
                 Ok((t, manifest)) => {
                     let v = manifest.version;
-                    ctx.send(Msg::Model(ActiveModel {
-                        manifest,
-                        model: Arc::new(t.model),
-                        holdout: Some(Arc::new(t.holdout)),
-                    }));
+                    ctx.send(Msg::Model(ActiveModel::trained(manifest, t)));
                     ctx.info(format!(
                         "the best trial was registered as version {v} and activated"
                     ));

@@ -102,6 +102,17 @@ pub struct ActiveModel {
     pub holdout: Option<Arc<Holdout>>,
 }
 
+impl ActiveModel {
+    /// A version just trained and registered as `manifest`.
+    pub(crate) fn trained(manifest: Manifest, t: crate::ops::train::Trained) -> ActiveModel {
+        ActiveModel {
+            manifest,
+            model: Arc::new(t.model),
+            holdout: Some(Arc::new(t.holdout)),
+        }
+    }
+}
+
 /// Something the user should read: an error, or the result of an action.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Notice {

@@ -10,7 +10,6 @@ use crate::data::Dataset;
 use crate::ops::train::{TrainConfig, train_and_register};
 use crate::store::Registry;
 use crate::util::progress::Reporter;
-use std::sync::Arc;
 
 impl Workbench {
     /// Retrains from feedback now (one retrain at a time); the candidate becomes
@@ -189,14 +188,10 @@ pub(super) fn train_new_version(
     match train_and_register(registry, data, None, cfg, &ctx.reporter) {
         Ok((t, manifest)) => {
             let v = manifest.version;
-            ctx.send(Msg::Model(ActiveModel {
-                manifest,
-                model: Arc::new(t.model),
-                holdout: Some(Arc::new(t.holdout)),
-            }));
+            let seconds = t.train_seconds;
+            ctx.send(Msg::Model(ActiveModel::trained(manifest, t)));
             ctx.info(format!(
-                "version {v} trained in {:.1} s and activated",
-                t.train_seconds
+                "version {v} trained in {seconds:.1} s and activated"
             ));
             ctx.log_to_mlflow(registry);
         }
