@@ -753,7 +753,7 @@ fn compare_tab_runs_models_promotes_one_and_exports_a_report() {
         .clone()
         .expect("a comparison");
     let names: Vec<&str> = saved.rows.iter().map(|r| r.name.as_str()).collect();
-    assert_eq!(names.len(), 11, "{names:?} failed: {:?}", saved.failed);
+    assert_eq!(names.len(), 12, "{names:?} failed: {:?}", saved.failed);
     assert!(!names.contains(&"KNN (k = 5)") && !names.contains(&"forest 100 + SMOTE"));
     assert!(names.contains(&"Ridge classifier") && names.contains(&"SGD classifier"));
     let best_auc = saved.best_auc.clone().unwrap();

@@ -1037,7 +1037,7 @@ fn compare_every_model_promote_one_and_export_a_report() {
     let names: Vec<&str> = models.iter().map(|m| m["name"].as_str().unwrap()).collect();
     assert_eq!(
         names.len(),
-        14,
+        15,
         "every candidate trains: {names:?}, failed {}",
         out["failed"]
     );
@@ -1065,6 +1065,7 @@ fn compare_every_model_promote_one_and_export_a_report() {
     assert!(get("forest 300 trees", "roc_auc") > 0.85);
     assert!(get("logistic regression", "roc_auc") > 0.8);
     assert!(get("Ridge classifier", "roc_auc") > 0.8);
+    assert!(get("Bagging (10 forests of 100)", "roc_auc") > 0.85);
     assert!(get("SGD classifier", "roc_auc") > 0.8);
     assert!(get("decision tree", "roc_auc") < get("forest 300 trees", "roc_auc"));
     // The marks point at the maxima.

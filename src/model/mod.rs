@@ -736,6 +736,13 @@ mod tests {
             ModelSpec::Baseline(BaselineSpec::BernoulliNb { binarize: 0.0 }),
             ModelSpec::Baseline(BaselineSpec::Knn { k: 5, sample: 500 }),
             ModelSpec::Baseline(BaselineSpec::Ridge { alpha: 1.0 }),
+            ModelSpec::Bagged {
+                forest: ForestParams {
+                    n_trees: 5,
+                    ..ForestParams::default()
+                },
+                estimators: 3,
+            },
             ModelSpec::Baseline(BaselineSpec::Sgd {
                 alpha: 1e-4,
                 epochs: 50,

@@ -18,6 +18,15 @@ pub enum ModelSpec {
     Baseline(BaselineSpec),
     /// Histogram gradient boosting.
     Boosted(BoostParams),
+    /// scikit-learn's `BaggingClassifier` of a forest: `estimators` forests, each fitted
+    /// on its own bootstrap sample of the rows (drawn as row counts from the recipe's
+    /// seed), averaged. The result is one forest of all their trees (equal tree counts,
+    /// so the mean over trees is the mean of the forests), explained exactly by
+    /// TreeSHAP.
+    Bagged {
+        forest: ForestParams,
+        estimators: usize,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -59,9 +68,16 @@ impl Recipe {
             ModelSpec::Baseline(BaselineSpec::Ridge { .. }) => "Ridge classifier".into(),
             ModelSpec::Baseline(BaselineSpec::Sgd { .. }) => "SGD classifier (hinge)".into(),
             ModelSpec::Boosted(p) => format!("gradient boosting ({})", p.describe()),
+            ModelSpec::Bagged { forest, estimators } => format!(
+                "bagging of {estimators} random forests, {} trees each",
+                forest.n_trees
+            ),
         };
         let weights = match &self.spec {
             ModelSpec::Forest(p) if p.class_weight == ClassWeight::Balanced => ", balanced weights",
+            ModelSpec::Bagged { forest, .. } if forest.class_weight == ClassWeight::Balanced => {
+                ", balanced weights"
+            }
             ModelSpec::Boosted(p) if p.balanced => ", balanced weights",
             ModelSpec::Baseline(BaselineSpec::Ridge { .. } | BaselineSpec::Sgd { .. }) => {
                 ", balanced weights"
@@ -98,7 +114,7 @@ impl Recipe {
                 self.describe(),
                 if p.balanced { "" } else { ", unweighted" }
             ),
-            ModelSpec::Baseline(_) => self.describe(),
+            ModelSpec::Baseline(_) | ModelSpec::Bagged { .. } => self.describe(),
         }
     }
 
@@ -107,6 +123,14 @@ impl Recipe {
             ModelSpec::Forest(p) => Estimate::validate(p)?,
             ModelSpec::Baseline(b) => Estimate::validate(&BaselineFit { spec: b, seed: 0 })?,
             ModelSpec::Boosted(p) => Estimate::validate(p)?,
+            ModelSpec::Bagged { forest, estimators } => {
+                Estimate::validate(forest)?;
+                if !(1..=100).contains(estimators) {
+                    return Err(FitError::Invalid(format!(
+                        "bagging needs 1 to 100 estimators, got {estimators}"
+                    )));
+                }
+            }
         }
         if self.smote_k == Some(0) {
             return Err(FitError::Invalid("SMOTE needs at least 1 neighbour".into()));
@@ -160,6 +184,13 @@ impl Recipe {
             ModelSpec::Boosted(p) => {
                 Estimator::Boosted(Estimate::fit(p, &columns, labels, weights, reporter)?)
             }
+            ModelSpec::Bagged { forest, estimators } => Estimator::Forest(bag(
+                forest,
+                *estimators,
+                self.seed,
+                (&columns, labels, weights),
+                reporter,
+            )?),
             ModelSpec::Baseline(spec) => {
                 let b = BaselineFit {
                     spec,
@@ -169,6 +200,56 @@ impl Recipe {
             }
         })
     }
+}
+
+/// Fits `estimators` forests, each on a bootstrap sample of the rows (row counts as
+/// weights, times the given weights), and joins their trees into one forest.
+fn bag(
+    params: &ForestParams,
+    estimators: usize,
+    seed: u64,
+    (columns, labels, weights): (&[&[f64]], &[u8], Option<&[f64]>),
+    reporter: &dyn Reporter,
+) -> Result<crate::model::forest::Forest, FitError> {
+    let n = labels.len();
+    let mut trees = Vec::new();
+    let mut importance = vec![0.0; columns.len()];
+    for k in 0..estimators {
+        reporter.check()?;
+        let mut rng =
+            crate::util::rng::SplitMix64::for_task(seed ^ 0x6261_6767_696e_6721, k as u64);
+        let mut w = vec![0.0; n];
+        for _ in 0..n {
+            w[rng.below(n)] += 1.0;
+        }
+        if let Some(given) = weights {
+            w.iter_mut().zip(given).for_each(|(a, b)| *a *= b);
+        }
+        let p = ForestParams {
+            seed: params.seed.wrapping_add(k as u64),
+            ..params.clone()
+        };
+        let prefix = format!("bag {}/{estimators}", k + 1);
+        let f = Estimate::fit(
+            &p,
+            columns,
+            labels,
+            Some(&w),
+            &crate::util::progress::Prefixed {
+                inner: reporter,
+                prefix: &prefix,
+            },
+        )?;
+        for (a, b) in importance.iter_mut().zip(&f.importance) {
+            *a += b / estimators as f64;
+        }
+        trees.extend(f.trees);
+    }
+    Ok(crate::model::forest::Forest {
+        n_features: columns.len(),
+        trees,
+        importance,
+    })
 }
 
 /// One entry of the model comparison.
@@ -286,6 +367,17 @@ pub fn default_candidates(seed: u64) -> Vec<Candidate> {
             Some(KNN_NOTE),
         ),
         c(
+            "Bagging (10 forests of 100)",
+            ModelSpec::Bagged {
+                forest: forest(100),
+                estimators: 10,
+            },
+            None,
+            Some(
+                "scikit-learn's BaggingClassifier defaults (10 estimators, bootstrap) of the 100-tree balanced forest; one forest of 1,000 trees, explained by TreeSHAP",
+            ),
+        ),
+        c(
             "KNN (k = 10)",
             ModelSpec::Baseline(BaselineSpec::Knn {
                 k: 10,
@@ -320,3 +412,60 @@ pub fn default_candidates(seed: u64) -> Vec<Candidate> {
 /// full training set (367k rows) would take hours to score.
 pub const KNN_SAMPLE: usize = 20_000;
 const KNN_NOTE: &str = "smartcore cover tree; fitted on a stratified sample of 20,000 training rows (scoring against all rows is too slow)";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::preprocess::Imputer;
+    use crate::data::synth::{SynthParams, default_dataset};
+    use crate::util::progress::NoProgress;
+
+    #[test]
+    fn bagging_joins_forests_fitted_on_their_own_bootstrap_samples() {
+        let d = default_dataset(SynthParams {
+            rows: 2000,
+            seed: 2,
+        });
+        let idx: Vec<usize> = (0..d.n_rows()).collect();
+        let cols = Imputer::fit(&d.columns, &idx).transform_columns(&d.columns, &idx);
+        let refs: Vec<&[f64]> = cols.iter().map(Vec::as_slice).collect();
+        let y = d.labels.as_ref().unwrap();
+        let forest = ForestParams {
+            n_trees: 4,
+            max_depth: Some(6),
+            ..ForestParams::default()
+        };
+        let recipe = |estimators| Recipe {
+            spec: ModelSpec::Bagged {
+                forest: forest.clone(),
+                estimators,
+            },
+            smote_k: None,
+            seed: 5,
+        };
+        let fit = |r: &Recipe| match r.fit(&refs, y, None, &NoProgress).unwrap() {
+            Estimator::Forest(f) => f,
+            other => panic!("{other:?}"),
+        };
+        let bagged = fit(&recipe(3));
+        assert_eq!(bagged.trees.len(), 12);
+        assert!((bagged.importance.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+        assert_eq!(bagged, fit(&recipe(3)), "seeded");
+        // The first bag's trees are not a plain forest's: their rows were resampled.
+        let plain = fit(&Recipe::forest(ForestParams {
+            seed: forest.seed,
+            ..forest.clone()
+        }));
+        assert_ne!(bagged.trees[..4], plain.trees[..]);
+        assert_eq!(
+            bagged.trees[..4],
+            fit(&recipe(1)).trees[..],
+            "bag 1 is bag 1"
+        );
+        assert!(recipe(0).validate().is_err() && recipe(101).validate().is_err());
+        assert_eq!(
+            recipe(10).describe(),
+            "bagging of 10 random forests, 4 trees each, balanced weights"
+        );
+    }
+}

@@ -7,7 +7,7 @@ use crate::model::recipe::Candidate;
 use crate::ops::error::Result;
 use crate::ops::train::{TrainConfig, Trained, prepare};
 use crate::store::{Document, Registry};
-use crate::util::progress::Reporter;
+use crate::util::progress::{Prefixed, Reporter};
 use serde::{Deserialize, Serialize};
 
 /// One candidate's outcome.
@@ -362,22 +362,6 @@ pub fn cross_validate(
         rows,
         failed: failures,
     })
-}
-
-/// Stage names prefixed with the candidate's name ("forest 300 trees: trees 12/300").
-pub(crate) struct Prefixed<'a> {
-    pub(crate) inner: &'a dyn Reporter,
-    pub(crate) prefix: &'a str,
-}
-
-impl Reporter for Prefixed<'_> {
-    fn stage(&self, stage: &str, done: usize, total: usize) {
-        self.inner
-            .stage(&format!("{}: {stage}", self.prefix), done, total);
-    }
-    fn cancelled(&self) -> bool {
-        self.inner.cancelled()
-    }
 }
 
 /// A comparison as kept in the registry (`comparisons/latest.json`) for reports and

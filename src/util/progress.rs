@@ -69,3 +69,20 @@ impl Reporter for StderrProgress {
         }
     }
 }
+
+/// Stage names prefixed with what they belong to ("forest 300 trees: trees 12/300",
+/// "bag 2/10: trees 40/100").
+pub struct Prefixed<'a> {
+    pub inner: &'a dyn Reporter,
+    pub prefix: &'a str,
+}
+
+impl Reporter for Prefixed<'_> {
+    fn stage(&self, stage: &str, done: usize, total: usize) {
+        self.inner
+            .stage(&format!("{}: {stage}", self.prefix), done, total);
+    }
+    fn cancelled(&self) -> bool {
+        self.inner.cancelled()
+    }
+}
