@@ -304,14 +304,7 @@ fn tuning_table(ui: &mut egui::Ui, t: &Tuning, can_promote: bool) -> bool {
         t.stopped_by,
         t.seconds
     ));
-    let mut order: Vec<usize> = (0..t.trials.len()).collect();
-    let ap = |i: usize| {
-        t.trials[i]
-            .cv
-            .as_ref()
-            .map_or(f64::NEG_INFINITY, |c| c.average_precision.mean)
-    };
-    order.sort_by(|&a, &b| ap(b).total_cmp(&ap(a)));
+    let order = t.ranked();
     let cell = |ui: &mut egui::Ui, m: &OverFolds, strong: bool| {
         let text = format!("{:.4} ± {:.4}", m.mean, m.std);
         ui.label(if strong {

@@ -19,8 +19,10 @@ pub fn band_color(p: f64) -> Color32 {
     }
 }
 
-/// Draws the gauge; `probability` and `threshold` in 0..=1.
-pub fn gauge(ui: &mut egui::Ui, probability: f64, threshold: f64) -> egui::Response {
+/// Draws the gauge; `probability` and `threshold` in 0..=1. `spammer` is the verdict,
+/// decided by the caller on the raw score (a calibration flat around the threshold can
+/// map a score above it to the threshold's own probability).
+pub fn gauge(ui: &mut egui::Ui, probability: f64, threshold: f64, spammer: bool) -> egui::Response {
     let size = vec2(340.0, 190.0);
     let (resp, painter) = ui.allocate_painter(size, Sense::hover());
     let rect = resp.rect;
@@ -82,7 +84,7 @@ pub fn gauge(ui: &mut egui::Ui, probability: f64, threshold: f64) -> egui::Respo
         FontId::proportional(30.0),
         band_color(probability),
     );
-    let (verdict, color) = if crate::eval::verdict::is_spam(probability, threshold) {
+    let (verdict, color) = if spammer {
         ("Likely spammer", RED)
     } else {
         ("Likely legitimate", GREEN)
@@ -90,7 +92,7 @@ pub fn gauge(ui: &mut egui::Ui, probability: f64, threshold: f64) -> egui::Respo
     painter.text(
         center + vec2(0.0, 24.0),
         Align2::CENTER_CENTER,
-        format!("{verdict} at threshold {:.0}%", threshold * 100.0),
+        format!("{verdict} at threshold {:.1}%", threshold * 100.0),
         FontId::proportional(15.0),
         color,
     );

@@ -159,7 +159,12 @@ impl ScorePanel {
                     ui.vertical_centered(|ui| {
                         // The gauge reads in probability: the threshold is shown where
                         // the calibration puts it.
-                        gauge::gauge(ui, probability, active.model.probability(threshold));
+                        gauge::gauge(
+                            ui,
+                            probability,
+                            active.model.probability(threshold),
+                            crate::eval::verdict::is_spam(score, threshold),
+                        );
                         ui.label(
                             RichText::new(format!(
                                 "Spam probability: {:.1}% (version {})",

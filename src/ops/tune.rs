@@ -98,10 +98,16 @@ impl Tuning {
         self.best.map(|i| &self.trials[i])
     }
 
-    /// The trials table in Markdown, best first.
-    pub fn markdown(&self) -> String {
+    /// Indices of the trials by decreasing mean average precision (failed ones last).
+    pub fn ranked(&self) -> Vec<usize> {
         let mut order: Vec<usize> = (0..self.trials.len()).collect();
         order.sort_by(|&a, &b| ap_of(&self.trials[b]).total_cmp(&ap_of(&self.trials[a])));
+        order
+    }
+
+    /// The trials table in Markdown, best first.
+    pub fn markdown(&self) -> String {
+        let order = self.ranked();
         let mut s = String::from(
             "| trial | model | average precision | ROC-AUC | F1 | fit s |\n|---:|---|---:|---:|---:|---:|\n",
         );
