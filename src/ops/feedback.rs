@@ -16,7 +16,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// One feedback record per row of `rows`: the account's values from `data`, its true
-/// label from `label`, and, when the rows were scored, the model's probability, version
+/// label from `label`, and, when the rows were scored, the model's raw score, version
 /// and verdict from `scored` (indexed like `data`).
 pub fn records(
     data: &Dataset,

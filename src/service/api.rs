@@ -485,7 +485,8 @@ pub struct AccountReview {
     pub label: u8,
     /// RFC 3339, UTC.
     pub created_at: String,
-    /// The model's verdict (1/0), probability and version when the feedback was given.
+    /// The model's verdict (1/0), raw score (the verdict is `score > threshold`; the
+    /// field keeps the reference's name) and version when the feedback was given.
     pub model_verdict: Option<u8>,
     pub probability: Option<f64>,
     pub model_version: Option<u32>,

@@ -141,7 +141,8 @@ pub struct NewFeedback {
     /// The 51 raw values as the moderator saw them (NaN = missing).
     pub features: Vec<f64>,
     pub true_label: u8,
-    /// The model's probability, version and verdict when the feedback was given.
+    /// The model's raw score (its verdict is `score > threshold`; the field keeps its
+    /// first name), version and verdict when the feedback was given.
     pub probability: Option<f64>,
     pub model_version: Option<u32>,
     pub predicted: Option<u8>,
