@@ -10,6 +10,16 @@ pub struct Imputer {
     pub medians: Vec<f64>,
 }
 
+/// scikit-learn's "balanced" class weights, `n / (2 * count(class))` for (legitimate,
+/// spammer), from the two class counts (an empty class counts as one).
+pub fn balanced_weights(negatives: usize, positives: usize) -> [f64; 2] {
+    let n = (negatives + positives) as f64;
+    [
+        n / (2.0 * negatives.max(1) as f64),
+        n / (2.0 * positives.max(1) as f64),
+    ]
+}
+
 /// Median of the non-missing values (mean of the two middle ones for an even count,
 /// as numpy); 0 when every value is missing.
 pub fn median(values: &[f64]) -> f64 {

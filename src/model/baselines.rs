@@ -294,11 +294,7 @@ impl BaselineSpec {
         let kind = match *self {
             BaselineSpec::Logistic { alpha } => {
                 let st = Standardizer::fit(columns);
-                let z: Vec<Vec<f64>> = columns
-                    .iter()
-                    .enumerate()
-                    .map(|(f, c)| c.iter().map(|&v| st.z(f, v)).collect())
-                    .collect();
+                let z = standardised(columns, &st);
                 let x = matrix(&z, n)?;
                 drop(z);
                 let params =
@@ -394,11 +390,10 @@ impl BaselineSpec {
     }
 }
 
-/// scikit-learn's "balanced" class weights: `n / (2 n_c)`.
+/// scikit-learn's "balanced" class weights of `labels`.
 fn balanced_weights(labels: &[u8]) -> [f64; 2] {
-    let n = labels.len() as f64;
-    let pos = labels.iter().filter(|&&l| l == 1).count() as f64;
-    [n / (2.0 * (n - pos).max(1.0)), n / (2.0 * pos.max(1.0))]
+    let pos = labels.iter().filter(|&&l| l == 1).count();
+    crate::data::preprocess::balanced_weights(labels.len() - pos, pos)
 }
 
 /// The standardised columns (row `i` of feature `f` at `z[f][i]`).

@@ -142,10 +142,7 @@ impl Boosted {
         let y: Vec<f64> = labels.iter().map(|&l| f64::from(l)).collect();
         let pos = labels.iter().filter(|&&l| l == 1).count();
         let class_w = if p.balanced && pos > 0 && pos < n {
-            [
-                n as f64 / (2.0 * (n - pos) as f64),
-                n as f64 / (2.0 * pos as f64),
-            ]
+            crate::data::preprocess::balanced_weights(n - pos, pos)
         } else {
             [1.0, 1.0]
         };

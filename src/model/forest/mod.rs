@@ -219,10 +219,9 @@ impl ForestParams {
             return Err(ForestError::OneClass(if counts[0] == 0 { 1 } else { 0 }));
         }
         let class_w = match self.class_weight {
-            ClassWeight::Balanced => [
-                n as f64 / (2.0 * counts[0] as f64),
-                n as f64 / (2.0 * counts[1] as f64),
-            ],
+            ClassWeight::Balanced => {
+                crate::data::preprocess::balanced_weights(counts[0], counts[1])
+            }
             ClassWeight::None => [1.0, 1.0],
         };
 
