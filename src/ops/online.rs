@@ -209,15 +209,17 @@ fn retrain_claimed(
         let l = test_set.require_labels()?;
         split.test.iter().map(|&i| l[i]).collect()
     };
-    let scores = fitted.model.predict_dataset(test_set, Some(&split.test));
-    fitted.model.calibrate(&scores, &test_labels)?;
+    // The candidate's holdout scores: its calibration's data, then the gate's.
+    let cand_scores = fitted.model.predict_dataset(test_set, Some(&split.test));
+    fitted.model.calibrate(&cand_scores, &test_labels)?;
 
     reporter.stage("evaluating", 0, 1);
     let gate = run_gate(
         cfg,
         active_manifest.threshold,
         (active_model, &fitted.model),
-        (test_set, &split.test),
+        (test_set, &split.test, test_labels),
+        cand_scores,
         &feedback.holdout,
     )?;
 
@@ -449,19 +451,16 @@ struct GateVerdict {
 /// The gate: both versions on the same base holdout and the same held-out feedback.
 /// The candidate passes if its ROC-AUC is not more than `max_auc_drop` below the
 /// active version's and its feedback Brier score not worse beyond
-/// `feedback_tolerance`.
+/// `feedback_tolerance`. The base holdout comes with its labels and the candidate's
+/// scores on it (already computed for its calibration).
 fn run_gate(
     cfg: &OnlineLearningConfig,
     threshold: f64,
     (active_model, candidate): (&Model, &Model),
-    (test_set, base_test): (&Dataset, &[usize]),
+    (test_set, base_test, test_labels): (&Dataset, &[usize], Vec<u8>),
+    cand_scores: Vec<f64>,
     holdout_fb: &[&Feedback],
 ) -> Result<GateVerdict> {
-    let test_labels: Vec<u8> = {
-        let l = test_set.require_labels()?;
-        base_test.iter().map(|&i| l[i]).collect()
-    };
-    let cand_scores = candidate.predict_dataset(test_set, Some(base_test));
     let active_scores = active_model.predict_dataset(test_set, Some(base_test));
     let cand_metrics = Metrics::from_scores(&test_labels, &cand_scores, threshold)?;
     let active_metrics = Metrics::from_scores(&test_labels, &active_scores, threshold)?;
