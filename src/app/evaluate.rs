@@ -6,7 +6,7 @@
 
 use crate::eval::calibration::{Reliability, cross_fitted, reliability};
 use crate::eval::metrics::{Confusion, PrPoint, Ranked, RocPoint, pr_curve, roc_curve};
-use crate::eval::threshold::Criterion;
+use crate::eval::threshold::{Criterion, OperatingPoint};
 use crate::workbench::{JobKind, Workbench};
 use eframe::egui::{self, Color32, RichText};
 use egui_plot::{Line, PlotPoints, Points};
@@ -186,7 +186,8 @@ impl EvaluatePanel {
             conf.fp as f64 / (conf.fp + conf.tn).max(1) as f64,
             conf.recall(),
         );
-        let flagged = (conf.tp + conf.fp) as f64 / conf.total().max(1) as f64;
+        // The review load by the same rule as a found threshold's.
+        let load = OperatingPoint::at(&c.ranked, t, state.daily_volume);
         ui.label(
             RichText::new(format!(
                 "At {:.4}: precision {:.3}   recall {:.3}   F1 {:.3}   accuracy {:.4}   flagged {:.2}% = {:.0} a day of {:.0}",
@@ -195,8 +196,8 @@ impl EvaluatePanel {
                 conf.recall(),
                 conf.f1(),
                 conf.accuracy(),
-                100.0 * flagged,
-                flagged * state.daily_volume,
+                100.0 * load.flagged_share,
+                load.flagged_per_day,
                 state.daily_volume
             ))
             .strong(),

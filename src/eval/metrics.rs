@@ -261,6 +261,16 @@ impl Ranked {
         }
     }
 
+    /// The distinct scores, highest first.
+    pub fn scores(&self) -> impl ExactSizeIterator<Item = f64> + '_ {
+        self.steps.iter().map(|s| s.score)
+    }
+
+    /// Rows ranked (both classes).
+    pub fn rows(&self) -> u64 {
+        self.pos + self.neg
+    }
+
     /// Trapezoidal area under the ROC curve, in exact integer arithmetic.
     pub fn roc_auc(&self) -> f64 {
         let (mut prev_tp, mut prev_fp) = (0u64, 0u64);

@@ -51,12 +51,19 @@ pub fn at(
     daily_volume: f64,
 ) -> Result<OperatingPoint, MetricsError> {
     check(labels, scores)?;
-    Ok(point(
+    Ok(OperatingPoint::at(
         &Ranked::new(labels, scores),
         threshold,
         daily_volume,
-        None,
     ))
+}
+
+impl OperatingPoint {
+    /// The operating point of `threshold` on ranked holdout scores (what the Evaluate
+    /// tab's slider shows).
+    pub fn at(r: &Ranked, threshold: f64, daily_volume: f64) -> OperatingPoint {
+        point(r, threshold, daily_volume, None)
+    }
 }
 
 fn point(
@@ -89,25 +96,31 @@ pub fn choose(
     daily_volume: f64,
 ) -> Result<OperatingPoint, ThresholdError> {
     check(labels, scores)?;
+    choose_on(&Ranked::new(labels, scores), criterion, daily_volume)
+}
+
+/// [`choose`] on ranked holdout scores (built once for several points).
+pub fn choose_on(
+    r: &Ranked,
+    criterion: Criterion,
+    daily_volume: f64,
+) -> Result<OperatingPoint, ThresholdError> {
     let invalid = |m: String| Err(ThresholdError::Invalid(m));
     if !(daily_volume.is_finite() && daily_volume > 0.0) {
         return invalid(format!(
             "the daily volume must be a positive number of accounts, got {daily_volume}"
         ));
     }
-    let r = Ranked::new(labels, scores);
     // Candidate thresholds, strictly decreasing: above every score (flag nothing),
     // then between each distinct score and the next lower one, then below all.
-    let mut distinct: Vec<f64> = scores.to_vec();
-    distinct.sort_unstable_by(|a, b| b.total_cmp(a));
-    distinct.dedup();
+    let distinct: Vec<f64> = r.scores().collect();
     let mut candidates = Vec::with_capacity(distinct.len() + 1);
     candidates.push(1.0f64.max(distinct[0]));
     for w in distinct.windows(2) {
         candidates.push((w[0] + w[1]) / 2.0);
     }
     candidates.push((distinct[distinct.len() - 1] / 2.0).max(0.0));
-    let n = labels.len() as f64;
+    let n = r.rows() as f64;
     let cost = match criterion {
         Criterion::Cost { missed, blocked } => Some((missed, blocked)),
         _ => None,
@@ -123,7 +136,7 @@ pub fn choose(
             candidates
                 .iter()
                 .rev()
-                .map(|&t| point(&r, t, daily_volume, None))
+                .map(|&t| point(r, t, daily_volume, None))
                 .find(|p| p.flagged_share > 0.0 && p.precision >= target)
                 .ok_or(ThresholdError::Unreachable(target))?
         }
@@ -140,7 +153,7 @@ pub fn choose(
                 .rev()
                 .map(|&t| (t, r.confusion_above(t)))
                 .find(|(_, c)| (c.tp + c.fp) as f64 <= allowed)
-                .map(|(t, _)| point(&r, t, daily_volume, None))
+                .map(|(t, _)| point(r, t, daily_volume, None))
                 .expect("the first candidate flags nothing")
         }
         Criterion::Cost { missed, blocked } => {
@@ -153,7 +166,7 @@ pub fn choose(
             }
             candidates
                 .iter()
-                .map(|&t| point(&r, t, daily_volume, cost))
+                .map(|&t| point(r, t, daily_volume, cost))
                 .min_by(|a, b| a.cost_per_account.total_cmp(&b.cost_per_account))
                 .expect("at least two candidates")
         }

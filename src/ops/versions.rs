@@ -130,15 +130,17 @@ pub fn choose_threshold(
     criterion: Criterion,
     daily_volume: f64,
 ) -> Result<ChosenThreshold> {
-    use crate::eval::threshold::{at, choose};
-    let chosen = choose(&holdout.labels, &holdout.scores, criterion, daily_volume)?;
+    use crate::eval::metrics::{Ranked, check};
+    check(&holdout.labels, &holdout.scores)?;
+    let ranked = Ranked::new(&holdout.labels, &holdout.scores);
+    let chosen = crate::eval::threshold::choose_on(&ranked, criterion, daily_volume)?;
     Ok(ChosenThreshold {
         version,
         probability: model
             .calibration
             .as_ref()
             .map(|c| c.apply(chosen.threshold)),
-        current: at(&holdout.labels, &holdout.scores, current, daily_volume)?,
+        current: OperatingPoint::at(&ranked, current, daily_volume),
         chosen,
     })
 }
