@@ -879,9 +879,15 @@ impl eframe::App for SpamscopeApp {
             Tab::Explore => self
                 .explore
                 .ui(ui, &mut self.state.explore, &self.workbench),
-            Tab::Evaluate => self
-                .evaluate
-                .ui(ui, &mut self.state.evaluate, &mut self.workbench),
+            // Curves, then the calibration section below them: taller than a window.
+            Tab::Evaluate => {
+                egui::ScrollArea::vertical()
+                    .id_salt("evaluate_scroll")
+                    .show(ui, |ui| {
+                        self.evaluate
+                            .ui(ui, &mut self.state.evaluate, &mut self.workbench)
+                    });
+            }
             Tab::Versions => self
                 .versions
                 .ui(ui, &mut self.state.versions, &mut self.workbench),
@@ -889,9 +895,12 @@ impl eframe::App for SpamscopeApp {
                 .settings
                 .ui(ui, &mut self.workbench, &mut self.state.moderator),
             Tab::Compare => {
-                if let Some(compare::CompareAction::PickReportFolder) =
-                    self.compare.ui(ui, &mut self.workbench)
-                {
+                // The models, the tuning trials, the table and the curves.
+                let action = egui::ScrollArea::vertical()
+                    .id_salt("compare_scroll")
+                    .show(ui, |ui| self.compare.ui(ui, &mut self.workbench))
+                    .inner;
+                if let Some(compare::CompareAction::PickReportFolder) = action {
                     self.pick_file(ui.ctx(), PickPurpose::ReportFolder);
                 }
             }
