@@ -1,20 +1,23 @@
 #!/usr/bin/env bash
-# Creates the Python venv that `spamscope bench` compares against: numpy, pandas and
-# scikit-learn (every peer reads the split with pandas and scores with sklearn.metrics),
-# then XGBoost, YDF and shap, each installed on its own so that one failing wheel does
-# not stop the others.
+# Creates the Python venv that `spamscope bench` compares against and that `spamscope
+# compare` runs its peer rows in: numpy, pandas and scikit-learn (every peer reads the
+# split with pandas and scores with sklearn.metrics), then XGBoost, YDF, shap, LightGBM,
+# CatBoost and imbalanced-learn (SMOTE), each installed on its own so that one failing
+# wheel does not stop the others.
 #
-# Usage: benches/make_venv.sh DIR
+# Usage: benches/make_venv.sh DIR [PEER...]   (all peers when none is named)
 #
 # Idempotent: what is already importable is not installed again.
 # Progress and pip's errors go to stderr. stdout carries one line per peer for the bench:
 #   PEER<TAB>ok
 #   PEER<TAB>missing<TAB>ONE-LINE REASON
-# for PEER in sklearn, xgboost, ydf, shap. A peer that failed to install is a line, not
+# for PEER in sklearn, xgboost, ydf, shap, lightgbm, catboost, imblearn (or those named). A peer that failed to install is a line, not
 # an exit status: the script exits non-zero only when the venv or its base (numpy,
 # pandas, scikit-learn) cannot be installed, so callers that need only the base can stop.
 set -uo pipefail
-dir=${1:?usage: make_venv.sh DIR}
+dir=${1:?usage: make_venv.sh DIR [PEER...]}
+shift
+wanted=" $* "
 
 if [ ! -x "$dir/bin/python" ]; then
   echo "make_venv: creating $dir" >&2
@@ -76,6 +79,7 @@ try_install() {
 # peer NAME MODULE PACKAGE [FALLBACK_PACKAGE]
 peer() {
   local name=$1 module=$2 package=$3 fallback=${4:-} first
+  [ "$wanted" = "  " ] || [[ "$wanted" == *" $name "* ]] || return 0
   why=""
   if [ -n "$base_error" ]; then
     printf '%s\tmissing\t%s\n' "$name" "$base_error"
@@ -95,4 +99,7 @@ peer sklearn sklearn scikit-learn
 peer xgboost xgboost xgboost-cpu xgboost
 peer ydf ydf ydf
 peer shap shap shap
+peer lightgbm lightgbm lightgbm
+peer catboost catboost catboost
+peer imblearn imblearn imbalanced-learn
 [ -z "$base_error" ]

@@ -732,12 +732,22 @@ fn compare_tab_runs_models_promotes_one_and_exports_a_report() {
         h.query_by_label("No comparison yet. Run one to fill the table.")
             .is_some()
     );
-    // Leave out the three slowest models through the selection list.
+    // Leave out the three slowest native models and the rows run in Python (peers,
+    // tested with a real environment in tests/peers.rs) through the selection list.
     h.get_by_label("Models to compare").click();
     h.run_steps(2);
     h.get_by_label("KNN (k = 5)").click_accesskit();
     h.get_by_label("KNN (k = 10)").click_accesskit();
     h.get_by_label("forest 100 + SMOTE").click_accesskit();
+    let peers: Vec<String> = spamscope::model::recipe::default_candidates(42)
+        .into_iter()
+        .filter(|c| c.peer_library().is_some())
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(peers.len(), 7);
+    for p in &peers {
+        h.get_by_label(p).click_accesskit();
+    }
     h.run_steps(2);
     h.get_by_label("Run comparison").click_accesskit();
     h.run_steps(2);
@@ -753,7 +763,8 @@ fn compare_tab_runs_models_promotes_one_and_exports_a_report() {
         .clone()
         .expect("a comparison");
     let names: Vec<&str> = saved.rows.iter().map(|r| r.name.as_str()).collect();
-    assert_eq!(names.len(), 12, "{names:?} failed: {:?}", saved.failed);
+    assert_eq!(names.len(), 13, "{names:?} failed: {:?}", saved.failed);
+    assert!(saved.failed.is_empty());
     assert!(!names.contains(&"KNN (k = 5)") && !names.contains(&"forest 100 + SMOTE"));
     assert!(names.contains(&"Ridge classifier") && names.contains(&"SGD classifier"));
     let best_auc = saved.best_auc.clone().unwrap();

@@ -4,10 +4,15 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// No Python environment for the comparison's peer rows: they say so at once
+/// (tests/peers.rs runs them in a real one).
+const NO_VENV: &str = "/nonexistent/spamscope-test-no-venv";
+
 fn spamscope(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_spamscope"))
         .args(args)
         .env_remove("SPAMSCOPE_HOME")
+        .env("SPAMSCOPE_BENCH_VENV", NO_VENV)
         .output()
         .expect("the binary runs")
 }
@@ -1037,10 +1042,33 @@ fn compare_every_model_promote_one_and_export_a_report() {
     let names: Vec<&str> = models.iter().map(|m| m["name"].as_str().unwrap()).collect();
     assert_eq!(
         names.len(),
-        15,
-        "every candidate trains: {names:?}, failed {}",
+        16,
+        "every native candidate trains: {names:?}, failed {}",
         out["failed"]
     );
+    // The reference's rows spamscope cannot fit are never silently missing: without a
+    // Python environment each says why it did not run.
+    let failed = out["failed"].as_array().unwrap();
+    let peers: Vec<&str> = failed.iter().map(|f| f[0].as_str().unwrap()).collect();
+    assert_eq!(
+        peers,
+        [
+            "Voting (soft)",
+            "Voting (hard)",
+            "Stacking",
+            "Neural network (MLP 100-50)",
+            "XGBoost",
+            "LightGBM",
+            "CatBoost"
+        ]
+    );
+    for f in failed {
+        let why = f[1].as_str().unwrap();
+        assert!(
+            why.starts_with("not run in Python: no Python environment") && !why.contains(NO_VENV),
+            "{why}"
+        );
+    }
     for m in models {
         for k in [
             "accuracy",
@@ -1100,6 +1128,22 @@ fn compare_every_model_promote_one_and_export_a_report() {
     ]);
     assert!(
         err.contains("no model named") && err.contains("decision tree"),
+        "{err}"
+    );
+    // A peer row cannot be promoted: refused before any training.
+    let err = fails(&[
+        "compare",
+        "--data",
+        s(&data),
+        "--registry",
+        &reg,
+        "--only",
+        "xgboost",
+        "--promote",
+        "XGBoost",
+    ]);
+    assert!(
+        err.contains("cannot promote \"XGBoost\": it is a peer row"),
         "{err}"
     );
 

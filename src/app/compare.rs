@@ -14,7 +14,8 @@ use egui_plot::{Legend, Line, Plot, PlotPoints};
 
 /// Which candidates to run (by name); all by default.
 pub struct ComparePanel {
-    selected: Vec<(String, bool, Option<String>)>,
+    /// (name, ticked, note, the Python library of a peer row).
+    selected: Vec<(String, bool, Option<String>, Option<&'static str>)>,
     /// Folds of a cross-validation or of each tuning trial (2-10).
     folds: usize,
     /// What a search draws from, and at most how many trials.
@@ -27,7 +28,10 @@ impl Default for ComparePanel {
         ComparePanel {
             selected: default_candidates(42)
                 .into_iter()
-                .map(|c| (c.name, true, c.note))
+                .map(|c| {
+                    let peer = c.peer_library();
+                    (c.name, true, c.note, peer)
+                })
                 .collect(),
             folds: 5,
             space: Space::Forest,
@@ -97,11 +101,16 @@ impl ComparePanel {
         egui::CollapsingHeader::new("Models to compare")
             .default_open(false)
             .show(ui, |ui| {
-                for (name, on, note) in &mut self.selected {
-                    let r = ui.checkbox(on, name.as_str());
-                    if let Some(n) = note {
-                        r.on_hover_text(n.as_str());
-                    }
+                for (name, on, note, peer) in &mut self.selected {
+                    ui.horizontal(|ui| {
+                        let r = ui.checkbox(on, name.as_str());
+                        if let Some(n) = note {
+                            r.on_hover_text(n.as_str());
+                        }
+                        if let Some(lib) = peer {
+                            ui.weak(format!("peer: runs in Python ({lib}), not promotable"));
+                        }
+                    });
                 }
             });
     }
@@ -262,6 +271,12 @@ impl ComparePanel {
                     ui.label(
                         RichText::new(marks.join(" · ")).color(Color32::from_rgb(40, 150, 60)),
                     );
+                    if let Some(lib) = &r.peer {
+                        ui.weak(crate::ops::compare::PEER_MARK)
+                            .on_hover_text(format!("Fitted by {lib} in Python on the same split; spamscope cannot save, explain or retrain it"));
+                        ui.end_row();
+                        continue;
+                    }
                     let available = live.is_some_and(|c| {
                         c.outcomes.iter().any(|o| {
                             o.name == r.name && o.result.as_ref().is_ok_and(|s| s.trained.is_some())

@@ -100,10 +100,13 @@ fn cross_validate(data: &str, seed: u64, only: Option<&str>, k: usize, json: boo
 
 /// The models `--only` names (comma-separated), or all of them.
 fn chosen(seed: u64, only: Option<&str>) -> Result<Vec<spamscope::model::recipe::Candidate>> {
-    let names: Vec<String> = only
-        .map(|o| o.split(',').map(str::to_string).collect())
-        .unwrap_or_default();
-    compare::select_candidates(seed, &names)
+    compare::select_candidates(seed, &names(only))
+}
+
+/// The names in an `--only` list (none: all models).
+pub fn names(only: Option<&str>) -> Vec<String> {
+    only.map(|o| o.split(',').map(str::to_string).collect())
+        .unwrap_or_default()
 }
 
 /// `spamscope tune`: the trials table (best first), and the best trial registered with

@@ -389,6 +389,14 @@ pub struct BenchArgs {
     /// Python interpreter for the peers (default: a venv the bench creates).
     #[arg(long)]
     pub python: Option<PathBuf>,
+    /// Reproduce the reference's whole model table instead: every row of `compare`
+    /// fitted by spamscope and by scikit-learn (or its own library) on one split, side
+    /// by side.
+    #[arg(long)]
+    pub table: bool,
+    /// With --table: only these rows (comma-separated names as in `compare`).
+    #[arg(long, requires = "table")]
+    pub only: Option<String>,
     #[arg(long)]
     pub json: bool,
 }

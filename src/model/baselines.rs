@@ -11,6 +11,7 @@
 //! KNN has no such structure; its explanation is by occlusion.
 
 use crate::data::preprocess::Standardizer;
+use crate::model::adaboost::AdaBoost;
 use crate::model::explain::{Explanation, Method};
 use crate::util::rng::SplitMix64;
 use serde::{Deserialize, Serialize};
@@ -192,6 +193,9 @@ pub enum BaselineKind {
     /// loss, L2) by stochastic gradient descent; the score is the logistic function of
     /// its decision value.
     Sgd(Logistic),
+    /// scikit-learn's `AdaBoostClassifier` (SAMME, decision stumps); additive in
+    /// log-odds, one term per feature (see [`crate::model::adaboost`]).
+    AdaBoost(AdaBoost),
 }
 
 /// What to fit.
@@ -220,6 +224,12 @@ pub enum BaselineSpec {
     Sgd {
         alpha: f64,
         epochs: usize,
+    },
+    /// SAMME over `estimators` decision stumps (scikit-learn's defaults: 50, learning
+    /// rate 1), no class weights.
+    AdaBoost {
+        estimators: usize,
+        learning_rate: f64,
     },
 }
 
@@ -275,6 +285,17 @@ impl BaselineSpec {
             {
                 Err(BaselineError::Param(format!(
                     "SGD needs alpha > 0 and 1 to 1000 epochs (alpha {alpha}, epochs {epochs})"
+                )))
+            }
+            BaselineSpec::AdaBoost {
+                estimators,
+                learning_rate,
+            } if !((1..=1000).contains(&estimators)
+                && learning_rate.is_finite()
+                && learning_rate > 0.0) =>
+            {
+                Err(BaselineError::Param(format!(
+                    "AdaBoost needs 1 to 1000 estimators and a learning rate > 0 (estimators {estimators}, learning rate {learning_rate})"
                 )))
             }
             _ => Ok(()),
@@ -379,6 +400,17 @@ impl BaselineSpec {
             BaselineSpec::Sgd { alpha, epochs } => {
                 BaselineKind::Sgd(fit_sgd(columns, labels, alpha, epochs, seed))
             }
+            BaselineSpec::AdaBoost {
+                estimators,
+                learning_rate,
+            } => BaselineKind::AdaBoost(
+                AdaBoost::fit(columns, labels, None, estimators, learning_rate).map_err(|e| {
+                    BaselineError::Fit {
+                        model: "AdaBoost",
+                        reason: e.to_string(),
+                    }
+                })?,
+            ),
         };
         let mut model = Baseline {
             term_mean: vec![0.0; columns.len()],
@@ -619,6 +651,7 @@ impl Baseline {
             BaselineKind::Knn(_) => "k nearest neighbours",
             BaselineKind::Ridge(_) => "Ridge classifier",
             BaselineKind::Sgd(_) => "SGD classifier",
+            BaselineKind::AdaBoost(_) => "AdaBoost",
         }
     }
 
@@ -652,6 +685,7 @@ impl Baseline {
                 }
                 Some(m.log_prior[1] - m.log_prior[0])
             }
+            BaselineKind::AdaBoost(m) => Some(m.terms(x, t)),
             BaselineKind::Knn(_) => None,
         }
     }
@@ -846,6 +880,7 @@ impl Baseline {
                     // distances).
                     && m.rows.iter().all(|z| z.abs() <= MAX_Z)
             }
+            BaselineKind::AdaBoost(m) => m.valid(nf),
         };
         if ok {
             Ok(())

@@ -9,6 +9,7 @@
 //! damaged file is an error, never a crash. Baselines (`SPSCBL01`) store their fitted
 //! parameters, boosting (`SPSCGB01`) the boosting crate's own dump.
 
+pub mod adaboost;
 pub mod baselines;
 pub mod boosting;
 pub mod calibrate;
@@ -750,6 +751,10 @@ mod tests {
             ModelSpec::Boosted(BoostParams {
                 iterations: 20,
                 ..BoostParams::default()
+            }),
+            ModelSpec::Baseline(BaselineSpec::AdaBoost {
+                estimators: 50,
+                learning_rate: 1.0,
             }),
         ];
         for spec in specs {

@@ -67,6 +67,9 @@ impl Recipe {
             }
             ModelSpec::Baseline(BaselineSpec::Ridge { .. }) => "Ridge classifier".into(),
             ModelSpec::Baseline(BaselineSpec::Sgd { .. }) => "SGD classifier (hinge)".into(),
+            ModelSpec::Baseline(BaselineSpec::AdaBoost { estimators, .. }) => {
+                format!("AdaBoost (SAMME), {estimators} stumps")
+            }
             ModelSpec::Boosted(p) => format!("gradient boosting ({})", p.describe()),
             ModelSpec::Bagged { forest, estimators } => format!(
                 "bagging of {estimators} random forests, {} trees each",
@@ -256,28 +259,75 @@ fn bag(
 #[derive(Debug, Clone, PartialEq)]
 pub struct Candidate {
     pub name: String,
-    pub recipe: Recipe,
+    pub kind: CandidateKind,
     /// Shown beside the results (e.g. that KNN runs on a sample).
     pub note: Option<String>,
 }
 
-/// The reference report's comparison: our forest at 100 and 300 trees, extra-trees, a
-/// single tree, gradient boosting, the smartcore baselines, and the forest (100 trees)
-/// with balanced weights vs SMOTE vs no imbalance handling.
+/// Who fits a comparison row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CandidateKind {
+    /// spamscope fits it by this recipe: it can be promoted, explained and retrained.
+    Native(Recipe),
+    /// A row of the reference's table that spamscope cannot fit itself: run by the
+    /// named Python library in the bench's environment on the same split, shown as
+    /// "peer — not promotable" (or as not run, with the reason, where that environment
+    /// or library is missing).
+    Peer { library: &'static str },
+}
+
+impl Candidate {
+    /// A natively fitted row.
+    pub fn native(name: impl Into<String>, recipe: Recipe, note: Option<String>) -> Candidate {
+        Candidate {
+            name: name.into(),
+            kind: CandidateKind::Native(recipe),
+            note,
+        }
+    }
+
+    /// The recipe of a native row; None for a peer row.
+    pub fn recipe(&self) -> Option<&Recipe> {
+        match &self.kind {
+            CandidateKind::Native(r) => Some(r),
+            CandidateKind::Peer { .. } => None,
+        }
+    }
+
+    /// The Python library running a peer row.
+    pub fn peer_library(&self) -> Option<&'static str> {
+        match self.kind {
+            CandidateKind::Peer { library } => Some(library),
+            CandidateKind::Native(_) => None,
+        }
+    }
+}
+
+/// The reference report's comparison, all of its rows: our forest at 100 and 300
+/// trees, extra-trees, a single tree, gradient boosting, the baselines, the forest (100
+/// trees) with balanced weights vs SMOTE vs no imbalance handling, the ensembles, and
+/// the rows run by their own libraries in Python (peers).
 pub fn default_candidates(seed: u64) -> Vec<Candidate> {
     let forest = |n_trees: usize| ForestParams {
         n_trees,
         seed,
         ..ForestParams::default()
     };
-    let c = |name: &str, spec: ModelSpec, smote_k: Option<usize>, note: Option<&str>| Candidate {
+    let c = |name: &str, spec: ModelSpec, smote_k: Option<usize>, note: Option<&str>| {
+        Candidate::native(
+            name,
+            Recipe {
+                spec,
+                smote_k,
+                seed,
+            },
+            note.map(str::to_string),
+        )
+    };
+    let peer = |name: &str, library: &'static str, note: &str| Candidate {
         name: name.into(),
-        recipe: Recipe {
-            spec,
-            smote_k,
-            seed,
-        },
-        note: note.map(str::to_string),
+        kind: CandidateKind::Peer { library },
+        note: Some(note.into()),
     };
     vec![
         c(
@@ -404,6 +454,52 @@ pub fn default_candidates(seed: u64) -> Vec<Candidate> {
             Some(
                 "fitted by spamscope (hinge loss, L2 alpha 1e-4, optimal learning rate, standardised features, balanced weights); score = logistic of the decision value",
             ),
+        ),
+        c(
+            "AdaBoost",
+            ModelSpec::Baseline(BaselineSpec::AdaBoost {
+                estimators: 50,
+                learning_rate: 1.0,
+            }),
+            None,
+            Some(
+                "fitted by spamscope: scikit-learn's defaults (SAMME, 50 decision stumps, learning rate 1, no class weights); stumps split between quantile bins; exact log-odds terms",
+            ),
+        ),
+        peer(
+            "Voting (soft)",
+            "sklearn",
+            "scikit-learn's VotingClassifier(voting=\"soft\") of the 100-tree balanced forest, gradient boosting and logistic regression",
+        ),
+        peer(
+            "Voting (hard)",
+            "xgboost",
+            "scikit-learn's VotingClassifier(voting=\"hard\") of the 100-tree balanced forest, gradient boosting and XGBoost; score = share of members voting spammer",
+        ),
+        peer(
+            "Stacking",
+            "xgboost",
+            "scikit-learn's StackingClassifier of the 100-tree balanced forest, gradient boosting and XGBoost; balanced logistic regression on 5-fold out-of-fold probabilities",
+        ),
+        peer(
+            "Neural network (MLP 100-50)",
+            "sklearn",
+            "scikit-learn's MLPClassifier, hidden layers 100 and 50, standardised inputs",
+        ),
+        peer(
+            "XGBoost",
+            "xgboost",
+            "XGBoost's XGBClassifier, scale_pos_weight 36, hist trees",
+        ),
+        peer(
+            "LightGBM",
+            "lightgbm",
+            "LightGBM's LGBMClassifier, balanced class weights",
+        ),
+        peer(
+            "CatBoost",
+            "catboost",
+            "CatBoost's CatBoostClassifier, class weights 1:36",
         ),
     ]
 }

@@ -596,30 +596,15 @@ struct Python {
 
 /// The bench venv (created or completed by `benches/make_venv.sh`), or the given
 /// interpreter as it is. Never fails: what is wrong becomes each peer's reason.
-fn prepare_python(repo: &Path, python: Option<&Path>) -> Python {
+fn prepare_python(python: Option<&Path>) -> Python {
     if let Some(p) = python {
         return Python {
             interpreter: p.to_path_buf(),
             not_installed: HashMap::new(),
         };
     }
-    let venv = std::env::var_os("SPAMSCOPE_BENCH_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo.join("target").join("bench-venv"));
-    eprintln!(
-        "bench: preparing the peers' venv at {} (the first time takes minutes)",
-        venv.display()
-    );
-    let script = repo.join("benches").join("make_venv.sh");
-    let (ok, stdout, last_err) =
-        match run_forwarding_stderr(Command::new("bash").arg(&script).arg(&venv)) {
-            Ok(r) => r,
-            Err(e) => (
-                false,
-                String::new(),
-                format!("cannot run {}: {e}", script.display()),
-            ),
-        };
+    let venv = crate::ops::python::venv_dir();
+    let (ok, stdout, last_err) = crate::ops::python::make_venv(&[]);
     let not_installed = venv_report(ok, &stdout, &last_err);
     Python {
         interpreter: venv.join("bin").join("python"),
@@ -667,40 +652,6 @@ fn venv_report(ok: bool, stdout: &str, last_err: &str) -> HashMap<Peer, String> 
         .collect()
 }
 
-/// Runs a command with its stderr shown as it comes (pip's progress) and kept: returns
-/// (success, stdout, the last non-empty stderr line).
-fn run_forwarding_stderr(cmd: &mut Command) -> std::io::Result<(bool, String, String)> {
-    use std::io::{BufRead, Read};
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let stderr = child.stderr.take().expect("piped");
-    let forward = std::thread::spawn(move || {
-        let mut last = String::new();
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(|l| l.ok())
-        {
-            eprintln!("{line}");
-            if !line.trim().is_empty() {
-                last = line.trim().to_string();
-            }
-        }
-        last
-    });
-    let mut stdout = String::new();
-    child
-        .stdout
-        .take()
-        .expect("piped")
-        .read_to_string(&mut stdout)?;
-    let status = child.wait()?;
-    let last = forward.join().unwrap_or_default();
-    Ok((status.success(), stdout, last))
-}
-
 /// Runs every peer on the split, each in its own process: the forests, then shap on the
 /// scikit-learn forest. Every peer gets figures or `{"missing": reason}`.
 fn run_peers(
@@ -732,7 +683,7 @@ fn run_peers(
             .map(|&p| (p, missing(format!("cannot write the split: {e}"))))
             .collect(),
         Ok(()) => {
-            let py = prepare_python(repo, python);
+            let py = prepare_python(python);
             run_peer_processes(
                 &py,
                 &repo.join("benches").join("peers.py"),

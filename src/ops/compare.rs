@@ -3,9 +3,10 @@
 
 use crate::data::Dataset;
 use crate::eval::metrics::{Metrics, RocPoint, roc_curve, thin};
-use crate::model::recipe::Candidate;
+use crate::model::recipe::{Candidate, CandidateKind};
 use crate::ops::error::Result;
-use crate::ops::train::{TrainConfig, Trained, prepare};
+use crate::ops::python::PeerSplit;
+use crate::ops::train::{Prepared, TrainConfig, Trained, prepare};
 use crate::store::{Document, Registry};
 use crate::util::progress::{Prefixed, Reporter};
 use serde::{Deserialize, Serialize};
@@ -14,6 +15,9 @@ use serde::{Deserialize, Serialize};
 pub struct Outcome {
     pub name: String,
     pub note: Option<String>,
+    /// A peer row: the Python library that ran it ("xgboost 3.2.0"; the library's
+    /// name alone when it did not run). Peer rows cannot be promoted.
+    pub peer: Option<String>,
     /// The candidate's scores, or why it failed to train.
     pub result: std::result::Result<Scored, crate::Error>,
 }
@@ -48,7 +52,13 @@ pub struct Row {
     pub roc_auc: f64,
     pub average_precision: f64,
     pub fit_seconds: f64,
+    /// A peer row's library ("xgboost 3.2.0"): run in Python, not promotable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
 }
+
+/// How a peer row is marked wherever the table is shown.
+pub const PEER_MARK: &str = "peer — not promotable";
 
 impl Comparison {
     /// Rows of the models that trained, in candidate order.
@@ -67,6 +77,7 @@ impl Comparison {
                     roc_auc: m.roc_auc,
                     average_precision: m.average_precision,
                     fit_seconds: s.fit_seconds,
+                    peer: o.peer.clone(),
                 })
             })
             .collect()
@@ -109,7 +120,14 @@ impl Comparison {
             if ba == Some(i) {
                 marks.push("best AUC");
             }
-            let note = o.note.clone().unwrap_or_default();
+            let note = match &o.peer {
+                Some(lib) => format!(
+                    "{PEER_MARK} ({lib} in Python){}{}",
+                    if o.note.is_some() { "; " } else { "" },
+                    o.note.clone().unwrap_or_default()
+                ),
+                None => o.note.clone().unwrap_or_default(),
+            };
             match &o.result {
                 Ok(r) => {
                     let m = &r.metrics;
@@ -148,6 +166,30 @@ fn compare(
     reporter: &dyn Reporter,
 ) -> Result<Comparison> {
     let prep = prepare(data, None, test_fraction, seed, reporter)?;
+    compare_prepared(
+        &prep,
+        &data.source.describe(),
+        candidates,
+        seed,
+        keep_models,
+        reporter,
+    )
+}
+
+/// [`compare`] on a prepared split (peer rows run with the bench venv's Python).
+pub fn compare_prepared(
+    prep: &Prepared,
+    data_label: &str,
+    candidates: &[Candidate],
+    seed: u64,
+    keep_models: bool,
+    reporter: &dyn Reporter,
+) -> Result<Comparison> {
+    let test_labels: Vec<u8> = {
+        let l = prep.test_set.require_labels()?;
+        prep.test_idx.iter().map(|&i| l[i]).collect()
+    };
+    let mut peers = None;
     let mut outcomes = Vec::with_capacity(candidates.len());
     for (k, c) in candidates.iter().enumerate() {
         if reporter.cancelled() {
@@ -158,44 +200,86 @@ fn compare(
             0,
             1,
         );
-        let result = prep
-            .fit(
-                &c.recipe,
-                0.5,
-                &Prefixed {
-                    inner: reporter,
-                    prefix: &c.name,
-                },
-            )
-            .map(|t| {
-                let roc = roc_curve(&t.holdout.labels, &t.holdout.scores).unwrap_or_default();
-                Scored {
-                    metrics: t.metrics,
-                    fit_seconds: t.train_seconds,
-                    roc: thin(&roc, 400),
-                    trained: keep_models.then_some(t),
+        let progress = Prefixed {
+            inner: reporter,
+            prefix: &c.name,
+        };
+        let (result, peer) = match &c.kind {
+            CandidateKind::Native(recipe) => (
+                prep.fit(recipe, 0.5, &progress).map(|t| {
+                    let roc = roc_curve(&t.holdout.labels, &t.holdout.scores).unwrap_or_default();
+                    Scored {
+                        metrics: t.metrics,
+                        fit_seconds: t.train_seconds,
+                        roc: thin(&roc, 400),
+                        trained: keep_models.then_some(t),
+                    }
+                }),
+                None,
+            ),
+            CandidateKind::Peer { library } => {
+                match run_peer(prep, &mut peers, &c.name, &test_labels, seed, &progress) {
+                    Ok((scored, lib)) => (Ok(scored), Some(lib)),
+                    Err(e) => (Err(e), Some(library.to_string())),
                 }
-            });
-        if reporter.cancelled() {
+            }
+        };
+        if reporter.cancelled() || matches!(result, Err(crate::Error::Cancelled)) {
             return Err(crate::Error::Cancelled);
         }
         outcomes.push(Outcome {
             name: c.name.clone(),
             note: c.note.clone(),
+            peer,
             result,
         });
     }
-    let test_labels: Vec<u8> = {
-        let l = prep.test_set.require_labels()?;
-        prep.test_idx.iter().map(|&i| l[i]).collect()
-    };
     Ok(Comparison {
         outcomes,
         train_rows: prep.labels.len(),
         test_rows: test_labels.len(),
         test_positives: test_labels.iter().filter(|&&l| l == 1).count(),
-        data_label: data.source.describe(),
+        data_label: data_label.to_string(),
     })
+}
+
+/// Runs the peer row `name` in Python on the prepared split (written once per split,
+/// at its first peer row): its metrics at 0.5 and ROC curve from its scores of the same
+/// test rows, and its library's name and version.
+pub fn run_peer(
+    prep: &Prepared,
+    split: &mut Option<PeerSplit>,
+    name: &str,
+    test_labels: &[u8],
+    seed: u64,
+    reporter: &dyn Reporter,
+) -> Result<(Scored, String)> {
+    if split.is_none() {
+        let train: Vec<&[f64]> = prep.columns.iter().map(Vec::as_slice).collect();
+        let test = prep
+            .imputer
+            .transform_columns(&prep.test_set.columns, &prep.test_idx);
+        let test: Vec<&[f64]> = test.iter().map(Vec::as_slice).collect();
+        *split = Some(PeerSplit::write(
+            crate::ops::python::interpreter(),
+            &train,
+            &prep.labels,
+            &test,
+            seed,
+        )?);
+    }
+    let fit = split.as_ref().expect("written above").run(name, reporter)?;
+    let metrics = Metrics::from_scores(test_labels, &fit.scores, 0.5)?;
+    let roc = roc_curve(test_labels, &fit.scores).unwrap_or_default();
+    Ok((
+        Scored {
+            metrics,
+            fit_seconds: fit.fit_seconds,
+            roc: thin(&roc, 400),
+            trained: None,
+        },
+        fit.describe(),
+    ))
 }
 
 /// A metric over the folds of a cross-validation: each fold's value, their mean and
@@ -306,6 +390,8 @@ pub fn cross_validate(
             },
             reporter,
         )?;
+        let test_labels: Vec<u8> = test_idx.iter().map(|&i| labels[i]).collect();
+        let mut peers = None;
         for (m, c) in candidates.iter().enumerate() {
             if reporter.cancelled() {
                 return Err(crate::Error::Cancelled);
@@ -314,17 +400,23 @@ pub fn cross_validate(
                 continue;
             }
             let prefix = format!("fold {}/{k}, {}", f + 1, c.name);
-            match prep.fit(
-                &c.recipe,
-                0.5,
-                &Prefixed {
-                    inner: reporter,
-                    prefix: &prefix,
-                },
-            ) {
-                Ok(t) => {
-                    per_model[m].push(t.metrics);
-                    seconds[m].push(t.train_seconds);
+            let progress = Prefixed {
+                inner: reporter,
+                prefix: &prefix,
+            };
+            let fitted = match &c.kind {
+                CandidateKind::Native(recipe) => prep
+                    .fit(recipe, 0.5, &progress)
+                    .map(|t| (t.metrics, t.train_seconds)),
+                CandidateKind::Peer { .. } => {
+                    run_peer(&prep, &mut peers, &c.name, &test_labels, seed, &progress)
+                        .map(|(s, _)| (s.metrics, s.fit_seconds))
+                }
+            };
+            match fitted {
+                Ok((metrics, secs)) => {
+                    per_model[m].push(metrics);
+                    seconds[m].push(secs);
                 }
                 Err(crate::Error::Cancelled) => return Err(crate::Error::Cancelled),
                 Err(e) => failed[m] = Some(format!("fold {}: {e}", f + 1)),
@@ -530,15 +622,27 @@ pub fn run(
     })
 }
 
-/// Refuses early a promotion of a model that is not among `candidates`.
+/// Refuses early a promotion of a model that is not among `candidates`, or is a peer
+/// row.
 pub fn check_promotable(candidates: &[Candidate], name: &str) -> Result<()> {
-    if candidates.iter().any(|c| c.name.eq_ignore_ascii_case(name)) {
-        Ok(())
-    } else {
-        Err(crate::Error::Invalid(format!(
+    match candidates
+        .iter()
+        .find(|c| c.name.eq_ignore_ascii_case(name))
+    {
+        Some(c) => match c.peer_library() {
+            Some(lib) => Err(not_promotable(&c.name, lib)),
+            None => Ok(()),
+        },
+        None => Err(crate::Error::Invalid(format!(
             "cannot promote {name:?}: it is not among the compared models"
-        )))
+        ))),
     }
+}
+
+fn not_promotable(name: &str, library: &str) -> crate::Error {
+    crate::Error::Invalid(format!(
+        "cannot promote {name:?}: it is a peer row, fitted by {library} in Python, which spamscope cannot save, explain or retrain"
+    ))
 }
 
 /// Registers the compared model `name` (case-insensitive) as a new version and makes it
@@ -560,6 +664,9 @@ pub fn promote<'c>(
             "cannot promote {name:?}: it is not among the compared models"
         )));
     };
+    if let Some(lib) = &o.peer {
+        return Err(not_promotable(&o.name, lib));
+    }
     let trained = match &o.result {
         Ok(s) => s.trained.as_ref().ok_or_else(|| {
             crate::Error::Invalid(format!(
@@ -622,7 +729,9 @@ mod tests {
             &NoProgress,
         )
         .unwrap();
-        let t = prep.fit(&candidates[2].recipe, 0.5, &NoProgress).unwrap();
+        let t = prep
+            .fit(candidates[2].recipe().unwrap(), 0.5, &NoProgress)
+            .unwrap();
         assert_eq!(cv.rows[2].f1.folds[2], t.metrics.f1);
         assert_eq!(
             cv.rows[2].average_precision.folds[2],

@@ -48,6 +48,9 @@ pub enum Error {
     /// The job was cancelled by its reporter (the user pressed Cancel).
     #[error("cancelled")]
     Cancelled,
+    /// A peer row of the comparison (a library run in Python) that could not be run.
+    #[error("not run in Python: {0}")]
+    Peer(String),
     /// A bad argument or an impossible request.
     #[error("{0}")]
     Invalid(String),

@@ -225,11 +225,7 @@ pub fn tune(data: &Dataset, cfg: &TuneConfig, reporter: &dyn Reporter) -> Result
         }
         let recipe = draw(cfg.space, cfg.seed, n);
         let name = recipe.describe_params();
-        let candidate = Candidate {
-            name: name.clone(),
-            recipe: recipe.clone(),
-            note: None,
-        };
+        let candidate = Candidate::native(name.clone(), recipe.clone(), None);
         let prefix = format!("trial {n}/{}", cfg.trials);
         let cv = cross_validate(
             data,
