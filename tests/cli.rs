@@ -1042,7 +1042,7 @@ fn compare_every_model_promote_one_and_export_a_report() {
     let names: Vec<&str> = models.iter().map(|m| m["name"].as_str().unwrap()).collect();
     assert_eq!(
         names.len(),
-        16,
+        17,
         "every native candidate trains: {names:?}, failed {}",
         out["failed"]
     );
@@ -1053,7 +1053,6 @@ fn compare_every_model_promote_one_and_export_a_report() {
     assert_eq!(
         peers,
         [
-            "Voting (soft)",
             "Voting (hard)",
             "Stacking",
             "Neural network (MLP 100-50)",
@@ -1095,6 +1094,8 @@ fn compare_every_model_promote_one_and_export_a_report() {
     assert!(get("Ridge classifier", "roc_auc") > 0.8);
     assert!(get("Bagging (10 forests of 100)", "roc_auc") > 0.85);
     assert!(get("SGD classifier", "roc_auc") > 0.8);
+    assert!(get("AdaBoost", "roc_auc") > 0.8);
+    assert!(get("Voting (soft)", "roc_auc") > 0.85);
     assert!(get("decision tree", "roc_auc") < get("forest 300 trees", "roc_auc"));
     // The marks point at the maxima.
     let argmax = |k: &str| {
@@ -1187,6 +1188,35 @@ fn compare_every_model_promote_one_and_export_a_report() {
         "{}",
         text.lines().nth(1).unwrap()
     );
+    // A soft vote promotes as one version of three models and explains by its members.
+    let p = json(&[
+        "compare",
+        "--data",
+        s(&data),
+        "--registry",
+        &reg,
+        "--only",
+        "voting (soft)",
+        "--promote",
+        "Voting (soft)",
+        "--json",
+    ]);
+    assert_eq!(p["promoted_version"], 2);
+    let voted = env.path("voted.csv");
+    ok(&[
+        "score",
+        "--data",
+        s(&data),
+        "--out",
+        s(&voted),
+        "--registry",
+        &reg,
+        "--explain",
+        "3",
+    ]);
+    let line = std::fs::read_to_string(&voted).unwrap();
+    assert!(line.lines().nth(1).unwrap().contains(",members,"), "{line:.300}");
+    ok(&["rollback", "--registry", &reg, "--to", "1"]);
 
     // The report: model card with the comparison table and history, six charts, and
     // every account ranked by probability.

@@ -14,6 +14,9 @@ pub enum Method {
     /// Models without additive structure (KNN): the change in probability when the
     /// feature is set to its training mean. Not additive.
     Occlusion,
+    /// An ensemble's (soft vote's): the mean of its members' explanations, each by its
+    /// member's own method; adds up to the ensemble's probability.
+    Members,
 }
 
 impl Method {
@@ -23,6 +26,9 @@ impl Method {
             Method::PathAttribution => "path attribution (Saabas)",
             Method::LogOdds => "exact log-odds terms (scaled to probability)",
             Method::Occlusion => "occlusion (approximate, not additive)",
+            Method::Members => {
+                "mean of the members' explanations (TreeSHAP, exact log-odds terms; adds up)"
+            }
         }
     }
 }

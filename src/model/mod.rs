@@ -38,6 +38,8 @@ pub const MAGIC_BOOSTED: &[u8; 8] = b"SPSCGB01";
 /// postcard-encoded [`Calibration`], then the model's own file. Files without it are
 /// uncalibrated models (every version saved before calibration existed).
 pub const MAGIC_CALIBRATED: &[u8; 8] = b"SPSCCA01";
+/// A soft vote: postcard of the members' own files (see [`Voting`]).
+pub const MAGIC_VOTING: &[u8; 8] = b"SPSCVO01";
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ModelError {
@@ -177,7 +179,206 @@ pub enum Estimator {
     Baseline(Baseline),
     /// Histogram gradient boosting.
     Boosted(Boosted),
+    /// A soft vote of other estimators (none of them a vote).
+    Voting(Voting),
 }
+
+/// scikit-learn's `VotingClassifier(voting="soft")`: the mean of its members'
+/// probabilities, explained by the mean of their explanations (each adds up to its
+/// member's probability, so the mean adds up to the vote's; Shapley values are linear,
+/// so where every member's explanation is exact, so is the mean).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Voting {
+    pub members: Vec<Estimator>,
+    /// The members' mean importance.
+    pub importance: Vec<f64>,
+}
+
+/// Most members a vote may have (a loaded file with more is refused).
+pub const MAX_MEMBERS: usize = 16;
+
+impl Voting {
+    pub fn new(members: Vec<Estimator>) -> Voting {
+        let n = members.len().max(1) as f64;
+        let mut importance = vec![0.0; N_FEATURES];
+        for m in &members {
+            for (a, b) in importance.iter_mut().zip(m.importance()) {
+                *a += b / n;
+            }
+        }
+        Voting {
+            members,
+            importance,
+        }
+    }
+}
+
+impl Estimator {
+    /// What kind of model this is, for people ("random forest, 300 trees").
+    pub fn describe(&self) -> String {
+        match self {
+            Estimator::Forest(f) if f.trees.len() == 1 => "decision tree".into(),
+            Estimator::Forest(f) => format!("random forest, {} trees", f.trees.len()),
+            Estimator::Baseline(b) => b.name().into(),
+            Estimator::Boosted(b) => b.describe(),
+            Estimator::Voting(v) => format!(
+                "soft vote of {}",
+                v.members
+                    .iter()
+                    .map(Estimator::describe)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+
+    pub fn importance(&self) -> &[f64] {
+        match self {
+            Estimator::Forest(f) => &f.importance,
+            Estimator::Baseline(b) => &b.importance,
+            Estimator::Boosted(b) => &b.importance,
+            Estimator::Voting(v) => &v.importance,
+        }
+    }
+
+    pub fn detail_method(&self) -> Method {
+        match self {
+            Estimator::Forest(_) => Method::TreeShap,
+            Estimator::Baseline(b) => b.method(),
+            Estimator::Boosted(_) => Method::LogOdds,
+            Estimator::Voting(_) => Method::Members,
+        }
+    }
+
+    pub fn bulk_reasons(&self) -> bool {
+        match self {
+            Estimator::Baseline(b) => {
+                !matches!(b.kind, crate::model::baselines::BaselineKind::Knn(_))
+            }
+            Estimator::Voting(v) => v.members.iter().all(Estimator::bulk_reasons),
+            _ => true,
+        }
+    }
+
+    /// Probability of one imputed row.
+    pub fn predict(&self, x: &[f64]) -> f64 {
+        match self {
+            Estimator::Forest(f) => f.predict_proba(x),
+            Estimator::Baseline(b) => b.predict(x),
+            Estimator::Boosted(b) => b.predict_rows(x, x.len())[0],
+            Estimator::Voting(v) => {
+                v.members.iter().map(|m| m.predict(x)).sum::<f64>() / v.members.len() as f64
+            }
+        }
+    }
+
+    /// Probabilities of imputed row-major rows.
+    pub fn predict_rows(&self, rows: &[f64]) -> Vec<f64> {
+        match self {
+            Estimator::Forest(f) => f.predict_proba_rows(rows),
+            Estimator::Baseline(b) => b.predict_rows(rows, N_FEATURES),
+            Estimator::Boosted(b) => b.predict_rows(rows, N_FEATURES),
+            Estimator::Voting(v) => mean_of(v.members.iter().map(|m| m.predict_rows(rows))),
+        }
+    }
+
+    /// Explains one imputed row (forests by `method`, the others by their own).
+    pub fn explain(&self, x: &[f64], method: Method) -> Explanation {
+        match self {
+            Estimator::Forest(f) => f.explain(x, method),
+            Estimator::Baseline(b) => b.explain(x),
+            Estimator::Boosted(b) => b.explain(x),
+            Estimator::Voting(v) => {
+                let parts: Vec<Explanation> =
+                    v.members.iter().map(|m| m.explain(x, method)).collect();
+                mean_explanation(&parts)
+            }
+        }
+    }
+
+    /// Fast contributions of imputed row-major rows (`N_FEATURES` per row).
+    pub fn attribution_rows(&self, rows: &[f64]) -> Vec<f64> {
+        match self {
+            Estimator::Forest(f) => f.path_attribution_rows(rows),
+            Estimator::Baseline(b) => rows
+                .par_chunks_exact(N_FEATURES)
+                .flat_map_iter(|r| b.explain(r).contributions)
+                .collect(),
+            Estimator::Boosted(b) => b.contributions_rows(rows),
+            Estimator::Voting(v) => mean_of(v.members.iter().map(|m| m.attribution_rows(rows))),
+        }
+    }
+
+    /// Explanations of imputed row-major rows, in parallel (as [`Estimator::explain`]
+    /// row by row).
+    pub fn explain_rows(&self, rows: &[f64], method: Method) -> Vec<Explanation> {
+        match self {
+            // Exact TreeSHAP in bulk: the rows shared among the threads, each row's trees
+            // walked on one (the same values as `explain`, bit for bit).
+            Estimator::Forest(f) if method == Method::TreeShap => {
+                let phi = f.tree_shap_rows(rows);
+                let prediction = f.predict_proba_rows(rows);
+                let base = f.expected_value();
+                phi.chunks_exact(N_FEATURES)
+                    .zip(prediction)
+                    .map(|(c, prediction)| Explanation {
+                        method: Method::TreeShap,
+                        base,
+                        contributions: c.to_vec(),
+                        prediction,
+                    })
+                    .collect()
+            }
+            Estimator::Voting(v) => {
+                let per: Vec<Vec<Explanation>> = v
+                    .members
+                    .iter()
+                    .map(|m| m.explain_rows(rows, method))
+                    .collect();
+                (0..per.first().map_or(0, Vec::len))
+                    .map(|i| {
+                        let parts: Vec<Explanation> = per.iter().map(|p| p[i].clone()).collect();
+                        mean_explanation(&parts)
+                    })
+                    .collect()
+            }
+            _ => rows
+                .par_chunks_exact(N_FEATURES)
+                .map(|r| self.explain(r, method))
+                .collect(),
+        }
+    }
+}
+
+/// The element-wise mean of equally long vectors.
+fn mean_of(parts: impl Iterator<Item = Vec<f64>>) -> Vec<f64> {
+    let mut sum: Vec<f64> = Vec::new();
+    let mut n = 0usize;
+    for p in parts {
+        if sum.is_empty() {
+            sum = p;
+        } else {
+            sum.iter_mut().zip(&p).for_each(|(a, b)| *a += b);
+        }
+        n += 1;
+    }
+    let n = n.max(1) as f64;
+    sum.iter_mut().for_each(|a| *a /= n);
+    sum
+}
+
+/// The mean of the members' explanations of one row: base, contributions and prediction
+/// each averaged, so it adds up exactly when each member's does.
+fn mean_explanation(parts: &[Explanation]) -> Explanation {
+    let n = parts.len().max(1) as f64;
+    Explanation {
+        method: Method::Members,
+        base: parts.iter().map(|e| e.base).sum::<f64>() / n,
+        contributions: mean_of(parts.iter().map(|e| e.contributions.clone())),
+        prediction: parts.iter().map(|e| e.prediction).sum::<f64>() / n,
+    }
+}
+
 
 /// Imputation + estimator: what scoring needs.
 #[derive(Debug, Clone, PartialEq)]
@@ -229,31 +430,18 @@ impl Model {
 
     /// What kind of model this is, for people ("random forest, 300 trees").
     pub fn describe(&self) -> String {
-        match &self.estimator {
-            Estimator::Forest(f) if f.trees.len() == 1 => "decision tree".into(),
-            Estimator::Forest(f) => format!("random forest, {} trees", f.trees.len()),
-            Estimator::Baseline(b) => b.name().into(),
-            Estimator::Boosted(b) => b.describe(),
-        }
+        self.estimator.describe()
     }
 
     /// Importance per feature, summing to 1 (impurity decrease for forests, mean
-    /// absolute contribution for the others).
+    /// absolute contribution for the others, the members' mean for a vote).
     pub fn importance(&self) -> &[f64] {
-        match &self.estimator {
-            Estimator::Forest(f) => &f.importance,
-            Estimator::Baseline(b) => &b.importance,
-            Estimator::Boosted(b) => &b.importance,
-        }
+        self.estimator.importance()
     }
 
     /// The explanation method used for single accounts (the most exact one available).
     pub fn detail_method(&self) -> Method {
-        match &self.estimator {
-            Estimator::Forest(_) => Method::TreeShap,
-            Estimator::Baseline(b) => b.method(),
-            Estimator::Boosted(_) => Method::LogOdds,
-        }
+        self.estimator.detail_method()
     }
 
     /// The method bulk scoring's contributions actually use when `requested` is asked
@@ -271,21 +459,14 @@ impl Model {
     /// Whether bulk scoring can afford per-account reasons: KNN's occlusion needs 53
     /// neighbour searches per account, far too slow for whole files.
     pub fn bulk_reasons(&self) -> bool {
-        !matches!(
-            &self.estimator,
-            Estimator::Baseline(b) if matches!(b.kind, crate::model::baselines::BaselineKind::Knn(_))
-        )
+        self.estimator.bulk_reasons()
     }
 
     /// Probability that the account is a spammer; `raw` may contain NaN (missing).
     pub fn predict_one(&self, raw: &[f64]) -> f64 {
         let mut x = raw.to_vec();
         self.imputer.apply_row(&mut x);
-        match &self.estimator {
-            Estimator::Forest(f) => f.predict_proba(&x),
-            Estimator::Baseline(b) => b.predict(&x),
-            Estimator::Boosted(b) => b.predict_rows(&x, x.len())[0],
-        }
+        self.estimator.predict(&x)
     }
 
     /// One account's probability (as [`Model::predict_one`]) and its fast per-feature
@@ -296,17 +477,13 @@ impl Model {
         self.imputer.apply_row(&mut x);
         match &self.estimator {
             Estimator::Forest(f) => f.predict_attributed_one(&x),
-            _ => (self.predict_one(raw), self.attribution_rows(&x)),
+            e => (e.predict(&x), e.attribution_rows(&x)),
         }
     }
 
     /// Probabilities for imputed row-major rows.
     pub fn predict_rows(&self, rows: &[f64]) -> Vec<f64> {
-        match &self.estimator {
-            Estimator::Forest(f) => f.predict_proba_rows(rows),
-            Estimator::Baseline(b) => b.predict_rows(rows, N_FEATURES),
-            Estimator::Boosted(b) => b.predict_rows(rows, N_FEATURES),
-        }
+        self.estimator.predict_rows(rows)
     }
 
     /// Probabilities for the given rows of a dataset (all rows when `idx` is None).
@@ -334,25 +511,14 @@ impl Model {
     pub fn explain_one(&self, raw: &[f64], method: Method) -> Explanation {
         let mut x = raw.to_vec();
         self.imputer.apply_row(&mut x);
-        match &self.estimator {
-            Estimator::Forest(f) => f.explain(&x, method),
-            Estimator::Baseline(b) => b.explain(&x),
-            Estimator::Boosted(b) => b.explain(&x),
-        }
+        self.estimator.explain(&x, method)
     }
 
     /// Fast per-row contributions for bulk scoring (row-major imputed rows in,
     /// `N_FEATURES` contributions per row out): path attribution for forests, the
     /// model's own explanation otherwise.
     pub fn attribution_rows(&self, rows: &[f64]) -> Vec<f64> {
-        match &self.estimator {
-            Estimator::Forest(f) => f.path_attribution_rows(rows),
-            Estimator::Baseline(b) => rows
-                .par_chunks_exact(N_FEATURES)
-                .flat_map_iter(|r| b.explain(r).contributions)
-                .collect(),
-            Estimator::Boosted(b) => b.contributions_rows(rows),
-        }
+        self.estimator.attribution_rows(rows)
     }
 
     /// Probabilities and [`Model::attribution_rows`]' contributions of imputed
@@ -368,61 +534,10 @@ impl Model {
     /// Explanations of many rows (row-major imputed rows, as [`Model::attribution_rows`]
     /// takes them), in parallel; the same as [`Model::explain_one`] row by row.
     pub fn explain_rows(&self, rows: &[f64], method: Method) -> Vec<Explanation> {
-        match &self.estimator {
-            // Exact TreeSHAP in bulk: the rows shared among the threads, each row's trees
-            // walked on one (the same values as `explain_one`, bit for bit).
-            Estimator::Forest(f) if method == Method::TreeShap => {
-                let phi = f.tree_shap_rows(rows);
-                let prediction = f.predict_proba_rows(rows);
-                let base = f.expected_value();
-                phi.chunks_exact(N_FEATURES)
-                    .zip(prediction)
-                    .map(|(c, prediction)| Explanation {
-                        method: Method::TreeShap,
-                        base,
-                        contributions: c.to_vec(),
-                        prediction,
-                    })
-                    .collect()
-            }
-            _ => rows
-                .par_chunks_exact(N_FEATURES)
-                .map(|r| self.explain_one(r, method))
-                .collect(),
-        }
+        self.estimator.explain_rows(rows, method)
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
-        let feature_ids: Vec<String> = catalog().ids().map(str::to_string).collect();
-        let medians = self.imputer.medians.clone();
-        let (magic, body) = match &self.estimator {
-            Estimator::Forest(forest) => (
-                MAGIC,
-                postcard::to_allocvec(&ModelFile {
-                    feature_ids,
-                    medians,
-                    importance: forest.importance.clone(),
-                    trees: forest.trees.iter().map(CompactTree::from_tree).collect(),
-                }),
-            ),
-            Estimator::Baseline(b) => (
-                MAGIC_BASELINE,
-                postcard::to_allocvec(&BaselineFile {
-                    feature_ids,
-                    medians,
-                    baseline: b.clone(),
-                }),
-            ),
-            Estimator::Boosted(b) => (
-                MAGIC_BOOSTED,
-                postcard::to_allocvec(&BoostedFile {
-                    feature_ids,
-                    medians,
-                    importance: b.importance.clone(),
-                    json: b.to_json(),
-                }),
-            ),
-        };
         let mut out = Vec::new();
         if let Some(c) = &self.calibration {
             let cal = postcard::to_allocvec(c).expect("serialising to memory cannot fail");
@@ -430,8 +545,7 @@ impl Model {
             out.extend_from_slice(&(cal.len() as u32).to_le_bytes());
             out.extend(cal);
         }
-        out.extend_from_slice(magic);
-        out.extend(body.expect("serialising to memory cannot fail"));
+        out.extend(encode(&self.estimator, &self.imputer.medians));
         out
     }
 
@@ -479,6 +593,39 @@ impl Model {
                 calibration: None,
             });
         }
+        if let Some(body) = bytes.strip_prefix(MAGIC_VOTING) {
+            let file: VotingFile = postcard::from_bytes(body).map_err(corrupt)?;
+            let imputer = check(&file.feature_ids, &file.medians)?;
+            if !(2..=MAX_MEMBERS).contains(&file.members.len()) {
+                return Err(ModelError::Corrupt(format!(
+                    "a vote needs 2 to {MAX_MEMBERS} members, not {}",
+                    file.members.len()
+                )));
+            }
+            let mut members = Vec::with_capacity(file.members.len());
+            for (k, m) in file.members.iter().enumerate() {
+                // Members are plain models: a nested vote or calibration is refused
+                // before it is read, so a hostile file cannot recurse.
+                if m.starts_with(MAGIC_VOTING) || m.starts_with(MAGIC_CALIBRATED) {
+                    return Err(ModelError::Corrupt(format!(
+                        "vote member {k} is itself a vote or calibrated"
+                    )));
+                }
+                let member = Model::from_bytes_uncalibrated(m)
+                    .map_err(|e| ModelError::Corrupt(format!("vote member {k}: {e}")))?;
+                if member.imputer != imputer {
+                    return Err(ModelError::Corrupt(format!(
+                        "vote member {k} imputes differently from the vote"
+                    )));
+                }
+                members.push(member.estimator);
+            }
+            return Ok(Model {
+                imputer,
+                estimator: Estimator::Voting(Voting::new(members)),
+                calibration: None,
+            });
+        }
         if let Some(body) = bytes.strip_prefix(MAGIC_BOOSTED) {
             let file: BoostedFile = postcard::from_bytes(body).map_err(corrupt)?;
             let imputer = check(&file.feature_ids, &file.medians)?;
@@ -516,6 +663,59 @@ impl Model {
             .map_err(|e| ModelError::Corrupt(e.to_string()))?;
         Ok(Model::forest(imputer, forest))
     }
+}
+
+/// An uncalibrated model file: the estimator's magic and its postcard body.
+fn encode(estimator: &Estimator, medians: &[f64]) -> Vec<u8> {
+    let feature_ids: Vec<String> = catalog().ids().map(str::to_string).collect();
+    let medians = medians.to_vec();
+    let (magic, body) = match estimator {
+        Estimator::Forest(forest) => (
+            MAGIC,
+            postcard::to_allocvec(&ModelFile {
+                feature_ids,
+                medians,
+                importance: forest.importance.clone(),
+                trees: forest.trees.iter().map(CompactTree::from_tree).collect(),
+            }),
+        ),
+        Estimator::Baseline(b) => (
+            MAGIC_BASELINE,
+            postcard::to_allocvec(&BaselineFile {
+                feature_ids,
+                medians,
+                baseline: b.clone(),
+            }),
+        ),
+        Estimator::Boosted(b) => (
+            MAGIC_BOOSTED,
+            postcard::to_allocvec(&BoostedFile {
+                feature_ids,
+                medians,
+                importance: b.importance.clone(),
+                json: b.to_json(),
+            }),
+        ),
+        Estimator::Voting(v) => (
+            MAGIC_VOTING,
+            postcard::to_allocvec(&VotingFile {
+                members: v.members.iter().map(|m| encode(m, &medians)).collect(),
+                feature_ids,
+                medians,
+            }),
+        ),
+    };
+    let mut out = magic.to_vec();
+    out.extend(body.expect("serialising to memory cannot fail"));
+    out
+}
+
+/// A soft vote: each member's own uncalibrated file (with the vote's imputation).
+#[derive(Serialize, Deserialize)]
+struct VotingFile {
+    feature_ids: Vec<String>,
+    medians: Vec<f64>,
+    members: Vec<Vec<u8>>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -756,6 +956,19 @@ mod tests {
                 estimators: 50,
                 learning_rate: 1.0,
             }),
+            ModelSpec::Voting {
+                members: vec![
+                    ModelSpec::Forest(ForestParams {
+                        n_trees: 5,
+                        ..ForestParams::default()
+                    }),
+                    ModelSpec::Boosted(BoostParams {
+                        iterations: 20,
+                        ..BoostParams::default()
+                    }),
+                    ModelSpec::Baseline(BaselineSpec::Logistic { alpha: 1.0 }),
+                ],
+            },
         ];
         for spec in specs {
             let recipe = Recipe {
@@ -826,9 +1039,52 @@ mod tests {
                     assert!((a - b).abs() < 1e-9, "{}", recipe.describe());
                 }
             }
-            if e.method == Method::LogOdds {
+            if matches!(e.method, Method::LogOdds | Method::Members) {
                 let sum = e.base + e.contributions.iter().sum::<f64>();
                 assert!((sum - e.prediction).abs() < 1e-9, "{}", recipe.describe());
+            }
+            if let Estimator::Voting(v) = &m.estimator {
+                // The vote and its explanation are its members' means.
+                let x = &rows[N_FEATURES..];
+                let parts: Vec<Explanation> = v
+                    .members
+                    .iter()
+                    .map(|m| m.explain(x, Method::TreeShap))
+                    .collect();
+                assert_eq!(parts[0].method, Method::TreeShap);
+                assert_eq!(parts[2].method, Method::LogOdds);
+                let mean = |f: &dyn Fn(&Explanation) -> f64| parts.iter().map(f).sum::<f64>() / 3.0;
+                assert!((e.prediction - mean(&|p| p.prediction)).abs() < 1e-12);
+                assert!((e.base - mean(&|p| p.base)).abs() < 1e-12);
+                for j in 0..N_FEATURES {
+                    assert!((e.contributions[j] - mean(&|p| p.contributions[j])).abs() < 1e-12);
+                }
+                assert_eq!(m.detail_method(), Method::Members);
+                // A vote inside a vote, or a member that imputes otherwise, is refused.
+                let member = encode(&v.members[0], &m.imputer.medians);
+                let nested = encode(&m.estimator, &m.imputer.medians);
+                let mut other = m.imputer.medians.clone();
+                other[0] += 1.0;
+                for (members, what) in [
+                    (vec![member.clone(), nested], "itself a vote"),
+                    (vec![member.clone(), encode(&v.members[2], &other)], "imputes differently"),
+                    (vec![member], "2 to 16 members"),
+                ] {
+                    let mut bad = MAGIC_VOTING.to_vec();
+                    bad.extend(
+                        postcard::to_allocvec(&VotingFile {
+                            feature_ids: catalog().ids().map(str::to_string).collect(),
+                            medians: m.imputer.medians.clone(),
+                            members,
+                        })
+                        .unwrap(),
+                    );
+                    let r = Model::from_bytes(&bad);
+                    assert!(
+                        matches!(&r, Err(ModelError::Corrupt(w)) if w.contains(what)),
+                        "{r:?}"
+                    );
+                }
             }
             assert!((e.prediction - m.predict_one(&d.row(3))).abs() < 1e-9);
             // Explanations in bulk are the single-account ones.

@@ -27,6 +27,10 @@ pub enum ModelSpec {
         forest: ForestParams,
         estimators: usize,
     },
+    /// scikit-learn's `VotingClassifier(voting="soft")`: each member fitted on the same
+    /// rows, their probabilities averaged (see [`crate::model::Voting`]). Members are
+    /// plain models, not votes.
+    Voting { members: Vec<ModelSpec> },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -75,6 +79,19 @@ impl Recipe {
                 "bagging of {estimators} random forests, {} trees each",
                 forest.n_trees
             ),
+            ModelSpec::Voting { members } => format!(
+                "soft vote of {}",
+                members
+                    .iter()
+                    .map(|m| Recipe {
+                        spec: m.clone(),
+                        smote_k: None,
+                        seed: self.seed,
+                    }
+                    .describe())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
         };
         let weights = match &self.spec {
             ModelSpec::Forest(p) if p.class_weight == ClassWeight::Balanced => ", balanced weights",
@@ -117,7 +134,9 @@ impl Recipe {
                 self.describe(),
                 if p.balanced { "" } else { ", unweighted" }
             ),
-            ModelSpec::Baseline(_) | ModelSpec::Bagged { .. } => self.describe(),
+            ModelSpec::Baseline(_) | ModelSpec::Bagged { .. } | ModelSpec::Voting { .. } => {
+                self.describe()
+            }
         }
     }
 
@@ -132,6 +151,26 @@ impl Recipe {
                     return Err(FitError::Invalid(format!(
                         "bagging needs 1 to 100 estimators, got {estimators}"
                     )));
+                }
+            }
+            ModelSpec::Voting { members } => {
+                if !(2..=crate::model::MAX_MEMBERS).contains(&members.len()) {
+                    return Err(FitError::Invalid(format!(
+                        "a vote needs 2 to {} members, got {}",
+                        crate::model::MAX_MEMBERS,
+                        members.len()
+                    )));
+                }
+                for m in members {
+                    if matches!(m, ModelSpec::Voting { .. }) {
+                        return Err(FitError::Invalid("a vote cannot have a vote as a member".into()));
+                    }
+                    Recipe {
+                        spec: m.clone(),
+                        smote_k: None,
+                        seed: self.seed,
+                    }
+                    .validate()?;
                 }
             }
         }
@@ -200,6 +239,27 @@ impl Recipe {
                     seed: self.seed,
                 };
                 Estimator::Baseline(b.fit(&columns, labels, weights, reporter)?)
+            }
+            ModelSpec::Voting { members } => {
+                let mut fitted = Vec::with_capacity(members.len());
+                for (k, m) in members.iter().enumerate() {
+                    let prefix = format!("member {}/{}", k + 1, members.len());
+                    let member = Recipe {
+                        spec: m.clone(),
+                        smote_k: None,
+                        seed: self.seed,
+                    };
+                    fitted.push(member.fit(
+                        &columns,
+                        labels,
+                        weights,
+                        &crate::util::progress::Prefixed {
+                            inner: reporter,
+                            prefix: &prefix,
+                        },
+                    )?);
+                }
+                Estimator::Voting(crate::model::Voting::new(fitted))
             }
         })
     }
@@ -466,10 +526,19 @@ pub fn default_candidates(seed: u64) -> Vec<Candidate> {
                 "fitted by spamscope: scikit-learn's defaults (SAMME, 50 decision stumps, learning rate 1, no class weights); stumps split between quantile bins; exact log-odds terms",
             ),
         ),
-        peer(
+        c(
             "Voting (soft)",
-            "sklearn",
-            "scikit-learn's VotingClassifier(voting=\"soft\") of the 100-tree balanced forest, gradient boosting and logistic regression",
+            ModelSpec::Voting {
+                members: vec![
+                    ModelSpec::Forest(forest(100)),
+                    ModelSpec::Boosted(BoostParams::default()),
+                    ModelSpec::Baseline(BaselineSpec::Logistic { alpha: 1.0 }),
+                ],
+            },
+            None,
+            Some(
+                "scikit-learn's VotingClassifier(voting=\"soft\"): the mean probability of the 100-tree balanced forest, gradient boosting and logistic regression, as fitted above; explained by the mean of their explanations (exact)",
+            ),
         ),
         peer(
             "Voting (hard)",

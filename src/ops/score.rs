@@ -180,7 +180,7 @@ pub fn score_batch(
                 score.extend(p);
                 phi
             }
-            Method::TreeShap | Method::LogOdds | Method::Occlusion => {
+            Method::TreeShap | Method::LogOdds | Method::Occlusion | Method::Members => {
                 score.extend(model.predict_rows(&rows));
                 model
                     .explain_rows(&rows, method)
@@ -279,6 +279,7 @@ pub fn batch_csv(d: &Dataset, b: &ScoredBatch, order: Option<&[usize]>) -> Strin
         Some(Method::PathAttribution) => "path_attribution",
         Some(Method::LogOdds) => "log_odds",
         Some(Method::Occlusion) => "occlusion",
+        Some(Method::Members) => "members",
         None => "",
     };
     // The user id is text from the input: written through `csv_cell` (formula-like ids

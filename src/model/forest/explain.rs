@@ -20,7 +20,7 @@ impl Forest {
                 let (base, phi) = self.tree_shap_one(x);
                 (Method::TreeShap, base, phi)
             }
-            Method::PathAttribution | Method::LogOdds | Method::Occlusion => {
+            Method::PathAttribution | Method::LogOdds | Method::Occlusion | Method::Members => {
                 let mut phi = vec![0.0; self.n_features];
                 let mut base = 0.0;
                 for t in &self.trees {
