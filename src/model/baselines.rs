@@ -13,6 +13,8 @@
 use crate::data::preprocess::Standardizer;
 use crate::model::adaboost::AdaBoost;
 use crate::model::explain::{Explanation, Method};
+use crate::model::mlp::Mlp;
+use crate::util::progress::Reporter;
 use crate::util::rng::SplitMix64;
 use serde::{Deserialize, Serialize};
 use smartcore::linalg::basic::matrix::DenseMatrix;
@@ -29,6 +31,8 @@ pub enum BaselineError {
     /// A loaded baseline whose parameters are inconsistent.
     #[error("{0}")]
     Malformed(String),
+    #[error("training was cancelled")]
+    Cancelled,
 }
 
 /// Largest standardised value a loaded KNN sample may hold.
@@ -196,6 +200,9 @@ pub enum BaselineKind {
     /// scikit-learn's `AdaBoostClassifier` (SAMME, decision stumps); additive in
     /// log-odds, one term per feature (see [`crate::model::adaboost`]).
     AdaBoost(AdaBoost),
+    /// scikit-learn's `MLPClassifier` (see [`crate::model::mlp`]); explained by
+    /// occlusion.
+    Mlp(Mlp),
 }
 
 /// What to fit.
@@ -230,6 +237,13 @@ pub enum BaselineSpec {
     AdaBoost {
         estimators: usize,
         learning_rate: f64,
+    },
+    /// Two ReLU hidden layers of these widths, L2 `alpha`, at most `max_epochs` passes
+    /// (scikit-learn's defaults otherwise; see [`crate::model::mlp`]).
+    Mlp {
+        hidden: [usize; 2],
+        alpha: f64,
+        max_epochs: usize,
     },
 }
 
@@ -298,16 +312,31 @@ impl BaselineSpec {
                     "AdaBoost needs 1 to 1000 estimators and a learning rate > 0 (estimators {estimators}, learning rate {learning_rate})"
                 )))
             }
+            BaselineSpec::Mlp {
+                hidden,
+                alpha,
+                max_epochs,
+            } if !(hidden.iter().all(|h| (1..=1024).contains(h))
+                && alpha.is_finite()
+                && alpha >= 0.0
+                && (1..=10_000).contains(&max_epochs)) =>
+            {
+                Err(BaselineError::Param(format!(
+                    "the neural network needs 1 to 1024 units per layer, alpha >= 0 and 1 to 10000 epochs (layers {hidden:?}, alpha {alpha}, epochs {max_epochs})"
+                )))
+            }
             _ => Ok(()),
         }
     }
 
-    /// Fits on imputed, column-major features and 0/1 labels (both classes present).
+    /// Fits on imputed, column-major features and 0/1 labels (both classes present);
+    /// the neural network reports its epochs to `reporter` and stops when cancelled.
     pub fn fit(
         &self,
         columns: &[&[f64]],
         labels: &[u8],
         seed: u64,
+        reporter: &dyn Reporter,
     ) -> Result<Baseline, BaselineError> {
         self.validate()?;
         let n = labels.len();
@@ -399,6 +428,26 @@ impl BaselineSpec {
             }
             BaselineSpec::Sgd { alpha, epochs } => {
                 BaselineKind::Sgd(fit_sgd(columns, labels, alpha, epochs, seed))
+            }
+            BaselineSpec::Mlp {
+                hidden,
+                alpha,
+                max_epochs,
+            } => {
+                let check = |epoch: usize, loss: f64| {
+                    reporter.stage(&format!("epoch (loss {loss:.4})"), epoch, max_epochs);
+                    !reporter.cancelled()
+                };
+                match Mlp::fit(columns, labels, hidden, alpha, max_epochs, seed, &check) {
+                    Some(m) => BaselineKind::Mlp(m),
+                    None if reporter.cancelled() => return Err(BaselineError::Cancelled),
+                    None => {
+                        return Err(BaselineError::Fit {
+                            model: "neural network",
+                            reason: "its training loss became infinite".into(),
+                        });
+                    }
+                }
             }
             BaselineSpec::AdaBoost {
                 estimators,
@@ -652,6 +701,7 @@ impl Baseline {
             BaselineKind::Ridge(_) => "Ridge classifier",
             BaselineKind::Sgd(_) => "SGD classifier",
             BaselineKind::AdaBoost(_) => "AdaBoost",
+            BaselineKind::Mlp(_) => "neural network (MLP)",
         }
     }
 
@@ -686,7 +736,7 @@ impl Baseline {
                 Some(m.log_prior[1] - m.log_prior[0])
             }
             BaselineKind::AdaBoost(m) => Some(m.terms(x, t)),
-            BaselineKind::Knn(_) => None,
+            BaselineKind::Knn(_) | BaselineKind::Mlp(_) => None,
         }
     }
 
@@ -694,6 +744,7 @@ impl Baseline {
     pub fn predict(&self, x: &[f64]) -> f64 {
         match &self.kind {
             BaselineKind::Knn(m) => m.proba_z(m.standardizer.row(x), 1)[0],
+            BaselineKind::Mlp(m) => m.predict_rows(x)[0],
             _ => {
                 let mut t = vec![0.0; x.len()];
                 let b = self.terms(x, &mut t).unwrap_or(0.0);
@@ -716,6 +767,10 @@ impl Baseline {
                     m.proba_z(z, chunk.len() / nf)
                 })
                 .collect(),
+            BaselineKind::Mlp(m) => rows
+                .par_chunks(nf * 4096)
+                .flat_map_iter(|chunk| m.predict_rows(chunk))
+                .collect(),
             _ => rows.par_chunks_exact(nf).map(|r| self.predict(r)).collect(),
         }
     }
@@ -734,7 +789,7 @@ impl Baseline {
         let mut abs = vec![0.0; nf];
         let mut t = vec![0.0; nf];
         let row = |i: usize| columns.iter().map(|c| c[i]).collect::<Vec<f64>>();
-        if matches!(self.kind, BaselineKind::Knn(_)) {
+        if matches!(self.kind, BaselineKind::Knn(_) | BaselineKind::Mlp(_)) {
             // Occlusion on 100 rows: KNN queries are expensive.
             for &i in rows.iter().take(100) {
                 let e = self.explain(&row(i));
@@ -772,7 +827,7 @@ impl Baseline {
     /// How [`Baseline::explain`] explains: occlusion for KNN, log-odds terms otherwise.
     pub fn method(&self) -> Method {
         match self.kind {
-            BaselineKind::Knn(_) => Method::Occlusion,
+            BaselineKind::Knn(_) | BaselineKind::Mlp(_) => Method::Occlusion,
             _ => Method::LogOdds,
         }
     }
@@ -808,6 +863,26 @@ impl Baseline {
                 method: self.method(),
                 base: p[nf + 1],
                 contributions,
+                prediction: p[0],
+            };
+        }
+        if let BaselineKind::Mlp(m) = &self.kind {
+            // Row 0: the account; rows 1..=nf: the account with feature f at its training
+            // mean; last row: the mean account.
+            let reference = &m.standardizer.mean;
+            let mut batch = x.to_vec();
+            let mut row = x.to_vec();
+            for f in 0..nf {
+                row[f] = reference[f];
+                batch.extend_from_slice(&row);
+                row[f] = x[f];
+            }
+            batch.extend_from_slice(reference);
+            let p = m.predict_rows(&batch);
+            return Explanation {
+                method: self.method(),
+                base: p[nf + 1],
+                contributions: (0..nf).map(|f| p[0] - p[f + 1]).collect(),
                 prediction: p[0],
             };
         }
@@ -881,6 +956,7 @@ impl Baseline {
                     && m.rows.iter().all(|z| z.abs() <= MAX_Z)
             }
             BaselineKind::AdaBoost(m) => m.valid(nf),
+            BaselineKind::Mlp(m) => m.valid(nf),
         };
         if ok {
             Ok(())
@@ -898,6 +974,7 @@ mod tests {
     use super::*;
     use crate::data::preprocess::Imputer;
     use crate::data::synth::{SynthParams, default_dataset};
+    use crate::util::progress::NoProgress;
 
     fn data(rows: usize) -> (Vec<Vec<f64>>, Vec<u8>) {
         let d = default_dataset(SynthParams { rows, seed: 5 });
@@ -1021,7 +1098,7 @@ mod tests {
         let x = matrix(&cols, n).unwrap();
         let y32: Vec<u32> = y.iter().map(|&l| u32::from(l)).collect();
         let bnb = BaselineSpec::BernoulliNb { binarize: 0.0 }
-            .fit(&r, &y, 1)
+            .fit(&r, &y, 1, &NoProgress)
             .unwrap();
         let theirs = smartcore::naive_bayes::bernoulli::BernoulliNB::<
             f64,
@@ -1036,9 +1113,11 @@ mod tests {
         .unwrap();
         let their_labels = theirs.predict(&x).unwrap();
         let lr = BaselineSpec::Logistic { alpha: 1.0 }
-            .fit(&r, &y, 1)
+            .fit(&r, &y, 1, &NoProgress)
             .unwrap();
-        let gnb = BaselineSpec::GaussianNb.fit(&r, &y, 1).unwrap();
+        let gnb = BaselineSpec::GaussianNb
+            .fit(&r, &y, 1, &NoProgress)
+            .unwrap();
         let mut agree = 0;
         for (i, their) in their_labels.iter().enumerate() {
             let xi = row(&cols, i);
@@ -1080,7 +1159,7 @@ mod tests {
         let (cols, y) = data(800);
         let r = refs(&cols);
         let m = BaselineSpec::Knn { k: 7, sample: 400 }
-            .fit(&r, &y, 3)
+            .fit(&r, &y, 3, &NoProgress)
             .unwrap();
         let BaselineKind::Knn(k) = &m.kind else {
             panic!()
@@ -1121,7 +1200,7 @@ mod tests {
     fn bad_parameters_are_refused() {
         let (cols, y) = data(300);
         let e = BaselineSpec::Knn { k: 0, sample: 10 }
-            .fit(&refs(&cols), &y, 1)
+            .fit(&refs(&cols), &y, 1, &NoProgress)
             .unwrap_err();
         assert!(
             matches!(&e, BaselineError::Param(m) if m.contains("k >= 1")),

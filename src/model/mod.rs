@@ -15,6 +15,7 @@ pub mod boosting;
 pub mod calibrate;
 pub mod explain;
 pub mod forest;
+pub mod mlp;
 pub mod recipe;
 
 use crate::data::Dataset;
@@ -57,7 +58,7 @@ pub enum FitError {
     #[error(transparent)]
     Forest(ForestError),
     #[error(transparent)]
-    Baseline(#[from] BaselineError),
+    Baseline(BaselineError),
     #[error(transparent)]
     Boost(#[from] BoostError),
     #[error(transparent)]
@@ -67,6 +68,15 @@ pub enum FitError {
     Invalid(String),
     #[error("training was cancelled")]
     Cancelled(#[from] Cancelled),
+}
+
+impl From<BaselineError> for FitError {
+    fn from(e: BaselineError) -> FitError {
+        match e {
+            BaselineError::Cancelled => FitError::Cancelled(Cancelled),
+            e => FitError::Baseline(e),
+        }
+    }
 }
 
 impl From<ForestError> for FitError {
@@ -146,7 +156,7 @@ impl Estimate for BaselineFit<'_> {
     ) -> Result<Baseline, FitError> {
         reporter.stage("fitting", 0, 1);
         let fitted = match weights.filter(|w| w.iter().any(|&x| x != 1.0)) {
-            None => self.spec.fit(columns, labels, self.seed),
+            None => self.spec.fit(columns, labels, self.seed, reporter),
             Some(w) => {
                 let reps: Vec<usize> = w.iter().map(|x| x.round().max(0.0) as usize).collect();
                 let repeat = |c: &[f64]| -> Vec<f64> {
@@ -162,7 +172,7 @@ impl Estimate for BaselineFit<'_> {
                     .flat_map(|(l, &r)| std::iter::repeat_n(*l, r))
                     .collect();
                 let refs: Vec<&[f64]> = cols.iter().map(Vec::as_slice).collect();
-                self.spec.fit(&refs, &y, self.seed)
+                self.spec.fit(&refs, &y, self.seed, reporter)
             }
         }?;
         reporter.stage("fitting", 1, 1);
@@ -378,7 +388,6 @@ fn mean_explanation(parts: &[Explanation]) -> Explanation {
         prediction: parts.iter().map(|e| e.prediction).sum::<f64>() / n,
     }
 }
-
 
 /// Imputation + estimator: what scoring needs.
 #[derive(Debug, Clone, PartialEq)]
@@ -956,6 +965,11 @@ mod tests {
                 estimators: 50,
                 learning_rate: 1.0,
             }),
+            ModelSpec::Baseline(BaselineSpec::Mlp {
+                hidden: [20, 10],
+                alpha: 1e-4,
+                max_epochs: 30,
+            }),
             ModelSpec::Voting {
                 members: vec![
                     ModelSpec::Forest(ForestParams {
@@ -1067,7 +1081,10 @@ mod tests {
                 other[0] += 1.0;
                 for (members, what) in [
                     (vec![member.clone(), nested], "itself a vote"),
-                    (vec![member.clone(), encode(&v.members[2], &other)], "imputes differently"),
+                    (
+                        vec![member.clone(), encode(&v.members[2], &other)],
+                        "imputes differently",
+                    ),
                     (vec![member], "2 to 16 members"),
                 ] {
                     let mut bad = MAGIC_VOTING.to_vec();

@@ -74,6 +74,9 @@ impl Recipe {
             ModelSpec::Baseline(BaselineSpec::AdaBoost { estimators, .. }) => {
                 format!("AdaBoost (SAMME), {estimators} stumps")
             }
+            ModelSpec::Baseline(BaselineSpec::Mlp { hidden, .. }) => {
+                format!("neural network (MLP {}-{})", hidden[0], hidden[1])
+            }
             ModelSpec::Boosted(p) => format!("gradient boosting ({})", p.describe()),
             ModelSpec::Bagged { forest, estimators } => format!(
                 "bagging of {estimators} random forests, {} trees each",
@@ -163,7 +166,9 @@ impl Recipe {
                 }
                 for m in members {
                     if matches!(m, ModelSpec::Voting { .. }) {
-                        return Err(FitError::Invalid("a vote cannot have a vote as a member".into()));
+                        return Err(FitError::Invalid(
+                            "a vote cannot have a vote as a member".into(),
+                        ));
                     }
                     Recipe {
                         spec: m.clone(),
@@ -550,10 +555,17 @@ pub fn default_candidates(seed: u64) -> Vec<Candidate> {
             "xgboost",
             "scikit-learn's StackingClassifier of the 100-tree balanced forest, gradient boosting and XGBoost; balanced logistic regression on 5-fold out-of-fold probabilities",
         ),
-        peer(
+        c(
             "Neural network (MLP 100-50)",
-            "sklearn",
-            "scikit-learn's MLPClassifier, hidden layers 100 and 50, standardised inputs",
+            ModelSpec::Baseline(BaselineSpec::Mlp {
+                hidden: [100, 50],
+                alpha: 1e-4,
+                max_epochs: 200,
+            }),
+            None,
+            Some(
+                "fitted by spamscope: scikit-learn's MLPClassifier defaults (ReLU layers of 100 and 50, Adam, batches of 200, alpha 1e-4, stops when the loss stalls, at most 200 epochs), standardised inputs, no class weights; explained by occlusion (approximate)",
+            ),
         ),
         peer(
             "XGBoost",
