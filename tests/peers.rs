@@ -88,7 +88,10 @@ fn compare_runs_the_reference_rows_it_cannot_fit_in_python() {
     for (name, library) in [
         ("forest 100 trees", None),
         ("XGBoost", Some("xgboost ")),
-        ("LightGBM", Some("lightgbm ")),
+        (
+            "LightGBM",
+            (!cfg!(feature = "lightgbm")).then_some("lightgbm "),
+        ),
         ("CatBoost", Some("catboost ")),
         ("Voting (hard)", Some("xgboost ")),
         ("Stacking", Some("xgboost ")),
@@ -123,7 +126,7 @@ fn bench_table_sets_each_model_beside_its_reference_on_the_same_split() {
         "--data",
         &data,
         "--only",
-        "Ridge classifier,KNN (k = 10),logistic regression,AdaBoost,XGBoost",
+        "Ridge classifier,KNN (k = 10),logistic regression,AdaBoost,LightGBM,XGBoost",
         "--json",
     ]))
     .unwrap();
@@ -156,6 +159,19 @@ fn bench_table_sets_each_model_beside_its_reference_on_the_same_split() {
     assert!((auc(&r, "ours") - auc(&r, "reference")).abs() < 0.01, "{r}");
     let r = row("AdaBoost");
     assert!((auc(&r, "ours") - auc(&r, "reference")).abs() < 0.03, "{r}");
+    // LightGBM fitted by the library through its Rust binding (the `lightgbm`
+    // feature) and by its Python package, same parameters and rows: the same model up
+    // to the two builds' versions.
+    let r = row("LightGBM");
+    assert!(
+        r["library"].as_str().unwrap().starts_with("lightgbm "),
+        "{r}"
+    );
+    if cfg!(feature = "lightgbm") {
+        assert!((auc(&r, "ours") - auc(&r, "reference")).abs() < 0.01, "{r}");
+    } else {
+        assert!(r["ours"].is_null(), "{r}");
+    }
     // A peer row has the library's figures only.
     let r = row("XGBoost");
     assert!(r["ours"].is_null(), "{r}");

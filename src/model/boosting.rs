@@ -159,20 +159,23 @@ impl Boosted {
             .fit(&m, &y, &w, None)
             .map_err(|e| BoostError::Fit(e.to_string()))?;
         reporter.stage("boosting", 1, 1);
-        let gain = booster.calculate_feature_importance(ImportanceMethod::TotalGain, false);
-        let mut importance = vec![0.0; nf];
-        for (f, g) in gain {
-            if f < nf {
-                importance[f] = f64::from(g).max(0.0);
-            }
-        }
-        let total: f64 = importance.iter().sum();
-        if total > 0.0 {
-            importance.iter_mut().for_each(|v| *v /= total);
-        }
         Ok(Boosted {
+            importance: gain_importance(&booster, nf),
             booster,
-            importance,
+            n_features: nf,
+        })
+    }
+
+    /// A booster built elsewhere (LightGBM's trees read into forust's), checked as a
+    /// loaded file is, with its importance.
+    pub fn from_booster(booster: GradientBooster, nf: usize) -> Result<Boosted, BoostError> {
+        if booster.trees.is_empty() {
+            return Err(BoostError::Malformed("a booster without trees".into()));
+        }
+        check_trees(&booster, nf)?;
+        Ok(Boosted {
+            importance: gain_importance(&booster, nf),
+            booster,
             n_features: nf,
         })
     }
@@ -270,6 +273,22 @@ impl Boosted {
             n_features: nf,
         })
     }
+}
+
+/// Total split gain per feature, normalised to sum to 1.
+fn gain_importance(booster: &GradientBooster, nf: usize) -> Vec<f64> {
+    let gain = booster.calculate_feature_importance(ImportanceMethod::TotalGain, false);
+    let mut importance = vec![0.0; nf];
+    for (f, g) in gain {
+        if f < nf {
+            importance[f] = f64::from(g).max(0.0);
+        }
+    }
+    let total: f64 = importance.iter().sum();
+    if total > 0.0 {
+        importance.iter_mut().for_each(|v| *v /= total);
+    }
+    importance
 }
 
 /// Deepest boosted tree a loaded model may have (the parameters allow 64).

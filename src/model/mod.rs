@@ -15,6 +15,7 @@ pub mod boosting;
 pub mod calibrate;
 pub mod explain;
 pub mod forest;
+pub mod lgbm;
 pub mod mlp;
 pub mod recipe;
 

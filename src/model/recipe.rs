@@ -31,6 +31,9 @@ pub enum ModelSpec {
     /// rows, their probabilities averaged (see [`crate::model::Voting`]). Members are
     /// plain models, not votes.
     Voting { members: Vec<ModelSpec> },
+    /// LightGBM fitted by the library itself (cargo feature `lightgbm`) and kept as
+    /// spamscope's boosted trees (see [`crate::model::lgbm`]).
+    LightGbm(crate::model::lgbm::LgbmParams),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -82,6 +85,10 @@ impl Recipe {
                 "bagging of {estimators} random forests, {} trees each",
                 forest.n_trees
             ),
+            ModelSpec::LightGbm(p) => format!(
+                "LightGBM, {} rounds, {} leaves, learning rate {}",
+                p.iterations, p.num_leaves, p.learning_rate
+            ),
             ModelSpec::Voting { members } => format!(
                 "soft vote of {}",
                 members
@@ -102,6 +109,7 @@ impl Recipe {
                 ", balanced weights"
             }
             ModelSpec::Boosted(p) if p.balanced => ", balanced weights",
+            ModelSpec::LightGbm(p) if p.balanced => ", balanced weights",
             ModelSpec::Baseline(BaselineSpec::Ridge { .. } | BaselineSpec::Sgd { .. }) => {
                 ", balanced weights"
             }
@@ -137,9 +145,10 @@ impl Recipe {
                 self.describe(),
                 if p.balanced { "" } else { ", unweighted" }
             ),
-            ModelSpec::Baseline(_) | ModelSpec::Bagged { .. } | ModelSpec::Voting { .. } => {
-                self.describe()
-            }
+            ModelSpec::Baseline(_)
+            | ModelSpec::Bagged { .. }
+            | ModelSpec::Voting { .. }
+            | ModelSpec::LightGbm(_) => self.describe(),
         }
     }
 
@@ -156,6 +165,7 @@ impl Recipe {
                     )));
                 }
             }
+            ModelSpec::LightGbm(p) => p.validate().map_err(FitError::Invalid)?,
             ModelSpec::Voting { members } => {
                 if !(2..=crate::model::MAX_MEMBERS).contains(&members.len()) {
                     return Err(FitError::Invalid(format!(
@@ -244,6 +254,14 @@ impl Recipe {
                     seed: self.seed,
                 };
                 Estimator::Baseline(b.fit(&columns, labels, weights, reporter)?)
+            }
+            #[cfg(feature = "lightgbm")]
+            ModelSpec::LightGbm(p) => Estimator::Boosted(crate::model::lgbm::fit(
+                p, &columns, labels, weights, reporter,
+            )?),
+            #[cfg(not(feature = "lightgbm"))]
+            ModelSpec::LightGbm(_) => {
+                return Err(FitError::Invalid(crate::model::lgbm::NOT_BUILT.into()));
             }
             ModelSpec::Voting { members } => {
                 let mut fitted = Vec::with_capacity(members.len());
@@ -572,11 +590,25 @@ pub fn default_candidates(seed: u64) -> Vec<Candidate> {
             "xgboost",
             "XGBoost's XGBClassifier, scale_pos_weight 36, hist trees",
         ),
-        peer(
-            "LightGBM",
-            "lightgbm",
-            "LightGBM's LGBMClassifier, balanced class weights",
-        ),
+        if cfg!(feature = "lightgbm") {
+            c(
+                "LightGBM",
+                ModelSpec::LightGbm(crate::model::lgbm::LgbmParams {
+                    seed,
+                    ..Default::default()
+                }),
+                None,
+                Some(
+                    "fitted by LightGBM itself (the lightgbm feature), LGBMClassifier's defaults with balanced class weights; kept as spamscope's boosted trees: exact TreeSHAP on the log-odds",
+                ),
+            )
+        } else {
+            peer(
+                "LightGBM",
+                "lightgbm",
+                "LightGBM's LGBMClassifier, balanced class weights (this build has no lightgbm feature)",
+            )
+        },
         peer(
             "CatBoost",
             "catboost",
