@@ -60,26 +60,30 @@ pub struct Row {
 /// How a peer row is marked wherever the table is shown.
 pub const PEER_MARK: &str = "peer — not promotable";
 
+impl Row {
+    /// The row of a model that trained (or ran in Python: `peer`).
+    pub fn of(name: &str, s: &Scored, peer: Option<String>) -> Row {
+        let m = &s.metrics;
+        Row {
+            name: name.to_string(),
+            accuracy: m.accuracy,
+            precision: m.precision,
+            recall: m.recall,
+            f1: m.f1,
+            roc_auc: m.roc_auc,
+            average_precision: m.average_precision,
+            fit_seconds: s.fit_seconds,
+            peer,
+        }
+    }
+}
+
 impl Comparison {
     /// Rows of the models that trained, in candidate order.
     pub fn rows(&self) -> Vec<Row> {
         self.outcomes
             .iter()
-            .filter_map(|o| {
-                let s = o.result.as_ref().ok()?;
-                let m = &s.metrics;
-                Some(Row {
-                    name: o.name.clone(),
-                    accuracy: m.accuracy,
-                    precision: m.precision,
-                    recall: m.recall,
-                    f1: m.f1,
-                    roc_auc: m.roc_auc,
-                    average_precision: m.average_precision,
-                    fit_seconds: s.fit_seconds,
-                    peer: o.peer.clone(),
-                })
-            })
+            .filter_map(|o| Some(Row::of(&o.name, o.result.as_ref().ok()?, o.peer.clone())))
             .collect()
     }
 

@@ -8,7 +8,7 @@
 use crate::data::Dataset;
 use crate::data::synth::{SynthParams, default_dataset};
 use crate::model::recipe::{Candidate, CandidateKind};
-use crate::ops::compare::{Scored, compare_prepared, run_peer, select_candidates};
+use crate::ops::compare::{Row, compare_prepared, run_peer, select_candidates};
 use crate::ops::error::{Error, Result};
 use crate::ops::python::PeerSplit;
 use crate::ops::train::prepare;
@@ -26,41 +26,15 @@ pub struct TableArgs {
     pub python: Option<PathBuf>,
 }
 
-/// A model's figures on the test accounts (threshold 0.5).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Figures {
-    pub accuracy: f64,
-    pub precision: f64,
-    pub recall: f64,
-    pub f1: f64,
-    pub roc_auc: f64,
-    pub average_precision: f64,
-    pub fit_seconds: f64,
-}
-
-impl Figures {
-    fn of(s: &Scored) -> Figures {
-        let m = &s.metrics;
-        Figures {
-            accuracy: m.accuracy,
-            precision: m.precision,
-            recall: m.recall,
-            f1: m.f1,
-            roc_auc: m.roc_auc,
-            average_precision: m.average_precision,
-            fit_seconds: s.fit_seconds,
-        }
-    }
-}
-
-/// One row: spamscope's fit (None for a peer row), the library's, and who ran it.
+/// One row: spamscope's fit (None for a peer row), the library's, and who ran it; the
+/// figures are the comparison's (threshold 0.5, fit seconds).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TableRow {
     pub name: String,
     /// spamscope's figures, or why it failed; None for a peer row.
-    pub ours: Option<std::result::Result<Figures, String>>,
+    pub ours: Option<std::result::Result<Row, String>>,
     /// The Python version's figures, or why it was not run.
-    pub reference: std::result::Result<Figures, String>,
+    pub reference: std::result::Result<Row, String>,
     /// "sklearn 1.9.1", "xgboost 3.2.0" (the library named in the candidate when the
     /// row did not run).
     pub library: String,
@@ -136,7 +110,7 @@ pub fn run(args: &TableArgs, reporter: &dyn Reporter) -> Result<Table> {
                 Some(
                     o.result
                         .as_ref()
-                        .map(Figures::of)
+                        .map(|s| Row::of(&c.name, s, None))
                         .map_err(|e| e.to_string()),
                 )
             }
@@ -154,7 +128,7 @@ pub fn run(args: &TableArgs, reporter: &dyn Reporter) -> Result<Table> {
             args.seed,
             &progress,
         ) {
-            Ok((s, lib)) => (Ok(Figures::of(&s)), lib),
+            Ok((s, lib)) => (Ok(Row::of(&c.name, &s, Some(lib.clone()))), lib),
             Err(Error::Cancelled) => return Err(Error::Cancelled),
             Err(e) => (Err(e.to_string()), reference_library(c).to_string()),
         };
@@ -189,7 +163,7 @@ impl Table {
             self.data_label, self.train_rows, self.test_rows, self.test_positives, self.threads
         );
         s += "| model | ROC-AUC ours | ROC-AUC ref | avg precision ours | avg precision ref | F1 ours | F1 ref | fit s ours | fit s ref | reference |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n";
-        let cell = |f: &Option<&Figures>, get: fn(&Figures) -> f64, digits: usize| match f {
+        let cell = |f: &Option<&Row>, get: fn(&Row) -> f64, digits: usize| match f {
             Some(f) => format!("{:.digits$}", get(f)),
             None => "—".into(),
         };
