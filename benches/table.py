@@ -37,9 +37,8 @@ def sigmoid(z):
     return 1.0 / (1.0 + np.exp(-z))
 
 
-class Decision:
-    """A classifier without probabilities (Ridge, SGD): the logistic function of its
-    decision value, as spamscope scores them."""
+class Fitted:
+    """A model with fit(X, y) and scores(X): the spammer probability of each row."""
 
     def __init__(self, m):
         self.m = m
@@ -47,54 +46,42 @@ class Decision:
     def fit(self, X, y):
         self.m.fit(X, y)
         return self
+
+
+class Proba(Fitted):
+    def scores(self, X):
+        return self.m.predict_proba(X)[:, 1]
+
+
+class Decision(Fitted):
+    """A classifier without probabilities (Ridge, SGD): the logistic function of its
+    decision value, as spamscope scores them."""
 
     def scores(self, X):
         return sigmoid(self.m.decision_function(X))
 
 
-class Proba:
-    def __init__(self, m):
-        self.m = m
-
-    def fit(self, X, y):
-        self.m.fit(X, y)
-        return self
-
-    def scores(self, X):
-        return self.m.predict_proba(X)[:, 1]
-
-
-class HardVote:
+class HardVote(Fitted):
     """VotingClassifier(voting="hard") has no probabilities: the score is the share of
     members voting spammer (0, 1/3, 2/3, 1), so 0.5 is its majority vote."""
-
-    def __init__(self, m):
-        self.m = m
-
-    def fit(self, X, y):
-        self.m.fit(X, y)
-        return self
 
     def scores(self, X):
         import numpy as np
         return np.mean([e.predict(X) for e in self.m.estimators_], axis=0)
 
 
-class Sampled:
+class Sampled(Proba):
     """KNN: fitted on a stratified sample of the training rows, as spamscope's is."""
 
     def __init__(self, m, n, seed):
-        self.m, self.n, self.seed = m, n, seed
+        super().__init__(m)
+        self.n, self.seed = n, seed
 
     def fit(self, X, y):
         from sklearn.model_selection import train_test_split
         if self.n < len(y):
             X, _, y, _ = train_test_split(X, y, train_size=self.n, stratify=y, random_state=self.seed)
-        self.m.fit(X, y)
-        return self
-
-    def scores(self, X):
-        return self.m.predict_proba(X)[:, 1]
+        return super().fit(X, y)
 
 
 def library(module):

@@ -20,6 +20,21 @@ pub fn balanced_weights(negatives: usize, positives: usize) -> [f64; 2] {
     ]
 }
 
+/// Each row's training weight: its class's balanced weight (when `balanced` and both
+/// classes are present; else 1) times its own weight, if any.
+pub fn row_weights(labels: &[u8], weights: Option<&[f64]>, balanced: bool) -> Vec<f64> {
+    let n = labels.len();
+    let pos = labels.iter().filter(|&&l| l == 1).count();
+    let class_w = if balanced && pos > 0 && pos < n {
+        balanced_weights(n - pos, pos)
+    } else {
+        [1.0, 1.0]
+    };
+    (0..n)
+        .map(|i| class_w[labels[i] as usize] * weights.map_or(1.0, |w| w[i]))
+        .collect()
+}
+
 /// Median of the non-missing values (mean of the two middle ones for an even count,
 /// as numpy); 0 when every value is missing.
 pub fn median(values: &[f64]) -> f64 {

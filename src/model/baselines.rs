@@ -471,6 +471,34 @@ impl BaselineSpec {
     }
 }
 
+/// Occlusion: each feature's contribution is the probability of the account minus that
+/// of the account with the feature set to the reference's value; the base is the
+/// reference account's probability. `predict` scores `n` rows (row-major, in the space
+/// `x` and `reference` are in) at once: the account, the account with feature f
+/// occluded for every f, then the reference.
+fn occlusion(
+    x: &[f64],
+    reference: &[f64],
+    predict: impl FnOnce(Vec<f64>, usize) -> Vec<f64>,
+) -> Explanation {
+    let nf = x.len();
+    let mut batch = x.to_vec();
+    let mut row = x.to_vec();
+    for f in 0..nf {
+        row[f] = reference[f];
+        batch.extend_from_slice(&row);
+        row[f] = x[f];
+    }
+    batch.extend_from_slice(reference);
+    let p = predict(batch, nf + 2);
+    Explanation {
+        method: Method::Occlusion,
+        base: p[nf + 1],
+        contributions: (0..nf).map(|f| p[0] - p[f + 1]).collect(),
+        prediction: p[0],
+    }
+}
+
 /// scikit-learn's "balanced" class weights of `labels`.
 fn balanced_weights(labels: &[u8]) -> [f64; 2] {
     let pos = labels.iter().filter(|&&l| l == 1).count();
@@ -839,52 +867,22 @@ impl Baseline {
     /// the change in probability when the feature is set to its training mean.
     pub fn explain(&self, x: &[f64]) -> Explanation {
         let nf = x.len();
-        if let BaselineKind::Knn(m) = &self.kind {
-            let mut z = m.standardizer.row(x);
-            let base_z: Vec<f64> = m
-                .reference
-                .iter()
-                .enumerate()
-                .map(|(f, &v)| m.standardizer.z(f, v))
-                .collect();
-            // Row 0: the account; rows 1..=nf: the account with feature f occluded;
-            // last row: the reference account (all features at their mean).
-            let mut batch = z.clone();
-            for f in 0..nf {
-                let keep = z[f];
-                z[f] = base_z[f];
-                batch.extend_from_slice(&z);
-                z[f] = keep;
+        match &self.kind {
+            BaselineKind::Knn(m) => {
+                let base_z: Vec<f64> = m
+                    .reference
+                    .iter()
+                    .enumerate()
+                    .map(|(f, &v)| m.standardizer.z(f, v))
+                    .collect();
+                return occlusion(&m.standardizer.row(x), &base_z, |batch, n| {
+                    m.proba_z(batch, n)
+                });
             }
-            batch.extend_from_slice(&base_z);
-            let p = m.proba_z(batch, nf + 2);
-            let contributions = (0..nf).map(|f| p[0] - p[f + 1]).collect();
-            return Explanation {
-                method: self.method(),
-                base: p[nf + 1],
-                contributions,
-                prediction: p[0],
-            };
-        }
-        if let BaselineKind::Mlp(m) = &self.kind {
-            // Row 0: the account; rows 1..=nf: the account with feature f at its training
-            // mean; last row: the mean account.
-            let reference = &m.standardizer.mean;
-            let mut batch = x.to_vec();
-            let mut row = x.to_vec();
-            for f in 0..nf {
-                row[f] = reference[f];
-                batch.extend_from_slice(&row);
-                row[f] = x[f];
+            BaselineKind::Mlp(m) => {
+                return occlusion(x, &m.standardizer.mean, |batch, _| m.predict_rows(&batch));
             }
-            batch.extend_from_slice(reference);
-            let p = m.predict_rows(&batch);
-            return Explanation {
-                method: self.method(),
-                base: p[nf + 1],
-                contributions: (0..nf).map(|f| p[0] - p[f + 1]).collect(),
-                prediction: p[0],
-            };
+            _ => {}
         }
         let mut t = vec![0.0; nf];
         let b = self.terms(x, &mut t).unwrap_or(0.0);

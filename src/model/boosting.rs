@@ -140,15 +140,7 @@ impl Boosted {
         let data: Vec<f64> = columns.iter().flat_map(|c| c.iter().copied()).collect();
         let m = Matrix::new(&data, n, nf);
         let y: Vec<f64> = labels.iter().map(|&l| f64::from(l)).collect();
-        let pos = labels.iter().filter(|&&l| l == 1).count();
-        let class_w = if p.balanced && pos > 0 && pos < n {
-            crate::data::preprocess::balanced_weights(n - pos, pos)
-        } else {
-            [1.0, 1.0]
-        };
-        let w: Vec<f64> = (0..n)
-            .map(|i| class_w[labels[i] as usize] * weights.map_or(1.0, |w| w[i]))
-            .collect();
+        let w = crate::data::preprocess::row_weights(labels, weights, p.balanced);
         reporter.stage("boosting", 0, 1);
         let mut booster = GradientBooster::default()
             .set_iterations(p.iterations)

@@ -287,25 +287,36 @@ pub fn fit(
     reporter: &dyn crate::util::progress::Reporter,
 ) -> Result<crate::model::boosting::Boosted, BoostError> {
     let fail = |e: lightgbm3::Error| BoostError::Fit(format!("LightGBM: {e}"));
-    let n = labels.len();
+    reporter.stage("fitting (LightGBM)", 0, 1);
+    let booster = train(p, columns, labels, weights).map_err(fail)?;
+    let text = booster.save_string().map_err(fail)?;
+    reporter.stage("fitting (LightGBM)", 1, 1);
+    crate::model::boosting::Boosted::from_booster(
+        booster_from_text(&text, columns.len())?,
+        columns.len(),
+    )
+}
+
+/// LightGBM's own booster for the parameters and rows (what [`fit`] reads).
+#[cfg(feature = "lightgbm")]
+fn train(
+    p: &LgbmParams,
+    columns: &[&[f64]],
+    labels: &[u8],
+    weights: Option<&[f64]>,
+) -> Result<lightgbm3::Booster, lightgbm3::Error> {
     let nf = columns.len();
-    let pos = labels.iter().filter(|&&l| l == 1).count();
-    let class_w = if p.balanced {
-        crate::data::preprocess::balanced_weights(n - pos, pos)
-    } else {
-        [1.0, 1.0]
-    };
-    let mut rows = Vec::with_capacity(n * nf);
-    for i in 0..n {
+    let mut rows = Vec::with_capacity(labels.len() * nf);
+    for i in 0..labels.len() {
         rows.extend(columns.iter().map(|c| c[i]));
     }
     let y: Vec<f32> = labels.iter().map(|&l| f32::from(l)).collect();
-    let w: Vec<f32> = (0..n)
-        .map(|i| (class_w[labels[i] as usize] * weights.map_or(1.0, |w| w[i])) as f32)
+    let w: Vec<f32> = crate::data::preprocess::row_weights(labels, weights, p.balanced)
+        .into_iter()
+        .map(|v| v as f32)
         .collect();
-    reporter.stage("fitting (LightGBM)", 0, 1);
-    let mut data = lightgbm3::Dataset::from_slice(&rows, &y, nf as i32, true).map_err(fail)?;
-    data.set_weights(&w).map_err(fail)?;
+    let mut data = lightgbm3::Dataset::from_slice(&rows, &y, nf as i32, true)?;
+    data.set_weights(&w)?;
     drop(rows);
     let params = serde_json::json!({
         "objective": "binary",
@@ -318,10 +329,7 @@ pub fn fit(
         "num_threads": rayon::current_num_threads(),
         "verbosity": -1,
     });
-    let booster = lightgbm3::Booster::train(data, &params).map_err(fail)?;
-    let text = booster.save_string().map_err(fail)?;
-    reporter.stage("fitting (LightGBM)", 1, 1);
-    crate::model::boosting::Boosted::from_booster(booster_from_text(&text, nf)?, nf)
+    lightgbm3::Booster::train(data, &params)
 }
 
 #[cfg(test)]
@@ -487,27 +495,12 @@ end of trees
         };
         let ours = fit(&p, &refs, y, None, &NoProgress).unwrap();
         assert_eq!(ours.booster.trees.len(), 30);
-        // The library's model from the same data and parameters (deterministic).
+        // The library's own booster from the same rows and parameters (deterministic).
         let nf = refs.len();
         let rows: Vec<f64> = (0..200)
             .flat_map(|i| refs.iter().map(move |c| c[i]))
             .collect();
-        let mut flat = Vec::new();
-        for i in 0..y.len() {
-            flat.extend(refs.iter().map(|c| c[i]));
-        }
-        let yf: Vec<f32> = y.iter().map(|&l| f32::from(l)).collect();
-        let pos = y.iter().filter(|&&l| l == 1).count();
-        let cw = crate::data::preprocess::balanced_weights(y.len() - pos, pos);
-        let w: Vec<f32> = y.iter().map(|&l| cw[l as usize] as f32).collect();
-        let mut data = lightgbm3::Dataset::from_slice(&flat, &yf, nf as i32, true).unwrap();
-        data.set_weights(&w).unwrap();
-        let params = serde_json::json!({
-            "objective": "binary", "num_iterations": 30, "learning_rate": 0.1,
-            "num_leaves": 31, "min_data_in_leaf": 20, "seed": 42, "deterministic": true,
-            "num_threads": rayon::current_num_threads(), "verbosity": -1,
-        });
-        let lib = lightgbm3::Booster::train(data, &params).unwrap();
+        let lib = train(&p, &refs, y, None).unwrap();
         let theirs = lib.predict(&rows, nf as i32, true).unwrap();
         let mine = ours.predict_rows(&rows, nf);
         for (a, b) in mine.iter().zip(&theirs) {
