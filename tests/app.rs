@@ -739,11 +739,13 @@ fn compare_tab_runs_models_promotes_one_and_exports_a_report() {
     h.get_by_label("KNN (k = 5)").click_accesskit();
     h.get_by_label("KNN (k = 10)").click_accesskit();
     h.get_by_label("forest 100 + SMOTE").click_accesskit();
-    // LightGBM is native with the `lightgbm` feature, a peer without: left out too, so
-    // that the table and its snapshot are the same in both builds.
+    // LightGBM, XGBoost and the hard vote and stacking on it are native with the
+    // `lightgbm` and `xgboost` features, peers without: left out too, so that the
+    // table and its snapshot are the same in every build.
+    let by_feature = ["LightGBM", "XGBoost", "Voting (hard)", "Stacking"];
     let peers: Vec<String> = spamscope::model::recipe::default_candidates(42)
         .into_iter()
-        .filter(|c| c.peer_library().is_some() || c.name == "LightGBM")
+        .filter(|c| c.peer_library().is_some() || by_feature.contains(&c.name.as_str()))
         .map(|c| c.name)
         .collect();
     assert_eq!(peers.len(), 5);
@@ -751,7 +753,7 @@ fn compare_tab_runs_models_promotes_one_and_exports_a_report() {
         h.get_by_label(p).click_accesskit();
     }
     h.run_steps(2);
-    // Folded again: the list says which rows are peers only in a build without LightGBM.
+    // Folded again: the list says which rows are peers only in builds without the features.
     h.get_by_label("Models to compare").click();
     h.run_steps(2);
     h.get_by_label("Run comparison").click_accesskit();
@@ -1178,7 +1180,7 @@ fn compare_tab_cross_validates_the_selected_models() {
         h.get_by_label(n).click_accesskit();
         h.run_steps(1);
     }
-    // Folded again (peers are marked in the list only in a build without LightGBM).
+    // Folded again (peers are marked in the list only in builds without the features).
     h.get_by_label("Models to compare").click();
     h.run_steps(2);
     h.get_by_label("Cross-validate").click_accesskit();

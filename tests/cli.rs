@@ -1040,12 +1040,13 @@ fn compare_every_model_promote_one_and_export_a_report() {
     let out = json(&["compare", "--data", s(&data), "--registry", &reg, "--json"]);
     let models = out["models"].as_array().unwrap();
     let names: Vec<&str> = models.iter().map(|m| m["name"].as_str().unwrap()).collect();
-    // LightGBM is native with the `lightgbm` feature (the tests' default), a peer
-    // without.
+    // LightGBM is native with the `lightgbm` feature, XGBoost and the hard vote and
+    // stacking built on it with `xgboost` (the tests run with both); peers without.
     let lightgbm = cfg!(feature = "lightgbm");
+    let xgboost = cfg!(feature = "xgboost");
     assert_eq!(
         names.len(),
-        if lightgbm { 19 } else { 18 },
+        18 + usize::from(lightgbm) + 3 * usize::from(xgboost),
         "every native candidate trains: {names:?}, failed {}",
         out["failed"]
     );
@@ -1062,6 +1063,9 @@ fn compare_every_model_promote_one_and_export_a_report() {
     ];
     if lightgbm {
         expected.retain(|p| *p != "LightGBM");
+    }
+    if xgboost {
+        expected.retain(|p| !["Voting (hard)", "Stacking", "XGBoost"].contains(p));
     }
     assert_eq!(peers, expected);
     for f in failed {
@@ -1102,6 +1106,12 @@ fn compare_every_model_promote_one_and_export_a_report() {
     assert!(get("Neural network (MLP 100-50)", "roc_auc") > 0.8);
     if lightgbm {
         assert!(get("LightGBM", "roc_auc") > 0.85);
+    }
+    if xgboost {
+        assert!(get("XGBoost", "roc_auc") > 0.85);
+        assert!(get("Stacking", "roc_auc") > 0.85);
+        // The hard vote's scores are 0, 1/3, 2/3 and 1: a coarse ranking.
+        assert!(get("Voting (hard)", "roc_auc") > 0.7);
     }
     assert!(get("decision tree", "roc_auc") < get("forest 300 trees", "roc_auc"));
     // The marks point at the maxima.
@@ -1146,12 +1156,12 @@ fn compare_every_model_promote_one_and_export_a_report() {
         "--registry",
         &reg,
         "--only",
-        "xgboost",
+        "catboost",
         "--promote",
-        "XGBoost",
+        "CatBoost",
     ]);
     assert!(
-        err.contains("cannot promote \"XGBoost\": it is a peer row"),
+        err.contains("cannot promote \"CatBoost\": it is a peer row"),
         "{err}"
     );
 
@@ -1226,6 +1236,39 @@ fn compare_every_model_promote_one_and_export_a_report() {
         line.lines().nth(1).unwrap().contains(",members,"),
         "{line:.300}"
     );
+    // Stacking (the `xgboost` feature) promotes likewise and explains through its
+    // members, weighted by its regression.
+    if xgboost {
+        let p = json(&[
+            "compare",
+            "--data",
+            s(&data),
+            "--registry",
+            &reg,
+            "--only",
+            "stacking",
+            "--promote",
+            "Stacking",
+            "--json",
+        ]);
+        assert_eq!(p["promoted_version"], 3);
+        ok(&[
+            "score",
+            "--data",
+            s(&data),
+            "--out",
+            s(&voted),
+            "--registry",
+            &reg,
+            "--explain",
+            "3",
+        ]);
+        let line = std::fs::read_to_string(&voted).unwrap();
+        assert!(
+            line.lines().nth(1).unwrap().contains(",stacked,"),
+            "{line:.300}"
+        );
+    }
     ok(&["rollback", "--registry", &reg, "--to", "1"]);
 
     // The report: model card with the comparison table and history, six charts, and

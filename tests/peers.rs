@@ -1,5 +1,5 @@
-//! The reference's rows that spamscope cannot fit itself (XGBoost, LightGBM, CatBoost,
-//! the ensembles on XGBoost...), run by their own libraries in a real Python
+//! The reference's rows that spamscope cannot fit itself (CatBoost; XGBoost, LightGBM and
+//! the ensembles on XGBoost in a build without their features), run by their own libraries in a real Python
 //! environment made by `benches/make_venv.sh` (kept under the target folder between
 //! runs), and `bench --table`: each native row beside scikit-learn's version of the same
 //! model on the same split.
@@ -85,16 +85,18 @@ fn compare_runs_the_reference_rows_it_cannot_fit_in_python() {
     );
     let models = out["models"].as_array().unwrap();
     assert_eq!(models.len(), 6);
+    // Native in a build with the library's feature, peers without.
+    let xgboost = (!cfg!(feature = "xgboost")).then_some("xgboost ");
     for (name, library) in [
         ("forest 100 trees", None),
-        ("XGBoost", Some("xgboost ")),
+        ("XGBoost", xgboost),
         (
             "LightGBM",
             (!cfg!(feature = "lightgbm")).then_some("lightgbm "),
         ),
         ("CatBoost", Some("catboost ")),
-        ("Voting (hard)", Some("xgboost ")),
-        ("Stacking", Some("xgboost ")),
+        ("Voting (hard)", xgboost),
+        ("Stacking", xgboost),
     ] {
         let m = models.iter().find(|m| m["name"] == name).unwrap();
         match library {
@@ -172,12 +174,17 @@ fn bench_table_sets_each_model_beside_its_reference_on_the_same_split() {
     } else {
         assert!(r["ours"].is_null(), "{r}");
     }
-    // A peer row has the library's figures only.
+    // XGBoost likewise (`xgboost` feature); without it a peer row, the library's
+    // figures only.
     let r = row("XGBoost");
-    assert!(r["ours"].is_null(), "{r}");
     assert!(
         r["library"].as_str().unwrap().starts_with("xgboost "),
         "{r}"
     );
     assert!(auc(&r, "reference") > 0.8);
+    if cfg!(feature = "xgboost") {
+        assert!((auc(&r, "ours") - auc(&r, "reference")).abs() < 0.01, "{r}");
+    } else {
+        assert!(r["ours"].is_null(), "{r}");
+    }
 }

@@ -512,8 +512,13 @@ fn format_value(f: &crate::data::catalog::Feature, v: f64) -> String {
 /// probability.
 fn explanation_sum(e: &Explanation, model: Option<&crate::model::Model>) -> String {
     let raw = format!(
-        "Contributions ({}) add up to the raw score {:.1}% from the model's training average {:.1}%. Red pushes toward spam, green away.",
+        "Contributions ({}) {} the raw score {:.1}% from the model's training average {:.1}%. Red pushes toward spam, green away.",
         e.method.name(),
+        if e.method.additive() {
+            "add up to"
+        } else {
+            "do not add up to"
+        },
         e.prediction * 100.0,
         e.base * 100.0
     );

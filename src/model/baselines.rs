@@ -563,7 +563,7 @@ pub fn fit_ridge(columns: &[&[f64]], labels: &[u8], alpha: f64) -> Result<Logist
 
 /// Solves the augmented system `a` (n rows of n + 1) by Gaussian elimination with
 /// partial pivoting; None when singular.
-fn solve(mut a: Vec<Vec<f64>>) -> Option<Vec<f64>> {
+pub(crate) fn solve(mut a: Vec<Vec<f64>>) -> Option<Vec<f64>> {
     let n = a.len();
     for col in 0..n {
         let pivot = (col..n).max_by(|&i, &j| a[i][col].abs().total_cmp(&a[j][col].abs()))?;

@@ -17,9 +17,20 @@ pub enum Method {
     /// An ensemble's (soft vote's): the mean of its members' explanations, each by its
     /// member's own method; adds up to the ensemble's probability.
     Members,
+    /// A hard vote's: the mean of its members' explanations of their probabilities. The
+    /// vote counts members over one half, a step no explanation adds up to.
+    HardVote,
+    /// Stacking's: its members' explanations weighted by its final logistic regression
+    /// (exact log-odds terms where theirs are exact), scaled to probability; adds up.
+    Stacked,
 }
 
 impl Method {
+    /// Whether the contributions add up to the prediction from the base.
+    pub fn additive(self) -> bool {
+        !matches!(self, Method::Occlusion | Method::HardVote)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Method::TreeShap => "TreeSHAP (exact, path-dependent)",
@@ -28,6 +39,12 @@ impl Method {
             Method::Occlusion => "occlusion (approximate, not additive)",
             Method::Members => {
                 "mean of the members' explanations (TreeSHAP, exact log-odds terms; adds up)"
+            }
+            Method::HardVote => {
+                "mean of the members' explanations of their probabilities (the vote counts members over 50%: not additive)"
+            }
+            Method::Stacked => {
+                "members' explanations weighted by the stacking regression (log-odds terms, scaled to probability; adds up)"
             }
         }
     }

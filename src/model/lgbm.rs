@@ -16,6 +16,7 @@
 //! type), so scores agree with LightGBM's to about 1e-7.
 
 use crate::model::boosting::BoostError;
+use crate::model::foreign::{self, Part};
 use forust_ml::GradientBooster;
 use forust_ml::tree::Tree;
 use serde::{Deserialize, Serialize};
@@ -133,28 +134,8 @@ pub fn booster_from_text(text: &str, nf: usize) -> Result<GradientBooster, Boost
     Ok(booster)
 }
 
-/// A node still to place: LightGBM's child code, its depth, and its parent's slot with
-/// whether it is the left child.
-type Pending = (i64, usize, Option<(usize, bool)>);
-
-/// A forust tree node as its serde form has it (forust does not export the type).
-#[derive(Serialize)]
-struct Node {
-    num: usize,
-    weight_value: f32,
-    hessian_sum: f32,
-    depth: usize,
-    split_value: f64,
-    split_feature: usize,
-    split_gain: f32,
-    missing_node: usize,
-    left_child: usize,
-    right_child: usize,
-    is_leaf: bool,
-}
-
-/// One LightGBM tree as a forust tree, nodes renumbered in preorder (children after
-/// their parent, as spamscope's loader requires).
+/// One LightGBM tree as a forust tree. LightGBM's child codes: `>= 0` an internal
+/// node, `< 0` the leaf `!code`.
 fn tree(t: &Fields, nf: usize) -> Result<Tree, String> {
     let leaves: usize = t
         .get("num_leaves")
@@ -192,50 +173,22 @@ fn tree(t: &Fields, nf: usize) -> Result<Tree, String> {
         codes("right_child")?,
         codes("decision_type")?,
     );
-    let mut nodes: Vec<Node> = Vec::with_capacity(leaves + internal);
-    // Each split's default side (where NaN goes), to point its missing branch at.
-    let mut default_left: Vec<bool> = Vec::with_capacity(internal);
-    let mut seen_internal = vec![false; internal];
-    let mut seen_leaf = vec![false; leaves];
-    // (LightGBM child code: >= 0 an internal node, < 0 the leaf !code; depth; the
-    // parent's slot and whether this is its left child).
-    let root = if internal == 0 { -1 } else { 0 };
-    let mut stack: Vec<Pending> = vec![(root, 0, None)];
-    while let Some((code, depth, parent)) = stack.pop() {
-        let num = nodes.len();
-        match parent {
-            Some((p, true)) => nodes[p].left_child = num,
-            Some((p, false)) => nodes[p].right_child = num,
-            None => {}
+    let index = |code: i64| {
+        if code < 0 {
+            Some(internal + (!code) as usize).filter(|&i| i < internal + leaves)
+        } else {
+            Some(code as usize).filter(|&i| i < internal)
         }
-        if depth > 64 {
-            return Err("deeper than 64 levels".into());
-        }
+    };
+    let part = |code: i64| -> Result<Part, String> {
         if code < 0 {
             let l = (!code) as usize;
-            if l >= leaves || std::mem::replace(&mut seen_leaf[l], true) {
-                return Err(format!("leaf {l} is out of place"));
-            }
-            nodes.push(Node {
-                num,
-                weight_value: leaf_value[l] as f32,
-                hessian_sum: leaf_count[l] as f32,
-                depth,
-                split_value: 0.0,
-                split_feature: 0,
-                split_gain: 0.0,
-                missing_node: 0,
-                left_child: 0,
-                right_child: 0,
-                is_leaf: true,
+            return Ok(Part::Leaf {
+                value: leaf_value[l],
+                cover: leaf_count[l],
             });
-            default_left.push(true);
-            continue;
         }
         let i = code as usize;
-        if i >= internal || std::mem::replace(&mut seen_internal[i], true) {
-            return Err(format!("node {i} is out of place"));
-        }
         let d = decision[i];
         // Bit 0: categorical; bits 2-3: missing type (0 none, 1 zero, 2 NaN). Zero as
         // missing would send real zeros the default way, which forust does not do;
@@ -247,33 +200,20 @@ fn tree(t: &Fields, nf: usize) -> Result<Tree, String> {
         if !(f >= 0.0 && f < nf as f64 && f.fract() == 0.0 && threshold[i].is_finite()) {
             return Err(format!("node {i} has an invalid split"));
         }
-        nodes.push(Node {
-            num,
-            weight_value: value[i] as f32,
-            hessian_sum: count[i] as f32,
-            depth,
-            split_value: threshold[i].next_up(),
-            split_feature: f as usize,
-            split_gain: gain[i] as f32,
-            missing_node: 0,
-            left_child: 0,
-            right_child: 0,
-            is_leaf: false,
-        });
-        default_left.push(d & 2 == 2);
-        // Preorder: the left subtree first (pushed last).
-        stack.push((right[i], depth + 1, Some((num, false))));
-        stack.push((left[i], depth + 1, Some((num, true))));
-    }
-    if seen_leaf.iter().any(|s| !s) || seen_internal.iter().any(|s| !s) {
-        return Err("some nodes are not reachable from the root".into());
-    }
-    for (n, left) in nodes.iter_mut().zip(default_left) {
-        if !n.is_leaf {
-            n.missing_node = if left { n.left_child } else { n.right_child };
-        }
-    }
-    serde_json::from_value(serde_json::json!({ "nodes": nodes })).map_err(|e| e.to_string())
+        Ok(Part::Split {
+            feature: f as usize,
+            // LightGBM sends `x <= threshold` left, forust `x < split`.
+            split: threshold[i].next_up(),
+            gain: gain[i],
+            value: value[i],
+            cover: count[i],
+            default_left: d & 2 == 2,
+            left: left[i],
+            right: right[i],
+        })
+    };
+    let root = if internal == 0 { -1 } else { 0 };
+    foreign::tree(root, internal + leaves, index, part)
 }
 
 /// Fits LightGBM (the feature `lightgbm`) on imputed column-major features, 0/1 labels

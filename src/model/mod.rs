@@ -13,11 +13,14 @@ pub mod adaboost;
 pub mod baselines;
 pub mod boosting;
 pub mod calibrate;
+pub mod ensemble;
 pub mod explain;
+pub mod foreign;
 pub mod forest;
 pub mod lgbm;
 pub mod mlp;
 pub mod recipe;
+pub mod xgboost;
 
 use crate::data::Dataset;
 use crate::data::catalog::{N_FEATURES, catalog};
@@ -25,6 +28,8 @@ use crate::data::preprocess::Imputer;
 use crate::model::baselines::{Baseline, BaselineError, BaselineSpec};
 use crate::model::boosting::{BoostError, BoostParams, Boosted};
 use crate::model::calibrate::Calibration;
+use crate::model::ensemble::Combine;
+pub use crate::model::ensemble::MAX_MEMBERS;
 use crate::model::explain::{Explanation, Method};
 use crate::model::forest::{Forest, ForestError, ForestParams, Tree, tree::LEAF};
 use crate::util::progress::{Cancelled, Reporter};
@@ -40,8 +45,10 @@ pub const MAGIC_BOOSTED: &[u8; 8] = b"SPSCGB01";
 /// postcard-encoded [`Calibration`], then the model's own file. Files without it are
 /// uncalibrated models (every version saved before calibration existed).
 pub const MAGIC_CALIBRATED: &[u8; 8] = b"SPSCCA01";
-/// A soft vote: postcard of the members' own files (see [`Voting`]).
+/// A soft vote: postcard of the members' own files (see [`Ensemble`]).
 pub const MAGIC_VOTING: &[u8; 8] = b"SPSCVO01";
+/// A hard vote or stacking: postcard of the rule and the members' own files.
+pub const MAGIC_ENSEMBLE: &[u8; 8] = b"SPSCEN01";
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ModelError {
@@ -190,37 +197,40 @@ pub enum Estimator {
     Baseline(Baseline),
     /// Histogram gradient boosting.
     Boosted(Boosted),
-    /// A soft vote of other estimators (none of them a vote).
-    Voting(Voting),
+    /// A vote or stack of other estimators (none of them an ensemble).
+    Ensemble(Ensemble),
 }
 
-/// scikit-learn's `VotingClassifier(voting="soft")`: the mean of its members'
-/// probabilities, explained by the mean of their explanations (each adds up to its
-/// member's probability, so the mean adds up to the vote's; Shapley values are linear,
-/// so where every member's explanation is exact, so is the mean).
+/// An ensemble of other estimators (none of them an ensemble), combined by its rule
+/// (see [`ensemble::Combine`]): a soft or hard vote, or stacking.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Voting {
+pub struct Ensemble {
     pub members: Vec<Estimator>,
-    /// The members' mean importance.
+    pub combine: Combine,
+    /// The members' importance, combined (see [`Combine::importance`]).
     pub importance: Vec<f64>,
 }
 
-/// Most members a vote may have (a loaded file with more is refused).
-pub const MAX_MEMBERS: usize = 16;
-
-impl Voting {
-    pub fn new(members: Vec<Estimator>) -> Voting {
-        let n = members.len().max(1) as f64;
-        let mut importance = vec![0.0; N_FEATURES];
-        for m in &members {
-            for (a, b) in importance.iter_mut().zip(m.importance()) {
-                *a += b / n;
-            }
-        }
-        Voting {
+impl Ensemble {
+    pub fn new(members: Vec<Estimator>, combine: Combine) -> Ensemble {
+        let importance = combine.importance(members.iter().map(Estimator::importance), N_FEATURES);
+        Ensemble {
             members,
+            combine,
             importance,
         }
+    }
+
+    /// Scores of row-major rows from each member's scores.
+    fn combine_rows(&self, per_member: Vec<Vec<f64>>) -> Vec<f64> {
+        let n = per_member.first().map_or(0, Vec::len);
+        let mut p = vec![0.0; per_member.len()];
+        (0..n)
+            .map(|i| {
+                p.iter_mut().zip(&per_member).for_each(|(a, m)| *a = m[i]);
+                self.combine.score(&p)
+            })
+            .collect()
     }
 }
 
@@ -232,8 +242,9 @@ impl Estimator {
             Estimator::Forest(f) => format!("random forest, {} trees", f.trees.len()),
             Estimator::Baseline(b) => b.name().into(),
             Estimator::Boosted(b) => b.describe(),
-            Estimator::Voting(v) => format!(
-                "soft vote of {}",
+            Estimator::Ensemble(v) => format!(
+                "{} of {}",
+                v.combine.name(),
                 v.members
                     .iter()
                     .map(Estimator::describe)
@@ -248,7 +259,7 @@ impl Estimator {
             Estimator::Forest(f) => &f.importance,
             Estimator::Baseline(b) => &b.importance,
             Estimator::Boosted(b) => &b.importance,
-            Estimator::Voting(v) => &v.importance,
+            Estimator::Ensemble(v) => &v.importance,
         }
     }
 
@@ -257,7 +268,11 @@ impl Estimator {
             Estimator::Forest(_) => Method::TreeShap,
             Estimator::Baseline(b) => b.method(),
             Estimator::Boosted(_) => Method::LogOdds,
-            Estimator::Voting(_) => Method::Members,
+            Estimator::Ensemble(v) => match v.combine {
+                Combine::Soft => Method::Members,
+                Combine::Hard => Method::HardVote,
+                Combine::Stacked { .. } => Method::Stacked,
+            },
         }
     }
 
@@ -266,7 +281,7 @@ impl Estimator {
             Estimator::Baseline(b) => {
                 !matches!(b.kind, crate::model::baselines::BaselineKind::Knn(_))
             }
-            Estimator::Voting(v) => v.members.iter().all(Estimator::bulk_reasons),
+            Estimator::Ensemble(v) => v.members.iter().all(Estimator::bulk_reasons),
             _ => true,
         }
     }
@@ -277,9 +292,9 @@ impl Estimator {
             Estimator::Forest(f) => f.predict_proba(x),
             Estimator::Baseline(b) => b.predict(x),
             Estimator::Boosted(b) => b.predict_rows(x, x.len())[0],
-            Estimator::Voting(v) => {
-                v.members.iter().map(|m| m.predict(x)).sum::<f64>() / v.members.len() as f64
-            }
+            Estimator::Ensemble(v) => v
+                .combine
+                .score(&v.members.iter().map(|m| m.predict(x)).collect::<Vec<_>>()),
         }
     }
 
@@ -289,7 +304,9 @@ impl Estimator {
             Estimator::Forest(f) => f.predict_proba_rows(rows),
             Estimator::Baseline(b) => b.predict_rows(rows, N_FEATURES),
             Estimator::Boosted(b) => b.predict_rows(rows, N_FEATURES),
-            Estimator::Voting(v) => mean_of(v.members.iter().map(|m| m.predict_rows(rows))),
+            Estimator::Ensemble(v) => {
+                v.combine_rows(v.members.iter().map(|m| m.predict_rows(rows)).collect())
+            }
         }
     }
 
@@ -299,10 +316,10 @@ impl Estimator {
             Estimator::Forest(f) => f.explain(x, method),
             Estimator::Baseline(b) => b.explain(x),
             Estimator::Boosted(b) => b.explain(x),
-            Estimator::Voting(v) => {
+            Estimator::Ensemble(v) => {
                 let parts: Vec<Explanation> =
                     v.members.iter().map(|m| m.explain(x, method)).collect();
-                mean_explanation(&parts)
+                v.combine.explain(&parts)
             }
         }
     }
@@ -316,7 +333,15 @@ impl Estimator {
                 .flat_map_iter(|r| b.explain(r).contributions)
                 .collect(),
             Estimator::Boosted(b) => b.contributions_rows(rows),
-            Estimator::Voting(v) => mean_of(v.members.iter().map(|m| m.attribution_rows(rows))),
+            // Soft and hard votes: the members' mean; stacking: its explanation's rule.
+            Estimator::Ensemble(v) if !matches!(v.combine, Combine::Stacked { .. }) => {
+                ensemble::mean_of(v.members.iter().map(|m| m.attribution_rows(rows)))
+            }
+            Estimator::Ensemble(_) => self
+                .explain_rows(rows, Method::TreeShap)
+                .into_iter()
+                .flat_map(|e| e.contributions)
+                .collect(),
         }
     }
 
@@ -340,7 +365,7 @@ impl Estimator {
                     })
                     .collect()
             }
-            Estimator::Voting(v) => {
+            Estimator::Ensemble(v) => {
                 let per: Vec<Vec<Explanation>> = v
                     .members
                     .iter()
@@ -349,7 +374,7 @@ impl Estimator {
                 (0..per.first().map_or(0, Vec::len))
                     .map(|i| {
                         let parts: Vec<Explanation> = per.iter().map(|p| p[i].clone()).collect();
-                        mean_explanation(&parts)
+                        v.combine.explain(&parts)
                     })
                     .collect()
             }
@@ -358,35 +383,6 @@ impl Estimator {
                 .map(|r| self.explain(r, method))
                 .collect(),
         }
-    }
-}
-
-/// The element-wise mean of equally long vectors.
-fn mean_of(parts: impl Iterator<Item = Vec<f64>>) -> Vec<f64> {
-    let mut sum: Vec<f64> = Vec::new();
-    let mut n = 0usize;
-    for p in parts {
-        if sum.is_empty() {
-            sum = p;
-        } else {
-            sum.iter_mut().zip(&p).for_each(|(a, b)| *a += b);
-        }
-        n += 1;
-    }
-    let n = n.max(1) as f64;
-    sum.iter_mut().for_each(|a| *a /= n);
-    sum
-}
-
-/// The mean of the members' explanations of one row: base, contributions and prediction
-/// each averaged, so it adds up exactly when each member's does.
-fn mean_explanation(parts: &[Explanation]) -> Explanation {
-    let n = parts.len().max(1) as f64;
-    Explanation {
-        method: Method::Members,
-        base: parts.iter().map(|e| e.base).sum::<f64>() / n,
-        contributions: mean_of(parts.iter().map(|e| e.contributions.clone())),
-        prediction: parts.iter().map(|e| e.prediction).sum::<f64>() / n,
     }
 }
 
@@ -603,36 +599,54 @@ impl Model {
                 calibration: None,
             });
         }
-        if let Some(body) = bytes.strip_prefix(MAGIC_VOTING) {
+        let ensemble = if let Some(body) = bytes.strip_prefix(MAGIC_VOTING) {
             let file: VotingFile = postcard::from_bytes(body).map_err(corrupt)?;
+            Some(EnsembleFile {
+                feature_ids: file.feature_ids,
+                medians: file.medians,
+                combine: Combine::Soft,
+                members: file.members,
+            })
+        } else if let Some(body) = bytes.strip_prefix(MAGIC_ENSEMBLE) {
+            Some(postcard::from_bytes::<EnsembleFile>(body).map_err(corrupt)?)
+        } else {
+            None
+        };
+        if let Some(file) = ensemble {
             let imputer = check(&file.feature_ids, &file.medians)?;
             if !(2..=MAX_MEMBERS).contains(&file.members.len()) {
                 return Err(ModelError::Corrupt(format!(
-                    "a vote needs 2 to {MAX_MEMBERS} members, not {}",
+                    "an ensemble needs 2 to {MAX_MEMBERS} members, not {}",
                     file.members.len()
                 )));
             }
+            file.combine
+                .validate(file.members.len())
+                .map_err(ModelError::Corrupt)?;
             let mut members = Vec::with_capacity(file.members.len());
             for (k, m) in file.members.iter().enumerate() {
-                // Members are plain models: a nested vote or calibration is refused
+                // Members are plain models: a nested ensemble or calibration is refused
                 // before it is read, so a hostile file cannot recurse.
-                if m.starts_with(MAGIC_VOTING) || m.starts_with(MAGIC_CALIBRATED) {
+                if [MAGIC_VOTING, MAGIC_ENSEMBLE, MAGIC_CALIBRATED]
+                    .iter()
+                    .any(|magic| m.starts_with(*magic))
+                {
                     return Err(ModelError::Corrupt(format!(
-                        "vote member {k} is itself a vote or calibrated"
+                        "member {k} is itself an ensemble or calibrated"
                     )));
                 }
                 let member = Model::from_bytes_uncalibrated(m)
-                    .map_err(|e| ModelError::Corrupt(format!("vote member {k}: {e}")))?;
+                    .map_err(|e| ModelError::Corrupt(format!("member {k}: {e}")))?;
                 if member.imputer != imputer {
                     return Err(ModelError::Corrupt(format!(
-                        "vote member {k} imputes differently from the vote"
+                        "member {k} imputes differently from the ensemble"
                     )));
                 }
                 members.push(member.estimator);
             }
             return Ok(Model {
                 imputer,
-                estimator: Estimator::Voting(Voting::new(members)),
+                estimator: Estimator::Ensemble(Ensemble::new(members, file.combine)),
                 calibration: None,
             });
         }
@@ -706,10 +720,20 @@ fn encode(estimator: &Estimator, medians: &[f64]) -> Vec<u8> {
                 json: b.to_json(),
             }),
         ),
-        Estimator::Voting(v) => (
+        // Soft votes keep the file they had before the other ensembles existed.
+        Estimator::Ensemble(v) if v.combine == Combine::Soft => (
             MAGIC_VOTING,
             postcard::to_allocvec(&VotingFile {
                 members: v.members.iter().map(|m| encode(m, &medians)).collect(),
+                feature_ids,
+                medians,
+            }),
+        ),
+        Estimator::Ensemble(v) => (
+            MAGIC_ENSEMBLE,
+            postcard::to_allocvec(&EnsembleFile {
+                members: v.members.iter().map(|m| encode(m, &medians)).collect(),
+                combine: v.combine.clone(),
                 feature_ids,
                 medians,
             }),
@@ -725,6 +749,15 @@ fn encode(estimator: &Estimator, medians: &[f64]) -> Vec<u8> {
 struct VotingFile {
     feature_ids: Vec<String>,
     medians: Vec<f64>,
+    members: Vec<Vec<u8>>,
+}
+
+/// A hard vote or stacking: its rule and each member's own uncalibrated file.
+#[derive(Serialize, Deserialize)]
+struct EnsembleFile {
+    feature_ids: Vec<String>,
+    medians: Vec<f64>,
+    combine: Combine,
     members: Vec<Vec<u8>>,
 }
 
@@ -931,6 +964,23 @@ mod tests {
         assert_eq!(m.predict_one(&raw), m.predict_one(&imputed));
     }
 
+    /// A small forest, boosting and logistic regression: members of the ensembles tested.
+    fn small_members() -> Vec<crate::model::recipe::ModelSpec> {
+        vec![
+            crate::model::recipe::ModelSpec::Forest(ForestParams {
+                n_trees: 5,
+                ..ForestParams::default()
+            }),
+            crate::model::recipe::ModelSpec::Boosted(BoostParams {
+                iterations: 20,
+                ..BoostParams::default()
+            }),
+            crate::model::recipe::ModelSpec::Baseline(
+                crate::model::baselines::BaselineSpec::Logistic { alpha: 1.0 },
+            ),
+        ]
+    }
+
     #[test]
     fn every_model_kind_round_trips_through_its_file() {
         use crate::model::baselines::BaselineSpec;
@@ -983,6 +1033,15 @@ mod tests {
                     }),
                     ModelSpec::Baseline(BaselineSpec::Logistic { alpha: 1.0 }),
                 ],
+                hard: false,
+            },
+            ModelSpec::Voting {
+                members: small_members(),
+                hard: true,
+            },
+            ModelSpec::Stacking {
+                members: small_members(),
+                folds: 3,
             },
         ];
         for spec in specs {
@@ -1054,11 +1113,16 @@ mod tests {
                     assert!((a - b).abs() < 1e-9, "{}", recipe.describe());
                 }
             }
-            if matches!(e.method, Method::LogOdds | Method::Members) {
+            if matches!(
+                e.method,
+                Method::LogOdds | Method::Members | Method::Stacked
+            ) {
                 let sum = e.base + e.contributions.iter().sum::<f64>();
                 assert!((sum - e.prediction).abs() < 1e-9, "{}", recipe.describe());
             }
-            if let Estimator::Voting(v) = &m.estimator {
+            if let Estimator::Ensemble(v) = &m.estimator
+                && v.combine == Combine::Soft
+            {
                 // The vote and its explanation are its members' means.
                 let x = &rows[N_FEATURES..];
                 let parts: Vec<Explanation> = v
@@ -1081,7 +1145,7 @@ mod tests {
                 let mut other = m.imputer.medians.clone();
                 other[0] += 1.0;
                 for (members, what) in [
-                    (vec![member.clone(), nested], "itself a vote"),
+                    (vec![member.clone(), nested], "itself an ensemble"),
                     (
                         vec![member.clone(), encode(&v.members[2], &other)],
                         "imputes differently",

@@ -5,8 +5,9 @@
 use crate::data::resample::{SmoteParams, smote};
 use crate::model::baselines::BaselineSpec;
 use crate::model::boosting::BoostParams;
+use crate::model::ensemble::Combine;
 use crate::model::forest::{ClassWeight, ForestParams, MaxFeatures};
-use crate::model::{BaselineFit, Estimate, Estimator, FitError};
+use crate::model::{BaselineFit, Ensemble, Estimate, Estimator, FitError};
 use crate::util::progress::Reporter;
 use serde::{Deserialize, Serialize};
 
@@ -27,13 +28,27 @@ pub enum ModelSpec {
         forest: ForestParams,
         estimators: usize,
     },
-    /// scikit-learn's `VotingClassifier(voting="soft")`: each member fitted on the same
-    /// rows, their probabilities averaged (see [`crate::model::Voting`]). Members are
-    /// plain models, not votes.
-    Voting { members: Vec<ModelSpec> },
+    /// scikit-learn's `VotingClassifier`: each member fitted on the same rows, their
+    /// probabilities averaged (soft) or their decisions counted (`hard`; see
+    /// [`crate::model::ensemble::Combine`]). Members are plain models, not ensembles.
+    Voting {
+        members: Vec<ModelSpec>,
+        #[serde(default)]
+        hard: bool,
+    },
+    /// scikit-learn's `StackingClassifier`: a balanced logistic regression over the
+    /// members' probabilities, fitted on their out-of-fold predictions over `folds`
+    /// stratified folds; the members are then fitted on all the rows.
+    Stacking {
+        members: Vec<ModelSpec>,
+        folds: usize,
+    },
     /// LightGBM fitted by the library itself (cargo feature `lightgbm`) and kept as
     /// spamscope's boosted trees (see [`crate::model::lgbm`]).
     LightGbm(crate::model::lgbm::LgbmParams),
+    /// XGBoost fitted by the library itself (cargo feature `xgboost`) and kept as
+    /// spamscope's boosted trees (see [`crate::model::xgboost`]).
+    XGBoost(crate::model::xgboost::XgbParams),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -89,18 +104,18 @@ impl Recipe {
                 "LightGBM, {} rounds, {} leaves, learning rate {}",
                 p.iterations, p.num_leaves, p.learning_rate
             ),
-            ModelSpec::Voting { members } => format!(
-                "soft vote of {}",
-                members
-                    .iter()
-                    .map(|m| Recipe {
-                        spec: m.clone(),
-                        smote_k: None,
-                        seed: self.seed,
-                    }
-                    .describe())
-                    .collect::<Vec<_>>()
-                    .join("; ")
+            ModelSpec::XGBoost(p) => format!(
+                "XGBoost, {} rounds, depth {}, learning rate {}",
+                p.iterations, p.max_depth, p.learning_rate
+            ),
+            ModelSpec::Voting { members, hard } => format!(
+                "{} vote of {}",
+                if *hard { "hard" } else { "soft" },
+                self.describe_members(members)
+            ),
+            ModelSpec::Stacking { members, folds } => format!(
+                "stacking ({folds}-fold, balanced logistic regression) of {}",
+                self.describe_members(members)
             ),
         };
         let weights = match &self.spec {
@@ -110,6 +125,7 @@ impl Recipe {
             }
             ModelSpec::Boosted(p) if p.balanced => ", balanced weights",
             ModelSpec::LightGbm(p) if p.balanced => ", balanced weights",
+            ModelSpec::XGBoost(_) => ", spammers weighted",
             ModelSpec::Baseline(BaselineSpec::Ridge { .. } | BaselineSpec::Sgd { .. }) => {
                 ", balanced weights"
             }
@@ -148,6 +164,8 @@ impl Recipe {
             ModelSpec::Baseline(_)
             | ModelSpec::Bagged { .. }
             | ModelSpec::Voting { .. }
+            | ModelSpec::Stacking { .. }
+            | ModelSpec::XGBoost(_)
             | ModelSpec::LightGbm(_) => self.describe(),
         }
     }
@@ -166,18 +184,26 @@ impl Recipe {
                 }
             }
             ModelSpec::LightGbm(p) => p.validate().map_err(FitError::Invalid)?,
-            ModelSpec::Voting { members } => {
+            ModelSpec::XGBoost(p) => p.validate().map_err(FitError::Invalid)?,
+            ModelSpec::Voting { members, .. } | ModelSpec::Stacking { members, .. } => {
                 if !(2..=crate::model::MAX_MEMBERS).contains(&members.len()) {
                     return Err(FitError::Invalid(format!(
-                        "a vote needs 2 to {} members, got {}",
+                        "an ensemble needs 2 to {} members, got {}",
                         crate::model::MAX_MEMBERS,
                         members.len()
                     )));
                 }
+                if let ModelSpec::Stacking { folds, .. } = &self.spec
+                    && !(2..=20).contains(folds)
+                {
+                    return Err(FitError::Invalid(format!(
+                        "stacking needs 2 to 20 folds, got {folds}"
+                    )));
+                }
                 for m in members {
-                    if matches!(m, ModelSpec::Voting { .. }) {
+                    if matches!(m, ModelSpec::Voting { .. } | ModelSpec::Stacking { .. }) {
                         return Err(FitError::Invalid(
-                            "a vote cannot have a vote as a member".into(),
+                            "an ensemble cannot have an ensemble as a member".into(),
                         ));
                     }
                     Recipe {
@@ -263,28 +289,124 @@ impl Recipe {
             ModelSpec::LightGbm(_) => {
                 return Err(FitError::Invalid(crate::model::lgbm::NOT_BUILT.into()));
             }
-            ModelSpec::Voting { members } => {
-                let mut fitted = Vec::with_capacity(members.len());
-                for (k, m) in members.iter().enumerate() {
-                    let prefix = format!("member {}/{}", k + 1, members.len());
-                    let member = Recipe {
-                        spec: m.clone(),
-                        smote_k: None,
-                        seed: self.seed,
-                    };
-                    fitted.push(member.fit(
-                        &columns,
-                        labels,
-                        weights,
-                        &crate::util::progress::Prefixed {
-                            inner: reporter,
-                            prefix: &prefix,
-                        },
-                    )?);
-                }
-                Estimator::Voting(crate::model::Voting::new(fitted))
+            #[cfg(feature = "xgboost")]
+            ModelSpec::XGBoost(p) => Estimator::Boosted(crate::model::xgboost::fit(
+                p, &columns, labels, weights, reporter,
+            )?),
+            #[cfg(not(feature = "xgboost"))]
+            ModelSpec::XGBoost(_) => {
+                return Err(FitError::Invalid(crate::model::xgboost::NOT_BUILT.into()));
+            }
+            ModelSpec::Voting { members, hard } => {
+                let fitted =
+                    self.fit_members(members, (&columns, labels, weights), "", reporter)?;
+                let combine = if *hard { Combine::Hard } else { Combine::Soft };
+                Estimator::Ensemble(Ensemble::new(fitted, combine))
+            }
+            ModelSpec::Stacking { members, folds } => {
+                self.fit_stacking(members, *folds, (&columns, labels, weights), reporter)?
             }
         })
+    }
+
+    fn describe_members(&self, members: &[ModelSpec]) -> String {
+        members
+            .iter()
+            .map(|m| self.member(m).describe())
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    /// A member's recipe: its model with the ensemble's seed, no resampling.
+    fn member(&self, spec: &ModelSpec) -> Recipe {
+        Recipe {
+            spec: spec.clone(),
+            smote_k: None,
+            seed: self.seed,
+        }
+    }
+
+    /// Each member fitted on the rows, one after the other (progress says which).
+    fn fit_members(
+        &self,
+        members: &[ModelSpec],
+        (columns, labels, weights): (&[&[f64]], &[u8], Option<&[f64]>),
+        stage: &str,
+        reporter: &dyn Reporter,
+    ) -> Result<Vec<Estimator>, FitError> {
+        let mut fitted = Vec::with_capacity(members.len());
+        for (k, m) in members.iter().enumerate() {
+            let prefix = format!("{stage}member {}/{}", k + 1, members.len());
+            fitted.push(self.member(m).fit(
+                columns,
+                labels,
+                weights,
+                &crate::util::progress::Prefixed {
+                    inner: reporter,
+                    prefix: &prefix,
+                },
+            )?);
+        }
+        Ok(fitted)
+    }
+
+    /// scikit-learn's `StackingClassifier(cv=folds)`: each member fitted on all but one
+    /// stratified fold and scoring that fold gives every row an out-of-fold probability
+    /// per member; the balanced logistic regression is fitted on those; then the members
+    /// are fitted on all the rows.
+    fn fit_stacking(
+        &self,
+        members: &[ModelSpec],
+        folds: usize,
+        (columns, labels, weights): (&[&[f64]], &[u8], Option<&[f64]>),
+        reporter: &dyn Reporter,
+    ) -> Result<Estimator, FitError> {
+        let parts = crate::data::preprocess::stratified_folds(labels, folds, self.seed)
+            .map_err(|e| FitError::Invalid(format!("stacking: {e}")))?;
+        let n = labels.len();
+        let mut oof = vec![vec![0.0; n]; members.len()];
+        let mut in_test = vec![false; n];
+        for (k, test) in parts.iter().enumerate() {
+            in_test.iter_mut().for_each(|t| *t = false);
+            test.iter().for_each(|&i| in_test[i] = true);
+            let train: Vec<usize> = (0..n).filter(|&i| !in_test[i]).collect();
+            let cols: Vec<Vec<f64>> = columns
+                .iter()
+                .map(|c| train.iter().map(|&i| c[i]).collect())
+                .collect();
+            let refs: Vec<&[f64]> = cols.iter().map(Vec::as_slice).collect();
+            let y: Vec<u8> = train.iter().map(|&i| labels[i]).collect();
+            let w: Option<Vec<f64>> = weights.map(|w| train.iter().map(|&i| w[i]).collect());
+            drop(train);
+            let fitted = self.fit_members(
+                members,
+                (&refs, &y, w.as_deref()),
+                &format!("fold {}/{folds}: ", k + 1),
+                reporter,
+            )?;
+            drop(cols);
+            let rows: Vec<f64> = test
+                .iter()
+                .flat_map(|&i| columns.iter().map(move |c| c[i]))
+                .collect();
+            for (m, est) in fitted.iter().enumerate() {
+                for (&i, p) in test.iter().zip(est.predict_rows(&rows)) {
+                    oof[m][i] = p;
+                }
+            }
+        }
+        reporter.check()?;
+        let (weights_, intercept) =
+            crate::model::ensemble::fit_stacker(&oof, labels).map_err(FitError::Invalid)?;
+        let fitted =
+            self.fit_members(members, (columns, labels, weights), "all rows: ", reporter)?;
+        Ok(Estimator::Ensemble(Ensemble::new(
+            fitted,
+            Combine::Stacked {
+                weights: weights_,
+                intercept,
+            },
+        )))
     }
 }
 
@@ -396,6 +518,16 @@ pub fn default_candidates(seed: u64) -> Vec<Candidate> {
         seed,
         ..ForestParams::default()
     };
+    let xgboost = ModelSpec::XGBoost(crate::model::xgboost::XgbParams {
+        seed,
+        ..Default::default()
+    });
+    // The reference's hard vote and stacking: forest, gradient boosting, XGBoost.
+    let on_xgboost = vec![
+        ModelSpec::Forest(forest(100)),
+        ModelSpec::Boosted(BoostParams::default()),
+        xgboost.clone(),
+    ];
     let c = |name: &str, spec: ModelSpec, smote_k: Option<usize>, note: Option<&str>| {
         Candidate::native(
             name,
@@ -557,22 +689,51 @@ pub fn default_candidates(seed: u64) -> Vec<Candidate> {
                     ModelSpec::Boosted(BoostParams::default()),
                     ModelSpec::Baseline(BaselineSpec::Logistic { alpha: 1.0 }),
                 ],
+                hard: false,
             },
             None,
             Some(
                 "scikit-learn's VotingClassifier(voting=\"soft\"): the mean probability of the 100-tree balanced forest, gradient boosting and logistic regression, as fitted above; explained by the mean of their explanations (exact)",
             ),
         ),
-        peer(
-            "Voting (hard)",
-            "xgboost",
-            "scikit-learn's VotingClassifier(voting=\"hard\") of the 100-tree balanced forest, gradient boosting and XGBoost; score = share of members voting spammer",
-        ),
-        peer(
-            "Stacking",
-            "xgboost",
-            "scikit-learn's StackingClassifier of the 100-tree balanced forest, gradient boosting and XGBoost; balanced logistic regression on 5-fold out-of-fold probabilities",
-        ),
+        if cfg!(feature = "xgboost") {
+            c(
+                "Voting (hard)",
+                ModelSpec::Voting {
+                    members: on_xgboost.clone(),
+                    hard: true,
+                },
+                None,
+                Some(
+                    "scikit-learn's VotingClassifier(voting=\"hard\") of the 100-tree balanced forest, gradient boosting and XGBoost: score = share of members voting spammer; explained by the mean of their explanations (which do not add up to the vote)",
+                ),
+            )
+        } else {
+            peer(
+                "Voting (hard)",
+                "xgboost",
+                "scikit-learn's VotingClassifier(voting=\"hard\") of the 100-tree balanced forest, gradient boosting and XGBoost; score = share of members voting spammer (this build has no xgboost feature)",
+            )
+        },
+        if cfg!(feature = "xgboost") {
+            c(
+                "Stacking",
+                ModelSpec::Stacking {
+                    members: on_xgboost,
+                    folds: 5,
+                },
+                None,
+                Some(
+                    "scikit-learn's StackingClassifier of the 100-tree balanced forest, gradient boosting and XGBoost: balanced logistic regression on 5-fold out-of-fold probabilities; explained by the members' explanations weighted by it (exact log-odds terms)",
+                ),
+            )
+        } else {
+            peer(
+                "Stacking",
+                "xgboost",
+                "scikit-learn's StackingClassifier of the 100-tree balanced forest, gradient boosting and XGBoost; balanced logistic regression on 5-fold out-of-fold probabilities (this build has no xgboost feature)",
+            )
+        },
         c(
             "Neural network (MLP 100-50)",
             ModelSpec::Baseline(BaselineSpec::Mlp {
@@ -585,11 +746,22 @@ pub fn default_candidates(seed: u64) -> Vec<Candidate> {
                 "fitted by spamscope: scikit-learn's MLPClassifier defaults (ReLU layers of 100 and 50, Adam, batches of 200, alpha 1e-4, stops when the loss stalls, at most 200 epochs), standardised inputs, no class weights; explained by occlusion (approximate)",
             ),
         ),
-        peer(
-            "XGBoost",
-            "xgboost",
-            "XGBoost's XGBClassifier, scale_pos_weight 36, hist trees",
-        ),
+        if cfg!(feature = "xgboost") {
+            c(
+                "XGBoost",
+                xgboost,
+                None,
+                Some(
+                    "fitted by XGBoost itself (the xgboost feature), XGBClassifier's defaults with scale_pos_weight 36; kept as spamscope's boosted trees: exact TreeSHAP on the log-odds",
+                ),
+            )
+        } else {
+            peer(
+                "XGBoost",
+                "xgboost",
+                "XGBoost's XGBClassifier, scale_pos_weight 36, hist trees (this build has no xgboost feature)",
+            )
+        },
         if cfg!(feature = "lightgbm") {
             c(
                 "LightGBM",

@@ -180,7 +180,12 @@ pub fn score_batch(
                 score.extend(p);
                 phi
             }
-            Method::TreeShap | Method::LogOdds | Method::Occlusion | Method::Members => {
+            Method::TreeShap
+            | Method::LogOdds
+            | Method::Occlusion
+            | Method::Members
+            | Method::HardVote
+            | Method::Stacked => {
                 score.extend(model.predict_rows(&rows));
                 model
                     .explain_rows(&rows, method)
@@ -280,6 +285,8 @@ pub fn batch_csv(d: &Dataset, b: &ScoredBatch, order: Option<&[usize]>) -> Strin
         Some(Method::LogOdds) => "log_odds",
         Some(Method::Occlusion) => "occlusion",
         Some(Method::Members) => "members",
+        Some(Method::HardVote) => "hard_vote",
+        Some(Method::Stacked) => "stacked",
         None => "",
     };
     // The user id is text from the input: written through `csv_cell` (formula-like ids

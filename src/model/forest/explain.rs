@@ -20,7 +20,12 @@ impl Forest {
                 let (base, phi) = self.tree_shap_one(x);
                 (Method::TreeShap, base, phi)
             }
-            Method::PathAttribution | Method::LogOdds | Method::Occlusion | Method::Members => {
+            Method::PathAttribution
+            | Method::LogOdds
+            | Method::Occlusion
+            | Method::Members
+            | Method::HardVote
+            | Method::Stacked => {
                 let mut phi = vec![0.0; self.n_features];
                 let mut base = 0.0;
                 for t in &self.trees {

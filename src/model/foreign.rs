@@ -1,0 +1,139 @@
+//! Trees fitted by another library (LightGBM, XGBoost), rebuilt as forust's trees so that
+//! spamscope scores, explains and stores them as its own gradient boosting.
+//!
+//! Each library's reader says what one node is ([`Part`]); [`tree`] walks the nodes from
+//! the root, renumbers them in preorder (children after their parent, as spamscope's
+//! loader requires), refuses a node reached twice or never, and builds the tree through
+//! forust's serde form (forust does not export its node type).
+
+use forust_ml::tree::Tree;
+use serde::Serialize;
+
+/// Deepest tree accepted (a model file is input like any other).
+const MAX_DEPTH: usize = 64;
+
+/// One node of a foreign tree, in forust's terms: `x < split` goes left.
+pub(crate) enum Part {
+    Leaf {
+        value: f64,
+        /// Rows (or hessian) reaching the leaf: TreeSHAP's cover.
+        cover: f64,
+    },
+    Split {
+        feature: usize,
+        split: f64,
+        gain: f64,
+        value: f64,
+        cover: f64,
+        /// Where a missing value goes.
+        default_left: bool,
+        /// The children's codes in the library's numbering.
+        left: i64,
+        right: i64,
+    },
+}
+
+/// A forust tree node as its serde form has it.
+#[derive(Serialize)]
+struct Node {
+    num: usize,
+    weight_value: f32,
+    hessian_sum: f32,
+    depth: usize,
+    split_value: f64,
+    split_feature: usize,
+    split_gain: f32,
+    missing_node: usize,
+    left_child: usize,
+    right_child: usize,
+    is_leaf: bool,
+}
+
+/// A node still to place: its code, depth, and its parent's slot with whether it is the
+/// left child.
+type Pending = (i64, usize, Option<(usize, bool)>);
+
+/// The tree of `nodes` nodes whose root has the code `root`; `part` reads one node by
+/// its code and `index` maps a code to 0..nodes (for the reached-once check).
+pub(crate) fn tree(
+    root: i64,
+    nodes: usize,
+    index: impl Fn(i64) -> Option<usize>,
+    part: impl Fn(i64) -> Result<Part, String>,
+) -> Result<Tree, String> {
+    let mut out: Vec<Node> = Vec::with_capacity(nodes);
+    let mut default_left: Vec<bool> = Vec::with_capacity(nodes);
+    let mut seen = vec![false; nodes];
+    let mut stack: Vec<Pending> = vec![(root, 0, None)];
+    while let Some((code, depth, parent)) = stack.pop() {
+        let num = out.len();
+        match index(code) {
+            Some(i) if i < nodes && !std::mem::replace(&mut seen[i], true) => {}
+            _ => return Err(format!("node {code} is out of place")),
+        }
+        if depth > MAX_DEPTH {
+            return Err(format!("deeper than {MAX_DEPTH} levels"));
+        }
+        match parent {
+            Some((p, true)) => out[p].left_child = num,
+            Some((p, false)) => out[p].right_child = num,
+            None => {}
+        }
+        let node = |value: f64, cover: f64| Node {
+            num,
+            weight_value: value as f32,
+            hessian_sum: cover as f32,
+            depth,
+            split_value: 0.0,
+            split_feature: 0,
+            split_gain: 0.0,
+            missing_node: 0,
+            left_child: 0,
+            right_child: 0,
+            is_leaf: true,
+        };
+        match part(code)? {
+            Part::Leaf { value, cover } => {
+                if !(value.is_finite() && cover.is_finite()) {
+                    return Err(format!("leaf {code} has an invalid value"));
+                }
+                out.push(node(value, cover));
+                default_left.push(true);
+            }
+            Part::Split {
+                feature,
+                split,
+                gain,
+                value,
+                cover,
+                default_left: dl,
+                left,
+                right,
+            } => {
+                if !(split.is_finite() && value.is_finite() && cover.is_finite()) {
+                    return Err(format!("node {code} has an invalid split"));
+                }
+                out.push(Node {
+                    split_value: split,
+                    split_feature: feature,
+                    split_gain: gain as f32,
+                    is_leaf: false,
+                    ..node(value, cover)
+                });
+                default_left.push(dl);
+                // Preorder: the left subtree first (pushed last).
+                stack.push((right, depth + 1, Some((num, false))));
+                stack.push((left, depth + 1, Some((num, true))));
+            }
+        }
+    }
+    if seen.iter().any(|s| !s) {
+        return Err("some nodes are not reachable from the root".into());
+    }
+    for (n, left) in out.iter_mut().zip(default_left) {
+        if !n.is_leaf {
+            n.missing_node = if left { n.left_child } else { n.right_child };
+        }
+    }
+    serde_json::from_value(serde_json::json!({ "nodes": out })).map_err(|e| e.to_string())
+}
