@@ -326,20 +326,22 @@ fn import_feedback(reg: &str, data: &Path) {
     ));
 }
 
+/// The arguments of `spamscope mlflow sync --json` of `reg` to `url`.
+fn sync_args<'a>(reg: &'a str, url: &'a str) -> [&'a str; 7] {
+    [
+        "mlflow",
+        "sync",
+        "--registry",
+        reg,
+        "--json",
+        "--mlflow",
+        url,
+    ]
+}
+
 /// `spamscope mlflow sync --json` of `reg` to `url`: what it printed.
 fn sync(reg: &str, url: &str, env: &[(&str, &str)]) -> Value {
-    let (out, _) = ok(spamscope(
-        &[
-            "mlflow",
-            "sync",
-            "--registry",
-            reg,
-            "--json",
-            "--mlflow",
-            url,
-        ],
-        env,
-    ));
+    let (out, _) = ok(spamscope(&sync_args(reg, url), env));
     serde_json::from_str(&out).unwrap()
 }
 
@@ -615,16 +617,8 @@ fn every_version_and_comparison_reaches_mlflow_even_when_it_was_down() {
     let other = [("MLFLOW_EXPERIMENT_NAME", "spamscope-again")];
     let spawn = || {
         Command::new(env!("CARGO_BIN_EXE_spamscope"))
-            .args([
-                "mlflow",
-                "sync",
-                "--registry",
-                reg,
-                "--json",
-                "--mlflow",
-                &url,
-            ])
-            .env("MLFLOW_EXPERIMENT_NAME", "spamscope-again")
+            .args(sync_args(reg, &url))
+            .env(other[0].0, other[0].1)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

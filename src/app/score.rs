@@ -668,3 +668,33 @@ fn version_panel(ui: &mut egui::Ui, wb: &Workbench) {
         );
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::explain::Method;
+
+    #[test]
+    fn the_sum_line_says_whether_contributions_add_up() {
+        let e = |method| Explanation {
+            method,
+            base: 0.1,
+            contributions: vec![0.2],
+            prediction: 0.3,
+        };
+        let line = explanation_sum(&e(Method::TreeShap), None);
+        assert!(line.contains(" add up to the raw score 30.0%"), "{line}");
+        for m in [Method::HardVote, Method::Occlusion] {
+            let line = explanation_sum(&e(m), None);
+            assert!(
+                line.contains("do not add up to the raw score 30.0%"),
+                "{line}"
+            );
+        }
+        let line = explanation_sum(&e(Method::Stacked), None);
+        assert!(
+            line.contains("stacking regression") && !line.contains("do not"),
+            "{line}"
+        );
+    }
+}

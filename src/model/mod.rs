@@ -1168,6 +1168,51 @@ mod tests {
                     );
                 }
             }
+            if let Estimator::Ensemble(v) = &m.estimator
+                && let Combine::Stacked { weights, .. } = &v.combine
+            {
+                assert_eq!(m.detail_method(), Method::Stacked);
+                assert_eq!(weights.len(), 3);
+                // A stack whose weights do not match its members, or holding an
+                // ensemble, is refused.
+                let member = encode(&v.members[0], &m.imputer.medians);
+                let nested = encode(&m.estimator, &m.imputer.medians);
+                for (combine, members, what) in [
+                    (
+                        Combine::Stacked {
+                            weights: vec![1.0],
+                            intercept: 0.0,
+                        },
+                        vec![member.clone(), member.clone()],
+                        "one finite weight per member",
+                    ),
+                    (
+                        Combine::Stacked {
+                            weights: vec![1.0, f64::NAN],
+                            intercept: 0.0,
+                        },
+                        vec![member.clone(), member.clone()],
+                        "one finite weight per member",
+                    ),
+                    (Combine::Hard, vec![member, nested], "itself an ensemble"),
+                ] {
+                    let mut bad = MAGIC_ENSEMBLE.to_vec();
+                    bad.extend(
+                        postcard::to_allocvec(&EnsembleFile {
+                            feature_ids: catalog().ids().map(str::to_string).collect(),
+                            medians: m.imputer.medians.clone(),
+                            combine,
+                            members,
+                        })
+                        .unwrap(),
+                    );
+                    let r = Model::from_bytes(&bad);
+                    assert!(
+                        matches!(&r, Err(ModelError::Corrupt(w)) if w.contains(what)),
+                        "{r:?}"
+                    );
+                }
+            }
             assert!((e.prediction - m.predict_one(&d.row(3))).abs() < 1e-9);
             // Explanations in bulk are the single-account ones.
             let idx = [2, 3, 17];
