@@ -15,6 +15,7 @@ mod input;
 mod label;
 mod mlflow;
 mod output;
+mod policy;
 mod report;
 mod retrain;
 mod score;
@@ -117,6 +118,45 @@ pub enum Command {
     /// Benchmark our forest against scikit-learn, XGBoost and YDF (and our TreeSHAP
     /// against shap's) on the same data and split.
     Bench(BenchArgs),
+    /// Decision policies (rules in CEL over the features, the probability and the risk
+    /// indicators): check a policy file, test a draft on labelled history.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PolicyCommand {
+    /// Check a policy file: every rule compiles, names known features and a declared
+    /// outcome (errors give the rule, line and column).
+    Validate {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Test a draft policy on a labelled CSV scored by a model version: accounts hit,
+    /// precision and recall per rule and per outcome, accounts decided otherwise than by
+    /// the live policy (--live), and the review load at --daily-volume accounts a day.
+    Test {
+        file: PathBuf,
+        #[arg(long)]
+        data: PathBuf,
+        /// The policy in force, to list the accounts the draft decides otherwise.
+        #[arg(long)]
+        live: Option<PathBuf>,
+        #[arg(long)]
+        registry: Option<PathBuf>,
+        /// The model version whose probabilities the rules read (default: the active one).
+        #[arg(long)]
+        version: Option<u32>,
+        /// Accounts scored a day, to state the review load in accounts a day.
+        #[arg(long)]
+        daily_volume: Option<f64>,
+        /// How many of the changed accounts to list (all with --json).
+        #[arg(long, default_value_t = 20)]
+        list: usize,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -616,5 +656,6 @@ pub fn run(cmd: Command) -> Result<()> {
         Command::Store(cmd) => store::run(cmd),
         Command::Mlflow(cmd) => mlflow::run(cmd),
         Command::Bench(a) => bench::run(a),
+        Command::Policy(cmd) => policy::run(cmd),
     }
 }

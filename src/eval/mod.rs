@@ -4,5 +4,6 @@
 pub mod calibration;
 pub mod metrics;
 pub mod monitor;
+pub mod policy;
 pub mod threshold;
 pub mod verdict;

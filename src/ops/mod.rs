@@ -12,6 +12,7 @@ pub mod feedback;
 pub mod migrate;
 pub mod mlflow;
 pub mod online;
+pub mod policy;
 pub mod predict;
 pub mod python;
 pub mod report;
