@@ -1205,40 +1205,10 @@ fn compare_every_model_promote_one_and_export_a_report() {
         "{}",
         text.lines().nth(1).unwrap()
     );
-    // A soft vote promotes as one version of three models and explains by its members.
-    let p = json(&[
-        "compare",
-        "--data",
-        s(&data),
-        "--registry",
-        &reg,
-        "--only",
-        "voting (soft)",
-        "--promote",
-        "Voting (soft)",
-        "--json",
-    ]);
-    assert_eq!(p["promoted_version"], 2);
-    let voted = env.path("voted.csv");
-    ok(&[
-        "score",
-        "--data",
-        s(&data),
-        "--out",
-        s(&voted),
-        "--registry",
-        &reg,
-        "--explain",
-        "3",
-    ]);
-    let line = std::fs::read_to_string(&voted).unwrap();
-    assert!(
-        line.lines().nth(1).unwrap().contains(",members,"),
-        "{line:.300}"
-    );
-    // Stacking (the `xgboost` feature) promotes likewise and explains through its
-    // members, weighted by its regression.
-    if xgboost {
+    // An ensemble promotes as one version of its models and explains through them: a
+    // soft vote by their mean, stacking (the `xgboost` feature) weighted by its
+    // regression.
+    let promote_and_score = |name: &str, version: u32, method: &str| {
         let p = json(&[
             "compare",
             "--data",
@@ -1246,28 +1216,31 @@ fn compare_every_model_promote_one_and_export_a_report() {
             "--registry",
             &reg,
             "--only",
-            "stacking",
+            name,
             "--promote",
-            "Stacking",
+            name,
             "--json",
         ]);
-        assert_eq!(p["promoted_version"], 3);
+        assert_eq!(p["promoted_version"], version, "{name}");
+        let scored = env.path("ensemble.csv");
         ok(&[
             "score",
             "--data",
             s(&data),
             "--out",
-            s(&voted),
+            s(&scored),
             "--registry",
             &reg,
             "--explain",
             "3",
         ]);
-        let line = std::fs::read_to_string(&voted).unwrap();
-        assert!(
-            line.lines().nth(1).unwrap().contains(",stacked,"),
-            "{line:.300}"
-        );
+        let text = std::fs::read_to_string(&scored).unwrap();
+        let line = text.lines().nth(1).unwrap();
+        assert!(line.contains(&format!(",{method},")), "{name}: {line:.300}");
+    };
+    promote_and_score("Voting (soft)", 2, "members");
+    if xgboost {
+        promote_and_score("Stacking", 3, "stacked");
     }
     ok(&["rollback", "--registry", &reg, "--to", "1"]);
 

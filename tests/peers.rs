@@ -188,3 +188,137 @@ fn bench_table_sets_each_model_beside_its_reference_on_the_same_split() {
         assert!(r["ours"].is_null(), "{r}");
     }
 }
+
+/// A policy's backtest is a brute-force computation in pandas on the same file: each
+/// rule's condition in CEL for spamscope and written out in pandas for the check (no
+/// negation around a comparison that may meet a missing value, where CEL leaves the
+/// condition undecided and pandas says false).
+#[test]
+fn a_policy_backtest_counts_as_pandas_does() {
+    let (dir, data) = data(3000);
+    let reg = dir.path().join("registry");
+    let reg = reg.to_str().unwrap();
+    run(&["train", "--data", &data, "--registry", reg, "--trees", "30"]);
+    let scored = dir.path().join("scored.csv");
+    run(&[
+        "score",
+        "--data",
+        &data,
+        "--out",
+        scored.to_str().unwrap(),
+        "--registry",
+        reg,
+    ]);
+    // (name, CEL, pandas, outcome)
+    let rules = [
+        (
+            "very likely",
+            "probability >= 0.9",
+            "probability >= 0.9",
+            "block",
+        ),
+        (
+            "likely",
+            "probability >= 0.5",
+            "probability >= 0.5",
+            "review",
+        ),
+        (
+            "urgent",
+            "UrgentMessageCount >= 3 && score > 0.2",
+            "X19 >= 3 and score > 0.2",
+            "review",
+        ),
+        (
+            "risky country links",
+            "risk.CountryTier && risk.LinksInMessages",
+            "X6 >= 3 and X6 <= 4 and X21 >= 3",
+            "hold_payouts",
+        ),
+        (
+            "either",
+            "X19 > 4 || X21 > 5",
+            "X19 > 4 or X21 > 5",
+            "review",
+        ),
+        (
+            "arithmetic",
+            "X19 * 0.5 + X21 * 0.3 - X17 * 0.2 > 2.0",
+            "X19 * 0.5 + X21 * 0.3 - X17 * 0.2 > 2.0",
+            "review",
+        ),
+        (
+            "tiers",
+            "X6 in [3, 4] && score > 0.6",
+            "(X6 == 3 or X6 == 4) and score > 0.6",
+            "block",
+        ),
+        (
+            "ratio",
+            "X19 / (X21 + 1.0) > 2.0",
+            "X19 / (X21 + 1.0) > 2.0",
+            "review",
+        ),
+    ];
+    let outcomes = ["allow", "review", "hold_payouts", "block"];
+    let cel = serde_json::json!({
+        "outcomes": outcomes,
+        "rules": rules.iter().map(|(n, c, _, o)| serde_json::json!({"name": n, "when": c, "outcome": o})).collect::<Vec<_>>(),
+    });
+    let pandas = serde_json::json!({
+        "outcomes": outcomes,
+        "rules": rules.iter().map(|(n, _, p, o)| serde_json::json!({"name": n, "pandas": p, "outcome": o})).collect::<Vec<_>>(),
+    });
+    let cel_file = dir.path().join("policy.json");
+    let pandas_file = dir.path().join("pandas.json");
+    std::fs::write(&cel_file, cel.to_string()).unwrap();
+    std::fs::write(&pandas_file, pandas.to_string()).unwrap();
+    let ours: Value = serde_json::from_str(&run(&[
+        "policy",
+        "test",
+        cel_file.to_str().unwrap(),
+        "--data",
+        &data,
+        "--registry",
+        reg,
+        "--json",
+    ]))
+    .unwrap();
+    let out = Command::new(venv().join("bin/python"))
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/benches/policy_pandas.py"
+        ))
+        .args([
+            &data,
+            scored.to_str().unwrap(),
+            pandas_file.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let theirs: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for (k, (name, ..)) in rules.iter().enumerate() {
+        for key in ["hits", "spammers_hit", "labelled_hits"] {
+            assert_eq!(
+                ours["rules"][k][key], theirs["rules"][k][key],
+                "{name} {key}"
+            );
+        }
+        assert!(
+            ours["rules"][k]["hits"].as_u64().unwrap() > 0,
+            "{name} hits nobody"
+        );
+    }
+    for o in 0..outcomes.len() {
+        assert_eq!(
+            ours["outcomes"][o]["accounts"], theirs["outcomes"][o]["accounts"],
+            "{}",
+            outcomes[o]
+        );
+    }
+}

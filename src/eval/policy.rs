@@ -425,18 +425,25 @@ impl CompiledPolicy {
                 return Err(at(1, 1, format!("longer than {MAX_CONDITION} characters")));
             }
             let program = Program::compile(&rule.when).map_err(|errors| {
+                // The parser's positions are 1-based; its message is cut before the
+                // list of every token it would have accepted.
                 let first = errors.errors.first();
                 let (line, column) = first.map_or((1, 1), |e| {
-                    (e.pos.0.max(1) as usize, e.pos.1.max(0) as usize + 1)
+                    (e.pos.0.max(1) as usize, e.pos.1.max(1) as usize)
                 });
-                at(
-                    line,
-                    column,
-                    first.map_or_else(
-                        || "does not parse".into(),
-                        |e| crate::util::text::one_line(&e.msg),
-                    ),
-                )
+                let message = first.map_or_else(
+                    || "does not parse".to_string(),
+                    |e| {
+                        if e.msg.contains("Recursion limit") {
+                            "nested too deeply for the parser".to_string()
+                        } else {
+                            let m = crate::util::text::one_line(&e.msg);
+                            let m = m.split(" expecting ").next().unwrap_or("").to_string();
+                            crate::util::text::clip(&m)
+                        }
+                    },
+                );
+                at(line, column, message)
             })?;
             let plan = match compile_typed(program.expression(), 0) {
                 Ok(Typed::Bool(b)) => b,
@@ -890,8 +897,13 @@ mod tests {
             e.contains("line 2, column 10: unknown name \"RiskLevl\""),
             "{e}"
         );
-        let e = error("X19 > ");
-        assert!(e.contains("line 1, column") && !e.contains('\n'), "{e}");
+        let e = error("X19 > )");
+        assert!(
+            e.ends_with("line 1, column 7: Syntax error: mismatched input ')'"),
+            "{e}"
+        );
+        let e = error(&format!("{}X19 > 1{}", "(".repeat(500), ")".repeat(500)));
+        assert!(e.ends_with("nested too deeply for the parser"), "{e}");
         let e = error("X19 + 1");
         assert!(e.contains("must be true/false"), "{e}");
         let e = error("X19 > 2 && X3");

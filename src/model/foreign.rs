@@ -137,3 +137,61 @@ pub(crate) fn tree(
     }
     serde_json::from_value(serde_json::json!({ "nodes": out })).map_err(|e| e.to_string())
 }
+
+/// What the library-equivalence tests of LightGBM and XGBoost share: the rows they fit,
+/// and the check that spamscope's trees are the library's model.
+#[cfg(all(test, any(feature = "lightgbm", feature = "xgboost")))]
+pub(crate) mod testing {
+    use crate::model::boosting::Boosted;
+
+    /// 3,000 imputed default accounts, column-major, and their labels.
+    pub fn sample() -> (Vec<Vec<f64>>, Vec<u8>) {
+        use crate::data::preprocess::Imputer;
+        use crate::data::synth::{SynthParams, default_dataset};
+        let d = default_dataset(SynthParams {
+            rows: 3000,
+            seed: 4,
+        });
+        let idx: Vec<usize> = (0..d.n_rows()).collect();
+        let cols = Imputer::fit(&d.columns, &idx).transform_columns(&d.columns, &idx);
+        (cols, d.labels.unwrap())
+    }
+
+    /// The first `n` rows of `cols`, row-major.
+    pub fn rows(cols: &[Vec<f64>], n: usize) -> Vec<f64> {
+        (0..n)
+            .flat_map(|i| cols.iter().map(move |c| c[i]))
+            .collect()
+    }
+
+    /// `ours` scores `rows` as the library did (`theirs`, probabilities) and explains the
+    /// first row as the library's contributions (log-odds, bias last) do.
+    pub fn assert_same_model(ours: &Boosted, rows: &[f64], theirs: &[f64], contrib: &[f64]) {
+        let nf = ours.n_features;
+        for (a, b) in ours.predict_rows(rows, nf).iter().zip(theirs) {
+            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        }
+        let e = ours.explain(&rows[..nf]);
+        let logit = |p: f64| (p / (1.0 - p)).ln();
+        let sum: f64 = contrib.iter().sum();
+        assert!(
+            (logit(e.prediction) - sum).abs() < 1e-4,
+            "{} vs {sum}",
+            logit(e.prediction)
+        );
+        let raw = ours.booster.predict_contributions(
+            &forust_ml::Matrix::new(&rows[..nf], 1, nf),
+            forust_ml::gradientbooster::ContributionsMethod::Shapley,
+            false,
+        );
+        let (mut num, mut den) = (0.0, 0.0);
+        for f in 0..=nf {
+            num += (raw[f] - contrib[f]).abs();
+            den += contrib[f].abs();
+        }
+        assert!(
+            num <= 1e-4 * den.max(1.0),
+            "TreeSHAP differs by {num} (of {den})"
+        );
+    }
+}

@@ -418,58 +418,23 @@ end of trees
     #[cfg(feature = "lightgbm")]
     #[test]
     fn a_fitted_lightgbm_scores_and_explains_as_the_library_does() {
-        use crate::data::preprocess::Imputer;
-        use crate::data::synth::{SynthParams, default_dataset};
+        use crate::model::foreign::testing::{assert_same_model, rows, sample};
         use crate::util::progress::NoProgress;
-        let d = default_dataset(SynthParams {
-            rows: 3000,
-            seed: 4,
-        });
-        let idx: Vec<usize> = (0..d.n_rows()).collect();
-        let cols = Imputer::fit(&d.columns, &idx).transform_columns(&d.columns, &idx);
+        let (cols, y) = sample();
         let refs: Vec<&[f64]> = cols.iter().map(Vec::as_slice).collect();
-        let y = d.labels.as_ref().unwrap();
         let p = LgbmParams {
             iterations: 30,
             ..LgbmParams::default()
         };
-        let ours = fit(&p, &refs, y, None, &NoProgress).unwrap();
+        let ours = fit(&p, &refs, &y, None, &NoProgress).unwrap();
         assert_eq!(ours.booster.trees.len(), 30);
-        // The library's own booster from the same rows and parameters (deterministic).
+        // The library's own booster from the same rows and parameters (deterministic):
+        // its predictions and pred_contrib.
         let nf = refs.len();
-        let rows: Vec<f64> = (0..200)
-            .flat_map(|i| refs.iter().map(move |c| c[i]))
-            .collect();
-        let lib = train(&p, &refs, y, None).unwrap();
+        let rows = rows(&cols, 200);
+        let lib = train(&p, &refs, &y, None).unwrap();
         let theirs = lib.predict(&rows, nf as i32, true).unwrap();
-        let mine = ours.predict_rows(&rows, nf);
-        for (a, b) in mine.iter().zip(&theirs) {
-            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
-        }
-        // TreeSHAP: LightGBM's pred_contrib (log-odds, bias last) against ours, which
-        // adds up to the same log-odds.
         let contrib = lib.predict_contrib(&rows[..nf], nf as i32, true).unwrap();
-        let e = ours.explain(&rows[..nf]);
-        let logit = |p: f64| (p / (1.0 - p)).ln();
-        let sum: f64 = contrib.iter().sum();
-        assert!(
-            (logit(e.prediction) - sum).abs() < 1e-4,
-            "{} vs {sum}",
-            logit(e.prediction)
-        );
-        let (mut num, mut den) = (0.0, 0.0);
-        let raw = ours.booster.predict_contributions(
-            &forust_ml::Matrix::new(&rows[..nf], 1, nf),
-            forust_ml::gradientbooster::ContributionsMethod::Shapley,
-            false,
-        );
-        for f in 0..nf {
-            num += (raw[f] - contrib[f]).abs();
-            den += contrib[f].abs();
-        }
-        assert!(
-            num <= 1e-4 * den.max(1.0),
-            "TreeSHAP differs by {num} (of {den})"
-        );
+        assert_same_model(&ours, &rows, &theirs, &contrib);
     }
 }

@@ -496,17 +496,11 @@ mod tests {
     #[cfg(feature = "xgboost")]
     #[test]
     fn a_fitted_xgboost_scores_and_explains_as_the_library_does() {
-        use crate::data::preprocess::Imputer;
-        use crate::data::synth::{SynthParams, default_dataset};
+        use crate::model::foreign::testing::{assert_same_model, rows, sample};
         use crate::util::progress::NoProgress;
-        let d = default_dataset(SynthParams {
-            rows: 3000,
-            seed: 4,
-        });
-        let idx: Vec<usize> = (0..d.n_rows()).collect();
-        let cols = Imputer::fit(&d.columns, &idx).transform_columns(&d.columns, &idx);
+        let (cols, y) = sample();
         let refs: Vec<&[f64]> = cols.iter().map(Vec::as_slice).collect();
-        let y = d.labels.as_ref().unwrap();
+        let y = &y;
         let p = XgbParams {
             iterations: 30,
             ..XgbParams::default()
@@ -527,43 +521,22 @@ mod tests {
             "base log-odds {} vs {expected}",
             ours.booster.base_score
         );
+        // The library's own booster for the same rows and parameters (deterministic):
+        // its predictions and pred_contribs.
         let nf = refs.len();
-        let rows: Vec<f64> = (0..200)
-            .flat_map(|i| refs.iter().map(move |c| c[i]))
-            .collect();
+        let rows = rows(&cols, 200);
         let lib = train(&p, &refs, y, None, &NoProgress).unwrap();
         let rows32: Vec<f32> = rows.iter().map(|&v| v as f32).collect();
         let m = xgb::DMatrix::from_dense(&rows32, 200).unwrap();
-        let theirs = lib.predict(&m).unwrap();
-        let mine = ours.predict_rows(&rows, nf);
-        for (a, b) in mine.iter().zip(&theirs) {
-            assert!((a - f64::from(*b)).abs() < 1e-5, "{a} vs {b}");
-        }
-        // TreeSHAP: XGBoost's pred_contribs (log-odds, bias last) against ours.
+        let theirs: Vec<f64> = lib
+            .predict(&m)
+            .unwrap()
+            .into_iter()
+            .map(f64::from)
+            .collect();
         let (contrib, _) = lib.predict_contributions(&m).unwrap();
         let contrib: Vec<f64> = contrib[..=nf].iter().map(|&v| f64::from(v)).collect();
-        let e = ours.explain(&rows[..nf]);
-        let logit = |p: f64| (p / (1.0 - p)).ln();
-        let sum: f64 = contrib.iter().sum();
-        assert!(
-            (logit(e.prediction) - sum).abs() < 1e-4,
-            "{} vs {sum}",
-            logit(e.prediction)
-        );
-        let raw = ours.booster.predict_contributions(
-            &forust_ml::Matrix::new(&rows[..nf], 1, nf),
-            forust_ml::gradientbooster::ContributionsMethod::Shapley,
-            false,
-        );
-        let (mut num, mut den) = (0.0, 0.0);
-        for f in 0..=nf {
-            num += (raw[f] - contrib[f]).abs();
-            den += contrib[f].abs();
-        }
-        assert!(
-            num <= 1e-4 * den.max(1.0),
-            "TreeSHAP differs by {num} (of {den})"
-        );
+        assert_same_model(&ours, &rows, &theirs, &contrib);
         // A cancel between rounds stops it.
         struct Cancel;
         impl crate::util::progress::Reporter for Cancel {
