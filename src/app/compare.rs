@@ -441,7 +441,7 @@ fn cv_table(ui: &mut egui::Ui, cv: &CrossValidation) {
 fn intro(ui: &mut egui::Ui) {
     ui.heading("Compare models");
     ui.label(
-        "Every model is trained on the same stratified 80/20 split of the loaded data, with the same median imputation, and evaluated on the same held-out accounts (metrics at threshold 0.5). On the full default data the whole comparison takes a few minutes on two cores; it runs in the background. Cross-validate trains the same models on each of k stratified folds in turn instead (mean ± standard deviation over the folds; nothing is registered, and it takes about k times as long).",
+        "Every model is trained on the same stratified 80/20 split of the loaded data, with the same median imputation, and evaluated on the same held-out accounts (metrics at threshold 0.5). On the full default data the whole comparison takes about ten minutes on two cores (the neural network and stacking take longest); it runs in the background. Cross-validate trains the same models on each of k stratified folds in turn instead (mean ± standard deviation over the folds; nothing is registered, and it takes about k times as long).",
     );
     ui.add_space(4.0);
 }
