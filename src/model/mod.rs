@@ -578,7 +578,10 @@ impl Model {
         let ids: Vec<&str> = catalog().ids().collect();
         let check = |feature_ids: &[String], medians: &[f64]| -> Result<Imputer, ModelError> {
             if feature_ids != ids {
-                return Err(ModelError::Schema(feature_ids.join(",")));
+                // Quoted and cut: the ids come from the file (a newline or a megabyte).
+                return Err(ModelError::Schema(crate::util::text::quote(
+                    &feature_ids.join(","),
+                )));
             }
             if medians.len() != N_FEATURES || medians.iter().any(|m| !m.is_finite()) {
                 return Err(ModelError::Corrupt("invalid imputation medians".into()));
@@ -1256,6 +1259,23 @@ mod tests {
                 model.as_forest().unwrap().validate().unwrap();
                 let _ = model.predict_one(&[0.0; N_FEATURES]);
             }
+        }
+        // Columns the file names otherwise (a newline, a megabyte) are quoted and cut:
+        // the error stays one short line.
+        let body: ModelFile = postcard::from_bytes(&bytes[MAGIC.len()..]).unwrap();
+        for bad in ["X\n1".to_string(), "X".repeat(1 << 20)] {
+            let mut file = ModelFile {
+                feature_ids: body.feature_ids.clone(),
+                medians: body.medians.clone(),
+                importance: body.importance.clone(),
+                trees: Vec::new(),
+            };
+            file.feature_ids[0] = bad;
+            let mut b = MAGIC.to_vec();
+            b.extend(postcard::to_allocvec(&file).unwrap());
+            let e = Model::from_bytes(&b).unwrap_err().to_string();
+            assert!(matches!(Model::from_bytes(&b), Err(ModelError::Schema(_))));
+            assert!(!e.contains('\n') && e.len() < 200, "{e}");
         }
     }
 }
