@@ -41,7 +41,7 @@ impl Method {
                 "mean of the members' explanations (TreeSHAP, exact log-odds terms; adds up)"
             }
             Method::HardVote => {
-                "mean of the members' explanations of their probabilities (the vote counts members over 50%: not additive)"
+                "mean of the members' explanations of their probabilities; the vote counts members over 50%, so not additive"
             }
             Method::Stacked => {
                 "members' explanations weighted by the stacking regression (log-odds terms, scaled to probability; adds up)"
