@@ -68,33 +68,25 @@ fn print(t: &spamscope::ops::policy::PolicyTest, list: usize) {
         "{} accounts ({} labelled, {} spammers), probabilities of version {}; policy run in {:.3} s (scoring {:.1} s)",
         b.accounts, b.labelled, b.spammers, t.version, t.policy_seconds, t.scoring_seconds
     );
-    println!(
-        "{:<32} {:>12} {:>9} {:>10} {:>8}",
-        "rule", "outcome", "hits", "precision", "recall"
-    );
+    // One table layout for the rules and the decisions.
+    let row = |a: &str, b: &str, c: &str, d: &str, e: &str| {
+        println!("{a:<32} {b:>12} {c:>9} {d:>10} {e:>8}");
+    };
+    row("rule", "outcome", "hits", "precision", "recall");
     for r in &b.rules {
-        println!(
-            "{:<32} {:>12} {:>9} {:>10} {:>8}",
-            r.name,
-            r.outcome,
-            r.hits,
-            pct(r.precision),
-            pct(r.recall)
+        let hits = r.hits.to_string();
+        row(
+            &r.name,
+            &r.outcome,
+            &hits,
+            &pct(r.precision),
+            &pct(r.recall),
         );
     }
-    println!(
-        "{:<32} {:>12} {:>9} {:>10} {:>8}",
-        "decision", "", "accounts", "precision", "recall"
-    );
+    row("decision", "", "accounts", "precision", "recall");
     for o in &b.outcomes {
-        println!(
-            "{:<32} {:>12} {:>9} {:>10} {:>8}",
-            o.outcome,
-            "",
-            o.accounts,
-            pct(o.precision),
-            pct(o.recall)
-        );
+        let accounts = o.accounts.to_string();
+        row(&o.outcome, "", &accounts, &pct(o.precision), &pct(o.recall));
     }
     match (t.daily_volume, t.daily_review) {
         (Some(v), Some(r)) => println!(

@@ -333,12 +333,14 @@ impl Estimator {
                 .flat_map_iter(|r| b.explain(r).contributions)
                 .collect(),
             Estimator::Boosted(b) => b.contributions_rows(rows),
-            // Soft and hard votes: the members' mean; stacking: its explanation's rule.
+            // Soft and hard votes: the members' mean; stacking: its explanation's rule over
+            // its members' fast explanations (path attribution for a forest, as the
+            // votes' bulk reasons; exact TreeSHAP per account is the detail view's).
             Estimator::Ensemble(v) if !matches!(v.combine, Combine::Stacked { .. }) => {
                 ensemble::mean_of(v.members.iter().map(|m| m.attribution_rows(rows)))
             }
             Estimator::Ensemble(_) => self
-                .explain_rows(rows, Method::TreeShap)
+                .explain_rows(rows, Method::PathAttribution)
                 .into_iter()
                 .flat_map(|e| e.contributions)
                 .collect(),
@@ -1047,6 +1049,16 @@ mod tests {
                 folds: 3,
             },
         ];
+        // A file of `magic` and `body` is refused as corrupt, saying `what`.
+        let refused = |magic: &[u8; 8], body: Vec<u8>, what: &str| {
+            let mut bad = magic.to_vec();
+            bad.extend(body);
+            let r = Model::from_bytes(&bad);
+            assert!(
+                matches!(&r, Err(ModelError::Corrupt(w)) if w.contains(what)),
+                "{r:?}"
+            );
+        };
         for spec in specs {
             let recipe = Recipe {
                 spec,
@@ -1155,20 +1167,12 @@ mod tests {
                     ),
                     (vec![member], "2 to 16 members"),
                 ] {
-                    let mut bad = MAGIC_VOTING.to_vec();
-                    bad.extend(
-                        postcard::to_allocvec(&VotingFile {
-                            feature_ids: catalog().ids().map(str::to_string).collect(),
-                            medians: m.imputer.medians.clone(),
-                            members,
-                        })
-                        .unwrap(),
-                    );
-                    let r = Model::from_bytes(&bad);
-                    assert!(
-                        matches!(&r, Err(ModelError::Corrupt(w)) if w.contains(what)),
-                        "{r:?}"
-                    );
+                    let body = postcard::to_allocvec(&VotingFile {
+                        feature_ids: catalog().ids().map(str::to_string).collect(),
+                        medians: m.imputer.medians.clone(),
+                        members,
+                    });
+                    refused(MAGIC_VOTING, body.unwrap(), what);
                 }
             }
             if let Estimator::Ensemble(v) = &m.estimator
@@ -1199,21 +1203,13 @@ mod tests {
                     ),
                     (Combine::Hard, vec![member, nested], "itself an ensemble"),
                 ] {
-                    let mut bad = MAGIC_ENSEMBLE.to_vec();
-                    bad.extend(
-                        postcard::to_allocvec(&EnsembleFile {
-                            feature_ids: catalog().ids().map(str::to_string).collect(),
-                            medians: m.imputer.medians.clone(),
-                            combine,
-                            members,
-                        })
-                        .unwrap(),
-                    );
-                    let r = Model::from_bytes(&bad);
-                    assert!(
-                        matches!(&r, Err(ModelError::Corrupt(w)) if w.contains(what)),
-                        "{r:?}"
-                    );
+                    let body = postcard::to_allocvec(&EnsembleFile {
+                        feature_ids: catalog().ids().map(str::to_string).collect(),
+                        medians: m.imputer.medians.clone(),
+                        combine,
+                        members,
+                    });
+                    refused(MAGIC_ENSEMBLE, body.unwrap(), what);
                 }
             }
             assert!((e.prediction - m.predict_one(&d.row(3))).abs() < 1e-9);
