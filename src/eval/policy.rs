@@ -713,6 +713,121 @@ fn eval_bool(b: &Bool, s: &Signals, rows: std::ops::Range<usize>) -> Vec<u8> {
     }
 }
 
+/// One account's signals, as a request brings them.
+pub struct Account<'a> {
+    /// The 51 raw features (NaN: missing).
+    pub values: &'a [f64],
+    pub probability: f64,
+    pub score: f64,
+}
+
+/// A policy's decision on one account: its outcome (an index into the policy's
+/// outcomes) and the rules that matched, in the policy's order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub outcome: usize,
+    pub matched: Vec<usize>,
+}
+
+impl CompiledPolicy {
+    /// The decision on one account: the same rules and truth values as [`Self::matches`]
+    /// and [`Self::decide`], walked once for the account (no columns to build).
+    pub fn decide_one(&self, a: &Account) -> Decision {
+        let mut d = Decision {
+            outcome: 0,
+            matched: Vec::new(),
+        };
+        if a.values.len() != N_FEATURES {
+            return d;
+        }
+        for (k, plan) in self.plans.iter().enumerate() {
+            if bool_one(plan, a) == T {
+                d.matched.push(k);
+                d.outcome = d.outcome.max(self.outcome_of[k]);
+            }
+        }
+        d
+    }
+
+    /// The name of outcome `o`.
+    pub fn outcome_name(&self, o: usize) -> &str {
+        &self.policy.outcomes[o]
+    }
+}
+
+/// A number of one account; None where it is an error.
+fn num_one(n: &Num, a: &Account) -> Option<f64> {
+    Some(match n {
+        Num::Const(v) => *v,
+        Num::Feature(f) => a.values[*f],
+        Num::Probability => a.probability,
+        Num::Score => a.score,
+        Num::Neg(x) => -num_one(x, a)?,
+        Num::Arith(op, x, y) => {
+            let (x, y) = (num_one(x, a), num_one(y, a));
+            let (x, y) = (x?, y?);
+            match op {
+                Arith::Add => x + y,
+                Arith::Sub => x - y,
+                Arith::Mul => x * y,
+                Arith::Div => x / y,
+            }
+        }
+        Num::Cond(c, x, y) => match bool_one(c, a) {
+            T => num_one(x, a)?,
+            F => num_one(y, a)?,
+            _ => return None,
+        },
+    })
+}
+
+/// The truth value (F, T, E) of one account.
+fn bool_one(b: &Bool, a: &Account) -> u8 {
+    let of = |v: bool| if v { T } else { F };
+    match b {
+        Bool::Const(v) => of(*v),
+        Bool::Risk(f) => of(catalog().features[*f]
+            .risk
+            .as_ref()
+            .is_some_and(|r| r.matches(a.values[*f]))),
+        Bool::Cmp(op, x, y) => match (num_one(x, a), num_one(y, a)) {
+            (Some(x), Some(y))
+                if matches!(op, Cmp::Eq | Cmp::Ne) || !(x.is_nan() || y.is_nan()) =>
+            {
+                of(op.holds(x, y))
+            }
+            _ => E,
+        },
+        Bool::Same(eq, x, y) => match (bool_one(x, a), bool_one(y, a)) {
+            (E, _) | (_, E) => E,
+            (x, y) => of((x == y) == *eq),
+        },
+        Bool::And(x, y) => match (bool_one(x, a), bool_one(y, a)) {
+            (F, _) | (_, F) => F,
+            (E, _) | (_, E) => E,
+            _ => T,
+        },
+        Bool::Or(x, y) => match (bool_one(x, a), bool_one(y, a)) {
+            (T, _) | (_, T) => T,
+            (E, _) | (_, E) => E,
+            _ => F,
+        },
+        Bool::Not(x) => match bool_one(x, a) {
+            E => E,
+            v => of(v == F),
+        },
+        Bool::In(x, values) => match num_one(x, a) {
+            Some(v) => of(values.contains(&v)),
+            None => E,
+        },
+        Bool::Cond(c, x, y) => match bool_one(c, a) {
+            T => bool_one(x, a),
+            F => bool_one(y, a),
+            _ => E,
+        },
+    }
+}
+
 /// One rule's record on labelled history.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RuleResult {
@@ -1007,6 +1122,15 @@ mod tests {
             ctx.add_variable_from_value("probability", p[i]);
             ctx.add_variable_from_value("score", sc[i]);
             ctx.add_variable_from_value("risk", risk);
+            // One account at a time (a request) matches the same rules as the batch.
+            let values: Vec<f64> = (0..N_FEATURES).map(|f| columns[f][i]).collect();
+            let one = compiled.decide_one(&Account {
+                values: &values,
+                probability: p[i],
+                score: sc[i],
+            });
+            let batch: Vec<usize> = (0..CONDITIONS.len()).filter(|&k| matches[k][i]).collect();
+            assert_eq!(one.matched, batch, "account {i}");
             for (k, c) in CONDITIONS.iter().enumerate() {
                 // A condition CEL cannot decide (an ordering comparison with a missing
                 // value) does not match.
@@ -1054,6 +1178,14 @@ mod tests {
         };
         let m = draft.matches(&s).unwrap();
         assert_eq!(draft.decide(&m, 4), vec![3, 1, 2, 0]);
+        let first: Vec<f64> = columns.iter().map(|c| c[0]).collect();
+        let one = draft.decide_one(&Account {
+            values: &first,
+            probability: 0.95,
+            score: 0.95,
+        });
+        assert_eq!((one.outcome, one.matched), (3, vec![0, 1, 2]));
+        assert_eq!(draft.outcome_name(one.outcome), "block");
         let labels = [Some(1), Some(0), None, Some(1)];
         let b = Backtest::run(&draft, Some(&live), &s, &labels).unwrap();
         assert_eq!((b.accounts, b.labelled, b.spammers), (4, 3, 2));
