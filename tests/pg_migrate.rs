@@ -15,7 +15,7 @@ use spamscope::store::feedback::{
 };
 use spamscope::store::location::Location;
 use spamscope::store::predictions::{
-    ExperimentTag, PredictionLog, PredictionRecord, Retention, new_prediction_id,
+    DecisionTag, ExperimentTag, PredictionLog, PredictionRecord, Retention, new_prediction_id,
 };
 use spamscope::store::tokens::{Role, TokenStore};
 use spamscope::store::{Document, Registry};
@@ -93,6 +93,16 @@ fn fill(dir: &Path) -> Vec<String> {
         reg.keep_comparison("20261202T100000Z-bb", "{\"b\":2}")
             .unwrap()
     );
+    // Three decision policies: one live, one in shadow, one draft.
+    for cut in ["0.9", "0.8", "0.7"] {
+        let p = spamscope::ops::policy::parse(&format!(
+            "(rules: [(name: \"likely\", when: \"probability > {cut}\", outcome: \"block\")])"
+        ))
+        .unwrap();
+        spamscope::ops::policy::save_draft(&reg, &p, "ana", "").unwrap();
+    }
+    spamscope::ops::policy::publish(&reg, 1, "admin").unwrap();
+    spamscope::ops::policy::set_shadow(&reg, Some(2), "mo").unwrap();
     let tokens = TokenStore::of(&reg);
     let secrets = vec![
         tokens.add("svc-a", Role::Scorer).unwrap(),
@@ -145,6 +155,16 @@ fn fill(dir: &Path) -> Vec<String> {
                 experiment: "exp-1".into(),
                 other_version: 2,
                 other_probability: 0.5,
+            }),
+            decision: (i % 7 == 0).then(|| DecisionTag {
+                policy_version: 1,
+                decision: "review".into(),
+                matched_rules: vec!["likely".into(), "a \"quoted\" rule".into()],
+            }),
+            shadow: (i % 7 == 1).then(|| DecisionTag {
+                policy_version: 2,
+                decision: "block".into(),
+                matched_rules: Vec::new(),
             }),
         });
         if i % 4_000 == 0 {
@@ -277,6 +297,7 @@ fn a_folder_goes_into_postgresql_and_back_with_nothing_lost() {
     assert_eq!(count_of(&c, "active version: v1"), 1);
     assert_eq!(count_of(&c, "documents"), 3);
     assert_eq!(count_of(&c, "comparisons kept"), 2);
+    assert_eq!(count_of(&c, "decision policies (live: 1, shadow: 2)"), 3);
     assert_eq!(count_of(&c, "API tokens"), 2);
     assert_eq!(count_of(&c, "feedback table feedback"), 3);
     assert_eq!(count_of(&c, "feedback table unlinked_feedback"), 1);

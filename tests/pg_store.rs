@@ -751,6 +751,8 @@ fn the_prediction_log_is_shared_partitioned_and_pruned_by_day() {
                 other_version: 3,
                 other_probability: 0.25,
             }),
+            decision: None,
+            shadow: None,
         }
     };
     let now = rec(0, true);
@@ -896,5 +898,105 @@ fn until_true(mut ok: impl FnMut() -> bool) {
     while !ok() {
         assert!(start.elapsed() < Duration::from_secs(10), "not within 10 s");
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Decision policies kept like versions (issue 25), on both backends: drafts written by
+/// two handles at once get distinct numbers, publishes at once end with one live policy
+/// and the others retired, a shadow runs beside the live one and ends when it is
+/// published, and nothing unknown or invalid gets in.
+#[test]
+fn policies_are_drafted_published_and_shadowed_on_both_backends() {
+    use spamscope::eval::policy::{Policy, Rule};
+    use spamscope::ops::policy::{self as policy, PolicyStatus};
+    let pg = TempPg::start();
+    let folder = tempfile::tempdir().unwrap();
+    let (c1, c2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let both = [
+        (
+            Registry::open(folder.path()).unwrap(),
+            Registry::open(folder.path()).unwrap(),
+        ),
+        (pg.registry(c1.path()), pg.registry(c2.path())),
+    ];
+    let at = |cut: f64| Policy {
+        outcomes: ["allow", "review", "block"].map(String::from).to_vec(),
+        rules: vec![Rule {
+            name: "likely".into(),
+            when: format!("probability > {cut}"),
+            outcome: "block".into(),
+        }],
+    };
+    for (a, b) in &both {
+        // Eight drafts from two handles at once: eight numbers, none twice.
+        let mut numbers: Vec<u32> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..8)
+                .map(|i| {
+                    let reg = if i % 2 == 0 { a } else { b };
+                    s.spawn(move || {
+                        policy::save_draft(reg, &at(0.5 + i as f64 / 100.0), "ana", "")
+                            .unwrap()
+                            .version
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        numbers.sort_unstable();
+        assert_eq!(numbers, (1..=8).collect::<Vec<u32>>());
+        // Publishing 1..4 at once: one of them is live, the others retired.
+        std::thread::scope(|s| {
+            for n in 1..=4u32 {
+                let reg = if n % 2 == 0 { a } else { b };
+                s.spawn(move || policy::publish(reg, n, "admin").unwrap());
+            }
+        });
+        let live = a.policy_pointers().unwrap().live.unwrap();
+        assert!((1..=4).contains(&live));
+        let list = policy::list(b).unwrap();
+        assert_eq!(list.len(), 8);
+        for e in &list {
+            let want = match e.record.version {
+                n if n == live => PolicyStatus::Live,
+                1..=4 => PolicyStatus::Retired,
+                _ => PolicyStatus::Draft,
+            };
+            assert_eq!(e.status, want, "policy {}", e.record.version);
+            assert_eq!(e.record.author, "ana");
+            assert_eq!(e.record.published_by.is_some(), e.record.version <= 4);
+        }
+        // A shadow beside the live policy; not the live one itself; it ends when it
+        // is published.
+        policy::set_shadow(a, Some(6), "mo").unwrap();
+        let (l, sh) = policy::kept(b).unwrap();
+        assert_eq!((l.unwrap().version, sh.unwrap().version), (live, 6));
+        assert_eq!(
+            policy::get(b, 6).unwrap().record.shadow_by.as_deref(),
+            Some("mo")
+        );
+        let e = policy::set_shadow(a, Some(live), "mo")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("is live"), "{e}");
+        policy::publish(b, 6, "admin").unwrap();
+        let p = a.policy_pointers().unwrap();
+        assert_eq!((p.live, p.shadow), (Some(6), None));
+        // Unknown policies and invalid ones are refused, and change nothing.
+        let e = policy::publish(a, 99, "admin").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+        let mut bad = at(0.5);
+        bad.rules[0].when = "probabilty > 0.5".into();
+        let e = policy::save_draft(a, &bad, "ana", "")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("line 1, column 1") && e.contains("probabilty"),
+            "{e}"
+        );
+        assert_eq!(a.policy_numbers().unwrap().len(), 8);
+        assert_eq!(a.policy_pointers().unwrap().live, Some(6));
+        // The diff against the live policy names the changed rule.
+        let d = policy::diff(Some(&policy::get(a, 6).unwrap().record.policy), &at(0.9));
+        assert_eq!((d.changed.len(), d.added.len(), d.removed.len()), (1, 0, 0));
     }
 }

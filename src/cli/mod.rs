@@ -119,7 +119,8 @@ pub enum Command {
     /// against shap's) on the same data and split.
     Bench(BenchArgs),
     /// Decision policies (rules in CEL over the features, the probability and the risk
-    /// indicators): check a policy file, test a draft on labelled history.
+    /// indicators): check a policy file, test a draft on labelled history, keep drafts,
+    /// publish one, run one in shadow.
     #[command(subcommand)]
     Policy(PolicyCommand),
 }
@@ -140,7 +141,8 @@ pub enum PolicyCommand {
         file: PathBuf,
         #[arg(long)]
         data: PathBuf,
-        /// The policy in force, to list the accounts the draft decides otherwise.
+        /// The policy in force, to list the accounts the draft decides otherwise
+        /// (default: the registry's live policy, if one is published).
         #[arg(long)]
         live: Option<PathBuf>,
         #[arg(long)]
@@ -154,6 +156,72 @@ pub enum PolicyCommand {
         /// How many of the changed accounts to list (all with --json).
         #[arg(long, default_value_t = 20)]
         list: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Keep a policy file in the registry as a draft (it must validate); prints its
+    /// number and its diff against the live policy.
+    Draft {
+        file: PathBuf,
+        /// Who wrote it (default: $USER, else "cli").
+        #[arg(long)]
+        author: Option<String>,
+        #[arg(long, default_value = "")]
+        note: String,
+        #[arg(long)]
+        registry: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Publish a policy: a kept draft (--version N) or a file (kept first); it decides
+    /// every request from now on, on every replica. Whoever can write the registry is
+    /// its admin here; through the service this needs an admin token.
+    Publish {
+        /// A policy file to keep and publish.
+        file: Option<PathBuf>,
+        /// A kept policy to publish.
+        #[arg(long, conflicts_with = "file")]
+        version: Option<u32>,
+        /// Who publishes (default: $USER, else "cli").
+        #[arg(long)]
+        by: Option<String>,
+        #[arg(long, default_value = "")]
+        note: String,
+        #[arg(long)]
+        registry: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a kept policy (--version N) or a file beside the live one on the service's
+    /// traffic, deciding nothing (--stop ends it); `--stats` shows its agreement with the
+    /// live policy and precision on labelled accounts.
+    Shadow {
+        file: Option<PathBuf>,
+        #[arg(long, conflicts_with_all = ["file", "stop"])]
+        version: Option<u32>,
+        #[arg(long, conflicts_with = "file")]
+        stop: bool,
+        #[arg(long, conflicts_with_all = ["file", "stop", "version"])]
+        stats: bool,
+        #[arg(long)]
+        by: Option<String>,
+        #[arg(long)]
+        registry: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The kept policies, newest first, with which is live and which in shadow.
+    List {
+        #[arg(long)]
+        registry: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One kept policy's rules and its diff against the live policy.
+    Show {
+        version: u32,
+        #[arg(long)]
+        registry: Option<PathBuf>,
         #[arg(long)]
         json: bool,
     },

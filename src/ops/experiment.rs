@@ -435,6 +435,8 @@ pub fn serve_one(
         caller: caller.to_string(),
         user_id,
         experiment,
+        decision: None,
+        shadow: None,
     };
     (p, record)
 }
@@ -502,6 +504,8 @@ pub fn serve_batch(
                 other_version: other[i].0,
                 other_probability: other[i].1,
             }),
+            decision: None,
+            shadow: None,
         })
         .collect();
     Ok((b, records))

@@ -2,7 +2,7 @@
 //! when a team outgrows one machine, or back. Everything a registry keeps goes: the
 //! versions (manifests and files, checked against their SHA-256), the active pointer,
 //! the documents (experiment, online-learning settings, latest comparison), every
-//! comparison kept, the API
+//! comparison kept, the decision policies, the API
 //! tokens (their hashes: the same secrets keep working), the feedback store's tables
 //! (ids kept, so idempotency keys still name their records) and the prediction log.
 //!
@@ -104,6 +104,16 @@ pub fn copy(
             Err(e) => Some(Err(e)),
         })
         .collect::<Result<_, StoreError>>()?;
+    let policies: Vec<(u32, String)> = from
+        .policy_numbers()?
+        .into_iter()
+        .filter_map(|n| match from.read_policy(n) {
+            Ok(Some(text)) => Some(Ok((n, text))),
+            Ok(None) => None,
+            Err(e) => Some(Err(e)),
+        })
+        .collect::<Result<_, StoreError>>()?;
+    let pointers = from.policy_pointers()?;
     let from_tokens = TokenStore::of(from);
     let tokens = from_tokens.export()?;
     let from_feedback = FeedbackStore::of(from)?;
@@ -155,6 +165,21 @@ pub fn copy(
             ));
         }
     }
+    for (n, text) in &policies {
+        if to.read_policy(*n)?.is_some_and(|h| h != *text) {
+            return Err(mismatch(
+                &format!("policy {n}"),
+                "the target holds another one".into(),
+            ));
+        }
+    }
+    let to_pointers = to.policy_pointers()?;
+    if to_pointers != Default::default() && to_pointers != pointers {
+        return Err(mismatch(
+            "policies",
+            "the target has another live or shadow policy".into(),
+        ));
+    }
     let to_tokens = TokenStore::of(to);
     let have_tokens = to_tokens.export()?;
     if !have_tokens.is_empty() && have_tokens != tokens {
@@ -204,6 +229,14 @@ pub fn copy(
     }
     for (id, text) in &comparisons {
         to.keep_comparison(id, text)?;
+    }
+    if !policies.is_empty() {
+        to.edit_policies(|e| {
+            for (n, text) in &policies {
+                e.install(*n, text)?;
+            }
+            e.set_pointers(pointers)
+        })?;
     }
     if have_tokens.is_empty() && !tokens.is_empty() {
         to_tokens.import(&tokens)?;
@@ -284,6 +317,26 @@ pub fn copy(
         name: "comparisons kept (for MLflow)".into(),
         count: comparisons.len() as u64,
         check: kept.hex(),
+    });
+    if from.policy_numbers()? != to.policy_numbers()? || to.policy_pointers()? != pointers {
+        return Err(changed("policies"));
+    }
+    let mut policy_sums = Tally::default();
+    for (n, text) in &policies {
+        if to.read_policy(*n)?.as_ref() != Some(text) {
+            return Err(changed(&format!("policy {n}")));
+        }
+        policy_sums.add(format!("{n}/{}", sha256_hex(text.as_bytes())).as_bytes());
+    }
+    policy_sums.add(format!("{pointers:?}").as_bytes());
+    parts.push(Part {
+        name: format!(
+            "decision policies (live: {}, shadow: {})",
+            pointers.live.map_or("none".into(), |n| n.to_string()),
+            pointers.shadow.map_or("none".into(), |n| n.to_string())
+        ),
+        count: policies.len() as u64,
+        check: policy_sums.hex(),
     });
     let (a, b) = (from_tokens.export()?, to_tokens.export()?);
     if a != b {

@@ -91,6 +91,24 @@ impl Layout {
     pub fn comparison_history(&self) -> PathBuf {
         self.comparisons_dir().join("history")
     }
+    /// The decision policies: one record per version (`NNNNNN.json`) and which is live
+    /// and which in shadow (`pointers.json`).
+    pub fn policies_dir(&self) -> PathBuf {
+        self.root.join("policies")
+    }
+    pub fn policy(&self, n: u32) -> PathBuf {
+        self.policies_dir().join(format!("{n:06}.json"))
+    }
+    pub fn policy_pointers(&self) -> PathBuf {
+        self.policies_dir().join("pointers.json")
+    }
+    pub fn parse_policy_file(name: &str) -> Option<u32> {
+        let n = name.strip_suffix(".json")?;
+        (n.len() >= 6 && n.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| n.parse().ok())
+            .flatten()
+            .filter(|&n| n > 0)
+    }
     /// The lock file of a process-wide exclusive task named `name`.
     pub fn task_lock(&self, name: &str) -> PathBuf {
         self.root.join(format!("{name}.lock"))

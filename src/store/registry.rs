@@ -53,6 +53,8 @@ pub enum StoreError {
     NoVersions(String),
     #[error("version {0} does not exist in the registry")]
     NoSuchVersion(u32),
+    #[error("policy {0} does not exist in the registry")]
+    NoSuchPolicy(u32),
     /// The active version cannot be loaded; `fallback` is the newest earlier version
     /// that loads, if any.
     #[error("the active version v{version} is damaged ({source}); {}", recovery_hint(*.fallback))]
@@ -93,7 +95,9 @@ impl StoreError {
             StoreError::Io { .. } => K::Other,
             StoreError::LockTimeout { .. } => K::Busy,
             StoreError::Database { kind, .. } => *kind,
-            StoreError::NoVersions(_) | StoreError::NoSuchVersion(_) => K::NotFound,
+            StoreError::NoVersions(_)
+            | StoreError::NoSuchVersion(_)
+            | StoreError::NoSuchPolicy(_) => K::NotFound,
             StoreError::Manifest { .. }
             | StoreError::Checksum { .. }
             | StoreError::Model { .. }
@@ -1360,6 +1364,255 @@ impl Registry {
             Document::OnlineSettings => self.layout.online_config(),
             Document::LatestComparison => self.layout.latest_comparison(),
         }
+    }
+}
+
+/// Which policy version decides, and which runs beside it in shadow (numbers of kept
+/// policy records).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PolicyPointers {
+    pub live: Option<u32>,
+    pub shadow: Option<u32>,
+}
+
+/// What the registry's one writer may do with the policies
+/// ([`Registry::edit_policies`]): read and write records and the pointers, all seen
+/// and committed together.
+pub struct PolicyEdit<'r, 'a, 'b, 't> {
+    reg: &'r Registry,
+    held: &'a mut Held<'b, 't>,
+}
+
+impl PolicyEdit<'_, '_, '_, '_> {
+    /// The record of policy `n`, if kept.
+    pub fn read(&mut self, n: u32) -> Result<Option<String>, StoreError> {
+        match (&mut *self.held, &self.reg.shared) {
+            (Held::Shared(tx), Some(db)) => Ok(pg::registry::document(&mut **tx, &policy_key(n))
+                .map_err(db.err("reading a policy"))?),
+            _ => self.reg.folder_policy(n),
+        }
+    }
+
+    /// Replaces the record of policy `n` (which must be kept).
+    pub fn write(&mut self, n: u32, text: &str) -> Result<(), StoreError> {
+        if self.read(n)?.is_none() {
+            return Err(StoreError::NoSuchPolicy(n));
+        }
+        self.put(n, text)
+    }
+
+    fn put(&mut self, n: u32, text: &str) -> Result<(), StoreError> {
+        match (&mut *self.held, &self.reg.shared) {
+            (Held::Shared(tx), Some(db)) => {
+                Ok(pg::registry::put_document(&mut **tx, &policy_key(n), text)
+                    .map_err(db.err("writing a policy"))?)
+            }
+            _ => {
+                let dir = self.reg.layout.policies_dir();
+                fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
+                write_atomic(&self.reg.layout.policy(n), text.as_bytes())
+            }
+        }
+    }
+
+    /// Keeps `text` as policy `n` whether or not one is kept under it (a copy of
+    /// another registry's policies).
+    pub fn install(&mut self, n: u32, text: &str) -> Result<(), StoreError> {
+        self.put(n, text)
+    }
+
+    /// The highest policy number kept (0: none).
+    pub fn highest(&mut self) -> Result<u32, StoreError> {
+        Ok(match (&mut *self.held, &self.reg.shared) {
+            (Held::Shared(tx), Some(db)) => shared_policy_numbers(
+                pg::registry::document_names(&mut **tx, POLICY_PREFIX)
+                    .map_err(db.err("listing policies"))?,
+            ),
+            _ => self.reg.folder_policy_numbers()?,
+        }
+        .last()
+        .copied()
+        .unwrap_or(0))
+    }
+
+    /// Keeps a new policy record numbered one above the highest; returns its number.
+    pub fn add(&mut self, make: impl FnOnce(u32) -> String) -> Result<u32, StoreError> {
+        let n = self.highest()? + 1;
+        self.put(n, &make(n))?;
+        Ok(n)
+    }
+
+    pub fn pointers(&mut self) -> Result<PolicyPointers, StoreError> {
+        let text = match (&mut *self.held, &self.reg.shared) {
+            (Held::Shared(tx), Some(db)) => pg::registry::document(&mut **tx, POLICY_POINTERS)
+                .map_err(db.err("reading the policy pointers"))?,
+            _ => self.reg.folder_policy_pointers_text()?,
+        };
+        self.reg.parse_policy_pointers(text)
+    }
+
+    /// Points live and shadow at kept policies (or at none).
+    pub fn set_pointers(&mut self, p: PolicyPointers) -> Result<(), StoreError> {
+        for n in [p.live, p.shadow].into_iter().flatten() {
+            if self.read(n)?.is_none() {
+                return Err(StoreError::NoSuchPolicy(n));
+            }
+        }
+        let text = serde_json::to_string(&p).unwrap_or_default();
+        match (&mut *self.held, &self.reg.shared) {
+            (Held::Shared(tx), Some(db)) => {
+                Ok(
+                    pg::registry::put_document(&mut **tx, POLICY_POINTERS, &text)
+                        .map_err(db.err("writing the policy pointers"))?,
+                )
+            }
+            _ => {
+                let dir = self.reg.layout.policies_dir();
+                fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
+                write_atomic(&self.reg.layout.policy_pointers(), text.as_bytes())
+            }
+        }
+    }
+}
+
+/// Where a database keeps policy `n`: the document `policy/NNNNNNNNNN` (sorted by name
+/// is sorted by number), and the pointers: the document `policy_pointers`.
+const POLICY_PREFIX: &str = "policy/";
+const POLICY_POINTERS: &str = "policy_pointers";
+
+fn policy_key(n: u32) -> String {
+    format!("{POLICY_PREFIX}{n:010}")
+}
+
+fn shared_policy_numbers(names: Vec<String>) -> Vec<u32> {
+    let mut out: Vec<u32> = names
+        .iter()
+        .filter_map(|n| n.strip_prefix(POLICY_PREFIX)?.parse().ok())
+        .filter(|&n| n > 0)
+        .collect();
+    out.sort_unstable();
+    out
+}
+
+impl Registry {
+    /// The numbers of the kept policy records, ascending.
+    pub fn policy_numbers(&self) -> Result<Vec<u32>, StoreError> {
+        if let Some(db) = &self.shared {
+            let mut c = db.conn()?;
+            return Ok(shared_policy_numbers(
+                pg::registry::document_names(&mut *c, POLICY_PREFIX)
+                    .map_err(db.err("listing policies"))?,
+            ));
+        }
+        self.folder_policy_numbers()
+    }
+
+    /// The record of policy `n`, if kept.
+    pub fn read_policy(&self, n: u32) -> Result<Option<String>, StoreError> {
+        if let Some(db) = &self.shared {
+            let mut c = db.conn()?;
+            return Ok(pg::registry::document(&mut *c, &policy_key(n))
+                .map_err(db.err("reading a policy"))?);
+        }
+        self.folder_policy(n)
+    }
+
+    /// Which policy is live and which in shadow.
+    pub fn policy_pointers(&self) -> Result<PolicyPointers, StoreError> {
+        let text = if let Some(db) = &self.shared {
+            let mut c = db.conn()?;
+            pg::registry::document(&mut *c, POLICY_POINTERS)
+                .map_err(db.err("reading the policy pointers"))?
+        } else {
+            self.folder_policy_pointers_text()?
+        };
+        self.parse_policy_pointers(text)
+    }
+
+    /// Runs `f` as the registry's one writer on its policies: two processes publishing
+    /// at once follow one another, and a record and the pointers `f` writes are
+    /// committed together (a shared store's transaction) or each atomically in turn
+    /// under the folder's lock (pointers last: they only name records already kept).
+    /// An error of `f` (any error type a store error converts to) leaves everything
+    /// as it was.
+    pub fn edit_policies<T, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&mut PolicyEdit) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let mut failed = None;
+        let out = self.write(|held| match f(&mut PolicyEdit { reg: self, held }) {
+            Ok(t) => Ok(t),
+            Err(e) => {
+                failed = Some(e);
+                // Rolls the transaction back; replaced by `f`'s error below.
+                Err(StoreError::Io {
+                    path: String::new(),
+                    message: String::new(),
+                })
+            }
+        });
+        match (out, failed) {
+            (_, Some(e)) => Err(e),
+            (Ok(t), None) => Ok(t),
+            (Err(e), None) => Err(e.into()),
+        }
+    }
+
+    /// Where the policies are kept (for messages).
+    pub fn policies_place(&self) -> String {
+        match &self.shared {
+            Some(db) => format!("{}: policies", db.shown()),
+            None => self.layout.policies_dir().display().to_string(),
+        }
+    }
+
+    fn folder_policy(&self, n: u32) -> Result<Option<String>, StoreError> {
+        let p = self.layout.policy(n);
+        match fs::read_to_string(&p) {
+            Ok(text) => Ok(Some(text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err(&p, e)),
+        }
+    }
+
+    fn folder_policy_numbers(&self) -> Result<Vec<u32>, StoreError> {
+        let dir = self.layout.policies_dir();
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err(&dir, e)),
+        };
+        let mut out = Vec::new();
+        for e in entries {
+            let e = e.map_err(|e| io_err(&dir, e))?;
+            if let Some(n) = e.file_name().to_str().and_then(Layout::parse_policy_file) {
+                out.push(n);
+            }
+        }
+        out.sort_unstable();
+        Ok(out)
+    }
+
+    fn folder_policy_pointers_text(&self) -> Result<Option<String>, StoreError> {
+        let p = self.layout.policy_pointers();
+        match fs::read_to_string(&p) {
+            Ok(text) => Ok(Some(text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err(&p, e)),
+        }
+    }
+
+    fn parse_policy_pointers(&self, text: Option<String>) -> Result<PolicyPointers, StoreError> {
+        let Some(text) = text else {
+            return Ok(PolicyPointers::default());
+        };
+        serde_json::from_str(&text).map_err(|e| StoreError::Manifest {
+            path: match &self.shared {
+                Some(db) => format!("{}: {POLICY_POINTERS}", db.shown()),
+                None => self.layout.policy_pointers().display().to_string(),
+            },
+            message: format!("not the policy pointers: {e}"),
+        })
     }
 }
 

@@ -160,6 +160,31 @@ CREATE TABLE alerts_sent (
 );
 "#,
     ),
+    (
+        6,
+        "decisions of the live and shadow policies in the prediction log, review times",
+        r#"
+ALTER TABLE predictions
+    ADD COLUMN policy_version         integer,
+    ADD COLUMN decision               text,
+    -- A JSON list of the names of the rules that matched.
+    ADD COLUMN matched_rules          text,
+    ADD COLUMN shadow_policy_version  integer,
+    ADD COLUMN shadow_decision        text,
+    ADD COLUMN shadow_matched_rules   text;
+CREATE INDEX predictions_user ON predictions (user_id) WHERE user_id IS NOT NULL;
+CREATE INDEX predictions_shadow ON predictions (shadow_policy_version)
+    WHERE shadow_policy_version IS NOT NULL;
+CREATE TABLE review_times (
+    id          bigserial PRIMARY KEY,
+    user_id     text NOT NULL,
+    moderator   text NOT NULL,
+    claimed_at  bigint NOT NULL,
+    decided_at  bigint NOT NULL
+);
+CREATE INDEX review_times_decided ON review_times (decided_at);
+"#,
+    ),
 ];
 
 /// The newest schema this program knows.

@@ -68,6 +68,54 @@ pub struct PredictionRecord {
     /// Set while a shadow or canary experiment runs: the other version's score of the
     /// same request.
     pub experiment: Option<ExperimentTag>,
+    /// The live decision policy's decision, when one was published.
+    pub decision: Option<DecisionTag>,
+    /// What a policy running in shadow would have decided.
+    pub shadow: Option<DecisionTag>,
+}
+
+/// A policy's decision on a logged prediction: which policy, its outcome, the rules
+/// that matched (by name, in the policy's order).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DecisionTag {
+    pub policy_version: u32,
+    pub decision: String,
+    pub matched_rules: Vec<String>,
+}
+
+impl DecisionTag {
+    /// From stored columns: none when the policy version or the decision is missing;
+    /// rules that do not read as a JSON list of names are kept as one name.
+    fn from_columns(
+        version: Option<i64>,
+        decision: Option<String>,
+        rules: Option<String>,
+    ) -> Option<DecisionTag> {
+        let (v, decision) = (u32::try_from(version?).ok()?, decision?);
+        let matched_rules = match rules {
+            None => Vec::new(),
+            Some(t) => serde_json::from_str(&t).unwrap_or_else(|_| vec![t]),
+        };
+        Some(DecisionTag {
+            policy_version: v,
+            decision,
+            matched_rules,
+        })
+    }
+
+    fn rules_text(&self) -> String {
+        serde_json::to_string(&self.matched_rules).unwrap_or_else(|_| "[]".into())
+    }
+}
+
+/// One logged prediction decided by a shadow policy, without its features
+/// ([`PredictionLog::shadow_rows`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShadowRow {
+    pub user_id: Option<String>,
+    /// The live policy's decision (None: no live policy then).
+    pub live: Option<String>,
+    pub shadow: String,
 }
 
 /// A prediction made during an experiment: which experiment, and what the version that
@@ -237,11 +285,18 @@ fn feature_columns() -> Vec<String> {
 }
 
 const COLUMNS: &str = "id, created_at, version, probability, caller, user_id";
-/// Columns added later (after the features; NULL outside experiments).
-const EXPERIMENT_COLUMNS: [(&str, &str); 3] = [
+/// Columns added later (after the features): an experiment's (NULL outside
+/// experiments), then the policies' decisions (NULL without a policy).
+const EXPERIMENT_COLUMNS: [(&str, &str); 9] = [
     ("experiment", "TEXT"),
     ("other_version", "INTEGER"),
     ("other_probability", "REAL"),
+    ("policy_version", "INTEGER"),
+    ("decision", "TEXT"),
+    ("matched_rules", "TEXT"),
+    ("shadow_policy_version", "INTEGER"),
+    ("shadow_decision", "TEXT"),
+    ("shadow_matched_rules", "TEXT"),
 ];
 
 fn experiment_columns() -> String {
@@ -312,7 +367,11 @@ fn add_experiment_columns(conn: &Connection) -> Result<(), rusqlite::Error> {
     }
     conn.execute_batch(
         "CREATE INDEX IF NOT EXISTS predictions_experiment ON predictions(experiment)
-         WHERE experiment IS NOT NULL;",
+         WHERE experiment IS NOT NULL;
+         CREATE INDEX IF NOT EXISTS predictions_user ON predictions(user_id)
+         WHERE user_id IS NOT NULL;
+         CREATE INDEX IF NOT EXISTS predictions_shadow ON predictions(shadow_policy_version)
+         WHERE shadow_policy_version IS NOT NULL;",
     )
 }
 
@@ -355,8 +414,12 @@ fn from_row(r: &rusqlite::Row<'_>) -> Result<PredictionRecord, rusqlite::Error> 
         }),
         _ => None,
     };
+    let decision = DecisionTag::from_columns(r.get(e + 3)?, r.get(e + 4)?, r.get(e + 5)?);
+    let shadow = DecisionTag::from_columns(r.get(e + 6)?, r.get(e + 7)?, r.get(e + 8)?);
     Ok(PredictionRecord {
         experiment,
+        decision,
+        shadow,
         id: r.get(0)?,
         created_at: r.get(1)?,
         version: r.get(2)?,
@@ -707,6 +770,57 @@ impl PredictionLog {
         .map_err(|e| self.db_err(e))
     }
 
+    /// The committed predictions that shadow policy `policy` decided, oldest first
+    /// (flush first to include the newest).
+    pub fn shadow_rows(&self, policy: u32) -> Result<Vec<ShadowRow>, PredictionLogError> {
+        let conn = match self.reader() {
+            Ok(c) => c,
+            Err(db) => {
+                return self.shared_read(db, |c| shared::shadow_rows(&mut **c, policy));
+            }
+        };
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT user_id, decision, shadow_decision FROM predictions
+                 WHERE shadow_policy_version = ?1 AND shadow_decision IS NOT NULL
+                 ORDER BY rowid",
+            )
+            .map_err(|e| self.db_err(e))?;
+        stmt.query_map([i64::from(policy)], |r| {
+            Ok(ShadowRow {
+                user_id: r.get(0)?,
+                live: r.get(1)?,
+                shadow: r.get(2)?,
+            })
+        })
+        .map_err(|e| self.db_err(e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| self.db_err(e))
+    }
+
+    /// The newest `n` committed records of account `user_id`, newest first (flush
+    /// first to include the newest).
+    pub fn of_user(
+        &self,
+        user_id: &str,
+        n: usize,
+    ) -> Result<Vec<PredictionRecord>, PredictionLogError> {
+        let conn = match self.reader() {
+            Ok(c) => c,
+            Err(db) => return self.shared_read(db, |c| shared::of_user(&mut **c, user_id, n)),
+        };
+        let mut stmt = conn
+            .prepare_cached(&select_sql(
+                "WHERE user_id = ?1 ORDER BY rowid DESC LIMIT ?2",
+            ))
+            .map_err(|e| self.db_err(e))?;
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        stmt.query_map((user_id, n), from_row)
+            .map_err(|e| self.db_err(e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.db_err(e))
+    }
+
     /// Committed records (see [`PredictionLog::recent`] about the newest ones).
     pub fn count(&self) -> Result<u64, PredictionLogError> {
         let conn = match self.reader() {
@@ -943,6 +1057,11 @@ impl Writer {
                     values.push(tag.map(|t| t.experiment.clone()).into());
                     values.push(tag.map(|t| i64::from(t.other_version)).into());
                     values.push(tag.map(|t| t.other_probability).into());
+                    for d in [&r.decision, &r.shadow] {
+                        values.push(d.as_ref().map(|d| i64::from(d.policy_version)).into());
+                        values.push(d.as_ref().map(|d| d.decision.clone()).into());
+                        values.push(d.as_ref().map(DecisionTag::rules_text).into());
+                    }
                     stored += stmt.execute(params_from_iter(values.drain(..)))? as u64;
                 }
             }
@@ -1004,6 +1123,21 @@ mod tests {
                 experiment: format!("e{}", i % 2),
                 other_version: 4,
                 other_probability: (i % 10) as f64 / 10.0,
+            }),
+            decision: i.is_multiple_of(4).then(|| DecisionTag {
+                policy_version: 2,
+                decision: "review".into(),
+                matched_rules: vec![format!("rule \"{i}\""), "likely".into()],
+            }),
+            shadow: i.is_multiple_of(5).then(|| DecisionTag {
+                policy_version: 3,
+                decision: if i.is_multiple_of(10) {
+                    "block"
+                } else {
+                    "allow"
+                }
+                .into(),
+                matched_rules: Vec::new(),
             }),
         }
     }

@@ -4,7 +4,7 @@
 //! batches (one statement of many rows each) and creates the day's partition when it
 //! first needs it; any replica reads what any other logged.
 
-use super::{ExperimentRow, ExperimentTag, PredictionRecord, Retention};
+use super::{DecisionTag, ExperimentRow, ExperimentTag, PredictionRecord, Retention, ShadowRow};
 use crate::data::catalog::N_FEATURES;
 use crate::store::pg::{self, Db};
 use postgres::GenericClient;
@@ -15,8 +15,10 @@ const PARTITION_LOCK: i64 = 0x5350_5052_4544_4c47; // "SPPREDLG"
 
 /// The columns every read selects (`from_row` reads them in this order).
 const COLUMNS: &str = "id, created_at, version, probability, caller, user_id, features, \
-                       experiment, other_version, other_probability";
-const COLUMN_COUNT: usize = 10;
+                       experiment, other_version, other_probability, \
+                       policy_version, decision, matched_rules, \
+                       shadow_policy_version, shadow_decision, shadow_matched_rules";
+const COLUMN_COUNT: usize = 16;
 
 /// The day (UTC) of an RFC 3339 time, in days since 1970-01-01.
 fn day_of(created_at: &str) -> i32 {
@@ -94,8 +96,24 @@ pub fn insert(
         .iter()
         .map(|r| r.experiment.as_ref().map(|t| t.other_probability))
         .collect();
-    let row = |i: usize| -> [&(dyn postgres::types::ToSql + Sync); 11] {
+    // The live and shadow policies' decisions: version, outcome, rules (JSON).
+    let decided = |d: &Option<DecisionTag>| {
+        d.as_ref().map_or((None, None, None), |d| {
+            (
+                Some(i32::try_from(d.policy_version).unwrap_or(i32::MAX)),
+                Some(d.decision.clone()),
+                Some(d.rules_text()),
+            )
+        })
+    };
+    type Decided = (Option<i32>, Option<String>, Option<String>);
+    let decisions: Vec<(Decided, Decided)> = batch
+        .iter()
+        .map(|r| (decided(&r.decision), decided(&r.shadow)))
+        .collect();
+    let row = |i: usize| -> [&(dyn postgres::types::ToSql + Sync); 17] {
         let r = &batch[i];
+        let (live, shadow) = &decisions[i];
         [
             &r.id,
             &r.created_at,
@@ -107,6 +125,12 @@ pub fn insert(
             &experiments[i],
             &other[i],
             &other_probabilities[i],
+            &live.0,
+            &live.1,
+            &live.2,
+            &shadow.0,
+            &shadow.1,
+            &shadow.2,
             &days[i],
         ]
     };
@@ -127,6 +151,12 @@ pub fn insert(
             Type::INT4,
             Type::FLOAT8,
             Type::INT4,
+            Type::TEXT,
+            Type::TEXT,
+            Type::INT4,
+            Type::TEXT,
+            Type::TEXT,
+            Type::INT4,
         ];
         let mut w = postgres::binary_copy::BinaryCopyInWriter::new(sink, &types);
         for i in 0..batch.len() {
@@ -144,7 +174,8 @@ pub fn insert(
             let mut tx = c.transaction()?;
             let stmt = tx.prepare(&format!(
                 "INSERT INTO predictions ({COLUMNS}, logged_day)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING"
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
+                         $17) ON CONFLICT DO NOTHING"
             ))?;
             let mut stored = 0;
             for i in 0..batch.len() {
@@ -179,7 +210,16 @@ fn from_row(r: &postgres::Row) -> Result<PredictionRecord, String> {
         }),
         _ => None,
     };
+    let decided = |k: usize| {
+        DecisionTag::from_columns(
+            r.get::<_, Option<i32>>(k).map(i64::from),
+            r.get(k + 1),
+            r.get(k + 2),
+        )
+    };
     Ok(PredictionRecord {
+        decision: decided(10),
+        shadow: decided(13),
         id: r.get(0),
         created_at: r.get(1),
         version: version(r.get(2))?,
@@ -264,6 +304,37 @@ pub fn experiment_rows(
             other_probability: r.get(5),
         })
     })
+    .collect()
+}
+
+pub fn shadow_rows(c: &mut impl GenericClient, policy: u32) -> Result<Vec<ShadowRow>, ReadError> {
+    let policy = i32::try_from(policy).unwrap_or(i32::MAX);
+    Ok(c.query(
+        "SELECT user_id, decision, shadow_decision FROM predictions
+             WHERE shadow_policy_version = $1 AND shadow_decision IS NOT NULL ORDER BY seq",
+        &[&policy],
+    )?
+    .iter()
+    .map(|r| ShadowRow {
+        user_id: r.get(0),
+        live: r.get(1),
+        shadow: r.get(2),
+    })
+    .collect())
+}
+
+pub fn of_user(
+    c: &mut impl GenericClient,
+    user_id: &str,
+    n: usize,
+) -> Result<Vec<PredictionRecord>, ReadError> {
+    let n = i64::try_from(n).unwrap_or(i64::MAX);
+    c.query(
+        &format!("SELECT {COLUMNS} FROM predictions WHERE user_id = $1 ORDER BY seq DESC LIMIT $2"),
+        &[&user_id, &n],
+    )?
+    .iter()
+    .map(|r| from_row(r).map_err(ReadError::Corrupt))
     .collect()
 }
 
