@@ -278,8 +278,8 @@ fn print_shadow(s: &spamscope::ops::policy::ShadowStats) {
         s.agreed,
         pct(s.agreement)
     );
-    for (live, shadow, n) in &s.changes {
-        println!("  {n} live {live} -> shadow {shadow}");
+    for c in &s.changes {
+        println!("  {} live {} -> shadow {}", c.predictions, c.live, c.shadow);
     }
     println!(
         "{:<16} {:>12} {:>10} {:>12} {:>10}",

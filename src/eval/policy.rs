@@ -31,7 +31,7 @@ pub const MAX_CONDITION: usize = 4000;
 const MAX_DEPTH: usize = 64;
 
 /// A policy as written: its outcomes from least to most severe, and its rules.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Policy {
     #[serde(default = "default_outcomes")]
     pub outcomes: Vec<String>,
@@ -43,7 +43,7 @@ fn default_outcomes() -> Vec<String> {
 }
 
 /// One rule: when its condition holds, the account gets its outcome.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Rule {
     pub name: String,
     /// The CEL condition.

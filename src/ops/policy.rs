@@ -136,7 +136,7 @@ pub fn test(
 
 /// A policy kept in the registry, as stored (JSON): the policy, who wrote it and when,
 /// and who published it or ran it in shadow.
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct PolicyRecord {
     pub version: u32,
     pub policy: Policy,
@@ -155,7 +155,7 @@ pub struct PolicyRecord {
 }
 
 /// Where a kept policy stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PolicyStatus {
     /// Decides every request.
@@ -180,7 +180,7 @@ impl PolicyStatus {
 }
 
 /// A kept policy with where it stands.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct PolicyEntry {
     #[serde(flatten)]
     pub record: PolicyRecord,
@@ -385,41 +385,49 @@ pub fn kept(registry: &Registry) -> Result<(Option<KeptPolicy>, Option<KeptPolic
 }
 
 /// What changed from one policy to another, rule by rule (rules are matched by name).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct PolicyDiff {
-    /// The outcomes, when they changed (before, after).
-    pub outcomes: Option<(Vec<String>, Vec<String>)>,
+    /// The outcomes before, when they changed.
+    pub outcomes_before: Option<Vec<String>>,
     pub added: Vec<Rule>,
     pub removed: Vec<Rule>,
-    /// (before, after) of rules kept under their name with another condition or outcome.
-    pub changed: Vec<(Rule, Rule)>,
+    /// Rules kept under their name with another condition or outcome.
+    pub changed: Vec<RuleChange>,
     /// Rules kept as they were.
     pub unchanged: usize,
 }
 
 impl PolicyDiff {
     pub fn is_empty(&self) -> bool {
-        self.outcomes.is_none()
+        self.outcomes_before.is_none()
             && self.added.is_empty()
             && self.removed.is_empty()
             && self.changed.is_empty()
     }
 
-    /// The diff as lines: `+ name: outcome when ...`, `- ...`, `~ ...` (before, after).
+    /// The diff as lines: `+ name → outcome when ...` (added), `- ...` (removed), `~`
+    /// then two spaces (a changed rule before and after).
     pub fn lines(&self) -> Vec<String> {
         let show = |r: &Rule| format!("{} → {} when {}", r.name, r.outcome, r.when);
         let mut out = Vec::new();
-        if let Some((a, b)) = &self.outcomes {
-            out.push(format!("~ outcomes: {} → {}", a.join(" < "), b.join(" < ")));
+        if let Some(a) = &self.outcomes_before {
+            out.push(format!("~ outcomes were {}", a.join(" < ")));
         }
         out.extend(self.removed.iter().map(|r| format!("- {}", show(r))));
         out.extend(self.added.iter().map(|r| format!("+ {}", show(r))));
-        for (a, b) in &self.changed {
-            out.push(format!("~ {}", show(a)));
-            out.push(format!("  {}", show(b)));
+        for c in &self.changed {
+            out.push(format!("~ {}", show(&c.before)));
+            out.push(format!("  {}", show(&c.after)));
         }
         out
     }
+}
+
+/// A rule kept under its name, before and after.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct RuleChange {
+    pub before: Rule,
+    pub after: Rule,
 }
 
 /// `after` against `before` (None: against no policy, every rule added).
@@ -430,15 +438,17 @@ pub fn diff(before: Option<&Policy>, after: &Policy) -> PolicyDiff {
     };
     let before = before.unwrap_or(&empty);
     let mut d = PolicyDiff {
-        outcomes: (before.outcomes != after.outcomes)
-            .then(|| (before.outcomes.clone(), after.outcomes.clone())),
+        outcomes_before: (before.outcomes != after.outcomes).then(|| before.outcomes.clone()),
         ..Default::default()
     };
     for r in &after.rules {
         match before.rules.iter().find(|b| b.name == r.name) {
             None => d.added.push(r.clone()),
             Some(b) if b.when.trim() == r.when.trim() && b.outcome == r.outcome => d.unchanged += 1,
-            Some(b) => d.changed.push((b.clone(), r.clone())),
+            Some(b) => d.changed.push(RuleChange {
+                before: b.clone(),
+                after: r.clone(),
+            }),
         }
     }
     d.removed = before
@@ -484,7 +494,7 @@ pub fn decide(
 /// A shadow policy's record on the traffic it saw: how often it agreed with the live
 /// policy, which decisions it changed, and per outcome its precision on labelled
 /// predictions beside the live policy's.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ShadowStats {
     pub policy_version: u32,
     /// Predictions the shadow decided.
@@ -493,22 +503,31 @@ pub struct ShadowStats {
     /// policy agrees with nothing).
     pub agreed: u64,
     pub agreement: Option<f64>,
-    /// (live, shadow, predictions) for every pair of differing decisions, most first.
-    pub changes: Vec<(String, String, u64)>,
+    /// Every pair of differing decisions, most first.
+    pub changes: Vec<DecisionChange>,
     pub outcomes: Vec<ShadowOutcome>,
+}
+
+/// Predictions the live policy decided `live` and the shadow `shadow`.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct DecisionChange {
+    /// `(no policy)` for predictions made while no policy was live.
+    pub live: String,
+    pub shadow: String,
+    pub predictions: u64,
 }
 
 /// One outcome's record under the shadow policy and the live one, on the same
 /// predictions: how many were decided so, how many of those are labelled, and the
 /// share of spammers among the labelled (precision).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ShadowOutcome {
     pub outcome: String,
     pub shadow: OutcomeCount,
     pub live: OutcomeCount,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct OutcomeCount {
     pub predictions: u64,
     pub labelled: u64,
@@ -568,9 +587,19 @@ pub fn shadow_stats(
     };
     shadow.iter_mut().for_each(precision);
     live.iter_mut().for_each(precision);
-    let mut changes: Vec<(String, String, u64)> =
-        changes.into_iter().map(|((a, b), n)| (a, b, n)).collect();
-    changes.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| (&a.0, &a.1).cmp(&(&b.0, &b.1))));
+    let mut changes: Vec<DecisionChange> = changes
+        .into_iter()
+        .map(|((live, shadow), predictions)| DecisionChange {
+            live,
+            shadow,
+            predictions,
+        })
+        .collect();
+    changes.sort_by(|a, b| {
+        b.predictions
+            .cmp(&a.predictions)
+            .then_with(|| (&a.live, &a.shadow).cmp(&(&b.live, &b.shadow)))
+    });
     let decided = rows.len() as u64;
     ShadowStats {
         policy_version: policy.version,

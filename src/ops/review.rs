@@ -284,3 +284,102 @@ pub fn recent_traffic(
         .take(limit)
         .collect())
 }
+
+/// An account the decision policy sent to review, waiting for a moderator.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueuedAccount {
+    /// The newest logged prediction with the account's most severe queued decision.
+    pub record: crate::store::predictions::PredictionRecord,
+    /// The decision's place in the live policy's outcomes (higher: more severe).
+    pub severity: usize,
+    /// Who is reviewing it now, if anyone.
+    pub claim: Option<ClaimHolder>,
+}
+
+/// The accounts the live policy's decisions sent to review and nobody reviewed since.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DecisionQueue {
+    /// Most severe first, then highest score; at most the limit asked.
+    pub accounts: Vec<QueuedAccount>,
+    /// Accounts waiting in all (of the decisions read), and when the oldest of them was
+    /// decided (RFC 3339).
+    pub waiting: usize,
+    pub oldest_decided_at: Option<String>,
+}
+
+/// The outcomes that queue an account for review: `review` and every outcome more
+/// severe than it (all but the least severe when a policy has no `review`).
+pub fn queued_outcomes(outcomes: &[String]) -> &[String] {
+    let from = outcomes.iter().position(|o| o == "review").unwrap_or(1);
+    outcomes.get(from..).unwrap_or(&[])
+}
+
+/// The review queue filled by decisions: from the prediction log, the newest
+/// predictions the live policy decided with a queued outcome (`outcomes`, least severe
+/// first), one per account at its most severe such decision; an account leaves the
+/// queue when it has a confirmed label or a moderator's feedback given at or after that
+/// decision. Predictions without a user id cannot be reviewed by account and are left
+/// out. Reads at most `4 × limit` predictions per outcome.
+pub fn decision_queue(
+    log: &crate::store::predictions::PredictionLog,
+    store: &mut FeedbackStore,
+    outcomes: &[String],
+    limit: usize,
+    now: SystemTime,
+) -> Result<DecisionQueue> {
+    if limit == 0 || limit > MAX_TRAFFIC {
+        return Err(Error::Invalid(format!(
+            "limit must be 1 to {MAX_TRAFFIC} (got {limit})"
+        )));
+    }
+    let queued = queued_outcomes(outcomes);
+    let first = outcomes.len() - queued.len();
+    let mut seen = std::collections::HashSet::new();
+    let mut candidates = Vec::new();
+    for (k, o) in queued.iter().enumerate().rev() {
+        for r in log.decided(o, limit.saturating_mul(4))? {
+            let Some(u) = r.user_id.clone() else { continue };
+            if seen.insert(u) {
+                candidates.push((first + k, r));
+            }
+        }
+    }
+    let mut out = DecisionQueue::default();
+    for chunk in candidates.chunks(MAX_IDS) {
+        let ids: Vec<UserId> = chunk
+            .iter()
+            .map(|(_, r)| UserId::from(r.user_id.as_deref().unwrap_or_default()))
+            .collect();
+        let status = store.claims_and_reviews(&ids, now)?;
+        for ((severity, record), st) in chunk.iter().zip(status) {
+            let reviewed = st.confirmed.is_some()
+                || st
+                    .reviews
+                    .iter()
+                    .any(|v| v.moderator.is_some() && v.created_at >= record.created_at);
+            if reviewed {
+                continue;
+            }
+            out.waiting += 1;
+            if out
+                .oldest_decided_at
+                .as_ref()
+                .is_none_or(|t| record.created_at < *t)
+            {
+                out.oldest_decided_at = Some(record.created_at.clone());
+            }
+            out.accounts.push(QueuedAccount {
+                record: record.clone(),
+                severity: *severity,
+                claim: st.claim,
+            });
+        }
+    }
+    out.accounts.sort_by(|a, b| {
+        b.severity
+            .cmp(&a.severity)
+            .then(b.record.score.total_cmp(&a.record.score))
+    });
+    out.accounts.truncate(limit);
+    Ok(out)
+}

@@ -259,6 +259,17 @@ pub fn write_batch_csv(
 
 /// The text [`write_batch_csv`] writes (the service answers CSV batches with it).
 pub fn batch_csv(d: &Dataset, b: &ScoredBatch, order: Option<&[usize]>) -> String {
+    batch_csv_with(d, b, order, &[])
+}
+
+/// [`batch_csv`] with more columns after `score` (the service's decisions): each a
+/// name and one text cell per row of `b` (quoted as a cell needs).
+pub fn batch_csv_with(
+    d: &Dataset,
+    b: &ScoredBatch,
+    order: Option<&[usize]>,
+    extra: &[(&str, Vec<String>)],
+) -> String {
     let cat = catalog();
     let all: Vec<usize>;
     let order = match order {
@@ -270,6 +281,10 @@ pub fn batch_csv(d: &Dataset, b: &ScoredBatch, order: Option<&[usize]>) -> Strin
     };
     let mut text = String::with_capacity(order.len() * (40 + b.k * 40));
     text.push_str("user_id,probability,is_spammer,model_version,score");
+    for (name, _) in extra {
+        text.push(',');
+        text.push_str(name);
+    }
     if b.method.is_some() {
         text.push_str(",explanation_method");
         for r in 1..=b.k {
@@ -301,6 +316,12 @@ pub fn batch_csv(d: &Dataset, b: &ScoredBatch, order: Option<&[usize]>) -> Strin
             b.version_of(i),
             b.score[i]
         ));
+        for (_, cells) in extra {
+            text.push(',');
+            text.push_str(&crate::util::text::csv_cell(
+                cells.get(i).map_or("", String::as_str),
+            ));
+        }
         if b.method.is_some() {
             text.push(',');
             text.push_str(method_name);

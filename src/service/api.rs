@@ -63,6 +63,16 @@ pub struct PredictResponse {
     pub explanation_method: Option<String>,
     /// Column ids that were missing and imputed.
     pub imputed: Vec<String>,
+    /// The live decision policy's outcome (`allow`, `review`, `block` or a team's own);
+    /// null while no policy is published.
+    #[serde(default)]
+    pub decision: Option<String>,
+    /// The names of the policy's rules that matched, in the policy's order.
+    #[serde(default)]
+    pub matched_rules: Vec<String>,
+    /// The policy that decided; null while no policy is published.
+    #[serde(default)]
+    pub policy_version: Option<u32>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -509,11 +519,111 @@ pub struct AccountStatus {
     pub confirmed: Option<ConfirmedLabel>,
     pub claim: Option<ReviewClaim>,
     pub reviews: Vec<AccountReview>,
+    /// The account's newest logged predictions (at most 100), newest first: what the
+    /// model said and what the decision policies decided. With `reviews` and
+    /// `confirmed`, the account's history in one place.
+    #[serde(default)]
+    pub decisions: Vec<LoggedDecision>,
+}
+
+/// A logged prediction of an account and its decisions (`GET /accounts/{user_id}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct LoggedDecision {
+    pub prediction_id: String,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+    /// Who asked (the token's name).
+    pub caller: String,
+    pub model_version: u32,
+    /// The raw score.
+    pub score: f64,
+    /// The live policy's decision, its rules and version (null: no policy was live).
+    pub decision: Option<String>,
+    pub matched_rules: Vec<String>,
+    pub policy_version: Option<u32>,
+    /// What a shadow policy would have decided, and which (null: none ran).
+    pub shadow_decision: Option<String>,
+    pub shadow_policy_version: Option<u32>,
+}
+
+impl From<crate::store::predictions::PredictionRecord> for LoggedDecision {
+    fn from(r: crate::store::predictions::PredictionRecord) -> LoggedDecision {
+        let (decision, matched_rules, policy_version) = match r.decision {
+            Some(d) => (Some(d.decision), d.matched_rules, Some(d.policy_version)),
+            None => (None, Vec::new(), None),
+        };
+        LoggedDecision {
+            prediction_id: r.id,
+            created_at: r.created_at,
+            caller: r.caller,
+            model_version: r.version,
+            score: r.score,
+            decision,
+            matched_rules,
+            policy_version,
+            shadow_decision: r.shadow.as_ref().map(|d| d.decision.clone()),
+            shadow_policy_version: r.shadow.map(|d| d.policy_version),
+        }
+    }
+}
+
+/// The kept decision policies (`GET /policies`), newest first.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PolicyList {
+    /// The policy deciding requests (null: none published).
+    pub live: Option<u32>,
+    /// The policy running in shadow (null: none).
+    pub shadow: Option<u32>,
+    pub policies: Vec<crate::ops::policy::PolicyEntry>,
+}
+
+/// A new draft policy (`POST /policies`): outcomes from least to most severe (default
+/// allow, review, block) and rules of a name, a CEL condition and an outcome.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"rules": [{"name": "very likely", "when": "probability >= 0.9", "outcome": "block"}], "note": "block the clearest cases"}))]
+pub struct PolicyDraft {
+    #[serde(default)]
+    pub outcomes: Option<Vec<String>>,
+    pub rules: Vec<crate::eval::policy::Rule>,
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// One kept policy and what it changes against the live one.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PolicyDetail {
+    pub policy: crate::ops::policy::PolicyEntry,
+    /// The live policy it is compared with (null: none was live).
+    pub against: Option<u32>,
+    pub diff: crate::ops::policy::PolicyDiff,
+}
+
+/// The shadow policy and how it does (`GET /policies/shadow`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ShadowStatus {
+    pub running: bool,
+    pub live: Option<u32>,
+    pub shadow: Option<u32>,
+    /// Agreement with the live policy and precision per outcome on labelled
+    /// predictions, over every prediction the shadow decided.
+    pub stats: Option<crate::ops::policy::ShadowStats>,
+    pub message: String,
 }
 
 /// One account of the team's recent traffic (`GET /review/queue`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct TrafficAccount {
+    /// The live policy's decision on this prediction, the rules that matched and the
+    /// policy (null / empty without a policy).
+    #[serde(default)]
+    pub decision: Option<String>,
+    #[serde(default)]
+    pub matched_rules: Vec<String>,
+    #[serde(default)]
+    pub policy_version: Option<u32>,
+    /// Who is reviewing the account now (`?source=decisions` only).
+    #[serde(default)]
+    pub claimed_by: Option<String>,
     /// The account's user id, or the prediction id when the request had none.
     pub user_id: String,
     pub prediction_id: String,
@@ -534,6 +644,12 @@ pub struct TrafficAccount {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct TrafficQueue {
     pub accounts: Vec<TrafficAccount>,
+    /// `?source=decisions`: accounts waiting in all, and how long ago the oldest of
+    /// them was decided (seconds).
+    #[serde(default)]
+    pub waiting: Option<u64>,
+    #[serde(default)]
+    pub oldest_waiting_seconds: Option<f64>,
 }
 
 /// Claims accounts for review (`POST /review/claims`).
@@ -619,6 +735,7 @@ impl From<crate::store::review::AccountStatus> for AccountStatus {
                     model_version: r.model_version,
                 })
                 .collect(),
+            decisions: Vec::new(),
         }
     }
 }

@@ -32,6 +32,9 @@ struct Inner {
     scores: [u64; SCORE_BUCKETS.len()],
     scored: u64,
     score_sum: f64,
+    /// Decisions by (policy version, decision), of the live policy and of a shadow.
+    decisions: BTreeMap<(u32, String), u64>,
+    shadow_decisions: BTreeMap<(u32, String), u64>,
 }
 
 #[derive(Default)]
@@ -78,6 +81,26 @@ impl Metrics {
         }
         m.scored += 1;
         m.score_sum += probability;
+    }
+
+    /// One answered prediction's decisions (live and shadow policy, where there is one).
+    pub fn record_decisions(
+        &self,
+        live: Option<&crate::store::predictions::DecisionTag>,
+        shadow: Option<&crate::store::predictions::DecisionTag>,
+    ) {
+        if live.is_none() && shadow.is_none() {
+            return;
+        }
+        let mut m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let key =
+            |d: &crate::store::predictions::DecisionTag| (d.policy_version, d.decision.clone());
+        if let Some(d) = live {
+            *m.decisions.entry(key(d)).or_default() += 1;
+        }
+        if let Some(d) = shadow {
+            *m.shadow_decisions.entry(key(d)).or_default() += 1;
+        }
     }
 
     /// The counters in Prometheus text format.
@@ -150,7 +173,67 @@ impl Metrics {
         let _ = writeln!(out, "spamscope_score_bucket{{le=\"+Inf\"}} {}", m.scored);
         let _ = writeln!(out, "spamscope_score_sum {}", m.score_sum);
         let _ = writeln!(out, "spamscope_score_count {}", m.scored);
+        for (name, help, map) in [
+            (
+                "spamscope_decisions_total",
+                "Decisions of the live policy on answered predictions, by policy version and decision.",
+                &m.decisions,
+            ),
+            (
+                "spamscope_shadow_decisions_total",
+                "What a policy in shadow would have decided on answered predictions, by policy version and decision.",
+                &m.shadow_decisions,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} counter");
+            for ((v, d), n) in map {
+                let _ = writeln!(
+                    out,
+                    "{name}{{policy_version=\"{v}\",decision=\"{}\"}} {n}",
+                    escape(d)
+                );
+            }
+        }
     }
+}
+
+/// A value computed now and then (it reads the stores), kept for a while.
+pub struct Kept<T>(Mutex<Option<(std::time::Instant, T)>>);
+
+impl<T> Default for Kept<T> {
+    fn default() -> Self {
+        Kept(Mutex::new(None))
+    }
+}
+
+impl<T: Clone> Kept<T> {
+    /// The value computed less than `max_age` ago, else `compute`'s (kept when it
+    /// succeeds).
+    pub fn get_or<E>(
+        &self,
+        max_age: std::time::Duration,
+        compute: impl FnOnce() -> Result<T, E>,
+    ) -> Result<T, E> {
+        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, v)) = &*slot
+            && at.elapsed() < max_age
+        {
+            return Ok(v.clone());
+        }
+        let v = compute()?;
+        *slot = Some((std::time::Instant::now(), v.clone()));
+        Ok(v)
+    }
+}
+
+/// Numbers `/metrics` shows that read the stores: computed at most every few seconds.
+#[derive(Default)]
+pub struct Cached {
+    /// The running shadow policy's numbers (None: no shadow).
+    pub shadow: Kept<Option<crate::ops::policy::ShadowStats>>,
+    /// The review queue filled by decisions: accounts waiting, age of the oldest (s).
+    pub queue: Kept<Option<(usize, f64)>>,
 }
 
 /// A label value as Prometheus wants it (backslash, quote, newline escaped).

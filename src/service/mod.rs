@@ -108,6 +108,15 @@ pub struct Running {
     pub candidate: Active,
 }
 
+/// The decision policies this replica applies: the live one and a shadow, as the
+/// registry's pointers named them when last read.
+#[derive(Default)]
+pub struct Policies {
+    pub pointers: crate::store::PolicyPointers,
+    pub live: Option<crate::ops::policy::KeptPolicy>,
+    pub shadow: Option<crate::ops::policy::KeptPolicy>,
+}
+
 /// Who is calling.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Caller {
@@ -121,6 +130,10 @@ pub struct State {
     active: RwLock<Arc<Active>>,
     /// The running experiment, if any (`experiment.json` in the registry).
     experiment: RwLock<Option<Arc<Running>>>,
+    /// The live and shadow decision policies (followed like the active version).
+    policies: RwLock<Arc<Policies>>,
+    /// Numbers computed on a schedule for `/metrics` (the shadow's, the review queue's).
+    pub(crate) cached: metrics::Cached,
     /// The experiment whose candidate would not load, and why (not retried every
     /// second: versions do not change).
     experiment_failed: std::sync::Mutex<Option<(crate::ops::experiment::Experiment, String)>>,
@@ -177,6 +190,8 @@ impl State {
             registry,
             active: RwLock::new(Arc::new(Active { manifest, model })),
             experiment: RwLock::new(None),
+            policies: RwLock::new(Arc::new(Policies::default())),
+            cached: Default::default(),
             experiment_failed: std::sync::Mutex::new(None),
             tokens: RwLock::new(tokens),
             open_without_tokens: loopback,
@@ -193,7 +208,44 @@ impl State {
         if let Err(e) = state.refresh_experiment() {
             tracing::warn!("no experiment running: {e}");
         }
+        if let Err(e) = state.refresh_policies() {
+            tracing::warn!("no decision policy: {e}");
+        }
         Ok(state)
+    }
+
+    /// The decision policies applied now.
+    pub fn policies(&self) -> Arc<Policies> {
+        self.policies
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Follows the registry's policy pointers: loads a newly published or shadowed
+    /// policy. One that cannot be read or compiled is not applied; the policies loaded
+    /// before stay (the error says why).
+    pub fn refresh_policies(&self) -> Result<(), crate::Error> {
+        let pointers = self.registry.policy_pointers()?;
+        if pointers == self.policies().pointers {
+            return Ok(());
+        }
+        let (live, shadow) = crate::ops::policy::kept(&self.registry)?;
+        tracing::info!(
+            "decision policy: {}; shadow: {}",
+            pointers
+                .live
+                .map_or("none".into(), |n| format!("policy {n}")),
+            pointers
+                .shadow
+                .map_or("none".into(), |n| format!("policy {n}"))
+        );
+        *self.policies.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(Policies {
+            pointers,
+            live,
+            shadow,
+        });
+        Ok(())
     }
 
     /// Sends the watcher's alerts through `sender` (once; a second sender is refused
@@ -489,6 +541,7 @@ pub fn spawn_watcher_with(state: &Arc<State>, every: Duration, rules: AlertRules
             Default::default();
         let mut last_agreement_check = std::time::Instant::now();
         let mut last_experiment_error = None;
+        let mut last_policy_error = None;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}
@@ -498,10 +551,21 @@ pub fn spawn_watcher_with(state: &Arc<State>, every: Duration, rules: AlertRules
             let s = state.clone();
             let res = tokio::task::spawn_blocking(move || {
                 s.refresh_tokens();
-                (s.refresh_experiment(), s.refresh_active())
+                (
+                    s.refresh_experiment(),
+                    s.refresh_active(),
+                    s.refresh_policies(),
+                )
             })
             .await;
-            if let Ok((exp, active)) = res {
+            if let Ok((exp, active, policies)) = res {
+                let policies = policies.err().map(|e| e.to_string());
+                if let Some(e) = &policies
+                    && last_policy_error.as_ref() != Some(e)
+                {
+                    tracing::warn!("keeping the decision policies loaded before: {e}");
+                }
+                last_policy_error = policies;
                 if let Err(e) = active {
                     tracing::warn!("keeping version {}: {e}", state.active().manifest.version);
                 }

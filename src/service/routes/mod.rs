@@ -3,13 +3,15 @@
 //! (`/model/versions`, `/model/versions/{version}/files/{name}`, `/model/rollback`,
 //! `/model/experiment`, `/model/retrain`, `/jobs/{id}`, `/metrics`, `/openapi.json`, and
 //! for a team `/accounts/{user_id}`, `/accounts/{user_id}/label`, `/review/claims`,
-//! `/review/status`). Each handler is registered together with its OpenAPI operation
+//! `/review/status`, and the decision policies `/policies`, `/policies/{version}`,
+//! `/policies/{version}/publish`, `/policies/{version}/shadow`, `/policies/shadow`). Each handler is registered together with its OpenAPI operation
 //! (`utoipa_axum::routes!`), so the document lists exactly the routes served.
 
 mod experiments;
 mod extract;
 mod feedback;
 mod jobs;
+mod policies;
 mod prometheus;
 mod review;
 mod scoring;
@@ -26,6 +28,7 @@ use experiments::*;
 use extract::*;
 use feedback::*;
 use jobs::*;
+use policies::*;
 use prometheus::*;
 use review::*;
 use scoring::*;
@@ -52,6 +55,7 @@ type Q = Result<Query<ScoreQuery>, axum::extract::rejection::QueryRejection>;
         (name = "feedback", description = "Moderators' corrections (role moderator)"),
         (name = "review", description = "A moderation team: confirmed labels, who reviewed what, review claims"),
         (name = "model", description = "The model and its versions"),
+        (name = "policies", description = "Decision policies: drafts, the live policy, a shadow"),
         (name = "service", description = "Health, metrics and this document"),
     )
 )]
@@ -110,6 +114,11 @@ fn api() -> OpenApiRouter<Arc<State>> {
         .routes(routes!(account))
         .routes(routes!(claim, release))
         .routes(routes!(review_status))
+        .routes(routes!(policies_list, policies_draft))
+        .routes(routes!(shadow_get, shadow_stop))
+        .routes(routes!(policy_get))
+        .routes(routes!(policy_publish))
+        .routes(routes!(shadow_start))
 }
 
 /// The OpenAPI 3.1 document of the service (JSON), derived once.

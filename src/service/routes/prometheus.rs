@@ -16,6 +16,15 @@ pub(super) const DRIFT_WINDOW: usize = 5_000;
 pub(super) const EXPERIMENT_NUMBERS_MAX_AGE: std::time::Duration =
     std::time::Duration::from_secs(60);
 
+/// Upper bounds of the review-time buckets, in seconds (a minute to a day).
+const REVIEW_BUCKETS: [f64; 9] = [
+    60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 86400.0,
+];
+
+/// How long the numbers that read the prediction log (the shadow's, the queue's) are
+/// reused between scrapes.
+const STORE_NUMBERS_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Prometheus text format (role scorer): requests by route and status, latency
 /// histograms, verdicts, active version, feedback counts, a running experiment's
 /// agreement and accuracy, open review claims, last retrain, and the population
@@ -98,6 +107,48 @@ pub(super) async fn prometheus(call: Call<Scorer>) -> Result<Response, ApiError>
         let oldest = claims.oldest_age(now).unwrap_or_default().as_secs_f64();
         family(&mut out, "spamscope_review_oldest_claim_seconds", "gauge", "Age of the oldest open review claim, since it was taken or last renewed (0 when none is open).");
         out.push_str(&format!("spamscope_review_oldest_claim_seconds {oldest}\n"));
+        // Review time, claim to the holder's feedback, over every review kept.
+        let times = s2.with_store(|store| Ok(store.review_times(&REVIEW_BUCKETS)?))?;
+        family(&mut out, "spamscope_review_seconds", "histogram", "Review time: from a moderator's claim on an account to their feedback on it.");
+        for (b, n) in &times.buckets {
+            out.push_str(&format!("spamscope_review_seconds_bucket{{le=\"{b}\"}} {n}\n"));
+        }
+        out.push_str(&format!("spamscope_review_seconds_bucket{{le=\"+Inf\"}} {}\n", times.count));
+        out.push_str(&format!("spamscope_review_seconds_sum {}\n", times.sum_seconds));
+        out.push_str(&format!("spamscope_review_seconds_count {}\n", times.count));
+        // The queue the live policy's decisions fill: accounts waiting, the oldest's age.
+        let queue = s2.cached.queue.get_or(STORE_NUMBERS_MAX_AGE, || {
+            let q = super::review::decision_queue(&s2, crate::ops::review::MAX_TRAFFIC)?;
+            Ok::<_, crate::Error>((s2.policies().live.is_some()).then(|| {
+                let oldest = q
+                    .oldest_decided_at
+                    .as_deref()
+                    .map_or(0.0, |t| super::review::age(t, now));
+                (q.waiting, oldest)
+            }))
+        })?;
+        if let Some((waiting, oldest)) = queue {
+            family(&mut out, "spamscope_review_queue_waiting", "gauge", "Accounts the live policy sent to review that nobody reviewed since (of the newest decisions read).");
+            out.push_str(&format!("spamscope_review_queue_waiting {waiting}\n"));
+            family(&mut out, "spamscope_review_queue_oldest_seconds", "gauge", "Age of the oldest of them, since the decision (0 when none waits).");
+            out.push_str(&format!("spamscope_review_queue_oldest_seconds {oldest}\n"));
+        }
+        let p = s2.policies();
+        if let Some(live) = &p.live {
+            family(&mut out, "spamscope_policy_version", "gauge", "The decision policy deciding requests.");
+            out.push_str(&format!("spamscope_policy_version {}\n", live.version));
+        }
+        // The shadow policy's agreement with the live one, and its decisions.
+        let shadow = s2.cached.shadow.get_or(STORE_NUMBERS_MAX_AGE, || {
+            let labels = s2.with_store(|st| Ok(st.labels()?))?;
+            crate::ops::policy::running_shadow_stats(&s2.registry, &s2.log, &labels)
+        })?;
+        if let Some(x) = shadow {
+            family(&mut out, "spamscope_shadow_policy_decided", "gauge", "Predictions the shadow policy decided.");
+            out.push_str(&format!("spamscope_shadow_policy_decided{{policy_version=\"{}\"}} {}\n", x.policy_version, x.decided));
+            family(&mut out, "spamscope_shadow_policy_agreed", "gauge", "Of those, predictions the live policy decided alike.");
+            out.push_str(&format!("spamscope_shadow_policy_agreed{{policy_version=\"{}\"}} {}\n", x.policy_version, x.agreed));
+        }
         if let Some(t) = last_retrain(&s2.registry)?
             .and_then(|t| humantime::parse_rfc3339_weak(&t).ok())
         {

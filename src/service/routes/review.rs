@@ -15,11 +15,16 @@ use serde_json::Value;
 pub struct TrafficQuery {
     /// Accounts to return, 1 to 10,000 (default 2,000).
     limit: Option<usize>,
+    /// `traffic` (default): the newest scored accounts. `decisions`: the accounts the
+    /// live policy sent to review (or decided more severely) that nobody reviewed since,
+    /// most severe first, then highest score.
+    source: Option<String>,
 }
 
-/// The team's review queue (role moderator): the accounts this service scored most
-/// recently, newest first, one per user id, with their values, so a moderator's app
-/// can rank and explain them locally.
+/// The team's review queue (role moderator), one row per account with its values, so a
+/// moderator's app can rank and explain them locally: the accounts this service scored
+/// most recently, newest first, or (`?source=decisions`) those the decision policy sent
+/// to review and nobody reviewed since, with the rules that sent them.
 #[utoipa::path(get, path = "/review/queue", tag = "review", params(TrafficQuery),
     responses(
         (status = 200, body = api::TrafficQueue),
@@ -31,8 +36,24 @@ pub(super) async fn review_queue(
     q: Result<Query<TrafficQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<api::TrafficQueue>, ApiError> {
     let s = call.s.clone();
-    let limit = match q {
-        Ok(Query(q)) => q.limit.unwrap_or(2_000),
+    let (limit, decisions) = match q {
+        Ok(Query(q)) => {
+            let decisions = match q.source.as_deref().map(str::trim) {
+                None | Some("traffic") => false,
+                Some("decisions") => true,
+                Some(other) => {
+                    return Err(ApiError::bad_request(
+                        "bad_query",
+                        format!(
+                            "source must be traffic or decisions (got {})",
+                            crate::util::text::quote(other)
+                        ),
+                    )
+                    .with_field(Some("source".into())));
+                }
+            };
+            (q.limit.unwrap_or(2_000), decisions)
+        }
         Err(e) => {
             return Err(
                 ApiError::bad_request("bad_query", e.body_text()).with_field(Some("limit".into()))
@@ -50,31 +71,93 @@ pub(super) async fn review_queue(
             .filter(|a| a.model.calibration.is_some())
             .map(|a| &a.model)
     };
-    let rows = call
+    let queue = call
         .read(move || {
             let _ = s2.log.flush();
-            crate::ops::review::recent_traffic(&s2.log, limit)
+            if !decisions {
+                let rows = crate::ops::review::recent_traffic(&s2.log, limit)?;
+                return Ok::<_, crate::Error>(crate::ops::review::DecisionQueue {
+                    accounts: rows
+                        .into_iter()
+                        .map(|record| crate::ops::review::QueuedAccount {
+                            record,
+                            severity: 0,
+                            claim: None,
+                        })
+                        .collect(),
+                    waiting: 0,
+                    oldest_decided_at: None,
+                })
+                .map(|q| (q, false));
+            }
+            decision_queue(&s2, limit).map(|q| (q, true))
         })
         .await?;
+    let (queue, decided) = queue;
+    let now = std::time::SystemTime::now();
     Ok(Json(api::TrafficQueue {
-        accounts: rows
+        waiting: decided.then_some(queue.waiting as u64),
+        oldest_waiting_seconds: queue.oldest_decided_at.as_deref().map(|t| age(t, now)),
+        accounts: queue
+            .accounts
             .into_iter()
-            .map(|r| api::TrafficAccount {
-                user_id: r.user_id.clone().unwrap_or_else(|| r.id.clone()),
-                probability: served(r.version).map_or(r.score, |m| m.probability(r.score)),
-                calibrated: served(r.version).is_some(),
-                score: r.score,
-                prediction_id: r.id,
-                created_at: r.created_at,
-                model_version: r.version,
-                features: r
-                    .features
-                    .iter()
-                    .map(|v| v.is_finite().then_some(*v))
-                    .collect(),
+            .map(|q| {
+                let r = q.record;
+                let (decision, matched_rules, policy_version) = match r.decision {
+                    Some(d) => (Some(d.decision), d.matched_rules, Some(d.policy_version)),
+                    None => (None, Vec::new(), None),
+                };
+                api::TrafficAccount {
+                    user_id: r.user_id.clone().unwrap_or_else(|| r.id.clone()),
+                    probability: served(r.version).map_or(r.score, |m| m.probability(r.score)),
+                    calibrated: served(r.version).is_some(),
+                    score: r.score,
+                    prediction_id: r.id,
+                    created_at: r.created_at,
+                    model_version: r.version,
+                    features: r
+                        .features
+                        .iter()
+                        .map(|v| v.is_finite().then_some(*v))
+                        .collect(),
+                    decision,
+                    matched_rules,
+                    policy_version,
+                    claimed_by: q.claim.map(|c| c.moderator),
+                }
             })
             .collect(),
     }))
+}
+
+/// The review queue filled by the live policy's decisions (empty while no policy is
+/// live).
+pub(super) fn decision_queue(
+    s: &crate::service::State,
+    limit: usize,
+) -> Result<crate::ops::review::DecisionQueue, crate::Error> {
+    let policies = s.policies();
+    let Some(live) = &policies.live else {
+        return Ok(Default::default());
+    };
+    let outcomes = live.compiled.policy.outcomes.clone();
+    s.with_store(|st| {
+        crate::ops::review::decision_queue(
+            &s.log,
+            st,
+            &outcomes,
+            limit,
+            std::time::SystemTime::now(),
+        )
+    })
+}
+
+/// Seconds from RFC 3339 time `t` to `now` (0 for a time not read or in the future).
+pub(super) fn age(t: &str, now: std::time::SystemTime) -> f64 {
+    humantime::parse_rfc3339_weak(t)
+        .ok()
+        .and_then(|at| now.duration_since(at).ok())
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// The `user_ids` array of a review request: strings (or numbers, as text). How many
@@ -173,11 +256,21 @@ pub(super) async fn account(
     let s = call.s.clone();
     let user_id = path_user_id(&user_id)?;
     let s2 = s.clone();
-    let a = call
-        .read(move || s2.with_store(|st| crate::ops::review::account_in(st, &user_id)))
+    let (a, logged) = call
+        .read(move || {
+            let a = s2.with_store(|st| crate::ops::review::account_in(st, &user_id))?;
+            s2.log.flush()?;
+            let logged = s2.log.of_user(&user_id, ACCOUNT_DECISIONS)?;
+            Ok::<_, crate::Error>((a, logged))
+        })
         .await?;
-    Ok(Json(a.into()))
+    let mut out: api::AccountStatus = a.into();
+    out.decisions = logged.into_iter().map(Into::into).collect();
+    Ok(Json(out))
 }
+
+/// Most logged predictions `GET /accounts/{user_id}` lists.
+const ACCOUNT_DECISIONS: usize = 100;
 
 /// Claims accounts for review by the caller (role moderator), for `ttl_seconds`
 /// (1 to 86,400, default 900): each id is granted (free, expired, or the caller's own,

@@ -5,8 +5,8 @@ use super::extract::*;
 use crate::data::catalog::catalog;
 use crate::ops::predict::{Account, Explain, Prediction};
 use crate::service::api::{self, ErrorBody, PredictRequest, PredictResponse};
-use crate::service::{Active, ApiError, Caller, Running, State};
-use crate::store::predictions::PredictionRecord;
+use crate::service::{Active, ApiError, Caller, Policies, Running, State};
+use crate::store::predictions::{DecisionTag, PredictionRecord};
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::Query;
@@ -163,14 +163,23 @@ pub(super) fn parse_request(
 fn score(
     active: &Active,
     running: Option<&Running>,
+    policies: &Policies,
     account: &Account,
     user_id: Option<String>,
     caller: &Caller,
     explain: Explain,
 ) -> (PredictResponse, PredictionRecord) {
     let arms = arms(active, running);
-    let (p, record) =
+    let (p, mut record) =
         crate::ops::experiment::serve_one(arms, account, user_id, &caller.name, explain);
+    // The policies read the values as given (missing ones stay missing).
+    (record.decision, record.shadow) = crate::ops::policy::decide(
+        policies.live.as_ref(),
+        policies.shadow.as_ref(),
+        &account.values,
+        p.probability,
+        p.score,
+    );
     // The medians of the version that answered.
     let medians = if p.version == active.manifest.version {
         &active.model.imputer.medians
@@ -180,7 +189,13 @@ fn score(
         })
     };
     let id = record.id.clone();
-    (response(p, account, medians, id), record)
+    let mut out = response(p, account, medians, id);
+    if let Some(d) = &record.decision {
+        out.decision = Some(d.decision.clone());
+        out.matched_rules = d.matched_rules.clone();
+        out.policy_version = Some(d.policy_version);
+    }
+    (out, record)
 }
 
 /// The versions that answer: the active one and a running experiment's candidate.
@@ -235,6 +250,9 @@ pub(super) fn response(
             .iter()
             .map(|&i| cat.features[i].id.clone())
             .collect(),
+        decision: None,
+        matched_rules: Vec::new(),
+        policy_version: None,
     }
 }
 
@@ -262,10 +280,12 @@ pub(super) async fn predict(
     let (account, user_id) = parse_request(&v, "", o.strict)?;
     let active = s.active();
     let running = s.experiment();
+    let policies = s.policies();
     let scored = move || {
         score(
             &active,
             running.as_deref(),
+            &policies,
             &account,
             user_id,
             &caller,
@@ -298,6 +318,8 @@ fn answered(s: &State, out: &PredictResponse, record: PredictionRecord) {
     if let Some(m) = &out.explanation_method {
         span.record("spamscope.explanation", m.as_str());
     }
+    s.metrics
+        .record_decisions(record.decision.as_ref(), record.shadow.as_ref());
     s.log.append(record);
     s.metrics.record_prediction(out.score, out.is_spammer);
 }
@@ -341,6 +363,7 @@ pub(super) async fn predict_batch(
     // One active version (and experiment) for the whole batch.
     let active = s.active();
     let running = s.experiment();
+    let policies = s.policies();
     let s2 = s.clone();
     let max_batch = s.limits.max_batch;
     // Parsing up to 16 MiB and 10,000 accounts, and scoring them: off the async workers.
@@ -361,7 +384,17 @@ pub(super) async fn predict_batch(
                 .collect::<Result<Vec<_>, _>>()?;
             let (out, records): (Vec<PredictResponse>, Vec<PredictionRecord>) = accounts
                 .into_iter()
-                .map(|(a, user)| score(&active, running.as_deref(), &a, user, &caller, o.explain))
+                .map(|(a, user)| {
+                    score(
+                        &active,
+                        running.as_deref(),
+                        &policies,
+                        &a,
+                        user,
+                        &caller,
+                        o.explain,
+                    )
+                })
                 .unzip();
             gate.enter()?;
             for (o, r) in out.iter().zip(records) {
@@ -390,18 +423,48 @@ async fn csv_batch(call: &Call<Scorer>, o: Options, bytes: Bytes) -> Result<Resp
                 Explain::Top(k) => (k, false),
                 Explain::Exact(k) => (k, true),
             };
+            let policies = s2.policies();
             let arms = arms(&active, running.as_deref());
-            let (b, records) =
+            let (b, mut records) =
                 crate::ops::experiment::serve_batch(arms, &d, &caller.name, k, exact)?;
+            for (i, r) in records.iter_mut().enumerate() {
+                (r.decision, r.shadow) = crate::ops::policy::decide(
+                    policies.live.as_ref(),
+                    policies.shadow.as_ref(),
+                    &r.features,
+                    b.probability[i],
+                    b.score[i],
+                );
+            }
+            // The decision columns, when a policy is live.
+            let extra: Vec<(&str, Vec<String>)> = if policies.live.is_some() {
+                let tag = |f: &dyn Fn(&DecisionTag) -> String| -> Vec<String> {
+                    records
+                        .iter()
+                        .map(|r| r.decision.as_ref().map(f).unwrap_or_default())
+                        .collect()
+                };
+                vec![
+                    ("decision", tag(&|d| d.decision.clone())),
+                    (
+                        "matched_rules",
+                        tag(&|d| serde_json::to_string(&d.matched_rules).unwrap_or_default()),
+                    ),
+                    ("policy_version", tag(&|d| d.policy_version.to_string())),
+                ]
+            } else {
+                Vec::new()
+            };
+            let text = crate::ops::score::batch_csv_with(&d, &b, None, &extra);
             // Logged only when the answer is given.
             gate.enter()?;
-            for r in records {
+            for (i, r) in records.into_iter().enumerate() {
+                s2.metrics
+                    .record_decisions(r.decision.as_ref(), r.shadow.as_ref());
                 s2.log.append(r);
-            }
-            for i in 0..d.n_rows() {
                 s2.metrics.record_prediction(b.score[i], b.is_spammer(i));
             }
-            Ok(crate::ops::score::batch_csv(&d, &b, None))
+            Ok(text)
         })
         .await?;
     Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], text).into_response())

@@ -732,6 +732,15 @@ impl Local {
                 moderator TEXT NOT NULL,
                 claimed_at INTEGER NOT NULL,
                 expires_at INTEGER NOT NULL
+            );
+            -- Reviews that ended a claim: its holder's feedback on the account, and
+            -- when (milliseconds since the epoch): the team's review time.
+            CREATE TABLE IF NOT EXISTS review_times (
+                id INTEGER PRIMARY KEY,
+                user_id TEXT NOT NULL,
+                moderator TEXT NOT NULL,
+                claimed_at INTEGER NOT NULL,
+                decided_at INTEGER NOT NULL
             );",
         )
         .map_err(err)?;
@@ -890,6 +899,14 @@ impl Local {
             } = sub
                 && let Some(u) = &record.user_id
             {
+                // An unexpired claim ended by its holder's review: its time is kept.
+                tx.execute(
+                    "INSERT INTO review_times (user_id, moderator, claimed_at, decided_at)
+                     SELECT user_id, moderator, claimed_at, ?3 FROM review_claims
+                     WHERE user_id = ?1 AND moderator = ?2 AND expires_at > ?3",
+                    (u.trim(), m, review::millis(now)),
+                )
+                .map_err(err)?;
                 tx.execute(
                     "DELETE FROM review_claims WHERE user_id = ?1 AND moderator = ?2",
                     (u.trim(), m),
@@ -1445,6 +1462,13 @@ impl FeedbackStore {
         now: std::time::SystemTime,
     ) -> Result<review::OpenClaims, FeedbackError> {
         on_either!(self, s => s.open_review_claims(now))
+    }
+
+    /// How long reviews took, claim to the holder's feedback, over every review kept:
+    /// how many took at most each of `bounds` seconds (cumulative, as a Prometheus
+    /// histogram counts), how many in all, and their sum in seconds.
+    pub fn review_times(&self, bounds: &[f64]) -> Result<review::ReviewTimes, FeedbackError> {
+        on_either!(self, s => s.review_times(bounds))
     }
 
     /// For each of `ids` (each once, in order): its unexpired claim at `now`, the

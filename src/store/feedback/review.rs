@@ -85,6 +85,31 @@ impl OpenClaims {
     }
 }
 
+/// How long reviews took ([`super::FeedbackStore::review_times`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ReviewTimes {
+    /// (bound in seconds, reviews that took at most that long).
+    pub buckets: Vec<(f64, u64)>,
+    pub count: u64,
+    pub sum_seconds: f64,
+}
+
+/// The SQL that counts reviews at or under each bound (milliseconds) — one expression
+/// per bound — and all of them with their sum, in one pass; the same text on SQLite
+/// and PostgreSQL.
+pub(super) fn review_times_sql(bounds: &[f64]) -> String {
+    let mut cols: Vec<String> = bounds
+        .iter()
+        .map(|b| {
+            let ms = (b * 1000.0).round().clamp(0.0, 9.0e15) as i64;
+            format!("coalesce(sum(CASE WHEN decided_at - claimed_at <= {ms} THEN 1 ELSE 0 END), 0)")
+        })
+        .collect();
+    cols.push("count(*)".into());
+    cols.push("coalesce(sum(decided_at - claimed_at), 0)".into());
+    format!("SELECT {} FROM review_times", cols.join(", "))
+}
+
 /// The time `ms` milliseconds after the epoch (the claims' stamps; none is before it).
 pub(super) fn at_millis(ms: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
@@ -209,6 +234,20 @@ impl Local {
         }
         tx.commit().map_err(&err)?;
         Ok(n)
+    }
+
+    pub fn review_times(&self, bounds: &[f64]) -> Result<ReviewTimes, FeedbackError> {
+        self.conn
+            .query_row(&review_times_sql(bounds), [], |r| {
+                let mut out = ReviewTimes::default();
+                for (i, &b) in bounds.iter().enumerate() {
+                    out.buckets.push((b, crate::store::int(r, i, "reviews")?));
+                }
+                out.count = crate::store::int(r, bounds.len(), "reviews")?;
+                out.sum_seconds = r.get::<_, i64>(bounds.len() + 1)? as f64 / 1000.0;
+                Ok(out)
+            })
+            .map_err(|e| self.err(e))
     }
 
     /// The claims open at `now` ([`OpenClaims`]), in one query.

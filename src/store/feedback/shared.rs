@@ -280,7 +280,7 @@ impl Shared {
                             let stmt = prepared
                                 .get(tx, 2, RELEASE_CLAIM)
                                 .map_err(self.fail("releasing a review claim"))?;
-                            tx.execute(&stmt, &[&u.trim(), m])
+                            tx.execute(&stmt, &[&u.trim(), m, &millis(now)])
                                 .map_err(self.fail("releasing a review claim"))?;
                         }
                         id
@@ -788,6 +788,23 @@ impl Shared {
         })
     }
 
+    pub fn review_times(
+        &self,
+        bounds: &[f64],
+    ) -> Result<super::review::ReviewTimes, FeedbackError> {
+        let r = self
+            .conn()?
+            .query_one(&super::review::review_times_sql(bounds), &[])
+            .map_err(self.fail("reading review times"))?;
+        let mut out = super::review::ReviewTimes::default();
+        for (i, &b) in bounds.iter().enumerate() {
+            out.buckets.push((b, self.count_of(r.get(i), "reviews")?));
+        }
+        out.count = self.count_of(r.get(bounds.len()), "reviews")?;
+        out.sum_seconds = r.get::<_, i64>(bounds.len() + 1) as f64 / 1000.0;
+        Ok(out)
+    }
+
     pub fn claims_and_reviews(
         &mut self,
         ids: &[UserId],
@@ -822,7 +839,12 @@ const RESERVE_KEY: &str = "INSERT INTO feedback_keys
 const INSERT_RECORD: &str = "INSERT INTO feedback (created_at, user_id, model_version,
     probability, predicted, true_label, notes, origin, moderator, prediction_id, features)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id";
-const RELEASE_CLAIM: &str = "DELETE FROM review_claims WHERE user_id = $1 AND moderator = $2";
+/// Ends the holder's claim; an unexpired one's time is kept as a review's.
+const RELEASE_CLAIM: &str = "WITH ended AS (
+    DELETE FROM review_claims WHERE user_id = $1 AND moderator = $2
+    RETURNING user_id, moderator, claimed_at, expires_at)
+    INSERT INTO review_times (user_id, moderator, claimed_at, decided_at)
+    SELECT user_id, moderator, claimed_at, $3 FROM ended WHERE expires_at > $3";
 const RECORD_KEY: &str = "UPDATE feedback_keys SET feedback_id = $3 WHERE caller = $1 AND key = $2";
 
 /// Statements of one submission group, each prepared when first needed.

@@ -173,6 +173,7 @@ ALTER TABLE predictions
     ADD COLUMN shadow_decision        text,
     ADD COLUMN shadow_matched_rules   text;
 CREATE INDEX predictions_user ON predictions (user_id) WHERE user_id IS NOT NULL;
+CREATE INDEX predictions_decision ON predictions (decision, seq) WHERE decision IS NOT NULL;
 CREATE INDEX predictions_shadow ON predictions (shadow_policy_version)
     WHERE shadow_policy_version IS NOT NULL;
 CREATE TABLE review_times (

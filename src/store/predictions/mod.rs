@@ -370,6 +370,8 @@ fn add_experiment_columns(conn: &Connection) -> Result<(), rusqlite::Error> {
          WHERE experiment IS NOT NULL;
          CREATE INDEX IF NOT EXISTS predictions_user ON predictions(user_id)
          WHERE user_id IS NOT NULL;
+         CREATE INDEX IF NOT EXISTS predictions_decision ON predictions(decision)
+         WHERE decision IS NOT NULL;
          CREATE INDEX IF NOT EXISTS predictions_shadow ON predictions(shadow_policy_version)
          WHERE shadow_policy_version IS NOT NULL;",
     )
@@ -796,6 +798,29 @@ impl PredictionLog {
         .map_err(|e| self.db_err(e))?
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| self.db_err(e))
+    }
+
+    /// The newest `n` committed records the live policy decided `decision`, newest
+    /// first (flush first to include the newest): a review queue's candidates.
+    pub fn decided(
+        &self,
+        decision: &str,
+        n: usize,
+    ) -> Result<Vec<PredictionRecord>, PredictionLogError> {
+        let conn = match self.reader() {
+            Ok(c) => c,
+            Err(db) => return self.shared_read(db, |c| shared::decided(&mut **c, decision, n)),
+        };
+        let mut stmt = conn
+            .prepare_cached(&select_sql(
+                "WHERE decision = ?1 ORDER BY rowid DESC LIMIT ?2",
+            ))
+            .map_err(|e| self.db_err(e))?;
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        stmt.query_map((decision, n), from_row)
+            .map_err(|e| self.db_err(e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.db_err(e))
     }
 
     /// The newest `n` committed records of account `user_id`, newest first (flush

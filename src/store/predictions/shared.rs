@@ -323,6 +323,23 @@ pub fn shadow_rows(c: &mut impl GenericClient, policy: u32) -> Result<Vec<Shadow
     .collect())
 }
 
+pub fn decided(
+    c: &mut impl GenericClient,
+    decision: &str,
+    n: usize,
+) -> Result<Vec<PredictionRecord>, ReadError> {
+    let n = i64::try_from(n).unwrap_or(i64::MAX);
+    c.query(
+        &format!(
+            "SELECT {COLUMNS} FROM predictions WHERE decision = $1 ORDER BY seq DESC LIMIT $2"
+        ),
+        &[&decision, &n],
+    )?
+    .iter()
+    .map(|r| from_row(r).map_err(ReadError::Corrupt))
+    .collect()
+}
+
 pub fn of_user(
     c: &mut impl GenericClient,
     user_id: &str,
