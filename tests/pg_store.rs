@@ -7,6 +7,7 @@ mod common;
 use common::pg::TempPg;
 use spamscope::data::synth::SynthParams;
 use spamscope::store::location::Location;
+use spamscope::store::predictions::DecisionTag;
 use spamscope::store::tokens::{Role, TokenStore};
 use spamscope::store::{Document, ErrorKind, Registry, StoreError};
 use std::process::Command;
@@ -751,8 +752,17 @@ fn the_prediction_log_is_shared_partitioned_and_pruned_by_day() {
                 other_version: 3,
                 other_probability: 0.25,
             }),
-            decision: None,
-            shadow: None,
+            // The live and shadow policies' decisions go with the experiment's rows.
+            decision: exp.then(|| DecisionTag {
+                policy_version: 1,
+                decision: "review".into(),
+                matched_rules: vec!["likely".into(), "new, \"payee\"".into()],
+            }),
+            shadow: exp.then(|| DecisionTag {
+                policy_version: 2,
+                decision: "block".into(),
+                matched_rules: vec!["very likely".into()],
+            }),
         }
     };
     let now = rec(0, true);
@@ -764,6 +774,19 @@ fn the_prediction_log_is_shared_partitioned_and_pruned_by_day() {
     assert_eq!((got.score, &got.experiment), (0.625, &now.experiment));
     assert!(got.features[3].is_nan() && got.features[4] == 4.0 / 7.0);
     assert_eq!(b.experiment_rows("x1").unwrap().len(), 1);
+    // Decisions read back, by account, by decision and by shadow policy.
+    assert_eq!((&got.decision, &got.shadow), (&now.decision, &now.shadow));
+    assert_eq!(b.of_user("u1", 10).unwrap().len(), 3);
+    // Newest first, in order of arrival (the first appended comes last).
+    assert_eq!(b.of_user("u1", 10).unwrap()[2].id, now.id);
+    assert_eq!(b.decided("review", 10).unwrap().len(), 1);
+    assert_eq!(b.decided("block", 10).unwrap().len(), 0);
+    let shadow = b.shadow_rows(2).unwrap();
+    assert_eq!(shadow.len(), 1);
+    assert_eq!(
+        (shadow[0].live.as_deref(), shadow[0].shadow.as_str()),
+        (Some("review"), "block")
+    );
     assert_eq!(b.recent(1).unwrap()[0].id, rec_id(&b.recent(3).unwrap(), 0));
     // The same id again: kept once, counted as dropped.
     a.append(now.clone());
@@ -998,5 +1021,40 @@ fn policies_are_drafted_published_and_shadowed_on_both_backends() {
         // The diff against the live policy names the changed rule.
         let d = policy::diff(Some(&policy::get(a, 6).unwrap().record.policy), &at(0.9));
         assert_eq!((d.changed.len(), d.added.len(), d.removed.len()), (1, 0, 0));
+    }
+}
+
+/// Review time (issue 25) on both backends: a claim ended by its holder's feedback is
+/// kept as a review with its duration; feedback by someone else, or on an account
+/// nobody claimed, is not a review.
+#[test]
+fn a_claim_ended_by_its_holders_feedback_is_a_timed_review_on_both_backends() {
+    use spamscope::data::UserId;
+    use std::time::SystemTime;
+    let pg = TempPg::start();
+    let (folder, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let regs = [
+        Registry::open(folder.path()).unwrap(),
+        pg.registry(cache.path()),
+    ];
+    for reg in &regs {
+        let mut s = FeedbackStore::of(reg).unwrap();
+        let ids: Vec<UserId> = ["a1", "a2"].iter().map(|u| UserId::from(*u)).collect();
+        s.claim_for_review(&ids, "mia", Duration::from_secs(600), SystemTime::now())
+            .unwrap();
+        let subs = [
+            linked(record("a1", 1, None, None), "mia", None),
+            linked(record("a2", 0, None, None), "noor", None),
+            linked(record("a3", 0, None, None), "mia", None),
+        ];
+        for o in s.add_submissions(&subs).unwrap() {
+            o.unwrap();
+        }
+        let t = s.review_times(&[0.0, 60.0]).unwrap();
+        assert_eq!(t.count, 1, "only mia's review of her claim");
+        assert_eq!(t.buckets, vec![(0.0, t.buckets[0].1), (60.0, 1)]);
+        assert!(t.sum_seconds >= 0.0 && t.sum_seconds < 60.0);
+        // Mia's claim on a1 ended; noor's feedback left mia's claim on a2 open.
+        assert_eq!(s.open_review_claims(SystemTime::now()).unwrap().open, 1);
     }
 }

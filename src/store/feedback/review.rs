@@ -102,11 +102,13 @@ pub(super) fn review_times_sql(bounds: &[f64]) -> String {
         .iter()
         .map(|b| {
             let ms = (b * 1000.0).round().clamp(0.0, 9.0e15) as i64;
-            format!("coalesce(sum(CASE WHEN decided_at - claimed_at <= {ms} THEN 1 ELSE 0 END), 0)")
+            format!(
+                "CAST(coalesce(sum(CASE WHEN decided_at - claimed_at <= {ms} THEN 1 ELSE 0 END), 0) AS BIGINT)"
+            )
         })
         .collect();
     cols.push("count(*)".into());
-    cols.push("coalesce(sum(decided_at - claimed_at), 0)".into());
+    cols.push("CAST(coalesce(sum(decided_at - claimed_at), 0) AS BIGINT)".into());
     format!("SELECT {} FROM review_times", cols.join(", "))
 }
 
