@@ -67,7 +67,7 @@ fn keyed(r: NewFeedback, key: &str) -> Submission {
 }
 
 /// A folder registry with something in every part: two versions (v2 rolled back, a
-/// threshold set), documents, two tokens, feedback in all five tables, and a
+/// threshold set), documents, two tokens, feedback in all six tables, and a
 /// prediction log of several pages spread over 40 days. Returns the tokens' secrets.
 fn fill(dir: &Path) -> Vec<String> {
     let reg = Registry::open(dir).unwrap();
@@ -122,6 +122,14 @@ fn fill(dir: &Path) -> Vec<String> {
             key: Some(IdempotencyKey::new("key-3", "mod-a", "b3").unwrap()),
         },
     ];
+    // mod-a claimed 20000003 before reviewing it: a timed review.
+    fb.claim_for_review(
+        &[UserId::from("20000003")],
+        "mod-a",
+        Duration::from_secs(3600),
+        SystemTime::now(),
+    )
+    .unwrap();
     for r in fb.add_submissions(&subs).unwrap() {
         assert!(matches!(r.unwrap(), Outcome::Stored(_)));
     }
@@ -304,6 +312,7 @@ fn a_folder_goes_into_postgresql_and_back_with_nothing_lost() {
     assert_eq!(count_of(&c, "feedback table feedback_keys"), 3);
     assert_eq!(count_of(&c, "feedback table confirmed_labels"), 1);
     assert_eq!(count_of(&c, "feedback table review_claims"), 1);
+    assert_eq!(count_of(&c, "feedback table review_times"), 1);
     assert_eq!(count_of(&c, "prediction log"), PREDICTIONS as u64);
 
     let db = Registry::open_at(&Location::Postgres {
@@ -425,7 +434,7 @@ fn a_copy_cut_short_is_completed_and_a_target_with_other_data_is_refused() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("feedback: the target holds 9 other rows"),
+        err.contains("feedback: the target holds 10 other rows"),
         "{err}"
     );
 

@@ -1,4 +1,4 @@
-//! The feedback store's five tables as plain rows, the same whichever backend holds
+//! The feedback store's six tables as plain rows, the same whichever backend holds
 //! them: what `spamscope store migrate` copies between a registry folder and a shared
 //! store (ids kept, so idempotency keys still point at their records), and the tallies
 //! it checks the copy with.
@@ -39,7 +39,7 @@ struct Table {
 
 use Kind::*;
 
-const TABLES: [Table; 5] = [
+const TABLES: [Table; 6] = [
     Table {
         name: "feedback",
         columns: &[
@@ -105,6 +105,17 @@ const TABLES: [Table; 5] = [
             ("expires_at", Int),
         ],
         serial: None,
+    },
+    Table {
+        name: "review_times",
+        columns: &[
+            ("id", Int),
+            ("user_id", Text),
+            ("moderator", Text),
+            ("claimed_at", Int),
+            ("decided_at", Int),
+        ],
+        serial: Some("id"),
     },
 ];
 
