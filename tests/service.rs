@@ -1264,6 +1264,13 @@ async fn openapi_document_matches_the_routes_and_their_answers() {
         "POST /review/claims",
         "DELETE /review/claims",
         "POST /review/status",
+        "GET /policies",
+        "POST /policies",
+        "GET /policies/{version}",
+        "POST /policies/{version}/publish",
+        "POST /policies/{version}/shadow",
+        "GET /policies/shadow",
+        "DELETE /policies/shadow",
     ];
     expected.sort();
     assert_eq!(ops, expected);
@@ -1327,9 +1334,27 @@ async fn openapi_document_matches_the_routes_and_their_answers() {
         conforms(&doc, schema, &r.body, path).unwrap_or_else(|e| panic!("{e}\n{}", r.body));
     };
     let example = |name: &str| doc["components"]["schemas"][name]["example"].clone();
+    // The decision policies' answers: a draft (the documented example), the list, a
+    // shadow and its numbers, the draft published.
+    let r = post(&s, "/policies", &example("PolicyDraft")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    check("post", "/policies", &r);
+    let r = post(&s, "/policies/1/shadow", &json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    check("post", "/policies/{version}/shadow", &r);
+    check("get", "/policies", &get(&s, "/policies").await);
+    check(
+        "get",
+        "/policies/shadow",
+        &get(&s, "/policies/shadow").await,
+    );
+    let r = post(&s, "/policies/1/publish", &json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    check("post", "/policies/{version}/publish", &r);
     let r = post(&s, "/predict", &example("PredictRequest")).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     check("post", "/predict", &r);
+    assert_eq!(r.body["policy_version"], 1, "{}", r.body);
     let pid = r.body["prediction_id"].as_str().unwrap().to_string();
     // An imputed feature's contribution shows the value scored: the version's median.
     let info = get(&s, "/model/info").await.body;

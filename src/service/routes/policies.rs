@@ -257,7 +257,7 @@ pub(super) async fn shadow_stop(
             else {
                 return Err(ApiError::new(
                     axum::http::StatusCode::NOT_FOUND,
-                    "not_found",
+                    "no_shadow",
                     "no policy runs in shadow",
                 ));
             };
