@@ -1269,3 +1269,103 @@ fn compare_tab_tunes_and_promotes_the_best_trial() {
     let reg = spamscope::store::Registry::open(dir.path()).unwrap();
     assert_eq!(reg.active().unwrap(), Some(2));
 }
+
+/// The Policies tab (issue 25): a draft checked as it is typed (a typo is named with its
+/// rule, line and column), backtested on the loaded data with a chart of the decisions,
+/// saved, published, changed (its diff against the live policy shown), backtested again
+/// with the accounts it decides otherwise opened on the score screen, and run in shadow.
+#[test]
+fn the_policies_tab_checks_backtests_saves_publishes_and_shadows() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = harness(dir.path(), None);
+    settle(&mut h);
+    h.get_by_label("Policies").click();
+    h.run_steps(2);
+    settle(&mut h);
+    assert_eq!(h.state().state.tab, Tab::Policies);
+    h.get_by_label_contains("No policy is kept yet");
+    // The example policy checks; a typo in a condition is named where it is.
+    h.get_by_label_contains("Valid: 4 rules; outcomes allow < review < block");
+    let example = h.state().policies.text.clone();
+    h.state_mut().policies.text = example.replace("probability >= 0.5", "probabilty >= 0.5");
+    h.run_steps(2);
+    h.get_by_label_contains(
+        "Not valid: rule 2 (\"likely spam\"), line 1, column 1: unknown name \"probabilty\"",
+    );
+    h.state_mut().policies.text = example.clone();
+    h.run_steps(2);
+    h.get_by_label_contains("No policy is live yet: every rule is new.");
+
+    // Backtest on the loaded data: the same numbers as the command line's test.
+    h.get_by_label("Backtest on the loaded data").click();
+    h.run_steps(2);
+    settle(&mut h);
+    let t = h.state().workbench.policy_test.clone().expect("a backtest");
+    assert_eq!(t.test.backtest.accounts, 6000);
+    let review = t
+        .test
+        .backtest
+        .outcomes
+        .iter()
+        .find(|o| o.outcome == "review")
+        .unwrap();
+    assert!(review.accounts > 0);
+    h.get_by_label_contains("6000 accounts (6000 labelled");
+    freeze(&mut h);
+    h.snapshot("policies_backtest");
+
+    // Saved as a draft, then published: it is live.
+    h.get_by_label("Save as draft").click();
+    h.run_steps(2);
+    settle(&mut h);
+    h.get_by_label("Publish").click();
+    h.run_steps(2);
+    settle(&mut h);
+    let reg = spamscope::store::Registry::open(dir.path()).unwrap();
+    assert_eq!(reg.policy_pointers().unwrap().live, Some(1));
+    let book = h.state().workbench.policies.clone().unwrap();
+    assert_eq!(book.live, Some(1));
+    h.get_by_label_contains("The same rules as the live policy v1.");
+
+    // A stricter draft: its diff, and the accounts it blocks that the live one sent to
+    // review, one opened on the score screen.
+    h.state_mut().policies.text = example.replace("probability >= 0.9", "probability >= 0.7");
+    h.run_steps(2);
+    h.get_by_label_contains("Against the live policy v1:");
+    h.get_by_label_contains("~ very likely spam -> block when probability >= 0.9");
+    h.get_by_label_contains("now -> block when probability >= 0.7");
+    h.get_by_label("Backtest on the loaded data").click();
+    h.run_steps(2);
+    settle(&mut h);
+    let t = h.state().workbench.policy_test.clone().unwrap();
+    let changed = &t.test.backtest.changed;
+    assert!(!changed.is_empty());
+    assert!(
+        changed
+            .iter()
+            .all(|c| (c.live.as_str(), c.draft.as_str()) == ("review", "block"))
+    );
+    let first = changed[0].row;
+    h.get_all_by_label("Open").next().unwrap().click();
+    h.run_steps(2);
+    assert_eq!(h.state().state.tab, Tab::Score);
+    assert_eq!(
+        h.state().state.score.loaded_user.as_deref(),
+        Some(t.data.user_ids[first].to_string().as_str())
+    );
+
+    // Kept and run in shadow beside the live policy.
+    h.get_by_label("Policies").click();
+    h.run_steps(2);
+    h.get_by_label("Save as draft").click();
+    h.run_steps(2);
+    settle(&mut h);
+    h.get_by_label("Shadow").click();
+    h.run_steps(2);
+    settle(&mut h);
+    let p = reg.policy_pointers().unwrap();
+    assert_eq!((p.live, p.shadow), (Some(1), Some(2)));
+    h.get_by_label_contains("Policy v2 in shadow");
+    freeze(&mut h);
+    h.snapshot("policies");
+}

@@ -8,6 +8,7 @@ mod evaluate;
 mod explore;
 mod gauge;
 mod monitoring;
+pub mod policies;
 mod queue;
 mod score;
 mod settings;
@@ -42,6 +43,7 @@ pub enum Tab {
     Monitoring,
     Versions,
     Compare,
+    Policies,
     Team,
     Settings,
 }
@@ -194,6 +196,7 @@ pub struct SpamscopeApp {
     pub queue: QueuePanel,
     pub monitoring: monitoring::MonitoringPanel,
     pub compare: compare::ComparePanel,
+    pub policies: policies::PoliciesPanel,
     /// Notices on screen (newest last), with when they arrived.
     notices: Vec<(Notice, Instant)>,
     pub frames: FrameStats,
@@ -287,6 +290,7 @@ impl SpamscopeApp {
             queue: QueuePanel::default(),
             monitoring: monitoring::MonitoringPanel,
             compare: compare::ComparePanel::default(),
+            policies: policies::PoliciesPanel::default(),
             state,
             notices: Vec::new(),
             frames,
@@ -865,6 +869,7 @@ impl eframe::App for SpamscopeApp {
                 ui.selectable_value(&mut self.state.tab, Tab::Monitoring, "Monitoring");
                 ui.selectable_value(&mut self.state.tab, Tab::Versions, "Versions");
                 ui.selectable_value(&mut self.state.tab, Tab::Compare, "Compare models");
+                ui.selectable_value(&mut self.state.tab, Tab::Policies, "Policies");
                 ui.selectable_value(&mut self.state.tab, Tab::Team, "Team");
                 ui.selectable_value(&mut self.state.tab, Tab::Settings, "Settings");
             });
@@ -905,6 +910,32 @@ impl eframe::App for SpamscopeApp {
                 }
             }
             Tab::Monitoring => self.monitoring.ui(ui, &mut self.workbench),
+            Tab::Policies => {
+                let action = egui::ScrollArea::vertical()
+                    .id_salt("policies_scroll")
+                    .show(ui, |ui| self.policies.ui(ui, &mut self.workbench))
+                    .inner;
+                if let Some(policies::PoliciesAction::Open(i)) = action
+                    && let Some(t) = self.workbench.policy_test.clone()
+                {
+                    let d = &t.data;
+                    let label = d.labels.as_ref().map_or(String::new(), |l| {
+                        format!(
+                            " (labelled {})",
+                            if l[i] == 1 { "spammer" } else { "legitimate" }
+                        )
+                    });
+                    self.state.score.set_account(
+                        &d.row(i),
+                        d.user_ids[i].clone(),
+                        format!(
+                            "user {} from the policy backtest{label}",
+                            crate::util::text::clip(&d.user_ids[i])
+                        ),
+                    );
+                    self.state.tab = Tab::Score;
+                }
+            }
             Tab::Team => self.team.ui(ui, &mut self.workbench),
             Tab::Queue => {
                 match self

@@ -227,7 +227,7 @@ pub fn run(cmd: PolicyCommand) -> Result<()> {
                 e.record.policy.outcomes.join(" < ")
             );
             for r in &e.record.policy.rules {
-                println!("  {} → {} when {}", r.name, r.outcome, r.when);
+                println!("  {} -> {} when {}", r.name, r.outcome, r.when);
             }
             print_diff(live.as_ref().map(|l| l.record.version), &d);
             Ok(())

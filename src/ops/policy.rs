@@ -155,7 +155,7 @@ pub struct PolicyRecord {
 }
 
 /// Where a kept policy stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PolicyStatus {
     /// Decides every request.
@@ -180,7 +180,7 @@ impl PolicyStatus {
 }
 
 /// A kept policy with where it stands.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, serde::Deserialize)]
 pub struct PolicyEntry {
     #[serde(flatten)]
     pub record: PolicyRecord,
@@ -385,7 +385,7 @@ pub fn kept(registry: &Registry) -> Result<(Option<KeptPolicy>, Option<KeptPolic
 }
 
 /// What changed from one policy to another, rule by rule (rules are matched by name).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema, serde::Deserialize)]
 pub struct PolicyDiff {
     /// The outcomes before, when they changed.
     pub outcomes_before: Option<Vec<String>>,
@@ -405,10 +405,10 @@ impl PolicyDiff {
             && self.changed.is_empty()
     }
 
-    /// The diff as lines: `+ name → outcome when ...` (added), `- ...` (removed), `~`
-    /// then two spaces (a changed rule before and after).
+    /// The diff as lines: `+ name -> outcome when ...` (added), `- ...` (removed), and
+    /// for a changed rule `~ ...` (before) then `  now -> outcome when ...`.
     pub fn lines(&self) -> Vec<String> {
-        let show = |r: &Rule| format!("{} → {} when {}", r.name, r.outcome, r.when);
+        let show = |r: &Rule| format!("{} -> {} when {}", r.name, r.outcome, r.when);
         let mut out = Vec::new();
         if let Some(a) = &self.outcomes_before {
             out.push(format!("~ outcomes were {}", a.join(" < ")));
@@ -417,14 +417,17 @@ impl PolicyDiff {
         out.extend(self.added.iter().map(|r| format!("+ {}", show(r))));
         for c in &self.changed {
             out.push(format!("~ {}", show(&c.before)));
-            out.push(format!("  {}", show(&c.after)));
+            out.push(format!(
+                "  now -> {} when {}",
+                c.after.outcome, c.after.when
+            ));
         }
         out
     }
 }
 
 /// A rule kept under its name, before and after.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, serde::Deserialize)]
 pub struct RuleChange {
     pub before: Rule,
     pub after: Rule,
@@ -494,7 +497,7 @@ pub fn decide(
 /// A shadow policy's record on the traffic it saw: how often it agreed with the live
 /// policy, which decisions it changed, and per outcome its precision on labelled
 /// predictions beside the live policy's.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, serde::Deserialize)]
 pub struct ShadowStats {
     pub policy_version: u32,
     /// Predictions the shadow decided.
@@ -509,7 +512,7 @@ pub struct ShadowStats {
 }
 
 /// Predictions the live policy decided `live` and the shadow `shadow`.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, serde::Deserialize)]
 pub struct DecisionChange {
     /// `(no policy)` for predictions made while no policy was live.
     pub live: String,
@@ -520,14 +523,14 @@ pub struct DecisionChange {
 /// One outcome's record under the shadow policy and the live one, on the same
 /// predictions: how many were decided so, how many of those are labelled, and the
 /// share of spammers among the labelled (precision).
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, serde::Deserialize)]
 pub struct ShadowOutcome {
     pub outcome: String,
     pub shadow: OutcomeCount,
     pub live: OutcomeCount,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema, serde::Deserialize)]
 pub struct OutcomeCount {
     pub predictions: u64,
     pub labelled: u64,

@@ -273,6 +273,47 @@ impl Client {
         self.json("DELETE", "/model/experiment", None, None)
     }
 
+    /// The kept decision policies.
+    pub fn policies(&self) -> Result<api::PolicyList, RemoteError> {
+        self.json("GET", "/policies", None, None)
+    }
+
+    /// Keeps `policy` as a draft by this token's name.
+    pub fn draft_policy(
+        &self,
+        policy: &crate::eval::policy::Policy,
+        note: &str,
+    ) -> Result<api::PolicyDetail, RemoteError> {
+        let body = serde_json::json!({
+            "outcomes": policy.outcomes,
+            "rules": policy.rules,
+            "note": note,
+        });
+        self.json("POST", "/policies", Some(&body), None)
+    }
+
+    /// Publishes kept policy `n` (an admin token).
+    pub fn publish_policy(&self, n: u32) -> Result<api::PolicyDetail, RemoteError> {
+        let body = serde_json::json!({});
+        self.json("POST", &format!("/policies/{n}/publish"), Some(&body), None)
+    }
+
+    /// Runs kept policy `n` in shadow (None: stops the shadow).
+    pub fn shadow_policy(&self, n: Option<u32>) -> Result<api::ShadowStatus, RemoteError> {
+        match n {
+            Some(n) => {
+                let body = serde_json::json!({});
+                self.json("POST", &format!("/policies/{n}/shadow"), Some(&body), None)
+            }
+            None => self.json("DELETE", "/policies/shadow", None, None),
+        }
+    }
+
+    /// The shadow policy and its numbers.
+    pub fn shadow_status(&self) -> Result<api::ShadowStatus, RemoteError> {
+        self.json("GET", "/policies/shadow", None, None)
+    }
+
     /// Makes the experiment's candidate the active version.
     pub fn promote_experiment(&self) -> Result<api::ExperimentPromoted, RemoteError> {
         self.json(

@@ -568,7 +568,7 @@ impl From<crate::store::predictions::PredictionRecord> for LoggedDecision {
 }
 
 /// The kept decision policies (`GET /policies`), newest first.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct PolicyList {
     /// The policy deciding requests (null: none published).
     pub live: Option<u32>,
@@ -590,7 +590,7 @@ pub struct PolicyDraft {
 }
 
 /// One kept policy and what it changes against the live one.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct PolicyDetail {
     pub policy: crate::ops::policy::PolicyEntry,
     /// The live policy it is compared with (null: none was live).
@@ -599,7 +599,7 @@ pub struct PolicyDetail {
 }
 
 /// The shadow policy and how it does (`GET /policies/shadow`).
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ShadowStatus {
     pub running: bool,
     pub live: Option<u32>,

@@ -39,6 +39,8 @@ pub enum JobKind {
     Review,
     /// Start, stop or promote the team service's experiment.
     Experiment,
+    /// Read, test, save, publish or shadow decision policies.
+    Policies,
 }
 
 impl JobKind {
@@ -60,6 +62,7 @@ impl JobKind {
             JobKind::SaveThreshold => "Saving threshold",
             JobKind::Review => "Review claims",
             JobKind::Experiment => "Experiment",
+            JobKind::Policies => "Decision policies",
         }
     }
 

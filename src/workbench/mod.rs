@@ -16,6 +16,7 @@ mod explainer;
 mod feedback;
 mod jobs;
 mod link;
+pub mod policies;
 mod poll;
 mod queue;
 mod report;
@@ -193,6 +194,10 @@ pub struct Workbench {
     webhook: Option<crate::ops::alert::WebhookSender>,
     /// The team service's shadow or canary experiment (read every round).
     pub experiment: Option<Arc<crate::service::api::ExperimentStatus>>,
+    /// The kept decision policies, as last read (the Policies tab reads them).
+    pub policies: Option<Arc<policies::PolicyBook>>,
+    /// The last backtest of a draft policy.
+    pub policy_test: Option<Arc<policies::PolicyTested>>,
     /// Review claims and reviews of queue accounts, by user id (refreshed for the rows
     /// on screen).
     pub reviews: std::collections::HashMap<String, Arc<crate::service::api::AccountStatus>>,
@@ -244,6 +249,8 @@ impl Workbench {
             remote: None,
             team: None,
             experiment: None,
+            policies: None,
+            policy_test: None,
             webhook: None,
             reviews: Default::default(),
             reviews_asked: None,

@@ -57,6 +57,10 @@ pub(super) enum Msg {
     TeamComparison(Arc<Saved>),
     /// The team service's experiment.
     Experiment(Arc<crate::service::api::ExperimentStatus>),
+    /// The kept decision policies.
+    Policies(Arc<super::policies::PolicyBook>),
+    /// A draft's backtest.
+    PolicyTested(Arc<super::policies::PolicyTested>),
     /// Who claimed and reviewed accounts of the queue.
     Reviews(Vec<crate::service::api::AccountStatus>),
     /// The team's feedback statistics from its service.
@@ -153,6 +157,8 @@ impl Workbench {
                 Msg::Damaged(d) => self.damaged = Some(d),
                 Msg::Remote(r) => self.remote = Some(r),
                 Msg::Experiment(e) => self.experiment = Some(e),
+                Msg::Policies(b) => self.policies = Some(b),
+                Msg::PolicyTested(t) => self.policy_test = Some(t),
                 Msg::TeamComparison(c) => {
                     // This session's own comparison (with its models) stays on screen.
                     if self.comparison.is_none() {
