@@ -409,12 +409,16 @@ async fn the_review_queue_is_filled_by_decisions_and_review_time_is_measured() {
     assert_eq!(queue.len(), want.len(), "{r}");
     assert_eq!(r["waiting"], want.len());
     // Most severe first, then highest score; each with the rules that sent it.
-    let rank = |a: &Value| (a["decision"] == "block", a["score"].as_f64().unwrap());
+    let rank = |a: &Value| {
+        (
+            u8::from(a["decision"] == "block"),
+            a["score"].as_f64().unwrap(),
+        )
+    };
     assert!(
-        queue.windows(2).all(|w| {
-            let (a, b) = (rank(&w[0]), rank(&w[1]));
-            a.0 > b.0 || (a.0 == b.0 && a.1 >= b.1)
-        }),
+        queue
+            .windows(2)
+            .all(|w| rank(&w[0]).partial_cmp(&rank(&w[1])) != Some(std::cmp::Ordering::Less)),
         "{r}"
     );
     for a in queue {
@@ -605,4 +609,57 @@ fn cells(line: &str) -> Vec<String> {
         }
     }
     out
+}
+
+/// The app's client of a team's service (`remote::Client`) over loopback: a moderator
+/// drafts and shadows, publishing needs an admin's token, and a policy changed by the
+/// command line on the same registry reaches the running service within its watcher's
+/// round.
+#[test]
+fn the_teams_client_drafts_shadows_and_publishes_over_loopback() {
+    use spamscope::remote::Client;
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Registry::open(dir.path()).unwrap();
+    common::train_version(&reg, DATA, 10);
+    let tokens = TokenStore::open_in(dir.path());
+    let lead = tokens.add("lead", Role::Admin).unwrap();
+    let ann = tokens.add("ann", Role::Moderator).unwrap();
+    let scorer = tokens.add("checkout", Role::Scorer).unwrap();
+    let (_rt, addr) = common::serve(&reg, 0);
+    let url = format!("http://{addr}");
+    let mo = Client::new(&url, Some(ann)).unwrap();
+    let admin = Client::new(&url, Some(lead)).unwrap();
+    let policy: spamscope::eval::policy::Policy = serde_json::from_value(draft(0.5, 0.9)).unwrap();
+    let d = mo.draft_policy(&policy, "from the app").unwrap();
+    assert_eq!((d.policy.record.version, d.against), (1, None));
+    assert_eq!(d.policy.record.note, "from the app");
+    let e = mo.publish_policy(1).unwrap_err().to_string();
+    assert!(e.contains("403") || e.contains("admin"), "{e}");
+    admin.publish_policy(1).unwrap();
+    mo.draft_policy(&policy, "").unwrap();
+    let s = mo.shadow_policy(Some(2)).unwrap();
+    assert_eq!((s.live, s.shadow), (Some(1), Some(2)));
+    let l = mo.policies().unwrap();
+    assert_eq!(l.policies.len(), 2);
+    assert_eq!(mo.shadow_status().unwrap().stats.unwrap().decided, 0);
+    let s = mo.shadow_policy(None).unwrap();
+    assert_eq!(s.shadow, None);
+    // Published from the command line's side (the registry): the service follows.
+    spamscope::ops::policy::publish(&reg, 2, "cli").unwrap();
+    let (req, _) = request(0);
+    let start = std::time::Instant::now();
+    loop {
+        let r: Value = ureq::post(&format!("{url}/predict"))
+            .header("authorization", &format!("Bearer {scorer}"))
+            .send_json(&req)
+            .unwrap()
+            .body_mut()
+            .read_json()
+            .unwrap();
+        if r["policy_version"] == 2 {
+            break;
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(10), "{r}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }

@@ -319,7 +319,7 @@ pub fn publish(registry: &Registry, n: u32, by: &str) -> Result<PolicyRecord> {
 /// `by`. The live policy cannot be its own shadow.
 pub fn set_shadow(registry: &Registry, n: Option<u32>, by: &str) -> Result<PolicyPointers> {
     check_person(by, "who starts the shadow")?;
-    Ok(registry.edit_policies(|e| {
+    registry.edit_policies(|e| {
         let mut p = e.pointers()?;
         if let Some(n) = n {
             let Some(text) = e.read(n)? else {
@@ -339,7 +339,7 @@ pub fn set_shadow(registry: &Registry, n: Option<u32>, by: &str) -> Result<Polic
         p.shadow = n;
         e.set_pointers(p)?;
         Ok::<_, Error>(p)
-    })?)
+    })
 }
 
 /// Kept policy `n`.
@@ -636,4 +636,43 @@ pub fn running_shadow_stats(
     log.flush()?;
     let rows = log.shadow_rows(n)?;
     Ok(Some(shadow_stats(&record, &rows, labels)))
+}
+
+/// The kept policies as the Policies tab shows them: newest first, which is live and
+/// which in shadow, and the shadow's numbers.
+#[derive(Debug, Clone, Default)]
+pub struct PolicyBook {
+    pub list: Vec<PolicyEntry>,
+    pub live: Option<u32>,
+    pub shadow: Option<u32>,
+    /// The shadow's agreement and precision (None: no shadow, or none read).
+    pub shadow_stats: Option<ShadowStats>,
+}
+
+impl PolicyBook {
+    /// The live policy's record.
+    pub fn live_policy(&self) -> Option<&PolicyEntry> {
+        self.live
+            .and_then(|n| self.list.iter().find(|e| e.record.version == n))
+    }
+}
+
+/// The policies of a registry; a shadow's numbers from its prediction log (a service
+/// running on the same registry logs them) and the feedback labels.
+pub fn book(reg: &Registry) -> Result<PolicyBook> {
+    let p = reg.policy_pointers()?;
+    let shadow_stats = match p.shadow {
+        Some(_) => {
+            let log = crate::store::predictions::PredictionLog::open_for(reg, Default::default())?;
+            let labels = crate::store::feedback::FeedbackStore::of(reg)?.labels()?;
+            running_shadow_stats(reg, &log, &labels)?
+        }
+        None => None,
+    };
+    Ok(PolicyBook {
+        list: list(reg)?,
+        live: p.live,
+        shadow: p.shadow,
+        shadow_stats,
+    })
 }

@@ -114,6 +114,13 @@ impl ActiveModel {
     }
 }
 
+/// A draft policy tested on the loaded data, and that data (its rows are opened on the
+/// score screen).
+pub struct PolicyTested {
+    pub test: crate::ops::policy::PolicyTest,
+    pub data: Arc<Dataset>,
+}
+
 /// Something the user should read: an error, or the result of an action.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Notice {
@@ -195,9 +202,9 @@ pub struct Workbench {
     /// The team service's shadow or canary experiment (read every round).
     pub experiment: Option<Arc<crate::service::api::ExperimentStatus>>,
     /// The kept decision policies, as last read (the Policies tab reads them).
-    pub policies: Option<Arc<policies::PolicyBook>>,
+    pub policies: Option<Arc<crate::ops::policy::PolicyBook>>,
     /// The last backtest of a draft policy.
-    pub policy_test: Option<Arc<policies::PolicyTested>>,
+    pub policy_test: Option<Arc<PolicyTested>>,
     /// Review claims and reviews of queue accounts, by user id (refreshed for the rows
     /// on screen).
     pub reviews: std::collections::HashMap<String, Arc<crate::service::api::AccountStatus>>,

@@ -3,38 +3,11 @@
 //! running a shadow. GUI-free: the panel sends these commands and draws the state.
 
 use super::poll::Msg;
-use super::{JobKind, Notice, Workbench};
-use crate::data::Dataset;
+use super::{JobKind, Notice, PolicyTested, Workbench};
 use crate::eval::policy::{CompiledPolicy, Policy};
-use crate::ops::policy::{PolicyEntry, PolicyTest, ShadowStats};
+use crate::ops::policy::PolicyBook;
 use crate::util::progress::Reporter;
 use std::sync::Arc;
-
-/// The kept policies as last read.
-#[derive(Debug, Clone, Default)]
-pub struct PolicyBook {
-    /// Newest first.
-    pub list: Vec<PolicyEntry>,
-    pub live: Option<u32>,
-    pub shadow: Option<u32>,
-    /// The shadow's agreement and precision (None: no shadow, or none read).
-    pub shadow_stats: Option<ShadowStats>,
-}
-
-impl PolicyBook {
-    /// The live policy's record.
-    pub fn live_policy(&self) -> Option<&PolicyEntry> {
-        self.live
-            .and_then(|n| self.list.iter().find(|e| e.record.version == n))
-    }
-}
-
-/// A draft tested on the loaded data, and that data (its rows are opened on the
-/// score screen).
-pub struct PolicyTested {
-    pub test: PolicyTest,
-    pub data: Arc<Dataset>,
-}
 
 /// What to do with a kept policy.
 #[derive(Debug, Clone, PartialEq)]
@@ -73,7 +46,7 @@ impl Workbench {
                         })
                     })
                     .map_err(|e| e.to_string()),
-                (None, Some(reg)) => local_book(&reg).map_err(|e| e.to_string()),
+                (None, Some(reg)) => crate::ops::policy::book(&reg).map_err(|e| e.to_string()),
                 (None, None) => Err("the registry is not open yet".into()),
             };
             match book {
@@ -186,7 +159,7 @@ impl Workbench {
                             "no policy runs in shadow".into()
                         }
                     };
-                    Ok((msg, local_book(&reg)?))
+                    Ok((msg, crate::ops::policy::book(&reg)?))
                 })()
                 .map_err(|e: crate::Error| e.to_string()),
                 (None, None) => Err("the registry is not open yet".into()),
@@ -200,24 +173,4 @@ impl Workbench {
             }
         });
     }
-}
-
-/// The policies of this computer's registry; a shadow's numbers from its prediction
-/// log (a service running on the same folder logs them) and feedback labels.
-fn local_book(reg: &crate::store::Registry) -> crate::Result<PolicyBook> {
-    let p = reg.policy_pointers()?;
-    let shadow_stats = match p.shadow {
-        Some(_) => {
-            let log = crate::store::predictions::PredictionLog::open_for(reg, Default::default())?;
-            let labels = crate::store::feedback::FeedbackStore::of(reg)?.labels()?;
-            crate::ops::policy::running_shadow_stats(reg, &log, &labels)?
-        }
-        None => None,
-    };
-    Ok(PolicyBook {
-        list: crate::ops::policy::list(reg)?,
-        live: p.live,
-        shadow: p.shadow,
-        shadow_stats,
-    })
 }

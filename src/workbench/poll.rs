@@ -58,9 +58,9 @@ pub(super) enum Msg {
     /// The team service's experiment.
     Experiment(Arc<crate::service::api::ExperimentStatus>),
     /// The kept decision policies.
-    Policies(Arc<super::policies::PolicyBook>),
+    Policies(Arc<crate::ops::policy::PolicyBook>),
     /// A draft's backtest.
-    PolicyTested(Arc<super::policies::PolicyTested>),
+    PolicyTested(Arc<super::PolicyTested>),
     /// Who claimed and reviewed accounts of the queue.
     Reviews(Vec<crate::service::api::AccountStatus>),
     /// The team's feedback statistics from its service.
