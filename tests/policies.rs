@@ -93,15 +93,10 @@ async fn call_text(
 /// Row `i` of the synthetic data as a `/predict` body for user `u-i`, with its values.
 fn request(i: usize) -> (Value, Vec<f64>) {
     let data = default_dataset(DATA);
-    let row = data.row(i);
-    let cat = spamscope::data::catalog::catalog();
-    let mut m = serde_json::Map::new();
-    for (f, v) in cat.features.iter().zip(&row) {
-        if !v.is_nan() {
-            m.insert(f.id.clone(), json!(v));
-        }
-    }
-    (json!({"features": m, "user_id": format!("u-{i}")}), row)
+    (
+        common::request_of(&data, i, Some(&format!("u-{i}"))),
+        data.row(i),
+    )
 }
 
 /// The draft every test publishes: two cuts on the probability and a rule on a

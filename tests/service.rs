@@ -1912,21 +1912,6 @@ async fn a_team_claims_reviews_and_confirms_accounts() {
     );
 }
 
-/// Row `i` of `data` as a request object with `user_id` (when given).
-fn request_of(data: &spamscope::data::Dataset, i: usize, user: Option<&str>) -> Value {
-    let cat = spamscope::data::catalog::catalog();
-    let mut m = serde_json::Map::new();
-    for (f, v) in cat.features.iter().zip(data.row(i)) {
-        if !v.is_nan() {
-            m.insert(f.id.clone(), json!(v));
-        }
-    }
-    match user {
-        Some(u) => json!({ "features": m, "user_id": u }),
-        None => json!({ "features": m }),
-    }
-}
-
 /// A registry with version 1 (active) and version 2 (fewer trees, not active).
 fn two_versions(dir: &Path) -> Registry {
     let reg = registry(dir);
@@ -1971,7 +1956,7 @@ async fn shadow_experiment_logs_both_versions_and_answers_with_the_active() {
         let r = post(
             &s,
             "/predict",
-            &request_of(&data, i, Some(&format!("u{i}"))),
+            &common::request_of(&data, i, Some(&format!("u{i}"))),
         )
         .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
@@ -1983,7 +1968,7 @@ async fn shadow_experiment_logs_both_versions_and_answers_with_the_active() {
         ids.push((r.body["prediction_id"].as_str().unwrap().to_string(), i));
     }
     let batch: Vec<Value> = (20..40)
-        .map(|i| request_of(&data, i, Some(&format!("u{i}"))))
+        .map(|i| common::request_of(&data, i, Some(&format!("u{i}"))))
         .collect();
     let r = post(&s, "/predict/batch", &json!(batch)).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
@@ -2146,7 +2131,7 @@ async fn canary_sends_a_sticky_share_of_users_to_the_candidate() {
         let users: Vec<usize> = (chunk * 500..(chunk + 1) * 500).collect();
         let batch: Vec<Value> = users
             .iter()
-            .map(|&u| request_of(&data, u % 3000, Some(&format!("user-{u}"))))
+            .map(|&u| common::request_of(&data, u % 3000, Some(&format!("user-{u}"))))
             .collect();
         let r = post(&s, "/predict/batch", &json!(batch)).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
@@ -2162,14 +2147,16 @@ async fn canary_sends_a_sticky_share_of_users_to_the_candidate() {
         let r = post(
             &s,
             "/predict",
-            &request_of(&data, row, Some(&format!("user-{u}"))),
+            &common::request_of(&data, row, Some(&format!("user-{u}"))),
         )
         .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
         assert_eq!(check(&r.body, &data.row(row)), arms[&u], "user-{u}");
     }
     // Without a user id the split is per request: identical bodies land in both arms.
-    let same: Vec<Value> = (0..1000).map(|_| request_of(&data, 11, None)).collect();
+    let same: Vec<Value> = (0..1000)
+        .map(|_| common::request_of(&data, 11, None))
+        .collect();
     let r = post(&s, "/predict/batch", &json!(same)).await;
     let answers: Vec<u32> = r
         .body
@@ -2293,7 +2280,7 @@ async fn experiment_bad_bodies_restart_stop_and_promote() {
         (&r.body["running"], &r.body["experiment"]["id"]),
         (&json!(true), &id)
     );
-    let r = post(&s, "/predict", &request_of(&data, 3, Some("u3"))).await;
+    let r = post(&s, "/predict", &common::request_of(&data, 3, Some("u3"))).await;
     let rec = s
         .log
         .get(r.body["prediction_id"].as_str().unwrap())
@@ -2307,7 +2294,7 @@ async fn experiment_bad_bodies_restart_stop_and_promote() {
     assert_eq!(r.body["running"], false);
     assert_eq!(r.body["stats"]["requests"], 1);
     assert!(!reg.layout().experiment().exists());
-    let r = post(&s, "/predict", &request_of(&data, 3, Some("u3"))).await;
+    let r = post(&s, "/predict", &common::request_of(&data, 3, Some("u3"))).await;
     assert_eq!(r.body["model_version"], 1);
     let rec = s
         .log
@@ -2325,7 +2312,7 @@ async fn experiment_bad_bodies_restart_stop_and_promote() {
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     for i in 0..5 {
-        let r = post(&s, "/predict", &request_of(&data, i, None)).await;
+        let r = post(&s, "/predict", &common::request_of(&data, i, None)).await;
         assert_eq!(r.body["model_version"], 2);
     }
     let r = post(&s, "/model/experiment/promote", &json!({})).await;
@@ -2334,7 +2321,7 @@ async fn experiment_bad_bodies_restart_stop_and_promote() {
     assert_eq!(reg.active().unwrap(), Some(2));
     assert_eq!(get(&s, "/model/version").await.body["version"], 2);
     assert_eq!(get(&s, "/model/experiment").await.body["running"], false);
-    let r = post(&s, "/predict", &request_of(&data, 4, Some("u4"))).await;
+    let r = post(&s, "/predict", &common::request_of(&data, 4, Some("u4"))).await;
     assert_eq!(r.body["model_version"], 2);
     let rec = s
         .log
@@ -2424,7 +2411,9 @@ async fn the_watcher_raises_an_agreement_drop_alert_for_a_running_experiment() {
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let id = r.body["experiment"]["id"].clone();
-    let batch: Vec<Value> = (0..120).map(|i| request_of(&data, i, None)).collect();
+    let batch: Vec<Value> = (0..120)
+        .map(|i| common::request_of(&data, i, None))
+        .collect();
     assert_eq!(
         post(&s, "/predict/batch", &json!(batch)).await.status,
         StatusCode::OK
@@ -2521,7 +2510,7 @@ async fn a_canary_answers_csv_rows_by_their_users_arm() {
     assert!((60..=140).contains(&by_candidate), "{by_candidate}");
     // The same users through JSON: the same arms.
     let batch: Vec<Value> = (0..200)
-        .map(|i| request_of(&data, i, Some(&format!("acct-{i}"))))
+        .map(|i| common::request_of(&data, i, Some(&format!("acct-{i}"))))
         .collect();
     let r = post(&s, "/predict/batch", &json!(batch)).await;
     let json_versions: Vec<u32> = r
@@ -2568,7 +2557,7 @@ async fn metrics_carry_the_running_experiments_numbers() {
         let r = post(
             &s,
             "/predict",
-            &request_of(&data, i, Some(&format!("m{i}"))),
+            &common::request_of(&data, i, Some(&format!("m{i}"))),
         )
         .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
@@ -2623,7 +2612,7 @@ async fn metrics_carry_the_running_experiments_numbers() {
     // A scrape within the minute reuses the numbers; `GET /model/experiment` computes
     // them afresh, and the scrapes follow.
     for i in 60..70 {
-        post(&s, "/predict", &request_of(&data, i, None)).await;
+        post(&s, "/predict", &common::request_of(&data, i, None)).await;
     }
     s.log.flush().unwrap();
     let text = metrics_text(&s).await;
@@ -2634,7 +2623,7 @@ async fn metrics_carry_the_running_experiments_numbers() {
     assert_eq!(sample(&text, "spamscope_experiment_scored"), Some(70.0));
     // Numbers older than the bound are computed again.
     for i in 70..75 {
-        post(&s, "/predict", &request_of(&data, i, None)).await;
+        post(&s, "/predict", &common::request_of(&data, i, None)).await;
     }
     let e = s.experiment().unwrap().experiment.clone();
     let minute = Duration::from_secs(60);

@@ -546,12 +546,20 @@ pub struct LoggedDecision {
     pub shadow_policy_version: Option<u32>,
 }
 
+/// A live decision as answers carry it: the decision, the rules that matched and the
+/// policy version (null, empty and null without one).
+pub fn decision_fields(
+    d: Option<crate::store::predictions::DecisionTag>,
+) -> (Option<String>, Vec<String>, Option<u32>) {
+    match d {
+        Some(d) => (Some(d.decision), d.matched_rules, Some(d.policy_version)),
+        None => (None, Vec::new(), None),
+    }
+}
+
 impl From<crate::store::predictions::PredictionRecord> for LoggedDecision {
     fn from(r: crate::store::predictions::PredictionRecord) -> LoggedDecision {
-        let (decision, matched_rules, policy_version) = match r.decision {
-            Some(d) => (Some(d.decision), d.matched_rules, Some(d.policy_version)),
-            None => (None, Vec::new(), None),
-        };
+        let (decision, matched_rules, policy_version) = decision_fields(r.decision);
         LoggedDecision {
             prediction_id: r.id,
             created_at: r.created_at,

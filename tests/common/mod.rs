@@ -143,3 +143,19 @@ pub fn receiver(script: Vec<u16>) -> (String, mpsc::Receiver<Value>) {
     });
     (url, rx)
 }
+
+/// Row `i` of `data` as a `/predict` body (missing values left out), with `user` as its
+/// user id when given.
+pub fn request_of(data: &spamscope::data::Dataset, i: usize, user: Option<&str>) -> Value {
+    let cat = spamscope::data::catalog::catalog();
+    let mut m = serde_json::Map::new();
+    for (f, v) in cat.features.iter().zip(data.row(i)) {
+        if !v.is_nan() {
+            m.insert(f.id.clone(), serde_json::json!(v));
+        }
+    }
+    match user {
+        Some(u) => serde_json::json!({ "features": m, "user_id": u }),
+        None => serde_json::json!({ "features": m }),
+    }
+}

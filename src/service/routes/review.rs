@@ -103,10 +103,7 @@ pub(super) async fn review_queue(
             .into_iter()
             .map(|q| {
                 let r = q.record;
-                let (decision, matched_rules, policy_version) = match r.decision {
-                    Some(d) => (Some(d.decision), d.matched_rules, Some(d.policy_version)),
-                    None => (None, Vec::new(), None),
-                };
+                let (decision, matched_rules, policy_version) = api::decision_fields(r.decision);
                 api::TrafficAccount {
                     user_id: r.user_id.clone().unwrap_or_else(|| r.id.clone()),
                     probability: served(r.version).map_or(r.score, |m| m.probability(r.score)),

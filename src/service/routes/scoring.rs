@@ -190,11 +190,8 @@ fn score(
     };
     let id = record.id.clone();
     let mut out = response(p, account, medians, id);
-    if let Some(d) = &record.decision {
-        out.decision = Some(d.decision.clone());
-        out.matched_rules = d.matched_rules.clone();
-        out.policy_version = Some(d.policy_version);
-    }
+    (out.decision, out.matched_rules, out.policy_version) =
+        api::decision_fields(record.decision.clone());
     (out, record)
 }
 

@@ -807,20 +807,7 @@ impl PredictionLog {
         decision: &str,
         n: usize,
     ) -> Result<Vec<PredictionRecord>, PredictionLogError> {
-        let conn = match self.reader() {
-            Ok(c) => c,
-            Err(db) => return self.shared_read(db, |c| shared::decided(&mut **c, decision, n)),
-        };
-        let mut stmt = conn
-            .prepare_cached(&select_sql(
-                "WHERE decision = ?1 ORDER BY rowid DESC LIMIT ?2",
-            ))
-            .map_err(|e| self.db_err(e))?;
-        let n = i64::try_from(n).unwrap_or(i64::MAX);
-        stmt.query_map((decision, n), from_row)
-            .map_err(|e| self.db_err(e))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| self.db_err(e))
+        self.newest_where(shared::Column::Decision, decision, n)
     }
 
     /// The newest `n` committed records of account `user_id`, newest first (flush
@@ -830,17 +817,30 @@ impl PredictionLog {
         user_id: &str,
         n: usize,
     ) -> Result<Vec<PredictionRecord>, PredictionLogError> {
+        self.newest_where(shared::Column::UserId, user_id, n)
+    }
+
+    /// The newest `n` committed records whose `column` is `value`, newest first.
+    fn newest_where(
+        &self,
+        column: shared::Column,
+        value: &str,
+        n: usize,
+    ) -> Result<Vec<PredictionRecord>, PredictionLogError> {
         let conn = match self.reader() {
             Ok(c) => c,
-            Err(db) => return self.shared_read(db, |c| shared::of_user(&mut **c, user_id, n)),
+            Err(db) => {
+                return self.shared_read(db, |c| shared::newest_where(&mut **c, column, value, n));
+            }
         };
         let mut stmt = conn
-            .prepare_cached(&select_sql(
-                "WHERE user_id = ?1 ORDER BY rowid DESC LIMIT ?2",
-            ))
+            .prepare_cached(&select_sql(&format!(
+                "WHERE {} = ?1 ORDER BY rowid DESC LIMIT ?2",
+                column.name()
+            )))
             .map_err(|e| self.db_err(e))?;
         let n = i64::try_from(n).unwrap_or(i64::MAX);
-        stmt.query_map((user_id, n), from_row)
+        stmt.query_map((value, n), from_row)
             .map_err(|e| self.db_err(e))?
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| self.db_err(e))

@@ -323,32 +323,36 @@ pub fn shadow_rows(c: &mut impl GenericClient, policy: u32) -> Result<Vec<Shadow
     .collect())
 }
 
-pub fn decided(
+/// A column the log is read by (indexed on both backends).
+#[derive(Debug, Clone, Copy)]
+pub enum Column {
+    UserId,
+    Decision,
+}
+
+impl Column {
+    pub fn name(self) -> &'static str {
+        match self {
+            Column::UserId => "user_id",
+            Column::Decision => "decision",
+        }
+    }
+}
+
+/// The newest `n` records whose `column` is `value`, newest first.
+pub fn newest_where(
     c: &mut impl GenericClient,
-    decision: &str,
+    column: Column,
+    value: &str,
     n: usize,
 ) -> Result<Vec<PredictionRecord>, ReadError> {
     let n = i64::try_from(n).unwrap_or(i64::MAX);
     c.query(
         &format!(
-            "SELECT {COLUMNS} FROM predictions WHERE decision = $1 ORDER BY seq DESC LIMIT $2"
+            "SELECT {COLUMNS} FROM predictions WHERE {} = $1 ORDER BY seq DESC LIMIT $2",
+            column.name()
         ),
-        &[&decision, &n],
-    )?
-    .iter()
-    .map(|r| from_row(r).map_err(ReadError::Corrupt))
-    .collect()
-}
-
-pub fn of_user(
-    c: &mut impl GenericClient,
-    user_id: &str,
-    n: usize,
-) -> Result<Vec<PredictionRecord>, ReadError> {
-    let n = i64::try_from(n).unwrap_or(i64::MAX);
-    c.query(
-        &format!("SELECT {COLUMNS} FROM predictions WHERE user_id = $1 ORDER BY seq DESC LIMIT $2"),
-        &[&user_id, &n],
+        &[&value, &n],
     )?
     .iter()
     .map(|r| from_row(r).map_err(ReadError::Corrupt))
