@@ -103,6 +103,15 @@ fn freeze(h: &mut Harness<'_, SpamscopeApp>) {
         }
         app.workbench.cross_validation = Some(std::sync::Arc::new(cv));
     }
+    if let Some(t) = app.workbench.policy_test.as_ref() {
+        let mut test = t.test.clone();
+        test.policy_seconds = 0.01;
+        test.scoring_seconds = 0.5;
+        app.workbench.policy_test = Some(std::sync::Arc::new(spamscope::workbench::PolicyTested {
+            test,
+            data: t.data.clone(),
+        }));
+    }
     if let Some(t) = app.workbench.tuning.as_ref() {
         let mut t = (**t).clone();
         t.seconds = 6.0;
@@ -1368,4 +1377,83 @@ fn the_policies_tab_checks_backtests_saves_publishes_and_shadows() {
     h.get_by_label_contains("Policy v2 in shadow");
     freeze(&mut h);
     h.snapshot("policies");
+}
+
+/// The review queue filled by the team's decisions (issue 25): the service's live policy
+/// sent accounts to review or block; the app lists them in the service's order (most
+/// severe, then highest score) with the rules that sent each.
+#[test]
+fn the_review_queue_shows_the_teams_decisions_with_their_rules() {
+    use spamscope::store::Registry;
+    use spamscope::store::tokens::{Role as TokenRole, TokenStore};
+    let synth = SynthParams {
+        rows: 3000,
+        seed: 5,
+    };
+    let server_dir = tempfile::tempdir().unwrap();
+    let reg = Registry::open(server_dir.path()).unwrap();
+    common::train_version(&reg, synth, 8);
+    let policy = spamscope::ops::policy::parse(
+        r#"(rules: [
+            (name: "likely", when: "probability >= 0.5", outcome: "review"),
+            (name: "very likely", when: "probability >= 0.9", outcome: "block"),
+        ])"#,
+    )
+    .unwrap();
+    spamscope::ops::policy::save_draft(&reg, &policy, "lead", "").unwrap();
+    spamscope::ops::policy::publish(&reg, 1, "lead").unwrap();
+    let tokens = TokenStore::open_in(server_dir.path());
+    let mia = tokens.add("mia", TokenRole::Moderator).unwrap();
+    let checkout = tokens.add("checkout", TokenRole::Scorer).unwrap();
+    let (_rt, addr) = common::serve(&reg, 0);
+    let url = format!("http://{addr}");
+    // The marketplace scores 300 accounts.
+    let data = spamscope::data::synth::default_dataset(synth);
+    for i in 0..300 {
+        ureq::post(&format!("{url}/predict"))
+            .header("authorization", &format!("Bearer {checkout}"))
+            .send_json(common::request_of(&data, i, Some(&format!("u-{i}"))))
+            .unwrap();
+    }
+    let want = spamscope::remote::Client::new(&url, Some(mia.clone()))
+        .unwrap()
+        .review_decisions(2_000)
+        .unwrap();
+    assert!(want.accounts.len() >= 3, "{}", want.accounts.len());
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config_with(dir.path(), None, synth);
+    cfg.server = Some(url.clone());
+    cfg.credentials.save(&url, &mia).unwrap();
+    let mut h = harness_with(cfg);
+    wait_until(&mut h, "the team's version", |a| {
+        a.workbench.remote.as_ref().is_some_and(|r| r.connected) && a.workbench.active.is_some()
+    });
+    settle(&mut h);
+    h.get_by_label("Review queue").click();
+    h.run_steps(2);
+    h.get_by_label("The team's review decisions").click();
+    h.run_steps(2);
+    settle(&mut h);
+    let q = h.state().workbench.queue.clone().expect("a queue");
+    let decided = q.decisions.clone().expect("the decisions");
+    let users: Vec<String> = q
+        .ranked
+        .iter()
+        .map(|&i| q.data.user_ids[i as usize].to_string())
+        .collect();
+    let want_users: Vec<String> = want.accounts.iter().map(|a| a.user_id.clone()).collect();
+    assert_eq!(users, want_users, "the service's order");
+    for (a, (d, rules)) in want.accounts.iter().zip(&decided) {
+        assert_eq!(Some(d), a.decision.as_ref());
+        assert_eq!(rules, &a.matched_rules);
+    }
+    h.get_by_label("Decision (rules)");
+    let first = &decided[0];
+    h.get_all_by_label(&format!("{}: {}", first.0, first.1.join(", ")))
+        .next()
+        .expect("the first row's decision and rules");
+    h.get_by_label_contains(
+        "review/queue?source=decisions (the accounts the team's policy sent to review)",
+    );
 }

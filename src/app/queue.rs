@@ -134,6 +134,17 @@ impl QueuePanel {
             {
                 wb.score_team_traffic(2_000);
             }
+            if wb.is_remote()
+                && ui
+                    .add_enabled(
+                        !scoring && wb.active.is_some(),
+                        egui::Button::new("The team's review decisions"),
+                    )
+                    .on_hover_text("The accounts the team's live decision policy sent to review that nobody reviewed since: most severe first, then highest score, with the rules that sent each")
+                    .clicked()
+            {
+                wb.score_team_decisions(2_000);
+            }
             if scoring && ui.button("Cancel scoring").clicked() {
                 wb.cancel(JobKind::Queue);
             }
@@ -265,6 +276,10 @@ impl QueuePanel {
         if has_labels {
             table = table.column(Column::exact(90.0));
         }
+        let decided = q.decisions.as_ref();
+        if decided.is_some() {
+            table = table.column(Column::initial(220.0).at_least(120.0));
+        }
         let mut on_screen = Vec::new();
         table
             .column(Column::initial(190.0).at_least(100.0))
@@ -273,6 +288,9 @@ impl QueuePanel {
                 let mut titles = vec!["", "Rank", "User id", "Probability", "Verdict"];
                 if has_labels {
                     titles.push("Label");
+                }
+                if decided.is_some() {
+                    titles.push("Decision (rules)");
                 }
                 titles.extend(["Review", "Reason 1", "Reason 2", "Reason 3"]);
                 for t in titles {
@@ -317,6 +335,12 @@ impl QueuePanel {
                     if let Some(l) = &q.data.labels {
                         row.col(|ui| {
                             ui.label(if l[i] == 1 { "spammer" } else { "legitimate" });
+                        });
+                    }
+                    if let Some((d, rules)) = decided.and_then(|d| d.get(i)) {
+                        row.col(|ui| {
+                            ui.label(format!("{d}: {}", rules.join(", ")))
+                                .on_hover_text(rules.join("\n"));
                         });
                     }
                     let id = q.data.user_ids[i].to_string();

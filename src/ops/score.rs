@@ -100,8 +100,12 @@ impl ScoredBatch {
 pub struct Queue {
     pub data: std::sync::Arc<Dataset>,
     pub batch: ScoredBatch,
-    /// Row indices by decreasing score (ties: file order).
+    /// Row indices by decreasing score (ties: file order), or in the order a decision
+    /// policy queued them.
     pub ranked: Vec<u32>,
+    /// For a queue filled by a decision policy: each row's decision and the rules that
+    /// sent it.
+    pub decisions: Option<Vec<(String, Vec<String>)>>,
 }
 
 impl Queue {
@@ -116,6 +120,22 @@ impl Queue {
             data,
             batch,
             ranked,
+            decisions: None,
+        }
+    }
+
+    /// A queue a decision policy filled, in its order (most severe decision first, then
+    /// highest score): `decisions` holds each row's decision and rules.
+    pub fn decided(
+        data: std::sync::Arc<Dataset>,
+        batch: ScoredBatch,
+        decisions: Vec<(String, Vec<String>)>,
+    ) -> Queue {
+        Queue {
+            ranked: (0..batch.len() as u32).collect(),
+            data,
+            batch,
+            decisions: Some(decisions),
         }
     }
 

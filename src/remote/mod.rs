@@ -329,6 +329,17 @@ impl Client {
         self.json("GET", &format!("/review/queue?limit={limit}"), None, None)
     }
 
+    /// The accounts the team's live policy sent to review that nobody reviewed since
+    /// (at most `limit`), most severe first, then highest score, with their rules.
+    pub fn review_decisions(&self, limit: usize) -> Result<api::TrafficQueue, RemoteError> {
+        self.json(
+            "GET",
+            &format!("/review/queue?limit={limit}&source=decisions"),
+            None,
+            None,
+        )
+    }
+
     /// The service's latest model comparison, if one was run.
     pub fn comparison(&self) -> Result<Option<crate::ops::compare::Saved>, RemoteError> {
         match self.json("GET", "/model/comparison", None, None) {

@@ -17,6 +17,8 @@ enum QueueSource {
     File(PathBuf),
     /// The team service's recent traffic, at most this many accounts.
     Team(crate::remote::Client, usize),
+    /// The accounts the team's live policy sent to review, at most this many.
+    TeamDecisions(crate::remote::Client, usize),
 }
 
 impl Workbench {
@@ -39,6 +41,18 @@ impl Workbench {
         self.score_queue_from(Some(QueueSource::Team(client, limit)));
     }
 
+    /// Scores the accounts the team's live decision policy sent to review (at most
+    /// `limit`), in the service's order, with the rules that sent each.
+    pub fn score_team_decisions(&mut self, limit: usize) {
+        let Some(client) = self.client.clone() else {
+            self.notices.push(Notice::Error(
+                "the team's decisions are on a team's service: connect to one first".into(),
+            ));
+            return;
+        };
+        self.score_queue_from(Some(QueueSource::TeamDecisions(client, limit)));
+    }
+
     fn score_queue_from(&mut self, source: Option<QueueSource>) {
         let Some(active) = self.active.clone() else {
             self.notices
@@ -47,7 +61,40 @@ impl Workbench {
         };
         let loaded = self.data.clone();
         self.spawn(JobKind::Queue, move |ctx| {
+            let mut decisions = None;
             let data = match source {
+                Some(QueueSource::TeamDecisions(client, limit)) => {
+                    ctx.reporter.stage("reading the team's decisions", 0, 1);
+                    match client.review_decisions(limit) {
+                        Ok(t) if t.accounts.is_empty() => {
+                            return ctx.info(
+                                "no account waits for review: the team's live policy sent none, or all were reviewed"
+                                    .into(),
+                            );
+                        }
+                        Ok(t) => {
+                            decisions = Some(
+                                t.accounts
+                                    .iter()
+                                    .map(|a| {
+                                        (
+                                            a.decision.clone().unwrap_or_default(),
+                                            a.matched_rules.clone(),
+                                        )
+                                    })
+                                    .collect::<Vec<_>>(),
+                            );
+                            Arc::new(traffic_dataset(
+                                &format!(
+                                    "{}/review/queue?source=decisions (the accounts the team's policy sent to review)",
+                                    client.url()
+                                ),
+                                t,
+                            ))
+                        }
+                        Err(e) => return ctx.error(format!("the team's decisions: {e}")),
+                    }
+                }
                 Some(QueueSource::Team(client, limit)) => {
                     ctx.reporter.stage("reading the team's traffic", 0, 1);
                     match client.review_queue(limit) {
@@ -55,7 +102,10 @@ impl Workbench {
                             return ctx
                                 .info("the team's service has scored no accounts yet".into());
                         }
-                        Ok(t) => Arc::new(traffic_dataset(client.url(), t)),
+                        Ok(t) => Arc::new(traffic_dataset(
+                            &format!("{}/review/queue (the team's recent traffic)", client.url()),
+                            t,
+                        )),
                         Err(e) => return ctx.error(format!("the team's traffic: {e}")),
                     }
                 }
@@ -90,7 +140,11 @@ impl Workbench {
                         b.rows_per_second(),
                         b.version
                     ));
-                    ctx.send(Msg::Queue(Arc::new(Queue::new(data, b))));
+                    let q = match decisions {
+                        Some(d) => Queue::decided(data, b, d),
+                        None => Queue::new(data, b),
+                    };
+                    ctx.send(Msg::Queue(Arc::new(q)));
                 }
                 Err(e) => ctx.failed(e, "scoring cancelled", "scoring failed"),
             }
@@ -156,7 +210,7 @@ impl Workbench {
 }
 
 /// The team's recent traffic as a dataset (no labels) to score locally.
-fn traffic_dataset(url: &str, t: crate::service::api::TrafficQueue) -> Dataset {
+fn traffic_dataset(source: &str, t: crate::service::api::TrafficQueue) -> Dataset {
     use crate::data::catalog::N_FEATURES;
     let mut columns: Vec<Vec<f64>> = (0..N_FEATURES)
         .map(|_| Vec::with_capacity(t.accounts.len()))
@@ -173,7 +227,7 @@ fn traffic_dataset(url: &str, t: crate::service::api::TrafficQueue) -> Dataset {
     Dataset {
         source: crate::data::DataSource {
             kind: crate::data::SourceKind::Csv {
-                path: format!("{url}/review/queue (the team's recent traffic)"),
+                path: source.to_string(),
             },
             sha256: crate::util::hash::sha256_hex(hash_input.as_bytes()),
         },
