@@ -226,20 +226,32 @@ fn requests_are_traced_to_an_otlp_receiver() {
         .find(|s| s.name == "store" && s.trace_id == stats.trace_id)
         .expect("the statistics' store access is in their trace");
     assert_eq!(store.parent_span_id, stats.span_id);
-    // The exporter's own counts are in /metrics.
-    let metrics = ureq::get(format!("{url}/metrics"))
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_to_string()
-        .unwrap();
-    let exported: u64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("spamscope_traces_spans_total{outcome=\"exported\"} "))
-        .unwrap_or_else(|| panic!("no exported count:\n{metrics}"))
-        .parse()
-        .unwrap();
-    assert!(exported >= 5, "{exported}");
+    // The exporter's own counts are in /metrics. It counts a batch once the receiver
+    // has answered it, a moment after the receiver handed the spans to this test: read
+    // until they are counted.
+    let start = Instant::now();
+    let metrics = loop {
+        let metrics = ureq::get(format!("{url}/metrics"))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap();
+        let exported: u64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("spamscope_traces_spans_total{outcome=\"exported\"} "))
+            .unwrap_or_else(|| panic!("no exported count:\n{metrics}"))
+            .parse()
+            .unwrap();
+        if exported >= 5 {
+            break metrics;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{exported} spans counted as exported"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
     assert!(metrics.contains("spamscope_traces_spans_total{outcome=\"dropped\"} 0"));
     let unmatched = all.iter().find(|s| s.name == "GET unmatched").unwrap();
     assert_eq!(int_attr(unmatched, "http.response.status_code"), Some(404));
