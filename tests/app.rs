@@ -1306,7 +1306,7 @@ fn the_policies_tab_checks_backtests_saves_publishes_and_shadows() {
     h.get_by_label_contains("No policy is live yet: every rule is new.");
 
     // Backtest on the loaded data: the same numbers as the command line's test.
-    h.get_by_label("Backtest on the loaded data").click();
+    h.get_by_label("Backtest").click();
     h.run_steps(2);
     settle(&mut h);
     let t = h.state().workbench.policy_test.clone().expect("a backtest");
@@ -1343,7 +1343,7 @@ fn the_policies_tab_checks_backtests_saves_publishes_and_shadows() {
     h.get_by_label_contains("Against the live policy v1:");
     h.get_by_label_contains("~ very likely spam -> block when probability >= 0.9");
     h.get_by_label_contains("now -> block when probability >= 0.7");
-    h.get_by_label("Backtest on the loaded data").click();
+    h.get_by_label("Backtest").click();
     h.run_steps(2);
     settle(&mut h);
     let t = h.state().workbench.policy_test.clone().unwrap();

@@ -658,3 +658,117 @@ fn the_teams_client_drafts_shadows_and_publishes_over_loopback() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// A draft tested on the registry's own history (issue 25): the prediction log with
+/// whatever labels arrived (a confirmed label over a moderator's) decides as the
+/// service decided when the same policy was live, and the feedback records are the
+/// other history; the command line's `--history` gives the same counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draft_is_tested_on_the_logged_predictions_and_the_feedback() {
+    use spamscope::ops::policy::{self, HistorySource};
+    let t = team();
+    let s = &t.s;
+    let cut = median_x1();
+    call(s, "POST", "/policies", Some(draft(cut, 0.9)), &t.ann).await;
+    call(s, "POST", "/policies/1/publish", None, &t.lead).await;
+    let mut decided = std::collections::BTreeMap::<String, usize>::new();
+    for i in 0..50 {
+        let (_, r) = call(s, "POST", "/predict", Some(request(i).0), &t.scorer).await;
+        *decided
+            .entry(r["decision"].as_str().unwrap().into())
+            .or_default() += 1;
+    }
+    // Ten accounts labelled by a moderator; one of them confirmed otherwise.
+    for i in 0..10 {
+        let fb =
+            json!({"features": request(i).0["features"], "label": 1, "user_id": format!("u-{i}")});
+        let (st, r) = call(s, "POST", "/feedback", Some(fb), &t.ann).await;
+        assert_eq!(st, StatusCode::OK, "{r}");
+    }
+    let (st, _) = call(
+        s,
+        "POST",
+        "/accounts/u-0/label",
+        Some(json!({"label": 0})),
+        &t.lead,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    s.log.flush().unwrap();
+    let reg = s.registry.clone();
+    let h = policy::history(&reg, HistorySource::Log(1_000)).unwrap();
+    assert_eq!((h.data.n_rows(), h.labelled()), (50, 10));
+    let at = |u: &str| {
+        h.data
+            .user_ids
+            .iter()
+            .position(|x| x.to_string() == u)
+            .unwrap()
+    };
+    assert_eq!(
+        (
+            h.labels[at("u-0")],
+            h.labels[at("u-1")],
+            h.labels[at("u-20")]
+        ),
+        (Some(0), Some(1), None)
+    );
+    // The live policy on the log decides as the service did.
+    let (live, _) = policy::kept(&reg).unwrap();
+    let live = live.unwrap().compiled;
+    let (_, model) = reg.load_active().unwrap();
+    let bt = policy::test_labelled(
+        &h.data,
+        &h.labels,
+        &model,
+        1,
+        &live,
+        None,
+        None,
+        &spamscope::util::progress::NoProgress,
+    )
+    .unwrap();
+    for o in &bt.backtest.outcomes {
+        assert_eq!(
+            o.accounts,
+            decided.get(&o.outcome).copied().unwrap_or(0),
+            "{}",
+            o.outcome
+        );
+    }
+    assert_eq!(bt.backtest.labelled, 10);
+    let f = policy::history(&reg, HistorySource::Feedback).unwrap();
+    assert_eq!((f.data.n_rows(), f.labelled()), (10, 10));
+    assert_eq!(
+        f.labels.iter().flatten().filter(|&&l| l == 0).count(),
+        1,
+        "u-0's confirmed label"
+    );
+    // The command line reads the same history.
+    let file = t._dir.path().join("draft.json");
+    std::fs::write(&file, draft(cut, 0.9).to_string()).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_spamscope"))
+        .args(["policy", "test"])
+        .arg(&file)
+        .args(["--history", "log", "--json", "--registry"])
+        .arg(t._dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v["accounts"].as_u64(), v["labelled"].as_u64()),
+        (Some(50), Some(10))
+    );
+    let empty = tempfile::tempdir().unwrap();
+    let reg2 = Registry::open(empty.path()).unwrap();
+    let e = policy::history(&reg2, HistorySource::Feedback)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("hold no accounts"), "{e}");
+}

@@ -27,6 +27,8 @@ pub struct PoliciesPanel {
     checked: Option<(String, Check)>,
     pub note: String,
     asked: bool,
+    /// What the backtest runs on.
+    pub on: crate::workbench::policies::BacktestOn,
 }
 
 impl Default for PoliciesPanel {
@@ -36,6 +38,7 @@ impl Default for PoliciesPanel {
             checked: None,
             note: String::new(),
             asked: false,
+            on: Default::default(),
         }
     }
 }
@@ -269,16 +272,28 @@ impl PoliciesPanel {
         });
         ui.horizontal(|ui| {
             let ready = policy.is_some();
+            use crate::workbench::policies::BacktestOn;
             if ui
-                .add_enabled(
-                    ready && wb.data.is_some(),
-                    egui::Button::new("Backtest on the loaded data"),
-                )
+                .add_enabled(ready, egui::Button::new("Backtest"))
                 .clicked()
                 && let Some(p) = &policy
             {
-                wb.backtest_policy(p.clone());
+                wb.backtest_policy(p.clone(), self.on);
             }
+            let label = ui.label("on");
+            egui::ComboBox::from_id_salt("policy-backtest-on")
+                .selected_text(self.on.name())
+                .show_ui(ui, |ui| {
+                    for on in [
+                        BacktestOn::LoadedData,
+                        BacktestOn::Feedback,
+                        BacktestOn::Log,
+                    ] {
+                        ui.selectable_value(&mut self.on, on, on.name());
+                    }
+                })
+                .response
+                .labelled_by(label.id);
             if ui
                 .add_enabled(ready, egui::Button::new("Save as draft"))
                 .clicked()
@@ -297,9 +312,10 @@ impl PoliciesPanel {
     fn backtest(&mut self, ui: &mut egui::Ui, wb: &Workbench) -> Option<PoliciesAction> {
         let t = wb.policy_test.clone()?;
         let b = &t.test.backtest;
-        ui.strong("Backtest");
+        ui.strong("Backtest result");
         ui.label(format!(
-            "{} accounts ({} labelled, {} spammers), probabilities of v{}; the policy ran in {:.2} s. {:.1}% go to review.",
+            "{}: {} accounts ({} labelled, {} spammers), probabilities of v{}; the policy ran in {:.2} s. {:.1}% go to review.",
+            t.data.source_name(),
             b.accounts,
             b.labelled,
             b.spammers,

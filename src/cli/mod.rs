@@ -139,8 +139,17 @@ pub enum PolicyCommand {
     /// the live policy (--live), and the review load at --daily-volume accounts a day.
     Test {
         file: PathBuf,
-        #[arg(long)]
-        data: PathBuf,
+        /// A labelled CSV of accounts (label,user_id,X1..X51).
+        #[arg(long, required_unless_present = "history", conflicts_with = "history")]
+        data: Option<PathBuf>,
+        /// Or the registry's own history: `feedback` (the moderators' records, with
+        /// confirmed labels first) or `log` (the newest --rows predictions of the log,
+        /// labelled where a label has arrived).
+        #[arg(long, value_parser = ["feedback", "log"])]
+        history: Option<String>,
+        /// Predictions of the log to read with `--history log`.
+        #[arg(long, default_value_t = 100_000)]
+        rows: usize,
         /// The policy in force, to list the accounts the draft decides otherwise
         /// (default: the registry's live policy, if one is published).
         #[arg(long)]

@@ -31,6 +31,8 @@ pub fn run(cmd: PolicyCommand) -> Result<()> {
         PolicyCommand::Test {
             file,
             data,
+            history,
+            rows,
             live,
             registry,
             version,
@@ -46,16 +48,54 @@ pub fn run(cmd: PolicyCommand) -> Result<()> {
                     .0
                     .map(|k| k.compiled),
             };
-            let (manifest, model, _, d) = version_and_data(registry, version, None, &data)?;
-            let t = spamscope::ops::policy::test(
-                &d,
-                &model,
-                manifest.version,
-                &draft,
-                live.as_ref(),
-                daily_volume,
-                &StderrProgress::new(),
-            )?;
+            let progress = StderrProgress::new();
+            let t = match (data, history.as_deref()) {
+                (Some(data), _) => {
+                    let (manifest, model, _, d) = version_and_data(registry, version, None, &data)?;
+                    spamscope::ops::policy::test(
+                        &d,
+                        &model,
+                        manifest.version,
+                        &draft,
+                        live.as_ref(),
+                        daily_volume,
+                        &progress,
+                    )?
+                }
+                (None, Some(which)) => {
+                    let reg = super::input::registry(registry)?;
+                    let source = match which {
+                        "feedback" => policy::HistorySource::Feedback,
+                        _ => policy::HistorySource::Log(rows),
+                    };
+                    let h = policy::history(&reg, source)?;
+                    eprintln!(
+                        "{} accounts from {}, {} labelled",
+                        h.data.n_rows(),
+                        h.data.source_name(),
+                        h.labelled()
+                    );
+                    let (manifest, model) = match version {
+                        Some(v) => reg.load(v)?,
+                        None => reg.load_active()?,
+                    };
+                    policy::test_labelled(
+                        &h.data,
+                        &h.labels,
+                        &model,
+                        manifest.version,
+                        &draft,
+                        live.as_ref(),
+                        daily_volume,
+                        &progress,
+                    )?
+                }
+                (None, None) => {
+                    return Err(Error::Invalid(
+                        "give --data CSV or --history feedback|log".into(),
+                    ));
+                }
+            };
             if json {
                 print_json(&serde_json::to_value(&t).expect("a policy test serialises"));
                 return Ok(());

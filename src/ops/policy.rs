@@ -77,6 +77,42 @@ pub fn test(
     daily_volume: Option<f64>,
     reporter: &dyn Reporter,
 ) -> Result<PolicyTest> {
+    let labels: Vec<Option<u8>> = match &d.labels {
+        Some(l) => l.iter().map(|&v| Some(v)).collect(),
+        None => vec![None; d.n_rows()],
+    };
+    test_labelled(
+        d,
+        &labels,
+        model,
+        version,
+        draft,
+        live,
+        daily_volume,
+        reporter,
+    )
+}
+
+/// [`test`] on accounts of which only some are labelled (`labels`, one per row of `d`):
+/// history whose labels are still arriving.
+#[allow(clippy::too_many_arguments)]
+pub fn test_labelled(
+    d: &Dataset,
+    labels: &[Option<u8>],
+    model: &Model,
+    version: u32,
+    draft: &CompiledPolicy,
+    live: Option<&CompiledPolicy>,
+    daily_volume: Option<f64>,
+    reporter: &dyn Reporter,
+) -> Result<PolicyTest> {
+    if labels.len() != d.n_rows() {
+        return Err(Error::Invalid(format!(
+            "{} labels for {} accounts",
+            labels.len(),
+            d.n_rows()
+        )));
+    }
     if let Some(v) = daily_volume
         && !(v.is_finite() && v > 0.0 && v <= 1e12)
     {
@@ -95,10 +131,6 @@ pub fn test(
         reporter,
     )?;
     let scoring_seconds = start.elapsed().as_secs_f64();
-    let labels: Vec<Option<u8>> = match &d.labels {
-        Some(l) => l.iter().map(|&v| Some(v)).collect(),
-        None => vec![None; d.n_rows()],
-    };
     reporter.stage("running the policy", 0, 1);
     let start = Instant::now();
     let columns: Vec<&[f64]> = d.columns.iter().map(Vec::as_slice).collect();
@@ -107,7 +139,7 @@ pub fn test(
         probability: &scored.probability,
         score: &scored.score,
     };
-    let backtest = Backtest::run(draft, live, &s, &labels)?;
+    let backtest = Backtest::run(draft, live, &s, labels)?;
     let policy_seconds = start.elapsed().as_secs_f64();
     reporter.stage("running the policy", 1, 1);
     let review = backtest
@@ -674,5 +706,133 @@ pub fn book(reg: &Registry) -> Result<PolicyBook> {
         live: p.live,
         shadow: p.shadow,
         shadow_stats,
+    })
+}
+
+// ---- Labelled history from the stores ----
+
+/// Where to find labelled history besides a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HistorySource {
+    /// The moderators' feedback records (their values and labels), each account's
+    /// label replaced by its confirmed label when it has one.
+    Feedback,
+    /// The newest predictions of the log (at most this many), labelled where a label
+    /// has arrived: the account's confirmed label, else the moderator's label quoting
+    /// the prediction, else the newest one on its account.
+    Log(usize),
+}
+
+/// Most predictions read from the log for a backtest.
+pub const MAX_LOG_ROWS: usize = 1_000_000;
+
+/// Accounts from the stores to test a policy on, and their labels where known.
+pub struct History {
+    pub data: Dataset,
+    pub labels: Vec<Option<u8>>,
+}
+
+impl History {
+    pub fn labelled(&self) -> usize {
+        self.labels.iter().flatten().count()
+    }
+}
+
+/// Builds the history of `source` from `registry`'s stores.
+pub fn history(registry: &Registry, source: HistorySource) -> Result<History> {
+    use crate::data::catalog::N_FEATURES;
+    use std::collections::HashMap;
+    let store = crate::store::feedback::FeedbackStore::of(registry)?;
+    let confirmed: HashMap<String, u8> = store
+        .confirmed_labels()?
+        .into_iter()
+        .map(|(u, l)| (u.to_string(), l))
+        .collect();
+    let mut columns: Vec<Vec<f64>> = vec![Vec::new(); N_FEATURES];
+    let mut user_ids = Vec::new();
+    let mut labels = Vec::new();
+    let mut push = |values: &[f64], user: String, label: Option<u8>| {
+        for (c, &v) in columns.iter_mut().zip(values) {
+            c.push(v);
+        }
+        user_ids.push(crate::data::UserId::from(user.as_str()));
+        labels.push(label);
+    };
+    let what = match source {
+        HistorySource::Feedback => {
+            for f in store.records(false)? {
+                let r = &f.record;
+                if r.features.len() != N_FEATURES {
+                    continue;
+                }
+                let user = r
+                    .user_id
+                    .as_ref()
+                    .map_or_else(|| format!("feedback-{}", f.id), |u| u.to_string());
+                let label = confirmed.get(&user).copied().unwrap_or(r.true_label);
+                push(&r.features, user, Some(label));
+            }
+            "feedback records".to_string()
+        }
+        HistorySource::Log(n) => {
+            if n == 0 || n > MAX_LOG_ROWS {
+                return Err(Error::Invalid(format!(
+                    "a backtest reads 1 to {MAX_LOG_ROWS} predictions of the log (got {n})"
+                )));
+            }
+            let mut by_prediction: HashMap<String, u8> = HashMap::new();
+            let mut by_user: HashMap<String, u8> = HashMap::new();
+            for l in store.labels()? {
+                if let Some(p) = l.prediction_id {
+                    by_prediction.insert(p, l.label);
+                }
+                if let Some(u) = l.user_id {
+                    by_user.insert(u, l.label);
+                }
+            }
+            let log =
+                crate::store::predictions::PredictionLog::open_for(registry, Default::default())?;
+            for r in log.recent(n)?.into_iter().rev() {
+                let label = r
+                    .user_id
+                    .as_ref()
+                    .and_then(|u| confirmed.get(u))
+                    .or_else(|| by_prediction.get(&r.id))
+                    .or_else(|| r.user_id.as_ref().and_then(|u| by_user.get(u)))
+                    .copied();
+                let user = r.user_id.clone().unwrap_or_else(|| r.id.clone());
+                push(&r.features, user, label);
+            }
+            "the prediction log".to_string()
+        }
+    };
+    if user_ids.is_empty() {
+        return Err(Error::Invalid(format!(
+            "{} hold no accounts to test a policy on",
+            what
+        )));
+    }
+    let hash = crate::util::hash::sha256_hex(
+        user_ids
+            .iter()
+            .map(|u| u.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+            .as_bytes(),
+    );
+    Ok(History {
+        data: Dataset {
+            source: crate::data::DataSource {
+                kind: crate::data::SourceKind::Csv {
+                    path: format!("the registry's {what}"),
+                },
+                sha256: hash,
+            },
+            user_ids,
+            labels: None,
+            columns,
+            warnings: Vec::new(),
+        },
+        labels,
     })
 }

@@ -9,6 +9,28 @@ use crate::ops::policy::PolicyBook;
 use crate::util::progress::Reporter;
 use std::sync::Arc;
 
+/// What a draft is tested on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BacktestOn {
+    /// The data loaded in the app (its labels).
+    #[default]
+    LoadedData,
+    /// The registry's feedback records, with confirmed labels first.
+    Feedback,
+    /// The registry's newest 100,000 logged predictions, labelled where labels arrived.
+    Log,
+}
+
+impl BacktestOn {
+    pub fn name(self) -> &'static str {
+        match self {
+            BacktestOn::LoadedData => "the loaded data",
+            BacktestOn::Feedback => "the feedback",
+            BacktestOn::Log => "the prediction log",
+        }
+    }
+}
+
 /// What to do with a kept policy.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PolicyCommand {
@@ -56,15 +78,22 @@ impl Workbench {
         });
     }
 
-    /// Backtests `draft` on the loaded data with the active version, against the live
-    /// policy (as last read).
-    pub fn backtest_policy(&mut self, draft: Policy) {
-        let (Some(data), Some(active)) = (self.data.clone(), self.active.clone()) else {
-            self.notices.push(Notice::Error(
-                "a backtest needs loaded data and an active model".into(),
-            ));
+    /// Backtests `draft` on the loaded data or the registry's history with the active
+    /// version, against the live policy (as last read).
+    pub fn backtest_policy(&mut self, draft: Policy, on: BacktestOn) {
+        let Some(active) = self.active.clone() else {
+            self.notices
+                .push(Notice::Error("a backtest needs an active model".into()));
             return;
         };
+        let loaded = self.data.clone();
+        let registry = self.registry.clone();
+        if on != BacktestOn::LoadedData && self.client.is_some() {
+            self.notices.push(Notice::Error(
+                "on a team's service its feedback and log are the service's: test on the loaded data here, or with `spamscope policy test --history` where the service's store is".into(),
+            ));
+            return;
+        }
         let live = self
             .policies
             .as_ref()
@@ -79,8 +108,32 @@ impl Workbench {
                 Ok(l) => l,
                 Err(e) => return ctx.error(format!("the live policy: {e}")),
             };
-            match crate::ops::policy::test(
+            let (data, labels) = match (on, loaded, registry) {
+                (BacktestOn::LoadedData, Some(d), _) => {
+                    let labels: Vec<Option<u8>> = match &d.labels {
+                        Some(l) => l.iter().map(|&v| Some(v)).collect(),
+                        None => vec![None; d.n_rows()],
+                    };
+                    (d, labels)
+                }
+                (BacktestOn::LoadedData, None, _) => return ctx.error("no data loaded".into()),
+                (_, _, None) => return ctx.error("the registry is not open yet".into()),
+                (_, _, Some(reg)) => {
+                    ctx.reporter.stage("reading the history", 0, 1);
+                    let source = if on == BacktestOn::Feedback {
+                        crate::ops::policy::HistorySource::Feedback
+                    } else {
+                        crate::ops::policy::HistorySource::Log(100_000)
+                    };
+                    match crate::ops::policy::history(&reg, source) {
+                        Ok(h) => (Arc::new(h.data), h.labels),
+                        Err(e) => return ctx.error(format!("the history: {e}")),
+                    }
+                }
+            };
+            match crate::ops::policy::test_labelled(
                 &data,
+                &labels,
                 &active.model,
                 active.manifest.version,
                 &compiled,

@@ -1464,6 +1464,11 @@ impl FeedbackStore {
         on_either!(self, s => s.open_review_claims(now))
     }
 
+    /// Every account's confirmed final label.
+    pub fn confirmed_labels(&self) -> Result<Vec<(UserId, u8)>, FeedbackError> {
+        on_either!(self, s => s.confirmed_labels())
+    }
+
     /// How long reviews took, claim to the holder's feedback, over every review kept:
     /// how many took at most each of `bounds` seconds (cumulative, as a Prometheus
     /// histogram counts), how many in all, and their sum in seconds.

@@ -174,6 +174,23 @@ impl Local {
         confirmed_in(&self.conn, user_id).map_err(|e| self.err(e))
     }
 
+    /// Every confirmed label: (user id, label).
+    pub fn confirmed_labels(&self) -> Result<Vec<(UserId, u8)>, FeedbackError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT user_id, label FROM confirmed_labels")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    UserId::from(r.get::<_, String>(0)?.as_str()),
+                    crate::store::label(r, 1, "label")?,
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
     /// The feedback records on `user_id` (trimmed by [`super::FeedbackStore`]), oldest first.
     pub fn account_records(&self, user_id: &str) -> Result<Vec<AccountRecord>, FeedbackError> {
         records_in(&self.conn, user_id).map_err(|e| self.err(e))

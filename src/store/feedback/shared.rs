@@ -708,6 +708,27 @@ impl Shared {
         self.confirmed_in(&mut *self.conn()?, u)
     }
 
+    pub fn confirmed_labels(&self) -> Result<Vec<(UserId, u8)>, FeedbackError> {
+        self.conn()?
+            .query("SELECT user_id, label FROM confirmed_labels", &[])
+            .map_err(self.fail("reading confirmed labels"))?
+            .iter()
+            .map(|r| {
+                let label: i16 = r.get(1);
+                let u: String = r.get(0);
+                u8::try_from(label)
+                    .ok()
+                    .filter(|&l| l <= 1)
+                    .map(|l| (UserId::from(u.as_str()), l))
+                    .ok_or_else(|| {
+                        self.corrupt(format!(
+                            "confirmed label {label} of an account is not 0 or 1"
+                        ))
+                    })
+            })
+            .collect()
+    }
+
     pub fn account_records(&self, u: &str) -> Result<Vec<AccountRecord>, FeedbackError> {
         self.records_in(&mut *self.conn()?, u)
     }
