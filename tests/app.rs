@@ -1320,6 +1320,11 @@ fn the_policies_tab_checks_backtests_saves_publishes_and_shadows() {
         .unwrap();
     assert!(review.accounts > 0);
     h.get_by_label_contains("6000 accounts (6000 labelled");
+    // The review load at the stated volume (10,000 accounts a day by default).
+    h.get_by_label_contains(&format!(
+        "accounts a day: about {:.0} to review a day.",
+        10_000.0 * review.accounts as f64 / 6000.0
+    ));
     freeze(&mut h);
     h.snapshot("policies_backtest");
 

@@ -529,3 +529,95 @@ fn tokens_claims_canary_and_alerts_hold_across_replicas() {
         senders[1].delivered() == 1 + u64::from(senders[0].delivered() == 0)
     });
 }
+
+/// Decision policies across replicas (issue 25): a policy published through replica A
+/// decides on replica B within a second (B polls every 30 s: only the notification can
+/// do it); what A decided is read by account on B with the review B took; the review
+/// queue that decisions fill and the review time are the team's on either replica.
+#[test]
+fn a_policy_published_on_one_replica_decides_on_all_and_is_audited_on_any() {
+    use spamscope::store::tokens::{Role, TokenStore};
+    let pg = TempPg::start();
+    let caches: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let cli = pg.registry(caches[2].path());
+    common::train_version(&cli, DATA, 5);
+    let tokens = TokenStore::of(&cli);
+    let admin = tokens.add("lead", Role::Admin).unwrap();
+    let ann = tokens.add("ann", Role::Moderator).unwrap();
+    let (rt_a, a) = common::replica(&pg.registry(caches[0].path()));
+    let (rt_b, b) = common::replica(&pg.registry(caches[1].path()));
+    let draft = json!({"rules": [
+        {"name": "likely", "when": "probability >= 0.5", "outcome": "review"},
+        {"name": "very likely", "when": "probability >= 0.9", "outcome": "block"},
+    ]});
+    let (st, d) = call_as(a, &ann, "POST", "/policies", &draft);
+    assert_eq!(st, 200, "{d}");
+    let (st, p) = call_as(a, &admin, "POST", "/policies/1/publish", &json!({}));
+    assert_eq!(st, 200, "{p}");
+    let took = until("B deciding with policy 1", Duration::from_secs(5), || {
+        call_as(b, &admin, "POST", "/predict", &account(0)).1["policy_version"] == 1
+    });
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    // Accounts scored on A; the review queue read on B holds those A sent to review.
+    let data = spamscope::data::synth::default_dataset(DATA);
+    let labels = data.labels.as_ref().unwrap();
+    let spammers = (0..labels.len()).filter(|&i| labels[i] == 1).take(30);
+    let rows: Vec<usize> = spammers.chain(0..30).collect();
+    let mut queued = Vec::new();
+    for i in rows {
+        let (_, r) = call_as(a, &admin, "POST", "/predict", &account(i));
+        if r["decision"] != "allow" && !queued.contains(&format!("acct{i}")) {
+            queued.push(format!("acct{i}"));
+        }
+    }
+    assert!(!queued.is_empty());
+    let first = queued[0].clone();
+    until(
+        "A's decisions in B's queue",
+        Duration::from_secs(10),
+        || {
+            let (_, q) = call_as(b, &ann, "GET", "/review/queue?source=decisions", &json!({}));
+            q["waiting"].as_u64() == Some(queued.len() as u64)
+        },
+    );
+    // Ann claims on B and reviews on A: the account leaves the queue everywhere, its
+    // history (A's decision, her review) reads the same on B, and its review time counts.
+    let (st, _) = call_as(
+        b,
+        &ann,
+        "POST",
+        "/review/claims",
+        &json!({"user_ids": [first]}),
+    );
+    assert_eq!(st, 200);
+    let i: usize = first[4..].parse().unwrap();
+    let mut fb = account(i);
+    fb["label"] = json!(1);
+    let (st, r) = call_as(a, &ann, "POST", "/feedback", &fb);
+    assert_eq!(st, 200, "{r}");
+    let (_, h) = call_as(b, &ann, "GET", &format!("/accounts/{first}"), &json!({}));
+    assert_eq!(h["reviews"][0]["moderator"], "ann", "{h}");
+    assert!(
+        h["decisions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["policy_version"] == 1 && d["decision"] != "allow"),
+        "{h}"
+    );
+    let (_, q) = call_as(b, &ann, "GET", "/review/queue?source=decisions", &json!({}));
+    assert_eq!(q["waiting"].as_u64(), Some(queued.len() as u64 - 1), "{q}");
+    let metrics = agent()
+        .get(format!("http://{b}/metrics"))
+        .header("Authorization", &format!("Bearer {admin}"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    assert!(
+        metrics.contains("spamscope_review_seconds_count 1"),
+        "{metrics}"
+    );
+    drop((rt_a, rt_b));
+}

@@ -29,6 +29,8 @@ pub struct PoliciesPanel {
     asked: bool,
     /// What the backtest runs on.
     pub on: crate::workbench::policies::BacktestOn,
+    /// Accounts scored a day, to state the review load a day.
+    pub daily: f64,
 }
 
 impl Default for PoliciesPanel {
@@ -39,6 +41,7 @@ impl Default for PoliciesPanel {
             note: String::new(),
             asked: false,
             on: Default::default(),
+            daily: 10_000.0,
         }
     }
 }
@@ -348,6 +351,19 @@ impl PoliciesPanel {
                     }
                 });
         }
+        ui.horizontal(|ui| {
+            let label = ui.label("At");
+            ui.add(
+                egui::DragValue::new(&mut self.daily)
+                    .range(1.0..=1e9)
+                    .speed(100.0),
+            )
+            .labelled_by(label.id);
+            ui.label(format!(
+                "accounts a day: about {:.0} to review a day.",
+                self.daily * t.test.review_share
+            ));
+        });
         egui::Grid::new("policy-rules")
             .striped(true)
             .num_columns(5)
