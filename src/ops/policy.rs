@@ -77,13 +77,9 @@ pub fn test(
     daily_volume: Option<f64>,
     reporter: &dyn Reporter,
 ) -> Result<PolicyTest> {
-    let labels: Vec<Option<u8>> = match &d.labels {
-        Some(l) => l.iter().map(|&v| Some(v)).collect(),
-        None => vec![None; d.n_rows()],
-    };
     test_labelled(
         d,
-        &labels,
+        &labels_of(d),
         model,
         version,
         draft,
@@ -91,6 +87,14 @@ pub fn test(
         daily_volume,
         reporter,
     )
+}
+
+/// Each account's label in `d` (None throughout for a file without labels).
+pub fn labels_of(d: &Dataset) -> Vec<Option<u8>> {
+    match &d.labels {
+        Some(l) => l.iter().map(|&v| Some(v)).collect(),
+        None => vec![None; d.n_rows()],
+    }
 }
 
 /// [`test`] on accounts of which only some are labelled (`labels`, one per row of `d`):

@@ -110,10 +110,7 @@ impl Workbench {
             };
             let (data, labels) = match (on, loaded, registry) {
                 (BacktestOn::LoadedData, Some(d), _) => {
-                    let labels: Vec<Option<u8>> = match &d.labels {
-                        Some(l) => l.iter().map(|&v| Some(v)).collect(),
-                        None => vec![None; d.n_rows()],
-                    };
+                    let labels = crate::ops::policy::labels_of(&d);
                     (d, labels)
                 }
                 (BacktestOn::LoadedData, None, _) => return ctx.error("no data loaded".into()),
