@@ -1301,6 +1301,38 @@ fn the_policies_tab_checks_backtests_saves_publishes_and_shadows() {
     h.get_by_label_contains(
         "Not valid: rule 2 (\"likely spam\"), line 1, column 1: unknown name \"probabilty\"",
     );
+    // A long draft (120 rules, past what a frame checks) is checked on a thread: the
+    // frame says so, then the result comes, its error named as well.
+    let long: Vec<String> = (0..120)
+        .map(|k| format!("(name: \"r{k}\", when: \"X19 > {k} && probability >= 0.{k:02}\", outcome: \"review\")"))
+        .collect();
+    let long = format!("(rules: [{}])", long.join(",\n"));
+    assert!(long.len() > 4096);
+    h.state_mut().policies.text = long.clone();
+    h.run_steps(1);
+    h.get_by_label("checking…");
+    let start = Instant::now();
+    while h.query_by_label_contains("Valid: 120 rules").is_none() {
+        h.run_steps(1);
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no check of the long draft"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    h.state_mut().policies.text = long.replace("X19 > 80 ", "X19 > > 80 ");
+    let start = Instant::now();
+    while h
+        .query_by_label_contains("Not valid: rule 81 (\"r80\"), line 1, column")
+        .is_none()
+    {
+        h.run_steps(1);
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no error for the long draft"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     h.state_mut().policies.text = example.clone();
     h.run_steps(2);
     h.get_by_label_contains("No policy is live yet: every rule is new.");

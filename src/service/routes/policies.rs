@@ -75,12 +75,13 @@ pub(super) async fn policies_draft(
         }),
         rules: draft.rules,
     };
-    CompiledPolicy::compile(&policy).map_err(policy_error)?;
     let note = draft.note.unwrap_or_default();
+    // Compiling is CPU work (seconds for the largest policies): off the async workers.
     let out = call
-        .write(move || -> Result<api::PolicyDetail, crate::Error> {
-            let r = ops::save_draft(&s.registry, &policy, &caller.name, &note)?;
-            detail(&s, r.version)
+        .write(move || -> Result<api::PolicyDetail, ApiError> {
+            let compiled = CompiledPolicy::compile(&policy).map_err(policy_error)?;
+            let r = ops::save_compiled(&s.registry, &compiled, &caller.name, &note)?;
+            Ok(detail(&s, r.version)?)
         })
         .await?;
     Ok(Json(out))
