@@ -772,3 +772,62 @@ async fn a_draft_is_tested_on_the_logged_predictions_and_the_feedback() {
         .to_string();
     assert!(e.contains("hold no accounts"), "{e}");
 }
+
+/// A policy too large to decide on an async worker (40 rules of 250 comparisons: about
+/// 40,000 operations an account) is decided on the blocking pool, with the same
+/// answers; the 50 rules of the benchmark stay inline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_very_large_policy_is_decided_off_the_async_workers() {
+    let t = team();
+    let s = &t.s;
+    let bench = spamscope::ops::policy::load(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/benches/policy50.ron"
+    )))
+    .unwrap();
+    assert!(
+        bench.operations() <= spamscope::service::INLINE_POLICY_OPERATIONS,
+        "{}",
+        bench.operations()
+    );
+    let rules: Vec<Value> = (0..40)
+        .map(|k| {
+            let terms: Vec<String> = (0..250)
+                .map(|j| format!("X{} > {}", j % 51 + 1, j + 10 * k))
+                .collect();
+            json!({"name": format!("r{k}"), "when": terms.join(" || "), "outcome": "review"})
+        })
+        .chain([json!({"name": "likely", "when": "probability >= 0.5", "outcome": "block"})])
+        .collect();
+    let (st, r) = call(
+        s,
+        "POST",
+        "/policies",
+        Some(json!({ "rules": rules })),
+        &t.ann,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{r}");
+    call(s, "POST", "/policies/1/publish", None, &t.lead).await;
+    assert!(
+        !s.policies().inline(),
+        "{}",
+        s.policies().live.as_ref().unwrap().compiled.operations()
+    );
+    for i in 0..20 {
+        let (req, row) = request(i);
+        let (st, r) = call(s, "POST", "/predict", Some(req), &t.scorer).await;
+        assert_eq!(st, StatusCode::OK, "{r}");
+        // Rule k holds when some feature j % 51 is above j + 10k: r0 has the lowest bars.
+        let p = r["probability"].as_f64().unwrap();
+        let reviewed = (0..250).any(|j| row[j % 51] > j as f64);
+        let want = if p >= 0.5 {
+            "block"
+        } else if reviewed {
+            "review"
+        } else {
+            "allow"
+        };
+        assert_eq!(r["decision"], want, "row {i}");
+    }
+}

@@ -278,6 +278,7 @@ pub(super) async fn predict(
     let active = s.active();
     let running = s.experiment();
     let policies = s.policies();
+    let inline = policies.inline();
     let scored = move || {
         score(
             &active,
@@ -289,12 +290,13 @@ pub(super) async fn predict(
             o.explain,
         )
     };
-    if !matches!(o.explain, Explain::Exact(_)) {
+    // Exact explanations take milliseconds, and so does a very large policy: off the
+    // async workers.
+    if !matches!(o.explain, Explain::Exact(_)) && inline {
         let (out, record) = scored();
         answered(&s, &out, record);
         return Ok(Json(out));
     }
-    // Exact explanations take milliseconds: off the async workers.
     let out = call
         .work(move |gate| {
             let (out, record) = scored();
