@@ -29,7 +29,9 @@ struct Team {
     _dir: tempfile::TempDir,
 }
 
-fn team() -> Team {
+/// A registry with a trained version and the team's tokens: (folder, registry, lead's
+/// (admin), ann's (moderator), checkout's (scorer)).
+fn team_registry() -> (tempfile::TempDir, Registry, String, String, String) {
     let dir = tempfile::tempdir().unwrap();
     let reg = Registry::open(dir.path()).unwrap();
     common::train_version(&reg, DATA, 10);
@@ -37,6 +39,11 @@ fn team() -> Team {
     let lead = tokens.add("lead", Role::Admin).unwrap();
     let ann = tokens.add("ann", Role::Moderator).unwrap();
     let scorer = tokens.add("checkout", Role::Scorer).unwrap();
+    (dir, reg, lead, ann, scorer)
+}
+
+fn team() -> Team {
+    let (dir, reg, lead, ann, scorer) = team_registry();
     let s = State::new(reg, Limits::default(), Retention::default(), true).unwrap();
     Team {
         s,
@@ -613,13 +620,7 @@ fn cells(line: &str) -> Vec<String> {
 #[test]
 fn the_teams_client_drafts_shadows_and_publishes_over_loopback() {
     use spamscope::remote::Client;
-    let dir = tempfile::tempdir().unwrap();
-    let reg = Registry::open(dir.path()).unwrap();
-    common::train_version(&reg, DATA, 10);
-    let tokens = TokenStore::open_in(dir.path());
-    let lead = tokens.add("lead", Role::Admin).unwrap();
-    let ann = tokens.add("ann", Role::Moderator).unwrap();
-    let scorer = tokens.add("checkout", Role::Scorer).unwrap();
+    let (_dir, reg, lead, ann, scorer) = team_registry();
     let (_rt, addr) = common::serve(&reg, 0);
     let url = format!("http://{addr}");
     let mo = Client::new(&url, Some(ann)).unwrap();
